@@ -34,6 +34,7 @@ export class RemoteError extends CellError {
 let coarseNow = Date.now();
 
 class PendingCall {
+  readonly id: number;
   readonly def: MethodDef | null;
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: unknown) => void;
@@ -42,12 +43,71 @@ class PendingCall {
   signal: AbortSignal | null = null;
   onAbort: (() => void) | null = null;
 
-  constructor(def: MethodDef | null, resolve: (v: unknown) => void, reject: (e: unknown) => void, deadline: number) {
+  constructor(
+    id: number,
+    def: MethodDef | null,
+    resolve: (v: unknown) => void,
+    reject: (e: unknown) => void,
+    deadline: number,
+  ) {
+    this.id = id;
     this.def = def;
     this.resolve = resolve;
     this.reject = reject;
     this.deadline = deadline;
   }
+}
+
+/**
+ * Calls in flight, indexed by `id & mask`. Ids are handed out sequentially, so a table a little larger
+ * than the window never collides; on a collision (a very old call still pending) it doubles. Cheaper
+ * than a Map under heavy churn, and lookups of a late reply just miss.
+ */
+class PendingTable {
+  private slots: Array<PendingCall | undefined> = new Array(64).fill(undefined);
+  private mask = 63;
+  size = 0;
+
+  get(id: number): PendingCall | undefined {
+    const p = this.slots[id & this.mask];
+    return p !== undefined && p.id === id ? p : undefined;
+  }
+
+  set(p: PendingCall): void {
+    while (this.slots[p.id & this.mask] !== undefined) this.grow();
+    this.slots[p.id & this.mask] = p;
+    this.size++;
+  }
+
+  delete(p: PendingCall): void {
+    const i = p.id & this.mask;
+    if (this.slots[i] === p) {
+      this.slots[i] = undefined;
+      this.size--;
+    }
+  }
+
+  /** A snapshot of the pending calls (unordered). */
+  list(): PendingCall[] {
+    const out: PendingCall[] = [];
+    for (const p of this.slots) if (p !== undefined) out.push(p);
+    return out;
+  }
+
+  private grow(): void {
+    const old = this.slots;
+    this.slots = new Array(old.length * 2).fill(undefined);
+    this.mask = this.slots.length - 1;
+    for (const p of old) if (p !== undefined) this.slots[p.id & this.mask] = p;
+  }
+}
+
+// One shared executor: avoids allocating a closure per call just to capture resolve/reject.
+let nextResolve: (v: unknown) => void = () => {};
+let nextReject: (e: unknown) => void = () => {};
+function capture(resolve: (v: unknown) => void, reject: (e: unknown) => void): void {
+  nextResolve = resolve;
+  nextReject = reject;
 }
 
 export interface CallOptions {
@@ -87,7 +147,7 @@ export class ClientConnection implements FrameHandler {
   onGoaway: ((conn: ClientConnection) => void) | null = null;
   private readonly sink: StreamFrameSink;
   private readonly decoder: FrameDecoder;
-  private readonly pending = new Map<number, PendingCall>();
+  private readonly pending = new PendingTable();
   private nextId = 1;
   private state = HANDSHAKE;
   private serverMaxFrame = DEFAULT_MAX_FRAME;
@@ -220,43 +280,43 @@ export class ClientConnection implements FrameHandler {
     }
     const timeoutMs = options?.timeoutMs;
     const signal = options?.signal;
-    return new Promise((resolve, reject) => {
-      const p = new PendingCall(
-        def,
-        resolve,
-        reject,
-        timeoutMs === undefined ? coarseNow + this.options.timeoutMs : Number.POSITIVE_INFINITY,
-      );
-      this.pending.set(id, p);
-      if (timeoutMs !== undefined) {
-        p.timer = setTimeout(() => this.expire(id, timeoutMs), timeoutMs);
-      }
-      if (signal !== undefined) {
-        p.signal = signal;
-        p.onAbort = () => {
-          if (this.pending.get(id) !== p) return;
-          this.forget(id, p);
-          this.cancel(id);
-          p.reject(aborted(this.cell, def === null ? 'built-in' : def.name));
-        };
-        signal.addEventListener('abort', p.onAbort, { once: true });
-      }
-    });
+    const promise = new Promise(capture);
+    const p = new PendingCall(
+      id,
+      def,
+      nextResolve,
+      nextReject,
+      timeoutMs === undefined ? coarseNow + this.options.timeoutMs : Number.POSITIVE_INFINITY,
+    );
+    this.pending.set(p);
+    if (timeoutMs !== undefined) {
+      p.timer = setTimeout(() => this.expire(p, timeoutMs), timeoutMs);
+    }
+    if (signal !== undefined) {
+      p.signal = signal;
+      p.onAbort = () => {
+        if (this.pending.get(id) !== p) return;
+        this.forget(p);
+        this.cancel(id);
+        p.reject(aborted(this.cell, def === null ? 'built-in' : def.name));
+      };
+      signal.addEventListener('abort', p.onAbort, { once: true });
+    }
+    return promise;
   }
 
   /** Rejects calls whose deadline passed (called by the sweep timer). */
   expireDue(now: number): void {
-    for (const [id, p] of this.pending) {
-      if (p.timer !== null) continue;
-      if (p.deadline > now) break;
-      this.expire(id, this.options.timeoutMs);
+    for (const p of this.pending.list()) {
+      if (p.timer !== null || p.deadline > now) continue;
+      this.expire(p, this.options.timeoutMs);
     }
   }
 
-  private expire(id: number, timeoutMs: number): void {
-    const p = this.pending.get(id);
-    if (p === undefined) return;
-    this.forget(id, p);
+  private expire(p: PendingCall, timeoutMs: number): void {
+    const id = p.id;
+    if (this.pending.get(id) !== p) return;
+    this.forget(p);
     this.cancel(id);
     const name = p.def === null ? 'built-in method' : `'${p.def.name}'`;
     p.reject(
@@ -272,8 +332,8 @@ export class ClientConnection implements FrameHandler {
     if (this.state === OPEN || this.state === DRAINING) this.sink.writeFrame(encodeFrame(FrameType.CANCEL, 0, id));
   }
 
-  private forget(id: number, p: PendingCall): void {
-    this.pending.delete(id);
+  private forget(p: PendingCall): void {
+    this.pending.delete(p);
     if (p.timer !== null) clearTimeout(p.timer);
     if (p.signal !== null && p.onAbort !== null) p.signal.removeEventListener('abort', p.onAbort);
     if (this.pending.size === 0) this.idle();
@@ -291,7 +351,7 @@ export class ClientConnection implements FrameHandler {
     if (type === FrameType.REPLY) {
       const p = this.pending.get(requestId);
       if (p === undefined) return; // timed out or aborted earlier: the late reply is dropped
-      this.pending.delete(requestId);
+      this.pending.delete(p);
       if (p.timer !== null) clearTimeout(p.timer);
       if (p.onAbort !== null) p.signal!.removeEventListener('abort', p.onAbort);
       let value: unknown;
@@ -322,7 +382,7 @@ export class ClientConnection implements FrameHandler {
       }
       const p = this.pending.get(requestId);
       if (p === undefined) return;
-      this.forget(requestId, p);
+      this.forget(p);
       const what = p.def === null ? `built-in 0x${method.toString(16)}` : `'${p.def.name}'`;
       p.reject(new RemoteError(e.code, `call to ${what} failed: ${e.message}`, this.cell, e.fix, e.details));
       return;
@@ -443,8 +503,8 @@ export class ClientConnection implements FrameHandler {
               cause: reason,
             })
           : reason;
-      for (const [id, p] of this.pending) {
-        this.pending.delete(id);
+      for (const p of this.pending.list()) {
+        this.pending.delete(p);
         if (p.timer !== null) clearTimeout(p.timer);
         if (p.onAbort !== null) p.signal!.removeEventListener('abort', p.onAbort);
         p.reject(err);
