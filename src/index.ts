@@ -16,3 +16,30 @@ export {
   unixConnector,
 } from './synapse/index.js';
 export { Vesicle } from './vesicle/index.js';
+export type {
+  AnyCodec,
+  Codec,
+  EnumCodec,
+  EnumValue,
+  EnumView,
+  Genome,
+  Infer,
+  InferView,
+  SeqView,
+  StructCodec,
+  StructValue,
+  StructView,
+} from './protein/index.js';
+export { canonicalJson, fingerprintOf, protein, t } from './protein/index.js';
+export type {
+  MethodDef,
+  MethodInput,
+  MethodInputView,
+  MethodName,
+  MethodOutput,
+  MethodOutputView,
+  RpcSpec,
+  ServiceDef,
+  ServiceMethods,
+} from './service/index.js';
+export { genomeJson, rpc, service } from './service/index.js';
