@@ -1,4 +1,5 @@
-// The benchmark's contract: one method echoing 16 opaque bytes.
-import { defineService, rawBytes } from '../../test/integration/wire/fixtures/codec.js';
+// The benchmark's contract: one method echoing opaque bytes.
+import { t } from '../../src/protein/index.js';
+import { rpc, service } from '../../src/service/index.js';
 
-export const PingService = defineService('bench', { ping: { input: rawBytes, output: rawBytes } });
+export const PingService = service('bench', { ping: rpc(t.bytes, t.bytes) });

@@ -94,6 +94,8 @@ export class FrameDecoder {
   private partial: Buffer | null = null;
   private partialFilled = 0;
   private stopped = false;
+  private paused = false;
+  private rest: Buffer | null = null;
 
   constructor(handler: FrameHandler, maxFrame: number = DEFAULT_MAX_FRAME) {
     this.handler = handler;
@@ -104,6 +106,26 @@ export class FrameDecoder {
   stop(): void {
     this.stopped = true;
     this.partial = null;
+  }
+
+  /**
+   * Stops delivering frames (back-pressure: the consumer cannot take more right now). Bytes pushed
+   * while paused, and the rest of the chunk being processed, are kept (not copied) until resume().
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    const rest = this.rest;
+    this.rest = null;
+    if (rest !== null) this.push(rest);
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
   }
 
   get isStopped(): boolean {
@@ -117,6 +139,10 @@ export class FrameDecoder {
 
   push(chunk: Buffer): void {
     if (this.stopped) return;
+    if (this.paused) {
+      this.rest = this.rest === null ? chunk : Buffer.concat([this.rest, chunk]);
+      return;
+    }
     const n = chunk.length;
     let off = 0;
     if (this.headFilled > 0) {
@@ -141,6 +167,10 @@ export class FrameDecoder {
       if (this.partialFilled < p.length) return;
       this.partial = null;
       this.emit(p, 0, p.length, true);
+      if (this.paused && off < n) {
+        this.rest = chunk.subarray(off);
+        return;
+      }
     }
     while (off < n && !this.stopped) {
       const left = n - off;
@@ -156,6 +186,10 @@ export class FrameDecoder {
       if (left >= total) {
         this.emit(chunk, off, off + total, false);
         off += total;
+        if (this.paused && off < n) {
+          this.rest = chunk.subarray(off);
+          return;
+        }
       } else {
         const p = Buffer.allocUnsafe(total);
         chunk.copy(p, 0, off, n);

@@ -219,25 +219,34 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       destroy: () => stream.destroy(),
     };
     let paused = false;
+    // Declared before the sink so its back-pressure hook can pause frame delivery mid-chunk.
+    let decoder: FrameDecoder | null = null;
     const sink = new StreamFrameSink(stream, () => {
-      // The peer is not reading: stop reading its requests until our replies drain.
-      if (!paused) {
-        paused = true;
-        stream.pause();
-        stream.once('drain', () => {
-          paused = false;
-          stream.resume();
-        });
-      }
+      // The peer is not reading our replies: stop taking its requests until they drain.
+      if (paused) return;
+      paused = true;
+      stream.pause();
+      decoder?.pause();
+      stream.once('drain', () => {
+        paused = false;
+        stream.resume();
+        try {
+          decoder?.resume();
+        } catch (err) {
+          session.fatal(err);
+        }
+        sink.flush();
+      });
     });
     const session = this.openSession(sink, transport);
-    const decoder = new FrameDecoder(session, MAX_HANDSHAKE_FRAME);
+    const frames = new FrameDecoder(session, MAX_HANDSHAKE_FRAME);
+    decoder = frames;
     session.onOpen = () => {
-      decoder.maxFrame = this.maxFrameSize;
+      frames.maxFrame = this.maxFrameSize;
     };
     stream.on('data', (chunk: Buffer) => {
       try {
-        decoder.push(chunk);
+        frames.push(chunk);
       } catch (err) {
         session.fatal(err);
       }
