@@ -25,18 +25,36 @@ export function decodeError(what: string): never {
   });
 }
 
-/** A DataView over a whole ArrayBuffer, cached by buffer identity: messages arrive as subarrays of a few big buffers. */
-let lastBuffer: ArrayBufferLike | undefined;
-let lastView: DataView = new DataView(new ArrayBuffer(0));
-let lastBytes: Uint8Array = new Uint8Array(0);
+/**
+ * A DataView over a whole ArrayBuffer, cached by buffer identity: messages arrive as subarrays of a few
+ * big buffers. Two entries, because a server alternates between reading a request from the received
+ * chunk and encoding its reply into the write slab; one entry would rebuild both views every message.
+ */
+let bufferA: ArrayBufferLike | undefined;
+let viewA: DataView = new DataView(new ArrayBuffer(0));
+let bytesA: Uint8Array = new Uint8Array(0);
+let bufferB: ArrayBufferLike | undefined;
+let viewB: DataView = viewA;
+let bytesB: Uint8Array = bytesA;
+let lastBytes: Uint8Array = bytesA;
 
 export function dataViewOf(buffer: ArrayBufferLike): DataView {
-  if (buffer !== lastBuffer) {
-    lastBuffer = buffer;
-    lastView = new DataView(buffer);
-    lastBytes = new Uint8Array(buffer);
+  if (buffer === bufferA) {
+    lastBytes = bytesA;
+    return viewA;
   }
-  return lastView;
+  if (buffer === bufferB) {
+    lastBytes = bytesB;
+    return viewB;
+  }
+  bufferB = bufferA;
+  viewB = viewA;
+  bytesB = bytesA;
+  bufferA = buffer;
+  viewA = new DataView(buffer);
+  bytesA = new Uint8Array(buffer);
+  lastBytes = bytesA;
+  return viewA;
 }
 
 /** The Uint8Array over the same whole buffer as the last `dataViewOf` call. */
