@@ -31,6 +31,24 @@ import {
 export type { ControlFrameHandler, MembraneMetrics, SessionTransport };
 export { CallContext, ServerSession };
 
+const HANDSHAKE_TIMEOUT_MS = 5000;
+/** How long a connection we ended may wait for the peer to close its side. */
+const LINGER_MS = 5000;
+/** Unix socket paths are limited by sun_path (108 bytes with the terminating NUL). */
+const MAX_SOCKET_PATH = 107;
+
+/** Membranes that close on SIGTERM/SIGINT: all of them drain before the process exits. */
+const signalled = new Set<Membrane<ServiceDef>>();
+let signalHandlerInstalled = false;
+function onTerminate(): void {
+  process.off('SIGTERM', onTerminate);
+  process.off('SIGINT', onTerminate);
+  Promise.all([...signalled].map((m) => m.close())).then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
+}
+
 type ViewOf<M> = M extends MethodDef<any, any, infer IV, any> ? IV : never;
 type OutputOf<M> = M extends MethodDef<any, infer O, any, any> ? O : never;
 
@@ -90,7 +108,6 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   private lock: InstanceLock | null = null;
   private path: string | null = null;
   private closing: Promise<void> | null = null;
-  private signalHandler: (() => void) | null = null;
   private idleWaiters: Array<() => void> = [];
 
   constructor(service: S, handlers: Handlers<S>, options: MembraneOptions = {}) {
@@ -136,6 +153,12 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   async listen(path?: string): Promise<void> {
     if (this.server !== null) throw new CellError('E_INVALID_ARGUMENT', 'already listening.', { cell: this.cellName });
     const sockPath = path ?? join(socketDir(), `${this.cellName}.sock`);
+    if (Buffer.byteLength(sockPath) > MAX_SOCKET_PATH) {
+      throw new CellError('E_INVALID_ARGUMENT', `socket path ${sockPath} is longer than ${MAX_SOCKET_PATH} bytes.`, {
+        cell: this.cellName,
+        fix: 'point CELL_SOCKET_DIR at a shorter directory (Unix sockets cannot have longer paths).',
+      });
+    }
     const dir = dirname(sockPath);
     if (!existsSync(dir)) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -215,6 +238,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       carrier: stream,
       end: () => {
         if (!stream.writableEnded) stream.end();
+        // A peer that never closes its side must not hold the connection forever.
+        setTimeout(() => stream.destroy(), LINGER_MS).unref();
       },
       destroy: () => stream.destroy(),
     };
@@ -252,11 +277,26 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       }
       sink.flush();
     });
+    // A connection that never completes the handshake (slowloris) is cut.
+    const handshakeTimer = setTimeout(() => {
+      if (!session.isOpen) {
+        session.fatal(
+          new CellError('E_TIMEOUT', `no HELLO within ${HANDSHAKE_TIMEOUT_MS} ms.`, {
+            cell: this.cellName,
+            fix: 'connect with Synapse, which sends HELLO at once.',
+          }),
+        );
+      }
+    }, HANDSHAKE_TIMEOUT_MS);
+    handshakeTimer.unref();
     stream.on('end', () => session.peerEnd());
     stream.on('error', () => {
       // ECONNRESET/EPIPE from a vanished client: 'close' follows and cleans up
     });
-    stream.on('close', () => session.closed());
+    stream.on('close', () => {
+      clearTimeout(handshakeTimer);
+      session.closed();
+    });
     return session;
   }
 
@@ -302,10 +342,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
 
   private async doClose(): Promise<void> {
     this.draining = true;
-    if (this.signalHandler !== null) {
-      process.off('SIGTERM', this.signalHandler);
-      process.off('SIGINT', this.signalHandler);
-    }
+    signalled.delete(this as unknown as Membrane<ServiceDef>);
     const server = this.server;
     const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
     for (const s of this.sessions) {
@@ -328,16 +365,13 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     this.lock = null;
   }
 
-  /** On SIGTERM/SIGINT: close gracefully, then exit. */
+  /** On SIGTERM/SIGINT: close gracefully (with every other Membrane of the process), then exit. */
   closeOnSignals(): void {
-    if (this.signalHandler !== null) return;
-    this.signalHandler = () => {
-      this.close().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
-    };
-    process.once('SIGTERM', this.signalHandler);
-    process.once('SIGINT', this.signalHandler);
+    signalled.add(this as unknown as Membrane<ServiceDef>);
+    if (!signalHandlerInstalled) {
+      signalHandlerInstalled = true;
+      process.once('SIGTERM', onTerminate);
+      process.once('SIGINT', onTerminate);
+    }
   }
 }

@@ -382,17 +382,20 @@ export class ServerSession implements FrameHandler {
   }
 
   private settled(ctx: CallContext, value: unknown): void {
+    if (ctx.lease !== null) ctx.lease.release();
+    // A closed session already took its calls off the shared in-flight count.
+    if (this.forgotten) return;
     this.inFlight--;
     this.host.metrics.inFlight--;
-    if (ctx.lease !== null) ctx.lease.release();
     if (this.state !== CLOSED) this.reply(ctx.method, ctx.requestId, value);
     this.maybeFinish();
   }
 
   private failed(ctx: CallContext, err: unknown): void {
+    if (ctx.lease !== null) ctx.lease.release();
+    if (this.forgotten) return;
     this.inFlight--;
     this.host.metrics.inFlight--;
-    if (ctx.lease !== null) ctx.lease.release();
     if (this.state !== CLOSED) this.errorReply(ctx.requestId, ctx.method.id, err);
     this.maybeFinish();
   }
