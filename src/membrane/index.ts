@@ -81,6 +81,13 @@ export interface MembraneOptions {
  * A cell's server. `Membrane.bind` listens on the cell's Unix socket; `serveStream` serves any other
  * duplex byte stream (a TLS socket from Axon); `openSession` lets a non-stream carrier (the
  * shared-memory ring) feed frames in and take replies out through its own FrameSink.
+ *
+ * Extension seams for other transports:
+ * - control frames 0x10–0x1F after the handshake go to `onControlFrame(type, handler)`; the handler
+ *   gets the session, whose `transport.carrier` is the net.Socket (for fd passing);
+ * - `openSession(sink, transport, continues)` starts a second, already-open session for the same peer
+ *   (its frames then arrive from the ring instead of the socket);
+ * - ServerSession.deliver(…, lease) releases borrowed ring memory when the handler settles.
  */
 export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost {
   readonly service: S;
@@ -300,9 +307,14 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     return session;
   }
 
-  /** Creates a session fed by a custom carrier (see ServerSession.onFrame / deliver). */
-  openSession(sink: FrameSink, transport: SessionTransport): ServerSession {
-    const session = new ServerSession(this, sink, transport);
+  /**
+   * Creates a session fed by a custom carrier: the carrier calls `session.onFrame` (or `deliver`, with
+   * a release hook for borrowed memory) per frame and gets replies through `sink`. Pass `continues`
+   * when the peer already completed the handshake on another session (an upgrade to shared memory):
+   * the new session starts open, with the same contract.
+   */
+  openSession(sink: FrameSink, transport: SessionTransport, continues: ServerSession | null = null): ServerSession {
+    const session = new ServerSession(this, sink, transport, continues);
     this.sessions.add(session);
     this.metrics.connectionsTotal++;
     return session;

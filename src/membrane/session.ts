@@ -155,10 +155,17 @@ export class ServerSession implements FrameHandler {
   /** Called when the handshake succeeded, so the carrier can raise its frame limit. */
   onOpen: ((session: ServerSession) => void) | null = null;
 
-  constructor(host: SessionHost, sink: FrameSink, transport: SessionTransport) {
+  constructor(host: SessionHost, sink: FrameSink, transport: SessionTransport, continues: ServerSession | null = null) {
     this.host = host;
     this.sink = sink;
     this.transport = transport;
+    if (continues !== null) {
+      // A second carrier for a peer that already shook hands (e.g. its shared-memory rings).
+      this.state = continues.state === OPEN ? OPEN : CLOSED;
+      this.builtinsOnly = continues.builtinsOnly;
+      this.peerName = continues.peerName;
+      this.peerPid = continues.peerPid;
+    }
   }
 
   get signal(): AbortSignal {

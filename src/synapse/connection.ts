@@ -1,6 +1,8 @@
 import type { Duplex } from 'node:stream';
 import { CellError, type CellErrorCode } from '../errors/index.js';
 import {
+  CONTROL_FRAME_FIRST,
+  CONTROL_FRAME_LAST,
   DEFAULT_MAX_FRAME,
   decodeErrorPayload,
   decodeHandshake,
@@ -145,6 +147,21 @@ export class ClientConnection implements FrameHandler {
   server: Handshake | null = null;
   onClose: ((conn: ClientConnection) => void) | null = null;
   onGoaway: ((conn: ClientConnection) => void) | null = null;
+  /**
+   * Receives frames in the control range (0x10–0x1F) from the cell, e.g. the shared-memory upgrade
+   * answer. Without a handler such a frame is a protocol error.
+   */
+  onControlFrame:
+    | ((
+        type: number,
+        flags: number,
+        method: number,
+        requestId: number,
+        bytes: Buffer,
+        start: number,
+        end: number,
+      ) => void)
+    | null = null;
   private readonly sink: StreamFrameSink;
   private readonly decoder: FrameDecoder;
   private readonly pending = new PendingTable();
@@ -263,6 +280,11 @@ export class ClientConnection implements FrameHandler {
     return this.track(def, id, options);
   }
 
+  /** Sends a prebuilt frame (control frames of a transport extension) after any queued requests. */
+  sendFrame(frame: Uint8Array): void {
+    this.sink.writeFrame(frame);
+  }
+
   /** Calls a built-in method (genome, health, metrics); the reply is JSON. */
   callBuiltin(method: number, options?: CallOptions): Promise<unknown> {
     if (this.state !== OPEN) return Promise.reject(this.notOpen());
@@ -373,6 +395,10 @@ export class ClientConnection implements FrameHandler {
   }
 
   private slowFrame(type: number, method: number, requestId: number, bytes: Buffer, start: number, end: number): void {
+    if (type >= CONTROL_FRAME_FIRST && type <= CONTROL_FRAME_LAST && this.onControlFrame !== null) {
+      this.onControlFrame(type, 0, method, requestId, bytes, start, end);
+      return;
+    }
     if (type === FrameType.ERROR) {
       const e = decodeErrorPayload(bytes, start, end);
       if (requestId === 0) {
