@@ -1,24 +1,23 @@
 import { CellError } from '../errors/index.js';
 import { fingerprintOf } from './genome.js';
-import { bytesOfLast, dataViewOf, InvalidValue, rt } from './runtime.js';
+import { InvalidValue, rt } from './runtime.js';
 import type { Codec, Genome } from './types.js';
 
 /**
  * The schema compiler. Every wire type is a `Node`; fixed-width nodes also hand their parents code
  * snippets so scalars are read and written inline, at offsets known when the schema is compiled.
  * Each node compiles (with `new Function`, once) five functions over its standalone encoding:
- *   w(value, u8, dv, pos) → end     write (validates, throws InvalidValue)
+ *   w(value, u8, pos) → end         write (validates, throws InvalidValue)
  *   m(value) → bytes                upper bound of the size (3 bytes per UTF-16 unit of strings)
  *   s(value) → bytes                exact size
- *   r(u8, dv, pos, len) → value     decode (validates, throws E_DECODE)
- *   v(u8, dv, pos, len) → view      lazy view (validates framing, throws E_DECODE)
- * `u8` and `dv` always span a whole ArrayBuffer and positions are absolute, so one cached DataView
- * serves every message carved from the same buffer.
+ *   r(u8, pos, len) → value         decode (validates, throws E_DECODE)
+ *   v(u8, pos, len) → view          lazy view (validates framing, throws E_DECODE)
+ * Positions are indexes into the caller's Uint8Array; multi-byte values are assembled from bytes.
  */
 
-type WriteFn = (value: unknown, u8: Uint8Array, dv: DataView, pos: number) => number;
+type WriteFn = (value: unknown, u8: Uint8Array, pos: number) => number;
 type SizeFn = (value: unknown) => number;
-type ReadFn = (u8: Uint8Array, dv: DataView, pos: number, len: number) => unknown;
+type ReadFn = (u8: Uint8Array, pos: number, len: number) => unknown;
 
 export interface Fns {
   w: WriteFn;
@@ -81,11 +80,11 @@ export function fixedFns(node: Omit<Node, 'fns'>, label: string): Fns {
   const ctx = new Ctx();
   const W = node.width;
   const body = `
-function w(x, u8, dv, p) { if (${node.check!(ctx, 'x')}) rt.invalid(); ${node.write!(ctx, 'x', 'p')} return p + ${W}; }
+function w(x, u8, p) { if (${node.check!(ctx, 'x')}) rt.invalid(); ${node.write!(ctx, 'x', 'p')} return p + ${W}; }
 function m(x) { return ${W}; }
 function s(x) { return ${W}; }
-function r(u8, dv, p, len) { if (len !== ${W}) rt.decodeError(${JSON.stringify(`${label} must be ${W} bytes`)}); return ${node.read!(ctx, 'p')}; }
-function v(u8, dv, p, len) { if (len !== ${W}) rt.decodeError(${JSON.stringify(`${label} must be ${W} bytes`)}); return ${node.view!(ctx, 'p')}; }`;
+function r(u8, p, len) { if (len !== ${W}) rt.decodeError(${JSON.stringify(`${label} must be ${W} bytes`)}); return ${node.read!(ctx, 'p')}; }
+function v(u8, p, len) { if (len !== ${W}) rt.decodeError(${JSON.stringify(`${label} must be ${W} bytes`)}); return ${node.view!(ctx, 'p')}; }`;
   return compileFns(ctx, body);
 }
 
@@ -128,17 +127,18 @@ export class CompiledCodec<T, V> implements Codec<T, V> {
   }
 
   encode(value: T): Uint8Array {
+    let start: number;
     let end: number;
     try {
       const max = this.m(value);
-      if (max > scratch.length) growScratch(max);
-      end = this.w(value, scratch, scratchView, 0);
+      if (max > SLAB_SIZE - slabPos) newSlab(max);
+      start = slabPos;
+      end = this.w(value, slab, start);
     } catch (err) {
       throw this.encodeFailure(value, err);
     }
-    const out = Buffer.allocUnsafe(end);
-    out.set(scratch.subarray(0, end));
-    return out;
+    slabPos = (end + 7) & ~7;
+    return slab.subarray(start, end);
   }
 
   encodeInto(value: T, target: Uint8Array, offset: number): number {
@@ -160,9 +160,7 @@ export class CompiledCodec<T, V> implements Codec<T, V> {
           });
         }
       }
-      const dv = dataViewOf(target.buffer);
-      const base = target.byteOffset;
-      end = this.w(value, bytesOfLast(), dv, base + offset) - base;
+      end = this.w(value, target, offset);
     } catch (err) {
       if (err instanceof CellError) throw err;
       throw this.encodeFailure(value, err);
@@ -172,14 +170,12 @@ export class CompiledCodec<T, V> implements Codec<T, V> {
 
   view(bytes: Uint8Array, offset = 0, length?: number): V {
     const len = checkRange(bytes, offset, length);
-    const dv = dataViewOf(bytes.buffer);
-    return this.v(bytesOfLast(), dv, bytes.byteOffset + offset, len) as V;
+    return this.v(bytes, offset, len) as V;
   }
 
   decode(bytes: Uint8Array, offset = 0, length?: number): T {
     const len = checkRange(bytes, offset, length);
-    const dv = dataViewOf(bytes.buffer);
-    return this.r(bytesOfLast(), dv, bytes.byteOffset + offset, len) as T;
+    return this.r(bytes, offset, len) as T;
   }
 
   private encodeFailure(value: unknown, err: unknown): CellError {
@@ -208,11 +204,15 @@ function checkRange(bytes: Uint8Array, offset: number, length: number | undefine
   return len;
 }
 
-let scratch = new Uint8Array(64 * 1024);
-let scratchView = new DataView(scratch.buffer);
-function growScratch(max: number): void {
-  let size = scratch.length;
-  while (size < max) size *= 2;
-  scratch = new Uint8Array(size);
-  scratchView = new DataView(scratch.buffer);
+/**
+ * encode() writes into a shared slab and returns a subarray of it, like Node's Buffer pool: no copy
+ * and no second pass to size strings exactly. Values larger than a quarter slab get a buffer of
+ * their own. Messages keep their slab alive until all of them are collected.
+ */
+const SLAB_SIZE = 64 * 1024;
+let slab = new Uint8Array(SLAB_SIZE);
+let slabPos = 0;
+function newSlab(max: number): void {
+  slab = new Uint8Array(Math.max(max, SLAB_SIZE));
+  slabPos = 0;
 }

@@ -62,6 +62,7 @@ test('invalid service and method names and non-codecs are rejected', () => {
   bad(() => service('Bad Name', { ping: rpc(t.u64, t.u64) }), 'E_NAME_INVALID');
   bad(() => service('../x', {}), 'E_NAME_INVALID');
   bad(() => service('ok', { 'has space': rpc(t.u64, t.u64) }), 'E_NAME_INVALID');
+  // biome-ignore lint/suspicious/noThenProperty: proves the name is refused
   bad(() => service('ok', { then: rpc(t.u64, t.u64) }), 'E_NAME_INVALID');
   bad(() => service('ok', { ping: { input: t.u64, output: t.u64 } as never }), 'E_SCHEMA_INVALID');
   bad(() => rpc({} as never, t.u64), 'E_SCHEMA_INVALID');
