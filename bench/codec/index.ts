@@ -17,8 +17,8 @@ const arg = (name: string, def: number) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? Number(args[i + 1]) : def;
 };
-const REPS = arg('reps', 7);
-const MS = arg('ms', 40);
+const REPS = arg('reps', 9);
+const MS = arg('ms', 25);
 
 // ---------------------------------------------------------------------------------------------
 // Messages. amount and seq are t.uint (JS numbers, 8 bytes on the wire) so every format returns numbers.
@@ -97,82 +97,62 @@ function consume(x: unknown): void {
   if (x === sink) sink++;
 }
 
-function measure(fn: () => unknown): number {
-  // Calibrate the iteration count to about MS milliseconds, then take the median of REPS runs.
+/** Calibrates an iteration count worth about MS milliseconds. */
+function calibrate(fn: () => unknown): number {
   let n = 16;
   for (;;) {
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < n; i++) consume(fn());
     const dt = Number(process.hrtime.bigint() - t0) / 1e6;
-    if (dt > MS / 4) {
-      n = Math.max(16, Math.round((n * MS) / dt));
-      break;
-    }
+    if (dt > MS / 4) return Math.max(16, Math.round((n * MS) / dt));
     n *= 4;
   }
-  const samples: number[] = [];
-  for (let r = 0; r < REPS; r++) {
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) consume(fn());
-    samples.push(Number(process.hrtime.bigint() - t0) / n);
-  }
-  samples.sort((a, b) => a - b);
-  return samples[samples.length >> 1];
 }
 
-type Ops = {
-  bytes: number;
-  encode: () => unknown;
-  decode: () => unknown;
-  readOne: () => unknown;
-  readAll?: () => unknown;
-};
-type Row = { name: string; bytes: number; encode: number; decode: number; readOne: number; readAll: number };
-
-function run(name: string, ops: Ops): Row {
-  return {
-    name,
-    bytes: ops.bytes,
-    encode: measure(ops.encode),
-    decode: measure(ops.decode),
-    readOne: measure(ops.readOne),
-    readAll: ops.readAll ? measure(ops.readAll) : Number.NaN,
-  };
+function sample(fn: () => unknown, n: number): number {
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) consume(fn());
+  return Number(process.hrtime.bigint() - t0) / n;
 }
 
-function shape(
-  title: string,
-  value: object,
-  codec: typeof Order | typeof Batch | typeof Blob,
-  readOne: (v: never) => unknown,
-  readAll: (v: never) => unknown,
-  peers: { name: string; ops: Ops }[],
-): Row[] {
-  const bytes = codec.encode(value as never);
-  const scratch = new Uint8Array(bytes.length + 64);
-  const rows: Row[] = [];
-  rows.push(
-    run('cell', {
-      bytes: bytes.length,
-      encode: () => codec.encode(value as never),
-      decode: () => codec.decode(bytes),
-      readOne: () => readOne(codec.view(bytes) as never),
-      readAll: () => readAll(codec.view(bytes) as never),
+const OPS = ['encode', 'decode', 'readOne', 'readAll'] as const;
+type OpName = (typeof OPS)[number];
+type Ops = { bytes: number } & { [K in OpName]?: () => unknown };
+type Row = { name: string; bytes: number } & Record<OpName, number>;
+type Shape = { title: string; formats: { name: string; ops: Ops }[] };
+
+/**
+ * Every (shape, format, operation) is calibrated once, then the repetitions go round-robin over all
+ * of them, so background load on a shared machine spreads over every row instead of hitting a few.
+ */
+function runAll(shapes: Shape[]): Row[][] {
+  const jobs: { fn: () => unknown; n: number; samples: number[] }[] = [];
+  const cells: { row: Row; op: OpName; job: number }[] = [];
+  const tables = shapes.map((sh) =>
+    sh.formats.map((fmt) => {
+      const row: Row = {
+        name: fmt.name,
+        bytes: fmt.ops.bytes,
+        encode: Number.NaN,
+        decode: Number.NaN,
+        readOne: Number.NaN,
+        readAll: Number.NaN,
+      };
+      for (const op of OPS) {
+        const fn = fmt.ops[op];
+        if (fn === undefined) continue;
+        cells.push({ row, op, job: jobs.length });
+        jobs.push({ fn, n: calibrate(fn), samples: [] });
+      }
+      return row;
     }),
   );
-  rows.push({
-    ...run('cell encodeInto', {
-      bytes: bytes.length,
-      encode: () => codec.encodeInto(value as never, scratch, 0),
-      decode: () => 0,
-      readOne: () => 0,
-    }),
-    decode: Number.NaN,
-    readOne: Number.NaN,
-  });
-  for (const p of peers) rows.push(run(p.name, p.ops));
-  print(title, rows);
-  return rows;
+  for (let r = 0; r < REPS; r++) for (const job of jobs) job.samples.push(sample(job.fn, job.n));
+  for (const c of cells) {
+    const s = jobs[c.job].samples.sort((a, b) => a - b);
+    c.row[c.op] = s[s.length >> 1];
+  }
+  return tables;
 }
 
 const f = (x: number) => (Number.isNaN(x) ? '—' : x < 100 ? x.toFixed(1) : x.toFixed(0));
@@ -192,7 +172,10 @@ function print(title: string, rows: Row[]): void {
       `| ${row.name} | ${row.bytes} | ${f(row.encode)} | ${f(row.decode)} | ${f(row.encode + row.decode)} | ${f(row.readOne)} | ${f(row.readAll)} |`,
     );
   }
-  lines.push('', '| peer ÷ cell | encode | decode | encode+decode | read one (peer) vs cell view+read one | read all |');
+  lines.push(
+    '',
+    '| peer ÷ cell | encode | decode | encode+decode | read one (peer) vs cell view+read one | read all |',
+  );
   lines.push('|---|---:|---:|---:|---:|---:|');
   for (const row of rows.slice(2)) {
     lines.push(
@@ -212,7 +195,8 @@ console.log(`codec benchmark: ${cpu}, Linux ${release()}, node ${process.version
 // JSON: stringify → Buffer (UTF-8) on encode, Buffer → string → parse on decode; bytes travel as base64.
 const jsonOrder = Buffer.from(JSON.stringify(order));
 const jsonBatch = Buffer.from(JSON.stringify(batch));
-const blobToJson = (b: typeof blob) => Buffer.from(JSON.stringify({ data: Buffer.from(b.data).toString('base64'), seq: b.seq }));
+const blobToJson = (b: typeof blob) =>
+  Buffer.from(JSON.stringify({ data: Buffer.from(b.data).toString('base64'), seq: b.seq }));
 const jsonToBlob = (buf: Buffer) => {
   const o = JSON.parse(buf.toString());
   return { data: Buffer.from(o.data, 'base64'), seq: o.seq as number };
@@ -230,179 +214,233 @@ const fbBatchBytes = fbEncodeBatch(batch).slice();
 const fbBlobBytes = fbEncodeBlob(blob).slice();
 
 type OrderView = { symbol: string; amount: number; side: number; seq: number };
+type BatchView = { orders: { length: number; get(i: number): OrderView } };
+type BlobView = { data: Uint8Array; seq: number };
 const readOrderAll = (o: OrderView) => o.symbol.length + o.amount + o.side + o.seq;
 
-shape(
-  'Small order {symbol, amount, side, seq}',
-  order,
-  Order,
-  (v: OrderView) => v.seq,
-  readOrderAll,
-  [
-    {
-      name: 'JSON',
-      ops: {
-        bytes: jsonOrder.length,
-        encode: () => Buffer.from(JSON.stringify(order)),
-        decode: () => JSON.parse(jsonOrder.toString()),
-        readOne: () => JSON.parse(jsonOrder.toString()).seq,
-      },
-    },
-    {
-      name: 'msgpackr (records)',
-      ops: {
-        bytes: mpOrder.length,
-        encode: () => packr.pack(order),
-        decode: () => packr.unpack(mpOrder),
-        readOne: () => packr.unpack(mpOrder).seq,
-      },
-    },
-    {
-      name: 'protobufjs',
-      ops: {
-        bytes: pbOrder.length,
-        encode: () => PbOrder.encode(order).finish(),
-        decode: () => PbOrder.decode(pbOrder),
-        readOne: () => (PbOrder.decode(pbOrder) as unknown as Order).seq,
-      },
-    },
-    {
-      name: 'flatbuffers',
-      ops: {
-        bytes: fbOrderBytes.length,
-        encode: () => fbEncodeOrder(order),
-        decode: () => fbReadOrder(FbOrder.getRoot(new ByteBuffer(fbOrderBytes), fbOrder)),
-        readOne: () => FbOrder.getRoot(new ByteBuffer(fbOrderBytes), fbOrder).seq(),
-        readAll: () => {
-          const o = FbOrder.getRoot(new ByteBuffer(fbOrderBytes), fbOrder);
-          return o.symbol()!.length + o.amount() + o.side() + o.seq();
+const cellOrder = Order.encode(order);
+const cellBatch = Batch.encode(batch);
+const cellBlob = Blob.encode(blob);
+const into = new Uint8Array(64 * 1024);
+
+const shapes: Shape[] = [
+  {
+    title: 'Small order {symbol: string, amount: uint, side: u8, seq: uint}',
+    formats: [
+      {
+        name: 'cell',
+        ops: {
+          bytes: cellOrder.length,
+          encode: () => Order.encode(order),
+          decode: () => Order.decode(cellOrder),
+          readOne: () => (Order.view(cellOrder) as OrderView).seq,
+          readAll: () => readOrderAll(Order.view(cellOrder) as OrderView),
         },
       },
-    },
-  ],
-);
-
-type BatchView = { orders: { length: number; get(i: number): OrderView } };
-shape(
-  'Batch of 100 orders',
-  batch,
-  Batch,
-  (v: BatchView) => v.orders.get(99).seq,
-  (v: BatchView) => {
-    let s = 0;
-    const orders = v.orders;
-    for (let i = 0; i < orders.length; i++) s += readOrderAll(orders.get(i));
-    return s;
+      { name: 'cell encodeInto', ops: { bytes: cellOrder.length, encode: () => Order.encodeInto(order, into, 0) } },
+      {
+        name: 'JSON',
+        ops: {
+          bytes: jsonOrder.length,
+          encode: () => Buffer.from(JSON.stringify(order)),
+          decode: () => JSON.parse(jsonOrder.toString()),
+          readOne: () => JSON.parse(jsonOrder.toString()).seq,
+        },
+      },
+      {
+        name: 'msgpackr (records)',
+        ops: {
+          bytes: mpOrder.length,
+          encode: () => packr.pack(order),
+          decode: () => packr.unpack(mpOrder),
+          readOne: () => packr.unpack(mpOrder).seq,
+        },
+      },
+      {
+        name: 'protobufjs',
+        ops: {
+          bytes: pbOrder.length,
+          encode: () => PbOrder.encode(order).finish(),
+          decode: () => PbOrder.decode(pbOrder),
+          readOne: () => (PbOrder.decode(pbOrder) as unknown as Order).seq,
+        },
+      },
+      {
+        name: 'flatbuffers',
+        ops: {
+          bytes: fbOrderBytes.length,
+          encode: () => fbEncodeOrder(order),
+          decode: () => fbReadOrder(FbOrder.getRoot(new ByteBuffer(fbOrderBytes), fbOrder)),
+          readOne: () => FbOrder.getRoot(new ByteBuffer(fbOrderBytes), fbOrder).seq(),
+          readAll: () => {
+            const o = FbOrder.getRoot(new ByteBuffer(fbOrderBytes), fbOrder);
+            return o.symbol()!.length + o.amount() + o.side() + o.seq();
+          },
+        },
+      },
+    ],
   },
-  [
-    {
-      name: 'JSON',
-      ops: {
-        bytes: jsonBatch.length,
-        encode: () => Buffer.from(JSON.stringify(batch)),
-        decode: () => JSON.parse(jsonBatch.toString()),
-        readOne: () => JSON.parse(jsonBatch.toString()).orders[99].seq,
-      },
-    },
-    {
-      name: 'msgpackr (records)',
-      ops: {
-        bytes: mpBatch.length,
-        encode: () => packr.pack(batch),
-        decode: () => packr.unpack(mpBatch),
-        readOne: () => packr.unpack(mpBatch).orders[99].seq,
-      },
-    },
-    {
-      name: 'protobufjs',
-      ops: {
-        bytes: pbBatch.length,
-        encode: () => PbBatch.encode(batch).finish(),
-        decode: () => PbBatch.decode(pbBatch),
-        readOne: () => (PbBatch.decode(pbBatch) as unknown as { orders: Order[] }).orders[99].seq,
-      },
-    },
-    {
-      name: 'flatbuffers',
-      ops: {
-        bytes: fbBatchBytes.length,
-        encode: () => fbEncodeBatch(batch),
-        decode: () => {
-          const b = FbBatch.getRoot(new ByteBuffer(fbBatchBytes), fbBatch);
-          const n = b.ordersLength();
-          const orders: Order[] = [];
-          for (let i = 0; i < n; i++) orders.push(fbReadOrder(b.orders(i, fbOrderInner)!));
-          return { orders };
-        },
-        readOne: () => FbBatch.getRoot(new ByteBuffer(fbBatchBytes), fbBatch).orders(99, fbOrderInner)!.seq(),
-        readAll: () => {
-          const b = FbBatch.getRoot(new ByteBuffer(fbBatchBytes), fbBatch);
-          const n = b.ordersLength();
-          let s = 0;
-          for (let i = 0; i < n; i++) {
-            const o = b.orders(i, fbOrderInner)!;
-            s += o.symbol()!.length + o.amount() + o.side() + o.seq();
-          }
-          return s;
+  {
+    title: 'Batch of 100 orders {orders: vec<Order>}',
+    formats: [
+      {
+        name: 'cell',
+        ops: {
+          bytes: cellBatch.length,
+          encode: () => Batch.encode(batch),
+          decode: () => Batch.decode(cellBatch),
+          readOne: () => (Batch.view(cellBatch) as BatchView).orders.get(99).seq,
+          readAll: () => {
+            const orders = (Batch.view(cellBatch) as BatchView).orders;
+            let s = 0;
+            for (let i = 0; i < orders.length; i++) s += readOrderAll(orders.get(i));
+            return s;
+          },
         },
       },
-    },
-  ],
-);
+      { name: 'cell encodeInto', ops: { bytes: cellBatch.length, encode: () => Batch.encodeInto(batch, into, 0) } },
+      {
+        name: 'JSON',
+        ops: {
+          bytes: jsonBatch.length,
+          encode: () => Buffer.from(JSON.stringify(batch)),
+          decode: () => JSON.parse(jsonBatch.toString()),
+          readOne: () => JSON.parse(jsonBatch.toString()).orders[99].seq,
+        },
+      },
+      {
+        name: 'msgpackr (records)',
+        ops: {
+          bytes: mpBatch.length,
+          encode: () => packr.pack(batch),
+          decode: () => packr.unpack(mpBatch),
+          readOne: () => packr.unpack(mpBatch).orders[99].seq,
+        },
+      },
+      {
+        name: 'protobufjs',
+        ops: {
+          bytes: pbBatch.length,
+          encode: () => PbBatch.encode(batch).finish(),
+          decode: () => PbBatch.decode(pbBatch),
+          readOne: () => (PbBatch.decode(pbBatch) as unknown as { orders: Order[] }).orders[99].seq,
+        },
+      },
+      {
+        name: 'flatbuffers',
+        ops: {
+          bytes: fbBatchBytes.length,
+          encode: () => fbEncodeBatch(batch),
+          decode: () => {
+            const b = FbBatch.getRoot(new ByteBuffer(fbBatchBytes), fbBatch);
+            const n = b.ordersLength();
+            const orders: Order[] = [];
+            for (let i = 0; i < n; i++) orders.push(fbReadOrder(b.orders(i, fbOrderInner)!));
+            return { orders };
+          },
+          readOne: () => FbBatch.getRoot(new ByteBuffer(fbBatchBytes), fbBatch).orders(99, fbOrderInner)!.seq(),
+          readAll: () => {
+            const b = FbBatch.getRoot(new ByteBuffer(fbBatchBytes), fbBatch);
+            const n = b.ordersLength();
+            let s = 0;
+            for (let i = 0; i < n; i++) {
+              const o = b.orders(i, fbOrderInner)!;
+              s += o.symbol()!.length + o.amount() + o.side() + o.seq();
+            }
+            return s;
+          },
+        },
+      },
+    ],
+  },
+  {
+    title: '1 KiB payload {data: bytes, seq: uint}',
+    formats: [
+      {
+        name: 'cell',
+        ops: {
+          bytes: cellBlob.length,
+          encode: () => Blob.encode(blob),
+          decode: () => Blob.decode(cellBlob),
+          readOne: () => (Blob.view(cellBlob) as BlobView).seq,
+          readAll: () => {
+            const v = Blob.view(cellBlob) as BlobView;
+            return v.data.length + v.seq;
+          },
+        },
+      },
+      { name: 'cell encodeInto', ops: { bytes: cellBlob.length, encode: () => Blob.encodeInto(blob, into, 0) } },
+      {
+        name: 'JSON (base64)',
+        ops: {
+          bytes: jsonBlob.length,
+          encode: () => blobToJson(blob),
+          decode: () => jsonToBlob(jsonBlob),
+          readOne: () => jsonToBlob(jsonBlob).seq,
+        },
+      },
+      {
+        name: 'msgpackr (records)',
+        ops: {
+          bytes: mpBlob.length,
+          encode: () => packr.pack(blob),
+          decode: () => packr.unpack(mpBlob),
+          readOne: () => packr.unpack(mpBlob).seq,
+        },
+      },
+      {
+        name: 'protobufjs',
+        ops: {
+          bytes: pbBlob.length,
+          encode: () => PbBlob.encode(blob).finish(),
+          decode: () => PbBlob.decode(pbBlob),
+          readOne: () => (PbBlob.decode(pbBlob) as unknown as { seq: number }).seq,
+        },
+      },
+      {
+        name: 'flatbuffers',
+        ops: {
+          bytes: fbBlobBytes.length,
+          encode: () => fbEncodeBlob(blob),
+          decode: () => {
+            const b = FbBlob.getRoot(new ByteBuffer(fbBlobBytes), fbBlob);
+            return { data: b.dataArray()!.slice(), seq: b.seq() };
+          },
+          readOne: () => FbBlob.getRoot(new ByteBuffer(fbBlobBytes), fbBlob).seq(),
+          readAll: () => {
+            const b = FbBlob.getRoot(new ByteBuffer(fbBlobBytes), fbBlob);
+            return b.dataArray()!.length + b.seq();
+          },
+        },
+      },
+    ],
+  },
+];
 
-type BlobView = { data: Uint8Array; seq: number };
-shape(
-  '1 KiB bytes payload {data, seq}',
-  blob,
-  Blob,
-  (v: BlobView) => v.seq,
-  (v: BlobView) => v.data.length + v.seq,
-  [
-    {
-      name: 'JSON (base64)',
-      ops: {
-        bytes: jsonBlob.length,
-        encode: () => blobToJson(blob),
-        decode: () => jsonToBlob(jsonBlob),
-        readOne: () => jsonToBlob(jsonBlob).seq,
-      },
-    },
-    {
-      name: 'msgpackr (records)',
-      ops: {
-        bytes: mpBlob.length,
-        encode: () => packr.pack(blob),
-        decode: () => packr.unpack(mpBlob),
-        readOne: () => packr.unpack(mpBlob).seq,
-      },
-    },
-    {
-      name: 'protobufjs',
-      ops: {
-        bytes: pbBlob.length,
-        encode: () => PbBlob.encode(blob).finish(),
-        decode: () => PbBlob.decode(pbBlob),
-        readOne: () => (PbBlob.decode(pbBlob) as unknown as { seq: number }).seq,
-      },
-    },
-    {
-      name: 'flatbuffers',
-      ops: {
-        bytes: fbBlobBytes.length,
-        encode: () => fbEncodeBlob(blob),
-        decode: () => {
-          const b = FbBlob.getRoot(new ByteBuffer(fbBlobBytes), fbBlob);
-          return { data: b.dataArray()!.slice(), seq: b.seq() };
-        },
-        readOne: () => FbBlob.getRoot(new ByteBuffer(fbBlobBytes), fbBlob).seq(),
-        readAll: () => {
-          const b = FbBlob.getRoot(new ByteBuffer(fbBlobBytes), fbBlob);
-          return b.dataArray()!.length + b.seq();
-        },
-      },
-    },
-  ],
+// Sanity: every format round-trips the same values before anything is timed.
+const check = (ok: boolean, what: string) => {
+  if (!ok) throw new Error(`benchmark set-up: ${what} does not round-trip`);
+};
+check((Order.decode(cellOrder) as Order).seq === order.seq, 'cell order');
+check((Batch.view(cellBatch) as BatchView).orders.get(99).seq === batch.orders[99].seq, 'cell batch');
+check(packr.unpack(mpBatch).orders[99].seq === batch.orders[99].seq, 'msgpackr batch');
+check(
+  (PbBatch.decode(pbBatch) as unknown as { orders: Order[] }).orders[99].amount === batch.orders[99].amount,
+  'protobufjs batch',
 );
+check(
+  FbBatch.getRoot(new ByteBuffer(fbBatchBytes), fbBatch).orders(99, fbOrderInner)!.seq() === batch.orders[99].seq,
+  'flatbuffers batch',
+);
+check(jsonToBlob(jsonBlob).data.equals(Buffer.from(blob.data)), 'JSON blob');
 
+const tables = runAll(shapes);
+shapes.forEach((sh, i) => print(sh.title, tables[i]));
+const summary = [
+  'Targets:',
+  `  encode+decode vs msgpackr (records): ${tables.map((t, i) => `${shapes[i].title.split(' {')[0]} ${r((t[3].encode + t[3].decode) / (t[0].encode + t[0].decode))}`).join(', ')}`,
+  `  view+read one vs msgpackr full decode: ${tables.map((t, i) => `${shapes[i].title.split(' {')[0]} ${r(t[3].decode / t[0].readOne)}`).join(', ')}`,
+];
+console.log(summary.join('\n'));
 if (args.includes('--markdown')) console.log(markdown.join('\n'));
 if (sink === -1) console.log(sink);

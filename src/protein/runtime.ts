@@ -169,7 +169,17 @@ const cacheHi = new Int32Array(CACHE_SIZE);
 const cacheLen = new Uint8Array(CACHE_SIZE);
 const cacheStr: string[] = new Array<string>(CACHE_SIZE).fill('');
 
-function shortAscii(len: number, a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number): string {
+function shortAscii(
+  len: number,
+  a: number,
+  b: number,
+  c: number,
+  d: number,
+  e: number,
+  f: number,
+  g: number,
+  h: number,
+): string {
   switch (len) {
     case 1:
       return fromCharCode(a);

@@ -196,8 +196,7 @@ const int = scalar<number>({
   kind: 'int',
   width: 8,
   check: (x) => `!Number.isSafeInteger(${x})`,
-  write: (x, p) =>
-    `rt.w32(u8, ${p}, ${x} >>> 0); rt.w32(u8, ${p} + 4, Math.floor(${x} / 4294967296) | 0);`,
+  write: (x, p) => `rt.w32(u8, ${p}, ${x} >>> 0); rt.w32(u8, ${p} + 4, Math.floor(${x} / 4294967296) | 0);`,
   read: (p) => `rt.readInt(u8, ${p})`,
   valid: (v) => Number.isSafeInteger(v),
   expect: 'a safe integer',
@@ -498,9 +497,7 @@ export function protein<F extends Fields>(name: string, fields: F): StructCodec<
         `const ${x} = ${acc}; if (${f.node.check!(ctx, x)}) rt.invalid(); ${f.node.write!(ctx, x, `f + ${f.off}`)}`,
       );
       obj.push(`${f.name}: ${f.node.read!(ctx, `f + ${f.off}`)}`);
-      getters.push(
-        `get ${f.name}() { const u8 = this.$u; return ${f.node.view!(vctx, `this.$p + ${4 + f.off}`)}; }`,
-      );
+      getters.push(`get ${f.name}() { const u8 = this.$u; return ${f.node.view!(vctx, `this.$p + ${4 + f.off}`)}; }`);
     } else {
       const cw = ctx.ref(f.node.fns.w);
       wr.push(
