@@ -435,7 +435,7 @@ check(
 check(jsonToBlob(jsonBlob).data.equals(Buffer.from(blob.data)), 'JSON blob');
 
 const tables = runAll(shapes);
-shapes.forEach((sh, i) => print(sh.title, tables[i]));
+for (const [i, sh] of shapes.entries()) print(sh.title, tables[i]);
 const summary = [
   'Targets:',
   `  encode+decode vs msgpackr (records): ${tables.map((t, i) => `${shapes[i].title.split(' {')[0]} ${r((t[3].encode + t[3].decode) / (t[0].encode + t[0].decode))}`).join(', ')}`,
