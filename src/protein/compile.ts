@@ -94,21 +94,80 @@ export class CompiledCodec<T, V> implements Codec<T, V> {
   readonly fingerprint: bigint;
   /** @internal */
   readonly node: Node;
-  private readonly w: WriteFn;
-  private readonly m: SizeFn;
+  readonly encode: (value: T) => Uint8Array;
+  readonly encodeInto: (value: T, target: Uint8Array, offset: number) => number;
+  readonly view: (bytes: Uint8Array, offset?: number, length?: number) => V;
+  readonly decode: (bytes: Uint8Array, offset?: number, length?: number) => T;
   private readonly s: SizeFn;
-  private readonly r: ReadFn;
-  private readonly v: ReadFn;
 
   constructor(node: Node) {
     this.node = node;
     this.genome = node.genome;
     this.fingerprint = fingerprintOf(node.genome);
-    this.w = node.fns.w;
-    this.m = node.fns.m;
     this.s = node.fns.s;
-    this.r = node.fns.r;
-    this.v = node.fns.v;
+    // The entry points are generated per codec too, so each one calls its own w/m/r/v directly and
+    // V8 can inline the whole path instead of dispatching through a shared, megamorphic method.
+    const entries = new Function(
+      'w',
+      'm',
+      's',
+      'r',
+      'v',
+      'checkRange',
+      'slab',
+      'fail',
+      'tooSmall',
+      `'use strict';
+return {
+  view(bytes, offset, length) {
+    if (offset === undefined) offset = 0;
+    return v(bytes, offset, checkRange(bytes, offset, length));
+  },
+  decode(bytes, offset, length) {
+    if (offset === undefined) offset = 0;
+    return r(bytes, offset, checkRange(bytes, offset, length));
+  },
+  encode(value) {
+    let u8, start, end;
+    try {
+      const max = m(value);
+      u8 = slab.u8;
+      start = slab.pos;
+      if (max > u8.length - start) { slab.renew(max); u8 = slab.u8; start = 0; }
+      end = w(value, u8, start);
+    } catch (err) {
+      throw fail(value, err);
+    }
+    slab.pos = (end + 7) & ~7;
+    return u8.subarray(start, end);
+  },
+  encodeInto(value, target, offset) {
+    if (!(target instanceof Uint8Array) || !(offset >= 0 && offset <= target.length) || Math.floor(offset) !== offset) {
+      tooSmall(value, target, offset);
+    }
+    try {
+      if (!(m(value) <= target.length - offset)) tooSmall(value, target, offset);
+      return w(value, target, offset);
+    } catch (err) {
+      throw fail(value, err);
+    }
+  },
+};`,
+    )(
+      node.fns.w,
+      node.fns.m,
+      node.fns.s,
+      node.fns.r,
+      node.fns.v,
+      checkRange,
+      slab,
+      (value: unknown, err: unknown) => (err instanceof CellError ? err : this.encodeFailure(value, err)),
+      (value: unknown, target: unknown, offset: unknown) => this.checkRoom(value, target, offset),
+    ) as Pick<CompiledCodec<T, V>, 'view' | 'decode' | 'encode' | 'encodeInto'>;
+    this.view = entries.view;
+    this.decode = entries.decode;
+    this.encode = entries.encode;
+    this.encodeInto = entries.encodeInto;
   }
 
   get kind(): string {
@@ -126,56 +185,22 @@ export class CompiledCodec<T, V> implements Codec<T, V> {
     return size;
   }
 
-  encode(value: T): Uint8Array {
-    let start: number;
-    let end: number;
-    try {
-      const max = this.m(value);
-      if (max > SLAB_SIZE - slabPos) newSlab(max);
-      start = slabPos;
-      end = this.w(value, slab, start);
-    } catch (err) {
-      throw this.encodeFailure(value, err);
-    }
-    slabPos = (end + 7) & ~7;
-    return slab.subarray(start, end);
-  }
-
-  encodeInto(value: T, target: Uint8Array, offset: number): number {
+  /** Slow path of encodeInto: bad arguments, or the 3-bytes-per-character estimate did not fit. */
+  private checkRoom(value: unknown, target: unknown, offset: unknown): void {
     if (!(target instanceof Uint8Array)) {
       throw new CellError('E_ENCODE', 'encodeInto target must be a Uint8Array.');
     }
-    if (!Number.isInteger(offset) || offset < 0 || offset > target.length) {
+    if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0 || offset > target.length) {
       throw new CellError('E_ENCODE', `encodeInto offset ${offset} is outside the target (length ${target.length}).`);
     }
-    let end: number;
-    try {
-      const room = target.length - offset;
-      if (!(this.m(value) <= room)) {
-        const exact = this.s(value);
-        if (exact > room) {
-          throw new CellError('E_ENCODE', `value needs ${exact} bytes but only ${room} remain in the target.`, {
-            fix: 'use sizeOf() to size the buffer before encodeInto().',
-            details: { needed: exact, room },
-          });
-        }
-      }
-      end = this.w(value, target, offset);
-    } catch (err) {
-      if (err instanceof CellError) throw err;
-      throw this.encodeFailure(value, err);
+    const room = target.length - offset;
+    const exact = this.sizeOf(value as T);
+    if (exact > room) {
+      throw new CellError('E_ENCODE', `value needs ${exact} bytes but only ${room} remain in the target.`, {
+        fix: 'use sizeOf() to size the buffer before encodeInto().',
+        details: { needed: exact, room },
+      });
     }
-    return end;
-  }
-
-  view(bytes: Uint8Array, offset = 0, length?: number): V {
-    const len = checkRange(bytes, offset, length);
-    return this.v(bytes, offset, len) as V;
-  }
-
-  decode(bytes: Uint8Array, offset = 0, length?: number): T {
-    const len = checkRange(bytes, offset, length);
-    return this.r(bytes, offset, len) as T;
   }
 
   private encodeFailure(value: unknown, err: unknown): CellError {
@@ -198,21 +223,24 @@ export class CompiledCodec<T, V> implements Codec<T, V> {
 
 function checkRange(bytes: Uint8Array, offset: number, length: number | undefined): number {
   if (!(bytes instanceof Uint8Array)) rt.decodeError('input is not a Uint8Array');
-  if (!Number.isInteger(offset) || offset < 0 || offset > bytes.length) rt.decodeError('offset outside the input');
-  const len = length === undefined ? bytes.length - offset : length;
-  if (!Number.isInteger(len) || len < 0 || len > bytes.length - offset) rt.decodeError('length outside the input');
-  return len;
+  const avail = bytes.length - offset;
+  if (!(offset >= 0 && avail >= 0) || Math.floor(offset) !== offset) rt.decodeError('offset outside the input');
+  if (length === undefined) return avail;
+  if (!(length >= 0 && length <= avail) || Math.floor(length) !== length) rt.decodeError('length outside the input');
+  return length;
 }
 
 /**
  * encode() writes into a shared slab and returns a subarray of it, like Node's Buffer pool: no copy
- * and no second pass to size strings exactly. Values larger than a quarter slab get a buffer of
- * their own. Messages keep their slab alive until all of them are collected.
+ * and no second pass to size strings exactly. A value larger than the slab gets a slab of its own
+ * size. Messages keep their slab alive until all of them are collected.
  */
 const SLAB_SIZE = 64 * 1024;
-let slab = new Uint8Array(SLAB_SIZE);
-let slabPos = 0;
-function newSlab(max: number): void {
-  slab = new Uint8Array(Math.max(max, SLAB_SIZE));
-  slabPos = 0;
-}
+const slab = {
+  u8: new Uint8Array(SLAB_SIZE),
+  pos: 0,
+  renew(max: number): void {
+    slab.u8 = new Uint8Array(Math.max(max, SLAB_SIZE));
+    slab.pos = 0;
+  },
+};
