@@ -396,6 +396,10 @@ function array<C extends AnyCodec>(of: C, length: number): Codec<Infer<C>[], Seq
   if (!Number.isInteger(length) || length < 0 || length > MAX_ARRAY_LENGTH) {
     throw schemaError(`invalid array length ${length}.`, `use an integer in 0..${MAX_ARRAY_LENGTH}.`);
   }
+  if (child.width === 0 && length > 0) {
+    // Zero-byte elements would let a few bytes of input decode into arbitrarily many values.
+    throw schemaError('array of a zero-size type (unit) carries no data.', 'drop the field or use t.uint for a count.');
+  }
   const ctx = new Ctx();
   const fns = compileFns(ctx, seqBody(ctx, child, length, `array[${length}]`));
   const genome = { kind: 'array', of: child.genome, length };

@@ -310,6 +310,8 @@ describe('structs, vecs, options, arrays, enums', () => {
     throwsCode(() => protein('Ok', { ['__proto__']: t.u8 } as never), 'E_SCHEMA_INVALID');
     throwsCode(() => protein('Ok', { a: 5 as never }), 'E_SCHEMA_INVALID');
     throwsCode(() => t.vec(t.unit), 'E_SCHEMA_INVALID');
+    throwsCode(() => t.array(t.unit, 3), 'E_SCHEMA_INVALID');
+    throwsCode(() => t.vec(t.array(t.u8, 0)), 'E_SCHEMA_INVALID');
     throwsCode(() => t.array(t.u8, -1), 'E_SCHEMA_INVALID');
     throwsCode(() => t.enum('E', {}), 'E_SCHEMA_INVALID');
     // reserved words are fine as names: they are never used as bare identifiers

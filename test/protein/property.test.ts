@@ -54,8 +54,13 @@ const schemaArb: fc.Arbitrary<Schema> = fc.letrec<{ node: Schema }>((tie) => ({
 
 function zeroWidth(s: Schema): boolean {
   if (s.k === 'scalar') return s.name === 'unit';
-  if (s.k === 'array') return s.n === 0 || zeroWidth(s.of);
+  if (s.k === 'array') return s.n === 0;
   return false;
+}
+
+/** vec and array of a zero-width type are refused by the schema compiler; such elements get wrapped in an option. */
+function elementOf(s: Schema & { of: Schema }): Schema {
+  return zeroWidth(s.of) && (s.k !== 'array' || s.n > 0) ? { k: 'option', of: s.of } : s.of;
 }
 
 function build(s: Schema): AnyCodec {
@@ -68,7 +73,7 @@ function build(s: Schema): AnyCodec {
     case 'option':
       return t.option(build(s.of));
     case 'array':
-      return t.array(build(s.of), s.n);
+      return t.array(zeroWidth(s.of) && s.n > 0 ? t.option(build(s.of)) : build(s.of), s.n);
     case 'struct':
       return protein('S', Object.fromEntries(s.fields.map((f, i) => [`f${i}`, build(f)])));
     case 'enum':
@@ -121,7 +126,7 @@ function valueArb(s: Schema): fc.Arbitrary<unknown> {
     case 'option':
       return fc.option(valueArb(s.of), { nil: undefined });
     case 'array':
-      return fc.array(valueArb(s.of), { minLength: s.n, maxLength: s.n });
+      return fc.array(valueArb(elementOf(s)), { minLength: s.n, maxLength: s.n });
     case 'struct':
       return fc.record(Object.fromEntries(s.fields.map((f, i) => [`f${i}`, valueArb(f)])));
     case 'enum':
@@ -143,7 +148,7 @@ function normalise(s: Schema, v: unknown): unknown {
       return (v as unknown[]).map((x) => normalise(of, x));
     }
     case 'array':
-      return (v as unknown[]).map((x) => normalise(s.of, x));
+      return (v as unknown[]).map((x) => normalise(elementOf(s), x));
     case 'option':
       return v === undefined ? undefined : normalise(s.of, v);
     case 'struct':
@@ -172,7 +177,7 @@ function readAll(s: Schema, v: unknown): unknown {
       return out;
     }
     case 'array':
-      return (v as SeqView<unknown>).toArray().map((x) => readAll(s.of, x));
+      return (v as SeqView<unknown>).toArray().map((x) => readAll(elementOf(s), x));
     case 'option':
       return v === undefined ? undefined : readAll(s.of, v);
     case 'struct':
