@@ -202,7 +202,9 @@ function decodeOrReject(fn: () => unknown): unknown {
 
 const schemaAndValue = schemaArb.chain((s) => fc.tuple(fc.constant(s), valueArb(s)));
 const SEED = Number(process.env.CELL_PROPERTY_SEED ?? Date.now() % 2 ** 31);
-const params = (numRuns: number): fc.Parameters<unknown> => ({ numRuns, seed: SEED });
+// CELL_PROPERTY_SCALE=20 runs twenty times as many cases (a longer local fuzzing session).
+const SCALE = Number(process.env.CELL_PROPERTY_SCALE ?? 1);
+const params = (numRuns: number): fc.Parameters<unknown> => ({ numRuns: Math.ceil(numRuns * SCALE), seed: SEED });
 
 describe(`protein properties (seed ${SEED})`, () => {
   test('decode(encode(v)) equals v; view read-all equals v; sizeOf is exact; encodeInto at an offset', () => {
