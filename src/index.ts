@@ -17,7 +17,7 @@ export type {
   StructValue,
   StructView,
 } from './protein/index.js';
-export { canonicalJson, fingerprintOf, protein, t } from './protein/index.js';
+export { canonicalJson, fingerprintOf, protein, t, wireCompatible } from './protein/index.js';
 export type {
   MethodDef,
   MethodInput,
@@ -29,4 +29,4 @@ export type {
   ServiceDef,
   ServiceMethods,
 } from './service/index.js';
-export { genomeJson, rpc, service } from './service/index.js';
+export { genomeJson, rpc, service, serviceCompatible } from './service/index.js';

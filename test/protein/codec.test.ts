@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isCellError } from '../../src/errors/index.js';
-import { type AnyCodec, canonicalJson, fingerprintOf, protein, t } from '../../src/protein/index.js';
+import { type AnyCodec, canonicalJson, fingerprintOf, protein, t, wireCompatible } from '../../src/protein/index.js';
 
 function roundTrip(codec: AnyCodec, value: unknown, expected: unknown = value): Uint8Array {
   const bytes = codec.encode(value);
@@ -399,5 +399,32 @@ describe('genome and fingerprint', () => {
     }
     assert.notEqual(t.array(t.u8, 3).fingerprint, t.array(t.u8, 4).fingerprint);
     assert.notEqual(t.uint.fingerprint, t.u64.fingerprint);
+  });
+});
+
+describe('wireCompatible', () => {
+  const V1 = protein('Account', { id: t.u64, name: t.string });
+  const V2 = protein('Account', { id: t.u64, name: t.string, email: t.option(t.string) });
+  const V3 = protein('Account', { id: t.u64, name: t.string, age: t.u8 });
+  test('follows the evolution rules', () => {
+    assert.ok(wireCompatible(V1.genome, V1.genome));
+    assert.ok(wireCompatible(V1.genome, V2.genome), 'old reader, new data');
+    assert.ok(wireCompatible(V2.genome, V1.genome), 'new reader, old data');
+    assert.ok(!wireCompatible(V3.genome, V1.genome), 'appended required field');
+    assert.ok(wireCompatible(V1.genome, V3.genome), 'old reader ignores an appended required field');
+    assert.ok(wireCompatible(t.vec(V2).genome, t.vec(V1).genome));
+    assert.ok(!wireCompatible(t.u64.genome, t.uint.genome));
+    assert.ok(!wireCompatible(protein('Account', { name: t.string, id: t.u64 }).genome, V1.genome));
+    const E1 = t.enum('E', { A: null, B: t.u8 });
+    const E2 = t.enum('E', { A: null, B: t.u8, C: t.string });
+    assert.ok(wireCompatible(E2.genome, E1.genome), 'a reader that knows more variants');
+    assert.ok(!wireCompatible(E1.genome, E2.genome), 'a reader missing a variant');
+    assert.ok(!wireCompatible(t.array(t.u8, 2).genome, t.array(t.u8, 3).genome));
+  });
+  test('agrees with the codecs on evolved data', () => {
+    assert.deepStrictEqual(V1.decode(V3.encode({ id: 1n, name: 'x', age: 3 })), { id: 1n, name: 'x' });
+    const E1 = t.enum('E', { A: null, B: t.u8 });
+    const E2 = t.enum('E', { A: null, B: t.u8, C: t.string });
+    assert.deepStrictEqual(E2.decode(E1.encode({ tag: 'B', value: 3 })), { tag: 'B', value: 3 });
   });
 });

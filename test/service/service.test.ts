@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isCellError } from '../../src/errors/index.js';
 import { canonicalJson, protein, t } from '../../src/protein/index.js';
-import { genomeJson, rpc, service } from '../../src/service/index.js';
+import { genomeJson, rpc, service, serviceCompatible } from '../../src/service/index.js';
 
 const Order = protein('Order', { symbol: t.string, amount: t.u64 });
 
-test('method ids are dense and follow the sorted method names', () => {
+test('method ids are dense and follow the declaration order', () => {
   const s = service('exchange', {
     place: rpc(Order, t.u64),
     ping: rpc(t.u64, t.u64),
@@ -16,10 +16,10 @@ test('method ids are dense and follow the sorted method names', () => {
   assert.deepStrictEqual(
     s.byId.map((m) => [m.id, m.name]),
     [
-      [0, 'Zeta'],
-      [1, 'batch'],
-      [2, 'ping'],
-      [3, 'place'],
+      [0, 'place'],
+      [1, 'ping'],
+      [2, 'batch'],
+      [3, 'Zeta'],
     ],
   );
   for (const m of s.byId) assert.equal(s.methods[m.name as keyof typeof s.methods], m);
@@ -28,12 +28,37 @@ test('method ids are dense and follow the sorted method names', () => {
   assert.ok(Object.isFrozen(s) && Object.isFrozen(s.byId));
 });
 
-test('declaration order does not change ids or the fingerprint', () => {
+test('appending a method keeps ids; reordering changes ids and the fingerprint', () => {
   const a = service('exchange', { ping: rpc(t.u64, t.u64), place: rpc(Order, t.u64) });
-  const b = service('exchange', { place: rpc(Order, t.u64), ping: rpc(t.u64, t.u64) });
-  assert.equal(a.fingerprint, b.fingerprint);
-  assert.equal(genomeJson(a), genomeJson(b));
-  assert.equal(a.methods.place.id, b.methods.place.id);
+  const again = service('exchange', { ping: rpc(t.u64, t.u64), place: rpc(Order, t.u64) });
+  const appended = service('exchange', {
+    ping: rpc(t.u64, t.u64),
+    place: rpc(Order, t.u64),
+    cancel: rpc(t.u64, t.bool),
+  });
+  const reordered = service('exchange', { place: rpc(Order, t.u64), ping: rpc(t.u64, t.u64) });
+  assert.equal(a.fingerprint, again.fingerprint);
+  assert.equal(genomeJson(a), genomeJson(again));
+  assert.equal(appended.methods.place.id, a.methods.place.id);
+  assert.equal(appended.methods.cancel.id, 2);
+  assert.notEqual(reordered.fingerprint, a.fingerprint);
+  assert.equal(reordered.methods.place.id, 0);
+  assert.ok(serviceCompatible(appended, a), 'a new server serves old clients');
+  assert.ok(!serviceCompatible(a, appended), 'an old server lacks the new method');
+  assert.ok(!serviceCompatible(reordered, a), 'ids moved');
+});
+
+test('service compatibility follows struct evolution in inputs and outputs', () => {
+  const V1 = protein('Order', { symbol: t.string, amount: t.u64 });
+  const V2 = protein('Order', { symbol: t.string, amount: t.u64, note: t.option(t.string) });
+  const R1 = protein('Receipt', { id: t.u64 });
+  const R2 = protein('Receipt', { id: t.u64, at: t.option(t.u64) });
+  const oldSvc = service('exchange', { place: rpc(V1, R1) });
+  const newSvc = service('exchange', { place: rpc(V2, R2) });
+  assert.ok(serviceCompatible(newSvc, oldSvc));
+  assert.ok(serviceCompatible(oldSvc, newSvc));
+  const breaking = service('exchange', { place: rpc(V1, t.u64) });
+  assert.ok(!serviceCompatible(breaking, oldSvc));
 });
 
 test('the fingerprint covers the name, methods and their shapes', () => {
