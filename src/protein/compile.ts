@@ -244,3 +244,8 @@ const slab = {
     slab.pos = 0;
   },
 };
+
+/** True for every codec made by `t`, `protein` or `t.enum` (what `rpc()` and struct fields accept). */
+export function isCodec(value: unknown): value is CompiledCodec<unknown, unknown> {
+  return value instanceof CompiledCodec;
+}

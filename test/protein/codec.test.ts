@@ -428,3 +428,9 @@ describe('wireCompatible', () => {
     assert.deepStrictEqual(E2.decode(E1.encode({ tag: 'B', value: 3 })), { tag: 'B', value: 3 });
   });
 });
+
+test('isCodec recognises compiled codecs only', async () => {
+  const { isCodec } = await import('../../src/protein/index.js');
+  assert.ok(isCodec(t.u8) && isCodec(t.vec(t.string)) && isCodec(protein('X', {})));
+  assert.ok(!isCodec({}) && !isCodec(null) && !isCodec({ encode() {}, decode() {} }));
+});
