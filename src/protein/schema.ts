@@ -6,7 +6,6 @@ import type {
   Codec,
   EnumCodec,
   Fields,
-  Genome,
   Infer,
   InferView,
   OptionMarker,
