@@ -31,10 +31,7 @@ export type {
   ServiceDef,
   ServiceMethods,
 } from './service/index.js';
-<<<<<<< HEAD
 export { genomeJson, rpc, service, serviceCompatible } from './service/index.js';
-=======
-export { genomeJson, rpc, service } from './service/index.js';
 export type { CallOptions, Connector, GrowOptions, ResolveContext, Resolver, SynapseClient } from './synapse/index.js';
 export {
   addResolver,
@@ -46,4 +43,3 @@ export {
   unixConnector,
 } from './synapse/index.js';
 export { Vesicle } from './vesicle/index.js';
->>>>>>> wire
