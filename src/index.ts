@@ -19,7 +19,7 @@ export type {
   StructValue,
   StructView,
 } from './protein/index.js';
-export { canonicalJson, fingerprintOf, protein, t } from './protein/index.js';
+export { canonicalJson, fingerprintOf, protein, t, wireCompatible } from './protein/index.js';
 export type {
   MethodDef,
   MethodInput,
@@ -31,7 +31,7 @@ export type {
   ServiceDef,
   ServiceMethods,
 } from './service/index.js';
-export { genomeJson, rpc, service } from './service/index.js';
+export { genomeJson, rpc, service, serviceCompatible } from './service/index.js';
 export type { CallOptions, Connector, GrowOptions, ResolveContext, Resolver, SynapseClient } from './synapse/index.js';
 export {
   addResolver,
