@@ -80,7 +80,8 @@ function runClient(p: Peer, window: number): Result {
   try {
     return JSON.parse(line) as Result;
   } catch {
-    throw new Error(`${p.kind} window ${window} failed: ${r.stderr || r.stdout}`);
+    const why = r.error?.message ?? (r.signal !== null ? `killed by ${r.signal}` : `exit code ${r.status}`);
+    throw new Error(`window ${window} failed (${why}) ${(r.stderr || r.stdout).trim().split('\n')[0] ?? ''}`);
   }
 }
 
@@ -92,11 +93,16 @@ for (const p of peers) {
   try {
     if (!p.selfHosted) server = await startServer(p);
     for (const w of p.windows) {
-      const r = runClient(p, w);
-      results.set(`${p.kind}/${w}`, r);
-      console.error(
-        `${p.label.padEnd(34)} window ${String(w).padStart(4)}: ${fmtRate(r.rate)} msg/s, median ${r.medianUs.toFixed(1)} µs, p99 ${r.p99Us.toFixed(1)} µs`,
-      );
+      try {
+        const r = runClient(p, w);
+        results.set(`${p.kind}/${w}`, r);
+        console.error(
+          `${p.label.padEnd(34)} window ${String(w).padStart(4)}: ${fmtRate(r.rate)} msg/s, median ${r.medianUs.toFixed(1)} µs, p99 ${r.p99Us.toFixed(1)} µs`,
+        );
+      } catch (err) {
+        failures.push(`${p.label}: ${(err as Error).message}`);
+        console.error(`${p.label}: ${(err as Error).message}`);
+      }
     }
   } catch (err) {
     failures.push(`${p.label}: ${(err as Error).message.split('\n')[0]}`);
