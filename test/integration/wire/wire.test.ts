@@ -166,6 +166,7 @@ describe('wire: one shared echo cell', () => {
   });
 
   test('a client that never reads is throttled without hurting others', async () => {
+    const before = (await ex.$metrics()) as { replies: number };
     const raw = await RawClient.connect(join(dir, 'echo.sock'));
     raw.socket.pause(); // never reads: replies pile up in the kernel buffers
     raw.hello(EchoService.fingerprint);
@@ -177,6 +178,11 @@ describe('wire: one shared echo cell', () => {
     assert.ok(Date.now() - t0 < 5000);
     const m = (await ex.$metrics()) as { rssBytes: number };
     assert.ok(m.rssBytes < 150 * 1024 * 1024, `cell RSS ${m.rssBytes} grew with the unread replies`);
+    const blobReplies = (m as unknown as { replies: number }).replies - before.replies - 51;
+    assert.ok(
+      blobReplies > 0 && blobReplies < 100,
+      `the cell kept producing replies nobody read (${blobReplies} of 200)`,
+    );
     raw.socket.destroy();
   });
 
