@@ -32,7 +32,15 @@ export type {
   ServiceMethods,
 } from './service/index.js';
 export { genomeJson, rpc, service, serviceCompatible } from './service/index.js';
-export type { CallOptions, Connector, GrowOptions, ResolveContext, Resolver, SynapseClient } from './synapse/index.js';
+export type {
+  CallOptions,
+  CellInspector,
+  Connector,
+  GrowOptions,
+  ResolveContext,
+  Resolver,
+  SynapseClient,
+} from './synapse/index.js';
 export {
   addResolver,
   isRemoteError,

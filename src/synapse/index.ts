@@ -29,6 +29,14 @@ export type SynapseClient<S extends ServiceDef> = {
   $metrics(options?: CallOptions): Promise<unknown>;
 };
 
+/** What `Synapse.inspect` returns: the built-in methods every cell answers. */
+export interface CellInspector {
+  genome(options?: CallOptions): Promise<unknown>;
+  health(options?: CallOptions): Promise<unknown>;
+  metrics(options?: CallOptions): Promise<unknown>;
+  close(): Promise<void>;
+}
+
 export interface GrowOptions {
   /** Cell name (default: the service name). */
   name?: string;
@@ -85,6 +93,28 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
     const syn = new Synapse(service, options);
     await syn.connection();
     return syn.client();
+  }
+
+  /**
+   * A contract-less client for tools (`cell status`, `cell genome`): only the built-in methods, for a
+   * cell whose service definition the caller does not have.
+   */
+  static async inspect(cell: string, options: Omit<GrowOptions, 'name' | 'inspectOnly'> = {}): Promise<CellInspector> {
+    const stub: ServiceDef = {
+      name: validateCellName(cell),
+      methods: {},
+      byId: [],
+      genome: { kind: 'service', name: cell, methods: [] },
+      fingerprint: 0n,
+    };
+    const syn = new Synapse(stub, { ...options, name: cell, inspectOnly: true });
+    await syn.connection();
+    return {
+      genome: (o) => syn.builtin(BuiltinMethod.GENOME, o),
+      health: (o) => syn.builtin(BuiltinMethod.HEALTH, o),
+      metrics: (o) => syn.builtin(BuiltinMethod.METRICS, o),
+      close: () => syn.close(),
+    };
   }
 
   /** A Synapse over an already-open stream (no resolving, no reconnect). */

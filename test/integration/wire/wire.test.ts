@@ -100,6 +100,21 @@ describe('wire: one shared echo cell', () => {
     await Promise.all(clients.map((c) => c.$close()));
   });
 
+  test('an inspection connection (no contract) reaches only the built-in methods', async () => {
+    const probe = await Synapse.inspect('echo');
+    const genome = (await probe.genome()) as { service: string; methods: Array<{ name: string }> };
+    assert.equal(genome.service, 'echo');
+    assert.deepEqual(
+      genome.methods.map((m) => m.name),
+      EchoService.byId.map((m) => m.name),
+    );
+    assert.equal(((await probe.health()) as { status: string }).status, 'ok');
+    await probe.close();
+    const blind = await Synapse.grow(EchoService, { inspectOnly: true });
+    opened.push(blind);
+    await rejectsWith(blind.echo({ id: 1, delay: 0 }), 'E_SCHEMA_MISMATCH');
+  });
+
   test('a contract mismatch fails with E_SCHEMA_MISMATCH naming both fingerprints', async () => {
     const err = await rejectsWith(Synapse.grow(EchoServiceV2, { name: 'echo' }), 'E_SCHEMA_MISMATCH');
     const fp = (x: bigint) => `0x${x.toString(16).padStart(16, '0')}`;
