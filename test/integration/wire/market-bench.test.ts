@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,4 +24,34 @@ test('the market demo runs every mode with integrity checks, exits 0 and cleans 
   // the exchange stopped gracefully: its socket and lock are gone
   assert.ok(existsSync(dir));
   assert.deepEqual(readdirSync(dir), []);
+});
+
+test('the trader detects corrupted answers in every mode and exits non-zero', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cell-liar-'));
+  const liar = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/lying-exchange.js', import.meta.url))], {
+    env: { ...process.env, CELL_SOCKET_DIR: dir },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.after(() => {
+    liar.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await new Promise<void>((resolve, reject) => {
+    liar.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    liar.once('exit', (c) => reject(new Error(`lying exchange exited ${c}`)));
+  });
+  const trader = fileURLToPath(new URL('../../../examples/market-bench/trader.js', import.meta.url));
+  for (const args of [
+    ['1', 'ping'],
+    ['1', 'batch', '10'],
+    ['1', 'bytes', '256'],
+  ]) {
+    const r = spawnSync(process.execPath, [trader, ...args, '--duration', '0.5'], {
+      env: { ...process.env, CELL_SOCKET_DIR: dir },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(r.status, 1, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, /INTEGRITY FAILURE/);
+  }
 });
