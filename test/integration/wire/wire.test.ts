@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import fc from 'fast-check';
 import { type CellError, isCellError } from '../../../src/errors/index.js';
 import { FrameType, HEADER_SIZE, writeHeader } from '../../../src/frame/index.js';
 import { Synapse, type SynapseClient } from '../../../src/synapse/index.js';
@@ -149,6 +150,27 @@ describe('wire: one shared echo cell', () => {
     await d.until(() => d.closed);
     assert.ok(d.errorOf(0) !== undefined);
     assert.deepEqual(await ex.echo({ id: 10, delay: 0 }), { id: 10 });
+  });
+
+  test('random bytes after a valid handshake never take the cell down (fuzz, real socket)', async () => {
+    const path = join(dir, 'echo.sock');
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.uint8Array({ minLength: 1, maxLength: 64 }), { minLength: 1, maxLength: 8 }),
+        async (chunks) => {
+          const raw = await RawClient.connect(path);
+          raw.hello(EchoService.fingerprint);
+          for (const c of chunks) raw.socket.write(c);
+          // whatever the cell makes of it (frames, per-call errors, a connection error), it must answer the next call
+          await new Promise((r) => setTimeout(r, 5));
+          raw.socket.destroy();
+        },
+      ),
+      { numRuns: 60, seed: 20261125 },
+    );
+    assert.deepEqual(await ex.echo({ id: 16, delay: 0 }), { id: 16 });
+    const m = (await ex.$metrics()) as { protocolErrors: number };
+    assert.ok(m.protocolErrors > 0, 'garbage was reported as protocol errors');
   });
 
   test('an oversize frame header is refused before allocation; the connection closes', async () => {
