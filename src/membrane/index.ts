@@ -155,7 +155,10 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
 
   /**
    * Listens on `path` (default `<socketDir>/<name>.sock`). Refuses with E_CELL_ALREADY_RUNNING when
-   * another live process holds the name; replaces a stale lock or socket left by a dead one.
+   * another live process holds the name; replaces a stale lock or socket left by a dead one. The lock
+   * file sits beside the socket (`<path without .sock>.lock`), so a hot swap that binds a temporary
+   * path and renames it over the public one has one lock per generation; note that close() unlinks
+   * the path it bound (Node does so for Unix sockets), which after such a rename is already gone.
    */
   async listen(path?: string): Promise<void> {
     if (this.server !== null) throw new CellError('E_INVALID_ARGUMENT', 'already listening.', { cell: this.cellName });
