@@ -2,6 +2,8 @@
 
 export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, isCellError } from './errors/index.js';
+export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';
+export { CallContext, Membrane } from './membrane/index.js';
 export { cellSocketPath, rootSocketPath, socketDir, validateCellName } from './paths/index.js';
 export type {
   AnyCodec,
@@ -30,3 +32,14 @@ export type {
   ServiceMethods,
 } from './service/index.js';
 export { genomeJson, rpc, service, serviceCompatible } from './service/index.js';
+export type { CallOptions, Connector, GrowOptions, ResolveContext, Resolver, SynapseClient } from './synapse/index.js';
+export {
+  addResolver,
+  isRemoteError,
+  localSocketResolver,
+  RemoteError,
+  removeResolver,
+  Synapse,
+  unixConnector,
+} from './synapse/index.js';
+export { Vesicle } from './vesicle/index.js';
