@@ -57,8 +57,8 @@ interface Result {
   p99Us: number;
 }
 
-function startServer(p: Peer): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [here('./servers.js'), p.kind, p.address], {
+function startServer(p: Peer, address: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [here('./servers.js'), p.kind, address], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve, reject) => {
@@ -71,10 +71,10 @@ function startServer(p: Peer): Promise<ChildProcess> {
   });
 }
 
-function runClient(p: Peer, window: number): Result {
+function runClient(p: Peer, address: string, window: number): Result {
   const r = spawnSync(
     process.execPath,
-    [here('./client.js'), p.kind, p.address, String(window), String(durationMs), String(warmupMs)],
+    [here('./client.js'), p.kind, address, String(window), String(durationMs), String(warmupMs)],
     { encoding: 'utf8', timeout: durationMs + warmupMs + 30_000 },
   );
   const line = r.stdout.trim().split('\n').pop() ?? '';
@@ -101,14 +101,16 @@ for (let rep = 0; rep < repeat; rep++) {
 }
 for (const p of peers) if (p.kind !== 'cell' && p.kind !== 'floor') schedule.push(p);
 
-for (const p of schedule) {
+for (const [n, p] of schedule.entries()) {
   if (only.length > 0 && !only.includes(p.kind)) continue;
   let server: ChildProcess | null = null;
+  // A fresh address per server: a killed peer may leave its socket file behind.
+  const address = p.address === '' ? '' : p.address.replace(/(\.sock)?$/, `-${n}$1`);
   try {
-    if (!p.selfHosted) server = await startServer(p);
+    if (!p.selfHosted) server = await startServer(p, address);
     for (const w of p.windows) {
       try {
-        const r = runClient(p, w);
+        const r = runClient(p, address, w);
         const key = `${p.kind}/${w}`;
         if (!samples.has(key)) samples.set(key, []);
         samples.get(key)!.push(r);
@@ -124,7 +126,11 @@ for (const p of schedule) {
     failures.push(`${p.label}: ${(err as Error).message.split('\n')[0]}`);
     console.error(`${p.label}: failed: ${(err as Error).message}`);
   } finally {
-    server?.kill('SIGTERM');
+    if (server !== null) {
+      const exited = new Promise((r) => server!.once('exit', r));
+      server.kill('SIGTERM');
+      await exited;
+    }
   }
 }
 for (const [key, list] of samples) {

@@ -14,7 +14,7 @@ async function main(): Promise<void> {
       await Membrane.bind(PingService, { ping: (payload) => payload }, { socketPath: address, handleSignals: true });
       break;
     case 'floor':
-      floorServer(address);
+      await floorServer(address);
       break;
     case 'grpc':
       await grpcServer(address);
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
  * The floor: a hand-written `net` echo using the same 12-byte frame header, parsing frames in place
  * and answering every frame of a chunk with one write. No dispatch, no codec, no promises.
  */
-function floorServer(path: string): void {
+function floorServer(path: string): Promise<void> {
   const server = createServer((socket) => {
     let stash: Buffer | null = null;
     socket.on('data', (chunk: Buffer) => {
@@ -62,8 +62,8 @@ function floorServer(path: string): void {
     });
     socket.on('error', () => {});
   });
-  server.listen(path);
   process.on('SIGTERM', () => process.exit(0));
+  return new Promise((resolve) => server.listen(path, resolve));
 }
 
 async function grpcServer(path: string): Promise<void> {
