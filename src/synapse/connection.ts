@@ -35,7 +35,7 @@ export class RemoteError extends CellError {
  */
 let coarseNow = Date.now();
 
-class PendingCall {
+export class PendingCall {
   readonly id: number;
   readonly def: MethodDef | null;
   readonly resolve: (v: unknown) => void;
@@ -61,12 +61,17 @@ class PendingCall {
 }
 
 /**
- * Calls in flight, indexed by `id & mask`. Ids are handed out sequentially, so a table a little larger
- * than the window never collides; on a collision (a very old call still pending) it doubles. Cheaper
+ * Calls in flight, indexed by `id & mask`. Ids are handed out sequentially and the table is kept at
+ * most half full, so the next id's slot is almost always free; an id whose slot is still held by an old
+ * call (a long poll among a stream of short calls) is skipped rather than growing the table. Cheaper
  * than a Map under heavy churn, and lookups of a late reply just miss.
  */
-class PendingTable {
+export class PendingTable {
   private slots: Array<PendingCall | undefined> = new Array(64).fill(undefined);
+  /** Slots in the table (for diagnostics and tests). */
+  get capacity(): number {
+    return this.slots.length;
+  }
   private mask = 63;
   size = 0;
 
@@ -75,8 +80,16 @@ class PendingTable {
     return p !== undefined && p.id === id ? p : undefined;
   }
 
+  /** The first id at or after `id` (skipping 0) whose slot is free. */
+  claim(id: number): number {
+    if (this.size * 2 >= this.slots.length) this.grow();
+    let i = id;
+    while (this.slots[i & this.mask] !== undefined) i = i === 0xffffffff ? 1 : i + 1;
+    return i;
+  }
+
+  /** Stores a call whose id came from claim(). */
   set(p: PendingCall): void {
-    while (this.slots[p.id & this.mask] !== undefined) this.grow();
     this.slots[p.id & this.mask] = p;
     this.size++;
   }
@@ -269,7 +282,7 @@ export class ClientConnection implements FrameHandler {
           { cell: this.cell, fix: 'split the payload into smaller calls or raise maxFrameSize on the cell.' },
         );
       }
-      id = this.nextId;
+      id = this.pending.claim(this.nextId);
       this.nextId = id === 0xffffffff ? 1 : id + 1;
       const sink = this.sink;
       const o = sink.reserve(HEADER_SIZE + size);
@@ -288,7 +301,7 @@ export class ClientConnection implements FrameHandler {
   /** Calls a built-in method (genome, health, metrics); the reply is JSON. */
   callBuiltin(method: number, options?: CallOptions): Promise<unknown> {
     if (this.state !== OPEN) return Promise.reject(this.notOpen());
-    const id = this.nextId;
+    const id = this.pending.claim(this.nextId);
     this.nextId = id === 0xffffffff ? 1 : id + 1;
     this.sink.writeFrame(encodeFrame(FrameType.REQUEST, method, id));
     return this.track(null, id, options);
