@@ -41,7 +41,7 @@ export class StreamFrameSink implements FrameSink {
   reserve(size: number): number {
     if (this.pos + size > this.buf.length) {
       this.flush();
-      this.buf = Buffer.allocUnsafe(size > SLAB_SIZE ? size : SLAB_SIZE);
+      this.buf = Buffer.allocUnsafe(Math.max(size, SLAB_SIZE));
       this.start = 0;
       this.pos = 0;
     }

@@ -15,7 +15,7 @@ import {
 } from '../frame/index.js';
 import { type FrameSink, StreamFrameSink } from '../frame/writer.js';
 import { socketDir, validateCellName } from '../paths/index.js';
-import type { MethodDef, ServiceDef } from '../service/types.js';
+import type { MethodInputView, MethodOutput, ServiceDef } from '../service/types.js';
 import { alreadyRunning, InstanceLock, probeSocket } from './lock.js';
 import {
   type AnyHandler,
@@ -49,8 +49,8 @@ function onTerminate(): void {
   );
 }
 
-type ViewOf<M> = M extends MethodDef<any, any, infer IV, any> ? IV : never;
-type OutputOf<M> = M extends MethodDef<any, infer O, any, any> ? O : never;
+type ViewOf<M> = MethodInputView<M>;
+type OutputOf<M> = MethodOutput<M>;
 
 /** One handler per method: gets the lazy view of the input, returns the output (or a promise of it). */
 export type Handlers<S extends ServiceDef> = {

@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream';
 import { CellError, isCellError } from '../errors/index.js';
 import { BuiltinMethod } from '../frame/index.js';
 import { validateCellName } from '../paths/index.js';
-import type { MethodDef, ServiceDef } from '../service/types.js';
+import type { MethodDef, MethodInput, MethodOutput, ServiceDef } from '../service/types.js';
 import { type CallOptions, ClientConnection, RemoteError } from './connection.js';
 import { type Connector, type Resolver, resolvers as registeredResolvers } from './resolve.js';
 
@@ -11,8 +11,8 @@ export { addResolver, localSocketResolver, removeResolver, resolvers, unixConnec
 export type { CallOptions };
 export { ClientConnection, RemoteError };
 
-type InputOf<M> = M extends MethodDef<infer I, any, any, any> ? I : never;
-type OutputOf<M> = M extends MethodDef<any, infer O, any, any> ? O : never;
+type InputOf<M> = MethodInput<M>;
+type OutputOf<M> = MethodOutput<M>;
 
 /** The typed proxy `Synapse.grow` returns: one async function per method, plus `$`-prefixed extras. */
 export type SynapseClient<S extends ServiceDef> = {
@@ -148,7 +148,7 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
   /** Calls one method. The fast path (an open connection) is synchronous up to the returned promise. */
   call(def: MethodDef, input: unknown, options?: CallOptions): Promise<unknown> {
     const c = this.conn;
-    if (c !== null && c.isOpen) return c.call(def, input, options);
+    if (c?.isOpen) return c.call(def, input, options);
     return this.connection().then((conn) => conn.call(def, input, options));
   }
 
@@ -162,7 +162,7 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
       return Promise.reject(new CellError('E_CLOSED', 'this Synapse was closed.', { cell: this.cell }));
     }
     const c = this.conn;
-    if (c !== null && c.isOpen) return Promise.resolve(c);
+    if (c?.isOpen) return Promise.resolve(c);
     if (this.connecting === null) {
       this.connecting = this.resolveAndConnect().then(
         (conn) => {
