@@ -80,7 +80,14 @@ test('any duplex carrier works, and GOAWAY moves new calls to a fresh connection
   const asked: string[] = [];
   const ex = await Synapse.grow(Svc, {
     resolvers: [
-      { name: 'nothing', order: 0, resolve: () => (asked.push('nothing'), null) },
+      {
+        name: 'nothing',
+        order: 0,
+        resolve: () => {
+          asked.push('nothing');
+          return null;
+        },
+      },
       { ...resolverFor(() => target), order: 1 },
     ],
   });
