@@ -17,7 +17,12 @@ export interface NativeAddon {
     timeoutMs: number,
   ): Promise<{ fds: number[]; payload: Buffer; peer: PeerCredentials }>;
   peerCred(fd: number): PeerCredentials;
-  futexWait(sab: SharedArrayBuffer, index: number, expected: number, timeoutNs?: number): 'ok' | 'not-equal' | 'timed-out';
+  futexWait(
+    sab: SharedArrayBuffer,
+    index: number,
+    expected: number,
+    timeoutNs?: number,
+  ): 'ok' | 'not-equal' | 'timed-out';
   futexWake(sab: SharedArrayBuffer, index: number, count: number): number;
   FutexWatcher: new (sab: SharedArrayBuffer, index: number, callback: () => void) => FutexWatcher;
 }

@@ -104,7 +104,8 @@ export class RingBuffer {
   }
 
   constructor(sab: SharedArrayBuffer, bell?: Bell) {
-    if (sab.byteLength < RING_HEADER_BYTES + MIN_RING_CAPACITY) throw corrupt('mapping too small', { bytes: sab.byteLength });
+    if (sab.byteLength < RING_HEADER_BYTES + MIN_RING_CAPACITY)
+      throw corrupt('mapping too small', { bytes: sab.byteLength });
     this.words = new Int32Array(sab, 0, DATA_WORD);
     const magic = Atomics.load(this.words, MAGIC);
     const capacity = Atomics.load(this.words, CAPACITY) >>> 0;
@@ -148,7 +149,8 @@ export class RingBuffer {
     if (((this.writePos - this.cachedHead) >>> 0) + total > this.capacity) {
       this.cachedHead = Atomics.load(this.words, HEAD) >>> 0;
       const used = (this.writePos - this.cachedHead) >>> 0;
-      if (used > this.capacity) throw corrupt('consumer moved head past tail', { head: this.cachedHead, tail: this.writePos });
+      if (used > this.capacity)
+        throw corrupt('consumer moved head past tail', { head: this.cachedHead, tail: this.writePos });
       if (used + total > this.capacity) return -1;
     }
     const u32 = this.u32;
@@ -220,9 +222,11 @@ export class RingBuffer {
         this.readPos = (this.readPos + toEnd) >>> 0;
         continue;
       }
-      if (len > this.capacity - RECORD_HEADER_BYTES) throw corrupt('record length larger than the ring', { len, at: p });
+      if (len > this.capacity - RECORD_HEADER_BYTES)
+        throw corrupt('record length larger than the ring', { len, at: p });
       const need = RECORD_HEADER_BYTES + ((len + 15) & ~15);
-      if (need > toEnd || need > avail) throw corrupt('record runs past the end of the ring or the tail', { len, at: p, avail });
+      if (need > toEnd || need > avail)
+        throw corrupt('record runs past the end of the ring or the tail', { len, at: p, avail });
       if (kind === 0) throw corrupt('record of kind 0', { at: p });
       this.kind = kind;
       this.reqId = u32[w + 1] as number;
@@ -274,7 +278,7 @@ export class RingBuffer {
 
   /** True when a committed record is waiting (cheap: one atomic load). */
   hasData(): boolean {
-    return (Atomics.load(this.words, TAIL) >>> 0) !== this.readPos;
+    return Atomics.load(this.words, TAIL) >>> 0 !== this.readPos;
   }
 
   /**
@@ -284,7 +288,7 @@ export class RingBuffer {
   prepareSleep(): number {
     const seq = Atomics.load(this.words, BELL_INDEX);
     Atomics.store(this.words, SLEEPING, 1);
-    if ((Atomics.load(this.words, TAIL) >>> 0) !== this.readPos) {
+    if (Atomics.load(this.words, TAIL) >>> 0 !== this.readPos) {
       Atomics.store(this.words, SLEEPING, 0);
       return -1;
     }

@@ -55,7 +55,10 @@ test('wrap-around: thousands of records of varied sizes through a small ring', (
       const len = sizes[received % sizes.length] as number;
       assert.equal(consumer.payloadLength, len);
       assert.equal(consumer.aux, len);
-      assert.deepEqual(consumer.bytes.subarray(consumer.payloadOffset, consumer.payloadOffset + len), payload(len, received));
+      assert.deepEqual(
+        consumer.bytes.subarray(consumer.payloadOffset, consumer.payloadOffset + len),
+        payload(len, received),
+      );
       consumer.release(t);
       received++;
     }
@@ -83,7 +86,10 @@ test('a full ring refuses writes until the consumer releases, and out-of-order r
 
 test('messages larger than maxPayload are refused with E_FRAME_TOO_LARGE', () => {
   const { producer } = makeRing(4096);
-  assert.throws(() => producer.reserve(1, 1, 0, producer.maxPayload + 1), (e) => isCellError(e, 'E_FRAME_TOO_LARGE'));
+  assert.throws(
+    () => producer.reserve(1, 1, 0, producer.maxPayload + 1),
+    (e) => isCellError(e, 'E_FRAME_TOO_LARGE'),
+  );
 });
 
 test('sleep protocol: prepareSleep declines when data is there; commit rings the bell for a sleeper', () => {
@@ -107,10 +113,16 @@ test('sleep protocol: prepareSleep declines when data is there; commit rings the
 
 test('a mapping with a bad header is refused', () => {
   const sab = new SharedArrayBuffer(ringBytesFor(4096));
-  assert.throws(() => new RingBuffer(sab), (e) => isCellError(e, 'E_PROTOCOL'));
+  assert.throws(
+    () => new RingBuffer(sab),
+    (e) => isCellError(e, 'E_PROTOCOL'),
+  );
   RingBuffer.initialize(sab, 4096);
   new Int32Array(sab)[49] = 1 << 20; // capacity larger than the mapping
-  assert.throws(() => new RingBuffer(sab), (e) => isCellError(e, 'E_PROTOCOL'));
+  assert.throws(
+    () => new RingBuffer(sab),
+    (e) => isCellError(e, 'E_PROTOCOL'),
+  );
 });
 
 /**

@@ -1,0 +1,181 @@
+import { performance } from 'node:perf_hooks';
+import { CellError } from '../errors/index.js';
+import type { FutexWatcher, NativeAddon } from './native.js';
+import { BELL_INDEX, type RingBuffer } from './ring.js';
+
+/** Receives the records of one channel; must release(token) each one, now or when done with it. */
+export interface RecordSink {
+  onRecord(kind: number, reqId: number, aux: number, payload: Uint8Array, token: number): void;
+  /** The peer broke the ring protocol; the channel is already closed. */
+  onCorrupt(err: CellError): void;
+}
+
+/**
+ * One direction pair of rings between two processes: `tx` we produce into, `rx` we consume from.
+ * Receiving is driven by a process-wide poller (below) that spins briefly after activity and then
+ * puts the channel to sleep on a futex, so an idle connection costs no CPU.
+ */
+export class ShmChannel {
+  readonly tx: RingBuffer;
+  readonly rx: RingBuffer;
+  private readonly sink: RecordSink;
+  private readonly watcher: FutexWatcher;
+  hot = false;
+  closed = false;
+  /** Records received / sent through the rings (metrics). */
+  received = 0;
+  sent = 0;
+
+  constructor(addon: NativeAddon, tx: RingBuffer, rx: RingBuffer, sink: RecordSink) {
+    this.tx = tx;
+    this.rx = rx;
+    this.sink = sink;
+    this.watcher = new addon.FutexWatcher(rx.sab, BELL_INDEX, () => {
+      if (this.closed) return;
+      this.rx.awake();
+      wake(this);
+    });
+    wake(this);
+  }
+
+  /** Largest payload the rings carry; bigger messages must take the socket. */
+  get maxPayload(): number {
+    return this.tx.maxPayload;
+  }
+
+  /**
+   * Sends one record through the ring. Returns false when it doesn't fit (too large, or the ring is
+   * full because the peer is behind): the caller then sends it over the socket, which has its own
+   * back-pressure. Replies carry request ids, so the two paths can't be confused.
+   */
+  send(kind: number, reqId: number, aux: number, payload: Uint8Array): boolean {
+    if (this.closed || payload.length > this.tx.maxPayload) return false;
+    if (!this.tx.write(kind, reqId, aux, payload)) return false;
+    this.tx.commit();
+    this.sent++;
+    return true;
+  }
+
+  /** Zero-copy send: reserve, encode into tx.bytes at the returned offset, then commit(). -1 = use the socket. */
+  reserve(kind: number, reqId: number, aux: number, length: number): number {
+    if (this.closed || length > this.tx.maxPayload) return -1;
+    return this.tx.reserve(kind, reqId, aux, length);
+  }
+
+  commit(): void {
+    this.tx.commit();
+    this.sent++;
+  }
+
+  /** Tells the poller a reply is expected soon (keeps it spinning instead of sleeping). */
+  expect(): void {
+    wake(this);
+  }
+
+  release(token: number): void {
+    if (!this.closed) this.rx.release(token);
+  }
+
+  /** Drains every committed record; returns how many were delivered. */
+  drain(): number {
+    let n = 0;
+    const rx = this.rx;
+    try {
+      for (let t = rx.next(); t >= 0; t = this.closed ? -1 : rx.next()) {
+        n++;
+        this.sink.onRecord(rx.kind, rx.reqId, rx.aux, new Uint8Array(rx.sab, rx.payloadOffset, rx.payloadLength), t);
+      }
+    } catch (err) {
+      if (err instanceof CellError && err.code === 'E_PROTOCOL') {
+        this.close();
+        this.sink.onCorrupt(err);
+        return n;
+      }
+      throw err;
+    }
+    this.received += n;
+    return n;
+  }
+
+  /** Tries to go to sleep; false if a record slipped in (stay hot). */
+  sleep(): boolean {
+    const seq = this.rx.prepareSleep();
+    if (seq < 0) return false;
+    this.watcher.arm(seq);
+    return true;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.watcher.close();
+    const i = hot.indexOf(this);
+    if (i >= 0) hot.splice(i, 1);
+    this.hot = false;
+  }
+}
+
+// ------------------------------------------------------------------- the poller
+//
+// After activity the poller re-checks the hot channels from microtasks for MICRO_SPIN_MS (replies
+// written by handlers' promise continuations interleave with it, so a request/reply round trip never
+// waits for an event-loop turn), yielding to the event loop at least every YIELD_MS so sockets and
+// timers keep being served. Then it polls once per event-loop turn (setImmediate) until IDLE_MS
+// without activity, and finally every hot channel goes to sleep on its futex.
+
+const MICRO_SPIN_MS = 0.05;
+const YIELD_MS = 0.5;
+const IDLE_MS = 2;
+
+const hot: ShmChannel[] = [];
+let scheduled = false;
+let lastActivity = 0;
+let microSince = 0;
+
+function wake(ch: ShmChannel): void {
+  if (ch.closed) return;
+  lastActivity = performance.now();
+  if (!ch.hot) {
+    ch.hot = true;
+    hot.push(ch);
+  }
+  if (!scheduled) {
+    scheduled = true;
+    microSince = lastActivity;
+    queueMicrotask(tick);
+  }
+}
+
+function tick(): void {
+  scheduled = false;
+  let delivered = 0;
+  for (let i = 0; i < hot.length; i++) delivered += (hot[i] as ShmChannel).drain();
+  const now = performance.now();
+  if (delivered > 0) lastActivity = now;
+  if (hot.length === 0) return;
+  const idle = now - lastActivity;
+  if (idle < MICRO_SPIN_MS && now - microSince < YIELD_MS) {
+    scheduled = true;
+    queueMicrotask(tick);
+  } else if (idle < IDLE_MS) {
+    scheduled = true;
+    setImmediate(immediateTick);
+  } else {
+    for (let i = hot.length - 1; i >= 0; i--) {
+      const ch = hot[i] as ShmChannel;
+      if (ch.sleep()) {
+        ch.hot = false;
+        hot.splice(i, 1);
+      }
+    }
+    if (hot.length > 0) {
+      scheduled = true;
+      setImmediate(immediateTick);
+    }
+  }
+}
+
+function immediateTick(): void {
+  microSince = performance.now();
+  tick();
+}
