@@ -33,7 +33,7 @@ export class ShmChannel {
     this.watcher = new addon.FutexWatcher(rx.sab, BELL_INDEX, () => {
       if (this.closed) return;
       this.rx.awake();
-      wake(this);
+      woken(this);
     });
     wake(this);
   }
@@ -97,10 +97,13 @@ export class ShmChannel {
     return n;
   }
 
+  sleptAt = 0;
+
   /** Tries to go to sleep; false if a record slipped in (stay hot). */
-  sleep(): boolean {
+  sleep(now: number): boolean {
     const seq = this.rx.prepareSleep();
     if (seq < 0) return false;
+    this.sleptAt = now;
     this.watcher.arm(seq);
     return true;
   }
@@ -117,20 +120,31 @@ export class ShmChannel {
 
 // ------------------------------------------------------------------- the poller
 //
-// After activity the poller re-checks the hot channels from microtasks for MICRO_SPIN_MS (replies
-// written by handlers' promise continuations interleave with it, so a request/reply round trip never
-// waits for an event-loop turn), yielding to the event loop at least every YIELD_MS so sockets and
-// timers keep being served. Then it polls once per event-loop turn (setImmediate) until IDLE_MS
-// without activity, and finally every hot channel goes to sleep on its futex.
+// After activity the poller re-checks the hot channels from microtasks (replies written by handlers'
+// promise continuations interleave with it, so a round trip never waits for an event-loop turn) for
+// SPIN_MS without news, yielding to the event loop every YIELD_MS of continuous spinning so sockets and
+// timers keep being served. Then every hot channel goes to sleep on its futex. The spin is short on
+// purpose: on a busy machine a process that spins while its peer is descheduled only steals the CPU
+// the peer needs; sleeping hands it over.
 
-const MICRO_SPIN_MS = 0.05;
+// The spin budget adapts: a channel woken soon after it fell asleep means the peer answers at a pace
+// the spin just missed (both sides would otherwise settle into sleeping through every round trip), so
+// the budget grows towards what would have caught it; each spin that ends with nothing shrinks it.
+const MIN_SPIN_MS = Number(process.env.CELL_SHM_SPIN_US ?? 20) / 1000;
+const MAX_SPIN_MS = 1;
 const YIELD_MS = 0.5;
-const IDLE_MS = 2;
 
 const hot: ShmChannel[] = [];
 let scheduled = false;
 let lastActivity = 0;
-let microSince = 0;
+let spinSince = 0;
+let spinBudget = MIN_SPIN_MS;
+
+function woken(ch: ShmChannel): void {
+  const gap = performance.now() - ch.sleptAt;
+  if (gap < MAX_SPIN_MS) spinBudget = Math.min(MAX_SPIN_MS, Math.max(spinBudget * 2, gap * 2));
+  wake(ch);
+}
 
 function wake(ch: ShmChannel): void {
   if (ch.closed) return;
@@ -141,7 +155,7 @@ function wake(ch: ShmChannel): void {
   }
   if (!scheduled) {
     scheduled = true;
-    microSince = lastActivity;
+    spinSince = lastActivity;
     queueMicrotask(tick);
   }
 }
@@ -150,32 +164,30 @@ function tick(): void {
   scheduled = false;
   let delivered = 0;
   for (let i = 0; i < hot.length; i++) delivered += (hot[i] as ShmChannel).drain();
+  if (hot.length === 0) return;
   const now = performance.now();
   if (delivered > 0) lastActivity = now;
-  if (hot.length === 0) return;
-  const idle = now - lastActivity;
-  if (idle < MICRO_SPIN_MS && now - microSince < YIELD_MS) {
+  if (now - lastActivity < spinBudget) {
+    scheduled = true;
+    if (now - spinSince < YIELD_MS) queueMicrotask(tick);
+    else setImmediate(yieldedTick);
+    return;
+  }
+  spinBudget = Math.max(MIN_SPIN_MS, spinBudget * 0.75);
+  for (let i = hot.length - 1; i >= 0; i--) {
+    const ch = hot[i] as ShmChannel;
+    if (ch.sleep(now)) {
+      ch.hot = false;
+      hot.splice(i, 1);
+    }
+  }
+  if (hot.length > 0) {
     scheduled = true;
     queueMicrotask(tick);
-  } else if (idle < IDLE_MS) {
-    scheduled = true;
-    setImmediate(immediateTick);
-  } else {
-    for (let i = hot.length - 1; i >= 0; i--) {
-      const ch = hot[i] as ShmChannel;
-      if (ch.sleep()) {
-        ch.hot = false;
-        hot.splice(i, 1);
-      }
-    }
-    if (hot.length > 0) {
-      scheduled = true;
-      setImmediate(immediateTick);
-    }
   }
 }
 
-function immediateTick(): void {
-  microSince = performance.now();
+function yieldedTick(): void {
+  spinSince = performance.now();
   tick();
 }
