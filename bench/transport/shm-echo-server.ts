@@ -14,7 +14,7 @@ await server.listen(linkPath);
 // Raw floor: the same 13-byte framing, echoed straight back, no dispatch.
 const raw = createServer((socket) => {
   socket.setNoDelay(true);
-  let buf = Buffer.alloc(0);
+  let buf: Buffer = Buffer.alloc(0);
   socket.on('data', (chunk: Buffer) => {
     buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
     let off = 0;
