@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { CellError } from '../errors/index.js';
 import { type RecordSink, ShmChannel } from './channel.js';
+import { loadNative } from './native.js';
 import type { RingPair } from './upgrade.js';
 import {
   clientShmDecline,
@@ -68,6 +69,17 @@ class FrameReader {
 function socketFd(socket: Socket): number | undefined {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+function peerPidOf(socket: Socket): number | undefined {
+  const fd = socketFd(socket);
+  const addon = loadNative().addon;
+  if (fd === undefined || addon === undefined) return undefined;
+  try {
+    return addon.peerCred(fd).pid;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface LinkConnectionStatus {
@@ -144,7 +156,10 @@ class ServerConnection implements RecordSink {
     if (this.closed) return;
     this.closed = true;
     this.channel?.close();
-    this.rings?.free();
+    if (this.rings !== undefined) {
+      this.rings.free();
+      this.server.ringsFreed++;
+    }
     this.server.host.forget(this);
     this.server.connections.delete(this);
   }
@@ -155,6 +170,8 @@ export class ShmServer {
   readonly host: ShmHost<ServerConnection>;
   readonly connections = new Set<ServerConnection>();
   readonly errors: CellError[] = [];
+  /** Ring pairs whose pages were released after their connection closed. */
+  ringsFreed = 0;
   private readonly server: Server;
   private errorListener: ((err: CellError) => void) | undefined;
 
@@ -183,7 +200,7 @@ export class ShmServer {
     return [...this.connections].map((c) => ({
       transport: c.transport,
       shmDeclined: c.shmDeclined,
-      peerPid: undefined,
+      peerPid: peerPidOf(c.socket),
     }));
   }
 
