@@ -122,7 +122,7 @@ export class ShmChannel {
 //
 // After activity the poller re-checks the hot channels from microtasks (replies written by handlers'
 // promise continuations interleave with it, so a round trip never waits for an event-loop turn) for
-// SPIN_MS without news, yielding to the event loop every YIELD_MS of continuous spinning so sockets and
+// a spin budget without news, yielding to the event loop every YIELD_TICKS so sockets and
 // timers keep being served. Then every hot channel goes to sleep on its futex. The spin is short on
 // purpose: on a busy machine a process that spins while its peer is descheduled only steals the CPU
 // the peer needs; sleeping hands it over.
@@ -132,12 +132,15 @@ export class ShmChannel {
 // the budget grows towards what would have caught it; each spin that ends with nothing shrinks it.
 const MIN_SPIN_MS = Number(process.env.CELL_SHM_SPIN_US ?? 20) / 1000;
 const MAX_SPIN_MS = 1;
-const YIELD_MS = 0.5;
+/** Microtask ticks between forced event-loop turns (a few tens of µs of spinning). */
+const YIELD_TICKS = 256;
 
 const hot: ShmChannel[] = [];
 let scheduled = false;
-let lastActivity = 0;
-let spinSince = 0;
+let ticksSinceYield = 0;
+let emptyTicks = 0;
+/** When the current run of empty ticks began (ms), or -1 before it was timed. */
+let idleSince = -1;
 let spinBudget = MIN_SPIN_MS;
 
 function woken(ch: ShmChannel): void {
@@ -148,14 +151,15 @@ function woken(ch: ShmChannel): void {
 
 function wake(ch: ShmChannel): void {
   if (ch.closed) return;
-  lastActivity = performance.now();
+  emptyTicks = 0;
+  idleSince = -1;
   if (!ch.hot) {
     ch.hot = true;
     hot.push(ch);
   }
   if (!scheduled) {
     scheduled = true;
-    spinSince = lastActivity;
+    ticksSinceYield = 0;
     queueMicrotask(tick);
   }
 }
@@ -165,14 +169,28 @@ function tick(): void {
   let delivered = 0;
   for (let i = 0; i < hot.length; i++) delivered += (hot[i] as ShmChannel).drain();
   if (hot.length === 0) return;
-  const now = performance.now();
-  if (delivered > 0) lastActivity = now;
-  if (now - lastActivity < spinBudget) {
-    scheduled = true;
-    if (now - spinSince < YIELD_MS) queueMicrotask(tick);
-    else setImmediate(yieldedTick);
+  if (delivered > 0) {
+    emptyTicks = 0;
+    idleSince = -1;
+  } else emptyTicks++;
+  scheduled = true;
+  if (++ticksSinceYield >= YIELD_TICKS) {
+    ticksSinceYield = 0;
+    setImmediate(tick);
     return;
   }
+  // Reading the clock costs more than a ring check: look at it only every 8th empty tick.
+  if ((emptyTicks & 7) !== 0 || emptyTicks === 0) {
+    queueMicrotask(tick);
+    return;
+  }
+  const now = performance.now();
+  if (idleSince < 0) idleSince = now;
+  if (now - idleSince < spinBudget) {
+    queueMicrotask(tick);
+    return;
+  }
+  scheduled = false;
   spinBudget = Math.max(MIN_SPIN_MS, spinBudget * 0.75);
   for (let i = hot.length - 1; i >= 0; i--) {
     const ch = hot[i] as ShmChannel;
@@ -185,9 +203,4 @@ function tick(): void {
     scheduled = true;
     queueMicrotask(tick);
   }
-}
-
-function yieldedTick(): void {
-  spinSince = performance.now();
-  tick();
 }
