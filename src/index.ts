@@ -1,5 +1,4 @@
 // The public API of Cell. Internal helpers stay inside their component folders.
-
-export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, isCellError } from './errors/index.js';
-export { cellSocketPath, rootSocketPath, socketDir, validateCellName } from './paths/index.js';
+export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
+export { socketDir, rootSocketPath, cellSocketPath, validateCellName } from './paths/index.js';
