@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <stddef.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -235,6 +237,21 @@ Napi::Value PeerCredOf(Napi::Env env, int fd) {
   o.Set("uid", Napi::Number::New(env, cred.uid));
   o.Set("gid", Napi::Number::New(env, cred.gid));
   return o;
+}
+
+// peerPath(fd) -> the filesystem path of the Unix socket `fd` is connected to ('' if unnamed).
+Napi::Value PeerPath(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct sockaddr_un addr = {};
+  socklen_t len = sizeof(addr);
+  if (getpeername(static_cast<int>(ToInt(info[0], "fd")), reinterpret_cast<struct sockaddr*>(&addr), &len) != 0) {
+    throw SysError(env, "getpeername", errno);
+  }
+  if (addr.sun_family != AF_UNIX || len <= offsetof(struct sockaddr_un, sun_path) || addr.sun_path[0] == 0) {
+    return Napi::String::New(env, "");
+  }
+  size_t n = strnlen(addr.sun_path, len - offsetof(struct sockaddr_un, sun_path));
+  return Napi::String::New(env, std::string(addr.sun_path, n));
 }
 
 Napi::Value PeerCred(const Napi::CallbackInfo& info) {
@@ -472,6 +489,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recvFds", Napi::Function::New(env, RecvFds));
   exports.Set("fetchFds", Napi::Function::New(env, FetchFds));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
+  exports.Set("peerPath", Napi::Function::New(env, PeerPath));
   exports.Set("futexWait", Napi::Function::New(env, FutexWait));
   exports.Set("futexWake", Napi::Function::New(env, FutexWake));
   exports.Set("FutexWatcher", FutexWatcher::Init(env));

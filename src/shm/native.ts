@@ -17,6 +17,8 @@ export interface NativeAddon {
     timeoutMs: number,
   ): Promise<{ fds: number[]; payload: Buffer; peer: PeerCredentials }>;
   peerCred(fd: number): PeerCredentials;
+  /** Path of the Unix socket `fd` is connected to ('' when unnamed). */
+  peerPath(fd: number): string;
   futexWait(
     sab: SharedArrayBuffer,
     index: number,

@@ -71,6 +71,8 @@ export class RingBuffer {
   // producer state
   private writePos = 0;
   private publishedPos = 0;
+  /** Absolute position of the last reserved record's header (for trimLast). */
+  private lastRecordPos = 0;
   private cachedHead = 0;
 
   // consumer state
@@ -168,8 +170,25 @@ export class RingBuffer {
     u32[w + 1] = reqId;
     u32[w + 2] = kind;
     u32[w + 3] = aux;
+    this.lastRecordPos = this.writePos;
     this.writePos = (this.writePos + need) >>> 0;
     return RING_HEADER_BYTES + p + RECORD_HEADER_BYTES;
+  }
+
+  /** Shrinks the last reserved (uncommitted) record to `length` payload bytes. */
+  trimLast(length: number): void {
+    const p = this.lastRecordPos & this.mask;
+    const w = DATA_WORD + (p >> 2);
+    if (length > (this.u32[w] as number) || length < 0) {
+      throw new CellError('E_INTERNAL', `cannot grow a reserved ring record (${this.u32[w]} → ${length} bytes).`);
+    }
+    this.u32[w] = length;
+    this.writePos = (this.lastRecordPos + RECORD_HEADER_BYTES + ((length + 15) & ~15)) >>> 0;
+  }
+
+  /** Drops every record reserved since the last commit (an encoder failed half-way). */
+  rollback(): void {
+    this.writePos = this.publishedPos;
   }
 
   /** Copies a payload into a fresh record; false when the ring is full (nothing written). */

@@ -3,6 +3,7 @@ import { CellError, isCellError } from '../errors/index.js';
 import { BuiltinMethod } from '../frame/index.js';
 import { validateCellName } from '../paths/index.js';
 import type { MethodDef, ServiceDef } from '../service/types.js';
+import type { TransportStatus } from '../shm/wire.js';
 import { type CallOptions, ClientConnection, RemoteError } from './connection.js';
 import { type Connector, type Resolver, resolvers as registeredResolvers } from './resolve.js';
 
@@ -45,6 +46,8 @@ export interface GrowOptions {
    * that inspect cells whose contract they do not have.
    */
   inspectOnly?: boolean;
+  /** Use the shared-memory transport when the cell runs as the same user (default true). */
+  shm?: boolean;
 }
 
 /**
@@ -60,6 +63,7 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
   private readonly resolverList: readonly Resolver[] | undefined;
   private readonly maxFrameSize: number;
   private readonly fingerprint: bigint;
+  private readonly shm: boolean;
   private conn: ClientConnection | null = null;
   private connecting: Promise<ClientConnection> | null = null;
   private readonly draining = new Set<ClientConnection>();
@@ -75,6 +79,12 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
     this.resolverList = options.resolvers;
     this.maxFrameSize = options.maxFrameSize ?? 64 * 1024 * 1024;
     this.fingerprint = options.inspectOnly ? 0n : service.fingerprint;
+    this.shm = options.shm ?? true;
+  }
+
+  /** The current connection's carrier ('shm' or 'socket') and why shared memory was declined, if it was. */
+  get transport(): TransportStatus | null {
+    return this.conn === null ? null : { ...this.conn.transportStatus };
   }
 
   /**
@@ -217,6 +227,7 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
       fingerprint: this.fingerprint,
       timeoutMs: this.timeoutMs,
       maxFrameSize: this.maxFrameSize,
+      shm: this.shm,
     });
   }
 
