@@ -190,7 +190,7 @@ const summary = {
   transport: [...transports].join(', '),
 };
 console.log(
-  `summary over ${summary.transport}: ${fmtRate(summary.callsPerSecond)} calls/s${perCall(summary.callsPerSecond)}, RTT median ${fmtUs(summary.medianUs)} p99 ${fmtUs(summary.p99Us)}, ${calls} calls, ${failures} integrity failures, ${errors} errors${firstError.length > 0 ? ` (first: ${firstError[0]})` : ''}`,
+  `summary: ${fmtRate(summary.callsPerSecond)} calls/s${perCall(summary.callsPerSecond)}, RTT median ${fmtUs(summary.medianUs)} p99 ${fmtUs(summary.p99Us)}, ${calls} calls, ${failures} integrity failures, ${errors} errors${firstError.length > 0 ? ` (first: ${firstError[0]})` : ''}; transport: ${summary.transport}`,
 );
 if (flags.has('json')) console.log(`SUMMARY ${JSON.stringify(summary)}`);
 process.exit(failures > 0 || calls === 0 ? 1 : 0);

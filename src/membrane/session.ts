@@ -147,6 +147,8 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   sink: FrameSink;
   /** Which carrier the connection uses and, if it stayed on the socket, why. */
   transportStatus: TransportStatus = { transport: 'socket', shmDeclined: undefined };
+  /** Ring frames come with leases: a request's slot is freed when its handler settles. */
+  readonly leasesFrames = true;
   readonly transport: SessionTransport;
   /** Peer's handshake, once received. */
   peerName = '';

@@ -5,7 +5,8 @@ import { BELL_INDEX, type RingBuffer } from './ring.js';
 
 /** Receives the records of one channel; must release(token) each one, now or when done with it. */
 export interface RecordSink {
-  onRecord(kind: number, reqId: number, aux: number, payload: Uint8Array, token: number): void;
+  /** The payload is `channel.rx.bytes[offset, offset + length)`, ring memory valid until release(token). */
+  onRecord(kind: number, reqId: number, aux: number, offset: number, length: number, token: number): void;
   /** The peer broke the ring protocol; the channel is already closed. */
   onCorrupt(err: CellError): void;
 }
@@ -83,7 +84,7 @@ export class ShmChannel {
     try {
       for (let t = rx.next(); t >= 0; t = this.closed ? -1 : rx.next()) {
         n++;
-        this.sink.onRecord(rx.kind, rx.reqId, rx.aux, new Uint8Array(rx.sab, rx.payloadOffset, rx.payloadLength), t);
+        this.sink.onRecord(rx.kind, rx.reqId, rx.aux, rx.payloadOffset, rx.payloadLength, t);
       }
     } catch (err) {
       if (err instanceof CellError && err.code === 'E_PROTOCOL') {

@@ -111,7 +111,8 @@ class ServerConnection implements RecordSink {
     this.shmDeclined = undefined;
   }
 
-  onRecord(kind: number, reqId: number, aux: number, payload: Uint8Array, token: number): void {
+  onRecord(kind: number, reqId: number, aux: number, offset: number, length: number, token: number): void {
+    const payload = new Uint8Array((this.channel as ShmChannel).rx.sab, offset, length);
     if (kind !== FRAME_REQUEST) {
       this.onCorrupt(new CellError('E_PROTOCOL', `unexpected record kind ${kind} in the client ring.`));
       return;
@@ -364,9 +365,9 @@ export class ShmClient implements RecordSink {
     return this.pending.size;
   }
 
-  onRecord(kind: number, reqId: number, _aux: number, payload: Uint8Array, token: number): void {
-    const copy = Buffer.allocUnsafe(payload.length);
-    copy.set(payload);
+  onRecord(kind: number, reqId: number, _aux: number, offset: number, length: number, token: number): void {
+    const copy = Buffer.allocUnsafe(length);
+    copy.set((this.channel as ShmChannel).rx.bytes.subarray(offset, offset + length));
     this.channel?.release(token);
     if (kind !== FRAME_REPLY && kind !== FRAME_ERROR) {
       this.onCorrupt(new CellError('E_PROTOCOL', `unexpected record kind ${kind} in the server ring.`));

@@ -186,9 +186,9 @@ export class RingBuffer {
     this.writePos = (this.lastRecordPos + RECORD_HEADER_BYTES + ((length + 15) & ~15)) >>> 0;
   }
 
-  /** Drops every record reserved since the last commit (an encoder failed half-way). */
-  rollback(): void {
-    this.writePos = this.publishedPos;
+  /** Drops the last reserved record, which its writer abandoned (an encoder failed half-way). */
+  rollbackLast(): void {
+    this.writePos = this.lastRecordPos;
   }
 
   /** Copies a payload into a fresh record; false when the ring is full (nothing written). */

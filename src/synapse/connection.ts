@@ -160,6 +160,8 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
   sink: StreamSink;
   /** Which carrier the connection uses and, if it stayed on the socket, why. */
   transportStatus: TransportStatus = { transport: 'socket', shmDeclined: undefined };
+  /** Replies are decoded (copied) on arrival, so ring slots are freed at once. */
+  readonly leasesFrames = false;
   private readonly decoder: FrameDecoder;
   private readonly pending = new PendingTable();
   private nextId = 1;
