@@ -409,12 +409,16 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   }
 
   private settled(ctx: CallContext, value: unknown): void {
-    if (ctx.lease !== null) ctx.lease.release();
     // A closed session already took its calls off the shared in-flight count.
-    if (this.forgotten) return;
+    if (this.forgotten) {
+      if (ctx.lease !== null) ctx.lease.release();
+      return;
+    }
     this.inFlight--;
     this.host.metrics.inFlight--;
+    // Reply before releasing: the value may still view the request's bytes (a ring slot the peer reuses).
     if (this.state !== CLOSED) this.reply(ctx.method, ctx.requestId, value);
+    if (ctx.lease !== null) ctx.lease.release();
     this.maybeFinish();
   }
 
