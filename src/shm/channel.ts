@@ -133,6 +133,8 @@ export class ShmChannel {
 // the budget grows towards what would have caught it; each spin that ends with nothing shrinks it.
 const MIN_SPIN_MS = Number(process.env.CELL_SHM_SPIN_US ?? 20) / 1000;
 const MAX_SPIN_MS = 1;
+/** A wake-up this soon after falling asleep counts as "the spin just missed it" (wake-ups on a busy machine take up to a few ms). */
+const MISSED_BY_MS = 4;
 /** Microtask ticks between forced event-loop turns (a few tens of µs of spinning). */
 const YIELD_TICKS = 256;
 
@@ -146,7 +148,7 @@ let spinBudget = MIN_SPIN_MS;
 
 function woken(ch: ShmChannel): void {
   const gap = performance.now() - ch.sleptAt;
-  if (gap < MAX_SPIN_MS) spinBudget = Math.min(MAX_SPIN_MS, Math.max(spinBudget * 2, gap * 2));
+  if (gap < MISSED_BY_MS) spinBudget = Math.min(MAX_SPIN_MS, Math.max(spinBudget * 2, gap * 2));
   wake(ch);
 }
 
