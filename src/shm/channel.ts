@@ -167,6 +167,11 @@ function wake(ch: ShmChannel): void {
   }
 }
 
+function anyData(): boolean {
+  for (let i = 0; i < hot.length; i++) if ((hot[i] as ShmChannel).rx.hasData()) return true;
+  return false;
+}
+
 function tick(): void {
   scheduled = false;
   let delivered = 0;
@@ -175,7 +180,12 @@ function tick(): void {
   if (delivered > 0) {
     emptyTicks = 0;
     idleSince = -1;
-  } else emptyTicks++;
+  } else {
+    emptyTicks++;
+    // Nothing arrived: look again a few times right here (about a microsecond) before paying for
+    // another microtask; anything this process itself queued runs as soon as we return.
+    for (let spin = 0; spin < 32; spin++) if (anyData()) break;
+  }
   scheduled = true;
   if (++ticksSinceYield >= YIELD_TICKS) {
     ticksSinceYield = 0;
