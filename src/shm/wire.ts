@@ -88,12 +88,15 @@ export class RingFrameSink implements FrameSink {
       this.onRing = false;
       this.channel.tx.trimLast(end - this.ringOff);
       this.ringFrames++;
-      // Publish once per synchronous run: frames written back to back (pipelined calls, replies of a
-      // drained batch) become visible with one store, one cache-line transfer and at most one wake.
-      if (!this.publishScheduled) {
-        this.publishScheduled = true;
-        queueMicrotask(this.publishTask);
-      }
+      // The first frame of a synchronous run is published at once (a lone call or reply loses no
+      // time); frames written after it in the same run (pipelined calls, the replies of a drained
+      // batch) are published together when the run ends: one store, one cache-line transfer, at most
+      // one wake-up for all of them.
+      if (!this.runOpen) {
+        this.runOpen = true;
+        queueMicrotask(this.endRunTask);
+        this.publish();
+      } else this.dirty = true;
     } else {
       this.socket.commit(end);
       this.socketFrames++;
@@ -105,11 +108,17 @@ export class RingFrameSink implements FrameSink {
     this.socket.flush();
   }
 
-  private publishScheduled = false;
-  private readonly publishTask = (): void => this.publish();
+  private runOpen = false;
+  private dirty = false;
+  private readonly endRunTask = (): void => {
+    this.runOpen = false;
+    if (this.dirty) {
+      this.dirty = false;
+      this.publish();
+    }
+  };
 
   private publish(): void {
-    this.publishScheduled = false;
     if (this.onRing) {
       // Reserve and commit run back to back; a reservation still open here was abandoned by a writer
       // that threw. It must not be published.
