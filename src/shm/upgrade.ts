@@ -149,6 +149,12 @@ export class ShmHost<C> {
     return { ok: true, challenge: { challenge, ticket, capacity: this.capacity } };
   }
 
+  /** True while an offer made for `context` waits to be picked up. */
+  hasOffer(context: C): boolean {
+    for (const o of this.offers.values()) if (o.context === context) return true;
+    return false;
+  }
+
   /** Drops every offer made for `context` (its connection closed before pickup). */
   forget(context: C): void {
     for (const [key, o] of this.offers) if (o.context === context) this.drop(key);

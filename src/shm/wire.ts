@@ -323,7 +323,9 @@ export class ShmServerGlue {
         ? { ok: false as const, reason: 'server: this connection is not a local Unix socket' }
         : session.transportStatus.transport === 'shm'
           ? { ok: false as const, reason: 'server: connection already upgraded' }
-          : this.host.offer(fd, session);
+          : this.host.hasOffer(session)
+            ? { ok: false as const, reason: 'server: an upgrade of this connection is already under way' }
+            : this.host.offer(fd, session);
     if (offer.ok) {
       session.writeCold(encodeFrame(FrameControl.UPGRADE_CHALLENGE, 0, requestId, encodeChallenge(offer.challenge)));
     } else {
