@@ -113,6 +113,14 @@ test('CELL_DISABLE_SHM on the cell only: the caller is told at once and stays on
   assert.deepEqual([m.shm.available, m.shm.reason], [false, 'CELL_DISABLE_SHM is set']);
 });
 
+test('no native addon in the cell: the caller is told why and stays on the socket', async (t) => {
+  await startCell(t, { CELL_NATIVE_ADDON: '/nonexistent/cell_native.node' });
+  const c = await grow(t);
+  assert.equal(c.$synapse.transport?.transport, 'socket');
+  assert.match(String(c.$synapse.transport?.shmDeclined), /^server: native addon not built/);
+  assert.deepEqual(Buffer.from(await c.echo(new Uint8Array([5]))), Buffer.from([5]));
+});
+
 test('a wrong token: the caller stays on the socket with the reason, calls work', async (t) => {
   await startCell(t);
   process.env.CELL_SHM_TOKEN = 'not-the-cells-token-at-all-0000';
