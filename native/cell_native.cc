@@ -5,6 +5,7 @@
 // external memory, and Atomics (the rings' memory ordering) only work on SharedArrayBuffers. The two
 // helpers below convert between napi_value and v8::Local exactly as Node's own N-API layer does.
 #include <napi.h>
+#include <uv.h>
 #include <v8.h>
 
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <linux/futex.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -480,6 +482,91 @@ class FutexWatcher : public Napi::ObjectWrap<FutexWatcher> {
   std::atomic<bool> stop_{false};
 };
 
+// eventfdCreate() -> fd: a ring's doorbell. The consumer watches it in its event loop (FdWatcher); the
+// producer writes to it only when the consumer said it is going to sleep.
+Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
+  int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) throw SysError(info.Env(), "eventfd", errno);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// eventfdSignal(fd): adds 1 to the counter (never blocks: a full counter already means "wake up").
+Napi::Value EventfdSignal(const Napi::CallbackInfo& info) {
+  int fd = static_cast<int>(ToInt(info[0], "fd"));
+  uint64_t one = 1;
+  ssize_t n;
+  do n = write(fd, &one, sizeof(one));
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN) throw SysError(info.Env(), "write(eventfd)", errno);
+  return info.Env().Undefined();
+}
+
+// FdWatcher(fd, callback): calls `callback` on the JS thread whenever the eventfd becomes readable,
+// after draining it. Lives in the event loop (uv_poll), so a wake-up is one context switch, like a
+// socket read; it does not keep the process alive.
+class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "FdWatcher", {InstanceMethod("close", &FdWatcher::Close)});
+  }
+
+  FdWatcher(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdWatcher>(info) {
+    Napi::Env env = info.Env();
+    fd_ = static_cast<int>(ToInt(info[0], "fd"));
+    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+    context_ = std::make_unique<Napi::AsyncContext>(env, "cell-fd-watcher");
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no event loop");
+    handle_ = new uv_poll_t;
+    handle_->data = this;
+    int r = uv_poll_init(loop, handle_, fd_);
+    if (r != 0) {
+      delete handle_;
+      handle_ = nullptr;
+      throw Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(r));
+    }
+    uv_unref(reinterpret_cast<uv_handle_t*>(handle_));
+    uv_poll_start(handle_, UV_READABLE, OnReadable);
+  }
+
+  ~FdWatcher() override { Stop(); }
+
+ private:
+  static void OnReadable(uv_poll_t* handle, int status, int events) {
+    auto* self = static_cast<FdWatcher*>(handle->data);
+    if (self == nullptr) return;
+    uint64_t count;
+    while (read(self->fd_, &count, sizeof(count)) > 0) {
+    }
+    Napi::Env env = self->callback_.Env();
+    Napi::HandleScope scope(env);
+    try {
+      // MakeCallback drains the microtask queue afterwards, like any I/O callback.
+      self->callback_.MakeCallback(env.Global(), {}, *self->context_);
+    } catch (const Napi::Error& e) {
+      e.ThrowAsJavaScriptException();
+    }
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Stop();
+    return info.Env().Undefined();
+  }
+
+  void Stop() {
+    if (handle_ == nullptr) return;
+    uv_poll_stop(handle_);
+    handle_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    handle_ = nullptr;
+  }
+
+  int fd_ = -1;
+  uv_poll_t* handle_ = nullptr;
+  Napi::FunctionReference callback_;
+  std::unique_ptr<Napi::AsyncContext> context_;
+};
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate));
   exports.Set("mmapShared", Napi::Function::New(env, MmapShared));
@@ -493,6 +580,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("futexWait", Napi::Function::New(env, FutexWait));
   exports.Set("futexWake", Napi::Function::New(env, FutexWake));
   exports.Set("FutexWatcher", FutexWatcher::Init(env));
+  exports.Set("eventfdCreate", Napi::Function::New(env, EventfdCreate));
+  exports.Set("eventfdSignal", Napi::Function::New(env, EventfdSignal));
+  exports.Set("FdWatcher", FdWatcher::Init(env));
   return exports;
 }
 

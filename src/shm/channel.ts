@@ -20,18 +20,19 @@ export class ShmChannel {
   readonly tx: RingBuffer;
   readonly rx: RingBuffer;
   private readonly sink: RecordSink;
-  private readonly watcher: FutexWatcher;
+  private readonly watcher: { close(): void };
   hot = false;
   closed = false;
   /** Records received / sent through the rings (metrics). */
   received = 0;
   sent = 0;
 
-  constructor(addon: NativeAddon, tx: RingBuffer, rx: RingBuffer, sink: RecordSink) {
+  /** `rxBell`: the eventfd the peer signals when it commits while we sleep. */
+  constructor(addon: NativeAddon, tx: RingBuffer, rx: RingBuffer, rxBell: number, sink: RecordSink) {
     this.tx = tx;
     this.rx = rx;
     this.sink = sink;
-    this.watcher = new addon.FutexWatcher(rx.sab, BELL_INDEX, () => {
+    this.watcher = new addon.FdWatcher(rxBell, () => {
       if (this.closed) return;
       this.rx.awake();
       woken(this);
@@ -100,12 +101,13 @@ export class ShmChannel {
 
   sleptAt = 0;
 
-  /** Tries to go to sleep; false if a record slipped in (stay hot). */
+  /**
+   * Tries to go to sleep; false if a record slipped in (stay hot). Sleeping costs nothing: the
+   * doorbell is always watched by the event loop, and the peer rings it only while `sleeping` is set.
+   */
   sleep(now: number): boolean {
-    const seq = this.rx.prepareSleep();
-    if (seq < 0) return false;
+    if (this.rx.prepareSleep() < 0) return false;
     this.sleptAt = now;
-    this.watcher.arm(seq);
     return true;
   }
 
@@ -124,7 +126,7 @@ export class ShmChannel {
 // After activity the poller re-checks the hot channels from microtasks (replies written by handlers'
 // promise continuations interleave with it, so a round trip never waits for an event-loop turn) for
 // a spin budget without news, yielding to the event loop every YIELD_TICKS so sockets and
-// timers keep being served. Then every hot channel goes to sleep on its futex. The spin is short on
+// timers keep being served. Then every hot channel goes to sleep until its doorbell rings. The spin is short on
 // purpose: on a busy machine a process that spins while its peer is descheduled only steals the CPU
 // the peer needs; sleeping hands it over.
 

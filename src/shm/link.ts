@@ -106,7 +106,7 @@ class ServerConnection implements RecordSink {
       return;
     }
     this.rings = rings;
-    this.channel = new ShmChannel(rings.addon, rings.tx, rings.rx, this);
+    this.channel = new ShmChannel(rings.addon, rings.tx, rings.rx, rings.rxBell, this);
     this.transport = 'shm';
     this.shmDeclined = undefined;
   }
@@ -280,6 +280,7 @@ export class ShmClient implements RecordSink {
   transport: Transport = 'socket';
   shmDeclined: string | undefined;
   channel: ShmChannel | undefined;
+  private rings: RingPair | undefined;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closedError: Error | undefined;
@@ -340,7 +341,8 @@ export class ShmClient implements RecordSink {
         return;
       }
       const rings = await pickUpRings(this.path, decodeChallenge(answer.payload), timeoutMs);
-      this.channel = new ShmChannel(rings.addon, rings.tx, rings.rx, this);
+      this.channel = new ShmChannel(rings.addon, rings.tx, rings.rx, rings.rxBell, this);
+      this.rings = rings;
       this.transport = 'shm';
     } catch (err) {
       this.shmDeclined = (err as Error).message;
@@ -395,6 +397,7 @@ export class ShmClient implements RecordSink {
   private fail(err: Error): void {
     if (this.closedError === undefined) this.closedError = err;
     this.channel?.close();
+    this.rings?.free();
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
   }

@@ -27,6 +27,14 @@ export interface NativeAddon {
   ): 'ok' | 'not-equal' | 'timed-out';
   futexWake(sab: SharedArrayBuffer, index: number, count: number): number;
   FutexWatcher: new (sab: SharedArrayBuffer, index: number, callback: () => void) => FutexWatcher;
+  /** A nonblocking, close-on-exec eventfd: a ring's doorbell. */
+  eventfdCreate(): number;
+  eventfdSignal(fd: number): void;
+  /** Calls back on the JS thread (from the event loop) each time the eventfd is signalled. */
+  FdWatcher: new (
+    fd: number,
+    callback: () => void,
+  ) => { close(): void };
 }
 
 export interface PeerCredentials {

@@ -14,7 +14,8 @@ import { loadShmToken, proofMatches, shmProof } from './token.js';
  *  3. client opens a second, short-lived connection to the same socket and sends the pickup request
  *     "CELLSHM1" ‖ ticket ‖ HMAC-SHA256(token, "cell-shm-v1" ‖ challenge ‖ ticket).
  *  4. server checks that connection's SO_PEERCRED (same uid and pid as the first) and the proof, then
- *     sends "OK" ‖ capacity with SCM_RIGHTS [client→server ring, server→client ring] and closes it.
+ *     sends "OK" ‖ capacity with SCM_RIGHTS [client→server ring, server→client ring, client→server
+ *     doorbell, server→client doorbell] and closes it. Doorbells are eventfds.
  *
  * The fds travel on their own connection because Node reads the main socket continuously: a
  * recvmsg there would race libuv for the bytes. The client receives them on a native worker thread
@@ -47,6 +48,8 @@ export interface RingPair {
   tx: RingBuffer;
   /** Ring this side consumes. */
   rx: RingBuffer;
+  /** The rx ring's doorbell (an eventfd this side watches; the peer signals it). */
+  rxBell: number;
   addon: NativeAddon;
   /** Frees the shared pages at once (the mappings themselves go when the buffers are collected). */
   free(): void;
@@ -129,6 +132,7 @@ export class ShmHost<C> {
     }
     const uid = process.getuid?.() ?? -1;
     if (peer.uid !== uid) return { ok: false, reason: `server: peer uid ${peer.uid} differs from server uid ${uid}` };
+    // [c2s ring, s2c ring, c2s doorbell, s2c doorbell]
     const fds: number[] = [];
     try {
       for (const dir of ['c2s', 's2c']) {
@@ -136,6 +140,7 @@ export class ShmHost<C> {
         fds.push(fd);
         RingBuffer.initialize(addon.mmapShared(fd, ringBytesFor(this.capacity)), this.capacity);
       }
+      fds.push(addon.eventfdCreate(), addon.eventfdCreate());
     } catch (err) {
       for (const fd of fds) addon.closeFd(fd);
       return { ok: false, reason: `server: cannot create shared memory (${(err as Error).message})` };
@@ -209,8 +214,9 @@ export class ShmHost<C> {
       return fail("wrong proof: the peer does not hold this user's shm token");
     }
     const size = ringBytesFor(offer.capacity);
-    const c2s = new RingBuffer(addon.mmapShared(offer.fds[0] as number, size), ringBell(addon));
-    const s2c = new RingBuffer(addon.mmapShared(offer.fds[1] as number, size), ringBell(addon));
+    const [c2sFd, s2cFd, c2sBell, s2cBell] = offer.fds as [number, number, number, number];
+    const c2s = new RingBuffer(addon.mmapShared(c2sFd, size));
+    const s2c = new RingBuffer(addon.mmapShared(s2cFd, size), ringBell(addon, s2cBell));
     const ok = Buffer.alloc(6);
     ok.write('OK', 0, 'latin1');
     ok.writeUInt32LE(offer.capacity, 2);
@@ -221,30 +227,42 @@ export class ShmHost<C> {
       return fail(`sending the ring fds failed (${(err as Error).message})`);
     }
     socket.end();
-    return { context: offer.context, rings: pairFromFds(addon, s2c, c2s, offer.fds, size) };
+    return { context: offer.context, rings: serverPair(addon, s2c, c2s, c2sBell, offer.fds, size) };
   }
 }
 
-function ringBell(addon: NativeAddon) {
-  return (sab: SharedArrayBuffer, index: number) => {
-    addon.futexWake(sab, index, 1);
+/**
+ * Wakes the peer's consumer through its eventfd doorbell. (A futex wake would reach JavaScript only
+ * through a helper thread, two context switches; libuv watches the eventfd directly, one switch.)
+ */
+function ringBell(addon: NativeAddon, bellFd: number) {
+  return () => {
+    addon.eventfdSignal(bellFd);
   };
 }
 
-function pairFromFds(addon: NativeAddon, tx: RingBuffer, rx: RingBuffer, fds: number[], size: number): RingPair {
+function serverPair(
+  addon: NativeAddon,
+  tx: RingBuffer,
+  rx: RingBuffer,
+  rxBell: number,
+  fds: number[],
+  size: number,
+): RingPair {
   let freed = false;
   return {
     tx,
     rx,
+    rxBell,
     addon,
     free() {
       if (freed) return;
       freed = true;
-      for (const fd of fds) {
+      for (let i = 0; i < fds.length; i++) {
         try {
-          addon.releaseMemory(fd, size);
+          if (i < 2) addon.releaseMemory(fds[i] as number, size);
         } finally {
-          addon.closeFd(fd);
+          addon.closeFd(fds[i] as number);
         }
       }
     },
@@ -278,7 +296,7 @@ export async function pickUpRings(socketPath: string, offer: UpgradeChallenge, t
     closeAll();
     throw new CellError('E_SHM_AUTH', `pickup answered by uid ${got.peer.uid}, not ${uid}.`);
   }
-  if (got.fds.length !== 2 || got.payload.length !== 6 || got.payload.toString('latin1', 0, 2) !== 'OK') {
+  if (got.fds.length !== 4 || got.payload.length !== 6 || got.payload.toString('latin1', 0, 2) !== 'OK') {
     closeAll();
     const text = got.payload.toString('utf8').replace(/^ERR /, '');
     throw new CellError('E_SHM_AUTH', `server refused the ring pickup: ${text || 'no answer'}.`);
@@ -289,12 +307,26 @@ export async function pickUpRings(socketPath: string, offer: UpgradeChallenge, t
     throw new CellError('E_PROTOCOL', `ring capacity ${capacity} differs from the offer's ${offer.capacity}.`);
   }
   const size = ringBytesFor(capacity);
+  const [c2sFd, s2cFd, c2sBell, s2cBell] = got.fds as [number, number, number, number];
   try {
-    const c2s = new RingBuffer(addon.mmapShared(got.fds[0] as number, size), ringBell(addon));
-    const s2c = new RingBuffer(addon.mmapShared(got.fds[1] as number, size), ringBell(addon));
-    // The client keeps no fds: the mappings hold the memory; the server frees the pages on close.
-    closeAll();
-    return { tx: c2s, rx: s2c, addon, free() {} };
+    const c2s = new RingBuffer(addon.mmapShared(c2sFd, size), ringBell(addon, c2sBell));
+    const s2c = new RingBuffer(addon.mmapShared(s2cFd, size));
+    // The mappings hold the memory (the server frees the pages on close); only the doorbells stay open.
+    addon.closeFd(c2sFd);
+    addon.closeFd(s2cFd);
+    let freed = false;
+    return {
+      tx: c2s,
+      rx: s2c,
+      rxBell: s2cBell,
+      addon,
+      free() {
+        if (freed) return;
+        freed = true;
+        addon.closeFd(c2sBell);
+        addon.closeFd(s2cBell);
+      },
+    };
   } catch (err) {
     closeAll();
     throw err;

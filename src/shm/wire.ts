@@ -279,7 +279,7 @@ class RecordFrames implements RecordSink {
 /** Ties a ring pair to a receiver: returns the channel and the sink to install. */
 function attachRings(rings: RingPair, receiver: FrameReceiver, socketSink: StreamSink): RingFrameSink {
   const frames = new RecordFrames(rings.rx.sab, receiver);
-  const channel = new ShmChannel(rings.addon, rings.tx, rings.rx, frames);
+  const channel = new ShmChannel(rings.addon, rings.tx, rings.rx, rings.rxBell, frames);
   frames.channel = channel;
   return new RingFrameSink(channel, socketSink);
 }
@@ -468,7 +468,10 @@ export async function upgradeClient(client: UpgradableClient): Promise<void> {
     client.sink = sink;
     status.transport = 'shm';
     status.shmDeclined = undefined;
-    stream.once('close', () => sink.channel.close());
+    stream.once('close', () => {
+      sink.channel.close();
+      rings.free();
+    });
   } catch (err) {
     status.shmDeclined = `client: ${(err as Error).message}`;
   }

@@ -76,6 +76,30 @@ test('a FutexWatcher is woken by FUTEX_WAKE from another process', async () => {
   }
 });
 
+test('an eventfd doorbell signalled by another process calls the FdWatcher back on the event loop', async () => {
+  const bell = addon.eventfdCreate();
+  let calls = 0;
+  const watcher = new addon.FdWatcher(bell, () => {
+    calls++;
+  });
+  try {
+    const script = `
+      const a = require(${JSON.stringify(addonPath)});
+      a.eventfdSignal(3); a.eventfdSignal(3);`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'inherit', 'inherit', bell] });
+    assert.equal(await new Promise((r) => child.on('exit', r)), 0);
+    const deadline = Date.now() + 5000;
+    while (calls === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+    assert.ok(calls >= 1, 'woken');
+    const seen = calls;
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(calls, seen, 'the counter was drained: no further callbacks without a new signal');
+  } finally {
+    watcher.close();
+    addon.closeFd(bell);
+  }
+});
+
 test('peerCred reports the connecting process; fetchFds receives SCM_RIGHTS fds on its own connection', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cell-native-'));
   const path = join(dir, 's.sock');
