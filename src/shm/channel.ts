@@ -26,6 +26,9 @@ export class ShmChannel {
   /** Records received / sent through the rings (metrics). */
   received = 0;
   sent = 0;
+  /** Times this side fell asleep / was woken by the doorbell (metrics). */
+  sleeps = 0;
+  wakeups = 0;
 
   /** `rxBell`: the eventfd the peer signals when it commits while we sleep. */
   constructor(addon: NativeAddon, tx: RingBuffer, rx: RingBuffer, rxBell: number, sink: RecordSink) {
@@ -34,6 +37,7 @@ export class ShmChannel {
     this.sink = sink;
     this.watcher = new addon.FdWatcher(rxBell, () => {
       if (this.closed) return;
+      this.wakeups++;
       this.rx.awake();
       woken(this);
     });
@@ -107,6 +111,7 @@ export class ShmChannel {
    */
   sleep(now: number): boolean {
     if (this.rx.prepareSleep() < 0) return false;
+    this.sleeps++;
     this.sleptAt = now;
     return true;
   }
@@ -134,9 +139,12 @@ export class ShmChannel {
 // the spin just missed (both sides would otherwise settle into sleeping through every round trip), so
 // the budget grows towards what would have caught it; each spin that ends with nothing shrinks it.
 const MIN_SPIN_MS = Number(process.env.CELL_SHM_SPIN_US ?? 20) / 1000;
-const MAX_SPIN_MS = 1;
-/** A wake-up this soon after falling asleep counts as "the spin just missed it" (wake-ups on a busy machine take up to a few ms). */
-const MISSED_BY_MS = 4;
+const MAX_SPIN_MS = 0.5;
+/**
+ * A wake-up this soon after falling asleep counts as "the spin just missed it". Later wake-ups mean
+ * the peer was descheduled or idle, and spinning longer would only take CPU from it.
+ */
+const MISSED_BY_MS = 0.5;
 /** Microtask ticks between forced event-loop turns (a few tens of µs of spinning). */
 const YIELD_TICKS = 256;
 
