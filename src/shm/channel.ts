@@ -155,11 +155,25 @@ let emptyTicks = 0;
 /** When the current run of empty ticks began (ms), or -1 before it was timed. */
 let idleSince = -1;
 let spinBudget = MIN_SPIN_MS;
+/** CPU time when the current spin began (ms), to tell a spin that ran from one that waited for a CPU. */
+let spinCpuStart = 0;
+/**
+ * The last spin got much less CPU than wall-clock time: the machine is oversubscribed, and the peer
+ * was probably waiting for the very CPU we spun on. Then spinning only delays it: don't grow.
+ */
+let starved = false;
 
 function woken(ch: ShmChannel): void {
   const gap = performance.now() - ch.sleptAt;
-  if (gap < MISSED_BY_MS) spinBudget = Math.min(MAX_SPIN_MS, Math.max(spinBudget * 2, gap * 2));
+  if (gap < MISSED_BY_MS && !starved) spinBudget = Math.min(MAX_SPIN_MS, Math.max(spinBudget * 2, gap * 2));
+  starved = false;
   wake(ch);
+}
+
+/** CPU time of this process in ms (user + system). */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 function wake(ch: ShmChannel): void {
@@ -177,11 +191,6 @@ function wake(ch: ShmChannel): void {
   }
 }
 
-function anyData(): boolean {
-  for (let i = 0; i < hot.length; i++) if ((hot[i] as ShmChannel).rx.hasData()) return true;
-  return false;
-}
-
 function tick(): void {
   scheduled = false;
   let delivered = 0;
@@ -190,12 +199,7 @@ function tick(): void {
   if (delivered > 0) {
     emptyTicks = 0;
     idleSince = -1;
-  } else {
-    emptyTicks++;
-    // Nothing arrived: look again a few times right here (about a microsecond) before paying for
-    // another microtask; anything this process itself queued runs as soon as we return.
-    for (let spin = 0; spin < 32; spin++) if (anyData()) break;
-  }
+  } else emptyTicks++;
   scheduled = true;
   if (++ticksSinceYield >= YIELD_TICKS) {
     ticksSinceYield = 0;
@@ -208,13 +212,18 @@ function tick(): void {
     return;
   }
   const now = performance.now();
-  if (idleSince < 0) idleSince = now;
+  if (idleSince < 0) {
+    idleSince = now;
+    spinCpuStart = cpuMs();
+  }
   if (now - idleSince < spinBudget) {
     queueMicrotask(tick);
     return;
   }
   scheduled = false;
-  spinBudget = Math.max(MIN_SPIN_MS, spinBudget * 0.75);
+  const wall = now - idleSince;
+  starved = wall > 0.05 && cpuMs() - spinCpuStart < 0.6 * wall;
+  spinBudget = starved ? MIN_SPIN_MS : Math.max(MIN_SPIN_MS, spinBudget * 0.75);
   for (let i = hot.length - 1; i >= 0; i--) {
     const ch = hot[i] as ShmChannel;
     if (ch.sleep(now)) {
