@@ -191,16 +191,26 @@ function wake(ch: ShmChannel): void {
   }
 }
 
+/**
+ * One chain of ticks polls every hot channel; `scheduled` stays true while the chain lives, so wake()
+ * calls made during a tick (a reply published while draining) never start a second chain.
+ */
 function tick(): void {
-  scheduled = false;
   let delivered = 0;
-  for (let i = 0; i < hot.length; i++) delivered += (hot[i] as ShmChannel).drain();
-  if (hot.length === 0) return;
+  try {
+    for (let i = 0; i < hot.length; i++) delivered += (hot[i] as ShmChannel).drain();
+  } catch (err) {
+    queueMicrotask(tick); // keep polling the other channels; the error surfaces as uncaught
+    throw err;
+  }
+  if (hot.length === 0) {
+    scheduled = false;
+    return;
+  }
   if (delivered > 0) {
     emptyTicks = 0;
     idleSince = -1;
   } else emptyTicks++;
-  scheduled = true;
   if (++ticksSinceYield >= YIELD_TICKS) {
     ticksSinceYield = 0;
     setImmediate(tick);
@@ -220,7 +230,6 @@ function tick(): void {
     queueMicrotask(tick);
     return;
   }
-  scheduled = false;
   const wall = now - idleSince;
   starved = wall > 0.05 && cpuMs() - spinCpuStart < 0.6 * wall;
   spinBudget = starved ? MIN_SPIN_MS : Math.max(MIN_SPIN_MS, spinBudget * 0.75);
@@ -232,7 +241,8 @@ function tick(): void {
     }
   }
   if (hot.length > 0) {
-    scheduled = true;
     queueMicrotask(tick);
+    return;
   }
+  scheduled = false;
 }
