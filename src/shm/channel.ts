@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { CellError } from '../errors/index.js';
-import type { FutexWatcher, NativeAddon } from './native.js';
-import { BELL_INDEX, type RingBuffer } from './ring.js';
+import type { NativeAddon } from './native.js';
+import type { RingBuffer } from './ring.js';
 
 /** Receives the records of one channel; must release(token) each one, now or when done with it. */
 export interface RecordSink {

@@ -149,7 +149,7 @@ class ServerConnection implements RecordSink {
     if (token >= 0) ch?.release(token);
     const kind = err === undefined ? FRAME_REPLY : FRAME_ERROR;
     const body = err === undefined ? (result as Uint8Array) : Buffer.from(String((err as Error)?.message ?? err));
-    if (ch !== undefined && ch.send(kind, reqId, 0, body)) return;
+    if (ch?.send(kind, reqId, 0, body)) return;
     this.socket.write(frame(kind, reqId, 0, body));
   }
 
@@ -358,7 +358,7 @@ export class ShmClient implements RecordSink {
       this.pending.set(reqId, { resolve, reject });
     });
     const ch = this.channel;
-    if (ch !== undefined && ch.send(FRAME_REQUEST, reqId, method, payload)) ch.expect();
+    if (ch?.send(FRAME_REQUEST, reqId, method, payload)) ch.expect();
     else this.socket.write(frame(FRAME_REQUEST, reqId, method, payload));
     return p;
   }

@@ -188,13 +188,22 @@ class RecordFrames implements RecordSink {
     // Validate the whole record before delivering any frame of it.
     let count = 0;
     for (let o = start; o < end; ) {
-      if (end - o < HEADER_SIZE) return this.badFrame(`${end - o} stray bytes after the last frame`);
+      if (end - o < HEADER_SIZE) {
+        this.badFrame(`${end - o} stray bytes after the last frame`);
+        return;
+      }
       const len = readU32(b, o);
-      if (len < HEADER_SIZE - 4 || o + 4 + len > end) return this.badFrame(`frame length ${len} runs past its record`);
+      if (len < HEADER_SIZE - 4 || o + 4 + len > end) {
+        this.badFrame(`frame length ${len} runs past its record`);
+        return;
+      }
       o += 4 + len;
       count++;
     }
-    if (count === 0) return this.badFrame('empty record');
+    if (count === 0) {
+      this.badFrame('empty record');
+      return;
+    }
     const receiver = this.receiver;
     if (!receiver.leasesFrames) {
       // The client decodes (copies) each reply at once: no lease objects, free the record right after.

@@ -165,3 +165,21 @@ test('fuzz: a hostile writer cannot make the reader leave the ring', () => {
     { numRuns: 3000, seed: Number(process.env.FC_SEED ?? Date.now() % 1e9), verbose: 1 },
   );
 });
+
+test('trimLast shrinks the last reservation and rollbackLast drops an abandoned one', () => {
+  const { producer, consumer } = makeRing(4096);
+  const off = producer.reserve(1, 7, 0, 500);
+  producer.bytes.fill(5, off, off + 40);
+  producer.trimLast(40);
+  const dropped = producer.reserve(1, 8, 0, 100); // abandoned half-way
+  producer.bytes.fill(9, dropped, dropped + 10);
+  producer.rollbackLast();
+  producer.write(1, 9, 0, payload(3, 1));
+  producer.commit();
+  assert.ok(consumer.next() >= 0);
+  assert.deepEqual([consumer.reqId, consumer.payloadLength], [7, 40]);
+  assert.ok(consumer.next() >= 0);
+  assert.deepEqual([consumer.reqId, consumer.payloadLength], [9, 3]);
+  assert.equal(consumer.next(), -1);
+  assert.throws(() => producer.trimLast(10_000), /cannot grow/);
+});
