@@ -394,6 +394,7 @@ export class ShmServerGlue {
 export interface UpgradableClient extends FrameReceiver {
   sink: FrameSink;
   readonly stream: unknown;
+  readonly options: { readonly socketPath?: string | undefined };
   transportStatus: TransportStatus;
 }
 
@@ -427,11 +428,13 @@ export async function upgradeClient(client: UpgradableClient): Promise<void> {
     return;
   }
   const addon = loadNative().addon;
-  let path = '';
-  try {
-    path = addon?.peerPath(fd as number) ?? '';
-  } catch {
-    // fall through
+  let path = client.options.socketPath ?? '';
+  if (path === '') {
+    try {
+      path = addon?.peerPath(fd as number) ?? '';
+    } catch {
+      // fall through: no path, no upgrade
+    }
   }
   if (path === '') {
     status.shmDeclined = 'client: the socket has no path to reach the server again';

@@ -137,6 +137,8 @@ export interface ConnectionOptions {
   handshakeTimeoutMs?: number;
   /** Ask a same-user cell for the shared-memory transport after the handshake (default true). */
   shm?: boolean;
+  /** The Unix socket path the stream was opened on, if known (for the shared-memory pickup). */
+  socketPath?: string | undefined;
 }
 
 const HANDSHAKE = 0;

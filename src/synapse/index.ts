@@ -220,8 +220,11 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
     });
   }
 
-  private handshake(stream: Duplex, _describe: string): Promise<ClientConnection> {
+  private handshake(stream: Duplex, describe: string): Promise<ClientConnection> {
     return ClientConnection.open(stream, {
+      // The path we dialled reaches the cell again for the shm pickup even when the cell sees its
+      // socket under another path (a sandbox's bind mount).
+      socketPath: describe.startsWith('unix:') ? describe.slice(5) : undefined,
       cell: this.cell,
       service: this.service,
       fingerprint: this.fingerprint,
