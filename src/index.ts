@@ -32,6 +32,7 @@ export type {
   ServiceMethods,
 } from './service/index.js';
 export { genomeJson, rpc, service, serviceCompatible } from './service/index.js';
+export type { Transport, TransportStatus } from './shm/wire.js';
 export type {
   CallOptions,
   CellInspector,

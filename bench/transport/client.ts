@@ -70,8 +70,15 @@ function check(reply: unknown): void {
   if (b.length !== 16 || b[0] !== 0x30 || b[15] !== 0x66) throw new Error(`${kind}: corrupted echo`);
 }
 
-async function cell(): Promise<void> {
-  const ex = await Synapse.grow(PingService, { resolvers: [{ name: 'bench', order: 0, resolve: () => unix() }] });
+async function cell(shm: boolean): Promise<void> {
+  const ex = await Synapse.grow(PingService, {
+    resolvers: [{ name: 'bench', order: 0, resolve: () => unix() }],
+    shm,
+  });
+  const carrier = ex.$synapse.transport;
+  if (carrier?.transport !== (shm ? 'shm' : 'socket')) {
+    throw new Error(`${kind}: connection is on ${carrier?.transport} (${carrier?.shmDeclined ?? 'no reason'})`);
+  }
   await runWindow(() => ex.ping(PAYLOAD).then(check));
   await ex.$close();
 }
@@ -227,7 +234,8 @@ async function ipc(): Promise<void> {
 }
 
 const runners: Record<string, () => Promise<void>> = {
-  cell,
+  cell: () => cell(false),
+  'cell-shm': () => cell(true),
   floor,
   grpc,
   'zmq-rep': zmqReq,

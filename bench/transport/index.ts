@@ -1,7 +1,10 @@
-// Transport benchmark: Cell over a Unix socket against a hand-written `net` echo with the same
-// framing (the floor), @grpc/grpc-js over unix:, zeromq over ipc:// and Node's child-process IPC.
+// Transport benchmark: Cell over shared memory and over a Unix socket against a hand-written `net`
+// echo with the same framing (the floor), @grpc/grpc-js over unix:, zeromq over ipc:// and Node's
+// child-process IPC; plus a C program ping-ponging over a shared ring with both sides spinning (the
+// machine's physical limit for shared memory) and the CPU an idle shm connection costs.
 // Servers and clients run in separate processes; every peer is measured in the same run.
-//   node dist/bench/transport/index.js [--duration ms] [--warmup ms] [--repeat n] [--only cell,floor,...]
+//   node dist/bench/transport/index.js [--duration ms] [--warmup ms] [--repeat n] [--only cell-shm,cell,floor,...]
+//                                      [--idle-seconds s] (0 skips the idle measurement)
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
@@ -34,6 +37,7 @@ interface Peer {
 
 const WINDOWS = [1, 16, 256, 4096];
 const peers: Peer[] = [
+  { kind: 'cell-shm', label: 'Cell (shm)', address: join(dir, 'cell-shm.sock'), windows: WINDOWS },
   { kind: 'cell', label: 'Cell (UDS)', address: join(dir, 'cell.sock'), windows: WINDOWS },
   { kind: 'floor', label: 'net echo, same framing (floor)', address: join(dir, 'floor.sock'), windows: WINDOWS },
   { kind: 'grpc', label: '@grpc/grpc-js unary (unix:)', address: join(dir, 'grpc.sock'), windows: WINDOWS },
@@ -97,9 +101,9 @@ const failures: string[] = [];
  */
 const schedule: Peer[] = [];
 for (let rep = 0; rep < repeat; rep++) {
-  for (const p of peers) if (p.kind === 'cell' || p.kind === 'floor') schedule.push(p);
+  for (const p of peers) if (p.kind === 'cell' || p.kind === 'cell-shm' || p.kind === 'floor') schedule.push(p);
 }
-for (const p of peers) if (p.kind !== 'cell' && p.kind !== 'floor') schedule.push(p);
+for (const p of peers) if (p.kind !== 'cell' && p.kind !== 'cell-shm' && p.kind !== 'floor') schedule.push(p);
 
 for (const [n, p] of schedule.entries()) {
   if (only.length > 0 && !only.includes(p.kind)) continue;
@@ -142,6 +146,58 @@ for (const [key, list] of samples) {
     p99Us: mid((r) => r.p99Us),
   });
 }
+
+// The C reference: two processes, one shared ring pair, both spinning. Compiled here with cc.
+interface CReference {
+  medianNs: number;
+  p99Ns: number;
+  seqPerSec: number;
+  pipelinedPerSec: number;
+}
+let cref: CReference | null = null;
+if (only.length === 0 || only.includes('c-ring')) {
+  const bin = join(dir, 'c-ring-reference');
+  const cc = spawnSync('cc', ['-O2', '-o', bin, here('./c-ring-reference.c')], { encoding: 'utf8' });
+  if (cc.status !== 0) failures.push(`C reference: cc failed (${(cc.stderr || cc.error?.message || '').trim()})`);
+  else {
+    const r = spawnSync(bin, [String(durationMs / 1000)], { encoding: 'utf8', timeout: durationMs * 3 + 30_000 });
+    try {
+      cref = JSON.parse(r.stdout) as CReference;
+      console.error(
+        `C reference, spinning shared ring       : ${fmtRate(cref.seqPerSec)} msg/s sequential, median ${(cref.medianNs / 1000).toFixed(2)} µs`,
+      );
+    } catch {
+      failures.push(`C reference: ${r.stderr || r.stdout}`);
+    }
+  }
+}
+
+// Idle: one upgraded connection that makes no calls; both processes should sleep on their futexes.
+const idleSeconds = Number(flag('idle-seconds', '10'));
+let idle: { server: number; client: number } | null = null;
+if (idleSeconds > 0 && (only.length === 0 || only.includes('idle'))) {
+  const p = peers[0] as Peer;
+  const address = p.address.replace(/(\.sock)?$/, '-idle$1');
+  const server = await startServer(p, address);
+  try {
+    const r = spawnSync(
+      process.execPath,
+      [here('./idle-client.js'), address, String(idleSeconds), String(server.pid)],
+      {
+        encoding: 'utf8',
+        timeout: idleSeconds * 1000 + 30_000,
+      },
+    );
+    idle = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { server: number; client: number };
+    console.error(
+      `idle shm connection over ${idleSeconds} s: cell ${idle.server.toFixed(2)} % CPU, caller ${idle.client.toFixed(2)} % CPU`,
+    );
+  } catch (err) {
+    failures.push(`idle CPU: ${(err as Error).message}`);
+  } finally {
+    server.kill('SIGTERM');
+  }
+}
 rmSync(dir, { recursive: true, force: true });
 
 function fmtRate(r: number): string {
@@ -162,9 +218,12 @@ for (const p of peers) {
   for (const w of p.windows) {
     const r = results.get(`${p.kind}/${w}`);
     if (r === undefined) continue;
+    // Peers are compared with Cell over the same kind of carrier: the socket. The shm rows are
+    // compared with Cell's socket row (how much the rings gain).
     const c = results.get(`cell/${w}`);
-    const tput = c && p.kind !== 'cell' ? (c.rate / r.rate).toFixed(2) : '';
-    const lat = c && p.kind !== 'cell' ? (r.medianUs / c.medianUs).toFixed(2) : '';
+    const vsShm = p.kind === 'cell-shm';
+    const tput = c && p.kind !== 'cell' ? (vsShm ? r.rate / c.rate : c.rate / r.rate).toFixed(2) : '';
+    const lat = c && p.kind !== 'cell' ? (vsShm ? c.medianUs / r.medianUs : r.medianUs / c.medianUs).toFixed(2) : '';
     const runs = samples.get(`${p.kind}/${w}`) ?? [];
     const rates = runs.map((x) => x.rate).sort((a, b) => a - b);
     const spread = runs.length > 1 ? `${runs.length}: ${fmtRate(rates[0])}–${fmtRate(rates[rates.length - 1])}` : '1';
@@ -172,6 +231,24 @@ for (const p of peers) {
       `| ${p.label} | ${w} | ${fmtRate(r.rate)} | ${r.medianUs.toFixed(1)} | ${r.p99Us.toFixed(1)} | ${tput} | ${lat} | ${spread} |`,
     );
   }
+}
+if (cref !== null) {
+  console.log(
+    `| C reference: 2 processes spinning on a shared ring (physical limit) | 1 | ${fmtRate(cref.seqPerSec)} | ${(cref.medianNs / 1000).toFixed(2)} | ${(cref.p99Ns / 1000).toFixed(2)} | | |`,
+  );
+  console.log(`| C reference (pipelined) | 512 | ${fmtRate(cref.pipelinedPerSec)} | | | | |`);
+}
+console.log('\nRatios: peers vs Cell (UDS); the Cell (shm) rows vs Cell (UDS) — > 1 means the first is better.');
+const shmSeq = results.get('cell-shm/1');
+if (shmSeq && cref !== null) {
+  console.log(
+    `Shared memory, sequential: median ${shmSeq.medianUs.toFixed(2)} µs, p99 ${shmSeq.p99Us.toFixed(2)} µs, ${fmtRate(shmSeq.rate)} msg/s; the C spinning reference is ${(shmSeq.medianUs / (cref.medianNs / 1000)).toFixed(1)}× faster (median).`,
+  );
+}
+if (idle !== null) {
+  console.log(
+    `Idle shm connection over ${idleSeconds} s (/proc/<pid>/stat utime+stime): cell ${idle.server.toFixed(2)} % CPU, caller ${idle.client.toFixed(2)} % CPU.`,
+  );
 }
 const cellSeq = results.get('cell/1');
 const floorSeq = results.get('floor/1');

@@ -13,6 +13,10 @@ async function main(): Promise<void> {
     case 'cell':
       await Membrane.bind(PingService, { ping: (payload) => payload }, { socketPath: address, handleSignals: true });
       break;
+    case 'cell-shm':
+      // The same Membrane; its callers upgrade to the shared-memory rings.
+      await Membrane.bind(PingService, { ping: (payload) => payload }, { socketPath: address, handleSignals: true });
+      break;
     case 'floor':
       await floorServer(address);
       break;

@@ -29,6 +29,7 @@ interface Summary {
   p99Us: number;
   integrityFailures: number;
   errors: number;
+  transport: string;
 }
 
 const RUNS: Array<{ title: string; args: string[] }> = [
@@ -120,7 +121,7 @@ try {
           ? `${s.megabytesPerSecond} MB/s`
           : 'every echo verified';
     rows.push(
-      `| ${run.title} | ${fmtRate(s.callsPerSecond)} | ${extra} | ${s.medianUs} | ${s.p99Us} | ${s.integrityFailures} |`,
+      `| ${run.title} | ${s.transport} | ${fmtRate(s.callsPerSecond)} | ${extra} | ${s.medianUs} | ${s.p99Us} | ${s.integrityFailures} |`,
     );
   }
   exchange.kill('SIGTERM');
@@ -131,8 +132,8 @@ try {
   console.error(`demo failed: ${(err as Error).message}`);
 }
 
-console.log('\n| run | calls/s | throughput | median RTT µs | p99 RTT µs | integrity failures |');
-console.log('|---|---:|---|---:|---:|---:|');
+console.log('\n| run | transport | calls/s | throughput | median RTT µs | p99 RTT µs | integrity failures |');
+console.log('|---|---|---:|---|---:|---:|---:|');
 for (const r of rows) console.log(r);
 console.log(ok ? '\nAll integrity checks passed.' : '\nFAILED: see above.');
 process.exitCode = ok ? 0 : 1;

@@ -62,8 +62,19 @@ function makeBatch(n: number) {
   return { orders };
 }
 
+/** The carrier each connection ended up on: 'shm', or 'socket (why shared memory was declined)'. */
+const transports = new Set<string>();
+
 async function task(id: number): Promise<void> {
   const ex = await Synapse.grow(Exchange, { waitMs: 5000 });
+  const carrier = ex.$synapse.transport;
+  transports.add(
+    carrier === null
+      ? 'none'
+      : carrier.transport === 'shm'
+        ? 'shm'
+        : `socket (${carrier.shmDeclined ?? 'no reason given'})`,
+  );
   const batch = mode === 'batch' ? makeBatch(size) : null;
   const payload = mode === 'bytes' ? new Uint8Array(size) : null;
   let seq = id * 1_000_000_000;
@@ -176,9 +187,10 @@ const summary = {
   p99Us: Number(quantile(sorted, 0.99).toFixed(1)),
   integrityFailures: failures,
   errors,
+  transport: [...transports].join(', '),
 };
 console.log(
-  `summary: ${fmtRate(summary.callsPerSecond)} calls/s${perCall(summary.callsPerSecond)}, RTT median ${fmtUs(summary.medianUs)} p99 ${fmtUs(summary.p99Us)}, ${calls} calls, ${failures} integrity failures, ${errors} errors${firstError.length > 0 ? ` (first: ${firstError[0]})` : ''}`,
+  `summary: ${fmtRate(summary.callsPerSecond)} calls/s${perCall(summary.callsPerSecond)}, RTT median ${fmtUs(summary.medianUs)} p99 ${fmtUs(summary.p99Us)}, ${calls} calls, ${failures} integrity failures, ${errors} errors${firstError.length > 0 ? ` (first: ${firstError[0]})` : ''}; transport: ${summary.transport}`,
 );
 if (flags.has('json')) console.log(`SUMMARY ${JSON.stringify(summary)}`);
 process.exit(failures > 0 || calls === 0 ? 1 : 0);

@@ -16,6 +16,7 @@ import {
 import { type FrameSink, StreamFrameSink } from '../frame/writer.js';
 import { socketDir, validateCellName } from '../paths/index.js';
 import type { MethodInputView, MethodOutput, ServiceDef } from '../service/types.js';
+import { FrameControl, ShmServerGlue } from '../shm/wire.js';
 import { alreadyRunning, InstanceLock, probeSocket } from './lock.js';
 import {
   type AnyHandler,
@@ -75,6 +76,11 @@ export interface MembraneOptions {
   drainTimeoutMs?: number;
   /** Close gracefully and exit the process on SIGTERM/SIGINT (default true for `bind`). */
   handleSignals?: boolean;
+  /**
+   * Offer same-user clients the shared-memory transport (default true; CELL_DISABLE_SHM or a missing
+   * native addon turn it off, and clients are told why). `ringCapacity`: bytes per ring direction.
+   */
+  shm?: boolean | { ringCapacity?: number };
 }
 
 /**
@@ -116,6 +122,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   private path: string | null = null;
   private closing: Promise<void> | null = null;
   private idleWaiters: Array<() => void> = [];
+  /** The shared-memory upgrade, or null when turned off by the options. */
+  readonly shm: ShmServerGlue | null;
 
   constructor(service: S, handlers: Handlers<S>, options: MembraneOptions = {}) {
     this.service = service;
@@ -134,6 +142,33 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       }
       return h;
     });
+    const shm = options.shm ?? true;
+    this.shm = shm === false ? null : new ShmServerGlue(shm === true ? {} : shm);
+    if (this.shm !== null) {
+      const glue = this.shm;
+      this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) =>
+        glue.onUpgradeRequest(session, requestId),
+      );
+    }
+  }
+
+  shmStatus(): Record<string, unknown> {
+    const glue = this.shm;
+    if (glue === null) return { available: false, reason: 'turned off in the Membrane options' };
+    const reason = glue.unavailable;
+    return {
+      available: reason === undefined,
+      ...(reason === undefined ? {} : { reason }),
+      connections: glue.active,
+      upgrades: glue.upgrades,
+      declines: glue.declines,
+      transports: [...this.sessions].map((s) => ({
+        peer: s.peerName,
+        pid: s.peerPid,
+        transport: s.transportStatus.transport,
+        ...(s.transportStatus.shmDeclined === undefined ? {} : { shmDeclined: s.transportStatus.shmDeclined }),
+      })),
+    };
   }
 
   /** Creates the Membrane and listens on the cell's socket. */
@@ -239,11 +274,15 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       socket.end(encodeFrame(FrameType.ERROR, 0, 0, encodeErrorPayload(toErrorPayload(err))));
       return;
     }
-    this.serveStream(socket);
+    this.serveStream(socket, this.shm !== null);
   }
 
-  /** Serves one connection over any duplex byte stream (Unix socket, TLS socket, in-memory pair). */
-  serveStream(stream: Duplex): ServerSession {
+  /**
+   * Serves one connection over any duplex byte stream (Unix socket, TLS socket, in-memory pair).
+   * With `sniffPickup`, a connection whose first bytes are the shared-memory pickup magic ("CELL", which
+   * as a frame length would exceed any limit) is handed to the shm glue instead (docs/PROTOCOL.md § 3).
+   */
+  serveStream(stream: Duplex, sniffPickup = false): ServerSession {
     const transport: SessionTransport = {
       carrier: stream,
       end: () => {
@@ -279,7 +318,27 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     session.onOpen = () => {
       frames.maxFrame = this.maxFrameSize;
     };
-    stream.on('data', (chunk: Buffer) => {
+    let opening: Buffer | null = sniffPickup ? Buffer.alloc(0) : null;
+    stream.on('data', (data: Buffer) => {
+      let chunk = data;
+      if (opening !== null) {
+        const head = opening.length === 0 ? chunk : Buffer.concat([opening, chunk]);
+        const pickup = ShmServerGlue.isPickup(head);
+        if (pickup === undefined) {
+          opening = head;
+          return;
+        }
+        opening = null;
+        if (pickup && this.shm !== null) {
+          stream.removeAllListeners('data');
+          clearTimeout(handshakeTimer);
+          this.metrics.connectionsTotal--;
+          session.closed();
+          this.shm.servePickup(stream as Socket, head);
+          return;
+        }
+        chunk = head;
+      }
       try {
         frames.push(chunk);
       } catch (err) {
@@ -305,6 +364,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     });
     stream.on('close', () => {
       clearTimeout(handshakeTimer);
+      this.shm?.forget(session);
       session.closed();
     });
     return session;

@@ -19,6 +19,7 @@ import {
 } from '../frame/index.js';
 import type { FrameSink } from '../frame/writer.js';
 import type { MethodDef, ServiceDef } from '../service/types.js';
+import type { TransportStatus, UpgradableSession } from '../shm/wire.js';
 import { Vesicle } from '../vesicle/index.js';
 
 /** What a session needs from the byte carrier under it (a socket, a TLS stream, a shared-memory ring). */
@@ -58,6 +59,8 @@ export interface SessionHost {
   readonly startedAt: number;
   readonly draining: boolean;
   sessionClosed(session: ServerSession): void;
+  /** Shared-memory transport state for the metrics method. */
+  shmStatus(): Record<string, unknown>;
   connectionCount(): number;
 }
 
@@ -138,9 +141,14 @@ const CLOSED = 2;
  * (or `deliver`, which adds a release hook for borrowed memory), replies go out through a FrameSink.
  * Synchronous handlers are answered inline with no promise and no allocation beyond the context.
  */
-export class ServerSession implements FrameHandler {
+export class ServerSession implements FrameHandler, UpgradableSession {
   readonly host: SessionHost;
-  readonly sink: FrameSink;
+  /** Replaced by a ring-backed sink when the connection upgrades to shared memory. */
+  sink: FrameSink;
+  /** Which carrier the connection uses and, if it stayed on the socket, why. */
+  transportStatus: TransportStatus = { transport: 'socket', shmDeclined: undefined };
+  /** Ring frames come with leases: a request's slot is freed when its handler settles. */
+  readonly leasesFrames = true;
   readonly transport: SessionTransport;
   /** Peer's handshake, once received. */
   peerName = '';
@@ -220,6 +228,25 @@ export class ServerSession implements FrameHandler {
     } finally {
       if (type !== FrameType.REQUEST) lease.release();
     }
+  }
+
+  /** Frames from the shared-memory ring (UpgradableSession). */
+  deliverFrame(
+    type: number,
+    flags: number,
+    method: number,
+    requestId: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    lease: Vesicle,
+  ): void {
+    this.deliver(type, flags, method, requestId, bytes, start, end, lease);
+  }
+
+  /** The client wrote garbage into its ring: close the connection with the reason. */
+  ringCorrupt(err: CellError): void {
+    this.fatal(err);
   }
 
   private slowFrame(
@@ -389,12 +416,16 @@ export class ServerSession implements FrameHandler {
   }
 
   private settled(ctx: CallContext, value: unknown): void {
-    if (ctx.lease !== null) ctx.lease.release();
     // A closed session already took its calls off the shared in-flight count.
-    if (this.forgotten) return;
+    if (this.forgotten) {
+      if (ctx.lease !== null) ctx.lease.release();
+      return;
+    }
     this.inFlight--;
     this.host.metrics.inFlight--;
+    // Reply before releasing: the value may still view the request's bytes (a ring slot the peer reuses).
     if (this.state !== CLOSED) this.reply(ctx.method, ctx.requestId, value);
+    if (ctx.lease !== null) ctx.lease.release();
     this.maybeFinish();
   }
 
@@ -473,6 +504,7 @@ export class ServerSession implements FrameHandler {
         uptimeMs: Date.now() - host.startedAt,
         connections: host.connectionCount(),
         ...host.metrics,
+        shm: host.shmStatus(),
         rssBytes: mem.rss,
         heapUsedBytes: mem.heapUsed,
       };

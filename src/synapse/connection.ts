@@ -19,6 +19,15 @@ import {
 } from '../frame/index.js';
 import { StreamFrameSink } from '../frame/writer.js';
 import type { MethodDef, ServiceDef } from '../service/types.js';
+import {
+  FrameControl,
+  onUpgradeAnswer,
+  type StreamSink,
+  type TransportStatus,
+  type UpgradableClient,
+  upgradeClient,
+} from '../shm/wire.js';
+import type { Vesicle } from '../vesicle/index.js';
 
 /** An error the cell's handler raised (or the cell reported for one call), carried back to the caller. */
 export class RemoteError extends CellError {
@@ -141,6 +150,10 @@ export interface ConnectionOptions {
   maxFrameSize: number;
   /** How long the handshake may take (default 5 s). */
   handshakeTimeoutMs?: number;
+  /** Ask a same-user cell for the shared-memory transport after the handshake (default true). */
+  shm?: boolean;
+  /** The Unix socket path the stream was opened on, if known (for the shared-memory pickup). */
+  socketPath?: string | undefined;
 }
 
 const HANDSHAKE = 0;
@@ -153,7 +166,7 @@ const CLOSED = 3;
  * any order, writes coalesce per tick. Calls in flight when the stream dies fail with
  * E_CONNECTION_LOST; nothing is retried, because a request that reached the cell may have run.
  */
-export class ClientConnection implements FrameHandler {
+export class ClientConnection implements FrameHandler, UpgradableClient {
   readonly stream: Duplex;
   readonly cell: string;
   readonly options: ConnectionOptions;
@@ -175,7 +188,12 @@ export class ClientConnection implements FrameHandler {
         end: number,
       ) => void)
     | null = null;
-  private readonly sink: StreamFrameSink;
+  /** The socket's sink, or a ring-backed one after the shared-memory upgrade. */
+  sink: StreamSink;
+  /** Which carrier the connection uses and, if it stayed on the socket, why. */
+  transportStatus: TransportStatus = { transport: 'socket', shmDeclined: undefined };
+  /** Replies are decoded (copied) on arrival, so ring slots are freed at once. */
+  readonly leasesFrames = false;
   private readonly decoder: FrameDecoder;
   private readonly pending = new PendingTable();
   private nextId = 1;
@@ -407,7 +425,35 @@ export class ClientConnection implements FrameHandler {
     this.slowFrame(type, method, requestId, bytes, start, end);
   }
 
+  /** A frame from the shared-memory ring: the reply is decoded (copied) at once, then the slot freed. */
+  deliverFrame(
+    type: number,
+    flags: number,
+    method: number,
+    requestId: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    lease: Vesicle,
+  ): void {
+    try {
+      this.onFrame(type, flags, method, requestId, bytes, start, end);
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** The cell wrote garbage into its ring: fail the connection with the reason. */
+  ringCorrupt(err: CellError): void {
+    this.fail(err);
+    this.stream.destroy();
+  }
+
   private slowFrame(type: number, method: number, requestId: number, bytes: Buffer, start: number, end: number): void {
+    if (type === FrameControl.UPGRADE_CHALLENGE || type === FrameControl.UPGRADE_DECLINED) {
+      onUpgradeAnswer(this, type, bytes, start, end);
+      return;
+    }
     if (type >= CONTROL_FRAME_FIRST && type <= CONTROL_FRAME_LAST && this.onControlFrame !== null) {
       this.onControlFrame(type, 0, method, requestId, bytes, start, end);
       return;
@@ -483,11 +529,20 @@ export class ClientConnection implements FrameHandler {
     }
     this.serverMaxFrame = h.maxFrame > 0 ? h.maxFrame : DEFAULT_MAX_FRAME;
     this.state = OPEN;
-    this.idle();
     const r = this.handshakeResolve;
     this.handshakeResolve = null;
     this.handshakeReject = null;
-    if (r !== null) r();
+    if (o.shm === false) {
+      this.transportStatus.shmDeclined = 'client: shared memory turned off in the Synapse options';
+      this.idle();
+      if (r !== null) r();
+      return;
+    }
+    // The upgrade never throws and is bounded by its own timeouts; the connection is usable either way.
+    void upgradeClient(this).then(() => {
+      if (this.pending.size === 0) this.idle();
+      if (r !== null) r();
+    });
   }
 
   /** Stops new calls; resolves when in-flight calls have settled and the stream closed. */

@@ -3,6 +3,7 @@ import { CellError, isCellError } from '../errors/index.js';
 import { BuiltinMethod } from '../frame/index.js';
 import { validateCellName } from '../paths/index.js';
 import type { MethodDef, MethodInput, MethodOutput, ServiceDef } from '../service/types.js';
+import type { TransportStatus } from '../shm/wire.js';
 import { type CallOptions, ClientConnection, RemoteError } from './connection.js';
 import { type Connector, type Resolver, resolvers as registeredResolvers } from './resolve.js';
 
@@ -53,6 +54,8 @@ export interface GrowOptions {
    * that inspect cells whose contract they do not have.
    */
   inspectOnly?: boolean;
+  /** Use the shared-memory transport when the cell runs as the same user (default true). */
+  shm?: boolean;
 }
 
 /**
@@ -68,6 +71,7 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
   private readonly resolverList: readonly Resolver[] | undefined;
   private readonly maxFrameSize: number;
   private readonly fingerprint: bigint;
+  private readonly shm: boolean;
   private conn: ClientConnection | null = null;
   private connecting: Promise<ClientConnection> | null = null;
   private readonly draining = new Set<ClientConnection>();
@@ -83,6 +87,12 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
     this.resolverList = options.resolvers;
     this.maxFrameSize = options.maxFrameSize ?? 64 * 1024 * 1024;
     this.fingerprint = options.inspectOnly ? 0n : service.fingerprint;
+    this.shm = options.shm ?? true;
+  }
+
+  /** The current connection's carrier ('shm' or 'socket') and why shared memory was declined, if it was. */
+  get transport(): TransportStatus | null {
+    return this.conn === null ? null : { ...this.conn.transportStatus };
   }
 
   /**
@@ -240,13 +250,17 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
     });
   }
 
-  private handshake(stream: Duplex, _describe: string): Promise<ClientConnection> {
+  private handshake(stream: Duplex, describe: string): Promise<ClientConnection> {
     return ClientConnection.open(stream, {
+      // The path we dialled reaches the cell again for the shm pickup even when the cell sees its
+      // socket under another path (a sandbox's bind mount).
+      socketPath: describe.startsWith('unix:') ? describe.slice(5) : undefined,
       cell: this.cell,
       service: this.service,
       fingerprint: this.fingerprint,
       timeoutMs: this.timeoutMs,
       maxFrameSize: this.maxFrameSize,
+      shm: this.shm,
     });
   }
 

@@ -21,6 +21,8 @@ test('the market demo runs every mode with integrity checks, exits 0 and cleans 
   assert.equal((r.stdout.match(/summary: .* 0 integrity failures, 0 errors/g) ?? []).length, 4);
   assert.match(r.stdout, /orders\/s/);
   assert.match(r.stdout, /MB\/s/);
+  // it says which transport carried the calls (shared memory unless unavailable, with the reason)
+  assert.equal((r.stdout.match(/; transport: (shm|socket \(.+\))$/gm) ?? []).length, 4);
   // the exchange stopped gracefully: its socket and lock are gone
   assert.ok(existsSync(dir));
   assert.deepEqual(readdirSync(dir), []);
