@@ -408,8 +408,8 @@ export function installJoinBundle(
       },
     );
   }
-  const hostPem = (pems[0] as string).trim() + '\n';
-  const caPem = (pems[1] as string).trim() + '\n';
+  const hostPem = `${(pems[0] as string).trim()}\n`;
+  const caPem = `${(pems[1] as string).trim()}\n`;
   const host = new X509Certificate(hostPem);
   const ca = new X509Certificate(caPem);
   const caFingerprint = certFingerprint(ca);

@@ -54,7 +54,7 @@ export function meshClientOptions(identity: MeshIdentity, expect: MeshPeerExpect
 }
 
 export function checkMeshPeer(cert: PeerCertificate, expect: MeshPeerExpectation = {}): Error | undefined {
-  if (!cert || !cert.raw)
+  if (!cert?.raw)
     return new CellError('E_TLS', 'the peer presented no certificate.', { fix: 'join the peer host to the mesh.' });
   const subject = cert.subject as unknown as Record<string, string | string[]> | undefined;
   const org = subject?.O;
