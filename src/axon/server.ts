@@ -43,7 +43,10 @@ export interface MeshCellServer {
   server: Server;
   address: string;
   port: number;
+  /** Withdraws, stops accepting and cuts every open connection. */
   close(): Promise<void>;
+  /** Withdraws and stops accepting; resolves once the owner has closed the open connections. */
+  stopAccepting(): Promise<void>;
 }
 
 /** Serves one cell on the mesh: a TLS 1.3 mutual-auth listener plus its pheromone announcements. */
@@ -73,6 +76,10 @@ export async function serveCellOnMesh(options: MeshCellServerOptions): Promise<M
     server,
     address,
     port,
+    stopAccepting: async () => {
+      options.pheromones?.withdraw(options.name);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
     close: async () => {
       options.pheromones?.withdraw(options.name);
       await new Promise<void>((resolve) => {

@@ -471,6 +471,11 @@ export class Pheromones {
     }
   }
 
+  /** Lets the process exit while only this listener is left running. */
+  unref(): void {
+    this.socket.unref();
+  }
+
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     for (const cell of [...this.announced.values()]) this.withdraw(cell.name);
