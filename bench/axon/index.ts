@@ -48,6 +48,22 @@ try {
   );
   await cellServer.kill();
 
+  const membrane = lab.spawn(0, PEER, ['server-membrane'], {
+    ...env(0),
+    CELL_LAN: '1',
+    CELL_SOCKET_DIR: join(homes[0] as string, 'run'),
+  });
+  await membrane.waitLine((m) => m.event === 'ready');
+  const synapse = lab.spawn(1, PEER, ['client-synapse'], {
+    ...env(1),
+    CELL_LAN: '1',
+    CELL_SOCKET_DIR: join(homes[1] as string, 'run'),
+  });
+  results.push(
+    await synapse.waitLine<Result & { event: string }>((m) => m.event === 'result', 120_000, 'synapse result'),
+  );
+  await membrane.kill();
+
   const cpu = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
   console.log(
     `Axon benchmark — ${cpu}, Linux ${release()}, node ${process.version}; two namespaces over veth + bridge; 32-byte payload`,
@@ -59,10 +75,13 @@ try {
       `| ${r.label} | ${r.rttMedianUs.toFixed(1)} | ${r.rttP99Us.toFixed(1)} | ${Math.round(r.pipelinedPerSec).toLocaleString('en-US')} (${r.window}) |`,
     );
   }
-  const [plain, cell] = results as [Result, Result];
-  console.log(
-    `ratios (peer ÷ Cell for time, Cell ÷ peer for throughput): RTT median ${(plain.rttMedianUs / cell.rttMedianUs).toFixed(2)}, p99 ${(plain.rttP99Us / cell.rttP99Us).toFixed(2)}, msgs/s ${(cell.pipelinedPerSec / plain.pipelinedPerSec).toFixed(2)}`,
-  );
+  const plain = results[0] as Result;
+  for (const cell of results.slice(1)) {
+    const time = (x: number, y: number) => (x / y).toFixed(2);
+    console.log(
+      `${cell.label} vs plain-tls (peer ÷ Cell for time, Cell ÷ peer for msgs/s): RTT median ${time(plain.rttMedianUs, cell.rttMedianUs)}, p99 ${time(plain.rttP99Us, cell.rttP99Us)}, msgs/s ${time(cell.pipelinedPerSec, plain.pipelinedPerSec)}`,
+    );
+  }
 } finally {
   await lab.destroy();
   rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,6 @@
 // One side of the Axon benchmark, run inside a network namespace:
-//   server-cell   a cell instance on the mesh (mutual TLS 1.3, pheromones, in-flight accounting)
+//   server-membrane / client-synapse   the real cell server and typed client over Axon
+//   server-cell   Axon alone with the plain framing (mutual TLS 1.3, pheromones, in-flight accounting)
 //   server-plain  a hand-written TLS 1.3 echo with the same framing (server-auth only): the floor
 //   client-cell | client-plain <host:port>   measures RTT and pipelined throughput, prints JSON
 
@@ -9,6 +10,12 @@ import { encodeFrame, FramedChannel, FrameReader, serveFrames } from '../../src/
 import { loadMeshIdentity } from '../../src/axon/identity/index.js';
 import { Pheromones } from '../../src/axon/pheromones/index.js';
 import { serveCellOnMesh } from '../../src/axon/server.js';
+import { Membrane } from '../../src/membrane/index.js';
+import { t } from '../../src/protein/index.js';
+import { rpc, service } from '../../src/service/index.js';
+import { Synapse } from '../../src/synapse/index.js';
+
+const EchoService = service('echo', { echo: rpc(t.bytes, t.bytes) });
 
 const mode = process.argv[2];
 const address = process.env.CELL_LAN_ADDRESS as string;
@@ -71,6 +78,16 @@ if (mode === 'server-cell') {
     onSocket: (s) => serveFrames(s, (p) => p, { onStart: () => inFlight++, onEnd: () => inFlight-- }),
   });
   out({ event: 'ready', port: mesh.port });
+} else if (mode === 'server-membrane') {
+  // The real cell server: Membrane, § 2 frames and handshake, served over Axon because CELL_LAN=1.
+  const m = await Membrane.bind(EchoService, { echo: (bytes) => bytes.slice() }, { lan: true });
+  out({ event: 'ready', port: m.lanServer?.port });
+} else if (mode === 'client-synapse') {
+  // The real typed client, finding the cell through the Axon resolver (CELL_LAN=1).
+  const client = await Synapse.grow(EchoService, { waitMs: 10_000, timeoutMs: 10_000 });
+  await measure('cell-membrane-synapse', { call: (p) => client.echo(p) as Promise<Buffer> });
+  await client.$close();
+  process.exit(0);
 } else if (mode === 'server-plain') {
   const identity = loadMeshIdentity();
   const server = tls.createServer({ key: identity.keyPem, cert: identity.certPem, minVersion: 'TLSv1.3' }, (socket) => {
