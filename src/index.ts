@@ -43,3 +43,8 @@ export {
   unixConnector,
 } from './synapse/index.js';
 export { Vesicle } from './vesicle/index.js';
+// Axon: cells across hosts (docs/AXON.md).
+export type { MeshIdentity } from './axon/identity/index.js';
+export { loadMeshIdentity } from './axon/identity/index.js';
+export type { GrowAcrossMeshOptions, MeshClient } from './axon/mesh.js';
+export { exposeOnMesh, growAcrossMesh } from './axon/mesh.js';
