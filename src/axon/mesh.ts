@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { CellError } from '../errors/index.js';
 import type { Membrane } from '../membrane/index.js';
@@ -9,7 +8,7 @@ import type { BalanceStrategy } from './balancer.js';
 import { Balancer } from './balancer.js';
 import { parsePeer, RemoteCell } from './client.js';
 import type { MeshIdentity } from './identity/index.js';
-import { loadMeshIdentity, meshPaths } from './identity/index.js';
+import { loadMeshIdentity } from './identity/index.js';
 import type { RemoteInstance } from './pheromones/index.js';
 import { Pheromones } from './pheromones/index.js';
 import type { MeshCellServer } from './server.js';
@@ -73,14 +72,10 @@ export async function exposeOnMesh(
   });
 }
 
-function meshAvailable(): boolean {
-  return existsSync(meshPaths().hostCert);
-}
-
 /**
- * Synapse's remote resolver (order 300, after the local socket and the Root). Active when this host
- * has a mesh identity and either CELL_LAN=1 (discovery) or CELL_PEER is set; otherwise it answers
- * "nothing" without touching the network.
+ * Synapse's remote resolver (order 300, after the local socket and the Root). Active when CELL_LAN=1
+ * (discovery) or CELL_PEER is set, and then it needs this host's mesh identity (E_MESH_IDENTITY
+ * otherwise); without either variable it answers "nothing" without touching the network.
  */
 export function axonResolver(options: { strategy?: BalanceStrategy } = {}): Resolver {
   const balancer = new Balancer({ strategy: options.strategy ?? 'least-in-flight' });
@@ -90,7 +85,8 @@ export function axonResolver(options: { strategy?: BalanceStrategy } = {}): Reso
     async resolve(cell, context): Promise<Connector | null> {
       const lan = process.env.CELL_LAN === '1';
       const peer = process.env.CELL_PEER;
-      if ((!lan && !peer) || !meshAvailable()) return null;
+      if (!lan && !peer) return null;
+      // Asked to look beyond this host without a mesh identity: say so rather than "not found".
       const mesh = sharedMesh();
       let found: RemoteInstance[] = [];
       if (lan) {
