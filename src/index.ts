@@ -1,5 +1,10 @@
 // The public API of Cell. Internal helpers stay inside their component folders.
 
+// Axon: cells across hosts (docs/AXON.md).
+export type { MeshIdentity } from './axon/identity/index.js';
+export { loadMeshIdentity } from './axon/identity/index.js';
+export type { GrowAcrossMeshOptions, MeshClient } from './axon/mesh.js';
+export { exposeOnMesh, growAcrossMesh } from './axon/mesh.js';
 export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, isCellError } from './errors/index.js';
 export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';
@@ -43,8 +48,3 @@ export {
   unixConnector,
 } from './synapse/index.js';
 export { Vesicle } from './vesicle/index.js';
-// Axon: cells across hosts (docs/AXON.md).
-export type { MeshIdentity } from './axon/identity/index.js';
-export { loadMeshIdentity } from './axon/identity/index.js';
-export type { GrowAcrossMeshOptions, MeshClient } from './axon/mesh.js';
-export { exposeOnMesh, growAcrossMesh } from './axon/mesh.js';

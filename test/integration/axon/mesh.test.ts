@@ -213,7 +213,12 @@ describe('axon across network namespaces', { skip: netnsAvailable() ? false : 'n
     );
     const failed = Object.values(first.errors).reduce((a, b) => a + b, 0);
     assert.equal(first.ok + failed, 200);
-    assert.ok(failed <= 8, JSON.stringify(first));
+    if (failed > 8) {
+      const stats = await ask({ op: 'stats' }, 'stats');
+      assert.fail(
+        `${JSON.stringify(first)}; alpha exit=${servers[0]!.child.exitCode} stderr=${servers[0]!.stderr()}; client stats=${JSON.stringify(stats)}`,
+      );
+    }
     assert.ok(
       Object.keys(first.errors).every((c) => c === 'E_CONNECTION_LOST'),
       JSON.stringify(first.errors),
