@@ -105,8 +105,17 @@ export class RemoteCell<Req, Res> {
     }
     const tried = new Set<string>();
     let lastError: unknown;
+    let waited = false;
     for (;;) {
-      const inst = this.balancer.pick(list, (k) => this.slots.get(k)?.channel?.inFlight ?? 0, tried);
+      let inst = this.balancer.pick(list, (k) => this.slots.get(k)?.channel?.inFlight ?? 0, tried);
+      if (inst === undefined && !waited && this.options.pheromones !== undefined) {
+        // Every known instance failed before anything was sent: another may be announcing right
+        // now (a host just came back), so ask and wait briefly rather than fail at once.
+        waited = true;
+        const fresh = await this.options.pheromones.waitFor(this.options.name, tried.size + 1, this.options.discoveryTimeoutMs ?? 1_000);
+        list = fresh;
+        inst = this.balancer.pick(list, (k) => this.slots.get(k)?.channel?.inFlight ?? 0, tried);
+      }
       if (inst === undefined) break;
       tried.add(inst.key);
       let channel: RemoteChannel<Req, Res>;

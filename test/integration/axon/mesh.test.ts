@@ -205,7 +205,10 @@ describe('axon across network namespaces', { skip: netnsAvailable() ? false : 'n
   });
 
   test('failover: when beta dies, calls move to alpha', async () => {
-    await servers[1]!.kill('SIGKILL'); // no withdrawal: its pheromone lingers until the TTL
+    // Both instances known (a moment ago the client's cable was out), then beta crashes: no
+    // withdrawal, so its pheromone lingers until the TTL.
+    await ask({ op: 'discover', count: 2 }, 'discover');
+    await servers[1]!.kill('SIGKILL');
     // Calls that raced the death on beta's old connection may fail (they were sent; never repeated)…
     const first = await ask<{ ok: number; byHost: Record<string, number>; errors: Record<string, number> }>(
       { op: 'calls', n: 200, concurrency: 8 },
