@@ -112,7 +112,11 @@ export class RemoteCell<Req, Res> {
         // Every known instance failed before anything was sent: another may be announcing right
         // now (a host just came back), so ask and wait briefly rather than fail at once.
         waited = true;
-        const fresh = await this.options.pheromones.waitFor(this.options.name, tried.size + 1, this.options.discoveryTimeoutMs ?? 1_000);
+        const fresh = await this.options.pheromones.waitFor(
+          this.options.name,
+          tried.size + 1,
+          this.options.discoveryTimeoutMs ?? 1_000,
+        );
         list = fresh;
         inst = this.balancer.pick(list, (k) => this.slots.get(k)?.channel?.inFlight ?? 0, tried);
       }

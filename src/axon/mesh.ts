@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { CellError } from '../errors/index.js';
 import type { Membrane } from '../membrane/index.js';
-import type { MethodDef, ServiceDef } from '../service/types.js';
+import type { MethodDef, MethodInput, MethodOutput, ServiceDef } from '../service/types.js';
 import type { CallOptions, Connector, Resolver } from '../synapse/index.js';
 import { ClientConnection } from '../synapse/index.js';
 import type { BalanceStrategy } from './balancer.js';
@@ -136,14 +136,11 @@ export function axonResolver(options: { strategy?: BalanceStrategy } = {}): Reso
   };
 }
 
-type InputOf<M> = M extends MethodDef<infer I, any, any, any> ? I : never;
-type OutputOf<M> = M extends MethodDef<any, infer O, any, any> ? O : never;
-
 export type MeshClient<S extends ServiceDef> = {
   readonly [K in keyof S['methods']]: (
-    input: InputOf<S['methods'][K]>,
+    input: MethodInput<S['methods'][K]>,
     options?: CallOptions,
-  ) => Promise<OutputOf<S['methods'][K]>>;
+  ) => Promise<MethodOutput<S['methods'][K]>>;
 } & {
   readonly $remote: RemoteCell<MeshCall, unknown>;
   $close(): void;

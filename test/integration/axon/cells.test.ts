@@ -73,7 +73,7 @@ describe('cells across network namespaces (Membrane over TLS, Synapse remote res
     const from = client.lines.length;
     client.send(msg);
     let i = 0;
-    return client.waitLine<CallsReply>((m) => i++ >= from, timeoutMs, `${String(msg.op)} reply`);
+    return client.waitLine<CallsReply>(() => i++ >= from, timeoutMs, `${String(msg.op)} reply`);
   }
 
   test('Synapse.grow finds the cell on another host (no local socket) and calls it typed over TLS', async () => {
