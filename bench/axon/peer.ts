@@ -19,7 +19,7 @@ const EchoService = service('echo', { echo: rpc(t.bytes, t.bytes) });
 
 const mode = process.argv[2];
 const address = process.env.CELL_LAN_ADDRESS as string;
-const seconds = Number(process.env.BENCH_SECONDS ?? 3);
+const seconds = Number(process.env.BENCH_SECONDS ?? 2);
 const WINDOW = Number(process.env.BENCH_WINDOW ?? 64);
 const out = (m: unknown) => process.stdout.write(`${JSON.stringify(m)}\n`);
 
