@@ -12,6 +12,13 @@ import { NetnsLab, netnsAvailable } from './netns.js';
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const NAMES = ['alpha', 'beta', 'gamma'];
 
+interface Status {
+  event: string;
+  ok: number;
+  errors: Record<string, number>;
+  lastError: string;
+}
+
 interface CallsReply {
   event: string;
   ok: number;
@@ -102,6 +109,42 @@ describe('cells across network namespaces (Membrane over TLS, Synapse remote res
     assert.equal(r.ok, 600, JSON.stringify(r));
     assert.equal(r.wrong, 0);
     assert.ok((r.byHost.alpha ?? 0) >= 120 && (r.byHost.beta ?? 0) >= 120, JSON.stringify(r.byHost));
+  });
+
+  test('a cable pulled mid-load: calls fail with clear errors, then recover when it is plugged back', async () => {
+    const from = client.lines.length;
+    client.send({ op: 'load', concurrency: 8 });
+    let i = 0;
+    await client.waitLine<Status>(
+      (m) => i++ >= from && m.event === 'status' && m.ok >= 300,
+      20_000,
+      'calls before the cut',
+    );
+    lab.cut(2);
+    let okAtRestore = 0;
+    try {
+      const errored = await client.waitLine<Status>(
+        (m) => m.event === 'status' && Object.keys(m.errors).length > 0,
+        10_000,
+        'errors after the cut',
+      );
+      assert.ok(
+        Object.keys(errored.errors).every((c) => ['E_TIMEOUT', 'E_CONNECTION_LOST', 'E_CELL_NOT_FOUND'].includes(c)),
+        JSON.stringify(errored.errors),
+      );
+      assert.match(errored.lastError, /adder/);
+      await new Promise((res) => setTimeout(res, 1_500)); // past the pheromone TTL
+    } finally {
+      lab.restore(2);
+      okAtRestore = ([...client.lines].reverse().find((m) => m.event === 'status') as unknown as Status).ok;
+    }
+    await client.waitLine<Status>(
+      (m) => m.event === 'status' && m.ok >= okAtRestore + 300,
+      20_000,
+      'calls after the restore',
+    );
+    client.send({ op: 'stop' });
+    await client.waitLine((m) => m.event === 'status' && m.final === true, 10_000, 'load stopped');
   });
 
   test('when beta stops (graceful), it withdraws and every call goes to alpha without errors', async () => {
