@@ -461,11 +461,12 @@ export class Pheromones {
       const found = this.lookup(name);
       if (found.length >= count || Date.now() >= deadline || this.closed) return found;
       await new Promise<void>((resolve) => {
-        const t = setTimeout(done, Math.min(250, Math.max(1, deadline - Date.now())));
-        function done() {
+        const done = () => {
           clearTimeout(t);
+          this.waiters.delete(done);
           resolve();
-        }
+        };
+        const t = setTimeout(done, Math.min(250, Math.max(1, deadline - Date.now())));
         this.waiters.add(done);
       });
     }
@@ -481,7 +482,7 @@ export class Pheromones {
     for (const cell of [...this.announced.values()]) this.withdraw(cell.name);
     this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
-    for (const w of this.waiters) w();
+    for (const w of [...this.waiters]) w();
     return new Promise((resolve) => this.socket.close(() => resolve()));
   }
 
@@ -536,8 +537,7 @@ export class Pheromones {
     }
     if (r.instance !== undefined) {
       this.options.onInstance?.(r.instance);
-      for (const w of this.waiters) w();
-      this.waiters.clear();
+      for (const w of [...this.waiters]) w();
     }
   }
 }
