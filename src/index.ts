@@ -1,5 +1,10 @@
 // The public API of Cell. Internal helpers stay inside their component folders.
 
+// Axon: cells across hosts (docs/AXON.md).
+export type { MeshIdentity } from './axon/identity/index.js';
+export { loadMeshIdentity } from './axon/identity/index.js';
+export type { GrowAcrossMeshOptions, MeshClient } from './axon/mesh.js';
+export { exposeOnMesh, growAcrossMesh } from './axon/mesh.js';
 export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, isCellError } from './errors/index.js';
 export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';

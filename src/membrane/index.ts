@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { lanEnabled } from '../axon/server.js';
 import { CellError } from '../errors/index.js';
 import {
   CONTROL_FRAME_FIRST,
@@ -81,6 +82,8 @@ export interface MembraneOptions {
    * native addon turn it off, and clients are told why). `ringCapacity`: bytes per ring direction.
    */
   shm?: boolean | { ringCapacity?: number };
+  /** Also serve other mesh hosts over mutual TLS (Axon); CELL_LAN=1/0 overrides. See docs/AXON.md. */
+  lan?: boolean;
 }
 
 /**
@@ -124,6 +127,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   private idleWaiters: Array<() => void> = [];
   /** The shared-memory upgrade, or null when turned off by the options. */
   readonly shm: ShmServerGlue | null;
+  /** The Axon TLS listener and its announcements, when the cell serves the LAN. */
+  lanServer: { stopAccepting(): Promise<void>; address: string; port: number } | null = null;
 
   constructor(service: S, handlers: Handlers<S>, options: MembraneOptions = {}) {
     this.service = service;
@@ -179,6 +184,16 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   ): Promise<Membrane<S>> {
     const m = new Membrane(service, handlers, options);
     await m.listen(options.socketPath);
+    if (lanEnabled(options.lan)) {
+      try {
+        // Loaded only by cells that serve the LAN.
+        const { exposeOnMesh } = await import('../axon/mesh.js');
+        m.lanServer = await exposeOnMesh(m as unknown as Membrane);
+      } catch (err) {
+        await m.close();
+        throw err;
+      }
+    }
     if (options.handleSignals ?? true) m.closeOnSignals();
     return m;
   }
@@ -418,6 +433,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   private async doClose(): Promise<void> {
     this.draining = true;
     signalled.delete(this as unknown as Membrane<ServiceDef>);
+    // Withdraw from the LAN first, so remote clients stop choosing this instance while it drains.
+    const lanClosed = this.lanServer === null ? Promise.resolve() : this.lanServer.stopAccepting();
     const server = this.server;
     const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
     for (const s of this.sessions) {
@@ -436,6 +453,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       }
     }
     await closed;
+    await lanClosed;
     this.lock?.release();
     this.lock = null;
   }

@@ -62,7 +62,22 @@ export const localSocketResolver: Resolver = {
   },
 };
 
-const registry: Resolver[] = [localSocketResolver];
+let axon: Promise<Resolver> | undefined;
+/**
+ * Axon's remote lookup (discovered instance, then CELL_PEER), loaded only when the process opted in
+ * with CELL_LAN=1 or names a peer with CELL_PEER; see docs/AXON.md.
+ */
+export const axonRemoteResolver: Resolver = {
+  name: 'axon',
+  order: 300,
+  async resolve(cell, context) {
+    if (process.env.CELL_LAN !== '1' && !process.env.CELL_PEER) return null;
+    axon ??= import('../axon/mesh.js').then((m) => m.axonResolver());
+    return (await axon).resolve(cell, context);
+  },
+};
+
+const registry: Resolver[] = [localSocketResolver, axonRemoteResolver];
 
 /** Registers a resolver (e.g. the Root's spawn-on-demand, Axon's remote lookup); replaces one of the same name. */
 export function addResolver(resolver: Resolver): void {

@@ -47,17 +47,18 @@ function resolverFor(getPath: () => string): Resolver {
 
 test('resolvers are asked in order; registration replaces by name', () => {
   const before = resolvers().map((r) => r.name);
-  assert.deepEqual(before, ['local socket']);
-  addResolver({ name: 'remote', order: 300, resolve: () => null });
+  // Axon's remote lookup is built in (order 300); it stays inert unless CELL_LAN=1 or CELL_PEER is set.
+  assert.deepEqual(before, ['local socket', 'axon']);
+  addResolver({ name: 'remote', order: 400, resolve: () => null });
   addResolver({ name: 'root', order: 200, resolve: () => null });
   assert.deepEqual(
     resolvers().map((r) => r.name),
-    ['local socket', 'root', 'remote'],
+    ['local socket', 'root', 'axon', 'remote'],
   );
   addResolver({ name: 'root', order: 50, resolve: () => null });
   assert.deepEqual(
     resolvers().map((r) => r.name),
-    ['root', 'local socket', 'remote'],
+    ['root', 'local socket', 'axon', 'remote'],
   );
   removeResolver('root');
   removeResolver('remote');
