@@ -1,4 +1,7 @@
 // The public API of Cell. Internal helpers stay inside their component folders.
-export { CellError, isCellError } from './errors/index.js';
+
 export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
-export { socketDir, rootSocketPath, cellSocketPath, validateCellName } from './paths/index.js';
+export { CellError, isCellError } from './errors/index.js';
+export type { HistogramSnapshot, MethodMetricsSnapshot, ServiceMetricsSnapshot } from './metrics/index.js';
+export { formatCellMetrics, Histogram, MethodMetrics, PrometheusText, ServiceMetrics } from './metrics/index.js';
+export { cellSocketPath, rootSocketPath, socketDir, validateCellName } from './paths/index.js';
