@@ -136,6 +136,25 @@ export class Histogram {
     if (other.max > this.max) this.max = other.max;
   }
 
+  /**
+   * Removes an earlier state of the same series (counts only ever grow), leaving what was recorded
+   * in between, e.g. the last dashboard interval. min and max stay the cumulative bounds, which only
+   * loosens the clamp in `percentile`. Returns false, leaving this histogram unusable, if `earlier`
+   * is not a prefix (the counters were reset).
+   */
+  subtract(earlier: Histogram): boolean {
+    if (earlier.precision !== this.precision) return false;
+    const a = this.counts;
+    const b = earlier.counts;
+    for (let i = 0; i < a.length; i++) {
+      a[i] -= b[i];
+      if (a[i] < 0) return false;
+    }
+    this.count -= earlier.count;
+    this.sum -= earlier.sum;
+    return true;
+  }
+
   snapshot(): HistogramSnapshot {
     const buckets: number[] = [];
     const counts = this.counts;
