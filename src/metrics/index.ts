@@ -5,6 +5,8 @@ export type { MethodMetricsSnapshot, MetricsTotals, ServiceMetricsSnapshot } fro
 export { MethodMetrics, parseServiceMetricsSnapshot, ServiceMetrics, totalsOf } from './counters.js';
 export type { HistogramSnapshot } from './histogram.js';
 export { HISTOGRAM_MAX_EXPONENT, Histogram } from './histogram.js';
+export type { ProcessSample } from './proc.js';
+export { cpuPercent, ProcessSampler, readProcess } from './proc.js';
 export type { CellMetricsInput, Labels } from './prometheus.js';
 export {
   escapeHelp,
