@@ -4,6 +4,8 @@ export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, isCellError } from './errors/index.js';
 export type { HistogramSnapshot, MethodMetricsSnapshot, ServiceMetricsSnapshot } from './metrics/index.js';
 export { formatCellMetrics, Histogram, MethodMetrics, PrometheusText, ServiceMetrics } from './metrics/index.js';
+export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';
+export { CallContext, Membrane } from './membrane/index.js';
 export { cellSocketPath, rootSocketPath, socketDir, validateCellName } from './paths/index.js';
 export type {
   AnyCodec,
@@ -19,7 +21,7 @@ export type {
   StructValue,
   StructView,
 } from './protein/index.js';
-export { canonicalJson, fingerprintOf, protein, t } from './protein/index.js';
+export { canonicalJson, fingerprintOf, protein, t, wireCompatible } from './protein/index.js';
 export type {
   MethodDef,
   MethodInput,
@@ -31,4 +33,15 @@ export type {
   ServiceDef,
   ServiceMethods,
 } from './service/index.js';
-export { genomeJson, rpc, service } from './service/index.js';
+export { genomeJson, rpc, service, serviceCompatible } from './service/index.js';
+export type { CallOptions, Connector, GrowOptions, ResolveContext, Resolver, SynapseClient } from './synapse/index.js';
+export {
+  addResolver,
+  isRemoteError,
+  localSocketResolver,
+  RemoteError,
+  removeResolver,
+  Synapse,
+  unixConnector,
+} from './synapse/index.js';
+export { Vesicle } from './vesicle/index.js';

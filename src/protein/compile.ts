@@ -1,24 +1,23 @@
 import { CellError } from '../errors/index.js';
 import { fingerprintOf } from './genome.js';
-import { bytesOfLast, dataViewOf, InvalidValue, rt } from './runtime.js';
+import { InvalidValue, rt } from './runtime.js';
 import type { Codec, Genome } from './types.js';
 
 /**
  * The schema compiler. Every wire type is a `Node`; fixed-width nodes also hand their parents code
  * snippets so scalars are read and written inline, at offsets known when the schema is compiled.
  * Each node compiles (with `new Function`, once) five functions over its standalone encoding:
- *   w(value, u8, dv, pos) → end     write (validates, throws InvalidValue)
+ *   w(value, u8, pos) → end         write (validates, throws InvalidValue)
  *   m(value) → bytes                upper bound of the size (3 bytes per UTF-16 unit of strings)
  *   s(value) → bytes                exact size
- *   r(u8, dv, pos, len) → value     decode (validates, throws E_DECODE)
- *   v(u8, dv, pos, len) → view      lazy view (validates framing, throws E_DECODE)
- * `u8` and `dv` always span a whole ArrayBuffer and positions are absolute, so one cached DataView
- * serves every message carved from the same buffer.
+ *   r(u8, pos, len) → value         decode (validates, throws E_DECODE)
+ *   v(u8, pos, len) → view          lazy view (validates framing, throws E_DECODE)
+ * Positions are indexes into the caller's Uint8Array; multi-byte values are assembled from bytes.
  */
 
-type WriteFn = (value: unknown, u8: Uint8Array, dv: DataView, pos: number) => number;
+type WriteFn = (value: unknown, u8: Uint8Array, pos: number) => number;
 type SizeFn = (value: unknown) => number;
-type ReadFn = (u8: Uint8Array, dv: DataView, pos: number, len: number) => unknown;
+type ReadFn = (u8: Uint8Array, pos: number, len: number) => unknown;
 
 export interface Fns {
   w: WriteFn;
@@ -81,11 +80,11 @@ export function fixedFns(node: Omit<Node, 'fns'>, label: string): Fns {
   const ctx = new Ctx();
   const W = node.width;
   const body = `
-function w(x, u8, dv, p) { if (${node.check!(ctx, 'x')}) rt.invalid(); ${node.write!(ctx, 'x', 'p')} return p + ${W}; }
+function w(x, u8, p) { if (${node.check!(ctx, 'x')}) rt.invalid(); ${node.write!(ctx, 'x', 'p')} return p + ${W}; }
 function m(x) { return ${W}; }
 function s(x) { return ${W}; }
-function r(u8, dv, p, len) { if (len !== ${W}) rt.decodeError(${JSON.stringify(`${label} must be ${W} bytes`)}); return ${node.read!(ctx, 'p')}; }
-function v(u8, dv, p, len) { if (len !== ${W}) rt.decodeError(${JSON.stringify(`${label} must be ${W} bytes`)}); return ${node.view!(ctx, 'p')}; }`;
+function r(u8, p, len) { if (len !== ${W}) rt.decodeError(${JSON.stringify(`${label} must be ${W} bytes`)}); return ${node.read!(ctx, 'p')}; }
+function v(u8, p, len) { if (len !== ${W}) rt.decodeError(${JSON.stringify(`${label} must be ${W} bytes`)}); return ${node.view!(ctx, 'p')}; }`;
   return compileFns(ctx, body);
 }
 
@@ -95,21 +94,80 @@ export class CompiledCodec<T, V> implements Codec<T, V> {
   readonly fingerprint: bigint;
   /** @internal */
   readonly node: Node;
-  private readonly w: WriteFn;
-  private readonly m: SizeFn;
+  readonly encode: (value: T) => Uint8Array;
+  readonly encodeInto: (value: T, target: Uint8Array, offset: number) => number;
+  readonly view: (bytes: Uint8Array, offset?: number, length?: number) => V;
+  readonly decode: (bytes: Uint8Array, offset?: number, length?: number) => T;
   private readonly s: SizeFn;
-  private readonly r: ReadFn;
-  private readonly v: ReadFn;
 
   constructor(node: Node) {
     this.node = node;
     this.genome = node.genome;
     this.fingerprint = fingerprintOf(node.genome);
-    this.w = node.fns.w;
-    this.m = node.fns.m;
     this.s = node.fns.s;
-    this.r = node.fns.r;
-    this.v = node.fns.v;
+    // The entry points are generated per codec too, so each one calls its own w/m/r/v directly and
+    // V8 can inline the whole path instead of dispatching through a shared, megamorphic method.
+    const entries = new Function(
+      'w',
+      'm',
+      's',
+      'r',
+      'v',
+      'checkRange',
+      'slab',
+      'fail',
+      'tooSmall',
+      `'use strict';
+return {
+  view(bytes, offset, length) {
+    if (offset === undefined) offset = 0;
+    return v(bytes, offset, checkRange(bytes, offset, length));
+  },
+  decode(bytes, offset, length) {
+    if (offset === undefined) offset = 0;
+    return r(bytes, offset, checkRange(bytes, offset, length));
+  },
+  encode(value) {
+    let u8, start, end;
+    try {
+      const max = m(value);
+      u8 = slab.u8;
+      start = slab.pos;
+      if (max > u8.length - start) { slab.renew(max); u8 = slab.u8; start = 0; }
+      end = w(value, u8, start);
+    } catch (err) {
+      throw fail(value, err);
+    }
+    slab.pos = (end + 7) & ~7;
+    return u8.subarray(start, end);
+  },
+  encodeInto(value, target, offset) {
+    if (!(target instanceof Uint8Array) || !(offset >= 0 && offset <= target.length) || Math.floor(offset) !== offset) {
+      tooSmall(value, target, offset);
+    }
+    try {
+      if (!(m(value) <= target.length - offset)) tooSmall(value, target, offset);
+      return w(value, target, offset);
+    } catch (err) {
+      throw fail(value, err);
+    }
+  },
+};`,
+    )(
+      node.fns.w,
+      node.fns.m,
+      node.fns.s,
+      node.fns.r,
+      node.fns.v,
+      checkRange,
+      slab,
+      (value: unknown, err: unknown) => (err instanceof CellError ? err : this.encodeFailure(value, err)),
+      (value: unknown, target: unknown, offset: unknown) => this.checkRoom(value, target, offset),
+    ) as Pick<CompiledCodec<T, V>, 'view' | 'decode' | 'encode' | 'encodeInto'>;
+    this.view = entries.view;
+    this.decode = entries.decode;
+    this.encode = entries.encode;
+    this.encodeInto = entries.encodeInto;
   }
 
   get kind(): string {
@@ -127,59 +185,22 @@ export class CompiledCodec<T, V> implements Codec<T, V> {
     return size;
   }
 
-  encode(value: T): Uint8Array {
-    let end: number;
-    try {
-      const max = this.m(value);
-      if (max > scratch.length) growScratch(max);
-      end = this.w(value, scratch, scratchView, 0);
-    } catch (err) {
-      throw this.encodeFailure(value, err);
-    }
-    const out = Buffer.allocUnsafe(end);
-    out.set(scratch.subarray(0, end));
-    return out;
-  }
-
-  encodeInto(value: T, target: Uint8Array, offset: number): number {
+  /** Slow path of encodeInto: bad arguments, or the 3-bytes-per-character estimate did not fit. */
+  private checkRoom(value: unknown, target: unknown, offset: unknown): void {
     if (!(target instanceof Uint8Array)) {
       throw new CellError('E_ENCODE', 'encodeInto target must be a Uint8Array.');
     }
-    if (!Number.isInteger(offset) || offset < 0 || offset > target.length) {
+    if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0 || offset > target.length) {
       throw new CellError('E_ENCODE', `encodeInto offset ${offset} is outside the target (length ${target.length}).`);
     }
-    let end: number;
-    try {
-      const room = target.length - offset;
-      if (!(this.m(value) <= room)) {
-        const exact = this.s(value);
-        if (exact > room) {
-          throw new CellError('E_ENCODE', `value needs ${exact} bytes but only ${room} remain in the target.`, {
-            fix: 'use sizeOf() to size the buffer before encodeInto().',
-            details: { needed: exact, room },
-          });
-        }
-      }
-      const dv = dataViewOf(target.buffer);
-      const base = target.byteOffset;
-      end = this.w(value, bytesOfLast(), dv, base + offset) - base;
-    } catch (err) {
-      if (err instanceof CellError) throw err;
-      throw this.encodeFailure(value, err);
+    const room = target.length - offset;
+    const exact = this.sizeOf(value as T);
+    if (exact > room) {
+      throw new CellError('E_ENCODE', `value needs ${exact} bytes but only ${room} remain in the target.`, {
+        fix: 'use sizeOf() to size the buffer before encodeInto().',
+        details: { needed: exact, room },
+      });
     }
-    return end;
-  }
-
-  view(bytes: Uint8Array, offset = 0, length?: number): V {
-    const len = checkRange(bytes, offset, length);
-    const dv = dataViewOf(bytes.buffer);
-    return this.v(bytesOfLast(), dv, bytes.byteOffset + offset, len) as V;
-  }
-
-  decode(bytes: Uint8Array, offset = 0, length?: number): T {
-    const len = checkRange(bytes, offset, length);
-    const dv = dataViewOf(bytes.buffer);
-    return this.r(bytesOfLast(), dv, bytes.byteOffset + offset, len) as T;
   }
 
   private encodeFailure(value: unknown, err: unknown): CellError {
@@ -202,17 +223,29 @@ export class CompiledCodec<T, V> implements Codec<T, V> {
 
 function checkRange(bytes: Uint8Array, offset: number, length: number | undefined): number {
   if (!(bytes instanceof Uint8Array)) rt.decodeError('input is not a Uint8Array');
-  if (!Number.isInteger(offset) || offset < 0 || offset > bytes.length) rt.decodeError('offset outside the input');
-  const len = length === undefined ? bytes.length - offset : length;
-  if (!Number.isInteger(len) || len < 0 || len > bytes.length - offset) rt.decodeError('length outside the input');
-  return len;
+  const avail = bytes.length - offset;
+  if (!(offset >= 0 && avail >= 0) || Math.floor(offset) !== offset) rt.decodeError('offset outside the input');
+  if (length === undefined) return avail;
+  if (!(length >= 0 && length <= avail) || Math.floor(length) !== length) rt.decodeError('length outside the input');
+  return length;
 }
 
-let scratch = new Uint8Array(64 * 1024);
-let scratchView = new DataView(scratch.buffer);
-function growScratch(max: number): void {
-  let size = scratch.length;
-  while (size < max) size *= 2;
-  scratch = new Uint8Array(size);
-  scratchView = new DataView(scratch.buffer);
+/**
+ * encode() writes into a shared slab and returns a subarray of it, like Node's Buffer pool: no copy
+ * and no second pass to size strings exactly. A value larger than the slab gets a slab of its own
+ * size. Messages keep their slab alive until all of them are collected.
+ */
+const SLAB_SIZE = 64 * 1024;
+const slab = {
+  u8: new Uint8Array(SLAB_SIZE),
+  pos: 0,
+  renew(max: number): void {
+    slab.u8 = new Uint8Array(Math.max(max, SLAB_SIZE));
+    slab.pos = 0;
+  },
+};
+
+/** True for every codec made by `t`, `protein` or `t.enum` (what `rpc()` and struct fields accept). */
+export function isCodec(value: unknown): value is CompiledCodec<unknown, unknown> {
+  return value instanceof CompiledCodec;
 }

@@ -35,3 +35,53 @@ export function fnv1a64(text: string): bigint {
 export function fingerprintOf(genome: Genome): bigint {
   return fnv1a64(canonicalJson(genome));
 }
+
+type G = { readonly kind: string; readonly [key: string]: unknown };
+type FieldG = { name: string; type: G };
+type VariantG = { name: string; type: G | null };
+
+/**
+ * Can a reader compiled from `reader` decode every message written with `writer`? True when the
+ * genomes are equal, or differ only by the evolution rules of docs/PROTOCOL.md § 1.6: fields
+ * appended to a struct (the reader's extra fields must be options; the writer's extra fields are
+ * ignored) and variants appended to an enum on the reader's side.
+ */
+export function wireCompatible(reader: Genome, writer: Genome): boolean {
+  const r = reader as G;
+  const w = writer as G;
+  if (r.kind !== w.kind) return false;
+  switch (r.kind) {
+    case 'vec':
+    case 'option':
+      return wireCompatible(r.of as G, w.of as G);
+    case 'array':
+      return r.length === w.length && wireCompatible(r.of as G, w.of as G);
+    case 'struct': {
+      if (r.name !== w.name) return false;
+      const rf = r.fields as FieldG[];
+      const wf = w.fields as FieldG[];
+      for (let i = 0; i < rf.length; i++) {
+        if (i >= wf.length) {
+          if (rf[i].type.kind !== 'option') return false;
+        } else if (rf[i].name !== wf[i].name || !wireCompatible(rf[i].type, wf[i].type)) {
+          return false;
+        }
+      }
+      return true;
+    }
+    case 'enum': {
+      if (r.name !== w.name) return false;
+      const rv = r.variants as VariantG[];
+      const wv = w.variants as VariantG[];
+      if (wv.length > rv.length) return false;
+      return wv.every((v, i) => {
+        const other = rv[i];
+        if (other.name !== v.name) return false;
+        if (v.type === null || other.type === null) return v.type === other.type;
+        return wireCompatible(other.type, v.type);
+      });
+    }
+    default:
+      return canonicalJson(r) === canonicalJson(w);
+  }
+}

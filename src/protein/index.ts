@@ -1,7 +1,7 @@
 // protein: schema builder, compiled codecs, lazy views, genome and fingerprint.
 
-export { CompiledCodec } from './compile.js';
-export { canonicalJson, fingerprintOf } from './genome.js';
+export { CompiledCodec, isCodec } from './compile.js';
+export { canonicalJson, fingerprintOf, wireCompatible } from './genome.js';
 export { protein, t } from './schema.js';
 export type {
   AnyCodec,

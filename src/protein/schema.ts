@@ -6,7 +6,6 @@ import type {
   Codec,
   EnumCodec,
   Fields,
-  Genome,
   Infer,
   InferView,
   OptionMarker,
@@ -113,8 +112,8 @@ const u16 = scalar<number>({
   kind: 'u16',
   width: 2,
   check: (x) => `(${x} & 65535) !== ${x}`,
-  write: (x, p) => `dv.setUint16(${p}, ${x}, true);`,
-  read: (p) => `dv.getUint16(${p}, true)`,
+  write: (x, p) => `u8[${p}] = ${x}; u8[${p} + 1] = ${x} >>> 8;`,
+  read: (p) => `(u8[${p}] | (u8[${p} + 1] << 8))`,
   valid: (v) => isInt(v, 0, 65535),
   expect: 'an integer in 0..65535',
 });
@@ -122,8 +121,8 @@ const i16 = scalar<number>({
   kind: 'i16',
   width: 2,
   check: (x) => `((${x} << 16) >> 16) !== ${x}`,
-  write: (x, p) => `dv.setInt16(${p}, ${x}, true);`,
-  read: (p) => `dv.getInt16(${p}, true)`,
+  write: (x, p) => `u8[${p}] = ${x}; u8[${p} + 1] = ${x} >>> 8;`,
+  read: (p) => `(((u8[${p}] | (u8[${p} + 1] << 8)) << 16) >> 16)`,
   valid: (v) => isInt(v, -32768, 32767),
   expect: 'an integer in -32768..32767',
 });
@@ -131,8 +130,8 @@ const u32 = scalar<number>({
   kind: 'u32',
   width: 4,
   check: (x) => `(${x} >>> 0) !== ${x}`,
-  write: (x, p) => `dv.setUint32(${p}, ${x}, true);`,
-  read: (p) => `dv.getUint32(${p}, true)`,
+  write: (x, p) => `rt.w32(u8, ${p}, ${x});`,
+  read: (p) => `rt.r32(u8, ${p})`,
   valid: (v) => isInt(v, 0, 0xffffffff),
   expect: 'an integer in 0..4294967295',
 });
@@ -140,8 +139,8 @@ const i32 = scalar<number>({
   kind: 'i32',
   width: 4,
   check: (x) => `(${x} | 0) !== ${x}`,
-  write: (x, p) => `dv.setInt32(${p}, ${x}, true);`,
-  read: (p) => `dv.getInt32(${p}, true)`,
+  write: (x, p) => `rt.w32(u8, ${p}, ${x});`,
+  read: (p) => `rt.ri32(u8, ${p})`,
   valid: (v) => isInt(v, -0x80000000, 0x7fffffff),
   expect: 'an integer in -2147483648..2147483647',
 });
@@ -149,8 +148,8 @@ const f32 = scalar<number>({
   kind: 'f32',
   width: 4,
   check: (x) => `typeof ${x} !== 'number'`,
-  write: (x, p) => `dv.setFloat32(${p}, ${x}, true);`,
-  read: (p) => `dv.getFloat32(${p}, true)`,
+  write: (x, p) => `rt.wf32(u8, ${p}, ${x});`,
+  read: (p) => `rt.rf32(u8, ${p})`,
   valid: (v) => typeof v === 'number',
   expect: 'a number',
 });
@@ -158,8 +157,8 @@ const f64 = scalar<number>({
   kind: 'f64',
   width: 8,
   check: (x) => `typeof ${x} !== 'number'`,
-  write: (x, p) => `dv.setFloat64(${p}, ${x}, true);`,
-  read: (p) => `dv.getFloat64(${p}, true)`,
+  write: (x, p) => `rt.wf64(u8, ${p}, ${x});`,
+  read: (p) => `rt.rf64(u8, ${p})`,
   valid: (v) => typeof v === 'number',
   expect: 'a number',
 });
@@ -167,8 +166,8 @@ const u64 = scalar<bigint>({
   kind: 'u64',
   width: 8,
   check: (x) => `typeof ${x} !== 'bigint' || ${x} < 0n || ${x} > rt.U64_MAX`,
-  write: (x, p) => `dv.setBigUint64(${p}, ${x}, true);`,
-  read: (p) => `dv.getBigUint64(${p}, true)`,
+  write: (x, p) => `rt.wu64(u8, ${p}, ${x});`,
+  read: (p) => `rt.ru64(u8, ${p})`,
   valid: (v) => isBig(v, 0n, 0xffff_ffff_ffff_ffffn),
   expect: 'a bigint in 0..2^64-1',
 });
@@ -176,8 +175,8 @@ const i64 = scalar<bigint>({
   kind: 'i64',
   width: 8,
   check: (x) => `typeof ${x} !== 'bigint' || ${x} < rt.I64_MIN || ${x} > rt.I64_MAX`,
-  write: (x, p) => `dv.setBigInt64(${p}, ${x}, true);`,
-  read: (p) => `dv.getBigInt64(${p}, true)`,
+  write: (x, p) => `rt.wi64(u8, ${p}, ${x});`,
+  read: (p) => `rt.ri64(u8, ${p})`,
   valid: (v) => isBig(v, -(2n ** 63n), 2n ** 63n - 1n),
   expect: 'a bigint in -2^63..2^63-1',
 });
@@ -187,8 +186,8 @@ const uint = scalar<number>({
   kind: 'uint',
   width: 8,
   check: (x) => `!(Number.isSafeInteger(${x}) && ${x} >= 0)`,
-  write: (x, p) => `dv.setUint32(${p}, ${x} >>> 0, true); dv.setUint32(${p} + 4, (${x} / 4294967296) >>> 0, true);`,
-  read: (p) => `rt.readUint(dv, ${p})`,
+  write: (x, p) => `rt.w32(u8, ${p}, ${x} >>> 0); rt.w32(u8, ${p} + 4, (${x} / 4294967296) >>> 0);`,
+  read: (p) => `rt.readUint(u8, ${p})`,
   valid: (v) => Number.isSafeInteger(v) && (v as number) >= 0,
   expect: 'a safe integer >= 0',
 });
@@ -196,9 +195,8 @@ const int = scalar<number>({
   kind: 'int',
   width: 8,
   check: (x) => `!Number.isSafeInteger(${x})`,
-  write: (x, p) =>
-    `dv.setUint32(${p}, ${x} >>> 0, true); dv.setInt32(${p} + 4, Math.floor(${x} / 4294967296) | 0, true);`,
-  read: (p) => `rt.readInt(dv, ${p})`,
+  write: (x, p) => `rt.w32(u8, ${p}, ${x} >>> 0); rt.w32(u8, ${p} + 4, Math.floor(${x} / 4294967296) | 0);`,
+  read: (p) => `rt.readInt(u8, ${p})`,
   valid: (v) => Number.isSafeInteger(v),
   expect: 'a safe integer',
 });
@@ -223,10 +221,10 @@ function stringCodec(): Codec<string, string> {
     fns: compileFns(
       ctx,
       `
-function w(x, u8, dv, p) { if (typeof x !== 'string') rt.invalid(); return rt.writeString(x, u8, p); }
+function w(x, u8, p) { if (typeof x !== 'string') rt.invalid(); return rt.writeString(x, u8, p); }
 function m(x) { return 3 * x.length; }
 function s(x) { return rt.utf8Length(x); }
-function r(u8, dv, p, len) { return rt.readString(u8, p, len); }
+function r(u8, p, len) { return rt.readString(u8, p, len); }
 const v = r;`,
     ),
     explain: (v, path) => (typeof v === 'string' ? undefined : `${path}: expected a string, got ${describe(v)}`),
@@ -242,7 +240,7 @@ function bytesCodec(): Codec<Uint8Array, Uint8Array> {
     fns: compileFns(
       ctx,
       `
-function w(x, u8, dv, p) {
+function w(x, u8, p) {
   if (!(x instanceof Uint8Array)) rt.invalid();
   const n = x.length;
   if (n < 32) { for (let i = 0; i < n; i++) u8[p + i] = x[i]; } else u8.set(x, p);
@@ -250,8 +248,8 @@ function w(x, u8, dv, p) {
 }
 function m(x) { return x.length; }
 const s = m;
-function r(u8, dv, p, len) { return u8.slice(p, p + len); }
-function v(u8, dv, p, len) { return u8.subarray(p, p + len); }`,
+function r(u8, p, len) { return rt.copyBytes(u8, p, len); }
+function v(u8, p, len) { return u8.subarray(p, p + len); }`,
     ),
     explain: (v, path) => (v instanceof Uint8Array ? undefined : `${path}: expected a Uint8Array, got ${describe(v)}`),
   };
@@ -267,18 +265,18 @@ function seqView(child: Node, headerBytes: number): unknown {
   const W = child.width;
   let getBody: string;
   if (W >= 0) {
-    getBody = `const u8 = this.$u, dv = this.$d; return ${child.view!(c, `this.$p + ${headerBytes} + i * ${W}`)};`;
+    getBody = `const u8 = this.$u; return ${child.view!(c, `this.$p + ${headerBytes} + i * ${W}`)};`;
   } else {
     const cv = c.ref(child.fns.v);
-    getBody = `const u8 = this.$u, dv = this.$d, p = this.$p;
+    getBody = `const u8 = this.$u, p = this.$p;
     const sl = p + ${headerBytes} + i * 8;
-    const o = dv.getUint32(sl, true), l = dv.getUint32(sl + 4, true);
+    const o = rt.r32(u8, sl), l = rt.r32(u8, sl + 4);
     if (o < ${headerBytes} + this.length * 8 || o > this.$n || l > this.$n - o) rt.decodeError('sequence element slot out of range');
-    return ${cv}(u8, dv, p + o, l);`;
+    return ${cv}(u8, p + o, l);`;
   }
   const src = `'use strict';\n${c.prelude()}
 return class SeqView {
-  constructor(u8, dv, p, len, n) { this.$u = u8; this.$d = dv; this.$p = p; this.$n = len; this.length = n; }
+  constructor(u8, p, len, n) { this.$u = u8; this.$p = p; this.$n = len; this.length = n; }
   get(i) {
     if (!(i >= 0 && i < this.length && Math.floor(i) === i)) throw new RangeError('index ' + i + ' is outside 0..' + this.length);
     ${getBody}
@@ -295,16 +293,16 @@ function seqBody(ctx: Ctx, child: Node, fixedCount: number | undefined, label: s
   const View = ctx.ref(seqView(child, H));
   const checkArr =
     fixedCount === undefined
-      ? `if (!Array.isArray(x)) rt.invalid(); const n = x.length; dv.setUint32(p, n, true);`
+      ? `if (!Array.isArray(x)) rt.invalid(); const n = x.length; rt.w32(u8, p, n);`
       : `if (!Array.isArray(x) || x.length !== ${fixedCount}) rt.invalid(); const n = ${fixedCount};`;
   const readCount =
     fixedCount === undefined
-      ? `if (len < 4) rt.decodeError(${JSON.stringify(`${label} shorter than its count`)}); const n = dv.getUint32(p, true);`
+      ? `if (len < 4) rt.decodeError(${JSON.stringify(`${label} shorter than its count`)}); const n = rt.r32(u8, p);`
       : `const n = ${fixedCount};`;
   if (W >= 0) {
     const el = ctx.tmp('e');
     return `
-function w(x, u8, dv, p) {
+function w(x, u8, p) {
   ${checkArr}
   let q = p + ${H};
   for (let i = 0; i < n; i++) { const ${el} = x[i]; if (${child.check!(ctx, el)}) rt.invalid(); ${child.write!(ctx, el, 'q')} q += ${W}; }
@@ -312,7 +310,7 @@ function w(x, u8, dv, p) {
 }
 function m(x) { return ${H} + x.length * ${W}; }
 const s = m;
-function r(u8, dv, p, len) {
+function r(u8, p, len) {
   ${readCount}
   if (n * ${W} !== len - ${H}) rt.decodeError(${JSON.stringify(`${label} length does not match its element count`)});
   const out = [];
@@ -320,10 +318,10 @@ function r(u8, dv, p, len) {
   for (let i = 0; i < n; i++) { out.push(${child.read!(ctx, 'q')}); q += ${W}; }
   return out;
 }
-function v(u8, dv, p, len) {
+function v(u8, p, len) {
   ${readCount}
   if (n * ${W} !== len - ${H}) rt.decodeError(${JSON.stringify(`${label} length does not match its element count`)});
-  return new ${View}(u8, dv, p, len, n);
+  return new ${View}(u8, p, len, n);
 }`;
   }
   const cw = ctx.ref(child.fns.w);
@@ -331,20 +329,20 @@ function v(u8, dv, p, len) {
   const cs = ctx.ref(child.fns.s);
   const cr = ctx.ref(child.fns.r);
   return `
-function w(x, u8, dv, p) {
+function w(x, u8, p) {
   ${checkArr}
   let sl = p + ${H};
   let h = sl + n * 8;
   for (let i = 0; i < n; i++) {
-    const e = ${cw}(x[i], u8, dv, h);
-    dv.setUint32(sl, h - p, true); dv.setUint32(sl + 4, e - h, true);
+    const e = ${cw}(x[i], u8, h);
+    rt.w32(u8, sl, h - p); rt.w32(u8, sl + 4, e - h);
     sl += 8; h = e;
   }
   return h;
 }
 function m(x) { const n = x.length; let t = ${H} + n * 8; for (let i = 0; i < n; i++) t += ${cm}(x[i]); return t; }
 function s(x) { const n = x.length; let t = ${H} + n * 8; for (let i = 0; i < n; i++) t += ${cs}(x[i]); return t; }
-function r(u8, dv, p, len) {
+function r(u8, p, len) {
   ${readCount}
   if (n > (len - ${H}) / 8) rt.decodeError(${JSON.stringify(`${label} element count exceeds its length`)});
   const end = p + len;
@@ -352,17 +350,17 @@ function r(u8, dv, p, len) {
   let sl = p + ${H};
   let h = sl + n * 8;
   for (let i = 0; i < n; i++) {
-    const a = p + dv.getUint32(sl, true), l = dv.getUint32(sl + 4, true);
+    const a = p + rt.r32(u8, sl), l = rt.r32(u8, sl + 4);
     if (a < h || a > end || l > end - a) rt.decodeError(${JSON.stringify(`${label} element slot out of range`)});
-    out.push(${cr}(u8, dv, a, l));
+    out.push(${cr}(u8, a, l));
     h = a + l; sl += 8;
   }
   return out;
 }
-function v(u8, dv, p, len) {
+function v(u8, p, len) {
   ${readCount}
   if (n > (len - ${H}) / 8) rt.decodeError(${JSON.stringify(`${label} element count exceeds its length`)});
-  return new ${View}(u8, dv, p, len, n);
+  return new ${View}(u8, p, len, n);
 }`;
 }
 
@@ -397,6 +395,10 @@ function array<C extends AnyCodec>(of: C, length: number): Codec<Infer<C>[], Seq
   if (!Number.isInteger(length) || length < 0 || length > MAX_ARRAY_LENGTH) {
     throw schemaError(`invalid array length ${length}.`, `use an integer in 0..${MAX_ARRAY_LENGTH}.`);
   }
+  if (child.width === 0 && length > 0) {
+    // Zero-byte elements would let a few bytes of input decode into arbitrarily many values.
+    throw schemaError('array of a zero-size type (unit) carries no data.', 'drop the field or use t.uint for a count.');
+  }
   const ctx = new Ctx();
   const fns = compileFns(ctx, seqBody(ctx, child, length, `array[${length}]`));
   const genome = { kind: 'array', of: child.genome, length };
@@ -416,9 +418,9 @@ function array<C extends AnyCodec>(of: C, length: number): Codec<Infer<C>[], Seq
       width: W,
       fns,
       check: () => 'false',
-      write: (c, x, p) => `${c.ref(fns.w)}(${x}, u8, dv, ${p});`,
-      read: (c, p) => `${c.ref(fns.r)}(u8, dv, ${p}, ${W})`,
-      view: (c, p) => `${c.ref(fns.v)}(u8, dv, ${p}, ${W})`,
+      write: (c, x, p) => `${c.ref(fns.w)}(${x}, u8, ${p});`,
+      read: (c, p) => `${c.ref(fns.r)}(u8, ${p}, ${W})`,
+      view: (c, p) => `${c.ref(fns.v)}(u8, ${p}, ${W})`,
       explain,
     };
     return new CompiledCodec(node);
@@ -443,11 +445,11 @@ function option<C extends AnyCodec>(of: C): Codec<Infer<C> | undefined, InferVie
     fns: compileFns(
       ctx,
       `
-function w(x, u8, dv, p) { if (x === undefined || x === null) return p; u8[p] = 1; return ${cw}(x, u8, dv, p + 1); }
+function w(x, u8, p) { if (x === undefined || x === null) return p; u8[p] = 1; return ${cw}(x, u8, p + 1); }
 function m(x) { return x === undefined || x === null ? 0 : 1 + ${cm}(x); }
 function s(x) { return x === undefined || x === null ? 0 : 1 + ${cs}(x); }
-function r(u8, dv, p, len) { if (len === 0) return undefined; if (u8[p] !== 1) rt.decodeError('option marker is not 1'); return ${cr}(u8, dv, p + 1, len - 1); }
-function v(u8, dv, p, len) { if (len === 0) return undefined; if (u8[p] !== 1) rt.decodeError('option marker is not 1'); return ${cv}(u8, dv, p + 1, len - 1); }`,
+function r(u8, p, len) { if (len === 0) return undefined; if (u8[p] !== 1) rt.decodeError('option marker is not 1'); return ${cr}(u8, p + 1, len - 1); }
+function v(u8, p, len) { if (len === 0) return undefined; if (u8[p] !== 1) rt.decodeError('option marker is not 1'); return ${cv}(u8, p + 1, len - 1); }`,
     ),
     explain: (v, path) => (v === undefined || v === null ? undefined : child.explain(v, path)),
   };
@@ -498,43 +500,41 @@ export function protein<F extends Fields>(name: string, fields: F): StructCodec<
         `const ${x} = ${acc}; if (${f.node.check!(ctx, x)}) rt.invalid(); ${f.node.write!(ctx, x, `f + ${f.off}`)}`,
       );
       obj.push(`${f.name}: ${f.node.read!(ctx, `f + ${f.off}`)}`);
-      getters.push(
-        `get ${f.name}() { const u8 = this.$u, dv = this.$d; return ${f.node.view!(vctx, `this.$p + ${4 + f.off}`)}; }`,
-      );
+      getters.push(`get ${f.name}() { const u8 = this.$u; return ${f.node.view!(vctx, `this.$p + ${4 + f.off}`)}; }`);
     } else {
       const cw = ctx.ref(f.node.fns.w);
       wr.push(
-        `{ const e = ${cw}(${acc}, u8, dv, h); dv.setUint32(f + ${f.off}, h - p, true); dv.setUint32(f + ${f.off + 4}, e - h, true); h = e; }`,
+        `{ const e = ${cw}(${acc}, u8, h); rt.w32(u8, f + ${f.off}, h - p); rt.w32(u8, f + ${f.off + 4}, e - h); h = e; }`,
       );
       mm.push(`${ctx.ref(f.node.fns.m)}(${acc})`);
       ss.push(`${ctx.ref(f.node.fns.s)}(${acc})`);
-      const slotRead = `{ const a = p + dv.getUint32(f + ${f.off}, true), l = dv.getUint32(f + ${f.off + 4}, true);
+      const slotRead = `{ const a = p + rt.r32(u8, f + ${f.off}), l = rt.r32(u8, f + ${f.off + 4});
     if (a < h || a > end || l > end - a) rt.decodeError(${JSON.stringify(`struct ${name} field ${f.name} out of range`)});`;
       const present = f.off + 8 <= minF ? '' : `if (F >= ${f.off + 8}) `;
-      rd.push(`let ${x}; ${present}${slotRead} ${x} = ${ctx.ref(f.node.fns.r)}(u8, dv, a, l); h = a + l; }`);
+      rd.push(`let ${x}; ${present}${slotRead} ${x} = ${ctx.ref(f.node.fns.r)}(u8, a, l); h = a + l; }`);
       vd.push(`${present}${slotRead} h = a + l; }`);
       obj.push(`${f.name}: ${x}`);
       const absent = f.off + 8 <= minF ? '' : `if (this.$F < ${f.off + 8}) return undefined;`;
-      getters.push(`get ${f.name}() { ${absent} const dv = this.$d, p = this.$p;
-    return ${vctx.ref(f.node.fns.v)}(this.$u, dv, p + dv.getUint32(p + ${4 + f.off}, true), dv.getUint32(p + ${4 + f.off + 4}, true)); }`);
+      getters.push(`get ${f.name}() { ${absent} const u8 = this.$u, p = this.$p;
+    return ${vctx.ref(f.node.fns.v)}(u8, p + rt.r32(u8, p + ${4 + f.off}), rt.r32(u8, p + ${4 + f.off + 4})); }`);
     }
     k++;
   }
   const viewSrc = `'use strict';\n${vctx.prelude()}
 return class ${name}View {
-  constructor(u8, dv, p, len, F) { this.$u = u8; this.$d = dv; this.$p = p; this.$n = len; this.$F = F; }
+  constructor(u8, p, len, F) { this.$u = u8; this.$p = p; this.$n = len; this.$F = F; }
   ${getters.join('\n  ')}
 };`;
   const View = new Function('rt', 'deps', viewSrc)(rt, vctx.deps);
   const V = ctx.ref(View);
   const header = `if (len < 4) rt.decodeError(${JSON.stringify(`struct ${name} shorter than its header`)});
-  const F = dv.getUint32(p, true);
+  const F = rt.r32(u8, p);
   if (F > len - 4 || F < ${minF}) rt.decodeError(${JSON.stringify(`struct ${name} fixed section size out of range`)});
   const f = p + 4, end = p + len;
   let h = f + F;`;
   const body = `
-function w(x, u8, dv, p) {
-  dv.setUint32(p, ${F}, true);
+function w(x, u8, p) {
+  rt.w32(u8, p, ${F});
   const f = p + 4;
   let h = f + ${F};
   ${wr.join('\n  ')}
@@ -542,15 +542,15 @@ function w(x, u8, dv, p) {
 }
 function m(x) { return ${[4 + F, ...mm].join(' + ')}; }
 function s(x) { return ${[4 + F, ...ss].join(' + ')}; }
-function r(u8, dv, p, len) {
+function r(u8, p, len) {
   ${header}
   ${rd.join('\n  ')}
   return { ${obj.join(', ')} };
 }
-function v(u8, dv, p, len) {
+function v(u8, p, len) {
   ${header}
   ${vd.join('\n  ')}
-  return new ${V}(u8, dv, p, len, F);
+  return new ${V}(u8, p, len, F);
 }`;
   const node: Node = {
     genome: { kind: 'struct', name, fields: list.map((f) => ({ name: f.name, type: f.node.genome })) },
@@ -594,17 +594,17 @@ function enumType<Vs extends Variants>(name: string, variants: Vs): EnumCodec<Vs
   list.forEach((vr, i) => {
     const tag = JSON.stringify(vr.name);
     if (vr.node === null) {
-      wc.push(`case ${tag}: dv.setUint32(p, ${i}, true); return p + 4;`);
+      wc.push(`case ${tag}: rt.w32(u8, p, ${i}); return p + 4;`);
       mc.push(`case ${tag}: return 4;`);
       rc.push(
         `case ${i}: if (len !== 4) rt.decodeError('enum payload where none is declared'); return { tag: ${tag} };`,
       );
       vc.push(rc[rc.length - 1]);
     } else {
-      wc.push(`case ${tag}: dv.setUint32(p, ${i}, true); return ${ctx.ref(vr.node.fns.w)}(x.value, u8, dv, p + 4);`);
+      wc.push(`case ${tag}: rt.w32(u8, p, ${i}); return ${ctx.ref(vr.node.fns.w)}(x.value, u8, p + 4);`);
       mc.push(`case ${tag}: return 4 + ${ctx.ref(vr.node.fns.m)}(x.value);`);
-      rc.push(`case ${i}: return { tag: ${tag}, value: ${ctx.ref(vr.node.fns.r)}(u8, dv, p + 4, len - 4) };`);
-      vc.push(`case ${i}: return { tag: ${tag}, value: ${ctx.ref(vr.node.fns.v)}(u8, dv, p + 4, len - 4) };`);
+      rc.push(`case ${i}: return { tag: ${tag}, value: ${ctx.ref(vr.node.fns.r)}(u8, p + 4, len - 4) };`);
+      vc.push(`case ${i}: return { tag: ${tag}, value: ${ctx.ref(vr.node.fns.v)}(u8, p + 4, len - 4) };`);
     }
   });
   const sizeCases = list.map((vr) =>
@@ -614,16 +614,16 @@ function enumType<Vs extends Variants>(name: string, variants: Vs): EnumCodec<Vs
   );
   const bad = JSON.stringify(`enum ${name} tag out of range`);
   const body = `
-function w(x, u8, dv, p) { switch (x.tag) { ${wc.join(' ')} default: rt.invalid(); } }
+function w(x, u8, p) { switch (x.tag) { ${wc.join(' ')} default: rt.invalid(); } }
 function m(x) { switch (x.tag) { ${mc.join(' ')} default: return NaN; } }
 function s(x) { switch (x.tag) { ${sizeCases.join(' ')} default: return NaN; } }
-function r(u8, dv, p, len) {
+function r(u8, p, len) {
   if (len < 4) rt.decodeError(${JSON.stringify(`enum ${name} shorter than its tag`)});
-  switch (dv.getUint32(p, true)) { ${rc.join(' ')} default: rt.decodeError(${bad}); }
+  switch (rt.r32(u8, p)) { ${rc.join(' ')} default: rt.decodeError(${bad}); }
 }
-function v(u8, dv, p, len) {
+function v(u8, p, len) {
   if (len < 4) rt.decodeError(${JSON.stringify(`enum ${name} shorter than its tag`)});
-  switch (dv.getUint32(p, true)) { ${vc.join(' ')} default: rt.decodeError(${bad}); }
+  switch (rt.r32(u8, p)) { ${vc.join(' ')} default: rt.decodeError(${bad}); }
 }`;
   const node: Node = {
     genome: {

@@ -1,5 +1,5 @@
 // service: the contract both a cell and its callers import.
-export { genomeJson, rpc, service } from './service.js';
+export { genomeJson, rpc, service, serviceCompatible } from './service.js';
 export type {
   AnyMethod,
   MethodDef,

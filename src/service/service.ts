@@ -1,7 +1,7 @@
 import { CellError } from '../errors/index.js';
 import { validateCellName } from '../paths/index.js';
 import { CompiledCodec } from '../protein/compile.js';
-import { canonicalJson, fingerprintOf } from '../protein/genome.js';
+import { canonicalJson, fingerprintOf, wireCompatible } from '../protein/genome.js';
 import type { AnyCodec, Genome } from '../protein/types.js';
 import type { MethodDef, MethodsOf, RpcSpec, ServiceDef } from './types.js';
 
@@ -26,8 +26,8 @@ export function rpc<I extends AnyCodec, O extends AnyCodec>(input: I, output: O)
 }
 
 /**
- * Declares a service. Method ids are the positions of the method names in ascending code-unit order
- * (0..n-1), so both sides agree however the object literal was written; the fingerprint covers the
+ * Declares a service. Method ids are the declaration order of the methods (0..n-1): appending a
+ * method keeps every existing id, and any reordering changes the fingerprint, which covers the
  * service name and every method's name, id and input/output genome.
  */
 export function service<S extends Record<string, RpcSpec>>(name: string, methods: S): ServiceDef<MethodsOf<S>> {
@@ -35,7 +35,8 @@ export function service<S extends Record<string, RpcSpec>>(name: string, methods
   if (methods === null || typeof methods !== 'object') {
     throw new CellError('E_SCHEMA_INVALID', `service ${name} needs a methods object.`);
   }
-  const names = Object.keys(methods).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  // Method names cannot look like integers, so Object.keys keeps the declaration order.
+  const names = Object.keys(methods);
   if (names.length > MAX_METHODS) {
     throw new CellError('E_SCHEMA_INVALID', `service ${name} declares ${names.length} methods (max ${MAX_METHODS}).`);
   }
@@ -72,4 +73,20 @@ export function service<S extends Record<string, RpcSpec>>(name: string, methods
 /** The canonical JSON text of a service genome (what a cell answers to a genome request). */
 export function genomeJson(def: ServiceDef): string {
   return canonicalJson(def.genome);
+}
+
+/**
+ * Can `server` serve callers compiled against `client`? Every client method must exist on the server
+ * under the same id, the server must read the client's input and the client must read the server's
+ * output (wireCompatible). Used when fingerprints differ, to accept compatible evolution.
+ */
+export function serviceCompatible(server: ServiceDef, client: ServiceDef): boolean {
+  if (server.name !== client.name) return false;
+  for (const m of client.byId) {
+    const s = server.byId[m.id];
+    if (s === undefined || s.name !== m.name) return false;
+    if (!wireCompatible(s.input.genome, m.input.genome)) return false;
+    if (!wireCompatible(m.output.genome, s.output.genome)) return false;
+  }
+  return true;
 }

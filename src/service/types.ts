@@ -33,8 +33,7 @@ export interface RpcSpec<I extends Codec<any, any> = Codec<any, any>, O extends 
 /** The typed methods a `service()` call produces from its rpc specs. */
 export type MethodsOf<S extends Record<string, RpcSpec>> = {
   readonly [K in keyof S]: S[K] extends RpcSpec<infer I, infer O>
-    ?
-      I extends Codec<infer IT, infer IV>
+    ? I extends Codec<infer IT, infer IV>
       ? O extends Codec<infer OT, infer OV>
         ? MethodDef<IT, OT, IV, OV>
         : never
