@@ -80,6 +80,14 @@ export class ServiceMetrics {
     m.latency.record(ns);
   }
 
+  /** Like `end`, leaving the latency to be recorded by the caller (batched timing). */
+  endCounts(id: number, bytesOut: number, failed: boolean): void {
+    const m = this.byId[id];
+    m.inFlight--;
+    m.bytesOut += bytesOut;
+    if (failed) m.errors++;
+  }
+
   snapshot(): ServiceMetricsSnapshot {
     return { service: this.service, at: Date.now(), since: this.since, methods: this.byId.map((m) => m.snapshot()) };
   }

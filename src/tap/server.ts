@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, renameSync } from 'node:fs';
+import { chmodSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { ServiceDef } from '../service/types.js';
@@ -45,6 +45,8 @@ export class TapServer {
   readonly path: string;
   private readonly service: ServiceDef;
   private server: Server | undefined;
+  /** Inode of the socket this instance bound, to tell whether the public path still points at it. */
+  private inode = -1;
   private readonly subscribers = new Set<Subscriber>();
   /** Called with true when the first client attaches and false when the last one leaves. */
   onActiveChange: ((active: boolean) => void) | undefined;
@@ -70,6 +72,7 @@ export class TapServer {
       });
     });
     chmodSync(unique, 0o600);
+    this.inode = statSync(unique).ino;
     renameSync(unique, this.path);
     this.server = server;
   }
@@ -127,31 +130,14 @@ export class TapServer {
     methodId: number,
     id: number,
     request: unknown,
-    reply: Uint8Array | undefined,
+    reply: unknown,
     error: string | undefined,
     latencyNs: number,
     bytesIn: number,
+    bytesOut: number,
   ): void {
     const method = this.service.byId[methodId]?.name ?? `#${methodId}`;
-    let decodedReply: unknown;
-    if (reply !== undefined) {
-      try {
-        decodedReply = this.service.byId[methodId]?.output.decode(reply);
-      } catch (err) {
-        decodedReply = { undecodable: (err as Error).message };
-      }
-    }
-    const event = {
-      method,
-      id,
-      ok: error === undefined,
-      error,
-      latencyNs,
-      bytesIn,
-      bytesOut: reply?.byteLength ?? 0,
-      request,
-      reply: decodedReply,
-    };
+    const event = { method, id, ok: error === undefined, error, latencyNs, bytesIn, bytesOut, request, reply };
     let line: string | undefined;
     for (const sub of this.subscribers) {
       let pass: boolean;
@@ -184,5 +170,12 @@ export class TapServer {
     }
     if (!server) return;
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    // server.close() unlinked only the unique name it bound; remove the public name too unless a newer
+    // instance has already renamed its own socket over it.
+    try {
+      if (statSync(this.path).ino === this.inode) unlinkSync(this.path);
+    } catch {
+      // already gone
+    }
   }
 }

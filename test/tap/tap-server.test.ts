@@ -67,20 +67,12 @@ test('a tap client receives filtered, decoded events; no client means inactive',
   const enc = new TextEncoder();
   const publish = (method: number, id: number, req: unknown, reply: unknown) => {
     const bytes = enc.encode(JSON.stringify(req));
-    server.publish(
-      method,
-      id,
-      server.decodeRequest(method, bytes),
-      enc.encode(JSON.stringify(reply)),
-      undefined,
-      1500,
-      bytes.byteLength,
-    );
+    server.publish(method, id, server.decodeRequest(method, bytes), reply, undefined, 1500, bytes.byteLength, 9);
   };
   publish(0, 1, null, null);
   publish(1, 2, { amount: 50 }, { ok: true });
   publish(1, 3, { amount: 150 }, { ok: false });
-  server.publish(1, 4, { amount: 500 }, undefined, 'E_OVERLOADED', 2_000_000, 12);
+  server.publish(1, 4, { amount: 500 }, undefined, 'E_OVERLOADED', 2_000_000, 12, 0);
   const it = session.records();
   const a = (await it.next()).value;
   const b = (await it.next()).value;
