@@ -138,3 +138,7 @@ export async function swapGenerations<P extends GenerationProcess>(opts: SwapOpt
   phase('done', `generation ${opts.nextGeneration} serving`);
   return { cell, previous: current, next, durationMs: performance.now() - started, drainError };
 }
+
+export { waitHealthy } from './probe.js';
+export type { ChildGeneration } from './process.js';
+export { childGeneration, childProcessSwapSteps, stopGeneration } from './process.js';
