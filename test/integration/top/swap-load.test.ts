@@ -12,6 +12,7 @@ import {
   type ChildGeneration,
   childProcessSwapSteps,
   generationSocketPath,
+  type SwapResult,
   stopGeneration,
   swapGenerations,
 } from '../../../src/swap/index.js';
@@ -131,11 +132,18 @@ test('8 clients at full speed while the cell is hot-swapped 10 times: nothing fa
       failNext = false;
       await waitForCalls(300);
     }
-    const r = await swapGenerations({ cell: 'counter', publicPath, current, nextGeneration: ++generation, steps });
-    assert.equal(r.previous?.pid, current!.pid);
+    const before: ChildGeneration = current!;
+    const r: SwapResult<ChildGeneration> = await swapGenerations({
+      cell: 'counter',
+      publicPath,
+      current: before,
+      nextGeneration: ++generation,
+      steps,
+    });
+    assert.equal(r.previous?.pid, before.pid);
     assert.equal(r.drainError, undefined);
-    const old = await current!.exited;
-    assert.equal(old.code, 0, `generation ${current!.generation} exited with ${JSON.stringify(old)}`);
+    const old = await before.exited;
+    assert.equal(old.code, 0, `generation ${before.generation} exited with ${JSON.stringify(old)}`);
     current = r.next;
   }
   await waitForCalls(300);
