@@ -17,8 +17,8 @@ const arg = (name: string, def: number) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? Number(args[i + 1]) : def;
 };
-const REPS = arg('reps', 15);
-const MS = arg('ms', 15);
+const REPS = arg('reps', 31);
+const MS = arg('ms', 8);
 
 // ---------------------------------------------------------------------------------------------
 // Messages. amount and seq are t.uint (JS numbers, 8 bytes on the wire) so every format returns numbers.

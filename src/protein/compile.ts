@@ -138,7 +138,7 @@ return {
     } catch (err) {
       throw fail(value, err);
     }
-    slab.pos = (end + 7) & ~7;
+    slab.pos = end;
     return u8.subarray(start, end);
   },
   encodeInto(value, target, offset) {

@@ -9,6 +9,8 @@ import { CellError } from '../errors/index.js';
 // Buffer's native UTF-8 routines accept any Uint8Array and skip TextEncoder's subarray allocation.
 const nativeUtf8Write = (Buffer.prototype as unknown as { utf8Write: (s: string, o: number, n: number) => number })
   .utf8Write;
+const nativeLatin1Slice = (Buffer.prototype as unknown as { latin1Slice: (s: number, e: number) => string })
+  .latin1Slice;
 const nativeUtf8Slice = (Buffer.prototype as unknown as { utf8Slice: (s: number, e: number) => string }).utf8Slice;
 
 /** Thrown by generated encoders on an invalid value; the entry point turns it into E_ENCODE with a path. */
@@ -224,11 +226,12 @@ export function readString(u8: Uint8Array, p: number, len: number): string {
       cacheStr[slot] = str;
       return str;
     }
-  } else if (len <= 32) {
+  } else if (len <= 64) {
     let ascii = 0;
     const end = p + len;
     for (let i = p; i < end; i++) ascii |= u8[i];
-    if (ascii < 0x80) return fromCharCode.apply(null, u8.subarray(p, end) as unknown as number[]);
+    // ASCII is Latin-1 too, and latin1Slice skips UTF-8 validation.
+    if (ascii < 0x80) return nativeLatin1Slice.call(u8, p, end);
   }
   if (!isUtf8(u8.subarray(p, p + len))) decodeError('string is not valid UTF-8');
   return nativeUtf8Slice.call(u8, p, p + len);

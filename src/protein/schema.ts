@@ -282,6 +282,8 @@ return class SeqView {
     ${getBody}
   }
   toArray() { const out = []; for (let i = 0; i < this.length; i++) out.push(this.get(i)); return out; }
+  toJSON() { return this.toArray(); }
+  [Symbol.for('nodejs.util.inspect.custom')]() { return this.toArray(); }
   *[Symbol.iterator]() { for (let i = 0; i < this.length; i++) yield this.get(i); }
 };`;
   return new Function('rt', 'deps', src)(rt, c.deps);
@@ -524,6 +526,8 @@ export function protein<F extends Fields>(name: string, fields: F): StructCodec<
 return class ${name}View {
   constructor(u8, p, len, F) { this.$u = u8; this.$p = p; this.$n = len; this.$F = F; }
   ${getters.join('\n  ')}
+  toJSON() { return { ${list.map((f) => `${f.name}: this.${f.name}`).join(', ')} }; }
+  [Symbol.for('nodejs.util.inspect.custom')]() { return this.toJSON(); }
 };`;
   const View = new Function('rt', 'deps', viewSrc)(rt, vctx.deps);
   const V = ctx.ref(View);

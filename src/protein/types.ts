@@ -70,6 +70,8 @@ export interface SeqView<V> extends Iterable<V> {
   get(i: number): V;
   /** Materialises every element view into an array. */
   toArray(): V[];
+  /** Same as toArray(), so JSON.stringify and console.log show the elements, not the buffer. */
+  toJSON(): V[];
 }
 
 /** Variant name → payload codec, or `null` for a variant without payload. */

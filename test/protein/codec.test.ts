@@ -434,3 +434,12 @@ test('isCodec recognises compiled codecs only', async () => {
   assert.ok(isCodec(t.u8) && isCodec(t.vec(t.string)) && isCodec(protein('X', {})));
   assert.ok(!isCodec({}) && !isCodec(null) && !isCodec({ encode() {}, decode() {} }));
 });
+
+test('views print and serialise as their fields, not as the underlying buffer', async () => {
+  const { inspect } = await import('node:util');
+  const P = protein('P', { name: t.string, tags: t.vec(t.string), inner: t.option(protein('Q', { n: t.u8 })) });
+  const v = P.view(P.encode({ name: 'x', tags: ['a', 'b'], inner: { n: 3 } }));
+  assert.equal(JSON.stringify(v), '{"name":"x","tags":["a","b"],"inner":{"n":3}}');
+  assert.match(inspect(v), /name: 'x'/);
+  assert.doesNotMatch(inspect(v), /\$u|Uint8Array/);
+});
