@@ -2,10 +2,10 @@
 
 export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, isCellError } from './errors/index.js';
-export type { HistogramSnapshot, MethodMetricsSnapshot, ServiceMetricsSnapshot } from './metrics/index.js';
-export { formatCellMetrics, Histogram, MethodMetrics, PrometheusText, ServiceMetrics } from './metrics/index.js';
 export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';
 export { CallContext, Membrane } from './membrane/index.js';
+export type { HistogramSnapshot, MethodMetricsSnapshot, ServiceMetricsSnapshot } from './metrics/index.js';
+export { formatCellMetrics, Histogram, MethodMetrics, PrometheusText, ServiceMetrics } from './metrics/index.js';
 export { cellSocketPath, rootSocketPath, socketDir, validateCellName } from './paths/index.js';
 export type {
   AnyCodec,

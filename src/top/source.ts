@@ -13,6 +13,8 @@ export interface CellSample {
   readonly transport: string;
   readonly generation?: number | undefined;
   readonly cpuPercent?: number | undefined;
+  /** Cumulative user + system CPU seconds of the current process. */
+  readonly cpuSeconds?: number | undefined;
   readonly rssBytes?: number | undefined;
   /** The Membrane's per-method counters; absent while the cell is not answering. */
   readonly metrics?: ServiceMetricsSnapshot | undefined;
