@@ -34,6 +34,8 @@ export type {
   ServiceMethods,
 } from './service/index.js';
 export { genomeJson, rpc, service, serviceCompatible } from './service/index.js';
+export type { SwapResult, SwapSteps } from './swap/index.js';
+export { generationSocketPath, swapGenerations } from './swap/index.js';
 export type { CallOptions, Connector, GrowOptions, ResolveContext, Resolver, SynapseClient } from './synapse/index.js';
 export {
   addResolver,
@@ -44,4 +46,8 @@ export {
   Synapse,
   unixConnector,
 } from './synapse/index.js';
+export type { TapEvent, TapFilter, TapRecord } from './tap/index.js';
+export { compileFilter, openTap } from './tap/index.js';
+export type { CellSample, TopDataSource } from './top/index.js';
+export { runTop } from './top/index.js';
 export { Vesicle } from './vesicle/index.js';
