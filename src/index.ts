@@ -48,6 +48,6 @@ export {
 } from './synapse/index.js';
 export type { TapEvent, TapFilter, TapRecord } from './tap/index.js';
 export { compileFilter, openTap } from './tap/index.js';
-export type { CellSample, TopDataSource } from './top/index.js';
-export { runTop } from './top/index.js';
+// The dashboard (ink, React) stays out of the library's import graph: cells never load it.
+export type { CellSample, TopDataSource } from './top/source.js';
 export { Vesicle } from './vesicle/index.js';
