@@ -1,4 +1,4 @@
-import { renameSync, rmSync } from 'node:fs';
+import { linkSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CellError } from '../errors/index.js';
 
@@ -10,10 +10,11 @@ import { CellError } from '../errors/index.js';
  *   1. build the new DNA              (old instance serving, untouched)
  *   2. start generation n+1 at `<name>.<n+1>.sock`
  *   3. wait until it answers a health call there      → on failure: kill it, old keeps serving
- *   4. rename `<name>.<n+1>.sock` over `<name>.sock`   (atomic: new connect() calls reach n+1)
+ *   4. hard-link `<name>.<n+1>.sock` and rename the link over `<name>.sock` (atomic: new connect()
+ *      calls reach n+1, and n+1 keeps its own name for clients that reconnect to their peer)
  *   5. tell generation n to drain: it sends GOAWAY on every connection (socket and shared memory),
- *      finishes what is in flight and exits. Its close() unlinks only its own generation path,
- *      which the rename already moved away, so the public path survives.
+ *      finishes what is in flight and exits. Its close() unlinks only its own generation name;
+ *      the public name already points at n+1's socket, so it survives.
  *
  * The orchestration is here; the Root supplies the steps (Ribosome build, spawn, health, signal).
  */
@@ -24,9 +25,22 @@ export function generationSocketPath(publicPath: string, generation: number): st
   return join(dirname(publicPath), `${name}.${generation}.sock`);
 }
 
-/** Atomically points the public path at a generation's socket. */
+/**
+ * Atomically points the public path at a generation's socket: a hard link to the same socket inode,
+ * renamed over the public name. The generation keeps its own name too, which is what a client sees
+ * as the peer's address (getpeername) and uses to reach the same instance again, e.g. for the
+ * shared-memory pickup connection.
+ */
 export function publishGeneration(generationPath: string, publicPath: string): void {
-  renameSync(generationPath, publicPath);
+  const link = `${generationPath}.publish`;
+  rmSync(link, { force: true });
+  linkSync(generationPath, link);
+  try {
+    renameSync(link, publicPath);
+  } catch (err) {
+    rmSync(link, { force: true });
+    throw err;
+  }
 }
 
 export interface GenerationProcess {

@@ -86,7 +86,9 @@ test('generations bind unique paths; renames keep the public path alive across c
     // The old generation closed (unlinking only its own, already renamed, path): public still works.
     assert.ok(existsSync(pub));
     assert.equal(await ask(pub), `gen${g}`);
-    assert.ok(!existsSync(generationSocketPath(pub, g)));
+    // The new generation keeps its own name; the drained one's is gone with it.
+    assert.ok(existsSync(generationSocketPath(pub, g)));
+    assert.ok(!existsSync(generationSocketPath(pub, g - 1)));
     current = r.next;
   }
   t.after(() => current.server.close());
