@@ -374,6 +374,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     this.draining = true;
     signalled.delete(this as unknown as Membrane<ServiceDef>);
     const server = this.server;
+    if (server !== null && this.path !== null) unlinkPublicNameIfOurs(this.path, this.cellName);
     const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
     for (const s of this.sessions) {
       if (s.isOpen) s.goaway();
@@ -417,4 +418,19 @@ function bindPathFor(cell: string): string {
   const assigned = process.env.CELL_BIND_PATH;
   if (assigned !== undefined && assigned !== '' && basename(assigned).startsWith(`${cell}.`)) return assigned;
   return join(socketDir(), `${cell}.sock`);
+}
+
+/**
+ * A generation bound at `<name>.<gen>.sock` was published as `<name>.sock` by a hard link. When it
+ * stops while still the published one (no newer generation took the name), the public name would be
+ * left pointing at a dead socket: remove it, so callers wait for the cell instead of being refused.
+ */
+function unlinkPublicNameIfOurs(ownPath: string, cell: string): void {
+  const publicPath = join(dirname(ownPath), `${cell}.sock`);
+  if (publicPath === ownPath) return;
+  try {
+    if (statSync(publicPath).ino === statSync(ownPath).ino) unlinkSync(publicPath);
+  } catch {
+    // either name is gone already
+  }
 }

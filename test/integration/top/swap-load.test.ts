@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -168,7 +168,9 @@ test('8 clients at full speed while the cell is hot-swapped 10 times: nothing fa
   // Ten successful swaps (generation 6 was the rolled-back one), each one answering calls.
   assert.equal(tally.size, SWAPS + 1, `versions that answered: ${[...tally.keys()]}`);
   assert.ok(!tally.has('v6'));
-  // Every generation removed its own socket name on exit; the rolled-back one never kept one.
+  // Every generation removed its own socket name on exit (the last one its public name too); the
+  // rolled-back one never kept one.
+  assert.ok(!existsSync(publicPath));
   assert.deepEqual(
     readdirSync(dir).filter((f) => /^counter\.\d+\.sock/.test(f)),
     [],
