@@ -18,6 +18,8 @@ const log = (msg) => {
 const DEBIAN = [
   ['bubblewrap', '/usr/bin/bwrap'],
   ['iproute2', '/usr/sbin/ip'],
+  // drives `cell top` in a real terminal for its integration test
+  ['tmux', '/usr/bin/tmux'],
 ];
 
 function run(cmd, args, opts = {}) {

@@ -9,6 +9,8 @@ export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, isCellError } from './errors/index.js';
 export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';
 export { CallContext, Membrane } from './membrane/index.js';
+export type { HistogramSnapshot, MethodMetricsSnapshot, ServiceMetricsSnapshot } from './metrics/index.js';
+export { formatCellMetrics, Histogram, MethodMetrics, PrometheusText, ServiceMetrics } from './metrics/index.js';
 export { cellSocketPath, rootSocketPath, socketDir, validateCellName } from './paths/index.js';
 export type {
   AnyCodec,
@@ -38,6 +40,8 @@ export type {
 } from './service/index.js';
 export { genomeJson, rpc, service, serviceCompatible } from './service/index.js';
 export type { Transport, TransportStatus } from './shm/wire.js';
+export type { SwapResult, SwapSteps } from './swap/index.js';
+export { generationSocketPath, swapGenerations } from './swap/index.js';
 export type {
   CallOptions,
   CellInspector,
@@ -56,4 +60,8 @@ export {
   Synapse,
   unixConnector,
 } from './synapse/index.js';
+export type { TapEvent, TapFilter, TapRecord } from './tap/index.js';
+export { compileFilter, openTap } from './tap/index.js';
+// The dashboard (ink, React) stays out of the library's import graph: cells never load it.
+export type { CellSample, TopDataSource } from './top/source.js';
 export { Vesicle } from './vesicle/index.js';

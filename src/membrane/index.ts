@@ -1,6 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { lanEnabled } from '../axon/server.js';
 import { CellError } from '../errors/index.js';
@@ -15,9 +15,11 @@ import {
   MAX_HANDSHAKE_FRAME,
 } from '../frame/index.js';
 import { type FrameSink, StreamFrameSink } from '../frame/writer.js';
+import { ServiceMetrics } from '../metrics/index.js';
 import { socketDir, validateCellName } from '../paths/index.js';
 import type { MethodInputView, MethodOutput, ServiceDef } from '../service/types.js';
 import { FrameControl, ShmServerGlue } from '../shm/wire.js';
+import { TapServer } from '../tap/index.js';
 import { alreadyRunning, InstanceLock, probeSocket } from './lock.js';
 import {
   type AnyHandler,
@@ -84,6 +86,8 @@ export interface MembraneOptions {
   shm?: boolean | { ringCapacity?: number };
   /** Also serve other mesh hosts over mutual TLS (Axon); CELL_LAN=1/0 overrides. See docs/AXON.md. */
   lan?: boolean;
+  /** Serve `cell tap` on `<socketDir>/<name>.tap.sock` (default true when listening on a socket). */
+  tap?: boolean;
 }
 
 /**
@@ -116,6 +120,11 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     inFlight: 0,
     protocolErrors: 0,
   };
+  readonly calls: ServiceMetrics;
+  /** Set only while a tap client is attached (see TapServer). */
+  tap: TapServer | null = null;
+  private tapServer: TapServer | null = null;
+  private readonly tapEnabled: boolean;
   readonly controlHandlers = new Map<number, ControlFrameHandler>();
   readonly startedAt = Date.now();
   draining = false;
@@ -137,6 +146,11 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     this.maxInFlight = options.maxInFlight ?? 4096;
     this.maxConnections = options.maxConnections ?? 1024;
     this.drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
+    this.tapEnabled = options.tap ?? true;
+    this.calls = new ServiceMetrics(
+      service.name,
+      service.byId.map((m) => m.name),
+    );
     this.handlers = service.byId.map((m) => {
       const h = (handlers as Record<string, AnyHandler | undefined>)[m.name];
       if (typeof h !== 'function') {
@@ -212,7 +226,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
    */
   async listen(path?: string): Promise<void> {
     if (this.server !== null) throw new CellError('E_INVALID_ARGUMENT', 'already listening.', { cell: this.cellName });
-    const sockPath = path ?? join(socketDir(), `${this.cellName}.sock`);
+    const sockPath = path ?? bindPathFor(this.cellName);
     if (Buffer.byteLength(sockPath) > MAX_SOCKET_PATH) {
       throw new CellError('E_INVALID_ARGUMENT', `socket path ${sockPath} is longer than ${MAX_SOCKET_PATH} bytes.`, {
         cell: this.cellName,
@@ -267,9 +281,23 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       this.server = server;
       this.lock = lock;
       this.path = sockPath;
+      if (this.tapEnabled) await this.listenTap(join(dirname(sockPath), `${this.cellName}.tap.sock`));
     } catch (err) {
       lock.release();
       throw err;
+    }
+  }
+
+  private async listenTap(path: string): Promise<void> {
+    const tap = new TapServer({ cell: this.cellName, service: this.service, path });
+    tap.onActiveChange = (active) => {
+      this.tap = active ? tap : null;
+    };
+    try {
+      await tap.listen();
+      this.tapServer = tap;
+    } catch {
+      // The tap is a diagnostic aid: a cell serves without it (`cell tap` then says it found no socket).
     }
   }
 
@@ -354,12 +382,14 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
         }
         chunk = head;
       }
+      session.beginBatch();
       try {
         frames.push(chunk);
       } catch (err) {
         session.fatal(err);
       }
       sink.flush();
+      session.endBatch();
     });
     // A connection that never completes the handshake (slowloris) is cut.
     const handshakeTimer = setTimeout(() => {
@@ -436,6 +466,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     // Withdraw from the LAN first, so remote clients stop choosing this instance while it drains.
     const lanClosed = this.lanServer === null ? Promise.resolve() : this.lanServer.stopAccepting();
     const server = this.server;
+    if (server !== null && this.path !== null) unlinkPublicNameIfOurs(this.path, this.cellName);
     const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
     for (const s of this.sessions) {
       if (s.isOpen) s.goaway();
@@ -454,6 +485,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     }
     await closed;
     await lanClosed;
+    await this.tapServer?.close();
+    this.tapServer = null;
     this.lock?.release();
     this.lock = null;
   }
@@ -466,5 +499,31 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       process.once('SIGTERM', onTerminate);
       process.once('SIGINT', onTerminate);
     }
+  }
+}
+
+/**
+ * Where a cell listens by default: `<socketDir>/<name>.sock`, unless the Root started this process as
+ * one generation of a hot-swappable cell and gave it `CELL_BIND_PATH=<socketDir>/<name>.<gen>.sock`,
+ * which it renames over the public path once the cell is healthy (see src/swap).
+ */
+function bindPathFor(cell: string): string {
+  const assigned = process.env.CELL_BIND_PATH;
+  if (assigned !== undefined && assigned !== '' && basename(assigned).startsWith(`${cell}.`)) return assigned;
+  return join(socketDir(), `${cell}.sock`);
+}
+
+/**
+ * A generation bound at `<name>.<gen>.sock` was published as `<name>.sock` by a hard link. When it
+ * stops while still the published one (no newer generation took the name), the public name would be
+ * left pointing at a dead socket: remove it, so callers wait for the cell instead of being refused.
+ */
+function unlinkPublicNameIfOurs(ownPath: string, cell: string): void {
+  const publicPath = join(dirname(ownPath), `${cell}.sock`);
+  if (publicPath === ownPath) return;
+  try {
+    if (statSync(publicPath).ino === statSync(ownPath).ino) unlinkSync(publicPath);
+  } catch {
+    // either name is gone already
   }
 }

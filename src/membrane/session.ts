@@ -18,8 +18,10 @@ import {
   writeHeader,
 } from '../frame/index.js';
 import type { FrameSink } from '../frame/writer.js';
+import type { ServiceMetrics } from '../metrics/index.js';
 import type { MethodDef, ServiceDef } from '../service/types.js';
 import type { TransportStatus, UpgradableSession } from '../shm/wire.js';
+import type { TapServer } from '../tap/index.js';
 import { Vesicle } from '../vesicle/index.js';
 
 /** What a session needs from the byte carrier under it (a socket, a TLS stream, a shared-memory ring). */
@@ -55,6 +57,10 @@ export interface SessionHost {
   readonly maxFrameSize: number;
   readonly maxInFlight: number;
   readonly metrics: MembraneMetrics;
+  /** Per-method counters and latency histograms (src/metrics). */
+  readonly calls: ServiceMetrics;
+  /** The tap while a `cell tap` client is attached, else null: the hot path tests only this field. */
+  readonly tap: TapServer | null;
   readonly controlHandlers: ReadonlyMap<number, ControlFrameHandler>;
   readonly startedAt: number;
   readonly draining: boolean;
@@ -91,6 +97,8 @@ export class CallContext {
   /** @internal */ end: number;
   /** @internal */ owned: boolean;
   /** @internal */ lease: Vesicle | null;
+  /** @internal performance.now() when the request was dispatched. */ startedAt = 0;
+  /** @internal the decoded request, kept only while a tap is attached. */ tapped: unknown = undefined;
 
   constructor(
     session: ServerSession,
@@ -160,6 +168,14 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   private peerEnded = false;
   private controller: AbortController | null = null;
   private forgotten = false;
+  /**
+   * performance.now() when the carrier's current chunk arrived, or 0 outside a chunk. Synchronous
+   * calls answered within one chunk share one clock read at its end (arrival → reply handed to the
+   * carrier), so per-request timing costs an array store rather than two clock reads.
+   */
+  private batchStart = 0;
+  private batchMethods = new Int32Array(256);
+  private batchLength = 0;
   /** Called when the handshake succeeded, so the carrier can raise its frame limit. */
   onOpen: ((session: ServerSession) => void) | null = null;
 
@@ -372,8 +388,12 @@ export class ServerSession implements FrameHandler, UpgradableSession {
       if (lease !== null) lease.release();
       return;
     }
+    const calls = host.calls;
+    const t0 = this.batchStart !== 0 ? this.batchStart : performance.now();
+    calls.begin(method, end - start);
     if (this.inFlight >= host.maxInFlight) {
       metrics.shed++;
+      calls.end(method, 0, 0, true);
       this.errorReply(
         id,
         method,
@@ -390,15 +410,20 @@ export class ServerSession implements FrameHandler, UpgradableSession {
       input = def.input.view(bytes, start, end - start);
     } catch (err) {
       this.errorReply(id, method, err);
+      calls.end(method, (performance.now() - t0) * 1e6, 0, true);
       if (lease !== null) lease.release();
       return;
     }
     const ctx = new CallContext(this, def, id, bytes, start, end, owned, lease);
+    ctx.startedAt = t0;
+    const tap = host.tap;
+    if (tap !== null) ctx.tapped = tap.decodeRequest(method, bytes, start, end - start);
     let result: unknown;
     try {
       result = host.handlers[method](input, ctx);
     } catch (err) {
       this.errorReply(id, method, err);
+      this.finishCall(ctx, undefined, err, -1);
       if (lease !== null) lease.release();
       return;
     }
@@ -411,39 +436,78 @@ export class ServerSession implements FrameHandler, UpgradableSession {
       );
       return;
     }
-    this.reply(def, id, result);
+    this.finishCall(ctx, result, undefined, this.reply(def, id, result));
     if (lease !== null) lease.release();
+  }
+
+  /** Records a finished call into the per-method metrics and, when one is attached, the tap. */
+  private finishCall(ctx: CallContext, value: unknown, err: unknown, replyBytes: number): void {
+    const failed = replyBytes < 0;
+    const tap = this.host.tap;
+    if (this.batchStart !== 0 && tap === null) {
+      this.host.calls.endCounts(ctx.method.id, failed ? 0 : replyBytes, failed);
+      if (this.batchLength === this.batchMethods.length) {
+        const grown = new Int32Array(this.batchMethods.length * 2);
+        grown.set(this.batchMethods);
+        this.batchMethods = grown;
+      }
+      this.batchMethods[this.batchLength++] = ctx.method.id;
+      return;
+    }
+    const ns = (performance.now() - ctx.startedAt) * 1e6;
+    this.host.calls.end(ctx.method.id, ns, failed ? 0 : replyBytes, failed);
+    if (tap !== null) {
+      const why = failed ? (isCellError(err) ? err.code : err instanceof Error ? err.message : 'E_ENCODE') : undefined;
+      tap.publish(
+        ctx.method.id,
+        ctx.requestId,
+        ctx.tapped,
+        failed ? undefined : value,
+        why,
+        ns,
+        ctx.end - ctx.start,
+        failed ? 0 : replyBytes,
+      );
+    }
   }
 
   private settled(ctx: CallContext, value: unknown): void {
     // A closed session already took its calls off the shared in-flight count.
     if (this.forgotten) {
+      this.finishCall(ctx, undefined, connectionGone(this.host.cellName), -1);
       if (ctx.lease !== null) ctx.lease.release();
       return;
     }
     this.inFlight--;
     this.host.metrics.inFlight--;
-    // Reply before releasing: the value may still view the request's bytes (a ring slot the peer reuses).
-    if (this.state !== CLOSED) this.reply(ctx.method, ctx.requestId, value);
+    if (this.state !== CLOSED) this.finishCall(ctx, value, undefined, this.reply(ctx.method, ctx.requestId, value));
+    else this.finishCall(ctx, undefined, connectionGone(this.host.cellName), -1);
+    // Released after the reply: the value may still view the request's bytes (a ring slot the peer reuses).
     if (ctx.lease !== null) ctx.lease.release();
     this.maybeFinish();
   }
 
   private failed(ctx: CallContext, err: unknown): void {
     if (ctx.lease !== null) ctx.lease.release();
-    if (this.forgotten) return;
+    if (this.forgotten) {
+      this.finishCall(ctx, undefined, err, -1);
+      return;
+    }
     this.inFlight--;
     this.host.metrics.inFlight--;
     if (this.state !== CLOSED) this.errorReply(ctx.requestId, ctx.method.id, err);
+    this.finishCall(ctx, undefined, err, -1);
     this.maybeFinish();
   }
 
-  private reply(def: MethodDef, id: number, value: unknown): void {
+  /** Encodes a reply straight into the sink; returns its payload size, or -1 if it became an error reply. */
+  private reply(def: MethodDef, id: number, value: unknown): number {
     const out = def.output;
     const sink = this.sink;
     let o = 0;
+    let size = 0;
     try {
-      const size = out.sizeOf(value);
+      size = out.sizeOf(value);
       o = sink.reserve(HEADER_SIZE + size);
       const end = out.encodeInto(value, sink.buf, writeHeader(sink.buf, o, size, FrameType.REPLY, def.id, id));
       sink.commit(end);
@@ -458,9 +522,10 @@ export class ServerSession implements FrameHandler, UpgradableSession {
               cause: err,
             }),
       );
-      return;
+      return -1;
     }
     this.host.metrics.replies++;
+    return size;
   }
 
   /** Sends an ERROR frame for one request; the connection stays usable. */
@@ -505,6 +570,9 @@ export class ServerSession implements FrameHandler, UpgradableSession {
         connections: host.connectionCount(),
         ...host.metrics,
         shm: host.shmStatus(),
+        service: host.service.name,
+        since: host.calls.since,
+        methods: host.calls.snapshot().methods,
         rssBytes: mem.rss,
         heapUsedBytes: mem.heapUsed,
       };
@@ -521,6 +589,24 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     }
     this.writeCold(encodeFrame(FrameType.REPLY, method, id, Buffer.from(JSON.stringify(body, bigintToString))));
     host.metrics.replies++;
+  }
+
+  /** The carrier is about to feed one chunk of frames (see batchStart). */
+  beginBatch(): void {
+    this.batchStart = performance.now();
+  }
+
+  /** The chunk's frames are handled and its replies handed to the carrier: time them all at once. */
+  endBatch(): void {
+    const n = this.batchLength;
+    if (n > 0) {
+      const ns = (performance.now() - this.batchStart) * 1e6;
+      const byId = this.host.calls.byId;
+      const methods = this.batchMethods;
+      for (let i = 0; i < n; i++) byId[methods[i]].latency.record(ns);
+      this.batchLength = 0;
+    }
+    this.batchStart = 0;
   }
 
   /** Appends a prebuilt frame after everything already queued. */
