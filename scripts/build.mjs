@@ -1,8 +1,8 @@
 // Transpiles every TypeScript file (src, test, bench, examples) to dist/ one-to-one, keeping the
 // folder layout, so tests, benchmarks and spawned cells run plain JavaScript with no loader.
 // Type checking is separate (`npm run typecheck`), which keeps this step under a second.
-import { readdirSync, rmSync, mkdirSync, copyFileSync } from 'node:fs';
-import { join, relative, dirname } from 'node:path';
+import { copyFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 

@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -18,6 +18,8 @@ const log = (msg) => {
 const DEBIAN = [
   ['bubblewrap', '/usr/bin/bwrap'],
   ['iproute2', '/usr/sbin/ip'],
+  // drives `cell top` in a real terminal for its integration test
+  ['tmux', '/usr/bin/tmux'],
 ];
 
 function run(cmd, args, opts = {}) {

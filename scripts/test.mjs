@@ -2,7 +2,7 @@
 // `--unit` skips test/integration (real processes, sandboxes, namespaces).
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { join, dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

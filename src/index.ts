@@ -1,4 +1,67 @@
 // The public API of Cell. Internal helpers stay inside their component folders.
-export { CellError, isCellError } from './errors/index.js';
+
+// Axon: cells across hosts (docs/AXON.md).
+export type { MeshIdentity } from './axon/identity/index.js';
+export { loadMeshIdentity } from './axon/identity/index.js';
+export type { GrowAcrossMeshOptions, MeshClient } from './axon/mesh.js';
+export { exposeOnMesh, growAcrossMesh } from './axon/mesh.js';
 export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
-export { socketDir, rootSocketPath, cellSocketPath, validateCellName } from './paths/index.js';
+export { CellError, isCellError } from './errors/index.js';
+export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';
+export { CallContext, Membrane } from './membrane/index.js';
+export type { HistogramSnapshot, MethodMetricsSnapshot, ServiceMetricsSnapshot } from './metrics/index.js';
+export { formatCellMetrics, Histogram, MethodMetrics, PrometheusText, ServiceMetrics } from './metrics/index.js';
+export { cellSocketPath, rootSocketPath, socketDir, validateCellName } from './paths/index.js';
+export type {
+  AnyCodec,
+  Codec,
+  EnumCodec,
+  EnumValue,
+  EnumView,
+  Genome,
+  Infer,
+  InferView,
+  SeqView,
+  StructCodec,
+  StructValue,
+  StructView,
+} from './protein/index.js';
+export { canonicalJson, fingerprintOf, protein, t, wireCompatible } from './protein/index.js';
+export type {
+  MethodDef,
+  MethodInput,
+  MethodInputView,
+  MethodName,
+  MethodOutput,
+  MethodOutputView,
+  RpcSpec,
+  ServiceDef,
+  ServiceMethods,
+} from './service/index.js';
+export { genomeJson, rpc, service, serviceCompatible } from './service/index.js';
+export type { Transport, TransportStatus } from './shm/wire.js';
+export type { SwapResult, SwapSteps } from './swap/index.js';
+export { generationSocketPath, swapGenerations } from './swap/index.js';
+export type {
+  CallOptions,
+  CellInspector,
+  Connector,
+  GrowOptions,
+  ResolveContext,
+  Resolver,
+  SynapseClient,
+} from './synapse/index.js';
+export {
+  addResolver,
+  isRemoteError,
+  localSocketResolver,
+  RemoteError,
+  removeResolver,
+  Synapse,
+  unixConnector,
+} from './synapse/index.js';
+export type { TapEvent, TapFilter, TapRecord } from './tap/index.js';
+export { compileFilter, openTap } from './tap/index.js';
+// The dashboard (ink, React) stays out of the library's import graph: cells never load it.
+export type { CellSample, TopDataSource } from './top/source.js';
+export { Vesicle } from './vesicle/index.js';

@@ -1,0 +1,260 @@
+// One benchmark client run, in its own process:
+//   node dist/bench/transport/client.js <kind> <address> <window> <durationMs> <warmupMs>
+// Keeps <window> calls in flight for <durationMs> (after a warm-up) and prints one JSON line:
+// {kind, window, calls, seconds, rate, medianUs, p99Us}.
+import { fork } from 'node:child_process';
+import { connect } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { FrameType, HEADER_SIZE, readU32, writeHeader } from '../../src/frame/index.js';
+import { Synapse } from '../../src/synapse/index.js';
+import { PingService } from './contract.js';
+
+const [kind, address, windowArg, durationArg, warmupArg] = process.argv.slice(2);
+const window = Number(windowArg);
+const durationMs = Number(durationArg);
+const warmupMs = Number(warmupArg);
+const PAYLOAD = Buffer.from('0123456789abcdef');
+
+interface Recorder {
+  calls: number;
+  samples: number[];
+  measuring: boolean;
+  stop: boolean;
+}
+
+const rec: Recorder = { calls: 0, samples: [], measuring: false, stop: false };
+/** Sequential runs time every call; pipelined runs time one call in 16 to keep the clock off the hot path. */
+const sampleMask = window === 1 ? 0 : 15;
+
+type Call = () => Promise<unknown>;
+
+async function runWindow(call: Call): Promise<void> {
+  let seq = 0;
+  const worker = async () => {
+    while (!rec.stop) {
+      const timed = (seq++ & sampleMask) === 0;
+      const t0 = timed ? performance.now() : 0;
+      await call();
+      if (rec.measuring) {
+        rec.calls++;
+        if (timed) rec.samples.push(performance.now() - t0);
+      }
+    }
+  };
+  const workers: Promise<void>[] = [];
+  for (let i = 0; i < window; i++) workers.push(worker());
+  await phases();
+  await Promise.all(workers);
+}
+
+async function phases(): Promise<number> {
+  await sleep(warmupMs);
+  rec.measuring = true;
+  const t0 = performance.now();
+  await sleep(durationMs);
+  rec.measuring = false;
+  const seconds = (performance.now() - t0) / 1000;
+  rec.stop = true;
+  elapsed = seconds;
+  return seconds;
+}
+
+let elapsed = 0;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function check(reply: unknown): void {
+  const b = reply as Uint8Array;
+  if (b.length !== 16 || b[0] !== 0x30 || b[15] !== 0x66) throw new Error(`${kind}: corrupted echo`);
+}
+
+async function cell(shm: boolean): Promise<void> {
+  const ex = await Synapse.grow(PingService, {
+    resolvers: [{ name: 'bench', order: 0, resolve: () => unix() }],
+    shm,
+  });
+  const carrier = ex.$synapse.transport;
+  if (carrier?.transport !== (shm ? 'shm' : 'socket')) {
+    throw new Error(`${kind}: connection is on ${carrier?.transport} (${carrier?.shmDeclined ?? 'no reason'})`);
+  }
+  await runWindow(() => ex.ping(PAYLOAD).then(check));
+  await ex.$close();
+}
+
+function unix() {
+  return {
+    describe: address,
+    connect: () =>
+      new Promise<import('node:stream').Duplex>((resolve, reject) => {
+        const s = connect(address);
+        s.once('error', reject);
+        s.once('connect', () => resolve(s));
+      }),
+  };
+}
+
+/** The floor client: raw frames, FIFO replies, one write per received chunk, no promises per call. */
+async function floor(): Promise<void> {
+  const frameSize = HEADER_SIZE + 16;
+  const template = Buffer.allocUnsafe(frameSize);
+  writeHeader(template, 0, 16, FrameType.REQUEST, 0, 1);
+  PAYLOAD.copy(template, HEADER_SIZE);
+  const socket = connect(address);
+  await new Promise((r) => socket.once('connect', r));
+  // Send times of frames in flight, FIFO (the echo answers in order).
+  const times = new Float64Array(1 << 16);
+  let head = 0;
+  let tail = 0;
+  let stash: Buffer | null = null;
+  let timedFrames = 0;
+  const send = (n: number) => {
+    const b = Buffer.allocUnsafe(n * frameSize);
+    for (let i = 0; i < n; i++) template.copy(b, i * frameSize);
+    const now = performance.now();
+    for (let i = 0; i < n; i++) times[tail++ & 0xffff] = now;
+    socket.write(b);
+  };
+  socket.on('data', (chunk: Buffer) => {
+    let buf = chunk;
+    if (stash !== null) {
+      buf = Buffer.concat([stash, chunk]);
+      stash = null;
+    }
+    let off = 0;
+    let n = 0;
+    const now = performance.now();
+    while (buf.length - off >= HEADER_SIZE) {
+      const total = readU32(buf, off) + 4;
+      if (buf.length - off < total) break;
+      if (buf[off + HEADER_SIZE] !== 0x30) throw new Error('floor: corrupted echo');
+      const sent = times[head++ & 0xffff];
+      if (rec.measuring) {
+        rec.calls++;
+        if ((timedFrames++ & sampleMask) === 0) rec.samples.push(now - sent);
+      }
+      off += total;
+      n++;
+    }
+    if (off < buf.length) stash = Buffer.from(buf.subarray(off));
+    if (!rec.stop && n > 0) send(n);
+  });
+  send(window);
+  await phases();
+  socket.destroy();
+}
+
+async function grpc(): Promise<void> {
+  const g = await import('@grpc/grpc-js');
+  const client = new g.Client(`unix:${address}`, g.credentials.createInsecure());
+  const identity = (b: Buffer) => b;
+  const call = () =>
+    new Promise<Buffer>((resolve, reject) =>
+      client.makeUnaryRequest('/bench.Echo/Ping', identity, identity, PAYLOAD, (err, reply) =>
+        err ? reject(err) : resolve(reply as Buffer),
+      ),
+    );
+  await call();
+  await runWindow(() => call().then(check));
+  client.close();
+}
+
+async function zmqReq(): Promise<void> {
+  const zmq = await import('zeromq');
+  const sock = new zmq.Request();
+  sock.connect(address);
+  await runWindow(async () => {
+    await sock.send(PAYLOAD);
+    const [reply] = await sock.receive();
+    check(reply);
+  });
+  sock.close();
+}
+
+/** DEALER ↔ ROUTER: replies come back in order, so a FIFO of resolvers correlates them. */
+async function zmqDealer(): Promise<void> {
+  const zmq = await import('zeromq');
+  const sock = new zmq.Dealer({ sendHighWaterMark: 100_000, receiveHighWaterMark: 100_000 });
+  sock.connect(address);
+  const waiting: Array<(b: Buffer) => void> = [];
+  let wHead = 0;
+  const outbox: Buffer[] = [];
+  let sending = false;
+  // zeromq allows one send() at a time per socket: queue and drain.
+  const pump = async () => {
+    sending = true;
+    while (outbox.length > 0) await sock.send(outbox.shift()!);
+    sending = false;
+  };
+  (async () => {
+    for await (const [msg] of sock) {
+      const r = waiting[wHead];
+      waiting[wHead++] = undefined as never;
+      r(msg);
+    }
+  })().catch(() => {});
+  await runWindow(
+    () =>
+      new Promise<void>((resolve) => {
+        waiting.push((b) => {
+          check(b);
+          resolve();
+        });
+        outbox.push(PAYLOAD);
+        if (!sending) void pump();
+      }),
+  );
+  sock.close();
+}
+
+async function ipc(): Promise<void> {
+  const child = fork(fileURLToPath(new URL('./servers.js', import.meta.url)), ['ipc', ''], {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  await new Promise((r) => child.once('message', r));
+  const pending = new Map<number, () => void>();
+  let next = 0;
+  const text = PAYLOAD.toString('latin1');
+  child.on('message', (m: { i: number; p: string }) => {
+    if (m.p !== text) throw new Error('ipc: corrupted echo');
+    const r = pending.get(m.i)!;
+    pending.delete(m.i);
+    r();
+  });
+  await runWindow(
+    () =>
+      new Promise<void>((resolve) => {
+        const i = next++;
+        pending.set(i, resolve);
+        child.send({ i, p: text });
+      }),
+  );
+  child.disconnect();
+}
+
+const runners: Record<string, () => Promise<void>> = {
+  cell: () => cell(false),
+  'cell-shm': () => cell(true),
+  floor,
+  grpc,
+  'zmq-rep': zmqReq,
+  'zmq-router': zmqDealer,
+  ipc,
+};
+
+await runners[kind]();
+rec.samples.sort((a, b) => a - b);
+const q = (p: number) => rec.samples[Math.min(rec.samples.length - 1, Math.floor(p * rec.samples.length))] ?? 0;
+process.stdout.write(
+  `${JSON.stringify({
+    kind,
+    window,
+    calls: rec.calls,
+    seconds: elapsed,
+    rate: rec.calls / elapsed,
+    medianUs: q(0.5) * 1000,
+    p99Us: q(0.99) * 1000,
+  })}\n`,
+);
+process.exit(0);

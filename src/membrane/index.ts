@@ -1,0 +1,529 @@
+import { chmodSync, existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { basename, dirname, join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { lanEnabled } from '../axon/server.js';
+import { CellError } from '../errors/index.js';
+import {
+  CONTROL_FRAME_FIRST,
+  CONTROL_FRAME_LAST,
+  DEFAULT_MAX_FRAME,
+  encodeErrorPayload,
+  encodeFrame,
+  FrameDecoder,
+  FrameType,
+  MAX_HANDSHAKE_FRAME,
+} from '../frame/index.js';
+import { type FrameSink, StreamFrameSink } from '../frame/writer.js';
+import { ServiceMetrics } from '../metrics/index.js';
+import { socketDir, validateCellName } from '../paths/index.js';
+import type { MethodInputView, MethodOutput, ServiceDef } from '../service/types.js';
+import { FrameControl, ShmServerGlue } from '../shm/wire.js';
+import { TapServer } from '../tap/index.js';
+import { alreadyRunning, InstanceLock, probeSocket } from './lock.js';
+import {
+  type AnyHandler,
+  CallContext,
+  type ControlFrameHandler,
+  type MembraneMetrics,
+  ServerSession,
+  type SessionHost,
+  type SessionTransport,
+  toErrorPayload,
+} from './session.js';
+
+export type { ControlFrameHandler, MembraneMetrics, SessionTransport };
+export { CallContext, ServerSession };
+
+const HANDSHAKE_TIMEOUT_MS = 5000;
+/** How long a connection we ended may wait for the peer to close its side. */
+const LINGER_MS = 5000;
+/** Unix socket paths are limited by sun_path (108 bytes with the terminating NUL). */
+const MAX_SOCKET_PATH = 107;
+
+/** Membranes that close on SIGTERM/SIGINT: all of them drain before the process exits. */
+const signalled = new Set<Membrane<ServiceDef>>();
+let signalHandlerInstalled = false;
+function onTerminate(): void {
+  process.off('SIGTERM', onTerminate);
+  process.off('SIGINT', onTerminate);
+  Promise.all([...signalled].map((m) => m.close())).then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
+}
+
+type ViewOf<M> = MethodInputView<M>;
+type OutputOf<M> = MethodOutput<M>;
+
+/** One handler per method: gets the lazy view of the input, returns the output (or a promise of it). */
+export type Handlers<S extends ServiceDef> = {
+  [K in keyof S['methods']]: (
+    input: ViewOf<S['methods'][K]>,
+    ctx: CallContext,
+  ) => OutputOf<S['methods'][K]> | PromiseLike<OutputOf<S['methods'][K]>>;
+};
+
+export interface MembraneOptions {
+  /** Cell name (the socket file's name); defaults to the service name. */
+  name?: string;
+  /** Full socket path; defaults to `<socketDir()>/<name>.sock`. */
+  socketPath?: string;
+  /** Largest frame accepted, header included (default 16 MiB). */
+  maxFrameSize?: number;
+  /** Unsettled asynchronous calls allowed per connection before new ones are shed (default 4096). */
+  maxInFlight?: number;
+  /** Connections served at once; more are refused with E_OVERLOADED (default 1024). */
+  maxConnections?: number;
+  /** How long close() waits for clients to finish before cutting them off (default 10 s). */
+  drainTimeoutMs?: number;
+  /** Close gracefully and exit the process on SIGTERM/SIGINT (default true for `bind`). */
+  handleSignals?: boolean;
+  /**
+   * Offer same-user clients the shared-memory transport (default true; CELL_DISABLE_SHM or a missing
+   * native addon turn it off, and clients are told why). `ringCapacity`: bytes per ring direction.
+   */
+  shm?: boolean | { ringCapacity?: number };
+  /** Also serve other mesh hosts over mutual TLS (Axon); CELL_LAN=1/0 overrides. See docs/AXON.md. */
+  lan?: boolean;
+  /** Serve `cell tap` on `<socketDir>/<name>.tap.sock` (default true when listening on a socket). */
+  tap?: boolean;
+}
+
+/**
+ * A cell's server. `Membrane.bind` listens on the cell's Unix socket; `serveStream` serves any other
+ * duplex byte stream (a TLS socket from Axon); `openSession` lets a non-stream carrier (the
+ * shared-memory ring) feed frames in and take replies out through its own FrameSink.
+ *
+ * Extension seams for other transports:
+ * - control frames 0x10–0x1F after the handshake go to `onControlFrame(type, handler)`; the handler
+ *   gets the session, whose `transport.carrier` is the net.Socket (for fd passing);
+ * - `openSession(sink, transport, continues)` starts a second, already-open session for the same peer
+ *   (its frames then arrive from the ring instead of the socket);
+ * - ServerSession.deliver(…, lease) releases borrowed ring memory when the handler settles.
+ */
+export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost {
+  readonly service: S;
+  readonly cellName: string;
+  readonly handlers: AnyHandler[];
+  readonly maxFrameSize: number;
+  readonly maxInFlight: number;
+  readonly maxConnections: number;
+  readonly drainTimeoutMs: number;
+  readonly metrics: MembraneMetrics = {
+    connectionsTotal: 0,
+    connectionsRefused: 0,
+    requests: 0,
+    replies: 0,
+    errors: 0,
+    shed: 0,
+    inFlight: 0,
+    protocolErrors: 0,
+  };
+  readonly calls: ServiceMetrics;
+  /** Set only while a tap client is attached (see TapServer). */
+  tap: TapServer | null = null;
+  private tapServer: TapServer | null = null;
+  private readonly tapEnabled: boolean;
+  readonly controlHandlers = new Map<number, ControlFrameHandler>();
+  readonly startedAt = Date.now();
+  draining = false;
+  private readonly sessions = new Set<ServerSession>();
+  private server: Server | null = null;
+  private lock: InstanceLock | null = null;
+  private path: string | null = null;
+  private closing: Promise<void> | null = null;
+  private idleWaiters: Array<() => void> = [];
+  /** The shared-memory upgrade, or null when turned off by the options. */
+  readonly shm: ShmServerGlue | null;
+  /** The Axon TLS listener and its announcements, when the cell serves the LAN. */
+  lanServer: { stopAccepting(): Promise<void>; address: string; port: number } | null = null;
+
+  constructor(service: S, handlers: Handlers<S>, options: MembraneOptions = {}) {
+    this.service = service;
+    this.cellName = validateCellName(options.name ?? service.name);
+    this.maxFrameSize = options.maxFrameSize ?? DEFAULT_MAX_FRAME;
+    this.maxInFlight = options.maxInFlight ?? 4096;
+    this.maxConnections = options.maxConnections ?? 1024;
+    this.drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
+    this.tapEnabled = options.tap ?? true;
+    this.calls = new ServiceMetrics(
+      service.name,
+      service.byId.map((m) => m.name),
+    );
+    this.handlers = service.byId.map((m) => {
+      const h = (handlers as Record<string, AnyHandler | undefined>)[m.name];
+      if (typeof h !== 'function') {
+        throw new CellError('E_INVALID_ARGUMENT', `no handler for method '${m.name}'.`, {
+          cell: this.cellName,
+          fix: `pass a function for every method of service '${service.name}'.`,
+        });
+      }
+      return h;
+    });
+    const shm = options.shm ?? true;
+    this.shm = shm === false ? null : new ShmServerGlue(shm === true ? {} : shm);
+    if (this.shm !== null) {
+      const glue = this.shm;
+      this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) =>
+        glue.onUpgradeRequest(session, requestId),
+      );
+    }
+  }
+
+  shmStatus(): Record<string, unknown> {
+    const glue = this.shm;
+    if (glue === null) return { available: false, reason: 'turned off in the Membrane options' };
+    const reason = glue.unavailable;
+    return {
+      available: reason === undefined,
+      ...(reason === undefined ? {} : { reason }),
+      connections: glue.active,
+      upgrades: glue.upgrades,
+      declines: glue.declines,
+      transports: [...this.sessions].map((s) => ({
+        peer: s.peerName,
+        pid: s.peerPid,
+        transport: s.transportStatus.transport,
+        ...(s.transportStatus.shmDeclined === undefined ? {} : { shmDeclined: s.transportStatus.shmDeclined }),
+      })),
+    };
+  }
+
+  /** Creates the Membrane and listens on the cell's socket. */
+  static async bind<S extends ServiceDef>(
+    service: S,
+    handlers: Handlers<S>,
+    options: MembraneOptions = {},
+  ): Promise<Membrane<S>> {
+    const m = new Membrane(service, handlers, options);
+    await m.listen(options.socketPath);
+    if (lanEnabled(options.lan)) {
+      try {
+        // Loaded only by cells that serve the LAN.
+        const { exposeOnMesh } = await import('../axon/mesh.js');
+        m.lanServer = await exposeOnMesh(m as unknown as Membrane);
+      } catch (err) {
+        await m.close();
+        throw err;
+      }
+    }
+    if (options.handleSignals ?? true) m.closeOnSignals();
+    return m;
+  }
+
+  /** The socket path this Membrane listens on, once listening. */
+  get socketPath(): string | null {
+    return this.path;
+  }
+
+  /**
+   * Listens on `path` (default `<socketDir>/<name>.sock`). Refuses with E_CELL_ALREADY_RUNNING when
+   * another live process holds the name; replaces a stale lock or socket left by a dead one. The lock
+   * file sits beside the socket (`<path without .sock>.lock`), so a hot swap that binds a temporary
+   * path and renames it over the public one has one lock per generation; note that close() unlinks
+   * the path it bound (Node does so for Unix sockets), which after such a rename is already gone.
+   */
+  async listen(path?: string): Promise<void> {
+    if (this.server !== null) throw new CellError('E_INVALID_ARGUMENT', 'already listening.', { cell: this.cellName });
+    const sockPath = path ?? bindPathFor(this.cellName);
+    if (Buffer.byteLength(sockPath) > MAX_SOCKET_PATH) {
+      throw new CellError('E_INVALID_ARGUMENT', `socket path ${sockPath} is longer than ${MAX_SOCKET_PATH} bytes.`, {
+        cell: this.cellName,
+        fix: 'point CELL_SOCKET_DIR at a shorter directory (Unix sockets cannot have longer paths).',
+      });
+    }
+    const dir = dirname(sockPath);
+    if (!existsSync(dir)) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700);
+    }
+    const lock = InstanceLock.acquire(`${sockPath.replace(/\.sock$/, '')}.lock`, this.cellName);
+    try {
+      const state = await probeSocket(sockPath);
+      if (state === 'live') throw alreadyRunning(this.cellName, undefined, sockPath);
+      if (state === 'stale') {
+        try {
+          if (statSync(sockPath).isSocket()) unlinkSync(sockPath);
+        } catch {
+          // gone already
+        }
+      }
+      const server = createServer({ allowHalfOpen: true, pauseOnConnect: false });
+      server.on('connection', (socket) => this.accept(socket));
+      await new Promise<void>((resolve, reject) => {
+        const onError = (err: NodeJS.ErrnoException) => {
+          reject(
+            err.code === 'EADDRINUSE'
+              ? alreadyRunning(this.cellName, undefined, sockPath)
+              : new CellError('E_INTERNAL', `cannot listen on ${sockPath}: ${err.message}`, {
+                  cell: this.cellName,
+                  cause: err,
+                }),
+          );
+        };
+        server.once('error', onError);
+        // umask makes the socket 0600 from the moment it exists; chmod below is the belt to its braces.
+        const old = process.umask(0o177);
+        try {
+          server.listen(sockPath, () => {
+            server.off('error', onError);
+            resolve();
+          });
+        } finally {
+          process.umask(old);
+        }
+      });
+      chmodSync(sockPath, 0o600);
+      server.on('error', () => {
+        // accept errors (EMFILE) are transient; the server keeps listening
+      });
+      this.server = server;
+      this.lock = lock;
+      this.path = sockPath;
+      if (this.tapEnabled) await this.listenTap(join(dirname(sockPath), `${this.cellName}.tap.sock`));
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
+  }
+
+  private async listenTap(path: string): Promise<void> {
+    const tap = new TapServer({ cell: this.cellName, service: this.service, path });
+    tap.onActiveChange = (active) => {
+      this.tap = active ? tap : null;
+    };
+    try {
+      await tap.listen();
+      this.tapServer = tap;
+    } catch {
+      // The tap is a diagnostic aid: a cell serves without it (`cell tap` then says it found no socket).
+    }
+  }
+
+  private accept(socket: Socket): void {
+    if (this.draining || this.sessions.size >= this.maxConnections) {
+      this.metrics.connectionsRefused++;
+      const err = this.draining
+        ? new CellError('E_GOAWAY', 'the cell is shutting down and accepts no new connections.', {
+            cell: this.cellName,
+            fix: 'retry shortly; a new instance may take over.',
+          })
+        : new CellError('E_OVERLOADED', `the cell already serves ${this.maxConnections} connections.`, {
+            cell: this.cellName,
+            fix: 'reuse connections (one Synapse per process is enough) or raise maxConnections.',
+          });
+      socket.on('error', () => {});
+      socket.end(encodeFrame(FrameType.ERROR, 0, 0, encodeErrorPayload(toErrorPayload(err))));
+      return;
+    }
+    this.serveStream(socket, this.shm !== null);
+  }
+
+  /**
+   * Serves one connection over any duplex byte stream (Unix socket, TLS socket, in-memory pair).
+   * With `sniffPickup`, a connection whose first bytes are the shared-memory pickup magic ("CELL", which
+   * as a frame length would exceed any limit) is handed to the shm glue instead (docs/PROTOCOL.md § 3).
+   */
+  serveStream(stream: Duplex, sniffPickup = false): ServerSession {
+    const transport: SessionTransport = {
+      carrier: stream,
+      end: () => {
+        if (!stream.writableEnded) stream.end();
+        // A peer that never closes its side must not hold the connection forever.
+        setTimeout(() => stream.destroy(), LINGER_MS).unref();
+      },
+      destroy: () => stream.destroy(),
+    };
+    let paused = false;
+    // Declared before the sink so its back-pressure hook can pause frame delivery mid-chunk.
+    let decoder: FrameDecoder | null = null;
+    const sink = new StreamFrameSink(stream, () => {
+      // The peer is not reading our replies: stop taking its requests until they drain.
+      if (paused) return;
+      paused = true;
+      stream.pause();
+      decoder?.pause();
+      stream.once('drain', () => {
+        paused = false;
+        stream.resume();
+        try {
+          decoder?.resume();
+        } catch (err) {
+          session.fatal(err);
+        }
+        sink.flush();
+      });
+    });
+    const session = this.openSession(sink, transport);
+    const frames = new FrameDecoder(session, MAX_HANDSHAKE_FRAME);
+    decoder = frames;
+    session.onOpen = () => {
+      frames.maxFrame = this.maxFrameSize;
+    };
+    let opening: Buffer | null = sniffPickup ? Buffer.alloc(0) : null;
+    stream.on('data', (data: Buffer) => {
+      let chunk = data;
+      if (opening !== null) {
+        const head = opening.length === 0 ? chunk : Buffer.concat([opening, chunk]);
+        const pickup = ShmServerGlue.isPickup(head);
+        if (pickup === undefined) {
+          opening = head;
+          return;
+        }
+        opening = null;
+        if (pickup && this.shm !== null) {
+          stream.removeAllListeners('data');
+          clearTimeout(handshakeTimer);
+          this.metrics.connectionsTotal--;
+          session.closed();
+          this.shm.servePickup(stream as Socket, head);
+          return;
+        }
+        chunk = head;
+      }
+      session.beginBatch();
+      try {
+        frames.push(chunk);
+      } catch (err) {
+        session.fatal(err);
+      }
+      sink.flush();
+      session.endBatch();
+    });
+    // A connection that never completes the handshake (slowloris) is cut.
+    const handshakeTimer = setTimeout(() => {
+      if (!session.isOpen) {
+        session.fatal(
+          new CellError('E_TIMEOUT', `no HELLO within ${HANDSHAKE_TIMEOUT_MS} ms.`, {
+            cell: this.cellName,
+            fix: 'connect with Synapse, which sends HELLO at once.',
+          }),
+        );
+      }
+    }, HANDSHAKE_TIMEOUT_MS);
+    handshakeTimer.unref();
+    stream.on('end', () => session.peerEnd());
+    stream.on('error', () => {
+      // ECONNRESET/EPIPE from a vanished client: 'close' follows and cleans up
+    });
+    stream.on('close', () => {
+      clearTimeout(handshakeTimer);
+      this.shm?.forget(session);
+      session.closed();
+    });
+    return session;
+  }
+
+  /**
+   * Creates a session fed by a custom carrier: the carrier calls `session.onFrame` (or `deliver`, with
+   * a release hook for borrowed memory) per frame and gets replies through `sink`. Pass `continues`
+   * when the peer already completed the handshake on another session (an upgrade to shared memory):
+   * the new session starts open, with the same contract.
+   */
+  openSession(sink: FrameSink, transport: SessionTransport, continues: ServerSession | null = null): ServerSession {
+    const session = new ServerSession(this, sink, transport, continues);
+    this.sessions.add(session);
+    this.metrics.connectionsTotal++;
+    return session;
+  }
+
+  /** Routes frames of a control type (0x10–0x1F) to `handler`, e.g. the shared-memory upgrade. */
+  onControlFrame(type: number, handler: ControlFrameHandler): void {
+    if (type < CONTROL_FRAME_FIRST || type > CONTROL_FRAME_LAST) {
+      throw new CellError('E_INVALID_ARGUMENT', `control frame types are 0x10–0x1F, not 0x${type.toString(16)}.`);
+    }
+    this.controlHandlers.set(type, handler);
+  }
+
+  sessionClosed(session: ServerSession): void {
+    this.metrics.inFlight -= session.inFlight;
+    session.inFlight = 0;
+    this.sessions.delete(session);
+    if (this.sessions.size === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  connectionCount(): number {
+    return this.sessions.size;
+  }
+
+  /**
+   * Graceful stop: stop accepting, send GOAWAY on every connection, let in-flight calls finish while
+   * clients move away, and cut off whoever is left after drainTimeoutMs. Releases the socket and lock.
+   */
+  close(): Promise<void> {
+    if (this.closing === null) this.closing = this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    this.draining = true;
+    signalled.delete(this as unknown as Membrane<ServiceDef>);
+    // Withdraw from the LAN first, so remote clients stop choosing this instance while it drains.
+    const lanClosed = this.lanServer === null ? Promise.resolve() : this.lanServer.stopAccepting();
+    const server = this.server;
+    if (server !== null && this.path !== null) unlinkPublicNameIfOurs(this.path, this.cellName);
+    const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
+    for (const s of this.sessions) {
+      if (s.isOpen) s.goaway();
+    }
+    if (this.sessions.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.idleWaiters.push(resolve);
+        timer = setTimeout(resolve, this.drainTimeoutMs);
+      });
+      clearTimeout(timer);
+      for (const s of [...this.sessions]) {
+        s.transport.destroy();
+        s.closed();
+      }
+    }
+    await closed;
+    await lanClosed;
+    await this.tapServer?.close();
+    this.tapServer = null;
+    this.lock?.release();
+    this.lock = null;
+  }
+
+  /** On SIGTERM/SIGINT: close gracefully (with every other Membrane of the process), then exit. */
+  closeOnSignals(): void {
+    signalled.add(this as unknown as Membrane<ServiceDef>);
+    if (!signalHandlerInstalled) {
+      signalHandlerInstalled = true;
+      process.once('SIGTERM', onTerminate);
+      process.once('SIGINT', onTerminate);
+    }
+  }
+}
+
+/**
+ * Where a cell listens by default: `<socketDir>/<name>.sock`, unless the Root started this process as
+ * one generation of a hot-swappable cell and gave it `CELL_BIND_PATH=<socketDir>/<name>.<gen>.sock`,
+ * which it renames over the public path once the cell is healthy (see src/swap).
+ */
+function bindPathFor(cell: string): string {
+  const assigned = process.env.CELL_BIND_PATH;
+  if (assigned !== undefined && assigned !== '' && basename(assigned).startsWith(`${cell}.`)) return assigned;
+  return join(socketDir(), `${cell}.sock`);
+}
+
+/**
+ * A generation bound at `<name>.<gen>.sock` was published as `<name>.sock` by a hard link. When it
+ * stops while still the published one (no newer generation took the name), the public name would be
+ * left pointing at a dead socket: remove it, so callers wait for the cell instead of being refused.
+ */
+function unlinkPublicNameIfOurs(ownPath: string, cell: string): void {
+  const publicPath = join(dirname(ownPath), `${cell}.sock`);
+  if (publicPath === ownPath) return;
+  try {
+    if (statSync(publicPath).ino === statSync(ownPath).ino) unlinkSync(publicPath);
+  } catch {
+    // either name is gone already
+  }
+}

@@ -1,0 +1,696 @@
+import { CellError, isCellError } from '../errors/index.js';
+import {
+  BUILTIN_METHOD_FIRST,
+  BuiltinMethod,
+  bigintToString,
+  CONTROL_FRAME_FIRST,
+  CONTROL_FRAME_LAST,
+  decodeHandshake,
+  type ErrorPayload,
+  encodeErrorPayload,
+  encodeFrame,
+  encodeHandshake,
+  type FrameHandler,
+  FrameType,
+  fingerprintHex,
+  HEADER_SIZE,
+  PROTOCOL_VERSION,
+  writeHeader,
+} from '../frame/index.js';
+import type { FrameSink } from '../frame/writer.js';
+import type { ServiceMetrics } from '../metrics/index.js';
+import type { MethodDef, ServiceDef } from '../service/types.js';
+import type { TransportStatus, UpgradableSession } from '../shm/wire.js';
+import type { TapServer } from '../tap/index.js';
+import { Vesicle } from '../vesicle/index.js';
+
+/** What a session needs from the byte carrier under it (a socket, a TLS stream, a shared-memory ring). */
+export interface SessionTransport {
+  /** Finish sending what is queued, then close. */
+  end(): void;
+  /** Close at once. */
+  destroy(): void;
+  /** The carrier itself (a net.Socket for Unix sockets), for control-frame handlers that need the fd. */
+  readonly carrier: unknown;
+}
+
+/**
+ * Handles a frame in the control range (0x10–0x1F) after the handshake. It owns the reply, if any;
+ * `bytes[start, end)` is only valid during the call.
+ */
+export type ControlFrameHandler = (
+  session: ServerSession,
+  flags: number,
+  method: number,
+  requestId: number,
+  bytes: Buffer,
+  start: number,
+  end: number,
+) => void;
+
+/** The state a Membrane shares with all of its sessions. */
+export interface SessionHost {
+  readonly service: ServiceDef;
+  readonly cellName: string;
+  /** Handlers indexed by method id. */
+  readonly handlers: ReadonlyArray<AnyHandler>;
+  readonly maxFrameSize: number;
+  readonly maxInFlight: number;
+  readonly metrics: MembraneMetrics;
+  /** Per-method counters and latency histograms (src/metrics). */
+  readonly calls: ServiceMetrics;
+  /** The tap while a `cell tap` client is attached, else null: the hot path tests only this field. */
+  readonly tap: TapServer | null;
+  readonly controlHandlers: ReadonlyMap<number, ControlFrameHandler>;
+  readonly startedAt: number;
+  readonly draining: boolean;
+  sessionClosed(session: ServerSession): void;
+  /** Shared-memory transport state for the metrics method. */
+  shmStatus(): Record<string, unknown>;
+  connectionCount(): number;
+}
+
+export interface MembraneMetrics {
+  connectionsTotal: number;
+  connectionsRefused: number;
+  requests: number;
+  replies: number;
+  errors: number;
+  shed: number;
+  inFlight: number;
+  protocolErrors: number;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: handlers are typed at the Membrane's public surface
+export type AnyHandler = (input: any, ctx: CallContext) => unknown;
+
+/**
+ * What a handler gets besides its input view: the method, the request id, the message buffer and a
+ * signal that aborts when the caller's connection drops.
+ */
+export class CallContext {
+  readonly method: MethodDef;
+  readonly requestId: number;
+  /** @internal */ readonly session: ServerSession;
+  /** @internal */ bytes: Buffer;
+  /** @internal */ start: number;
+  /** @internal */ end: number;
+  /** @internal */ owned: boolean;
+  /** @internal */ lease: Vesicle | null;
+  /** @internal performance.now() when the request was dispatched. */ startedAt = 0;
+  /** @internal the decoded request, kept only while a tap is attached. */ tapped: unknown = undefined;
+
+  constructor(
+    session: ServerSession,
+    method: MethodDef,
+    requestId: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    owned: boolean,
+    lease: Vesicle | null,
+  ) {
+    this.session = session;
+    this.method = method;
+    this.requestId = requestId;
+    this.bytes = bytes;
+    this.start = start;
+    this.end = end;
+    this.owned = owned;
+    this.lease = lease;
+  }
+
+  /** The request's payload bytes. Borrowed ones are valid until the handler settles (see Vesicle). */
+  get vesicle(): Vesicle {
+    if (this.lease === null) {
+      this.lease = this.owned
+        ? new Vesicle(this.bytes, this.start, this.end - this.start, false, null)
+        : Vesicle.borrowed(this.bytes, this.start, this.end - this.start, null);
+    }
+    return this.lease;
+  }
+
+  /** Aborts when the connection this call came on closes (the caller is gone or the cell is stopping). */
+  get signal(): AbortSignal {
+    return this.session.signal;
+  }
+
+  get cell(): string {
+    return this.session.host.cellName;
+  }
+}
+
+const AWAITING_HELLO = 0;
+const OPEN = 1;
+const CLOSED = 2;
+
+/**
+ * One peer connection's server logic, independent of the carrier: frames come in through `onFrame`
+ * (or `deliver`, which adds a release hook for borrowed memory), replies go out through a FrameSink.
+ * Synchronous handlers are answered inline with no promise and no allocation beyond the context.
+ */
+export class ServerSession implements FrameHandler, UpgradableSession {
+  readonly host: SessionHost;
+  /** Replaced by a ring-backed sink when the connection upgrades to shared memory. */
+  sink: FrameSink;
+  /** Which carrier the connection uses and, if it stayed on the socket, why. */
+  transportStatus: TransportStatus = { transport: 'socket', shmDeclined: undefined };
+  /** Ring frames come with leases: a request's slot is freed when its handler settles. */
+  readonly leasesFrames = true;
+  readonly transport: SessionTransport;
+  /** Peer's handshake, once received. */
+  peerName = '';
+  peerPid = 0;
+  inFlight = 0;
+  private state = AWAITING_HELLO;
+  private builtinsOnly = false;
+  private goawaySent = false;
+  private peerEnded = false;
+  private controller: AbortController | null = null;
+  private forgotten = false;
+  /**
+   * performance.now() when the carrier's current chunk arrived, or 0 outside a chunk. Synchronous
+   * calls answered within one chunk share one clock read at its end (arrival → reply handed to the
+   * carrier), so per-request timing costs an array store rather than two clock reads.
+   */
+  private batchStart = 0;
+  private batchMethods = new Int32Array(256);
+  private batchLength = 0;
+  /** Called when the handshake succeeded, so the carrier can raise its frame limit. */
+  onOpen: ((session: ServerSession) => void) | null = null;
+
+  constructor(host: SessionHost, sink: FrameSink, transport: SessionTransport, continues: ServerSession | null = null) {
+    this.host = host;
+    this.sink = sink;
+    this.transport = transport;
+    if (continues !== null) {
+      // A second carrier for a peer that already shook hands (e.g. its shared-memory rings).
+      this.state = continues.state === OPEN ? OPEN : CLOSED;
+      this.builtinsOnly = continues.builtinsOnly;
+      this.peerName = continues.peerName;
+      this.peerPid = continues.peerPid;
+    }
+  }
+
+  get signal(): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController();
+      if (this.state === CLOSED) this.controller.abort(connectionGone(this.host.cellName));
+    }
+    return this.controller.signal;
+  }
+
+  get isOpen(): boolean {
+    return this.state === OPEN;
+  }
+
+  onFrame(
+    type: number,
+    flags: number,
+    method: number,
+    requestId: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    owned: boolean,
+  ): void {
+    if (type === FrameType.REQUEST && this.state === OPEN) {
+      this.dispatch(method, requestId, bytes, start, end, owned, null);
+      return;
+    }
+    this.slowFrame(type, flags, method, requestId, bytes, start, end, owned, null);
+  }
+
+  /**
+   * Entry point for carriers whose payload memory must be given back (a shared-memory ring slot):
+   * `lease.release()` runs when the handler settles (or at once if the frame is not a request).
+   */
+  deliver(
+    type: number,
+    flags: number,
+    method: number,
+    requestId: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    lease: Vesicle,
+  ): void {
+    if (type === FrameType.REQUEST && this.state === OPEN) {
+      this.dispatch(method, requestId, bytes, start, end, false, lease);
+      return;
+    }
+    try {
+      this.slowFrame(type, flags, method, requestId, bytes, start, end, false, lease);
+    } finally {
+      if (type !== FrameType.REQUEST) lease.release();
+    }
+  }
+
+  /** Frames from the shared-memory ring (UpgradableSession). */
+  deliverFrame(
+    type: number,
+    flags: number,
+    method: number,
+    requestId: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    lease: Vesicle,
+  ): void {
+    this.deliver(type, flags, method, requestId, bytes, start, end, lease);
+  }
+
+  /** The client wrote garbage into its ring: close the connection with the reason. */
+  ringCorrupt(err: CellError): void {
+    this.fatal(err);
+  }
+
+  private slowFrame(
+    type: number,
+    flags: number,
+    method: number,
+    requestId: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    owned: boolean,
+    lease: Vesicle | null,
+  ): void {
+    if (this.state === CLOSED) return;
+    if (this.state === AWAITING_HELLO) {
+      if (type !== FrameType.HELLO) {
+        this.fatal(
+          new CellError('E_PROTOCOL', `expected HELLO as the first frame, got type 0x${type.toString(16)}.`, {
+            cell: this.host.cellName,
+            fix: 'connect with Synapse, or send HELLO first (docs/PROTOCOL.md § 2).',
+          }),
+        );
+        return;
+      }
+      this.hello(bytes, start, end);
+      return;
+    }
+    if (type === FrameType.REQUEST) {
+      this.dispatch(method, requestId, bytes, start, end, owned, lease);
+      return;
+    }
+    if (type === FrameType.CANCEL) return; // advisory: handlers see connection loss via ctx.signal
+    if (type >= CONTROL_FRAME_FIRST && type <= CONTROL_FRAME_LAST) {
+      const control = this.host.controlHandlers.get(type);
+      if (control !== undefined) {
+        control(this, flags, method, requestId, bytes, start, end);
+        return;
+      }
+    }
+    this.fatal(
+      new CellError('E_PROTOCOL', `unexpected frame type 0x${type.toString(16)} from a client.`, {
+        cell: this.host.cellName,
+        fix: 'the client speaks a different protocol version or a transport extension this cell lacks.',
+      }),
+    );
+  }
+
+  private hello(bytes: Buffer, start: number, end: number): void {
+    const host = this.host;
+    let h: ReturnType<typeof decodeHandshake>;
+    try {
+      h = decodeHandshake(bytes, start, end);
+    } catch (err) {
+      this.fatal(err as CellError);
+      return;
+    }
+    this.peerName = h.name;
+    this.peerPid = h.pid;
+    // The WELCOME goes out even on a mismatch so the client can name both fingerprints.
+    this.sink.flush();
+    const welcome = encodeHandshake({
+      version: PROTOCOL_VERSION,
+      fingerprint: host.service.fingerprint,
+      name: host.service.name,
+      maxFrame: host.maxFrameSize,
+      maxInFlight: host.maxInFlight,
+      pid: process.pid,
+    });
+    this.writeCold(encodeFrame(FrameType.WELCOME, 0, 0, welcome));
+    if (h.version !== PROTOCOL_VERSION) {
+      this.fatal(
+        new CellError(
+          'E_PROTOCOL',
+          `protocol version ${h.version} is not supported (this cell speaks ${PROTOCOL_VERSION}).`,
+          { cell: host.cellName, fix: 'use the same Cell release on both sides.' },
+        ),
+      );
+      return;
+    }
+    if (h.fingerprint === 0n) {
+      this.builtinsOnly = true;
+    } else if (h.fingerprint !== host.service.fingerprint || h.name !== host.service.name) {
+      this.fatal(schemaMismatch(host.cellName, host.service.name, host.service.fingerprint, h.name, h.fingerprint));
+      return;
+    }
+    this.state = OPEN;
+    if (this.onOpen !== null) this.onOpen(this);
+    if (host.draining) this.goaway();
+  }
+
+  private dispatch(
+    method: number,
+    id: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    owned: boolean,
+    lease: Vesicle | null,
+  ): void {
+    const host = this.host;
+    const metrics = host.metrics;
+    metrics.requests++;
+    if (method >= BUILTIN_METHOD_FIRST) {
+      this.builtin(method, id);
+      if (lease !== null) lease.release();
+      return;
+    }
+    const def = host.service.byId[method];
+    if (def === undefined || this.builtinsOnly) {
+      this.errorReply(
+        id,
+        method,
+        def === undefined
+          ? new CellError('E_UNKNOWN_METHOD', `method id ${method} does not exist.`, {
+              cell: host.cellName,
+              fix: `the caller's contract differs from the cell's; compare fingerprints (\`cell genome ${host.cellName}\`).`,
+            })
+          : new CellError('E_SCHEMA_MISMATCH', 'this connection was opened without a contract (fingerprint 0).', {
+              cell: host.cellName,
+              fix: 'open the connection with the service definition to call its methods.',
+            }),
+      );
+      if (lease !== null) lease.release();
+      return;
+    }
+    const calls = host.calls;
+    const t0 = this.batchStart !== 0 ? this.batchStart : performance.now();
+    calls.begin(method, end - start);
+    if (this.inFlight >= host.maxInFlight) {
+      metrics.shed++;
+      calls.end(method, 0, 0, true);
+      this.errorReply(
+        id,
+        method,
+        new CellError('E_OVERLOADED', `more than ${host.maxInFlight} requests in flight on one connection.`, {
+          cell: host.cellName,
+          fix: 'lower the caller’s concurrency or raise maxInFlight on the Membrane; this call was not run.',
+        }),
+      );
+      if (lease !== null) lease.release();
+      return;
+    }
+    let input: unknown;
+    try {
+      input = def.input.view(bytes, start, end - start);
+    } catch (err) {
+      this.errorReply(id, method, err);
+      calls.end(method, (performance.now() - t0) * 1e6, 0, true);
+      if (lease !== null) lease.release();
+      return;
+    }
+    const ctx = new CallContext(this, def, id, bytes, start, end, owned, lease);
+    ctx.startedAt = t0;
+    const tap = host.tap;
+    if (tap !== null) ctx.tapped = tap.decodeRequest(method, bytes, start, end - start);
+    let result: unknown;
+    try {
+      result = host.handlers[method](input, ctx);
+    } catch (err) {
+      this.errorReply(id, method, err);
+      this.finishCall(ctx, undefined, err, -1);
+      if (lease !== null) lease.release();
+      return;
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      this.inFlight++;
+      metrics.inFlight++;
+      (result as PromiseLike<unknown>).then(
+        (value) => this.settled(ctx, value),
+        (err) => this.failed(ctx, err),
+      );
+      return;
+    }
+    this.finishCall(ctx, result, undefined, this.reply(def, id, result));
+    if (lease !== null) lease.release();
+  }
+
+  /** Records a finished call into the per-method metrics and, when one is attached, the tap. */
+  private finishCall(ctx: CallContext, value: unknown, err: unknown, replyBytes: number): void {
+    const failed = replyBytes < 0;
+    const tap = this.host.tap;
+    if (this.batchStart !== 0 && tap === null) {
+      this.host.calls.endCounts(ctx.method.id, failed ? 0 : replyBytes, failed);
+      if (this.batchLength === this.batchMethods.length) {
+        const grown = new Int32Array(this.batchMethods.length * 2);
+        grown.set(this.batchMethods);
+        this.batchMethods = grown;
+      }
+      this.batchMethods[this.batchLength++] = ctx.method.id;
+      return;
+    }
+    const ns = (performance.now() - ctx.startedAt) * 1e6;
+    this.host.calls.end(ctx.method.id, ns, failed ? 0 : replyBytes, failed);
+    if (tap !== null) {
+      const why = failed ? (isCellError(err) ? err.code : err instanceof Error ? err.message : 'E_ENCODE') : undefined;
+      tap.publish(
+        ctx.method.id,
+        ctx.requestId,
+        ctx.tapped,
+        failed ? undefined : value,
+        why,
+        ns,
+        ctx.end - ctx.start,
+        failed ? 0 : replyBytes,
+      );
+    }
+  }
+
+  private settled(ctx: CallContext, value: unknown): void {
+    // A closed session already took its calls off the shared in-flight count.
+    if (this.forgotten) {
+      this.finishCall(ctx, undefined, connectionGone(this.host.cellName), -1);
+      if (ctx.lease !== null) ctx.lease.release();
+      return;
+    }
+    this.inFlight--;
+    this.host.metrics.inFlight--;
+    if (this.state !== CLOSED) this.finishCall(ctx, value, undefined, this.reply(ctx.method, ctx.requestId, value));
+    else this.finishCall(ctx, undefined, connectionGone(this.host.cellName), -1);
+    // Released after the reply: the value may still view the request's bytes (a ring slot the peer reuses).
+    if (ctx.lease !== null) ctx.lease.release();
+    this.maybeFinish();
+  }
+
+  private failed(ctx: CallContext, err: unknown): void {
+    if (ctx.lease !== null) ctx.lease.release();
+    if (this.forgotten) {
+      this.finishCall(ctx, undefined, err, -1);
+      return;
+    }
+    this.inFlight--;
+    this.host.metrics.inFlight--;
+    if (this.state !== CLOSED) this.errorReply(ctx.requestId, ctx.method.id, err);
+    this.finishCall(ctx, undefined, err, -1);
+    this.maybeFinish();
+  }
+
+  /** Encodes a reply straight into the sink; returns its payload size, or -1 if it became an error reply. */
+  private reply(def: MethodDef, id: number, value: unknown): number {
+    const out = def.output;
+    const sink = this.sink;
+    let o = 0;
+    let size = 0;
+    try {
+      size = out.sizeOf(value);
+      o = sink.reserve(HEADER_SIZE + size);
+      const end = out.encodeInto(value, sink.buf, writeHeader(sink.buf, o, size, FrameType.REPLY, def.id, id));
+      sink.commit(end);
+    } catch (err) {
+      this.errorReply(
+        id,
+        def.id,
+        isCellError(err)
+          ? err
+          : new CellError('E_ENCODE', `the handler of '${def.name}' returned a value its output schema rejects.`, {
+              cell: this.host.cellName,
+              cause: err,
+            }),
+      );
+      return -1;
+    }
+    this.host.metrics.replies++;
+    return size;
+  }
+
+  /** Sends an ERROR frame for one request; the connection stays usable. */
+  errorReply(id: number, method: number, err: unknown): void {
+    this.host.metrics.errors++;
+    if (this.state === CLOSED) return;
+    this.writeCold(encodeFrame(FrameType.ERROR, method, id, encodeErrorPayload(toErrorPayload(err))));
+  }
+
+  private builtin(method: number, id: number): void {
+    const host = this.host;
+    let body: unknown;
+    if (method === BuiltinMethod.GENOME) {
+      body = {
+        cell: host.cellName,
+        service: host.service.name,
+        protocol: PROTOCOL_VERSION,
+        fingerprint: fingerprintHex(host.service.fingerprint),
+        genome: host.service.genome,
+        methods: host.service.byId.map((m) => ({
+          id: m.id,
+          name: m.name,
+          input: fingerprintHex(m.input.fingerprint),
+          output: fingerprintHex(m.output.fingerprint),
+        })),
+      };
+    } else if (method === BuiltinMethod.HEALTH) {
+      body = {
+        status: host.draining ? 'draining' : 'ok',
+        cell: host.cellName,
+        pid: process.pid,
+        uptimeMs: Date.now() - host.startedAt,
+        connections: host.connectionCount(),
+        inFlight: host.metrics.inFlight,
+      };
+    } else if (method === BuiltinMethod.METRICS) {
+      const mem = process.memoryUsage();
+      body = {
+        cell: host.cellName,
+        pid: process.pid,
+        uptimeMs: Date.now() - host.startedAt,
+        connections: host.connectionCount(),
+        ...host.metrics,
+        shm: host.shmStatus(),
+        service: host.service.name,
+        since: host.calls.since,
+        methods: host.calls.snapshot().methods,
+        rssBytes: mem.rss,
+        heapUsedBytes: mem.heapUsed,
+      };
+    } else {
+      this.errorReply(
+        id,
+        method,
+        new CellError('E_UNKNOWN_METHOD', `built-in method 0x${method.toString(16)} does not exist.`, {
+          cell: host.cellName,
+          fix: 'the caller is newer than this cell; upgrade the cell.',
+        }),
+      );
+      return;
+    }
+    this.writeCold(encodeFrame(FrameType.REPLY, method, id, Buffer.from(JSON.stringify(body, bigintToString))));
+    host.metrics.replies++;
+  }
+
+  /** The carrier is about to feed one chunk of frames (see batchStart). */
+  beginBatch(): void {
+    this.batchStart = performance.now();
+  }
+
+  /** The chunk's frames are handled and its replies handed to the carrier: time them all at once. */
+  endBatch(): void {
+    const n = this.batchLength;
+    if (n > 0) {
+      const ns = (performance.now() - this.batchStart) * 1e6;
+      const byId = this.host.calls.byId;
+      const methods = this.batchMethods;
+      for (let i = 0; i < n; i++) byId[methods[i]].latency.record(ns);
+      this.batchLength = 0;
+    }
+    this.batchStart = 0;
+  }
+
+  /** Appends a prebuilt frame after everything already queued. */
+  writeCold(frame: Uint8Array): void {
+    const o = this.sink.reserve(frame.length);
+    this.sink.buf.set(frame, o);
+    this.sink.commit(o + frame.length);
+  }
+
+  /** Tells the client to open a new connection for new calls; in-flight calls still complete here. */
+  goaway(): void {
+    if (this.goawaySent || this.state !== OPEN) return;
+    this.goawaySent = true;
+    this.writeCold(encodeFrame(FrameType.GOAWAY, 0, 0));
+    this.sink.flush();
+  }
+
+  /** The peer half-closed: finish in-flight calls, then close our side. */
+  peerEnd(): void {
+    this.peerEnded = true;
+    this.maybeFinish();
+  }
+
+  private maybeFinish(): void {
+    if (this.peerEnded && this.inFlight === 0 && this.state !== CLOSED) {
+      this.sink.flush();
+      this.transport.end();
+    }
+  }
+
+  /** A connection-level error: report it with requestId 0, then close once it is sent. */
+  fatal(err: unknown): void {
+    if (this.state === CLOSED) return;
+    this.host.metrics.protocolErrors++;
+    this.writeCold(encodeFrame(FrameType.ERROR, 0, 0, encodeErrorPayload(toErrorPayload(err))));
+    this.sink.flush();
+    this.state = CLOSED;
+    this.transport.end();
+    this.closed();
+  }
+
+  /** The carrier is gone: abort handlers' signals and forget the session. Idempotent. */
+  closed(): void {
+    if (this.controller !== null && !this.controller.signal.aborted) {
+      this.controller.abort(connectionGone(this.host.cellName));
+    }
+    this.state = CLOSED;
+    if (this.forgotten) return;
+    this.forgotten = true;
+    this.host.sessionClosed(this);
+  }
+}
+
+function connectionGone(cell: string): CellError {
+  return new CellError('E_CONNECTION_LOST', 'the caller’s connection closed before the call finished.', { cell });
+}
+
+export function schemaMismatch(
+  cell: string,
+  serverName: string,
+  serverFp: bigint,
+  clientName: string,
+  clientFp: bigint,
+): CellError {
+  return new CellError(
+    'E_SCHEMA_MISMATCH',
+    `the caller was built against '${clientName}' ${fingerprintHex(clientFp)} but the cell serves '${serverName}' ${fingerprintHex(serverFp)}.`,
+    {
+      cell,
+      fix: `rebuild the caller against the cell's current contract (see \`cell genome ${cell}\`), or run the cell version the caller expects.`,
+      details: { expected: fingerprintHex(clientFp), actual: fingerprintHex(serverFp), clientName, serverName },
+    },
+  );
+}
+
+export function toErrorPayload(err: unknown): ErrorPayload {
+  if (isCellError(err)) {
+    const suffix = err.fix === undefined ? '' : ` Fix: ${err.fix}`;
+    const message = suffix !== '' && err.message.endsWith(suffix) ? err.message.slice(0, -suffix.length) : err.message;
+    const p: ErrorPayload = { code: err.code, message };
+    if (err.fix !== undefined) p.fix = err.fix;
+    if (err.details !== undefined) p.details = err.details;
+    return p;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: 'E_REMOTE', message };
+}

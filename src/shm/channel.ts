@@ -1,0 +1,248 @@
+import { performance } from 'node:perf_hooks';
+import { CellError } from '../errors/index.js';
+import type { NativeAddon } from './native.js';
+import type { RingBuffer } from './ring.js';
+
+/** Receives the records of one channel; must release(token) each one, now or when done with it. */
+export interface RecordSink {
+  /** The payload is `channel.rx.bytes[offset, offset + length)`, ring memory valid until release(token). */
+  onRecord(kind: number, reqId: number, aux: number, offset: number, length: number, token: number): void;
+  /** The peer broke the ring protocol; the channel is already closed. */
+  onCorrupt(err: CellError): void;
+}
+
+/**
+ * One direction pair of rings between two processes: `tx` we produce into, `rx` we consume from.
+ * Receiving is driven by a process-wide poller (below) that spins briefly after activity and then
+ * puts the channel to sleep on a futex, so an idle connection costs no CPU.
+ */
+export class ShmChannel {
+  readonly tx: RingBuffer;
+  readonly rx: RingBuffer;
+  private readonly sink: RecordSink;
+  private readonly watcher: { close(): void };
+  hot = false;
+  closed = false;
+  /** Records received / sent through the rings (metrics). */
+  received = 0;
+  sent = 0;
+  /** Times this side fell asleep / was woken by the doorbell (metrics). */
+  sleeps = 0;
+  wakeups = 0;
+
+  /** `rxBell`: the eventfd the peer signals when it commits while we sleep. */
+  constructor(addon: NativeAddon, tx: RingBuffer, rx: RingBuffer, rxBell: number, sink: RecordSink) {
+    this.tx = tx;
+    this.rx = rx;
+    this.sink = sink;
+    this.watcher = new addon.FdWatcher(rxBell, () => {
+      if (this.closed) return;
+      this.wakeups++;
+      this.rx.awake();
+      woken(this);
+    });
+    wake(this);
+  }
+
+  /** Largest payload the rings carry; bigger messages must take the socket. */
+  get maxPayload(): number {
+    return this.tx.maxPayload;
+  }
+
+  /**
+   * Sends one record through the ring. Returns false when it doesn't fit (too large, or the ring is
+   * full because the peer is behind): the caller then sends it over the socket, which has its own
+   * back-pressure. Replies carry request ids, so the two paths can't be confused.
+   */
+  send(kind: number, reqId: number, aux: number, payload: Uint8Array): boolean {
+    if (this.closed || payload.length > this.tx.maxPayload) return false;
+    if (!this.tx.write(kind, reqId, aux, payload)) return false;
+    this.tx.commit();
+    this.sent++;
+    return true;
+  }
+
+  /** Zero-copy send: reserve, encode into tx.bytes at the returned offset, then commit(). -1 = use the socket. */
+  reserve(kind: number, reqId: number, aux: number, length: number): number {
+    if (this.closed || length > this.tx.maxPayload) return -1;
+    return this.tx.reserve(kind, reqId, aux, length);
+  }
+
+  commit(): void {
+    this.tx.commit();
+    this.sent++;
+  }
+
+  /** Tells the poller a reply is expected soon (keeps it spinning instead of sleeping). */
+  expect(): void {
+    wake(this);
+  }
+
+  release(token: number): void {
+    if (!this.closed) this.rx.release(token);
+  }
+
+  /** Drains every committed record; returns how many were delivered. */
+  drain(): number {
+    let n = 0;
+    const rx = this.rx;
+    try {
+      for (let t = rx.next(); t >= 0; t = this.closed ? -1 : rx.next()) {
+        n++;
+        this.sink.onRecord(rx.kind, rx.reqId, rx.aux, rx.payloadOffset, rx.payloadLength, t);
+      }
+    } catch (err) {
+      if (err instanceof CellError && err.code === 'E_PROTOCOL') {
+        this.close();
+        this.sink.onCorrupt(err);
+        return n;
+      }
+      throw err;
+    }
+    this.received += n;
+    return n;
+  }
+
+  sleptAt = 0;
+
+  /**
+   * Tries to go to sleep; false if a record slipped in (stay hot). Sleeping costs nothing: the
+   * doorbell is always watched by the event loop, and the peer rings it only while `sleeping` is set.
+   */
+  sleep(now: number): boolean {
+    if (this.rx.prepareSleep() < 0) return false;
+    this.sleeps++;
+    this.sleptAt = now;
+    return true;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.watcher.close();
+    const i = hot.indexOf(this);
+    if (i >= 0) hot.splice(i, 1);
+    this.hot = false;
+  }
+}
+
+// ------------------------------------------------------------------- the poller
+//
+// After activity the poller re-checks the hot channels from microtasks (replies written by handlers'
+// promise continuations interleave with it, so a round trip never waits for an event-loop turn) for
+// a spin budget without news, yielding to the event loop every YIELD_TICKS so sockets and
+// timers keep being served. Then every hot channel goes to sleep until its doorbell rings. The spin is short on
+// purpose: on a busy machine a process that spins while its peer is descheduled only steals the CPU
+// the peer needs; sleeping hands it over.
+
+// The spin budget adapts: a channel woken soon after it fell asleep means the peer answers at a pace
+// the spin just missed (both sides would otherwise settle into sleeping through every round trip), so
+// the budget grows towards what would have caught it; each spin that ends with nothing shrinks it.
+const MIN_SPIN_MS = Number(process.env.CELL_SHM_SPIN_US ?? 20) / 1000;
+const MAX_SPIN_MS = 0.5;
+/**
+ * A wake-up this soon after falling asleep counts as "the spin just missed it". Later wake-ups mean
+ * the peer was descheduled or idle, and spinning longer would only take CPU from it.
+ */
+const MISSED_BY_MS = 0.5;
+/** Microtask ticks between forced event-loop turns (a few tens of µs of spinning). */
+const YIELD_TICKS = 256;
+
+const hot: ShmChannel[] = [];
+let scheduled = false;
+let ticksSinceYield = 0;
+let emptyTicks = 0;
+/** When the current run of empty ticks began (ms), or -1 before it was timed. */
+let idleSince = -1;
+let spinBudget = MIN_SPIN_MS;
+/** CPU time when the current spin began (ms), to tell a spin that ran from one that waited for a CPU. */
+let spinCpuStart = 0;
+/**
+ * The last spin got much less CPU than wall-clock time: the machine is oversubscribed, and the peer
+ * was probably waiting for the very CPU we spun on. Then spinning only delays it: don't grow.
+ */
+let starved = false;
+
+function woken(ch: ShmChannel): void {
+  const gap = performance.now() - ch.sleptAt;
+  if (gap < MISSED_BY_MS && !starved) spinBudget = Math.min(MAX_SPIN_MS, Math.max(spinBudget * 2, gap * 2));
+  starved = false;
+  wake(ch);
+}
+
+/** CPU time of this process in ms (user + system). */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+function wake(ch: ShmChannel): void {
+  if (ch.closed) return;
+  emptyTicks = 0;
+  idleSince = -1;
+  if (!ch.hot) {
+    ch.hot = true;
+    hot.push(ch);
+  }
+  if (!scheduled) {
+    scheduled = true;
+    ticksSinceYield = 0;
+    queueMicrotask(tick);
+  }
+}
+
+/**
+ * One chain of ticks polls every hot channel; `scheduled` stays true while the chain lives, so wake()
+ * calls made during a tick (a reply published while draining) never start a second chain.
+ */
+function tick(): void {
+  let delivered = 0;
+  try {
+    for (let i = 0; i < hot.length; i++) delivered += (hot[i] as ShmChannel).drain();
+  } catch (err) {
+    queueMicrotask(tick); // keep polling the other channels; the error surfaces as uncaught
+    throw err;
+  }
+  if (hot.length === 0) {
+    scheduled = false;
+    return;
+  }
+  if (delivered > 0) {
+    emptyTicks = 0;
+    idleSince = -1;
+  } else emptyTicks++;
+  if (++ticksSinceYield >= YIELD_TICKS) {
+    ticksSinceYield = 0;
+    setImmediate(tick);
+    return;
+  }
+  // Reading the clock costs more than a ring check: look at it only every 8th empty tick.
+  if ((emptyTicks & 7) !== 0 || emptyTicks === 0) {
+    queueMicrotask(tick);
+    return;
+  }
+  const now = performance.now();
+  if (idleSince < 0) {
+    idleSince = now;
+    spinCpuStart = cpuMs();
+  }
+  if (now - idleSince < spinBudget) {
+    queueMicrotask(tick);
+    return;
+  }
+  const wall = now - idleSince;
+  starved = wall > 0.05 && cpuMs() - spinCpuStart < 0.6 * wall;
+  spinBudget = starved ? MIN_SPIN_MS : Math.max(MIN_SPIN_MS, spinBudget * 0.75);
+  for (let i = hot.length - 1; i >= 0; i--) {
+    const ch = hot[i] as ShmChannel;
+    if (ch.sleep(now)) {
+      ch.hot = false;
+      hot.splice(i, 1);
+    }
+  }
+  if (hot.length > 0) {
+    queueMicrotask(tick);
+    return;
+  }
+  scheduled = false;
+}

@@ -1,0 +1,85 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The C++ addon's surface (native/cell_native.cc). */
+export interface NativeAddon {
+  memfdCreate(name: string, size: number): number;
+  mmapShared(fd: number, size: number): SharedArrayBuffer;
+  closeFd(fd: number): void;
+  releaseMemory(fd: number, size: number): void;
+  sendFds(socketFd: number, fds: number[], payload: Uint8Array): number;
+  recvFds(socketFd: number): { fds: number[]; payload: Buffer };
+  fetchFds(
+    path: string,
+    request: Uint8Array,
+    timeoutMs: number,
+  ): Promise<{ fds: number[]; payload: Buffer; peer: PeerCredentials }>;
+  peerCred(fd: number): PeerCredentials;
+  /** Path of the Unix socket `fd` is connected to ('' when unnamed). */
+  peerPath(fd: number): string;
+  futexWait(
+    sab: SharedArrayBuffer,
+    index: number,
+    expected: number,
+    timeoutNs?: number,
+  ): 'ok' | 'not-equal' | 'timed-out';
+  futexWake(sab: SharedArrayBuffer, index: number, count: number): number;
+  FutexWatcher: new (sab: SharedArrayBuffer, index: number, callback: () => void) => FutexWatcher;
+  /** A nonblocking, close-on-exec eventfd: a ring's doorbell. */
+  eventfdCreate(): number;
+  eventfdSignal(fd: number): void;
+  /** Calls back on the JS thread (from the event loop) each time the eventfd is signalled. */
+  FdWatcher: new (
+    fd: number,
+    callback: () => void,
+  ) => { close(): void };
+}
+
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export interface FutexWatcher {
+  /** Sleep (on a native thread) until the word differs from `expected` or is woken; then call back once. */
+  arm(expected: number): void;
+  close(): void;
+}
+
+export type NativeLoad = { addon: NativeAddon; reason: undefined } | { addon: undefined; reason: string };
+
+let cached: NativeLoad | undefined;
+
+/**
+ * Loads native/build/Release/cell_native.node (built by scripts/setup.mjs with node-gyp). Failure is
+ * not an error: Cell then stays on Unix sockets, and `reason` says why. CELL_NATIVE_ADDON points at
+ * another build (or at nothing, to exercise the fallback).
+ */
+export function loadNative(): NativeLoad {
+  if (cached !== undefined) return cached;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = process.env.CELL_NATIVE_ADDON
+    ? [process.env.CELL_NATIVE_ADDON]
+    : [
+        join(here, '..', '..', '..', 'native', 'build', 'Release', 'cell_native.node'), // dist/src/shm
+        join(here, '..', '..', 'native', 'build', 'Release', 'cell_native.node'), // src/shm
+      ];
+  const path = candidates.find((p) => existsSync(p));
+  if (path === undefined) {
+    cached = {
+      addon: undefined,
+      reason: `native addon not built (looked for ${candidates[0]}); run \`node scripts/setup.mjs\` (needs g++, make, python3)`,
+    };
+    return cached;
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    cached = { addon: require(path) as NativeAddon, reason: undefined };
+  } catch (err) {
+    cached = { addon: undefined, reason: `native addon failed to load: ${(err as Error).message}` };
+  }
+  return cached;
+}

@@ -1,0 +1,321 @@
+import { CellError } from '../errors/index.js';
+
+/**
+ * A single-producer/single-consumer ring of variable-size records over a SharedArrayBuffer that two
+ * processes map. Layout (byte offsets; docs/PROTOCOL.md § 3):
+ *
+ *   0    head      u32  consumer's release position (monotonic byte counter, wraps at 2^32)
+ *   64   tail      u32  producer's commit position (monotonic byte counter)
+ *   128  sleeping  u32  1 while the consumer sleeps on `bell`
+ *   132  bell      u32  futex word the producer bumps and wakes when `sleeping` was set
+ *   192  magic     u32  'CSR1'
+ *   196  capacity  u32  data bytes, a power of two
+ *   256  data
+ *
+ * head and tail live on separate 64-byte cache lines so the two cores don't fight over one line.
+ * A record is a 16-byte header [len u32][reqId u32][kind u32][aux u32] plus the payload padded to 16
+ * bytes; a record never straddles the end: the producer fills the rest with a WRAP record and starts
+ * again at offset 0. The producer writes the record, then publishes it with one Atomics.store of tail
+ * (sequentially consistent, so the consumer's Atomics.load of tail sees the whole record).
+ *
+ * The consumer trusts nothing it reads: every length and position is checked against the ring before
+ * use, and anything inconsistent throws E_PROTOCOL (the connection is then closed). Records can be
+ * released out of order (a handler may settle late); head only moves past the oldest released run.
+ */
+export const RING_HEADER_BYTES = 256;
+export const RECORD_HEADER_BYTES = 16;
+export const RING_MAGIC = 0x31525343; // 'CSR1' little-endian
+export const KIND_WRAP = 0xffff;
+
+const HEAD = 0;
+const TAIL = 16;
+const SLEEPING = 32;
+export const BELL_INDEX = 33;
+const MAGIC = 48;
+const CAPACITY = 49;
+const DATA_WORD = RING_HEADER_BYTES / 4;
+
+export const MIN_RING_CAPACITY = 4096;
+export const MAX_RING_CAPACITY = 1 << 30;
+
+/** Rings the consumer's doorbell across processes (futexWake in the addon). */
+export type Bell = (sab: SharedArrayBuffer, index: number) => void;
+
+export function ringBytesFor(capacity: number): number {
+  return RING_HEADER_BYTES + capacity;
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}
+
+function corrupt(what: string, details: Record<string, unknown>): CellError {
+  return new CellError('E_PROTOCOL', `shared-memory ring is corrupt: ${what}.`, {
+    fix: 'the peer wrote records that break the ring protocol; the connection is closed. Check that both sides run the same Cell version.',
+    details,
+  });
+}
+
+export class RingBuffer {
+  readonly sab: SharedArrayBuffer;
+  readonly capacity: number;
+  /** Largest payload one record can carry; bigger messages travel over the socket. */
+  readonly maxPayload: number;
+  /** The whole mapping as bytes (payload offsets returned by reserve/next index into this). */
+  readonly bytes: Uint8Array;
+  private readonly words: Int32Array;
+  private readonly u32: Uint32Array;
+  private readonly mask: number;
+  private readonly bell: Bell | undefined;
+
+  // producer state
+  private writePos = 0;
+  private publishedPos = 0;
+  /** Absolute position of the last reserved record's header (for trimLast). */
+  private lastRecordPos = 0;
+  private cachedHead = 0;
+
+  // consumer state
+  private readPos = 0;
+  private releasedPos = 0;
+  private readonly pendingEnds: Uint32Array;
+  private readonly pendingDone: Uint8Array;
+  private readonly pendingMask: number;
+  private pendingFirst = 0;
+  private pendingNext = 0;
+
+  /** Fields of the record last returned by next() (no allocation per record). */
+  kind = 0;
+  reqId = 0;
+  aux = 0;
+  payloadOffset = 0;
+  payloadLength = 0;
+
+  /** Writes a fresh header into `sab` (the creating side, before the peer maps it). */
+  static initialize(sab: SharedArrayBuffer, capacity: number): void {
+    if (!isPowerOfTwo(capacity) || capacity < MIN_RING_CAPACITY || capacity > MAX_RING_CAPACITY) {
+      throw new CellError('E_INVALID_ARGUMENT', `ring capacity ${capacity} must be a power of two in 4 KiB..1 GiB.`);
+    }
+    if (sab.byteLength < ringBytesFor(capacity)) {
+      throw new CellError('E_INVALID_ARGUMENT', `ring buffer of ${sab.byteLength} bytes is too small.`);
+    }
+    const w = new Int32Array(sab, 0, DATA_WORD);
+    w.fill(0);
+    Atomics.store(w, CAPACITY, capacity);
+    Atomics.store(w, MAGIC, RING_MAGIC);
+  }
+
+  constructor(sab: SharedArrayBuffer, bell?: Bell) {
+    if (sab.byteLength < RING_HEADER_BYTES + MIN_RING_CAPACITY)
+      throw corrupt('mapping too small', { bytes: sab.byteLength });
+    this.words = new Int32Array(sab, 0, DATA_WORD);
+    const magic = Atomics.load(this.words, MAGIC);
+    const capacity = Atomics.load(this.words, CAPACITY) >>> 0;
+    if (magic !== RING_MAGIC) throw corrupt('bad magic', { magic });
+    if (!isPowerOfTwo(capacity) || capacity < MIN_RING_CAPACITY || RING_HEADER_BYTES + capacity > sab.byteLength) {
+      throw corrupt('capacity does not match the mapping', { capacity, bytes: sab.byteLength });
+    }
+    this.sab = sab;
+    this.capacity = capacity;
+    this.mask = capacity - 1;
+    this.maxPayload = capacity / 4 - RECORD_HEADER_BYTES;
+    this.bytes = new Uint8Array(sab, 0, RING_HEADER_BYTES + capacity);
+    this.u32 = new Uint32Array(sab, 0, (RING_HEADER_BYTES + capacity) / 4);
+    this.bell = bell;
+    const head = Atomics.load(this.words, HEAD) >>> 0;
+    const tail = Atomics.load(this.words, TAIL) >>> 0;
+    this.writePos = this.publishedPos = tail;
+    this.cachedHead = head;
+    this.readPos = this.releasedPos = head;
+    const slots = capacity / RECORD_HEADER_BYTES;
+    this.pendingEnds = new Uint32Array(slots);
+    this.pendingDone = new Uint8Array(slots);
+    this.pendingMask = slots - 1;
+  }
+
+  // ---------------------------------------------------------------- producer
+
+  /**
+   * Reserves a record for `length` payload bytes and writes its header. Returns the offset in `bytes`
+   * where the payload goes, or -1 when the ring has no room now. Nothing is visible to the consumer
+   * until commit(). Throws for payloads over maxPayload (send those over the socket).
+   */
+  reserve(kind: number, reqId: number, aux: number, length: number): number {
+    if (length > this.maxPayload || length < 0) {
+      throw new CellError('E_FRAME_TOO_LARGE', `record of ${length} bytes exceeds the ring's ${this.maxPayload}.`);
+    }
+    const need = RECORD_HEADER_BYTES + ((length + 15) & ~15);
+    let p = this.writePos & this.mask;
+    const toEnd = this.capacity - p;
+    const total = need > toEnd ? toEnd + need : need;
+    if (((this.writePos - this.cachedHead) >>> 0) + total > this.capacity) {
+      this.cachedHead = Atomics.load(this.words, HEAD) >>> 0;
+      const used = (this.writePos - this.cachedHead) >>> 0;
+      if (used > this.capacity)
+        throw corrupt('consumer moved head past tail', { head: this.cachedHead, tail: this.writePos });
+      if (used + total > this.capacity) return -1;
+    }
+    const u32 = this.u32;
+    if (need > toEnd) {
+      const w = DATA_WORD + (p >> 2);
+      u32[w] = toEnd - RECORD_HEADER_BYTES;
+      u32[w + 1] = 0;
+      u32[w + 2] = KIND_WRAP;
+      u32[w + 3] = 0;
+      this.writePos = (this.writePos + toEnd) >>> 0;
+      p = 0;
+    }
+    const w = DATA_WORD + (p >> 2);
+    u32[w] = length;
+    u32[w + 1] = reqId;
+    u32[w + 2] = kind;
+    u32[w + 3] = aux;
+    this.lastRecordPos = this.writePos;
+    this.writePos = (this.writePos + need) >>> 0;
+    return RING_HEADER_BYTES + p + RECORD_HEADER_BYTES;
+  }
+
+  /** Shrinks the last reserved (uncommitted) record to `length` payload bytes. */
+  trimLast(length: number): void {
+    const p = this.lastRecordPos & this.mask;
+    const w = DATA_WORD + (p >> 2);
+    if (length > (this.u32[w] as number) || length < 0) {
+      throw new CellError('E_INTERNAL', `cannot grow a reserved ring record (${this.u32[w]} → ${length} bytes).`);
+    }
+    this.u32[w] = length;
+    this.writePos = (this.lastRecordPos + RECORD_HEADER_BYTES + ((length + 15) & ~15)) >>> 0;
+  }
+
+  /** Drops the last reserved record, which its writer abandoned (an encoder failed half-way). */
+  rollbackLast(): void {
+    this.writePos = this.lastRecordPos;
+  }
+
+  /** Copies a payload into a fresh record; false when the ring is full (nothing written). */
+  write(kind: number, reqId: number, aux: number, payload: Uint8Array): boolean {
+    const off = this.reserve(kind, reqId, aux, payload.length);
+    if (off < 0) return false;
+    this.bytes.set(payload, off);
+    return true;
+  }
+
+  /** Publishes every reserved record and rings the consumer's bell if it sleeps. */
+  commit(): void {
+    if (this.writePos === this.publishedPos) return;
+    this.publishedPos = this.writePos;
+    Atomics.store(this.words, TAIL, this.writePos | 0);
+    if (Atomics.load(this.words, SLEEPING) !== 0) {
+      Atomics.store(this.words, SLEEPING, 0);
+      Atomics.add(this.words, BELL_INDEX, 1);
+      this.bell?.(this.sab, BELL_INDEX);
+    }
+  }
+
+  // ---------------------------------------------------------------- consumer
+
+  /**
+   * The next committed record, or -1 when there is none. On success returns a token for release()
+   * and fills kind/reqId/aux/payloadOffset/payloadLength. Throws E_PROTOCOL on anything malformed;
+   * never reads outside the ring.
+   */
+  next(): number {
+    const tail = Atomics.load(this.words, TAIL) >>> 0;
+    for (;;) {
+      if (tail === this.readPos) return -1;
+      const avail = (tail - this.readPos) >>> 0;
+      const inUse = (tail - this.releasedPos) >>> 0;
+      if (inUse > this.capacity || avail > inUse || (tail & 15) !== 0) {
+        throw corrupt('tail outside the ring', { tail, readPos: this.readPos, head: this.releasedPos });
+      }
+      const p = this.readPos & this.mask;
+      const w = DATA_WORD + (p >> 2);
+      const u32 = this.u32;
+      const len = u32[w] as number;
+      const kind = u32[w + 2] as number;
+      const toEnd = this.capacity - p;
+      if (kind === KIND_WRAP) {
+        if (len !== toEnd - RECORD_HEADER_BYTES || toEnd > avail) {
+          throw corrupt('bad wrap record', { len, at: p, avail });
+        }
+        this.pushPending(this.readPos + toEnd, 1);
+        this.readPos = (this.readPos + toEnd) >>> 0;
+        continue;
+      }
+      if (len > this.capacity - RECORD_HEADER_BYTES)
+        throw corrupt('record length larger than the ring', { len, at: p });
+      const need = RECORD_HEADER_BYTES + ((len + 15) & ~15);
+      if (need > toEnd || need > avail)
+        throw corrupt('record runs past the end of the ring or the tail', { len, at: p, avail });
+      if (kind === 0) throw corrupt('record of kind 0', { at: p });
+      this.kind = kind;
+      this.reqId = u32[w + 1] as number;
+      this.aux = u32[w + 3] as number;
+      this.payloadOffset = RING_HEADER_BYTES + p + RECORD_HEADER_BYTES;
+      this.payloadLength = len;
+      const token = this.pendingNext;
+      this.pushPending(this.readPos + need, 0);
+      this.readPos = (this.readPos + need) >>> 0;
+      return token;
+    }
+  }
+
+  private pushPending(end: number, done: number): void {
+    const i = this.pendingNext & this.pendingMask;
+    this.pendingEnds[i] = end >>> 0;
+    this.pendingDone[i] = done;
+    this.pendingNext++;
+    if (done === 1 && this.pendingFirst === this.pendingNext - 1) this.advanceHead();
+  }
+
+  /** Frees the record behind `token`; the producer may reuse its bytes once older records are freed too. */
+  release(token: number): void {
+    if (token < this.pendingFirst || token >= this.pendingNext) return; // already released
+    this.pendingDone[token & this.pendingMask] = 1;
+    if (token === this.pendingFirst) this.advanceHead();
+  }
+
+  private advanceHead(): void {
+    let first = this.pendingFirst;
+    let head = this.releasedPos;
+    while (first !== this.pendingNext && this.pendingDone[first & this.pendingMask] === 1) {
+      head = this.pendingEnds[first & this.pendingMask] as number;
+      first++;
+    }
+    if (head !== this.releasedPos) {
+      this.pendingFirst = first;
+      this.releasedPos = head;
+      Atomics.store(this.words, HEAD, head | 0);
+    }
+  }
+
+  /** Records handed out by next() and not yet released. */
+  get unreleased(): number {
+    let n = 0;
+    for (let t = this.pendingFirst; t !== this.pendingNext; t++) if (this.pendingDone[t & this.pendingMask] === 0) n++;
+    return n;
+  }
+
+  /** True when a committed record is waiting (cheap: one atomic load). */
+  hasData(): boolean {
+    return Atomics.load(this.words, TAIL) >>> 0 !== this.readPos;
+  }
+
+  /**
+   * Announces that the consumer is about to sleep. Returns the bell value to futex-wait on, or -1 if a
+   * record arrived meanwhile (then don't sleep). The producer's commit sees `sleeping` and rings.
+   */
+  prepareSleep(): number {
+    const seq = Atomics.load(this.words, BELL_INDEX);
+    Atomics.store(this.words, SLEEPING, 1);
+    if (Atomics.load(this.words, TAIL) >>> 0 !== this.readPos) {
+      Atomics.store(this.words, SLEEPING, 0);
+      return -1;
+    }
+    return seq;
+  }
+
+  /** Called when woken (or when giving up sleep). */
+  awake(): void {
+    Atomics.store(this.words, SLEEPING, 0);
+  }
+}

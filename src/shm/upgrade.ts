@@ -1,0 +1,334 @@
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { CellError } from '../errors/index.js';
+import { loadNative, type NativeAddon } from './native.js';
+import { RingBuffer, ringBytesFor } from './ring.js';
+import { loadShmToken, proofMatches, shmProof } from './token.js';
+
+/**
+ * The upgrade from a Unix-socket connection to a pair of shared-memory rings (docs/PROTOCOL.md § 3).
+ *
+ *  1. client → server on the connection: UPGRADE_REQUEST.
+ *  2. server checks SO_PEERCRED (same uid), creates two sealed memfds and answers UPGRADE_CHALLENGE
+ *     { challenge[32], ticket[16], capacity u32 }, or UPGRADE_DECLINED { reason } (never silence).
+ *  3. client opens a second, short-lived connection to the same socket and sends the pickup request
+ *     "CELLSHM1" ‖ ticket ‖ HMAC-SHA256(token, "cell-shm-v1" ‖ challenge ‖ ticket).
+ *  4. server checks that connection's SO_PEERCRED (same uid and pid as the first) and the proof, then
+ *     sends "OK" ‖ capacity with SCM_RIGHTS [client→server ring, server→client ring, client→server
+ *     doorbell, server→client doorbell] and closes it. Doorbells are eventfds.
+ *
+ * The fds travel on their own connection because Node reads the main socket continuously: a
+ * recvmsg there would race libuv for the bytes. The client receives them on a native worker thread
+ * (fetchFds), so nothing in Node ever reads that socket.
+ */
+export const PICKUP_MAGIC = Buffer.from('CELLSHM1', 'latin1');
+export const CHALLENGE_BYTES = 32;
+export const TICKET_BYTES = 16;
+export const PROOF_BYTES = 32;
+export const PICKUP_REQUEST_BYTES = PICKUP_MAGIC.length + TICKET_BYTES + PROOF_BYTES;
+export const DEFAULT_RING_CAPACITY = 1 << 20;
+const OFFER_TTL_MS = 5000;
+
+/** Why this process won't use shared memory at all, or undefined if it can. */
+export function localShmDecline(): string | undefined {
+  if (
+    process.env.CELL_DISABLE_SHM !== undefined &&
+    process.env.CELL_DISABLE_SHM !== '' &&
+    process.env.CELL_DISABLE_SHM !== '0'
+  ) {
+    return 'CELL_DISABLE_SHM is set';
+  }
+  const native = loadNative();
+  return native.reason;
+}
+
+/** The two rings of one upgraded connection, as seen by one side. */
+export interface RingPair {
+  /** Ring this side produces into. */
+  tx: RingBuffer;
+  /** Ring this side consumes. */
+  rx: RingBuffer;
+  /** The rx ring's doorbell (an eventfd this side watches; the peer signals it). */
+  rxBell: number;
+  addon: NativeAddon;
+  /** Frees the shared pages at once (the mappings themselves go when the buffers are collected). */
+  free(): void;
+}
+
+export interface UpgradeChallenge {
+  challenge: Buffer;
+  ticket: Buffer;
+  capacity: number;
+}
+
+export function encodeChallenge(c: UpgradeChallenge): Buffer {
+  const b = Buffer.alloc(CHALLENGE_BYTES + TICKET_BYTES + 4);
+  c.challenge.copy(b, 0);
+  c.ticket.copy(b, CHALLENGE_BYTES);
+  b.writeUInt32LE(c.capacity, CHALLENGE_BYTES + TICKET_BYTES);
+  return b;
+}
+
+export function decodeChallenge(b: Uint8Array): UpgradeChallenge {
+  if (b.length !== CHALLENGE_BYTES + TICKET_BYTES + 4) {
+    throw new CellError(
+      'E_PROTOCOL',
+      `upgrade challenge of ${b.length} bytes (expected ${CHALLENGE_BYTES + TICKET_BYTES + 4}).`,
+    );
+  }
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.length);
+  return {
+    challenge: Buffer.from(buf.subarray(0, CHALLENGE_BYTES)),
+    ticket: Buffer.from(buf.subarray(CHALLENGE_BYTES, CHALLENGE_BYTES + TICKET_BYTES)),
+    capacity: buf.readUInt32LE(CHALLENGE_BYTES + TICKET_BYTES),
+  };
+}
+
+interface Offer<C> {
+  context: C;
+  challenge: Buffer;
+  ticket: string;
+  pid: number;
+  fds: number[];
+  capacity: number;
+  timer: NodeJS.Timeout;
+}
+
+export type OfferResult = { ok: true; challenge: UpgradeChallenge } | { ok: false; reason: string };
+
+/**
+ * The server half: makes offers on upgrade requests and hands the rings out on pickup. `C` is
+ * whatever the caller needs to find the connection again (its connection object).
+ */
+export class ShmHost<C> {
+  readonly capacity: number;
+  /** Why this server declines every upgrade, if it does. */
+  readonly declineReason: string | undefined;
+  private readonly offers = new Map<string, Offer<C>>();
+  private token: Buffer | undefined;
+
+  constructor(options: { capacity?: number } = {}) {
+    this.capacity = options.capacity ?? DEFAULT_RING_CAPACITY;
+    let reason = localShmDecline();
+    if (reason === undefined) {
+      try {
+        this.token = loadShmToken();
+      } catch (err) {
+        reason = (err as Error).message;
+      }
+    }
+    this.declineReason = reason;
+  }
+
+  /** Step 2: called with the fd of the connection that asked. */
+  offer(socketFd: number, context: C): OfferResult {
+    if (this.declineReason !== undefined) return { ok: false, reason: `server: ${this.declineReason}` };
+    const addon = loadNative().addon as NativeAddon;
+    let peer: { pid: number; uid: number };
+    try {
+      peer = addon.peerCred(socketFd);
+    } catch (err) {
+      return { ok: false, reason: `server: cannot read peer credentials (${(err as Error).message})` };
+    }
+    const uid = process.getuid?.() ?? -1;
+    if (peer.uid !== uid) return { ok: false, reason: `server: peer uid ${peer.uid} differs from server uid ${uid}` };
+    // [c2s ring, s2c ring, c2s doorbell, s2c doorbell]
+    const fds: number[] = [];
+    try {
+      for (const dir of ['c2s', 's2c']) {
+        const fd = addon.memfdCreate(`cell-ring-${dir}`, ringBytesFor(this.capacity));
+        fds.push(fd);
+        RingBuffer.initialize(addon.mmapShared(fd, ringBytesFor(this.capacity)), this.capacity);
+      }
+      fds.push(addon.eventfdCreate(), addon.eventfdCreate());
+    } catch (err) {
+      for (const fd of fds) addon.closeFd(fd);
+      return { ok: false, reason: `server: cannot create shared memory (${(err as Error).message})` };
+    }
+    const challenge = randomBytes(CHALLENGE_BYTES);
+    const ticket = randomBytes(TICKET_BYTES);
+    const key = ticket.toString('hex');
+    const timer = setTimeout(() => this.drop(key), OFFER_TTL_MS);
+    timer.unref();
+    this.offers.set(key, { context, challenge, ticket: key, pid: peer.pid, fds, capacity: this.capacity, timer });
+    return { ok: true, challenge: { challenge, ticket, capacity: this.capacity } };
+  }
+
+  /** True while an offer made for `context` waits to be picked up. */
+  hasOffer(context: C): boolean {
+    for (const o of this.offers.values()) if (o.context === context) return true;
+    return false;
+  }
+
+  /** Drops every offer made for `context` (its connection closed before pickup). */
+  forget(context: C): void {
+    for (const [key, o] of this.offers) if (o.context === context) this.drop(key);
+  }
+
+  private drop(key: string): void {
+    const o = this.offers.get(key);
+    if (o === undefined) return;
+    this.offers.delete(key);
+    clearTimeout(o.timer);
+    const addon = loadNative().addon as NativeAddon;
+    for (const fd of o.fds) addon.closeFd(fd);
+  }
+
+  /**
+   * Step 4: `request` is the first PICKUP_REQUEST_BYTES of a connection that began with PICKUP_MAGIC.
+   * On success sends the fds, ends the pickup socket and returns the offer's context and the rings
+   * (server view: rx = client→server). On failure writes the reason to the pickup socket and throws.
+   */
+  pickUp(socket: Socket, request: Buffer): { context: C; rings: RingPair } {
+    const fail = (why: string, code: 'E_SHM_AUTH' | 'E_PROTOCOL' = 'E_SHM_AUTH'): never => {
+      socket.end(`ERR ${why}`);
+      throw new CellError(code, `shared-memory pickup refused: ${why}.`);
+    };
+    if (request.length !== PICKUP_REQUEST_BYTES || !request.subarray(0, PICKUP_MAGIC.length).equals(PICKUP_MAGIC)) {
+      return fail('malformed pickup request', 'E_PROTOCOL');
+    }
+    const addon = loadNative().addon;
+    if (addon === undefined || this.token === undefined) return fail('shared memory is unavailable on the server');
+    const ticket = request.subarray(PICKUP_MAGIC.length, PICKUP_MAGIC.length + TICKET_BYTES);
+    const key = ticket.toString('hex');
+    const offer = this.offers.get(key);
+    if (offer === undefined) return fail('unknown or expired ticket');
+    this.offers.delete(key);
+    clearTimeout(offer.timer);
+    const closeFds = () => {
+      for (const fd of offer.fds) addon.closeFd(fd);
+    };
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) {
+      closeFds();
+      return fail('pickup socket has no file descriptor');
+    }
+    const peer = addon.peerCred(fd);
+    if (peer.uid !== (process.getuid?.() ?? -1) || peer.pid !== offer.pid) {
+      closeFds();
+      return fail(`pickup from uid ${peer.uid} pid ${peer.pid}, not the process that asked`);
+    }
+    const proof = request.subarray(PICKUP_MAGIC.length + TICKET_BYTES);
+    if (!proofMatches(shmProof(this.token, offer.challenge, ticket), proof)) {
+      closeFds();
+      return fail("wrong proof: the peer does not hold this user's shm token");
+    }
+    const size = ringBytesFor(offer.capacity);
+    const [c2sFd, s2cFd, c2sBell, s2cBell] = offer.fds as [number, number, number, number];
+    const c2s = new RingBuffer(addon.mmapShared(c2sFd, size));
+    const s2c = new RingBuffer(addon.mmapShared(s2cFd, size), ringBell(addon, s2cBell));
+    const ok = Buffer.alloc(6);
+    ok.write('OK', 0, 'latin1');
+    ok.writeUInt32LE(offer.capacity, 2);
+    try {
+      addon.sendFds(fd, offer.fds, ok);
+    } catch (err) {
+      closeFds();
+      return fail(`sending the ring fds failed (${(err as Error).message})`);
+    }
+    socket.end();
+    return { context: offer.context, rings: serverPair(addon, s2c, c2s, c2sBell, offer.fds, size) };
+  }
+}
+
+/**
+ * Wakes the peer's consumer through its eventfd doorbell. (A futex wake would reach JavaScript only
+ * through a helper thread, two context switches; libuv watches the eventfd directly, one switch.)
+ */
+function ringBell(addon: NativeAddon, bellFd: number) {
+  return () => {
+    addon.eventfdSignal(bellFd);
+  };
+}
+
+function serverPair(
+  addon: NativeAddon,
+  tx: RingBuffer,
+  rx: RingBuffer,
+  rxBell: number,
+  fds: number[],
+  size: number,
+): RingPair {
+  let freed = false;
+  return {
+    tx,
+    rx,
+    rxBell,
+    addon,
+    free() {
+      if (freed) return;
+      freed = true;
+      for (let i = 0; i < fds.length; i++) {
+        try {
+          if (i < 2) addon.releaseMemory(fds[i] as number, size);
+        } finally {
+          addon.closeFd(fds[i] as number);
+        }
+      }
+    },
+  };
+}
+
+/** Why a client won't even ask: local reasons, or a server running as another user. */
+export function clientShmDecline(socketFd: number | undefined): string | undefined {
+  const local = localShmDecline();
+  if (local !== undefined) return `client: ${local}`;
+  if (socketFd === undefined) return 'client: connection has no file descriptor';
+  const addon = loadNative().addon as NativeAddon;
+  const peer = addon.peerCred(socketFd);
+  const uid = process.getuid?.() ?? -1;
+  if (peer.uid !== uid) return `client: server uid ${peer.uid} differs from client uid ${uid}`;
+  return undefined;
+}
+
+/** Steps 3–4 on the client: fetch and map the rings (client view: tx = client→server). */
+export async function pickUpRings(socketPath: string, offer: UpgradeChallenge, timeoutMs: number): Promise<RingPair> {
+  const addon = loadNative().addon;
+  if (addon === undefined) throw new CellError('E_SHM_UNAVAILABLE', 'native addon missing.');
+  const token = loadShmToken();
+  const request = Buffer.concat([PICKUP_MAGIC, offer.ticket, shmProof(token, offer.challenge, offer.ticket)]);
+  const got = await addon.fetchFds(socketPath, request, timeoutMs);
+  const closeAll = () => {
+    for (const fd of got.fds) addon.closeFd(fd);
+  };
+  const uid = process.getuid?.() ?? -1;
+  if (got.peer.uid !== uid) {
+    closeAll();
+    throw new CellError('E_SHM_AUTH', `pickup answered by uid ${got.peer.uid}, not ${uid}.`);
+  }
+  if (got.fds.length !== 4 || got.payload.length !== 6 || got.payload.toString('latin1', 0, 2) !== 'OK') {
+    closeAll();
+    const text = got.payload.toString('utf8').replace(/^ERR /, '');
+    throw new CellError('E_SHM_AUTH', `server refused the ring pickup: ${text || 'no answer'}.`);
+  }
+  const capacity = got.payload.readUInt32LE(2);
+  if (capacity !== offer.capacity) {
+    closeAll();
+    throw new CellError('E_PROTOCOL', `ring capacity ${capacity} differs from the offer's ${offer.capacity}.`);
+  }
+  const size = ringBytesFor(capacity);
+  const [c2sFd, s2cFd, c2sBell, s2cBell] = got.fds as [number, number, number, number];
+  try {
+    const c2s = new RingBuffer(addon.mmapShared(c2sFd, size), ringBell(addon, c2sBell));
+    const s2c = new RingBuffer(addon.mmapShared(s2cFd, size));
+    // The mappings hold the memory (the server frees the pages on close); only the doorbells stay open.
+    addon.closeFd(c2sFd);
+    addon.closeFd(s2cFd);
+    let freed = false;
+    return {
+      tx: c2s,
+      rx: s2c,
+      rxBell: s2cBell,
+      addon,
+      free() {
+        if (freed) return;
+        freed = true;
+        addon.closeFd(c2sBell);
+        addon.closeFd(s2cBell);
+      },
+    };
+  } catch (err) {
+    closeAll();
+    throw err;
+  }
+}

@@ -1,0 +1,474 @@
+import type { Socket } from 'node:net';
+import { CellError } from '../errors/index.js';
+import { encodeFrame, HEADER_SIZE, readU32 } from '../frame/index.js';
+import type { FrameSink } from '../frame/writer.js';
+import { Vesicle } from '../vesicle/index.js';
+import { type RecordSink, ShmChannel } from './channel.js';
+import { loadNative } from './native.js';
+import {
+  clientShmDecline,
+  decodeChallenge,
+  encodeChallenge,
+  PICKUP_MAGIC,
+  PICKUP_REQUEST_BYTES,
+  pickUpRings,
+  type RingPair,
+  ShmHost,
+} from './upgrade.js';
+
+/**
+ * The shared-memory transport under Membrane and Synapse (docs/PROTOCOL.md § 3.5). Ring records of
+ * kind FRAMES carry ordinary wire frames (§ 2), so sessions see the same frames whichever carrier
+ * brought them: a session's FrameSink becomes a RingFrameSink that puts each frame into the ring when
+ * it fits and into the socket otherwise.
+ */
+export const FrameControl = {
+  UPGRADE_REQUEST: 0x10,
+  UPGRADE_CHALLENGE: 0x11,
+  UPGRADE_DECLINED: 0x12,
+} as const;
+
+/** Ring record kind: the payload is one or more whole wire frames. */
+export const KIND_FRAMES = 0x46;
+
+export const UPGRADE_TIMEOUT_MS = 2000;
+
+export type Transport = 'socket' | 'shm';
+
+/** Which carrier a connection uses and, when it stayed on the socket, why. */
+export interface TransportStatus {
+  transport: Transport;
+  shmDeclined: string | undefined;
+}
+
+/** The socket-side sink a RingFrameSink falls back to (StreamFrameSink). */
+export interface StreamSink extends FrameSink {
+  writeFrame(frame: Uint8Array): void;
+}
+
+/**
+ * A FrameSink over the tx ring, falling back to the socket sink for a frame the ring can't take now
+ * (larger than a quarter of the ring, or the ring is full because the peer is behind). Frames carry
+ * request ids, so the two paths may reorder replies without confusing anyone.
+ */
+export class RingFrameSink implements FrameSink {
+  buf: Buffer;
+  private readonly ringBuf: Buffer;
+  private onRing = false;
+  private ringOff = 0;
+  /** Frames that went through the ring / over the socket (metrics). */
+  ringFrames = 0;
+  socketFrames = 0;
+
+  constructor(
+    readonly channel: ShmChannel,
+    readonly socket: StreamSink,
+  ) {
+    this.ringBuf = Buffer.from(channel.tx.sab, 0, channel.tx.bytes.length);
+    this.buf = this.ringBuf;
+  }
+
+  reserve(size: number): number {
+    if (this.onRing) this.channel.tx.rollbackLast(); // a reservation was never committed (encoder threw)
+    const o = this.channel.reserve(KIND_FRAMES, 0, 0, size);
+    if (o >= 0) {
+      this.onRing = true;
+      this.ringOff = o;
+      this.buf = this.ringBuf;
+      return o;
+    }
+    this.onRing = false;
+    const so = this.socket.reserve(size);
+    this.buf = this.socket.buf;
+    return so;
+  }
+
+  commit(end: number): void {
+    if (this.onRing) {
+      this.onRing = false;
+      this.channel.tx.trimLast(end - this.ringOff);
+      this.ringFrames++;
+      // Published at once: measured, batching the frames of a synchronous run behind a microtask
+      // lost both latency and throughput (the consumer, polling, drains whatever is there anyway).
+      this.publish();
+    } else {
+      this.socket.commit(end);
+      this.socketFrames++;
+    }
+  }
+
+  flush(): void {
+    this.publish();
+    this.socket.flush();
+  }
+
+  private publish(): void {
+    if (this.onRing) {
+      // Reserve and commit run back to back; a reservation still open here was abandoned by a writer
+      // that threw. It must not be published.
+      this.onRing = false;
+      this.channel.tx.rollbackLast();
+    }
+    this.channel.commit();
+    this.channel.expect(); // an answer is likely soon: keep polling hot for a while
+  }
+
+  writeFrame(frame: Uint8Array): void {
+    const o = this.reserve(frame.length);
+    this.buf.set(frame, o);
+    this.commit(o + frame.length);
+  }
+}
+
+/**
+ * Receives the frames of a ring record. A receiver with `leasesFrames` (the server) gets each frame
+ * with a lease to release when done (when the handler settles); otherwise frames arrive through
+ * onFrame and the record is freed as soon as onFrame returns.
+ */
+export interface FrameReceiver {
+  readonly leasesFrames: boolean;
+  onFrame(
+    type: number,
+    flags: number,
+    method: number,
+    requestId: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    owned: boolean,
+  ): void;
+  deliverFrame(
+    type: number,
+    flags: number,
+    method: number,
+    requestId: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    lease: Vesicle,
+  ): void;
+  /** The peer broke the ring protocol: close the connection. */
+  ringCorrupt(err: CellError): void;
+}
+
+/** A Vesicle over ring memory that frees its record when the last frame of the record is done. */
+class RingLease extends Vesicle {
+  owner: RecordFrames | null = null;
+  token = 0;
+}
+
+function releaseLease(v: Vesicle): void {
+  const lease = v as RingLease;
+  const owner = lease.owner;
+  if (owner !== null) owner.done(lease.token);
+}
+
+/** Walks the frames of each FRAMES record, bounds-checking every length against the record. */
+class RecordFrames implements RecordSink {
+  channel: ShmChannel | null = null;
+  private readonly ringBuf: Buffer;
+  /** Frames still out per record token, for records holding more than one frame. */
+  private readonly outstanding = new Map<number, number>();
+
+  constructor(
+    sab: SharedArrayBuffer,
+    private readonly receiver: FrameReceiver,
+  ) {
+    this.ringBuf = Buffer.from(sab);
+  }
+
+  onRecord(kind: number, _reqId: number, _aux: number, offset: number, length: number, token: number): void {
+    if (kind !== KIND_FRAMES) {
+      this.onCorrupt(new CellError('E_PROTOCOL', `ring record of unknown kind 0x${kind.toString(16)}.`));
+      return;
+    }
+    const b = this.ringBuf;
+    const start = offset;
+    const end = start + length;
+    // Validate the whole record before delivering any frame of it.
+    let count = 0;
+    for (let o = start; o < end; ) {
+      if (end - o < HEADER_SIZE) {
+        this.badFrame(`${end - o} stray bytes after the last frame`);
+        return;
+      }
+      const len = readU32(b, o);
+      if (len < HEADER_SIZE - 4 || o + 4 + len > end) {
+        this.badFrame(`frame length ${len} runs past its record`);
+        return;
+      }
+      o += 4 + len;
+      count++;
+    }
+    if (count === 0) {
+      this.badFrame('empty record');
+      return;
+    }
+    const receiver = this.receiver;
+    if (!receiver.leasesFrames) {
+      // The client decodes (copies) each reply at once: no lease objects, free the record right after.
+      try {
+        for (let o = start; o < end; ) {
+          const len = readU32(b, o);
+          receiver.onFrame(
+            b[o + 4] as number,
+            b[o + 5] as number,
+            (b[o + 6] as number) | ((b[o + 7] as number) << 8),
+            readU32(b, o + 8),
+            b,
+            o + HEADER_SIZE,
+            o + 4 + len,
+            false,
+          );
+          o += 4 + len;
+        }
+      } finally {
+        this.channel?.release(token);
+      }
+      return;
+    }
+    if (count > 1) this.outstanding.set(token, count);
+    for (let o = start; o < end; ) {
+      const len = readU32(b, o);
+      const lease = new RingLease(b, o + HEADER_SIZE, len + 4 - HEADER_SIZE, true, releaseLease);
+      lease.owner = this;
+      lease.token = token;
+      this.receiver.deliverFrame(
+        b[o + 4] as number,
+        b[o + 5] as number,
+        (b[o + 6] as number) | ((b[o + 7] as number) << 8),
+        readU32(b, o + 8),
+        b,
+        o + HEADER_SIZE,
+        o + 4 + len,
+        lease,
+      );
+      o += 4 + len;
+    }
+  }
+
+  done(token: number): void {
+    const left = this.outstanding.get(token);
+    if (left !== undefined) {
+      if (left > 1) {
+        this.outstanding.set(token, left - 1);
+        return;
+      }
+      this.outstanding.delete(token);
+    }
+    this.channel?.release(token);
+  }
+
+  private badFrame(why: string): void {
+    this.channel?.close();
+    this.onCorrupt(new CellError('E_PROTOCOL', `malformed frame in the shared-memory ring: ${why}.`));
+  }
+
+  onCorrupt(err: CellError): void {
+    this.receiver.ringCorrupt(err);
+  }
+}
+
+/** Ties a ring pair to a receiver: returns the channel and the sink to install. */
+function attachRings(rings: RingPair, receiver: FrameReceiver, socketSink: StreamSink): RingFrameSink {
+  const frames = new RecordFrames(rings.rx.sab, receiver);
+  const channel = new ShmChannel(rings.addon, rings.tx, rings.rx, rings.rxBell, frames);
+  frames.channel = channel;
+  return new RingFrameSink(channel, socketSink);
+}
+
+function socketFd(carrier: unknown): number | undefined {
+  const fd = (carrier as { _handle?: { fd?: unknown } } | null)?._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+// ------------------------------------------------------------------------------ server side
+
+/** What the server glue needs from a session (ServerSession satisfies it). */
+export interface UpgradableSession extends FrameReceiver {
+  sink: FrameSink;
+  readonly transport: { readonly carrier: unknown; destroy(): void };
+  transportStatus: TransportStatus;
+  writeCold(frame: Uint8Array): void;
+}
+
+/** Server half: answers upgrade requests and serves pickup connections for one Membrane. */
+export class ShmServerGlue {
+  readonly host: ShmHost<UpgradableSession>;
+  upgrades = 0;
+  declines = 0;
+  active = 0;
+
+  constructor(options: { ringCapacity?: number } = {}) {
+    this.host = new ShmHost(options.ringCapacity === undefined ? {} : { capacity: options.ringCapacity });
+  }
+
+  /** Why this server declines every upgrade (undefined when it can upgrade). */
+  get unavailable(): string | undefined {
+    return this.host.declineReason;
+  }
+
+  /** Control frame UPGRADE_REQUEST on an open session. */
+  onUpgradeRequest(session: UpgradableSession, requestId: number): void {
+    const fd = socketFd(session.transport.carrier);
+    const offer =
+      fd === undefined
+        ? { ok: false as const, reason: 'server: this connection is not a local Unix socket' }
+        : session.transportStatus.transport === 'shm'
+          ? { ok: false as const, reason: 'server: connection already upgraded' }
+          : this.host.hasOffer(session)
+            ? { ok: false as const, reason: 'server: an upgrade of this connection is already under way' }
+            : this.host.offer(fd, session);
+    if (offer.ok) {
+      session.writeCold(encodeFrame(FrameControl.UPGRADE_CHALLENGE, 0, requestId, encodeChallenge(offer.challenge)));
+    } else {
+      this.declines++;
+      session.transportStatus.shmDeclined = offer.reason;
+      session.writeCold(encodeFrame(FrameControl.UPGRADE_DECLINED, 0, requestId, Buffer.from(offer.reason, 'utf8')));
+    }
+  }
+
+  /**
+   * Looks at a new connection's first bytes: a pickup connection ("CELL…") is served here and true is
+   * returned; otherwise false and the caller serves it as a normal connection.
+   */
+  static isPickup(opening: Buffer): boolean | undefined {
+    if (opening.length < 4) return opening.equals(PICKUP_MAGIC.subarray(0, opening.length)) ? undefined : false;
+    return opening.subarray(0, 4).equals(PICKUP_MAGIC.subarray(0, 4));
+  }
+
+  /** Serves a pickup connection; `opening` holds what was read so far. */
+  servePickup(socket: Socket, opening: Buffer): void {
+    let buf = opening;
+    const timer = setTimeout(() => socket.destroy(), UPGRADE_TIMEOUT_MS);
+    timer.unref();
+    socket.on('error', () => {});
+    const attempt = () => {
+      if (buf.length < PICKUP_REQUEST_BYTES) return;
+      socket.removeAllListeners('data');
+      clearTimeout(timer);
+      let picked: { context: UpgradableSession; rings: RingPair };
+      try {
+        picked = this.host.pickUp(socket, buf.subarray(0, PICKUP_REQUEST_BYTES));
+      } catch {
+        this.declines++;
+        return; // pickUp told the client why and closed the pickup connection
+      }
+      this.attachServer(picked.context, picked.rings);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      attempt();
+    });
+    attempt();
+  }
+
+  private attachServer(session: UpgradableSession, rings: RingPair): void {
+    const carrier = session.transport.carrier as Socket;
+    if (carrier.destroyed) {
+      rings.free();
+      return;
+    }
+    const sink = attachRings(rings, session, session.sink as StreamSink);
+    session.sink = sink;
+    session.transportStatus.transport = 'shm';
+    session.transportStatus.shmDeclined = undefined;
+    this.upgrades++;
+    this.active++;
+    carrier.once('close', () => {
+      sink.channel.close();
+      rings.free();
+      this.active--;
+    });
+  }
+
+  /** The connection closed before picking its rings up. */
+  forget(session: UpgradableSession): void {
+    this.host.forget(session);
+  }
+}
+
+// ------------------------------------------------------------------------------ client side
+
+/** What the client glue needs from a connection (ClientConnection satisfies it). */
+export interface UpgradableClient extends FrameReceiver {
+  sink: FrameSink;
+  readonly stream: unknown;
+  readonly options: { readonly socketPath?: string | undefined };
+  transportStatus: TransportStatus;
+}
+
+/** Pending client upgrades: the answer frame arrives through the connection's frame handler. */
+const waiting = new WeakMap<UpgradableClient, (type: number, payload: Buffer) => void>();
+
+/** Called by the connection for UPGRADE_CHALLENGE / UPGRADE_DECLINED frames. */
+export function onUpgradeAnswer(
+  client: UpgradableClient,
+  type: number,
+  bytes: Buffer,
+  start: number,
+  end: number,
+): void {
+  const w = waiting.get(client);
+  if (w === undefined) return;
+  waiting.delete(client);
+  w(type, Buffer.from(bytes.subarray(start, end)));
+}
+
+/**
+ * Client half, run right after the handshake. Never throws and never hangs: on any refusal or
+ * failure the connection stays on the socket and `transportStatus.shmDeclined` says why.
+ */
+export async function upgradeClient(client: UpgradableClient): Promise<void> {
+  const status = client.transportStatus;
+  const fd = socketFd(client.stream);
+  const local = clientShmDecline(fd);
+  if (local !== undefined) {
+    status.shmDeclined = local;
+    return;
+  }
+  const addon = loadNative().addon;
+  let path = client.options.socketPath ?? '';
+  if (path === '') {
+    try {
+      path = addon?.peerPath(fd as number) ?? '';
+    } catch {
+      // fall through: no path, no upgrade
+    }
+  }
+  if (path === '') {
+    status.shmDeclined = 'client: the socket has no path to reach the server again';
+    return;
+  }
+  try {
+    const answer = await new Promise<{ type: number; payload: Buffer }>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiting.delete(client);
+        reject(new CellError('E_TIMEOUT', `no answer to the upgrade request within ${UPGRADE_TIMEOUT_MS} ms`));
+      }, UPGRADE_TIMEOUT_MS);
+      waiting.set(client, (type, payload) => {
+        clearTimeout(timer);
+        resolve({ type, payload });
+      });
+      (client.sink as StreamSink).writeFrame(encodeFrame(FrameControl.UPGRADE_REQUEST, 0, 0));
+      client.sink.flush();
+    });
+    if (answer.type === FrameControl.UPGRADE_DECLINED) {
+      status.shmDeclined = answer.payload.toString('utf8');
+      return;
+    }
+    const rings = await pickUpRings(path, decodeChallenge(answer.payload), UPGRADE_TIMEOUT_MS);
+    const stream = client.stream as Socket;
+    if (stream.destroyed) return;
+    const sink = attachRings(rings, client, client.sink as StreamSink);
+    client.sink = sink;
+    status.transport = 'shm';
+    status.shmDeclined = undefined;
+    stream.once('close', () => {
+      sink.channel.close();
+      rings.free();
+    });
+  } catch (err) {
+    status.shmDeclined = `client: ${(err as Error).message}`;
+  }
+}

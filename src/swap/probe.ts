@@ -1,0 +1,64 @@
+import { connect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { CellError } from '../errors/index.js';
+import { service } from '../service/index.js';
+import { Synapse } from '../synapse/index.js';
+
+/** A contract with no methods: a contract-less (fingerprint 0) connection only reaches built-ins. */
+const Probe = service('probe', {});
+
+function connectTo(path: string): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ path, allowHalfOpen: true });
+    s.once('error', reject);
+    s.once('connect', () => resolve(s));
+  });
+}
+
+/**
+ * Waits until the Membrane listening at exactly `path` answers its health built-in with status ok
+ * (so a generation is checked at its own path, before anything points the public name at it).
+ */
+export async function waitHealthy(
+  cell: string,
+  path: string,
+  timeoutMs: number,
+  isAlive?: () => boolean,
+): Promise<unknown> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    if (isAlive !== undefined && !isAlive()) {
+      throw new CellError('E_SPAWN_FAILED', 'the process exited before it became healthy.', { cell });
+    }
+    try {
+      const client = await Synapse.grow(Probe, {
+        name: cell,
+        inspectOnly: true,
+        waitMs: 0,
+        timeoutMs: Math.max(100, deadline - Date.now()),
+        resolvers: [
+          { name: 'generation', order: 0, resolve: () => ({ describe: path, connect: () => connectTo(path) }) },
+        ],
+      });
+      try {
+        const health = (await client.$health()) as { status?: string };
+        if (health?.status === 'ok') return health;
+        last = new Error(`health status is ${JSON.stringify(health?.status)}`);
+      } finally {
+        await client.$close();
+      }
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new CellError(
+    'E_TIMEOUT',
+    `not healthy at ${path} within ${timeoutMs} ms (${(last as Error)?.message ?? 'no answer'}).`,
+    {
+      cell,
+      cause: last,
+    },
+  );
+}

@@ -1,0 +1,636 @@
+import type { Duplex } from 'node:stream';
+import { CellError, type CellErrorCode } from '../errors/index.js';
+import {
+  CONTROL_FRAME_FIRST,
+  CONTROL_FRAME_LAST,
+  DEFAULT_MAX_FRAME,
+  decodeErrorPayload,
+  decodeHandshake,
+  encodeFrame,
+  encodeHandshake,
+  FrameDecoder,
+  type FrameHandler,
+  FrameType,
+  fingerprintHex,
+  type Handshake,
+  HEADER_SIZE,
+  PROTOCOL_VERSION,
+  writeHeader,
+} from '../frame/index.js';
+import { StreamFrameSink } from '../frame/writer.js';
+import type { MethodDef, ServiceDef } from '../service/types.js';
+import {
+  FrameControl,
+  onUpgradeAnswer,
+  type StreamSink,
+  type TransportStatus,
+  type UpgradableClient,
+  upgradeClient,
+} from '../shm/wire.js';
+import type { Vesicle } from '../vesicle/index.js';
+
+/** An error the cell's handler raised (or the cell reported for one call), carried back to the caller. */
+export class RemoteError extends CellError {
+  readonly remote = true;
+  constructor(code: CellErrorCode, message: string, cell: string, fix?: string, details?: Record<string, unknown>) {
+    super(code, message, { cell, fix, details });
+    this.name = 'RemoteError';
+  }
+}
+
+/**
+ * A clock read once per 50 ms sweep instead of once per call: the default 30 s deadline does not need
+ * millisecond precision, and Date.now() on every call is measurable at millions of calls per second.
+ */
+let coarseNow = Date.now();
+
+export class PendingCall {
+  readonly id: number;
+  readonly def: MethodDef | null;
+  readonly resolve: (v: unknown) => void;
+  readonly reject: (e: unknown) => void;
+  readonly deadline: number;
+  timer: NodeJS.Timeout | null = null;
+  signal: AbortSignal | null = null;
+  onAbort: (() => void) | null = null;
+
+  constructor(
+    id: number,
+    def: MethodDef | null,
+    resolve: (v: unknown) => void,
+    reject: (e: unknown) => void,
+    deadline: number,
+  ) {
+    this.id = id;
+    this.def = def;
+    this.resolve = resolve;
+    this.reject = reject;
+    this.deadline = deadline;
+  }
+}
+
+/**
+ * Calls in flight, indexed by `id & mask`. Ids are handed out sequentially and the table is kept at
+ * most half full, so the next id's slot is almost always free; an id whose slot is still held by an old
+ * call (a long poll among a stream of short calls) is skipped rather than growing the table. Cheaper
+ * than a Map under heavy churn, and lookups of a late reply just miss.
+ */
+export class PendingTable {
+  private slots: Array<PendingCall | undefined> = new Array(64).fill(undefined);
+  /** Slots in the table (for diagnostics and tests). */
+  get capacity(): number {
+    return this.slots.length;
+  }
+  private mask = 63;
+  size = 0;
+
+  get(id: number): PendingCall | undefined {
+    const p = this.slots[id & this.mask];
+    return p !== undefined && p.id === id ? p : undefined;
+  }
+
+  /** The first id at or after `id` (skipping 0) whose slot is free. */
+  claim(id: number): number {
+    if (this.size * 2 >= this.slots.length) this.grow();
+    let i = id;
+    while (this.slots[i & this.mask] !== undefined) i = i === 0xffffffff ? 1 : i + 1;
+    return i;
+  }
+
+  /** Stores a call whose id came from claim(). */
+  set(p: PendingCall): void {
+    this.slots[p.id & this.mask] = p;
+    this.size++;
+  }
+
+  delete(p: PendingCall): void {
+    const i = p.id & this.mask;
+    if (this.slots[i] === p) {
+      this.slots[i] = undefined;
+      this.size--;
+    }
+  }
+
+  /** A snapshot of the pending calls (unordered). */
+  list(): PendingCall[] {
+    const out: PendingCall[] = [];
+    for (const p of this.slots) if (p !== undefined) out.push(p);
+    return out;
+  }
+
+  private grow(): void {
+    const old = this.slots;
+    this.slots = new Array(old.length * 2).fill(undefined);
+    this.mask = this.slots.length - 1;
+    for (const p of old) if (p !== undefined) this.slots[p.id & this.mask] = p;
+  }
+}
+
+// One shared executor: avoids allocating a closure per call just to capture resolve/reject.
+let nextResolve: (v: unknown) => void = () => {};
+let nextReject: (e: unknown) => void = () => {};
+function capture(resolve: (v: unknown) => void, reject: (e: unknown) => void): void {
+  nextResolve = resolve;
+  nextReject = reject;
+}
+
+export interface CallOptions {
+  /** Per-call timeout in ms (default: the Synapse's, 30 s). */
+  timeoutMs?: number;
+  /** Cancels the call: it rejects with E_ABORTED and its late reply is ignored. */
+  signal?: AbortSignal;
+}
+
+export interface ConnectionOptions {
+  cell: string;
+  service: ServiceDef;
+  /** 0n asks for a contract-less connection (built-in methods only). */
+  fingerprint: bigint;
+  timeoutMs: number;
+  maxFrameSize: number;
+  /** How long the handshake may take (default 5 s). */
+  handshakeTimeoutMs?: number;
+  /** Ask a same-user cell for the shared-memory transport after the handshake (default true). */
+  shm?: boolean;
+  /** The Unix socket path the stream was opened on, if known (for the shared-memory pickup). */
+  socketPath?: string | undefined;
+}
+
+const HANDSHAKE = 0;
+const OPEN = 1;
+const DRAINING = 2;
+const CLOSED = 3;
+
+/**
+ * One multiplexed client connection over any duplex stream: requests carry ids, replies may arrive in
+ * any order, writes coalesce per tick. Calls in flight when the stream dies fail with
+ * E_CONNECTION_LOST; nothing is retried, because a request that reached the cell may have run.
+ */
+export class ClientConnection implements FrameHandler, UpgradableClient {
+  readonly stream: Duplex;
+  readonly cell: string;
+  readonly options: ConnectionOptions;
+  server: Handshake | null = null;
+  onClose: ((conn: ClientConnection) => void) | null = null;
+  onGoaway: ((conn: ClientConnection) => void) | null = null;
+  /**
+   * Receives frames in the control range (0x10–0x1F) from the cell, e.g. the shared-memory upgrade
+   * answer. Without a handler such a frame is a protocol error.
+   */
+  onControlFrame:
+    | ((
+        type: number,
+        flags: number,
+        method: number,
+        requestId: number,
+        bytes: Buffer,
+        start: number,
+        end: number,
+      ) => void)
+    | null = null;
+  /** The socket's sink, or a ring-backed one after the shared-memory upgrade. */
+  sink: StreamSink;
+  /** Which carrier the connection uses and, if it stayed on the socket, why. */
+  transportStatus: TransportStatus = { transport: 'socket', shmDeclined: undefined };
+  /** Replies are decoded (copied) on arrival, so ring slots are freed at once. */
+  readonly leasesFrames = false;
+  private readonly decoder: FrameDecoder;
+  private readonly pending = new PendingTable();
+  private nextId = 1;
+  private state = HANDSHAKE;
+  private serverMaxFrame = DEFAULT_MAX_FRAME;
+  private closeError: CellError | null = null;
+  private handshakeResolve: (() => void) | null = null;
+  private handshakeReject: ((e: unknown) => void) | null = null;
+  private sweeper: NodeJS.Timeout;
+  private readonly canRef: boolean;
+
+  private constructor(stream: Duplex, options: ConnectionOptions) {
+    this.stream = stream;
+    this.cell = options.cell;
+    this.options = options;
+    this.sink = new StreamFrameSink(stream);
+    this.decoder = new FrameDecoder(this, options.maxFrameSize);
+    this.canRef = typeof (stream as { ref?: unknown }).ref === 'function';
+    stream.on('data', (chunk: Buffer) => {
+      try {
+        this.decoder.push(chunk);
+      } catch (err) {
+        this.fail(err as CellError);
+        stream.destroy();
+      }
+    });
+    stream.on('end', () => {
+      if (!stream.writableEnded) stream.end();
+    });
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.closeError === null) {
+        this.closeError = new CellError('E_CONNECTION_LOST', `connection error: ${err.code ?? err.message}.`, {
+          cell: this.cell,
+          cause: err,
+        });
+      }
+    });
+    stream.on('close', () => this.closed());
+    this.sweeper = setInterval(sweep, 50, this);
+    this.sweeper.unref();
+  }
+
+  /** Sends HELLO on `stream` and resolves once the cell's WELCOME matches the contract. */
+  static open(stream: Duplex, options: ConnectionOptions): Promise<ClientConnection> {
+    const conn = new ClientConnection(stream, options);
+    return new Promise<ClientConnection>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        conn.fail(
+          new CellError('E_TIMEOUT', `no handshake reply within ${options.handshakeTimeoutMs ?? 5000} ms.`, {
+            cell: options.cell,
+            fix: 'the socket belongs to a process that is not a Cell Membrane, or the cell is stuck.',
+          }),
+        );
+        stream.destroy();
+      }, options.handshakeTimeoutMs ?? 5000);
+      conn.handshakeResolve = () => {
+        clearTimeout(timer);
+        resolve(conn);
+      };
+      conn.handshakeReject = (e) => {
+        clearTimeout(timer);
+        reject(e);
+      };
+      conn.sink.writeFrame(
+        encodeFrame(
+          FrameType.HELLO,
+          0,
+          0,
+          encodeHandshake({
+            version: PROTOCOL_VERSION,
+            fingerprint: options.fingerprint,
+            name: options.service.name,
+            maxFrame: options.maxFrameSize,
+            maxInFlight: 0,
+            pid: process.pid,
+          }),
+        ),
+      );
+      conn.ref();
+    });
+  }
+
+  get isOpen(): boolean {
+    return this.state === OPEN;
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Encodes the request straight into the write slab and returns the reply's promise. */
+  call(def: MethodDef, input: unknown, options: CallOptions | undefined): Promise<unknown> {
+    if (this.state !== OPEN) return Promise.reject(this.notOpen());
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(aborted(this.cell, def.name));
+    const enc = def.input;
+    let id: number;
+    try {
+      const size = enc.sizeOf(input);
+      if (size + HEADER_SIZE > this.serverMaxFrame) {
+        throw new CellError(
+          'E_FRAME_TOO_LARGE',
+          `the request to '${def.name}' is ${size + HEADER_SIZE} bytes; the cell accepts at most ${this.serverMaxFrame}.`,
+          { cell: this.cell, fix: 'split the payload into smaller calls or raise maxFrameSize on the cell.' },
+        );
+      }
+      id = this.pending.claim(this.nextId);
+      this.nextId = id === 0xffffffff ? 1 : id + 1;
+      const sink = this.sink;
+      const o = sink.reserve(HEADER_SIZE + size);
+      sink.commit(enc.encodeInto(input, sink.buf, writeHeader(sink.buf, o, size, FrameType.REQUEST, def.id, id)));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.track(def, id, options);
+  }
+
+  /** Sends a prebuilt frame (control frames of a transport extension) after any queued requests. */
+  sendFrame(frame: Uint8Array): void {
+    this.sink.writeFrame(frame);
+  }
+
+  /** Calls a built-in method (genome, health, metrics); the reply is JSON. */
+  callBuiltin(method: number, options?: CallOptions): Promise<unknown> {
+    if (this.state !== OPEN) return Promise.reject(this.notOpen());
+    const id = this.pending.claim(this.nextId);
+    this.nextId = id === 0xffffffff ? 1 : id + 1;
+    this.sink.writeFrame(encodeFrame(FrameType.REQUEST, method, id));
+    return this.track(null, id, options);
+  }
+
+  private track(def: MethodDef | null, id: number, options: CallOptions | undefined): Promise<unknown> {
+    if (this.pending.size === 0) {
+      // Leaving idle: the sweep clock may be stale after a quiet spell.
+      coarseNow = Date.now();
+      this.ref();
+    }
+    const timeoutMs = options?.timeoutMs;
+    const signal = options?.signal;
+    const promise = new Promise(capture);
+    const p = new PendingCall(
+      id,
+      def,
+      nextResolve,
+      nextReject,
+      timeoutMs === undefined ? coarseNow + this.options.timeoutMs : Number.POSITIVE_INFINITY,
+    );
+    this.pending.set(p);
+    if (timeoutMs !== undefined) {
+      p.timer = setTimeout(() => this.expire(p, timeoutMs), timeoutMs);
+    }
+    if (signal !== undefined) {
+      p.signal = signal;
+      p.onAbort = () => {
+        if (this.pending.get(id) !== p) return;
+        this.forget(p);
+        this.cancel(id);
+        p.reject(aborted(this.cell, def === null ? 'built-in' : def.name));
+      };
+      signal.addEventListener('abort', p.onAbort, { once: true });
+    }
+    return promise;
+  }
+
+  /** Rejects calls whose deadline passed (called by the sweep timer). */
+  expireDue(now: number): void {
+    for (const p of this.pending.list()) {
+      if (p.timer !== null || p.deadline > now) continue;
+      this.expire(p, this.options.timeoutMs);
+    }
+  }
+
+  private expire(p: PendingCall, timeoutMs: number): void {
+    const id = p.id;
+    if (this.pending.get(id) !== p) return;
+    this.forget(p);
+    this.cancel(id);
+    const name = p.def === null ? 'built-in method' : `'${p.def.name}'`;
+    p.reject(
+      new CellError('E_TIMEOUT', `call to ${name} got no reply within ${timeoutMs} ms.`, {
+        cell: this.cell,
+        fix: 'the cell may be overloaded or stuck (`cell top`); raise timeoutMs if the call is legitimately slow.',
+        details: { requestId: id, timeoutMs },
+      }),
+    );
+  }
+
+  private cancel(id: number): void {
+    if (this.state === OPEN || this.state === DRAINING) this.sink.writeFrame(encodeFrame(FrameType.CANCEL, 0, id));
+  }
+
+  private forget(p: PendingCall): void {
+    this.pending.delete(p);
+    if (p.timer !== null) clearTimeout(p.timer);
+    if (p.signal !== null && p.onAbort !== null) p.signal.removeEventListener('abort', p.onAbort);
+    if (this.pending.size === 0) this.idle();
+  }
+
+  onFrame(
+    type: number,
+    _flags: number,
+    method: number,
+    requestId: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+  ): void {
+    if (type === FrameType.REPLY) {
+      const p = this.pending.get(requestId);
+      if (p === undefined) return; // timed out or aborted earlier: the late reply is dropped
+      this.pending.delete(p);
+      if (p.timer !== null) clearTimeout(p.timer);
+      if (p.onAbort !== null) p.signal!.removeEventListener('abort', p.onAbort);
+      let value: unknown;
+      try {
+        value =
+          p.def === null
+            ? JSON.parse(bytes.toString('utf8', start, end))
+            : p.def.output.decode(bytes, start, end - start);
+      } catch (err) {
+        p.reject(err);
+        if (this.pending.size === 0) this.idle();
+        return;
+      }
+      p.resolve(value);
+      if (this.pending.size === 0) this.idle();
+      return;
+    }
+    this.slowFrame(type, method, requestId, bytes, start, end);
+  }
+
+  /** A frame from the shared-memory ring: the reply is decoded (copied) at once, then the slot freed. */
+  deliverFrame(
+    type: number,
+    flags: number,
+    method: number,
+    requestId: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    lease: Vesicle,
+  ): void {
+    try {
+      this.onFrame(type, flags, method, requestId, bytes, start, end);
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** The cell wrote garbage into its ring: fail the connection with the reason. */
+  ringCorrupt(err: CellError): void {
+    this.fail(err);
+    this.stream.destroy();
+  }
+
+  private slowFrame(type: number, method: number, requestId: number, bytes: Buffer, start: number, end: number): void {
+    if (type === FrameControl.UPGRADE_CHALLENGE || type === FrameControl.UPGRADE_DECLINED) {
+      onUpgradeAnswer(this, type, bytes, start, end);
+      return;
+    }
+    if (type >= CONTROL_FRAME_FIRST && type <= CONTROL_FRAME_LAST && this.onControlFrame !== null) {
+      this.onControlFrame(type, 0, method, requestId, bytes, start, end);
+      return;
+    }
+    if (type === FrameType.ERROR) {
+      const e = decodeErrorPayload(bytes, start, end);
+      if (requestId === 0) {
+        this.fail(new RemoteError(e.code, e.message, this.cell, e.fix, e.details));
+        this.stream.destroy();
+        return;
+      }
+      const p = this.pending.get(requestId);
+      if (p === undefined) return;
+      this.forget(p);
+      const what = p.def === null ? `built-in 0x${method.toString(16)}` : `'${p.def.name}'`;
+      p.reject(new RemoteError(e.code, `call to ${what} failed: ${e.message}`, this.cell, e.fix, e.details));
+      return;
+    }
+    if (type === FrameType.WELCOME && this.state === HANDSHAKE) {
+      this.welcome(bytes, start, end);
+      return;
+    }
+    if (type === FrameType.GOAWAY) {
+      if (this.state === OPEN) this.state = DRAINING;
+      if (this.onGoaway !== null) this.onGoaway(this);
+      if (this.pending.size === 0) this.stream.end();
+      return;
+    }
+    this.fail(
+      new CellError('E_PROTOCOL', `unexpected frame type 0x${type.toString(16)} from the cell.`, {
+        cell: this.cell,
+        fix: 'the cell speaks a newer protocol; use the same Cell release on both sides.',
+      }),
+    );
+    this.stream.destroy();
+  }
+
+  private welcome(bytes: Buffer, start: number, end: number): void {
+    let h: Handshake;
+    try {
+      h = decodeHandshake(bytes, start, end);
+    } catch (err) {
+      this.fail(err as CellError);
+      this.stream.destroy();
+      return;
+    }
+    this.server = h;
+    const o = this.options;
+    if (h.version !== PROTOCOL_VERSION) {
+      this.fail(
+        new CellError('E_PROTOCOL', `the cell speaks protocol ${h.version}, this caller ${PROTOCOL_VERSION}.`, {
+          cell: this.cell,
+          fix: 'use the same Cell release on both sides.',
+        }),
+      );
+      this.stream.destroy();
+      return;
+    }
+    if (o.fingerprint !== 0n && (h.fingerprint !== o.fingerprint || h.name !== o.service.name)) {
+      this.fail(
+        new CellError(
+          'E_SCHEMA_MISMATCH',
+          `this caller was built against '${o.service.name}' ${fingerprintHex(o.fingerprint)} but the cell serves '${h.name}' ${fingerprintHex(h.fingerprint)}.`,
+          {
+            cell: this.cell,
+            fix: `rebuild the caller against the cell's current contract (see \`cell genome ${this.cell}\`), or run the cell version the caller expects.`,
+            details: { expected: fingerprintHex(o.fingerprint), actual: fingerprintHex(h.fingerprint) },
+          },
+        ),
+      );
+      this.stream.destroy();
+      return;
+    }
+    this.serverMaxFrame = h.maxFrame > 0 ? h.maxFrame : DEFAULT_MAX_FRAME;
+    this.state = OPEN;
+    const r = this.handshakeResolve;
+    this.handshakeResolve = null;
+    this.handshakeReject = null;
+    if (o.shm === false) {
+      this.transportStatus.shmDeclined = 'client: shared memory turned off in the Synapse options';
+      this.idle();
+      if (r !== null) r();
+      return;
+    }
+    // The upgrade never throws and is bounded by its own timeouts; the connection is usable either way.
+    void upgradeClient(this).then(() => {
+      if (this.pending.size === 0) this.idle();
+      if (r !== null) r();
+    });
+  }
+
+  /** Stops new calls; resolves when in-flight calls have settled and the stream closed. */
+  close(): Promise<void> {
+    if (this.state === CLOSED) return Promise.resolve();
+    if (this.state !== DRAINING) this.state = DRAINING;
+    return new Promise((resolve) => {
+      this.stream.once('close', () => resolve());
+      if (this.pending.size === 0) {
+        this.sink.flush();
+        this.stream.end();
+      }
+      this.ref();
+    });
+  }
+
+  /** Fails the connection: every pending call is rejected with `err`. */
+  private fail(err: CellError): void {
+    if (this.closeError === null || this.state === HANDSHAKE) this.closeError = err;
+    if (this.state === HANDSHAKE && this.handshakeReject !== null) {
+      const r = this.handshakeReject;
+      this.handshakeReject = null;
+      this.handshakeResolve = null;
+      r(err);
+    }
+  }
+
+  private closed(): void {
+    if (this.state === CLOSED) return;
+    const wasHandshake = this.state === HANDSHAKE;
+    this.state = CLOSED;
+    clearInterval(this.sweeper);
+    this.decoder.stop();
+    const reason =
+      this.closeError ??
+      new CellError('E_CONNECTION_LOST', 'the connection to the cell closed.', {
+        cell: this.cell,
+        fix: 'the cell stopped or crashed; calls in flight were not retried because they may have run.',
+      });
+    if (wasHandshake && this.handshakeReject !== null) {
+      const r = this.handshakeReject;
+      this.handshakeReject = null;
+      r(reason);
+    }
+    if (this.pending.size > 0) {
+      const n = this.pending.size;
+      const err =
+        reason.code === 'E_CONNECTION_LOST'
+          ? new CellError('E_CONNECTION_LOST', `the connection closed with ${n} call(s) in flight.`, {
+              cell: this.cell,
+              fix: 'those calls were not retried because they may have run; retry them if they are idempotent.',
+              cause: reason,
+            })
+          : reason;
+      for (const p of this.pending.list()) {
+        this.pending.delete(p);
+        if (p.timer !== null) clearTimeout(p.timer);
+        if (p.onAbort !== null) p.signal!.removeEventListener('abort', p.onAbort);
+        p.reject(err);
+      }
+    }
+    if (this.onClose !== null) this.onClose(this);
+  }
+
+  private idle(): void {
+    if (this.state === DRAINING) {
+      this.sink.flush();
+      this.stream.end();
+      return;
+    }
+    if (this.canRef) (this.stream as unknown as { unref(): void }).unref();
+  }
+
+  private ref(): void {
+    if (this.canRef) (this.stream as unknown as { ref(): void }).ref();
+  }
+
+  private notOpen(): CellError {
+    if (this.state === CLOSED && this.closeError !== null) return this.closeError;
+    return new CellError('E_CLOSED', 'the connection is closed to new calls.', { cell: this.cell });
+  }
+}
+
+function sweep(conn: ClientConnection): void {
+  coarseNow = Date.now();
+  if (conn.inFlight > 0) conn.expireDue(coarseNow);
+}
+
+function aborted(cell: string, method: string): CellError {
+  return new CellError('E_ABORTED', `call to '${method}' was aborted by the caller.`, { cell });
+}

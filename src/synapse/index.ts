@@ -1,0 +1,287 @@
+import type { Duplex } from 'node:stream';
+import { CellError, isCellError } from '../errors/index.js';
+import { BuiltinMethod } from '../frame/index.js';
+import { validateCellName } from '../paths/index.js';
+import type { MethodDef, MethodInput, MethodOutput, ServiceDef } from '../service/types.js';
+import type { TransportStatus } from '../shm/wire.js';
+import { type CallOptions, ClientConnection, RemoteError } from './connection.js';
+import { type Connector, type Resolver, resolvers as registeredResolvers } from './resolve.js';
+
+export type { Connector, ResolveContext, Resolver } from './resolve.js';
+export { addResolver, localSocketResolver, removeResolver, resolvers, unixConnector } from './resolve.js';
+export type { CallOptions };
+export { ClientConnection, RemoteError };
+
+type InputOf<M> = MethodInput<M>;
+type OutputOf<M> = MethodOutput<M>;
+
+/** The typed proxy `Synapse.grow` returns: one async function per method, plus `$`-prefixed extras. */
+export type SynapseClient<S extends ServiceDef> = {
+  readonly [K in keyof S['methods']]: (
+    input: InputOf<S['methods'][K]>,
+    options?: CallOptions,
+  ) => Promise<OutputOf<S['methods'][K]>>;
+} & {
+  readonly $synapse: Synapse<S>;
+  /** Closes after in-flight calls settle. */
+  $close(): Promise<void>;
+  $genome(options?: CallOptions): Promise<unknown>;
+  $health(options?: CallOptions): Promise<unknown>;
+  $metrics(options?: CallOptions): Promise<unknown>;
+};
+
+/** What `Synapse.inspect` returns: the built-in methods every cell answers. */
+export interface CellInspector {
+  genome(options?: CallOptions): Promise<unknown>;
+  health(options?: CallOptions): Promise<unknown>;
+  metrics(options?: CallOptions): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+export interface GrowOptions {
+  /** Cell name (default: the service name). */
+  name?: string;
+  /** Default per-call timeout (default 30 s). */
+  timeoutMs?: number;
+  /** How long grow (and each reconnect) waits for the cell to appear (default 3 s). */
+  waitMs?: number;
+  /** Resolvers to use instead of the registered ones (see addResolver). */
+  resolvers?: readonly Resolver[];
+  /** Largest reply frame accepted (default 64 MiB). */
+  maxFrameSize?: number;
+  /**
+   * Open a contract-less connection (fingerprint 0): only $genome/$health/$metrics work. For tools
+   * that inspect cells whose contract they do not have.
+   */
+  inspectOnly?: boolean;
+  /** Use the shared-memory transport when the cell runs as the same user (default true). */
+  shm?: boolean;
+}
+
+/**
+ * The typed client of one cell. Holds at most one open connection; a dropped connection fails its
+ * in-flight calls and the next call reconnects (resolving the cell again, with backoff). On GOAWAY new
+ * calls go to a fresh connection while the old one drains its replies.
+ */
+export class Synapse<S extends ServiceDef = ServiceDef> {
+  readonly service: S;
+  readonly cell: string;
+  private readonly timeoutMs: number;
+  private readonly waitMs: number;
+  private readonly resolverList: readonly Resolver[] | undefined;
+  private readonly maxFrameSize: number;
+  private readonly fingerprint: bigint;
+  private readonly shm: boolean;
+  private conn: ClientConnection | null = null;
+  private connecting: Promise<ClientConnection> | null = null;
+  private readonly draining = new Set<ClientConnection>();
+  private closedFlag = false;
+  /** Where the current connection goes (for messages and `cell status`). */
+  target = '';
+
+  private constructor(service: S, options: GrowOptions) {
+    this.service = service;
+    this.cell = validateCellName(options.name ?? service.name);
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.waitMs = options.waitMs ?? 3000;
+    this.resolverList = options.resolvers;
+    this.maxFrameSize = options.maxFrameSize ?? 64 * 1024 * 1024;
+    this.fingerprint = options.inspectOnly ? 0n : service.fingerprint;
+    this.shm = options.shm ?? true;
+  }
+
+  /** The current connection's carrier ('shm' or 'socket') and why shared memory was declined, if it was. */
+  get transport(): TransportStatus | null {
+    return this.conn === null ? null : { ...this.conn.transportStatus };
+  }
+
+  /**
+   * Finds the cell (local socket → registered resolvers, waiting up to `waitMs` for it to appear),
+   * handshakes, and returns the typed proxy. Fails with E_CELL_NOT_FOUND or E_SCHEMA_MISMATCH.
+   */
+  static async grow<S extends ServiceDef>(service: S, options: GrowOptions = {}): Promise<SynapseClient<S>> {
+    const syn = new Synapse(service, options);
+    await syn.connection();
+    return syn.client();
+  }
+
+  /**
+   * A contract-less client for tools (`cell status`, `cell genome`): only the built-in methods, for a
+   * cell whose service definition the caller does not have.
+   */
+  static async inspect(cell: string, options: Omit<GrowOptions, 'name' | 'inspectOnly'> = {}): Promise<CellInspector> {
+    const stub: ServiceDef = {
+      name: validateCellName(cell),
+      methods: {},
+      byId: [],
+      genome: { kind: 'service', name: cell, methods: [] },
+      fingerprint: 0n,
+    };
+    const syn = new Synapse(stub, { ...options, name: cell, inspectOnly: true });
+    await syn.connection();
+    return {
+      genome: (o) => syn.builtin(BuiltinMethod.GENOME, o),
+      health: (o) => syn.builtin(BuiltinMethod.HEALTH, o),
+      metrics: (o) => syn.builtin(BuiltinMethod.METRICS, o),
+      close: () => syn.close(),
+    };
+  }
+
+  /** A Synapse over an already-open stream (no resolving, no reconnect). */
+  static async attach<S extends ServiceDef>(
+    service: S,
+    stream: Duplex,
+    options: GrowOptions = {},
+  ): Promise<SynapseClient<S>> {
+    const syn = new Synapse(service, { ...options, resolvers: [] });
+    const conn = await syn.handshake(stream, 'stream');
+    syn.adopt(conn);
+    return syn.client();
+  }
+
+  /** The typed proxy over this Synapse (built once per Synapse; methods are plain closures). */
+  client(): SynapseClient<S> {
+    const proxy: Record<string, unknown> = {};
+    for (const def of this.service.byId) {
+      proxy[def.name] = (input: unknown, options?: CallOptions) => this.call(def, input, options);
+    }
+    Object.defineProperties(proxy, {
+      $synapse: { value: this },
+      $close: { value: () => this.close() },
+      $genome: { value: (o?: CallOptions) => this.builtin(BuiltinMethod.GENOME, o) },
+      $health: { value: (o?: CallOptions) => this.builtin(BuiltinMethod.HEALTH, o) },
+      $metrics: { value: (o?: CallOptions) => this.builtin(BuiltinMethod.METRICS, o) },
+    });
+    return proxy as SynapseClient<S>;
+  }
+
+  /** Calls one method. The fast path (an open connection) is synchronous up to the returned promise. */
+  call(def: MethodDef, input: unknown, options?: CallOptions): Promise<unknown> {
+    const c = this.conn;
+    if (c?.isOpen) return c.call(def, input, options);
+    return this.connection().then((conn) => conn.call(def, input, options));
+  }
+
+  private builtin(method: number, options?: CallOptions): Promise<unknown> {
+    return this.connection().then((conn) => conn.callBuiltin(method, options));
+  }
+
+  /** The open connection, connecting (or reconnecting) if needed. */
+  connection(): Promise<ClientConnection> {
+    if (this.closedFlag) {
+      return Promise.reject(new CellError('E_CLOSED', 'this Synapse was closed.', { cell: this.cell }));
+    }
+    const c = this.conn;
+    if (c?.isOpen) return Promise.resolve(c);
+    if (this.connecting === null) {
+      this.connecting = this.resolveAndConnect().then(
+        (conn) => {
+          this.connecting = null;
+          this.adopt(conn);
+          return conn;
+        },
+        (err) => {
+          this.connecting = null;
+          throw err;
+        },
+      );
+    }
+    return this.connecting;
+  }
+
+  private adopt(conn: ClientConnection): void {
+    if (this.closedFlag) {
+      void conn.close();
+      return;
+    }
+    this.conn = conn;
+    conn.onGoaway = (c) => {
+      if (this.conn === c) this.conn = null;
+      this.draining.add(c);
+    };
+    conn.onClose = (c) => {
+      if (this.conn === c) this.conn = null;
+      this.draining.delete(c);
+    };
+  }
+
+  private async resolveAndConnect(): Promise<ClientConnection> {
+    const list = this.resolverList ?? registeredResolvers();
+    const deadline = Date.now() + this.waitMs;
+    const tried: string[] = [];
+    let delay = 10;
+    let lastError: unknown = null;
+    for (let attempt = 0; ; attempt++) {
+      for (const r of list) {
+        const connector: Connector | null = await r.resolve(this.cell, { deadline, attempt });
+        if (connector === null) {
+          if (attempt === 0) tried.push(`${r.name}: nothing`);
+          continue;
+        }
+        let stream: Duplex;
+        try {
+          stream = await connector.connect();
+        } catch (err) {
+          lastError = err;
+          if (attempt === 0) tried.push(`${r.name}: ${connector.describe} (${(err as NodeJS.ErrnoException).code})`);
+          continue;
+        }
+        try {
+          const conn = await this.handshake(stream, connector.describe);
+          this.target = connector.describe;
+          return conn;
+        } catch (err) {
+          // A cell that is shutting down refuses with E_GOAWAY: keep looking for its successor.
+          if (isCellError(err) && (err.code === 'E_GOAWAY' || err.code === 'E_CONNECTION_LOST')) {
+            lastError = err;
+            continue;
+          }
+          throw err;
+        }
+      }
+      if (Date.now() >= deadline) break;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 200);
+    }
+    throw new CellError('E_CELL_NOT_FOUND', `cell not found after waiting ${this.waitMs} ms (${tried.join('; ')}).`, {
+      cell: this.cell,
+      fix: `start it (\`cell up ${this.cell}\` or run its program), or check CELL_SOCKET_DIR points where it listens.`,
+      cause: lastError ?? undefined,
+    });
+  }
+
+  private handshake(stream: Duplex, describe: string): Promise<ClientConnection> {
+    return ClientConnection.open(stream, {
+      // The path we dialled reaches the cell again for the shm pickup even when the cell sees its
+      // socket under another path (a sandbox's bind mount).
+      socketPath: describe.startsWith('unix:') ? describe.slice(5) : undefined,
+      cell: this.cell,
+      service: this.service,
+      fingerprint: this.fingerprint,
+      timeoutMs: this.timeoutMs,
+      maxFrameSize: this.maxFrameSize,
+      shm: this.shm,
+    });
+  }
+
+  /** Stops new calls, lets in-flight ones finish, closes every connection. */
+  async close(): Promise<void> {
+    this.closedFlag = true;
+    const all = [...this.draining];
+    if (this.conn !== null) all.push(this.conn);
+    this.conn = null;
+    const pendingConnect = this.connecting;
+    if (pendingConnect !== null) {
+      try {
+        all.push(await pendingConnect);
+      } catch {
+        // nothing to close
+      }
+    }
+    await Promise.all(all.map((c) => c.close()));
+  }
+}
+
+export function isRemoteError(err: unknown): err is RemoteError {
+  return err instanceof RemoteError;
+}

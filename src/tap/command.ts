@@ -1,0 +1,51 @@
+// `cell tap <name> [filter…] [--json] [--count n]`: prints the requests a cell serves as they finish.
+import { CellError } from '../errors/index.js';
+import { validateCellName } from '../paths/index.js';
+import { formatTapRecord, openTap } from './client.js';
+
+export const TAP_USAGE = `usage: cell tap <name> [filter expression] [--json] [--count <n>]
+
+Streams every request the cell finishes: time, request id, method, latency, the decoded request and
+reply (or the error). The filter keeps matching requests only, e.g.
+  cell tap market 'method == place_order && amount > 100'
+Grammar: comparisons (== != < <= > >= ~) of fields and literals joined by && || ! and parentheses;
+fields are method, ok, error, latency_us, latency_ms, bytes_in, bytes_out, id, req.<path>, res.<path>,
+or a bare request/reply field name. Costs the cell nothing while no tap is attached.`;
+
+export async function runTapCommand(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h') || args.length === 0) {
+    process.stdout.write(`${TAP_USAGE}\n`);
+    return args.length === 0 ? 2 : 0;
+  }
+  const json = args.includes('--json');
+  let count = Number.POSITIVE_INFINITY;
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--json') continue;
+    if (args[i] === '--count') {
+      count = Number(args[++i]);
+      if (!Number.isInteger(count) || count <= 0) {
+        throw new CellError('E_INVALID_ARGUMENT', '--count needs a positive integer.', { fix: TAP_USAGE });
+      }
+      continue;
+    }
+    rest.push(args[i]);
+  }
+  const name = validateCellName(rest[0]);
+  const filter = rest.slice(1).join(' ');
+  const session = await openTap(name, filter);
+  const stop = () => session.close();
+  process.once('SIGINT', stop);
+  process.stderr.write(`tapping ${name} (pid ${session.hello.pid})${filter ? ` where ${filter}` : ''}; ctrl-c stops\n`);
+  let n = 0;
+  try {
+    for await (const record of session.records()) {
+      process.stdout.write(`${json ? JSON.stringify(record) : formatTapRecord(record)}\n`);
+      if (!('dropped' in record) && ++n >= count) break;
+    }
+  } finally {
+    session.close();
+    process.off('SIGINT', stop);
+  }
+  return 0;
+}

@@ -1,0 +1,181 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { dirname, join } from 'node:path';
+import type { ServiceDef } from '../service/types.js';
+import { compileFilter, type TapFilter } from './filter.js';
+
+/**
+ * The side socket behind `cell tap`: `<socketDir>/<name>.tap.sock`. A tap client sends one JSON line
+ * `{"filter": "..."}`; the server answers `{"hello": {...}}` (or `{"error": "..."}`) and then streams
+ * one JSON line per finished request that passes the filter. The Membrane only pays for this while
+ * a client is attached: it holds `tap = null` otherwise and tests that single field per request.
+ *
+ * Like the Membrane's own socket, each instance binds a unique path and renames it over the public
+ * one, so a hot swap moves new tap clients to the new instance without unlinking its socket.
+ */
+
+interface Subscriber {
+  socket: Socket;
+  filter: TapFilter;
+  dropped: number;
+}
+
+/** A slow tap client must never slow the cell: past this much unsent output, events are dropped. */
+const MAX_BUFFERED = 1 << 20;
+
+export function tapSocketPath(cellSocket: string, cell: string): string {
+  return join(dirname(cellSocket), `${cell}.tap.sock`);
+}
+
+/** JSON with 64-bit integers as decimal strings and byte fields as short hex previews. */
+export function tapJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v) => {
+    if (typeof v === 'bigint') return v.toString();
+    if (v instanceof Uint8Array) {
+      const hex = Buffer.from(v.buffer, v.byteOffset, Math.min(v.byteLength, 32)).toString('hex');
+      return `<${v.byteLength} bytes ${hex}${v.byteLength > 32 ? '…' : ''}>`;
+    }
+    return v;
+  });
+}
+
+export class TapServer {
+  readonly cell: string;
+  readonly path: string;
+  private readonly service: ServiceDef;
+  private server: Server | undefined;
+  /** Inode of the socket this instance bound, to tell whether the public path still points at it. */
+  private inode = -1;
+  private readonly subscribers = new Set<Subscriber>();
+  /** Called with true when the first client attaches and false when the last one leaves. */
+  onActiveChange: ((active: boolean) => void) | undefined;
+
+  constructor(opts: { cell: string; service: ServiceDef; path: string }) {
+    this.cell = opts.cell;
+    this.service = opts.service;
+    this.path = opts.path;
+  }
+
+  get active(): boolean {
+    return this.subscribers.size > 0;
+  }
+
+  async listen(): Promise<void> {
+    const unique = `${this.path}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    const server = createServer((socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(unique, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    chmodSync(unique, 0o600);
+    this.inode = statSync(unique).ino;
+    renameSync(unique, this.path);
+    this.server = server;
+  }
+
+  private accept(socket: Socket): void {
+    socket.setEncoding('utf8');
+    let buffered = '';
+    const onData = (chunk: string) => {
+      buffered += chunk;
+      const nl = buffered.indexOf('\n');
+      if (nl < 0) {
+        if (buffered.length > 64 * 1024) socket.destroy();
+        return;
+      }
+      socket.off('data', onData);
+      let filter: TapFilter;
+      try {
+        const req = JSON.parse(buffered.slice(0, nl)) as { filter?: unknown };
+        filter = compileFilter(typeof req.filter === 'string' ? req.filter : '');
+      } catch (err) {
+        socket.end(`${JSON.stringify({ error: (err as Error).message })}\n`);
+        return;
+      }
+      const sub: Subscriber = { socket, filter, dropped: 0 };
+      this.subscribers.add(sub);
+      socket.write(`${JSON.stringify({ hello: { cell: this.cell, service: this.service.name, pid: process.pid } })}\n`);
+      if (this.subscribers.size === 1) this.onActiveChange?.(true);
+      // Anything else the client sends is ignored; it detaches by closing.
+      socket.resume();
+    };
+    socket.on('data', onData);
+    const drop = () => {
+      for (const s of this.subscribers) {
+        if (s.socket === socket) {
+          this.subscribers.delete(s);
+          if (this.subscribers.size === 0) this.onActiveChange?.(false);
+        }
+      }
+    };
+    socket.on('close', drop);
+    socket.on('error', drop);
+  }
+
+  /** Decodes a request payload for the tap; called at arrival, while the bytes are still valid. */
+  decodeRequest(methodId: number, bytes: Uint8Array, offset?: number, length?: number): unknown {
+    try {
+      return this.service.byId[methodId]?.input.decode(bytes, offset, length);
+    } catch (err) {
+      return { undecodable: (err as Error).message };
+    }
+  }
+
+  /** Sends one finished request to every attached client whose filter it passes. */
+  publish(
+    methodId: number,
+    id: number,
+    request: unknown,
+    reply: unknown,
+    error: string | undefined,
+    latencyNs: number,
+    bytesIn: number,
+    bytesOut: number,
+  ): void {
+    const method = this.service.byId[methodId]?.name ?? `#${methodId}`;
+    const event = { method, id, ok: error === undefined, error, latencyNs, bytesIn, bytesOut, request, reply };
+    let line: string | undefined;
+    for (const sub of this.subscribers) {
+      let pass: boolean;
+      try {
+        pass = sub.filter(event);
+      } catch {
+        pass = false;
+      }
+      if (!pass) continue;
+      if (sub.socket.writableLength > MAX_BUFFERED) {
+        sub.dropped++;
+        continue;
+      }
+      line ??= `${tapJson({ t: Date.now(), ...event, latencyNs: undefined, latency_ns: latencyNs })}\n`;
+      if (sub.dropped > 0) {
+        sub.socket.write(`${JSON.stringify({ dropped: sub.dropped })}\n`);
+        sub.dropped = 0;
+      }
+      sub.socket.write(line);
+    }
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const s of this.subscribers) s.socket.end();
+    if (this.subscribers.size > 0) {
+      this.subscribers.clear();
+      this.onActiveChange?.(false);
+    }
+    if (!server) return;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    // server.close() unlinked only the unique name it bound; remove the public name too unless a newer
+    // instance has already renamed its own socket over it.
+    try {
+      if (statSync(this.path).ino === this.inode) unlinkSync(this.path);
+    } catch {
+      // already gone
+    }
+  }
+}

@@ -1,0 +1,194 @@
+import { readdirSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { CellError } from '../errors/index.js';
+import { ProcessSampler, parseServiceMetricsSnapshot, type ServiceMetricsSnapshot } from '../metrics/index.js';
+import { socketDir } from '../paths/index.js';
+import { service } from '../service/index.js';
+import { Synapse, type SynapseClient } from '../synapse/index.js';
+import type { CellSample, TopDataSource } from './source.js';
+
+const Probe = service('probe', {});
+type ProbeClient = SynapseClient<typeof Probe>;
+
+/** `<name>.sock` only: generation sockets (`<name>.<gen>.sock`), tap sockets and the Root's are skipped. */
+const CELL_SOCKET = /^([a-z0-9][a-z0-9_-]{0,62})\.sock$/;
+
+/** What the caller already knows about a cell (the Root knows all of it; a socket scan only the name). */
+export interface KnownCell {
+  readonly name: string;
+  /** Where to ask it; default `<socketDir>/<name>.sock`. */
+  readonly socketPath?: string;
+  readonly state?: string;
+  readonly restarts?: number;
+  readonly generation?: number;
+}
+
+/**
+ * Asks cells for health and metrics over contract-less connections (kept open between samples) and
+ * reads CPU and memory from /proc: the collection step behind `cell top` and `cell metrics`, usable
+ * by the Root for the cells it runs and by a plain socket scan for cells started by hand.
+ */
+export class CellProbe {
+  private readonly clients = new Map<string, { path: string; client: ProbeClient }>();
+  private readonly processes = new ProcessSampler();
+
+  constructor(
+    private readonly dir: string = socketDir(),
+    private readonly timeoutMs = 1000,
+  ) {}
+
+  private async client(name: string, path: string): Promise<ProbeClient> {
+    const existing = this.clients.get(name);
+    if (existing !== undefined && existing.path === path) return existing.client;
+    if (existing !== undefined) {
+      this.clients.delete(name);
+      void existing.client.$close().catch(() => {});
+    }
+    const client = await Synapse.grow(Probe, {
+      name,
+      inspectOnly: true,
+      waitMs: 0,
+      timeoutMs: this.timeoutMs,
+      resolvers: [
+        {
+          name: 'socket',
+          order: 0,
+          resolve: () => ({
+            describe: path,
+            connect: () =>
+              new Promise<Duplex>((resolve, reject) => {
+                const s = connect({ path, allowHalfOpen: true });
+                s.once('error', reject);
+                s.once('connect', () => resolve(s));
+              }),
+          }),
+        },
+      ],
+    });
+    this.clients.set(name, { path, client });
+    return client;
+  }
+
+  /** One cell's sample; a cell that does not answer is reported with its known state, or 'unreachable'. */
+  async sample(cell: KnownCell): Promise<CellSample> {
+    const { name } = cell;
+    const path = cell.socketPath ?? join(this.dir, `${name}.sock`);
+    try {
+      const client = await this.client(name, path);
+      const [health, metrics] = (await Promise.all([client.$health(), client.$metrics()])) as [
+        { status?: string; pid?: number; uptimeMs?: number },
+        { shm?: { active?: number } } | undefined,
+      ];
+      let snapshot: ServiceMetricsSnapshot | undefined;
+      try {
+        snapshot = parseServiceMetricsSnapshot(metrics);
+      } catch {
+        snapshot = undefined;
+      }
+      const pid = typeof health.pid === 'number' ? health.pid : undefined;
+      const proc = pid === undefined ? undefined : this.processes.sample(pid);
+      const shmActive = typeof metrics?.shm?.active === 'number' && metrics.shm.active > 0;
+      return {
+        name,
+        state: cell.state ?? (health.status === 'ok' ? 'running' : String(health.status ?? 'unknown')),
+        pid,
+        startedAt: typeof health.uptimeMs === 'number' ? Date.now() - health.uptimeMs : undefined,
+        restarts: cell.restarts ?? 0,
+        transport: shmActive ? 'socket+shm' : 'socket',
+        generation: cell.generation,
+        cpuPercent: proc?.cpuPercent,
+        cpuSeconds: proc?.cpuSeconds,
+        rssBytes: proc?.rssBytes,
+        metrics: snapshot,
+      };
+    } catch {
+      this.forget(name);
+      return {
+        name,
+        state: cell.state ?? 'unreachable',
+        restarts: cell.restarts ?? 0,
+        transport: '-',
+        generation: cell.generation,
+      };
+    }
+  }
+
+  /** Drops connections to cells not in `names`. */
+  retain(names: readonly string[]): void {
+    for (const name of [...this.clients.keys()]) if (!names.includes(name)) this.forget(name);
+  }
+
+  private forget(name: string): void {
+    const entry = this.clients.get(name);
+    this.clients.delete(name);
+    void entry?.client.$close().catch(() => {});
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.clients.values()];
+    this.clients.clear();
+    await Promise.all(all.map((c) => c.client.$close().catch(() => {})));
+  }
+}
+
+/**
+ * A data source that finds cells by their sockets in the socket directory. It needs no Root, so it
+ * also shows cells started by hand; it cannot restart, swap or show logs (the Root keeps those), and
+ * says so.
+ */
+export class SocketScanSource implements TopDataSource {
+  private readonly dir: string;
+  private readonly probe: CellProbe;
+
+  constructor(opts: { dir?: string; timeoutMs?: number } = {}) {
+    this.dir = opts.dir ?? socketDir();
+    this.probe = new CellProbe(this.dir, opts.timeoutMs ?? 1000);
+  }
+
+  private names(): string[] {
+    let entries: string[];
+    try {
+      entries = readdirSync(this.dir);
+    } catch {
+      return [];
+    }
+    return entries
+      .map((f) => CELL_SOCKET.exec(f)?.[1])
+      .filter((n): n is string => n !== undefined && n !== 'mitosis')
+      .sort();
+  }
+
+  async sample(): Promise<CellSample[]> {
+    const names = this.names();
+    this.probe.retain(names);
+    return Promise.all(names.map((name) => this.probe.sample({ name })));
+  }
+
+  async logTail(): Promise<string[]> {
+    return ['(log lines are kept by the Root: start cells with `cell up` / `cell spawn` to see them here)'];
+  }
+
+  swap(name: string): Promise<string> {
+    return Promise.reject(
+      new CellError('E_ROOT_UNAVAILABLE', 'swapping needs the Root, which builds and starts generations.', {
+        cell: name,
+        fix: 'run the mesh under the Root (`cell up`).',
+      }),
+    );
+  }
+
+  restart(name: string): Promise<string> {
+    return Promise.reject(
+      new CellError('E_ROOT_UNAVAILABLE', 'restarting needs the Root, which owns the cell processes.', {
+        cell: name,
+        fix: 'run the mesh under the Root (`cell up`).',
+      }),
+    );
+  }
+
+  close(): Promise<void> {
+    return this.probe.close();
+  }
+}

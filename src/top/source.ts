@@ -1,0 +1,35 @@
+import type { ServiceMetricsSnapshot } from '../metrics/index.js';
+
+/** One cell as the dashboard samples it. Counters are cumulative; the dashboard derives rates. */
+export interface CellSample {
+  readonly name: string;
+  /** Lifecycle state as the Root reports it (running, starting, backoff, stopped, crashed, …). */
+  readonly state: string;
+  readonly pid?: number | undefined;
+  /** When the current process started (ms since the epoch). */
+  readonly startedAt?: number | undefined;
+  readonly restarts: number;
+  /** How callers reach it: 'socket', 'shm', 'socket+shm', or '-' when unknown. */
+  readonly transport: string;
+  readonly generation?: number | undefined;
+  readonly cpuPercent?: number | undefined;
+  /** Cumulative user + system CPU seconds of the current process. */
+  readonly cpuSeconds?: number | undefined;
+  readonly rssBytes?: number | undefined;
+  /** The Membrane's per-method counters; absent while the cell is not answering. */
+  readonly metrics?: ServiceMetricsSnapshot | undefined;
+}
+
+/**
+ * Everything `cell top` needs from the outside world. The Root implements it over its control
+ * socket; tests and demos can implement it over anything that produces samples.
+ */
+export interface TopDataSource {
+  sample(): Promise<CellSample[]>;
+  /** The last `lines` log lines of a cell, oldest first. */
+  logTail(name: string, lines: number): Promise<string[]>;
+  /** Hot-swaps a cell; resolves with a one-line outcome to show. */
+  swap(name: string): Promise<string>;
+  restart(name: string): Promise<string>;
+  close?(): void | Promise<void>;
+}

@@ -1,0 +1,85 @@
+import { Box, Text, useApp, useInput } from 'ink';
+import { createElement as h, useEffect, useState } from 'react';
+import type { SortKey, TopModel } from './model.js';
+import { HELP_LINE, headerLine, rowLine } from './render.js';
+
+const SORT_BY_KEY: Readonly<Record<string, SortKey>> = {
+  n: 'name',
+  t: 'rate',
+  p: 'p99',
+  c: 'cpu',
+  m: 'rss',
+  x: 'restarts',
+};
+
+function stateColor(state: string): string {
+  if (state === 'running') return 'green';
+  if (state === 'starting' || state === 'draining' || state === 'swapping') return 'yellow';
+  if (state === 'stopped') return 'gray';
+  return 'red';
+}
+
+/** The static part of the screen, rendered from the model (used by the live app and by tests). */
+export function TopScreen({ model, now }: { model: TopModel; now: number }) {
+  const header = `cell top — ${model.rows.length} cell${model.rows.length === 1 ? '' : 's'} — ${new Date(now).toISOString().slice(11, 19)} UTC`;
+  return h(
+    Box,
+    { flexDirection: 'column' },
+    h(Text, { bold: true }, header),
+    h(Text, { bold: true, color: 'cyan' }, ` ${headerLine(model.sortKey, model.descending)}`),
+    ...model.rows.map((r) =>
+      h(
+        Text,
+        { key: r.name, inverse: r.name === model.selected, color: stateColor(r.state), wrap: 'truncate-end' },
+        `${r.name === model.selected ? '>' : ' '}${rowLine(r)}`,
+      ),
+    ),
+    model.rows.length === 0 ? h(Text, { dimColor: true }, ' (no cells; start one with `cell spawn <name>`)') : null,
+    model.logsOpen
+      ? h(
+          Box,
+          { flexDirection: 'column', borderStyle: 'single', marginTop: 1 },
+          h(Text, { bold: true }, `logs: ${model.selected ?? '-'}`),
+          ...(model.logLines.length > 0 ? model.logLines : ['(no log lines yet)']).map((line, i) =>
+            h(Text, { key: String(i), wrap: 'truncate-end' }, line),
+          ),
+        )
+      : null,
+    h(Text, { color: 'yellow' }, model.message || ' '),
+    h(Text, { dimColor: true }, HELP_LINE),
+  );
+}
+
+/** The live app: refreshes the model on a timer and maps keys to model actions. */
+export function TopApp({ model, intervalMs }: { model: TopModel; intervalMs: number }) {
+  const { exit } = useApp();
+  const [, setTick] = useState(0);
+
+  useEffect(() => {
+    const off = model.onChange(() => setTick((t) => t + 1));
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const loop = async () => {
+      await model.refresh();
+      if (!stopped) timer = setTimeout(loop, intervalMs);
+    };
+    void loop();
+    return () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      off();
+    };
+  }, [model, intervalMs]);
+
+  useInput((input, key) => {
+    if (input === 'q' || key.escape) exit();
+    else if (key.upArrow || input === 'k') model.moveSelection(-1);
+    else if (key.downArrow || input === 'j') model.moveSelection(1);
+    else if (key.return || input === 'l') model.toggleLogs();
+    else if (input === 'w') void model.act('swap');
+    else if (input === 'R') void model.act('restart');
+    else if (SORT_BY_KEY[input] !== undefined) model.setSort(SORT_BY_KEY[input]);
+  });
+
+  return h(TopScreen, { model, now: Date.now() });
+}

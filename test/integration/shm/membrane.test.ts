@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { isCellError } from '../../../src/errors/index.js';
+import { loadNative } from '../../../src/shm/native.js';
+import type { RingFrameSink } from '../../../src/shm/wire.js';
+import { Synapse } from '../../../src/synapse/index.js';
+import { ShmTest } from './fixtures/contract.js';
+
+const CELL = fileURLToPath(new URL('./fixtures/cell.js', import.meta.url));
+const TOKEN = 'membrane-test-token-0123456789abcdef';
+
+if (loadNative().addon === undefined) throw new Error(`needs the native addon: ${loadNative().reason}`);
+
+interface Cell {
+  child: ChildProcess;
+  dir: string;
+}
+
+/** Starts the test cell in its own process with a private socket dir and Cell home. */
+async function startCell(t: TestContext, env: Record<string, string> = {}): Promise<Cell> {
+  const dir = mkdtempSync(join(tmpdir(), 'cell-shm-mem-'));
+  const child = spawn(process.execPath, [CELL], {
+    env: { ...process.env, CELL_SOCKET_DIR: dir, CELL_HOME: dir, CELL_SHM_TOKEN: TOKEN, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (d) => {
+      out += d;
+      if (out.includes('ready')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`cell exited with ${code}`)));
+  });
+  process.env.CELL_SOCKET_DIR = dir;
+  process.env.CELL_HOME = dir;
+  process.env.CELL_SHM_TOKEN = TOKEN;
+  return { child, dir };
+}
+
+async function grow(t: TestContext) {
+  const c = await Synapse.grow(ShmTest, { waitMs: 3000 });
+  t.after(() => c.$close());
+  return c;
+}
+
+function ringSink(c: { $synapse: unknown }): RingFrameSink {
+  return (c.$synapse as unknown as { conn: { sink: RingFrameSink } }).conn.sink;
+}
+
+test('Synapse upgrades to shm; every size class round-trips, oversize frames take the socket; metrics say so', async (t) => {
+  await startCell(t);
+  const c = await grow(t);
+  assert.deepEqual(c.$synapse.transport, { transport: 'shm', shmDeclined: undefined });
+  const sizes = [0, 1, 15, 16, 17, 1000, 4000, 16_000, 16_300, 16_400, 70_000, 1 << 20];
+  for (let round = 0; round < 8; round++) {
+    for (const size of sizes) {
+      const body = new Uint8Array(size);
+      for (let i = 0; i < size; i += 31) body[i] = (i + size + round) & 0xff;
+      const reply = await c.echo(body);
+      assert.deepEqual(Buffer.from(reply), Buffer.from(body), `size ${size}`);
+    }
+  }
+  const sink = ringSink(c);
+  assert.ok(sink.ringFrames > 0, 'requests went through the ring');
+  assert.ok(sink.socketFrames > 0, 'oversize requests went over the socket');
+  const probe = await c.probe(new Uint8Array(8));
+  assert.deepEqual(probe, { borrowed: true, shared: true }, 'the handler read the request in place, in shared memory');
+  const m = (await c.$metrics()) as {
+    shm: { available: boolean; connections: number; transports: Array<{ transport: string }> };
+  };
+  assert.equal(m.shm.available, true);
+  assert.equal(m.shm.connections, 1);
+  assert.deepEqual(
+    m.shm.transports.map((x) => x.transport),
+    ['shm'],
+  );
+});
+
+test('10 000 pipelined calls with random handler delays: slots freed out of order, every reply its own', async (t) => {
+  await startCell(t);
+  const c = await grow(t);
+  assert.equal(c.$synapse.transport?.transport, 'shm');
+  const calls: Promise<void>[] = [];
+  for (let i = 0; i < 10_000; i++) {
+    const body = new Uint8Array(i % 200).fill(i & 0xff);
+    calls.push(
+      c.delayed({ id: i, delay: i % 7 === 0 ? 0 : (i * 7919) % 5, body }).then((r) => {
+        assert.equal(r.id, i);
+        assert.deepEqual(Buffer.from(r.body), Buffer.from(body));
+      }),
+    );
+  }
+  await Promise.all(calls);
+});
+
+test('CELL_DISABLE_SHM on the cell only: the caller is told at once and stays on the socket', async (t) => {
+  await startCell(t, { CELL_DISABLE_SHM: '1' });
+  const started = Date.now();
+  const c = await grow(t);
+  assert.deepEqual(c.$synapse.transport, { transport: 'socket', shmDeclined: 'server: CELL_DISABLE_SHM is set' });
+  assert.ok(Date.now() - started < 2000);
+  assert.deepEqual(Buffer.from(await c.echo(new Uint8Array([1, 2, 3]))), Buffer.from([1, 2, 3]));
+  const m = (await c.$metrics()) as { shm: { available: boolean; reason: string } };
+  assert.deepEqual([m.shm.available, m.shm.reason], [false, 'CELL_DISABLE_SHM is set']);
+});
+
+test('no native addon in the cell: the caller is told why and stays on the socket', async (t) => {
+  await startCell(t, { CELL_NATIVE_ADDON: '/nonexistent/cell_native.node' });
+  const c = await grow(t);
+  assert.equal(c.$synapse.transport?.transport, 'socket');
+  assert.match(String(c.$synapse.transport?.shmDeclined), /^server: native addon not built/);
+  assert.deepEqual(Buffer.from(await c.echo(new Uint8Array([5]))), Buffer.from([5]));
+});
+
+test('a wrong token: the caller stays on the socket with the reason, calls work', async (t) => {
+  await startCell(t);
+  process.env.CELL_SHM_TOKEN = 'not-the-cells-token-at-all-0000';
+  const c = await grow(t);
+  assert.equal(c.$synapse.transport?.transport, 'socket');
+  assert.match(String(c.$synapse.transport?.shmDeclined), /wrong proof/);
+  assert.deepEqual(Buffer.from(await c.echo(new Uint8Array([9]))), Buffer.from([9]));
+});
+
+test('a caller writing garbage into its ring is cut off with E_PROTOCOL; the cell serves the next caller', async (t) => {
+  await startCell(t);
+  const bad = await Synapse.grow(ShmTest, { waitMs: 3000 });
+  assert.equal(bad.$synapse.transport?.transport, 'shm');
+  await bad.echo(new Uint8Array(4));
+  const ring = ringSink(bad).channel.tx;
+  // A record whose frame claims more bytes than the record holds.
+  const off = ring.reserve(0x46, 0, 0, 16);
+  ring.bytes.fill(0xff, off, off + 16);
+  ring.commit();
+  await assert.rejects(
+    bad.echo(new Uint8Array(4)),
+    (e) => isCellError(e) && /E_PROTOCOL|E_CONNECTION_LOST/.test(e.code),
+  );
+  await bad.$close().catch(() => {});
+  const good = await grow(t);
+  assert.equal(good.$synapse.transport?.transport, 'shm');
+  const m = (await good.$metrics()) as { protocolErrors: number; shm: { connections: number } };
+  assert.ok(m.protocolErrors >= 1);
+  assert.equal(m.shm.connections, 1, 'the bad connection’s rings were freed');
+});
+
+test('a cell killed with calls in flight: calls fail with E_CONNECTION_LOST, nothing hangs', async (t) => {
+  const cell = await startCell(t);
+  const c = await grow(t);
+  assert.equal(c.$synapse.transport?.transport, 'shm');
+  const calls = Array.from({ length: 20 }, (_, i) =>
+    c.delayed({ id: i, delay: 50, body: new Uint8Array(1) }).catch((e: unknown) => e),
+  );
+  cell.child.kill('SIGKILL');
+  const results = await Promise.all(calls);
+  assert.ok(
+    results.every((r) => isCellError(r, 'E_CONNECTION_LOST')),
+    String(results[0]),
+  );
+});

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { encodeFrame, FrameDecoder, FrameType, HEADER_SIZE, writeHeader } from '../../src/frame/index.js';
+import type { FrameSink } from '../../src/frame/writer.js';
+import { Membrane, type ServerSession } from '../../src/membrane/index.js';
+import { protein, t } from '../../src/protein/index.js';
+import { rpc, service } from '../../src/service/index.js';
+import { Synapse } from '../../src/synapse/index.js';
+import { Vesicle } from '../../src/vesicle/index.js';
+
+const Num = protein('Num', { n: t.u32 });
+const Svc = service('adder', { inc: rpc(Num, t.u32), later: rpc(Num, t.u32) });
+
+/** A FrameSink over plain memory, as a shared-memory ring would provide. */
+class MemorySink implements FrameSink {
+  buf = Buffer.alloc(1 << 16);
+  end = 0;
+  reserve(size: number): number {
+    assert.ok(this.end + size <= this.buf.length);
+    return this.end;
+  }
+  commit(end: number): void {
+    this.end = end;
+  }
+  flush(): void {}
+}
+
+test('control frames reach the registered handler; a continuing session serves frames from another carrier', async (ctx) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cell-session-'));
+  ctx.after(() => rmSync(dir, { recursive: true, force: true }));
+  let resolveLater: (() => void) | null = null;
+  const membrane = new Membrane(Svc, {
+    inc: (v) => v.n + 1,
+    later: (v) => new Promise<number>((r) => (resolveLater = () => r(v.n * 2))),
+  });
+  let socketSession: ServerSession | null = null;
+  membrane.onControlFrame(0x10, (session, _flags, _method, requestId, bytes, start, end) => {
+    socketSession = session;
+    assert.ok(session.transport.carrier instanceof Socket);
+    // answer with an "ack" control frame echoing the payload
+    session.writeCold(encodeFrame(0x11, 0, requestId, bytes.subarray(start, end)));
+  });
+  assert.throws(() => membrane.onControlFrame(0x20, () => {}), /control frame types/);
+  const path = join(dir, 'a.sock');
+  const server = createServer({ allowHalfOpen: true }, (s) => membrane.serveStream(s));
+  await new Promise<void>((r) => server.listen(path, r));
+  ctx.after(() => server.close());
+
+  const stream = connect({ path, allowHalfOpen: true });
+  await new Promise((r) => stream.once('connect', r));
+  const ex = await Synapse.attach(Svc, stream);
+  ctx.after(() => ex.$close());
+  assert.equal(await ex.inc({ n: 41 }), 42);
+  const conn = await ex.$synapse.connection();
+  const ack = new Promise<string>((resolve) => {
+    conn.onControlFrame = (type, _f, _m, id, bytes, start, end) =>
+      resolve(`${type.toString(16)}:${id}:${bytes.toString('utf8', start, end)}`);
+  });
+  conn.sendFrame(encodeFrame(0x10, 0, 7, Buffer.from('upgrade?')));
+  assert.equal(await ack, '11:7:upgrade?');
+  assert.ok(socketSession !== null);
+
+  // The peer's frames now arrive through another carrier, with borrowed memory and a release hook.
+  const sink = new MemorySink();
+  const ring = membrane.openSession(sink, { carrier: null, end() {}, destroy() {} }, socketSession);
+  assert.equal(ring.isOpen, true);
+  const slot = Buffer.alloc(64);
+  const payload = Num.encode({ n: 9 });
+  writeHeader(slot, 0, payload.length, FrameType.REQUEST, Svc.methods.later.id, 5);
+  slot.set(payload, HEADER_SIZE);
+  let released = 0;
+  const lease = Vesicle.borrowed(slot, HEADER_SIZE, payload.length, () => released++);
+  ring.deliver(FrameType.REQUEST, 0, Svc.methods.later.id, 5, slot, HEADER_SIZE, HEADER_SIZE + payload.length, lease);
+  assert.equal(released, 0, 'the slot stays borrowed while the handler runs');
+  resolveLater!();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(released, 1);
+  const replies: Array<[number, number, number]> = [];
+  new FrameDecoder({
+    onFrame(type, _f, _m, id, bytes, start, end) {
+      replies.push([type, id, t.u32.decode(bytes, start, end - start)]);
+    },
+  }).push(sink.buf.subarray(0, sink.end));
+  assert.deepEqual(replies, [[FrameType.REPLY, 5, 18]]);
+});
