@@ -29,6 +29,9 @@ export interface RaftConfig {
   maxMsgEntries: number;
   /** Append messages in flight per follower (pipelining). */
   maxInflight: number;
+  /** Proposals are refused (propose returns 0) while this many entries wait for commit: flow control,
+   * so a leader whose followers are slow does not grow its log without bound. Default: unlimited. */
+  maxUncommittedEntries?: number;
   /** Committed entries handed out per Ready. */
   maxApplyEntries?: number;
   /** Deterministic randomness in [0, 1) (the simulator passes a seeded PRNG). */
@@ -134,11 +137,13 @@ export class Raft {
   private prevSoft = { lead: NONE, role: Role.Follower as Role, term: 0 };
   private readyOut: Ready | null = null;
   private readonly maxApply: number;
+  private readonly maxUncommitted: number;
 
   constructor(cfg: RaftConfig, storage: RaftStorageState) {
     this.cfg = cfg;
     this.id = cfg.id;
     this.maxApply = cfg.maxApplyEntries ?? 4096;
+    this.maxUncommitted = cfg.maxUncommittedEntries ?? Number.POSITIVE_INFINITY;
     const hs = storage.hardState;
     this.term = hs.term;
     this.vote = hs.vote;
@@ -189,6 +194,7 @@ export class Raft {
   /** Append a command if this node leads. Returns its index, or 0 when not leader (or transferring). */
   propose(data: Uint8Array): number {
     if (this.role !== Role.Leader || this.leadTransferee !== NONE) return 0;
+    if (this.log.lastIndex() - this.log.committed >= this.maxUncommitted) return 0;
     return this.appendEntry(EntryType.Normal, data);
   }
 
@@ -568,7 +574,7 @@ export class Raft {
         if (this.maybeCommit()) {
           this.bcastAppend();
         } else if (oldPaused || pr.match < this.log.lastIndex()) {
-          this.sendAppendsTo(m.from);
+          this.sendAppendsTo(m.from, false);
         }
         if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
         return;
@@ -581,7 +587,7 @@ export class Raft {
           // A lost append would stall the pipeline forever; let one more through to provoke a reject.
           pr.inflights.shift();
         }
-        if (pr.match < this.log.lastIndex()) this.sendAppend(m.from);
+        if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, false);
         if (m.ctx > pr.readAck) {
           pr.readAck = m.ctx;
           this.releaseReads();
@@ -696,15 +702,16 @@ export class Raft {
   }
 
   /** Fill the pipeline to a follower. */
-  private sendAppendsTo(to: number): void {
+  private sendAppendsTo(to: number, sendIfEmpty = true): void {
     const pr = this.prs.get(to);
     if (!pr) return;
     let guard = this.cfg.maxInflight + 1;
-    while (guard-- > 0 && this.sendAppend(to) && pr.state === ProgressState.Replicate && pr.next <= this.log.lastIndex());
+    while (guard-- > 0 && this.sendAppend(to, sendIfEmpty) && pr.state === ProgressState.Replicate && pr.next <= this.log.lastIndex());
   }
 
-  /** Returns true when a message was sent. */
-  private sendAppend(to: number): boolean {
+  /** Returns true when a message was sent. An empty append only carries the commit index; answers to
+   * responses never send one (duplicated responses would otherwise multiply into a message storm). */
+  private sendAppend(to: number, sendIfEmpty = true): boolean {
     const pr = this.prs.get(to);
     if (!pr || pr.paused(this.cfg.maxInflight)) return false;
     const prevIndex = pr.next - 1;
@@ -723,6 +730,7 @@ export class Raft {
     }
     const last = this.log.lastIndex();
     const hi = Math.min(last + 1, pr.next + this.cfg.maxMsgEntries);
+    if (hi <= pr.next && !sendIfEmpty && pr.state === ProgressState.Replicate) return false;
     const m = message(MsgType.App, to, this.id, this.term);
     m.index = prevIndex;
     m.logTerm = prevTerm;
