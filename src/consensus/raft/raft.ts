@@ -1,8 +1,10 @@
 import { CellError } from '../../errors/index.js';
 import { RaftLog } from './log.js';
 import {
+  decodeVoters,
   type Entry,
   EntryType,
+  encodeVoters,
   type HardState,
   type Message,
   MsgType,
@@ -12,8 +14,6 @@ import {
   type Ready,
   Role,
   type Snapshot,
-  decodeVoters,
-  encodeVoters,
 } from './types.js';
 
 export interface RaftConfig {
@@ -245,8 +245,7 @@ export class Raft {
     if (m.term > this.term) {
       if (m.type === MsgType.Vote || m.type === MsgType.PreVote) {
         const force = m.ctx === 1;
-        const inLease =
-          this.cfg.checkQuorum && this.lead !== NONE && this.electionElapsed < this.cfg.electionTick;
+        const inLease = this.cfg.checkQuorum && this.lead !== NONE && this.electionElapsed < this.cfg.electionTick;
         // A node that heard from a live leader recently ignores campaigns (thesis §4.2.3).
         if (!force && inLease) return;
       }
@@ -391,8 +390,7 @@ export class Raft {
     this.lead = NONE;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
-    this.randomizedElectionTimeout =
-      this.cfg.electionTick + Math.floor(this.cfg.random() * this.cfg.electionTick);
+    this.randomizedElectionTimeout = this.cfg.electionTick + Math.floor(this.cfg.random() * this.cfg.electionTick);
     this.votes.clear();
     this.leadTransferee = NONE;
     this.pendingReads.length = 0;
@@ -683,7 +681,7 @@ export class Raft {
       matches.push(p ? p.match : 0);
     }
     matches.sort((a, b) => b - a);
-    const q = matches[(this.voters.size >> 1)];
+    const q = matches[this.voters.size >> 1];
     // Only entries of the current term commit by counting (Raft §5.4.2, Figure 8).
     if (q > this.log.committed && this.log.term(q) === this.term) {
       this.log.commitTo(q);
@@ -706,7 +704,12 @@ export class Raft {
     const pr = this.prs.get(to);
     if (!pr) return;
     let guard = this.cfg.maxInflight + 1;
-    while (guard-- > 0 && this.sendAppend(to, sendIfEmpty) && pr.state === ProgressState.Replicate && pr.next <= this.log.lastIndex());
+    while (
+      guard-- > 0 &&
+      this.sendAppend(to, sendIfEmpty) &&
+      pr.state === ProgressState.Replicate &&
+      pr.next <= this.log.lastIndex()
+    );
   }
 
   /** Returns true when a message was sent. An empty append only carries the commit index; answers to
