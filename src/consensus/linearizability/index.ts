@@ -219,8 +219,8 @@ export const kvModel: Model<string | null, KvInput, KvOutput | undefined> = {
     const byKey = new Map<string, KvOperation[]>();
     for (const op of ops) {
       let list = byKey.get(op.input.key);
-      if (!list) byKey.set(op.input.key, (list = []));
-      list.push(op);
+      if (list) list.push(op);
+      else byKey.set(op.input.key, [op]);
     }
     return [...byKey.values()];
   },

@@ -585,7 +585,8 @@ export class Raft {
           // A lost append would stall the pipeline forever; let one more through to provoke a reject.
           pr.inflights.shift();
         }
-        if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, false);
+        // Even an empty append helps here: its rejection reveals an append lost on the way.
+        if (pr.match < this.log.lastIndex()) this.sendAppend(m.from);
         if (m.ctx > pr.readAck) {
           pr.readAck = m.ctx;
           this.releaseReads();
