@@ -230,9 +230,18 @@ export class Raft {
     return true;
   }
 
+  /** False while a snapshot received from the leader is being installed (applied lags the log's
+   * compaction point until that Ready is advanced); compact() must wait. */
+  canCompact(): boolean {
+    return this.log.applied >= this.log.snapIndex && this.pendingSnapshot === null;
+  }
+
   /** Record that the state machine holds a snapshot at the applied index; drop log entries before
    * applied - keep (trailing entries let slow followers catch up without a snapshot). */
   compact(data: Uint8Array, keep: number): Snapshot {
+    if (!this.canCompact()) {
+      throw new CellError('E_INTERNAL', 'raft: compact() while a snapshot is being installed; check canCompact() first');
+    }
     const index = this.log.applied;
     const s: Snapshot = { index, term: this.log.term(index), voters: [...this.voters], data };
     if (s.term < 0) throw new CellError('E_INTERNAL', `raft: cannot snapshot at compacted index ${index}`);

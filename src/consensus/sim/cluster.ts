@@ -472,7 +472,7 @@ export class ClusterSim {
   private maybeSnapshot(n: SimNode): void {
     const c = n.core;
     // A snapshot received from the leader is still being installed.
-    if (c.log.applied < c.log.snapIndex) return;
+    if (!c.canCompact()) return;
     const snap = c.latestSnapshot();
     if (c.log.applied - (snap ? snap.index : 0) < this.swarm.snapshotEvery) return;
     if (n.sm.index !== c.log.applied) this.fail(`node ${n.id} sm index ${n.sm.index} != applied ${c.log.applied}`);
