@@ -499,3 +499,48 @@ test('flow control: proposals are refused while too many entries await commit', 
   assert.ok(r.propose(enc('c')) > 0);
   assert.equal(r.propose(enc('d')), 0);
 });
+
+test('membership: a configuration is in force once appended, and reverts if the entry is cut', () => {
+  const net = new Net([1, 2, 3, 4], {}, [1, 2, 3]);
+  net.elect(1);
+  net.filter = () => false;
+  const r1 = net.get(1).raft;
+  const idx = r1.proposeConfChange([1, 2, 3, 4]);
+  assert.ok(idx > 0);
+  assert.deepEqual([...r1.voters].sort(), [1, 2, 3, 4], 'the leader uses the new set before it commits');
+  net.drain(1);
+  const app = net.queue.find((m) => m.type === MsgType.App && m.to === 2 && m.entries?.some((e) => e.index === idx));
+  assert.ok(app);
+  net.queue = [];
+  const r2 = net.get(2).raft;
+  r2.step(app);
+  assert.deepEqual([...r2.voters].sort(), [1, 2, 3, 4], 'a follower uses it as soon as the entry is in its log');
+  assert.ok(r2.log.committed < idx);
+  // A leader of a later term overwrites the uncommitted configuration entry.
+  const cut = message(MsgType.App, 2, 3, r1.term + 1);
+  cut.index = idx - 1;
+  cut.logTerm = r2.log.term(idx - 1);
+  cut.entries = [{ index: idx, term: r1.term + 1, type: EntryType.Normal, data: enc('other') }];
+  r2.step(cut);
+  assert.equal(r2.log.term(idx), r1.term + 1);
+  assert.deepEqual([...r2.voters].sort(), [1, 2, 3], 'the previous configuration is back');
+});
+
+test('membership: a snapshot records the configuration at its index, not a later uncommitted one', () => {
+  const net = new Net([1, 2, 3, 4], {}, [1, 2, 3]);
+  net.elect(1);
+  const r1 = net.get(1).raft;
+  r1.propose(enc('a'));
+  net.settle();
+  net.filter = () => false;
+  r1.proposeConfChange([1, 2, 3, 4]);
+  net.drain(1);
+  const s = r1.compact(enc('snap'), 0);
+  assert.ok(s.index < r1.log.lastIndex());
+  assert.deepEqual([...s.voters].sort(), [1, 2, 3]);
+  assert.deepEqual([...r1.voters].sort(), [1, 2, 3, 4]);
+  // Restarting from the snapshot and the log keeps the appended configuration.
+  net.get(1).disk.snapshot = s;
+  const again = net.restart(1).raft;
+  assert.deepEqual([...again.voters].sort(), [1, 2, 3, 4]);
+});

@@ -116,7 +116,14 @@ export class Raft {
   vote = NONE;
   lead = NONE;
   role: Role = Role.Follower;
+  /** The voters in force: those of the latest configuration entry in the log, committed or not
+   * (Raft thesis §4.1), else those at the log's compaction point. */
   voters = new Set<number>();
+  /** The configuration at the log's compaction point. */
+  private baseVoters: number[] = [];
+  /** Index and term of the latest configuration entry in the log (0 when none after the compaction point). */
+  private confIndex = 0;
+  private confTerm = 0;
   private readonly cfg: RaftConfig;
   private readonly prs = new Map<number, Progress>();
   private votes = new Map<number, boolean>();
@@ -166,13 +173,11 @@ export class Raft {
     }
     this.log.stabled = this.log.lastIndex();
     this.log.committed = Math.min(Math.max(this.log.committed, hs.commit), this.log.lastIndex());
-    // Configuration entries take effect when applied; everything up to commit will be replayed, so the
-    // latest committed configuration is the one in force.
-    for (let i = this.log.snapIndex + 1; i <= this.log.committed; i++) {
-      const e = this.log.entry(i);
-      if (e.type === EntryType.Config) voters = decodeVoters(e.data);
-    }
+    // A configuration takes effect as soon as it is in the log (committed or not), so the latest
+    // configuration entry in the recovered log is the one in force.
+    this.baseVoters = voters;
     this.voters = new Set(voters);
+    this.refreshVoters(true);
     this.prevHard = { term: this.term, vote: this.vote, commit: this.log.committed };
     this.becomeFollower(this.term, NONE);
   }
@@ -198,12 +203,18 @@ export class Raft {
     return this.appendEntry(EntryType.Normal, data);
   }
 
-  /** Propose the full new voter set. Only one change may be pending; the caller adds or removes one voter. */
+  /** Propose the full new voter set; it takes effect at once (when appended), on each node when the
+   * entry reaches its log. Only one change may be pending (the previous one must be applied); the
+   * caller adds or removes one voter. */
   proposeConfChange(voters: number[]): number {
     if (this.role !== Role.Leader || this.leadTransferee !== NONE) return 0;
     if (this.pendingConfIndex > this.log.applied) return 0;
     const idx = this.appendEntry(EntryType.Config, encodeVoters(voters));
     this.pendingConfIndex = idx;
+    // In force from now on: the entry is replicated and committed under the new configuration.
+    this.confIndex = idx;
+    this.confTerm = this.term;
+    this.setVoters(voters);
     return idx;
   }
 
@@ -240,13 +251,20 @@ export class Raft {
    * applied - keep (trailing entries let slow followers catch up without a snapshot). */
   compact(data: Uint8Array, keep: number): Snapshot {
     if (!this.canCompact()) {
-      throw new CellError('E_INTERNAL', 'raft: compact() while a snapshot is being installed; check canCompact() first');
+      throw new CellError(
+        'E_INTERNAL',
+        'raft: compact() while a snapshot is being installed; check canCompact() first',
+      );
     }
     const index = this.log.applied;
-    const s: Snapshot = { index, term: this.log.term(index), voters: [...this.voters], data };
+    const s: Snapshot = { index, term: this.log.term(index), voters: this.confAt(index), data };
     if (s.term < 0) throw new CellError('E_INTERNAL', `raft: cannot snapshot at compacted index ${index}`);
     this.snapshot = s;
-    this.log.compact(Math.max(this.log.snapIndex, Math.min(index - keep, this.log.stabled)));
+    const upTo = Math.max(this.log.snapIndex, Math.min(index - keep, this.log.stabled));
+    const base = this.confAt(upTo);
+    this.log.compact(upTo);
+    this.baseVoters = base;
+    if (this.confIndex <= upTo) this.confIndex = 0;
     return s;
   }
 
@@ -357,7 +375,7 @@ export class Raft {
     for (const e of rd.committedEntries) {
       if (e.index <= this.log.applied) continue;
       this.log.applied = e.index;
-      if (e.type === EntryType.Config) this.applyConf(decodeVoters(e.data));
+      if (e.type === EntryType.Config) this.applyConf();
     }
     if (this.role === Role.Leader) {
       const self = this.prs.get(this.id);
@@ -630,6 +648,7 @@ export class Raft {
     const lastNew = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries ?? []);
     if (lastNew >= 0) {
       r.index = lastNew;
+      this.refreshVoters(false, m.entries);
     } else {
       const [hint, hintTerm] = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
       r.reject = true;
@@ -658,7 +677,8 @@ export class Raft {
       r.index = this.log.lastIndex();
     } else {
       this.log.restore(s);
-      this.voters = new Set(s.voters);
+      this.baseVoters = s.voters;
+      this.refreshVoters(true);
       this.pendingSnapshot = s;
       r.index = s.index;
     }
@@ -847,7 +867,39 @@ export class Raft {
     this.send(m);
   }
 
-  private applyConf(voters: number[]): void {
+  /** The configuration in force at `index`: the latest configuration entry at or before it. */
+  private confAt(index: number): number[] {
+    for (let i = Math.min(index, this.log.lastIndex()); i > this.log.snapIndex; i--) {
+      const e = this.log.entry(i);
+      if (e.type === EntryType.Config) return decodeVoters(e.data);
+    }
+    return this.baseVoters;
+  }
+
+  /** Bring `voters` in line with the log after entries were appended or the log was cut. Cheap in the
+   * common case: only a new configuration entry, or the loss of the known one, needs a look. */
+  private refreshVoters(full: boolean, appended: Entry[] | null = null): void {
+    let changed = full || (this.confIndex > 0 && !this.log.matchTerm(this.confIndex, this.confTerm));
+    if (!changed && appended) for (const e of appended) if (e.type === EntryType.Config) changed = true;
+    if (!changed) return;
+    this.confIndex = 0;
+    this.confTerm = 0;
+    let voters = this.baseVoters;
+    for (let i = this.log.lastIndex(); i > this.log.snapIndex; i--) {
+      const e = this.log.entry(i);
+      if (e.type === EntryType.Config) {
+        voters = decodeVoters(e.data);
+        this.confIndex = i;
+        this.confTerm = e.term;
+        break;
+      }
+    }
+    this.setVoters(voters);
+  }
+
+  private setVoters(voters: number[]): void {
+    const same = voters.length === this.voters.size && voters.every((v) => this.voters.has(v));
+    if (same) return;
     this.voters = new Set(voters);
     if (this.role !== Role.Leader) return;
     for (const v of voters) {
@@ -857,15 +909,18 @@ export class Raft {
         this.prs.set(v, p);
       }
     }
-    for (const id of [...this.prs.keys()]) if (!this.voters.has(id)) this.prs.delete(id);
+    // A leader that removes itself keeps its own progress (it still replicates) but no longer counts
+    // towards quorums, which iterate over `voters`; it steps down once the change is applied.
+    for (const id of [...this.prs.keys()]) if (!this.voters.has(id) && id !== this.id) this.prs.delete(id);
     if (this.leadTransferee !== NONE && !this.voters.has(this.leadTransferee)) this.leadTransferee = NONE;
-    if (!this.voters.has(this.id)) {
-      this.becomeFollower(this.term, NONE);
-      return;
-    }
-    if (this.maybeCommit()) this.bcastAppend();
-    else this.bcastAppend();
+    this.maybeCommit();
     this.releaseReads();
+  }
+
+  /** A configuration entry was applied: it has been in force since it was appended; a leader that
+   * it removed hands over now that the cluster has committed its own removal. */
+  private applyConf(): void {
+    if (this.role === Role.Leader && !this.voters.has(this.id)) this.becomeFollower(this.term, NONE);
   }
 
   private send(m: Message): void {
