@@ -26,7 +26,7 @@ test(`simulation: ${count} seeds of faults, safety after every event, liveness a
       crashes += r.crashes;
     } catch (e) {
       failures.push(
-        `${(e as Error).message}\n  swarm ${sim.describe()}\n  replay: ${replayCommand(seed, faultMs)}  (or CELL_SIM_SEED=${seed} node scripts/test.mjs consensus/sim)`,
+        `${(e as Error).message}\n  swarm ${sim.describe()}\n  replay: ${replayCommand(seed, faultMs)}  (or CELL_SIM_SEED=${seed} node scripts/test.mjs test/consensus/sim)`,
       );
       if (failures.length >= 5) break;
     }
