@@ -235,7 +235,7 @@ export class ClusterSim {
       delayMax: r.pick([3, 8, 25, 60]),
       diskMin: r.pick([0, 1]),
       diskMax: r.pick([1, 3, 12]),
-      nemesisEveryMs: r.pick([60, 150, 400]),
+      nemesisEveryMs: r.pick([20, 60, 150, 400]),
       proposeEveryMs: r.pick([2, 5, 15]),
       readEveryMs: r.pick([10, 30]),
       snapshotEvery: r.pick([8, 30, 200]),
