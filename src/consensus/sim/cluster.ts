@@ -195,6 +195,9 @@ export class ClusterSim {
   private leaderOf = new Map<number, number>();
   /** index -> term of every entry any node has seen committed. */
   private committedTerm: number[] = [];
+  /** index -> the term of the first node seen holding it committed: the term it was committed in, or
+   * later (a follower learns of a commit after the leader). */
+  private committedIn: number[] = [];
   private committedData: Uint8Array[] = [];
   /** index -> state machine hash after applying it. */
   private smHash: number[] = [];
@@ -493,6 +496,7 @@ export class ClusterSim {
       this.fail(`state machine safety: node ${n.id} applies different data at ${e.index}`);
     this.committedData[e.index] = e.data;
     this.committedTerm[e.index] = e.term;
+    this.committedIn[e.index] ??= n.core.term;
     n.sm.hash = hashBytes(mix(n.sm.hash, e.type), e.data);
     n.sm.index = e.index;
     if (e.type === EntryType.Normal && e.data.length === 8) {
@@ -895,8 +899,10 @@ export class ClusterSim {
       for (let i = from; i <= log.committed; i++) {
         const t = log.term(i);
         const known = this.committedTerm[i];
-        if (known === undefined) this.committedTerm[i] = t;
-        else if (known !== t) this.fail(`node ${n.id} commits term ${t} at ${i}, others committed term ${known}`);
+        if (known === undefined) {
+          this.committedTerm[i] = t;
+          this.committedIn[i] = c.term;
+        } else if (known !== t) this.fail(`node ${n.id} commits term ${t} at ${i}, others committed term ${known}`);
       }
       if (log.committed > n.commitSeen) n.commitSeen = log.committed;
     }
@@ -905,9 +911,11 @@ export class ClusterSim {
 
   private checkLeaderCompleteness(n: SimNode): void {
     const log = n.core.log;
+    // Leader completeness binds leaders of later terms only: a stale candidate can still win an older
+    // term from delayed votes, and it can commit nothing.
     for (let i = log.snapIndex + 1; i < this.committedTerm.length; i++) {
       const t = this.committedTerm[i];
-      if (t === undefined) continue;
+      if (t === undefined || (this.committedIn[i] ?? 0) >= n.core.term) continue;
       if (log.term(i) !== t)
         this.fail(`leader completeness: leader ${n.id} (term ${n.core.term}) lacks committed entry ${i}`);
     }
