@@ -196,3 +196,7 @@ test('property: one corrupted read result is illegal when nothing else explains 
     { numRuns: 300 },
   );
 });
+
+test('an operation that returns before its call is refused', () => {
+  assert.throws(() => checkOperations(kvModel, [put('x', '1', 5, 4)]), /before its call/);
+});

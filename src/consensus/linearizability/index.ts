@@ -7,6 +7,8 @@
  * of distinct states. A model may split a history into independent parts (keys of a KV store).
  */
 
+import { CellError } from '../../errors/index.js';
+
 export interface Operation<I, O> {
   clientId: number;
   input: I;
@@ -128,7 +130,8 @@ function checkPart<S, I, O>(
   let longest: number[] = [];
   while (head.next !== null) {
     if ((++counter.steps & 1023) === 0 && Date.now() > deadline) throw new Timeout();
-    if (node === null) break; // unreachable: a return always precedes the end of the list
+    // Unreachable: every call's return follows it in the list, so the walk meets a return first.
+    if (node === null) throw new CellError('E_INTERNAL', 'linearizability: search ran off the history');
     if (node.isCall) {
       const op = ops[node.id];
       const r = model.step(state, op.input, op.ret === Number.POSITIVE_INFINITY ? undefined : op.output);
@@ -166,6 +169,14 @@ export function checkOperations<S, I, O>(
   opts: CheckOptions = {},
 ): CheckOutcome<I, O> {
   const deadline = opts.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + opts.timeoutMs;
+  for (const op of ops) {
+    if (!(op.ret >= op.call)) {
+      throw new CellError(
+        'E_INVALID_ARGUMENT',
+        `linearizability: operation of client ${op.clientId} returns (${op.ret}) before its call (${op.call})`,
+      );
+    }
+  }
   const parts = model.partition ? model.partition(ops) : [ops];
   const counter = { steps: 0 };
   let timedOut = false;
