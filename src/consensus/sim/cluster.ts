@@ -5,6 +5,7 @@ import {
   EntryType,
   type HardState,
   type Message,
+  MsgType,
   NONE,
   type Ready,
   Role,
@@ -51,6 +52,8 @@ interface Swarm {
   checkQuorum: boolean;
   maxMsgEntries: number;
   maxInflight: number;
+  /** The leader sends appends and heartbeats before its own write is durable. */
+  leaderSendsEarly: boolean;
 }
 
 interface DiskState {
@@ -248,6 +251,7 @@ export class ClusterSim {
       checkQuorum: r.chance(0.8),
       maxMsgEntries: r.pick([1, 4, 64]),
       maxInflight: r.pick([1, 4, 256]),
+      leaderSendsEarly: r.chance(0.5),
     };
     // Go-back-N over a lossy link with hundreds of one-entry appends in flight is correct but costs
     // millions of simulated messages per seed; keep the window proportionate to the batch size.
@@ -425,6 +429,16 @@ export class ClusterSim {
     const rd = n.core.ready();
     n.rd = rd;
     n.busy = true;
+    if (this.swarm.leaderSendsEarly && n.core.role === Role.Leader && rd.messages.length > 0) {
+      // Raft thesis §10.2.1 (and RaftNode): a leader's appends and heartbeats need not wait for its
+      // own write; it counts itself towards commit only once the write is durable.
+      const later: Message[] = [];
+      for (const m of rd.messages) {
+        if (m.type === MsgType.App || m.type === MsgType.Heartbeat) this.send(m);
+        else later.push(m);
+      }
+      rd.messages = later;
+    }
     if (rd.snapshot) n.unsynced.push({ kind: 'snapshot', s: rd.snapshot });
     if (rd.entries.length > 0) n.unsynced.push({ kind: 'entries', es: rd.entries });
     if (rd.hardState) n.unsynced.push({ kind: 'hard', h: rd.hardState });
