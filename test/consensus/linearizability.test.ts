@@ -190,7 +190,19 @@ test('property: one corrupted read result is illegal when nothing else explains 
       const reads = ops.filter((o) => o.input.op === 'get');
       fc.pre(reads.length > 0);
       const r = reads[pick % reads.length];
-      r.output = { value: `corrupt${pick}` };
+      // Prefer a stale value (one the key held earlier, the classic anomaly); else one never written.
+      const current = (r.output as { value: string | null }).value;
+      const earlier = ops
+        .filter((o) => o.call < r.call && o.input.key === r.input.key && o.input.op !== 'get')
+        .map((o) =>
+          o.input.op === 'put'
+            ? o.input.value
+            : o.input.op === 'cas' && (o.output as { ok: boolean }).ok
+              ? o.input.to
+              : null,
+        )
+        .filter((v): v is string => v !== null && v !== current);
+      r.output = { value: earlier.length > 0 ? earlier[pick % earlier.length] : `corrupt${pick}` };
       assert.equal(check(ops), 'illegal');
     }),
     { numRuns: 300 },
