@@ -178,6 +178,8 @@ function librariesOf(object: string): Bind[] {
  */
 const JOIN_CGROUP_THEN_EXEC =
   'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
+/** The shell exports PWD of its own accord; a raw cell gets only the environment it was given. */
+const JOIN_CGROUP_THEN_EXEC_CLEAN = `unset PWD; ${JOIN_CGROUP_THEN_EXEC}`;
 
 export function sandboxArgs(spec: CapsidSpec, env: Record<string, string>, readOnly: string[]): string[] {
   const name = spec.name;
@@ -194,6 +196,9 @@ export function sandboxArgs(spec: CapsidSpec, env: Record<string, string>, readO
   args.push('--ro-bind', spec.bundlePath, spec.bundlePath);
   for (const p of readOnly) args.push('--ro-bind', p, p);
   args.push('--bind', spec.socketDir, spec.socketDir);
+  // The root bwrap builds is a tmpfs the cell could write (mount points such as /usr, /etc); only
+  // /tmp and the socket dir, separate mounts, stay writable.
+  args.push('--remount-ro', '/');
   args.push('--chdir', '/tmp', '--clearenv');
   for (const [k, v] of Object.entries(env)) args.push('--setenv', k, v);
   return args;
@@ -267,7 +272,14 @@ export async function encapsulate(spec: CapsidSpec): Promise<Encapsulated> {
   try {
     child = spawn(
       '/bin/sh',
-      ['-c', JOIN_CGROUP_THEN_EXEC, `capsid-${name}`, String(procs.length), ...procs, ...command],
+      [
+        '-c',
+        'PWD' in env ? JOIN_CGROUP_THEN_EXEC : JOIN_CGROUP_THEN_EXEC_CLEAN,
+        `capsid-${name}`,
+        String(procs.length),
+        ...procs,
+        ...command,
+      ],
       {
         env,
         stdio: ['ignore', spec.stdout, spec.stderr],
@@ -289,9 +301,15 @@ export async function encapsulate(spec: CapsidSpec): Promise<Encapsulated> {
     dispose() {
       disposed ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) {
+          const reaped = new Promise<void>((resolve) => {
+            child.once('exit', () => resolve());
+            setTimeout(resolve, 5000).unref();
+          });
           try {
             child.kill('SIGKILL');
           } catch {}
+          // Until Node reaps it, the killed child is a zombie that still answers kill(pid, 0).
+          await reaped;
         }
         await cgroup?.destroy();
       })();

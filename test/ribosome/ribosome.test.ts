@@ -12,7 +12,10 @@ function workspace(t: TestContext): { dna: string; cache: string } {
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const dna = join(dir, 'dna');
   mkdirSync(join(dna, 'lib'), { recursive: true });
-  writeFileSync(join(dna, 'lib', 'greet.ts'), 'export const greet = (who: string): string => `hello ${who}`;\n');
+  writeFileSync(
+    join(dna, 'lib', 'greet.ts'),
+    'export const greet = (who: string): string => ["hello", who].join(" ");\n',
+  );
   writeFileSync(
     join(dna, 'index.ts'),
     [
@@ -67,7 +70,10 @@ test('first build writes a runnable bundle; the second call is a cache hit with 
 test('a change to any source file (or a new file) rebuilds under a new hash', async (t) => {
   const { dna, cache } = workspace(t);
   const first = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
-  writeFileSync(join(dna, 'lib', 'greet.ts'), 'export const greet = (who: string): string => `bonjour ${who}`;\n');
+  writeFileSync(
+    join(dna, 'lib', 'greet.ts'),
+    'export const greet = (who: string): string => ["bonjour", who].join(" ");\n',
+  );
   const second = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
   assert.equal(second.cached, false);
   assert.notEqual(second.hash, first.hash);
