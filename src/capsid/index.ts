@@ -185,6 +185,9 @@ export function sandboxArgs(spec: CapsidSpec, env: Record<string, string>, readO
   const name = spec.name;
   const args = ['--unshare-all'];
   if (spec.network === true) args.push('--share-net');
+  // Its own user namespace, where it is nobody (65534, mapped to the caller's uid outside so the
+  // sockets it binds belong to the Root's user), with no capabilities.
+  args.push('--unshare-user', '--uid', '65534', '--gid', '65534');
   args.push('--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--hostname', `cell-${name}`);
   args.push(...systemBinds(readOnly.filter((p) => p.endsWith('.node'))).flatMap(bindArgs('--ro-bind')));
   if (spec.network === true) {

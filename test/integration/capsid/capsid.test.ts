@@ -167,6 +167,8 @@ test('escape attempts from inside a sandboxed cell all fail', async (t) => {
   for (const p of procs) assert.match(p, /bwrap|node/, p);
 
   assert.deepEqual(r.hostname, { ok: true, value: 'cell-probe' });
+  // Nobody in its own user namespace, without a single capability.
+  assert.deepEqual(r.identity, { ok: true, value: { uid: 65534, capEff: '0000000000000000' } });
   // Environment: only what the spec gave, plus the addon path and HOME the Capsid sets and the PWD
   // bubblewrap sets for its --chdir.
   assert.deepEqual(r.env, { ok: true, value: ['CELL_NATIVE_ADDON', 'CELL_SOCKET_DIR', 'HOME', 'PWD'] });
