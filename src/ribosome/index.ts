@@ -104,7 +104,15 @@ let runtimeIdentity: string | undefined;
 function runtimeBuildIdentity(): string {
   if (runtimeIdentity === undefined) {
     const h = createHash('sha256');
-    hashTree(dirname(runtimeEntry()), h);
+    const runtimeDir = dirname(runtimeEntry());
+    hashTree(runtimeDir, h);
+    // The runtime's own dependencies are bundled too: their locked versions belong to its identity.
+    for (const lock of [join(runtimeDir, '..', 'package-lock.json'), join(runtimeDir, '..', '..', 'package-lock.json')]) {
+      if (existsSync(lock)) {
+        h.update(readFileSync(lock));
+        break;
+      }
+    }
     runtimeIdentity = h.digest('hex');
   }
   return runtimeIdentity;
