@@ -433,6 +433,13 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     if (type < CONTROL_FRAME_FIRST || type > CONTROL_FRAME_LAST) {
       throw new CellError('E_INVALID_ARGUMENT', `control frame types are 0x10–0x1F, not 0x${type.toString(16)}.`);
     }
+    // Two handlers for one type would silently break whichever registered first (the shm upgrade owns 0x10).
+    if (this.controlHandlers.has(type)) {
+      throw new CellError('E_INVALID_ARGUMENT', `control frame type 0x${type.toString(16)} already has a handler.`, {
+        cell: this.cellName,
+        fix: 'pick a free type; 0x10–0x12 belong to the shared-memory upgrade (docs/PROTOCOL.md § 3).',
+      });
+    }
     this.controlHandlers.set(type, handler);
   }
 
