@@ -100,7 +100,7 @@ export interface MembraneOptions {
  *   gets the session, whose `transport.carrier` is the net.Socket (for fd passing);
  * - `openSession(sink, transport, continues)` starts a second, already-open session for the same peer
  *   (its frames then arrive from the ring instead of the socket);
- * - ServerSession.deliver(…, lease) releases borrowed ring memory when the handler settles.
+ * - ServerSession.deliverFrame(…, lease) releases borrowed ring memory when the handler settles.
  */
 export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost {
   readonly service: S;

@@ -75,7 +75,16 @@ test('control frames reach the registered handler; a continuing session serves f
   slot.set(payload, HEADER_SIZE);
   let released = 0;
   const lease = Vesicle.borrowed(slot, HEADER_SIZE, payload.length, () => released++);
-  ring.deliver(FrameType.REQUEST, 0, Svc.methods.later.id, 5, slot, HEADER_SIZE, HEADER_SIZE + payload.length, lease);
+  ring.deliverFrame(
+    FrameType.REQUEST,
+    0,
+    Svc.methods.later.id,
+    5,
+    slot,
+    HEADER_SIZE,
+    HEADER_SIZE + payload.length,
+    lease,
+  );
   assert.equal(released, 0, 'the slot stays borrowed while the handler runs');
   resolveLater!();
   await new Promise((r) => setImmediate(r));
