@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, realpathSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { CellError } from '../errors/index.js';
 import { validateCellName } from '../paths/index.js';
@@ -47,6 +47,12 @@ export interface Encapsulated {
   oomKilled(): boolean;
   /** Current memory usage from the cgroup, null without one. */
   memoryBytes(): number | null;
+  /**
+   * Delivers a signal to the cell itself. bubblewrap does not forward signals (a SIGTERM to it tears
+   * the pid namespace down and the cell dies without draining), so a sandboxed cell's processes
+   * other than bubblewrap's get it. False when nothing was left to signal.
+   */
+  signal(signal: NodeJS.Signals): boolean;
   /** Kills what is left in the cgroup (and the child) and removes the cgroup. Idempotent. */
   dispose(): Promise<void>;
 }
@@ -301,6 +307,23 @@ export async function encapsulate(spec: CapsidSpec): Promise<Encapsulated> {
     limits,
     oomKilled: () => cgroup?.oomKilled() ?? false,
     memoryBytes: () => cgroup?.memoryBytes() ?? null,
+    signal(sig) {
+      if (child.exitCode !== null || child.signalCode !== null) return false;
+      if (bwrap !== undefined && child.pid !== undefined) {
+        const inside = (cgroup?.pids() ?? descendants(child.pid)).filter(
+          (p) => p !== child.pid && commOf(p) !== 'bwrap',
+        );
+        let delivered = false;
+        for (const p of inside) {
+          try {
+            process.kill(p, sig);
+            delivered = true;
+          } catch {}
+        }
+        if (delivered) return true;
+      }
+      return child.kill(sig);
+    },
     dispose() {
       disposed ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) {
@@ -319,4 +342,37 @@ export async function encapsulate(spec: CapsidSpec): Promise<Encapsulated> {
       return disposed;
     },
   };
+}
+
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** Every process below `root` in the process tree (from /proc/<pid>/stat). */
+function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid);
+      if (list) list.push(pid);
+      else children.set(ppid, [pid]);
+    } catch {}
+  }
+  const out: number[] = [];
+  const stack = [root];
+  while (stack.length > 0) {
+    for (const c of children.get(stack.pop() as number) ?? []) {
+      out.push(c);
+      stack.push(c);
+    }
+  }
+  return out;
 }

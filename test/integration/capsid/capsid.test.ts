@@ -342,3 +342,32 @@ test('diagnose() reports real findings, and a hidden tool fails its check', asyn
   const explicit = await diagnose({ bwrap: '/nonexistent/bwrap' });
   assert.equal(explicit.find((c) => c.name === 'bubblewrap')?.ok, false);
 });
+
+test('signal() reaches the sandboxed cell itself, so SIGTERM drains instead of killing', async (t) => {
+  const ws = workspace(t);
+  const path = await bundle(
+    ws,
+    'drainer',
+    [
+      "process.on('SIGTERM', () => {",
+      "  console.log('drained');",
+      '  process.exit(0);',
+      '});',
+      "console.log('ready');",
+      'setInterval(() => {}, 1000);',
+      '',
+    ].join('\n'),
+    'index.js',
+  );
+  for (const sandbox of [true, false]) {
+    const cell = await start(t, ws, { name: 'drainer', bundlePath: path, sandbox });
+    const io = collect(cell);
+    await waitFor(() => io.out().includes('ready'), 15_000, 'the cell to start');
+    assert.equal(cell.signal('SIGTERM'), true);
+    const { code, signal } = await exited(cell);
+    assert.equal(code, 0, `sandbox ${sandbox}: exit ${code} ${signal} ${io.err()}`);
+    assert.match(io.out(), /drained/);
+    assert.equal(cell.signal('SIGTERM'), false, 'nothing left to signal');
+    await cell.dispose();
+  }
+});
