@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -150,4 +150,32 @@ test('a stale lock left by a dead builder is taken over', async (t) => {
   assert.equal(b.cached, false);
   assert.equal(b.hash, probe.hash);
   assert.ok(!existsSync(join(cache, 'greeter', `${probe.hash}.lock`)));
+});
+
+test('two processes synthesizing the same DNA at once build it once', async (t) => {
+  const { dna, cache } = workspace(t);
+  const ribosome = new URL('../../src/ribosome/index.js', import.meta.url).href;
+  const script = [
+    `const { synthesize } = await import(${JSON.stringify(ribosome)});`,
+    `const b = await synthesize({ name: 'greeter', dir: ${JSON.stringify(dna)} }, { cacheDir: ${JSON.stringify(cache)} });`,
+    'console.log(JSON.stringify(b));',
+  ].join('\n');
+  const runOne = () =>
+    new Promise<{ cached: boolean; hash: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+      });
+      child.stderr.on('data', (d) => {
+        err += d;
+      });
+      child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`exit ${code}: ${err}`))));
+    });
+  const results = await Promise.all([runOne(), runOne()]);
+  assert.equal(results.filter((r) => !r.cached).length, 1, JSON.stringify(results));
+  assert.equal(results[0]?.hash, results[1]?.hash);
 });
