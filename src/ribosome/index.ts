@@ -107,7 +107,10 @@ function runtimeBuildIdentity(): string {
     const runtimeDir = dirname(runtimeEntry());
     hashTree(runtimeDir, h);
     // The runtime's own dependencies are bundled too: their locked versions belong to its identity.
-    for (const lock of [join(runtimeDir, '..', 'package-lock.json'), join(runtimeDir, '..', '..', 'package-lock.json')]) {
+    for (const lock of [
+      join(runtimeDir, '..', 'package-lock.json'),
+      join(runtimeDir, '..', '..', 'package-lock.json'),
+    ]) {
       if (existsSync(lock)) {
         h.update(readFileSync(lock));
         break;
