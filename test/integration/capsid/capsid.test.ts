@@ -371,3 +371,42 @@ test('signal() reaches the sandboxed cell itself, so SIGTERM drains instead of k
     await cell.dispose();
   }
 });
+
+test('network: true shares the host network; readOnlyPaths are readable and stay read-only', async (t) => {
+  const ws = workspace(t);
+  const probeDna = join(ws.dir, 'dna', 'probe');
+  mkdirSync(probeDna, { recursive: true });
+  copyFileSync(PROBE, join(probeDna, 'index.js'));
+  const built = await synthesize({ name: 'probe', dir: probeDna }, { cacheDir: ws.cache });
+  let tcpConnections = 0;
+  const server: Server = createServer((s) => {
+    tcpConnections++;
+    s.destroy();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const extra = join(ws.dir, 'extra.txt');
+  writeFileSync(extra, 'granted');
+
+  const cell = await start(t, ws, {
+    name: 'probe',
+    bundlePath: built.path,
+    network: true,
+    readOnlyPaths: [extra],
+    env: { CELL_SOCKET_DIR: ws.socketDir, PROBE_EXTRA: extra },
+    args: [String((server.address() as { port: number }).port), '9', randomBytes(6).toString('hex')],
+  });
+  const io = collect(cell);
+  const { code } = await exited(cell);
+  assert.equal(code, 0, io.err());
+  const r = JSON.parse(io.out()) as Record<string, Attempt>;
+  assert.deepEqual(r.tcp, { ok: true, value: 'connected' });
+  assert.equal(tcpConnections, 1);
+  assert.deepEqual(r.readExtra, { ok: true, value: 'granted' });
+  assert.equal(r.writeExtra?.ok, false);
+  assert.equal(readFileSync(extra, 'utf8'), 'granted');
+  // Everything else stays as confined as without the network.
+  assert.equal(r.readShadow?.ok, false);
+  assert.equal(r.writeUsr?.ok, false);
+  assert.ok((r.processes as { value: string[] }).value.length <= 2);
+});
