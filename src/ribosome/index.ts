@@ -185,12 +185,15 @@ async function acquireLock(path: string, timeoutMs: number, cell: string): Promi
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     let owner = Number.NaN;
+    let stale = '';
     try {
-      owner = Number.parseInt(readFileSync(path, 'utf8').split(':')[0] ?? '', 10);
+      stale = readFileSync(path, 'utf8');
+      owner = Number.parseInt(stale.split(':')[0] ?? '', 10);
     } catch {}
     if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) {
-      // Stale: its builder died. Removing and retrying O_EXCL lets exactly one taker win.
-      rmSync(path, { force: true });
+      // Stale: its builder died. Takers serialize on a second O_EXCL file and remove the lock only
+      // if it still holds the dead owner's token, so a fresh lock taken meanwhile is never removed.
+      takeOver(path, stale);
       continue;
     }
     if (Date.now() > deadline) {
@@ -200,6 +203,41 @@ async function acquireLock(path: string, timeoutMs: number, cell: string): Promi
       });
     }
     await sleep(25);
+  }
+}
+
+function takeOver(path: string, staleToken: string): void {
+  const guard = `${path}.takeover`;
+  try {
+    closeSync(openSync(guard, 'wx', 0o600));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    // A taker that died inside this short section leaves the guard behind.
+    try {
+      if (Date.now() - statSync(guard).mtimeMs > 10_000) rmSync(guard, { force: true });
+    } catch {}
+    return;
+  }
+  try {
+    if (readFileSync(path, 'utf8') === staleToken) rmSync(path, { force: true });
+  } catch {
+  } finally {
+    rmSync(guard, { force: true });
+  }
+}
+
+/** Bundles of older DNA versions kept per cell (a running generation may still be using one). */
+const KEEP_BUNDLES = 3;
+
+function pruneOldBundles(dir: string): void {
+  try {
+    const bundles = readdirSync(dir)
+      .filter((f) => f.endsWith('.mjs'))
+      .map((f) => ({ path: join(dir, f), mtime: statSync(join(dir, f)).mtimeMs }))
+      .sort((a, b) => b.mtime - a.mtime);
+    for (const b of bundles.slice(KEEP_BUNDLES)) rmSync(b.path, { force: true });
+  } catch {
+    // Pruning is housekeeping: a concurrent prune or a vanished file is not a build failure.
   }
 }
 
@@ -291,6 +329,7 @@ export async function synthesize(dna: Dna, opts: SynthesizeOptions = {}): Promis
       });
     }
     renameSync(tmp, path);
+    pruneOldBundles(outDir);
     const buildMs = performance.now() - started;
     progress(`ribosome: ${dna.name} built in ${buildMs.toFixed(0)} ms`);
     return { path, hash, cached: false, buildMs };

@@ -84,9 +84,24 @@ test('a change to any source file (or a new file) rebuilds under a new hash', as
   assert.notEqual(third.hash, second.hash);
   // Dotfiles and node_modules do not.
   writeFileSync(join(dna, '.editorconfig'), 'root = true\n');
+  mkdirSync(join(dna, 'node_modules'));
+  writeFileSync(join(dna, 'node_modules', 'x.js'), '1\n');
+  const again = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
+  assert.equal(again.hash, third.hash);
+  assert.equal(again.cached, true);
+  // A rename alone is a change too (paths are hashed, not only contents).
+  rmSync(join(dna, 'notes.md'));
+  writeFileSync(join(dna, 'notes.txt'), 'notes\n');
   const fourth = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
-  assert.equal(fourth.hash, third.hash);
-  assert.equal(fourth.cached, true);
+  assert.notEqual(fourth.hash, third.hash);
+  // Only the newest three versions are kept.
+  assert.deepEqual(
+    readdirSync(join(cache, 'greeter'))
+      .filter((f) => f.endsWith('.mjs'))
+      .sort(),
+    [second, third, fourth].map((b) => `${b.hash}.mjs`).sort(),
+  );
+  assert.equal(existsSync(first.path), false);
 });
 
 test('a compile error names the cell and carries file:line from esbuild', async (t) => {
