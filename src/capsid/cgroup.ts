@@ -14,7 +14,10 @@ export type CgroupLayout =
   | { version: 2; parent: string }
   | { version: 1; parents: { memory: string; cpu: string | undefined; pids: string | undefined } };
 
-const ROOT = '/sys/fs/cgroup';
+/** Where the cgroup hierarchies are mounted; CELL_CGROUP_ROOT points elsewhere (or at nothing). */
+function cgroupRoot(): string {
+  return process.env.CELL_CGROUP_ROOT ?? '/sys/fs/cgroup';
+}
 const V2_NEEDED = ['memory', 'cpu', 'pids'];
 
 function read(path: string): string | undefined {
@@ -36,8 +39,9 @@ function ownPath(controller: string | null): string {
 }
 
 function unifiedMount(): string | undefined {
-  if (existsSync(join(ROOT, 'cgroup.controllers'))) return ROOT;
-  if (existsSync(join(ROOT, 'unified', 'cgroup.controllers'))) return join(ROOT, 'unified');
+  const root = cgroupRoot();
+  if (existsSync(join(root, 'cgroup.controllers'))) return root;
+  if (existsSync(join(root, 'unified', 'cgroup.controllers'))) return join(root, 'unified');
   return undefined;
 }
 
@@ -46,7 +50,7 @@ function unifiedMount(): string | undefined {
  * visible (so a supervisor's own limits still bound its cells), else under the mount's root.
  */
 function v1Parent(controller: string): string | undefined {
-  const mount = join(ROOT, controller);
+  const mount = join(cgroupRoot(), controller);
   if (!existsSync(join(mount, 'cgroup.procs'))) return undefined;
   const own = join(mount, ownPath(controller));
   return join(existsSync(join(own, 'cgroup.procs')) ? own : mount, 'cell');
@@ -67,7 +71,7 @@ export function detectCgroups(): { layout: CgroupLayout; reason?: undefined } | 
     reason:
       unified !== undefined
         ? `the unified cgroup hierarchy at ${unified} lacks the memory/cpu/pids controllers and no v1 memory controller is mounted`
-        : `no cgroup hierarchy is mounted under ${ROOT}`,
+        : `no cgroup hierarchy is mounted under ${cgroupRoot()}`,
   };
 }
 

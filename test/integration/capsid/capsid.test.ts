@@ -57,8 +57,12 @@ async function start(t: TestContext, ws: Workspace, spec: Partial<CapsidSpec> & 
     ...spec,
   });
   t.after(() => cell.dispose());
+  // 'close' (not 'exit'): by then every byte the cell wrote to its pipes has been read.
+  closed.set(cell, new Promise((resolve) => cell.child.once('close', (code, signal) => resolve({ code, signal }))));
   return cell;
 }
+
+const closed = new WeakMap<Encapsulated, Promise<{ code: number | null; signal: NodeJS.Signals | null }>>();
 
 function collect(cell: Encapsulated): { out: () => string; err: () => string } {
   let out = '';
@@ -73,10 +77,7 @@ function collect(cell: Encapsulated): { out: () => string; err: () => string } {
 }
 
 function exited(cell: Encapsulated): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (cell.child.exitCode !== null || cell.child.signalCode !== null) {
-    return Promise.resolve({ code: cell.child.exitCode, signal: cell.child.signalCode });
-  }
-  return new Promise((resolve) => cell.child.once('exit', (code, signal) => resolve({ code, signal })));
+  return closed.get(cell) as Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 /** Running (a zombie awaiting its reaper, possibly the host's init, has stopped running). */
@@ -409,4 +410,32 @@ test('network: true shares the host network; readOnlyPaths are readable and stay
   assert.equal(r.readShadow?.ok, false);
   assert.equal(r.writeUsr?.ok, false);
   assert.ok((r.processes as { value: string[] }).value.length <= 2);
+});
+
+test('without cgroups, a sandboxed spawn refuses with E_CGROUP_UNAVAILABLE; sandbox:false runs unlimited', async (t) => {
+  const ws = workspace(t);
+  const path = await bundle(ws, 'plain', "console.log('ran');\n", 'index.js');
+  const saved = process.env.CELL_CGROUP_ROOT;
+  process.env.CELL_CGROUP_ROOT = join(ws.dir, 'no-cgroups');
+  t.after(() => {
+    if (saved === undefined) delete process.env.CELL_CGROUP_ROOT;
+    else process.env.CELL_CGROUP_ROOT = saved;
+  });
+  await assert.rejects(start(t, ws, { name: 'plain', bundlePath: path }), (err: unknown) => {
+    assert.ok(isCellError(err, 'E_CGROUP_UNAVAILABLE'), String(err));
+    assert.match(err.message, /no cgroup hierarchy is mounted/);
+    assert.match(err.message, /--no-sandbox/);
+    return true;
+  });
+  const cell = await start(t, ws, { name: 'plain', bundlePath: path, sandbox: false });
+  assert.equal(cell.cgroup, null);
+  assert.equal(cell.memoryBytes(), null);
+  const io = collect(cell);
+  assert.equal((await exited(cell)).code, 0, io.err());
+  assert.equal(io.out(), 'ran\n');
+  assert.equal(cell.oomKilled(), false);
+  const doctor = await diagnose();
+  const cgroups = doctor.find((c) => c.name === 'cgroups');
+  assert.equal(cgroups?.ok, false);
+  assert.match(cgroups?.disables ?? '', /limits/);
 });
