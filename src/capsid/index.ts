@@ -84,9 +84,8 @@ function isExecutable(p: string): boolean {
 export function findBwrap(explicit?: string, searchPath?: string): { path: string } | { reason: string } {
   const wanted = explicit ?? process.env.CELL_BWRAP;
   if (wanted !== undefined) {
-    return which(wanted, searchPath) !== undefined
-      ? { path: resolve(wanted) }
-      : { reason: `bubblewrap not found at ${wanted}` };
+    const found = which(wanted, searchPath);
+    return found !== undefined ? { path: resolve(found) } : { reason: `bubblewrap not found at ${wanted}` };
   }
   const found = which('bwrap', searchPath);
   return found !== undefined ? { path: found } : { reason: 'bubblewrap (bwrap) is not on PATH' };
