@@ -41,6 +41,7 @@ function checkBwrap(opts: DoctorOptions): DoctorCheck[] {
         detail: `${found.reason}; install it with \`apt-get install bubblewrap\``,
         disables,
       },
+      { name: 'sandbox runnable', ok: false, detail: 'no bubblewrap to run', disables },
     ];
   }
   const v = spawnSync(found.path, ['--version'], { encoding: 'utf8', timeout: 10_000 });
@@ -53,6 +54,7 @@ function checkBwrap(opts: DoctorOptions): DoctorCheck[] {
         detail: `${found.path} --version failed: ${(v.stderr || v.error?.message || '').trim()}`,
         disables,
       },
+      { name: 'sandbox runnable', ok: false, detail: 'bubblewrap does not run', disables },
     ];
   }
   const broken = probeBwrap(found.path);

@@ -340,6 +340,7 @@ test('diagnose() reports real findings, and a hidden tool fails its check', asyn
   assert.equal(bw?.ok, false);
   assert.match(bw?.detail ?? '', /apt-get install bubblewrap/);
   assert.match(bw?.disables ?? '', /sandbox/);
+  assert.equal(hidden.find((c) => c.name === 'sandbox runnable')?.ok, false);
   const explicit = await diagnose({ bwrap: '/nonexistent/bwrap' });
   assert.equal(explicit.find((c) => c.name === 'bubblewrap')?.ok, false);
 });
