@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadNative } from '../shm/native.js';
+import { findBwrap, probeBwrap } from './bwrap.js';
 import { detectCgroups } from './cgroup.js';
-import { findBwrap, probeBwrap } from './index.js';
 
 /** One line of `cell doctor`: what was found and what its absence turns off. */
 export interface DoctorCheck {
