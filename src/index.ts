@@ -60,6 +60,15 @@ export {
   Synapse,
   unixConnector,
 } from './synapse/index.js';
+export type {
+  CellTransportOptions,
+  LeaderEvent,
+  RaftNodeOptions,
+  RaftTransport,
+  StateMachine,
+  WalFs,
+} from './consensus/index.js';
+export { CellTransport, InMemoryNetwork, RaftNode, SimDisk, Wal } from './consensus/index.js';
 export type { TapEvent, TapFilter, TapRecord } from './tap/index.js';
 export { compileFilter, openTap } from './tap/index.js';
 // The dashboard (ink, React) stays out of the library's import graph: cells never load it.
