@@ -5,6 +5,15 @@ export type { MeshIdentity } from './axon/identity/index.js';
 export { loadMeshIdentity } from './axon/identity/index.js';
 export type { GrowAcrossMeshOptions, MeshClient } from './axon/mesh.js';
 export { exposeOnMesh, growAcrossMesh } from './axon/mesh.js';
+export type {
+  CellTransportOptions,
+  LeaderEvent,
+  RaftNodeOptions,
+  RaftTransport,
+  StateMachine,
+  WalFs,
+} from './consensus/index.js';
+export { CellTransport, InMemoryNetwork, RaftNode, SimDisk, Wal } from './consensus/index.js';
 export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, isCellError } from './errors/index.js';
 export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';
@@ -60,15 +69,6 @@ export {
   Synapse,
   unixConnector,
 } from './synapse/index.js';
-export type {
-  CellTransportOptions,
-  LeaderEvent,
-  RaftNodeOptions,
-  RaftTransport,
-  StateMachine,
-  WalFs,
-} from './consensus/index.js';
-export { CellTransport, InMemoryNetwork, RaftNode, SimDisk, Wal } from './consensus/index.js';
 export type { TapEvent, TapFilter, TapRecord } from './tap/index.js';
 export { compileFilter, openTap } from './tap/index.js';
 // The dashboard (ink, React) stays out of the library's import graph: cells never load it.

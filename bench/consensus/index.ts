@@ -142,7 +142,11 @@ async function benchCell(): Promise<void> {
     report(rows[rows.length - 1]);
   }
 
-  const client = new KvClient({ nodes: { 1: 'kv-1', 2: 'kv-2', 3: 'kv-3' }, deadlineMs: 30_000, callTimeoutMs: 30_000 });
+  const client = new KvClient({
+    nodes: { 1: 'kv-1', 2: 'kv-2', 3: 'kv-3' },
+    deadlineMs: 30_000,
+    callTimeoutMs: 30_000,
+  });
   const value = 'v'.repeat(VALUE_BYTES);
   for (const n of LEVELS) {
     const before = await stats();
@@ -168,14 +172,19 @@ async function benchCell(): Promise<void> {
 
 function http(agent: Agent, port: number, path: string, body: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
-      let out = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => {
-        out += d;
-      });
-      res.on('end', () => (res.statusCode === 200 ? resolve(out) : reject(new Error(`etcd ${path}: ${res.statusCode} ${out}`))));
-    });
+    const req = request(
+      { host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        let out = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => {
+          out += d;
+        });
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve(out) : reject(new Error(`etcd ${path}: ${res.statusCode} ${out}`)),
+        );
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -211,16 +220,26 @@ async function benchEtcd(): Promise<void> {
       await spawnReady(
         ETCD,
         [
-          '--name', names[i],
-          '--data-dir', join(root, `etcd${i}`),
-          '--listen-client-urls', `http://127.0.0.1:${client}`,
-          '--advertise-client-urls', `http://127.0.0.1:${client}`,
-          '--listen-peer-urls', `http://127.0.0.1:${peer}`,
-          '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
-          '--initial-cluster', cluster,
-          '--initial-cluster-state', 'new',
-          '--initial-cluster-token', 'cell-bench',
-          '--log-level', 'info',
+          '--name',
+          names[i],
+          '--data-dir',
+          join(root, `etcd${i}`),
+          '--listen-client-urls',
+          `http://127.0.0.1:${client}`,
+          '--advertise-client-urls',
+          `http://127.0.0.1:${client}`,
+          '--listen-peer-urls',
+          `http://127.0.0.1:${peer}`,
+          '--initial-advertise-peer-urls',
+          `http://127.0.0.1:${peer}`,
+          '--initial-cluster',
+          cluster,
+          '--initial-cluster-state',
+          'new',
+          '--initial-cluster-token',
+          'cell-bench',
+          '--log-level',
+          'info',
         ],
         { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch },
         i === 2 ? /ready to serve client requests|serving client traffic/ : /./,
@@ -252,7 +271,12 @@ async function benchEtcd(): Promise<void> {
   for (const n of LEVELS) {
     const before = await fsyncs();
     const r = await drive(n, (w, i) =>
-      http(agent, leaderPort, '/v3/kv/put', `{"key":"${Buffer.from(`c${w}-${i % 1000}`).toString('base64')}","value":"${value}"}`).then(() => {}),
+      http(
+        agent,
+        leaderPort,
+        '/v3/kv/put',
+        `{"key":"${Buffer.from(`c${w}-${i % 1000}`).toString('base64')}","value":"${value}"}`,
+      ).then(() => {}),
     );
     const after = await fsyncs();
     rows.push({
@@ -282,10 +306,12 @@ function report(r: Row): void {
 const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? cpus()[0]?.model;
 if (!JSON_OUT) {
   console.log(`consensus bench: 3 local nodes, ${VALUE_BYTES}-byte values, ${DURATION_MS / 1000} s per point`);
-  console.log(`machine: ${cpu}, ${cpus().length} cores, kernel ${release()}, node ${process.version}; data under ${root}`);
+  console.log(
+    `machine: ${cpu}, ${cpus().length} cores, kernel ${release()}, node ${process.version}; data under ${root}`,
+  );
 }
 await benchCell();
-if (existsSync(ETCD)) await benchEtcd();
+if (existsSync(ETCD) && !process.env.BENCH_NO_ETCD) await benchEtcd();
 else if (!JSON_OUT) console.log(`etcd peer skipped: ${ETCD} not installed (Debian package etcd-server)`);
 
 if (JSON_OUT) console.log(JSON.stringify({ cpu, kernel: release(), node: process.version, rows }, null, 2));
@@ -294,7 +320,10 @@ else {
   for (const n of LEVELS) {
     const c = rows.find((r) => r.system === 'cell' && r.path.startsWith('client') && r.proposers === n);
     const e = rows.find((r) => r.system.startsWith('etcd') && r.proposers === n);
-    if (c && e) console.log(`  ${String(n).padStart(4)} proposers: throughput ×${(c.commitsPerS / e.commitsPerS).toFixed(2)}, p99 ×${(c.p99ms / e.p99ms).toFixed(2)}`);
+    if (c && e)
+      console.log(
+        `  ${String(n).padStart(4)} proposers: throughput ×${(c.commitsPerS / e.commitsPerS).toFixed(2)}, p99 ×${(c.p99ms / e.p99ms).toFixed(2)}`,
+      );
   }
 }
 process.exit(0);

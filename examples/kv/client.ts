@@ -60,7 +60,10 @@ export class KvClient {
     const deadline = Date.now() + this.deadlineMs;
     for (let attempt = 0; ; attempt++) {
       if (Date.now() > deadline) {
-        throw new (write ? KvUnknownOutcome : CellError)('E_TIMEOUT', `kv: ${what} found no leader within ${this.deadlineMs} ms.`);
+        throw new (write ? KvUnknownOutcome : CellError)(
+          'E_TIMEOUT',
+          `kv: ${what} found no leader within ${this.deadlineMs} ms.`,
+        );
       }
       const id = this.leader || this.ids[this.rr++ % this.ids.length];
       let c: SynapseClient<typeof Kv>;
@@ -78,7 +81,8 @@ export class KvClient {
       } catch (err) {
         this.drop(id);
         this.leader = 0;
-        if (write) throw new KvUnknownOutcome('E_CONNECTION_LOST', `kv: ${what} on node ${id}: ${(err as Error).message}`);
+        if (write)
+          throw new KvUnknownOutcome('E_CONNECTION_LOST', `kv: ${what} on node ${id}: ${(err as Error).message}`);
         continue;
       }
       if (reply.status === Status.Ok) {
@@ -92,7 +96,8 @@ export class KvClient {
       }
       // Unavailable: a write may still be applied later.
       this.leader = 0;
-      if (write) throw new KvUnknownOutcome('E_TIMEOUT', `kv: ${what} on node ${id} did not complete; its outcome is unknown.`);
+      if (write)
+        throw new KvUnknownOutcome('E_TIMEOUT', `kv: ${what} on node ${id} did not complete; its outcome is unknown.`);
       await new Promise((r) => setTimeout(r, 20));
     }
   }

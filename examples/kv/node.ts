@@ -2,11 +2,12 @@
 //   node dist/examples/kv/node.js --id 1 --peers 1,2,3 --dir /var/lib/kv/1 [--prefix kv]
 // Serves the `kv` contract to clients as cell <prefix>-<id>, and the Raft peer service as
 // <prefix>-<id>-raft (both under CELL_SOCKET_DIR). Prints "kv node <id> ready" once serving.
-import { CellError } from '../../src/errors/index.js';
+
 import { CellTransport, RaftNode } from '../../src/consensus/index.js';
+import { CellError } from '../../src/errors/index.js';
 import { Membrane } from '../../src/membrane/index.js';
 import { Kv, KvCommand, Status } from './contract.js';
-import { type KvResult, KvMachine } from './machine.js';
+import { KvMachine, type KvResult } from './machine.js';
 
 const flags = new Map<string, string>();
 const argv = process.argv.slice(2);
@@ -88,13 +89,28 @@ const membrane = await Membrane.bind(
     async cas(req) {
       try {
         const r = await propose(KvCommand.encode({ op: 1, key: req.key, value: req.value, expected: req.expected }));
-        return { status: Status.Ok, leader: node.leader, ok: r.ok, found: r.current !== undefined, current: r.current ?? '' };
+        return {
+          status: Status.Ok,
+          leader: node.leader,
+          ok: r.ok,
+          found: r.current !== undefined,
+          current: r.current ?? '',
+        };
       } catch (err) {
         return { ...failure(err), ok: false, found: false, current: '' };
       }
     },
     async bench(req) {
-      if (!node.isLeader) return { status: Status.NotLeader, leader: node.leader, commits: 0, seconds: 0, p50us: 0, p99us: 0, leaderSyncs: 0 };
+      if (!node.isLeader)
+        return {
+          status: Status.NotLeader,
+          leader: node.leader,
+          commits: 0,
+          seconds: 0,
+          p50us: 0,
+          p99us: 0,
+          leaderSyncs: 0,
+        };
       const value = 'v'.repeat(req.valueBytes);
       const syncs0 = node.stats.wal.syncs;
       const lat: number[] = [];

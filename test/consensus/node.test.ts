@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CellError } from '../../src/errors/index.js';
 import { RaftNode, type StateMachine } from '../../src/consensus/node/node.js';
 import { InMemoryNetwork } from '../../src/consensus/node/transport.js';
 import { SimDisk } from '../../src/consensus/wal/simdisk.js';
+import { CellError } from '../../src/errors/index.js';
 
 /** Appends every command to a list; apply returns the list length (so results are checkable). */
 class ListMachine implements StateMachine<number> {
@@ -39,7 +39,11 @@ interface Member {
   dir: string;
 }
 
-async function cluster(t: { after(f: () => Promise<void> | void): void }, n: number, extra: Partial<Parameters<typeof RaftNode.open<number>>[0]> = {}) {
+async function cluster(
+  t: { after(f: () => Promise<void> | void): void },
+  n: number,
+  extra: Partial<Parameters<typeof RaftNode.open<number>>[0]> = {},
+) {
   const net = new InMemoryNetwork();
   const root = mkdtempSync(join(tmpdir(), 'cell-raftnode-'));
   const ids = Array.from({ length: n }, (_, i) => i + 1);
@@ -47,7 +51,16 @@ async function cluster(t: { after(f: () => Promise<void> | void): void }, n: num
   const start = async (id: number, peers = ids) => {
     const sm = new ListMachine();
     const dir = join(root, `n${id}`);
-    const node = await RaftNode.open<number>({ id, peers, dir, stateMachine: sm, transport: net.transport(), tickMs: 5, electionTick: 10, ...extra });
+    const node = await RaftNode.open<number>({
+      id,
+      peers,
+      dir,
+      stateMachine: sm,
+      transport: net.transport(),
+      tickMs: 5,
+      electionTick: 10,
+      ...extra,
+    });
     members.set(id, { node, sm, dir });
     return node;
   };
@@ -65,7 +78,10 @@ test('raftnode: concurrent proposals commit in order, ride shared fsyncs, and ap
   const l = await c.leader();
   const syncs0 = l.node.stats.wal.syncs;
   const results = await Promise.all(Array.from({ length: 300 }, (_, i) => l.node.propose(Buffer.from(`c${i}`))));
-  assert.deepEqual([...results].sort((a, b) => a - b), Array.from({ length: 300 }, (_, i) => i + 1));
+  assert.deepEqual(
+    [...results].sort((a, b) => a - b),
+    Array.from({ length: 300 }, (_, i) => i + 1),
+  );
   const syncs = l.node.stats.wal.syncs - syncs0;
   assert.ok(syncs < 100, `300 proposals took ${syncs} leader fsyncs`);
   for (const m of c.members.values()) await waitFor('apply everywhere', () => m.sm.items.length === 300);
@@ -106,7 +122,8 @@ test('raftnode: leadership transfer, restart from the WAL, snapshot catch-up of 
   // Cut a follower off, write enough to snapshot and compact past it, then let it back.
   const lagging = [...c.members.values()].find((m) => m !== target)!;
   c.net.isolate(lagging.node.id, c.ids);
-  for (let i = 0; i < 4; i++) await Promise.all(Array.from({ length: 50 }, (_, k) => target.node.propose(Buffer.from(`b${i}.${k}`))));
+  for (let i = 0; i < 4; i++)
+    await Promise.all(Array.from({ length: 50 }, (_, k) => target.node.propose(Buffer.from(`b${i}.${k}`))));
   c.net.heal();
   await waitFor('lagging node catches up', () => lagging.sm.items.length === 201, 15_000);
   assert.deepEqual(lagging.sm.items, target.sm.items);
@@ -141,7 +158,16 @@ test('raftnode: an fsync error stops the node (fatal event, pending proposals re
   const disk = new SimDisk();
   const net = new InMemoryNetwork();
   const sm = new ListMachine();
-  const node = await RaftNode.open<number>({ id: 1, peers: [1], dir: '/d', fs: disk, stateMachine: sm, transport: net.transport(), tickMs: 5, electionTick: 4 });
+  const node = await RaftNode.open<number>({
+    id: 1,
+    peers: [1],
+    dir: '/d',
+    fs: disk,
+    stateMachine: sm,
+    transport: net.transport(),
+    tickMs: 5,
+    electionTick: 4,
+  });
   t.after(() => node.close());
   await waitFor('single-node leader', () => node.isLeader);
   assert.equal(await node.propose(Buffer.from('ok')), 1);
@@ -150,9 +176,15 @@ test('raftnode: an fsync error stops the node (fatal event, pending proposals re
     fatal = e;
   });
   disk.failSyncAt = disk.syncs + 1;
-  await assert.rejects(node.propose(Buffer.from('lost')), (e: unknown) => e instanceof CellError && e.code === 'E_WAL_IO');
+  await assert.rejects(
+    node.propose(Buffer.from('lost')),
+    (e: unknown) => e instanceof CellError && e.code === 'E_WAL_IO',
+  );
   assert.ok(fatal);
   assert.ok(node.closed);
   assert.deepEqual(sm.items, ['ok'], 'the command whose batch failed to sync was never applied');
-  await assert.rejects(node.propose(Buffer.from('after')), (e: unknown) => e instanceof CellError && e.code === 'E_WAL_IO');
+  await assert.rejects(
+    node.propose(Buffer.from('after')),
+    (e: unknown) => e instanceof CellError && e.code === 'E_WAL_IO',
+  );
 });

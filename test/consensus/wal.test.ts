@@ -3,10 +3,10 @@ import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CellError } from '../../src/errors/index.js';
 import type { Entry, HardState, Snapshot } from '../../src/consensus/raft/types.js';
 import { SimDisk } from '../../src/consensus/wal/simdisk.js';
 import { Wal } from '../../src/consensus/wal/wal.js';
+import { CellError } from '../../src/errors/index.js';
 
 function ent(index: number, term: number, tag = ''): Entry {
   return { index, term, type: 0, data: new TextEncoder().encode(`e${index}t${term}${tag}`) };
@@ -76,8 +76,6 @@ test('wal: concurrent appends share fdatasyncs (group commit) and each resolves 
 /** The scripted workload: batches (some overwrite earlier entries), segment rolls, a snapshot. */
 async function workload(disk: SimDisk, acked: { batch: number }): Promise<void> {
   const { wal } = await Wal.open({ dir: '/w', fs: disk, segmentBytes: 600 });
-  let last = 0;
-  let term = 1;
   for (let b = 0; b < 24; b++) {
     const batch = BATCHES[b];
     if (batch.snapshot) {
@@ -86,8 +84,6 @@ async function workload(disk: SimDisk, acked: { batch: number }): Promise<void> 
       await wal.append(batch.entries, batch.hard);
     }
     acked.batch = b;
-    last += 1;
-    term += 0;
   }
   await wal.close();
 }
@@ -108,7 +104,12 @@ const MODEL: { entries: Entry[]; hard: HardState; snap: number }[] = [];
   let snap = 0;
   for (let b = 0; b < 24; b++) {
     if (b === 14) {
-      const s: Snapshot = { index: 20, term: log[19].term, voters: [1, 2, 3], data: new TextEncoder().encode('state@20') };
+      const s: Snapshot = {
+        index: 20,
+        term: log[19].term,
+        voters: [1, 2, 3],
+        data: new TextEncoder().encode('state@20'),
+      };
       BATCHES.push({ entries: [], hard, snapshot: s });
       snap = 20;
     } else {
@@ -135,12 +136,19 @@ function checkRecovered(state: Awaited<ReturnType<typeof Wal.open>>['state'], ac
   const snapIndex = state.snapshot?.index ?? 0;
   const got = state.entries.map((e) => `${e.index}/${e.term}/${Buffer.from(e.data).toString()}`);
   const ok = candidates.some(({ m }) => {
-    const want = m.entries.filter((e) => e.index > snapIndex).map((e) => `${e.index}/${e.term}/${Buffer.from(e.data).toString()}`);
+    const want = m.entries
+      .filter((e) => e.index > snapIndex)
+      .map((e) => `${e.index}/${e.term}/${Buffer.from(e.data).toString()}`);
     const hardOk =
-      m.hard.term === state.hardState.term && m.hard.vote === state.hardState.vote && Math.max(m.hard.commit, snapIndex) === state.hardState.commit;
+      m.hard.term === state.hardState.term &&
+      m.hard.vote === state.hardState.vote &&
+      Math.max(m.hard.commit, snapIndex) === state.hardState.commit;
     return hardOk && JSON.stringify(want) === JSON.stringify(got) && snapIndex <= m.snap;
   });
-  assert.ok(ok, `${ctx}: recovered ${got.length} entries (snapshot ${snapIndex}, hard ${JSON.stringify(state.hardState)}) match no state at or after acknowledged batch ${ackedBatch}`);
+  assert.ok(
+    ok,
+    `${ctx}: recovered ${got.length} entries (snapshot ${snapIndex}, hard ${JSON.stringify(state.hardState)}) match no state at or after acknowledged batch ${ackedBatch}`,
+  );
 }
 
 test('wal: crash at every write/fsync point of a scripted workload loses nothing acknowledged', async () => {
@@ -166,7 +174,10 @@ test('wal: crash at every write/fsync point of a scripted workload loses nothing
       // Recovery is idempotent.
       const again = await Wal.open({ dir: '/w', fs: after, segmentBytes: 600 });
       assert.equal(again.state.truncatedBytes, 0);
-      assert.deepEqual(again.state.entries.map((e) => e.index), state.entries.map((e) => e.index));
+      assert.deepEqual(
+        again.state.entries.map((e) => e.index),
+        state.entries.map((e) => e.index),
+      );
       await again.wal.close();
     }
   }
@@ -182,9 +193,15 @@ test('wal: every new segment and snapshot rename is followed by a directory fsyn
     if (!/^create \/w\/wal-/.test(tr[i]) && !/^rename /.test(tr[i])) continue;
     const dirSync = tr.findIndex((x, j) => j > i && x.startsWith('fsyncdir'));
     const nextBatchWrite = tr.findIndex((x, j) => j > i + 1 && /^write \/w\/wal-/.test(x) && !x.endsWith(' 16'));
-    assert.ok(dirSync > i && (nextBatchWrite < 0 || dirSync < nextBatchWrite), `op ${i} '${tr[i]}' not followed by a directory fsync in time`);
+    assert.ok(
+      dirSync > i && (nextBatchWrite < 0 || dirSync < nextBatchWrite),
+      `op ${i} '${tr[i]}' not followed by a directory fsync in time`,
+    );
   }
-  assert.ok(tr.some((x) => x.startsWith('unlink /w/wal-')), 'the snapshot compacted old segments');
+  assert.ok(
+    tr.some((x) => x.startsWith('unlink /w/wal-')),
+    'the snapshot compacted old segments',
+  );
 });
 
 test('wal: a torn last record is truncated on the real disk', async (t) => {

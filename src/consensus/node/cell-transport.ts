@@ -12,6 +12,8 @@ export interface CellTransportOptions {
   maxInFlight?: number;
   /** Per-call timeout (default 2000 ms). */
   timeoutMs?: number;
+  /** Offer the shared-memory ring between peers (default: the CELL_RAFT_SHM env var, else false). */
+  shm?: boolean;
 }
 
 class Peer {
@@ -33,6 +35,7 @@ export class CellTransport implements RaftTransport {
   private readonly peers = new Map<number, Peer>();
   private readonly maxInFlight: number;
   private readonly timeoutMs: number;
+  private readonly shm: boolean;
   private membrane: Membrane<typeof RaftPeerService> | null = null;
   private closed = false;
   sentCalls = 0;
@@ -44,6 +47,7 @@ export class CellTransport implements RaftTransport {
     for (const [id, cell] of entries) this.peers.set(id, new Peer(cell));
     this.maxInFlight = opts.maxInFlight ?? 8;
     this.timeoutMs = opts.timeoutMs ?? 2000;
+    this.shm = opts.shm ?? process.env.CELL_RAFT_SHM === '1';
   }
 
   async start(id: number, deliver: (msgs: Message[]) => void): Promise<void> {
@@ -58,7 +62,7 @@ export class CellTransport implements RaftTransport {
           return undefined;
         },
       },
-      { name: me.cell, handleSignals: false },
+      { name: me.cell, handleSignals: false, shm: this.shm },
     );
   }
 
@@ -115,7 +119,12 @@ export class CellTransport implements RaftTransport {
   private async connect(p: Peer): Promise<void> {
     p.connecting = true;
     try {
-      const c = await Synapse.grow(RaftPeerService, { name: p.cell, waitMs: 0, timeoutMs: this.timeoutMs });
+      const c = await Synapse.grow(RaftPeerService, {
+        name: p.cell,
+        waitMs: 0,
+        timeoutMs: this.timeoutMs,
+        shm: this.shm,
+      });
       if (this.closed) {
         await c.$close();
         return;

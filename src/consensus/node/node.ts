@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { CellError } from '../../errors/index.js';
 import { Raft } from '../raft/raft.js';
-import { EntryType, type HardState, type Message, NONE, Role, roleName } from '../raft/types.js';
+import { EntryType, type HardState, type Message, MsgType, NONE, Role, roleName } from '../raft/types.js';
 import type { WalFs } from '../wal/fs.js';
 import { Wal, type WalStats } from '../wal/wal.js';
 import type { RaftTransport } from './transport.js';
@@ -184,7 +184,9 @@ export class RaftNode<R = unknown> extends EventEmitter {
     const lead = this.raft.lead;
     return new CellError(
       'E_NOT_LEADER',
-      lead === NONE ? `raft node ${this.id} is not the leader and knows of none (election in progress).` : `raft node ${this.id} is not the leader; node ${lead} is.`,
+      lead === NONE
+        ? `raft node ${this.id} is not the leader and knows of none (election in progress).`
+        : `raft node ${this.id} is not the leader; node ${lead} is.`,
       {
         ...(this.opts.cell ? { cell: this.opts.cell } : {}),
         fix: lead === NONE ? 'retry after a short wait.' : `send the request to node ${lead}.`,
@@ -244,9 +246,13 @@ export class RaftNode<R = unknown> extends EventEmitter {
     if (!b) return;
     this.reads.delete(ctx);
     this.readsAwaitingApply = this.readsAwaitingApply.filter((x) => x !== b);
-    const err = new CellError('E_TIMEOUT', `raft node ${this.id}: read did not become safe in time (leader unreachable?).`, {
-      fix: 'retry; if it persists, check that a quorum of nodes is up.',
-    });
+    const err = new CellError(
+      'E_TIMEOUT',
+      `raft node ${this.id}: read did not become safe in time (leader unreachable?).`,
+      {
+        fix: 'retry; if it persists, check that a quorum of nodes is up.',
+      },
+    );
     for (const w of b.waiters) w.reject(err);
     this.issueRead();
   }
@@ -342,11 +348,29 @@ export class RaftNode<R = unknown> extends EventEmitter {
     // Entries and term/vote changes must be durable before any message that depends on them goes
     // out; a commit-index change alone need not be (it is re-learnt from the leader).
     const mustSync = rd.entries.length > 0 || h.term !== this.syncedHard.term || h.vote !== this.syncedHard.vote;
+    let rest = rd.messages;
+    if (
+      mustSync &&
+      this.raft.role === Role.Leader &&
+      h.term === this.syncedHard.term &&
+      h.vote === this.syncedHard.vote
+    ) {
+      // A leader may replicate while its own write is in flight (Raft thesis §10.2.1): it counts itself
+      // towards a quorum only once durable (advance), and appends/heartbeats depend on no newly
+      // persisted vote. Everything else waits for the sync.
+      const early: Message[] = [];
+      rest = [];
+      for (const m of rd.messages) {
+        if ((m.type === MsgType.App || m.type === MsgType.Heartbeat) && m.term === h.term) early.push(m);
+        else rest.push(m);
+      }
+      if (early.length > 0) this.transport.send(early);
+    }
     if (mustSync) {
       await this.wal.append(rd.entries, h);
       this.syncedHard = h;
     }
-    if (rd.messages.length > 0) this.transport.send(rd.messages);
+    if (rest.length > 0) this.transport.send(rest);
     for (const e of rd.committedEntries) {
       if (e.index <= this.appliedIndex) continue;
       this.appliedIndex = e.index;
@@ -359,7 +383,11 @@ export class RaftNode<R = unknown> extends EventEmitter {
             result = this.sm.apply(e.data, e.index);
           } catch (err) {
             // The state machine must be deterministic; a throwing apply would diverge the replicas.
-            throw new CellError('E_INTERNAL', `raft node ${this.id}: state machine apply failed at index ${e.index}: ${(err as Error).message}`, { cause: err });
+            throw new CellError(
+              'E_INTERNAL',
+              `raft node ${this.id}: state machine apply failed at index ${e.index}: ${(err as Error).message}`,
+              { cause: err },
+            );
           }
           if (p) {
             this.proposals.delete(e.index);
@@ -409,10 +437,14 @@ export class RaftNode<R = unknown> extends EventEmitter {
   }
 
   private lostProposal(index: number): CellError {
-    return new CellError('E_NOT_LEADER', `raft node ${this.id}: the entry at index ${index} was replaced by a new leader's; the command was not applied.`, {
-      fix: 'retry against the current leader.',
-      details: { leader: this.raft.lead },
-    });
+    return new CellError(
+      'E_NOT_LEADER',
+      `raft node ${this.id}: the entry at index ${index} was replaced by a new leader's; the command was not applied.`,
+      {
+        fix: 'retry against the current leader.',
+        details: { leader: this.raft.lead },
+      },
+    );
   }
 
   private onSoftState(lead: number, role: Role, term: number): void {
@@ -441,7 +473,9 @@ export class RaftNode<R = unknown> extends EventEmitter {
 
   private fatal(err: unknown): void {
     const e =
-      err instanceof CellError ? err : new CellError('E_INTERNAL', `raft node ${this.id}: ${(err as Error).message}`, { cause: err });
+      err instanceof CellError
+        ? err
+        : new CellError('E_INTERNAL', `raft node ${this.id}: ${(err as Error).message}`, { cause: err });
     this.stop(e);
     this.emit('fatal', e);
   }

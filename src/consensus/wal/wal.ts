@@ -173,7 +173,7 @@ export function encodeSnapshotFile(s: Snapshot): Uint8Array {
   w64(dv, 16, s.index);
   w64(dv, 24, s.term);
   dv.setUint32(32, s.voters.length, true);
-  s.voters.forEach((v, i) => dv.setUint32(36 + 4 * i, v, true));
+  for (let i = 0; i < s.voters.length; i++) dv.setUint32(36 + 4 * i, s.voters[i], true);
   out.set(s.data, 36 + 4 * s.voters.length);
   dv.setUint32(8, crc32(out.subarray(12)), true);
   return out;
@@ -240,7 +240,7 @@ export class Wal {
       `write-ahead log ${joinPath(this.dir, file)} is corrupt at byte ${offset} (${what}), before data that was acknowledged; refusing to start rather than drop committed entries.`,
       {
         ...(this.cell === undefined ? {} : { cell: this.cell }),
-        fix: 'move this node\'s data directory aside and let it rejoin the cluster empty (it catches up from the leader by snapshot), or restore the directory from a backup.',
+        fix: "move this node's data directory aside and let it rejoin the cluster empty (it catches up from the leader by snapshot), or restore the directory from a backup.",
         details: { file: joinPath(this.dir, file), offset },
       },
     );
@@ -377,7 +377,11 @@ export class Wal {
       if (entries.length > 0 && entries[0].index !== snapIndex + 1) entries = [];
     } else if (entries.length > 0 && entries[0].index !== 1) {
       const seg = this.segments[0];
-      throw this.corrupt(seg.name, SEG_HEADER, `log starts at index ${entries[0].index} but no snapshot file covers the entries before it`);
+      throw this.corrupt(
+        seg.name,
+        SEG_HEADER,
+        `log starts at index ${entries[0].index} but no snapshot file covers the entries before it`,
+      );
     }
     this.snapshotIndex = Math.max(snapIndex, markIndex);
     this.snapshotTerm = snapshot ? snapshot.term : markTerm;

@@ -13,11 +13,23 @@ const op = (clientId: number, input: KvOp['input'], output: KvOp['output'], call
 
 test('kv history checker: known-good and known-bad histories', () => {
   // Sequential put then get.
-  assert.equal(checkKvHistory([op(1, { op: 'put', value: 'a' }, null, 0, 1), op(2, { op: 'get' }, { value: 'a' }, 2, 3)], 1000).result, 'ok');
+  assert.equal(
+    checkKvHistory([op(1, { op: 'put', value: 'a' }, null, 0, 1), op(2, { op: 'get' }, { value: 'a' }, 2, 3)], 1000)
+      .result,
+    'ok',
+  );
   // A read after an acknowledged write that misses it: stale read.
-  assert.equal(checkKvHistory([op(1, { op: 'put', value: 'a' }, null, 0, 1), op(2, { op: 'get' }, { value: null }, 2, 3)], 1000).result, 'illegal');
+  assert.equal(
+    checkKvHistory([op(1, { op: 'put', value: 'a' }, null, 0, 1), op(2, { op: 'get' }, { value: null }, 2, 3)], 1000)
+      .result,
+    'illegal',
+  );
   // Concurrent: either order is fine.
-  assert.equal(checkKvHistory([op(1, { op: 'put', value: 'a' }, null, 0, 5), op(2, { op: 'get' }, { value: null }, 1, 2)], 1000).result, 'ok');
+  assert.equal(
+    checkKvHistory([op(1, { op: 'put', value: 'a' }, null, 0, 5), op(2, { op: 'get' }, { value: null }, 1, 2)], 1000)
+      .result,
+    'ok',
+  );
   // Two reads disagreeing with real time: a then old value after.
   assert.equal(
     checkKvHistory(

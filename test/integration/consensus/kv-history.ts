@@ -1,7 +1,10 @@
 // A per-key linearizability check for the KV history (Wing–Gong search with Lowe's memoisation, and
 // P-compositionality: each key is an independent register). Used by the nemesis test.
 
-export type KvInput = { op: 'get' } | { op: 'put'; value: string } | { op: 'cas'; expected: string | null; value: string };
+export type KvInput =
+  | { op: 'get' }
+  | { op: 'put'; value: string }
+  | { op: 'cas'; expected: string | null; value: string };
 /** get: the value read (null: absent); put: null; cas: whether it swapped; undefined: outcome unknown. */
 export type KvOutput = { value: string | null } | { ok: boolean } | null | undefined;
 
@@ -120,9 +123,9 @@ export function checkKvHistory(ops: KvOp[], timeoutMs: number): Verdict {
   for (const o of ops) {
     // A read whose outcome is unknown constrains nothing.
     if (o.input.op === 'get' && o.output === undefined) continue;
-    let l = byKey.get(o.key);
-    if (!l) byKey.set(o.key, (l = []));
-    l.push(o);
+    const l = byKey.get(o.key);
+    if (l) l.push(o);
+    else byKey.set(o.key, [o]);
   }
   let unknown: string | null = null;
   for (const [key, l] of byKey) {

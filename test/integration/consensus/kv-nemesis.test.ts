@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Synapse } from '../../../src/synapse/index.js';
 import { KvClient, KvUnknownOutcome } from '../../../examples/kv/client.js';
 import { Kv } from '../../../examples/kv/contract.js';
+import { Synapse } from '../../../src/synapse/index.js';
 import { checkKvHistory, type KvOp } from './kv-history.js';
 
 const NODE = fileURLToPath(new URL('../../../examples/kv/node.js', import.meta.url));
@@ -29,7 +29,11 @@ function prng(seed: number): () => number {
   };
 }
 
-async function waitFor<T>(what: string, f: () => Promise<T | undefined | false> | T | undefined | false, ms: number): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  f: () => Promise<T | undefined | false> | T | undefined | false,
+  ms: number,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await f();
@@ -60,10 +64,14 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
   });
 
   const start = async (id: number): Promise<void> => {
-    const child = spawn(process.execPath, [NODE, '--id', String(id), '--peers', IDS.join(','), '--dir', join(root, `data${id}`)], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [NODE, '--id', String(id), '--peers', IDS.join(','), '--dir', join(root, `data${id}`)],
+      {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     procs.set(id, child);
     child.stderr?.on('data', (d) => note(`node ${id} stderr: ${String(d).trim()}`));
     await new Promise<void>((resolve, reject) => {
@@ -118,7 +126,14 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
         if (x < 0.5) {
           try {
             const v = await c.get(key);
-            history.push({ clientId, key, input: { op: 'get' }, output: { value: v ?? null }, call, ret: performance.now() });
+            history.push({
+              clientId,
+              key,
+              input: { op: 'get' },
+              output: { value: v ?? null },
+              call,
+              ret: performance.now(),
+            });
           } catch {
             // A failed read changes nothing.
           }
@@ -195,7 +210,14 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
   for (const key of KEYS) {
     const call = performance.now();
     const v = await final.get(key);
-    history.push({ clientId: 99, key, input: { op: 'get' }, output: { value: v ?? null }, call, ret: performance.now() });
+    history.push({
+      clientId: 99,
+      key,
+      input: { op: 'get' },
+      output: { value: v ?? null },
+      call,
+      ret: performance.now(),
+    });
   }
   const lost: string[] = [];
   for (const [key, value] of ackedUnique) {
@@ -222,7 +244,12 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
 
   const verdict = checkKvHistory(history, 20_000);
   const file = join(root, 'history.json');
-  writeFileSync(file, JSON.stringify({ seed: SEED, verdict, lost, nemesis: log, history }, (_k, v) => (v === Number.POSITIVE_INFINITY ? 'inf' : v)));
+  writeFileSync(
+    file,
+    JSON.stringify({ seed: SEED, verdict, lost, nemesis: log, history }, (_k, v) =>
+      v === Number.POSITIVE_INFINITY ? 'inf' : v,
+    ),
+  );
   const ok = verdict.result === 'ok' && lost.length === 0;
   if (!ok) keep = true;
   const writes = history.filter((h) => h.input.op !== 'get').length;
@@ -231,8 +258,16 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
     `# seed ${SEED}: ${history.length} register ops (${writes} writes, ${unknown} unknown outcome), ${ackedUnique.size} acknowledged unique puts, ` +
       `nemesis actions: ${log.filter((l) => l.includes('nemesis: kill') || l.includes('SIGSTOP')).length}, applied ${stats[0].applied}`,
   );
-  assert.equal(lost.length, 0, `acknowledged writes lost: ${lost.slice(0, 10).join(', ')} (history kept at ${file}; replay with SEED=${SEED})`);
-  assert.equal(verdict.result, 'ok', `history not linearizable: ${JSON.stringify(verdict)} (kept at ${file}; replay with SEED=${SEED})`);
+  assert.equal(
+    lost.length,
+    0,
+    `acknowledged writes lost: ${lost.slice(0, 10).join(', ')} (history kept at ${file}; replay with SEED=${SEED})`,
+  );
+  assert.equal(
+    verdict.result,
+    'ok',
+    `history not linearizable: ${JSON.stringify(verdict)} (kept at ${file}; replay with SEED=${SEED})`,
+  );
   assert.ok(ackedUnique.size > 50, 'the load made progress');
   assert.ok(writes > 50);
 });
