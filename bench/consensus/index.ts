@@ -1,6 +1,6 @@
 // Consensus benchmark: commits/s and commit latency for a 3-node Raft group of local processes
 // (examples/kv nodes, each with its own WAL on the same disk), at 1, 16 and 256 concurrent proposers.
-//   node dist/bench/consensus/index.js [--duration seconds] [--json]
+//   node dist/bench/consensus/index.js [--duration seconds] [--rounds n] [--verbose] [--json]
 // Two paths are measured: proposers inside the leader process (RaftNode.propose: consensus alone),
 // and clients in this process calling `put` over Cell (a Synapse call per write). When the etcd
 // server is installed (Debian package etcd-server), a 3-member etcd cluster on the same disk runs in
@@ -22,6 +22,8 @@ const flag = (name: string, def: string) => {
 };
 const DURATION_MS = Number(flag('duration', '3')) * 1000;
 const JSON_OUT = args.includes('--json');
+const ROUNDS = Number(flag('rounds', '3'));
+const VERBOSE = args.includes('--verbose');
 const LEVELS = [1, 16, 256];
 const VALUE_BYTES = 64;
 const NODE = fileURLToPath(new URL('../../examples/kv/node.js', import.meta.url));
@@ -96,7 +98,9 @@ async function drive(n: number, op: (w: number, i: number) => Promise<void>) {
   return { commits: lat.length, rate: lat.length / secs, ...quantiles(lat) };
 }
 
-async function benchCell(): Promise<void> {
+type Measure = () => Promise<void>;
+
+async function setupCell(): Promise<{ measures: Measure[]; stop: () => Promise<void> }> {
   const env = { ...process.env, CELL_SOCKET_DIR: join(root, 's'), CELL_HOME: join(root, 'h') };
   process.env.CELL_SOCKET_DIR = env.CELL_SOCKET_DIR;
   process.env.CELL_HOME = env.CELL_HOME;
@@ -122,25 +126,27 @@ async function benchCell(): Promise<void> {
   }
   if (!leader) throw new Error('no leader elected in 10 s');
   const la = admin[leader - 1];
+  const measures: Measure[] = [];
 
-  for (const n of LEVELS) {
-    const before = await stats();
-    const r = await la.bench({ concurrency: n, durationMs: DURATION_MS, valueBytes: VALUE_BYTES });
-    const after = await stats();
-    if (r.status !== 0) throw new Error(`bench on leader ${leader} failed (status ${r.status})`);
-    const cluster = after.reduce((s, x, i) => s + x.syncs - before[i].syncs, 0);
-    rows.push({
-      system: 'cell',
-      path: 'in-leader propose',
-      proposers: n,
-      commitsPerS: r.commits / r.seconds,
-      p50ms: r.p50us / 1000,
-      p99ms: r.p99us / 1000,
-      leaderFsyncsPerCommit: r.leaderSyncs / r.commits,
-      clusterFsyncsPerCommit: cluster / r.commits,
+  for (const n of LEVELS)
+    measures.push(async () => {
+      const before = await stats();
+      const r = await la.bench({ concurrency: n, durationMs: DURATION_MS, valueBytes: VALUE_BYTES });
+      const after = await stats();
+      if (r.status !== 0) throw new Error(`bench on leader ${leader} failed (status ${r.status})`);
+      const cluster = after.reduce((s, x, i) => s + x.syncs - before[i].syncs, 0);
+      rows.push({
+        system: 'cell',
+        path: 'in-leader propose',
+        proposers: n,
+        commitsPerS: r.commits / r.seconds,
+        p50ms: r.p50us / 1000,
+        p99ms: r.p99us / 1000,
+        leaderFsyncsPerCommit: r.leaderSyncs / r.commits,
+        clusterFsyncsPerCommit: cluster / r.commits,
+      });
+      report(rows[rows.length - 1]);
     });
-    report(rows[rows.length - 1]);
-  }
 
   const client = new KvClient({
     nodes: { 1: 'kv-1', 2: 'kv-2', 3: 'kv-3' },
@@ -148,26 +154,30 @@ async function benchCell(): Promise<void> {
     callTimeoutMs: 30_000,
   });
   const value = 'v'.repeat(VALUE_BYTES);
-  for (const n of LEVELS) {
-    const before = await stats();
-    const r = await drive(n, (w, i) => client.put(`c${w}-${i % 1000}`, value));
-    const after = await stats();
-    rows.push({
-      system: 'cell',
-      path: 'client put over Cell',
-      proposers: n,
-      commitsPerS: r.rate,
-      p50ms: r.p50,
-      p99ms: r.p99,
-      leaderFsyncsPerCommit: (after[leader - 1].syncs - before[leader - 1].syncs) / r.commits,
-      clusterFsyncsPerCommit: after.reduce((s, x, i) => s + x.syncs - before[i].syncs, 0) / r.commits,
+  for (const n of LEVELS)
+    measures.push(async () => {
+      const before = await stats();
+      const r = await drive(n, (w, i) => client.put(`c${w}-${i % 1000}`, value));
+      const after = await stats();
+      rows.push({
+        system: 'cell',
+        path: 'client put over Cell',
+        proposers: n,
+        commitsPerS: r.rate,
+        p50ms: r.p50,
+        p99ms: r.p99,
+        leaderFsyncsPerCommit: (after[leader - 1].syncs - before[leader - 1].syncs) / r.commits,
+        clusterFsyncsPerCommit: after.reduce((s, x, i) => s + x.syncs - before[i].syncs, 0) / r.commits,
+      });
+      report(rows[rows.length - 1]);
     });
-    report(rows[rows.length - 1]);
-  }
-  await client.close();
-  await Promise.all(admin.map((a) => a.$close()));
-  for (const p of procs) p.kill('SIGTERM');
-  await Promise.all(procs.map((p) => (p.exitCode === null ? new Promise((r) => p.once('exit', r)) : null)));
+  const stop = async () => {
+    await client.close();
+    await Promise.all(admin.map((a) => a.$close()));
+    for (const p of procs) p.kill('SIGTERM');
+    await Promise.all(procs.map((p) => (p.exitCode === null ? new Promise((r) => p.once('exit', r)) : null)));
+  };
+  return { measures, stop };
 }
 
 function http(agent: Agent, port: number, path: string, body: string): Promise<string> {
@@ -208,7 +218,7 @@ async function getMetric(port: number, name: string): Promise<number> {
   });
 }
 
-async function benchEtcd(): Promise<void> {
+async function setupEtcd(): Promise<{ measures: Measure[]; stop: () => Promise<void> }> {
   const base = 20000 + (process.pid % 2000) * 10;
   const names = ['e1', 'e2', 'e3'];
   const cluster = names.map((n, i) => `${n}=http://127.0.0.1:${base + 2 * i + 1}`).join(',');
@@ -268,36 +278,41 @@ async function benchEtcd(): Promise<void> {
     for (let i = 0; i < 3; i++) total += await getMetric(base + 2 * i, 'etcd_disk_wal_fsync_duration_seconds_count');
     return { total, leader: await getMetric(leaderPort, 'etcd_disk_wal_fsync_duration_seconds_count') };
   };
-  for (const n of LEVELS) {
-    const before = await fsyncs();
-    const r = await drive(n, (w, i) =>
-      http(
-        agent,
-        leaderPort,
-        '/v3/kv/put',
-        `{"key":"${Buffer.from(`c${w}-${i % 1000}`).toString('base64')}","value":"${value}"}`,
-      ).then(() => {}),
-    );
-    const after = await fsyncs();
-    rows.push({
-      system: 'etcd 3.4',
-      path: 'HTTP/JSON put to leader',
-      proposers: n,
-      commitsPerS: r.rate,
-      p50ms: r.p50,
-      p99ms: r.p99,
-      leaderFsyncsPerCommit: (after.leader - before.leader) / r.commits,
-      clusterFsyncsPerCommit: (after.total - before.total) / r.commits,
+  const measures: Measure[] = [];
+  for (const n of LEVELS)
+    measures.push(async () => {
+      const before = await fsyncs();
+      const r = await drive(n, (w, i) =>
+        http(
+          agent,
+          leaderPort,
+          '/v3/kv/put',
+          `{"key":"${Buffer.from(`c${w}-${i % 1000}`).toString('base64')}","value":"${value}"}`,
+        ).then(() => {}),
+      );
+      const after = await fsyncs();
+      rows.push({
+        system: 'etcd 3.4',
+        path: 'HTTP/JSON put to leader',
+        proposers: n,
+        commitsPerS: r.rate,
+        p50ms: r.p50,
+        p99ms: r.p99,
+        leaderFsyncsPerCommit: (after.leader - before.leader) / r.commits,
+        clusterFsyncsPerCommit: (after.total - before.total) / r.commits,
+      });
+      report(rows[rows.length - 1]);
     });
-    report(rows[rows.length - 1]);
-  }
-  agent.destroy();
-  for (const p of procs) p.kill('SIGTERM');
-  await Promise.all(procs.map((p) => (p.exitCode === null ? new Promise((r) => p.once('exit', r)) : null)));
+  const stop = async () => {
+    agent.destroy();
+    for (const p of procs) p.kill('SIGTERM');
+    await Promise.all(procs.map((p) => (p.exitCode === null ? new Promise((r) => p.once('exit', r)) : null)));
+  };
+  return { measures, stop };
 }
 
-function report(r: Row): void {
-  if (JSON_OUT) return;
+function report(r: Row, force = false): void {
+  if (JSON_OUT || (!force && !VERBOSE)) return;
   console.log(
     `${r.system.padEnd(9)} ${r.path.padEnd(24)} ${String(r.proposers).padStart(4)} proposers: ${Math.round(r.commitsPerS).toString().padStart(7)} commits/s  p50 ${r.p50ms.toFixed(2).padStart(6)} ms  p99 ${r.p99ms.toFixed(2).padStart(6)} ms  fsyncs/commit leader ${r.leaderFsyncsPerCommit.toFixed(3)} cluster ${r.clusterFsyncsPerCommit.toFixed(3)}`,
   );
@@ -310,19 +325,50 @@ if (!JSON_OUT) {
     `machine: ${cpu}, ${cpus().length} cores, kernel ${release()}, node ${process.version}; data under ${root}`,
   );
 }
-await benchCell();
-if (existsSync(ETCD) && !process.env.BENCH_NO_ETCD) await benchEtcd();
-else if (!JSON_OUT) console.log(`etcd peer skipped: ${ETCD} not installed (Debian package etcd-server)`);
+const cell = await setupCell();
+const etcd = existsSync(ETCD) && !process.env.BENCH_NO_ETCD ? await setupEtcd() : null;
+if (!etcd && !JSON_OUT) console.log(`etcd peer skipped: ${ETCD} not installed (Debian package etcd-server)`);
+// Rounds interleave the systems so a noisy neighbour hits both alike; the summary takes medians.
+for (let round = 1; round <= ROUNDS; round++) {
+  if (!JSON_OUT) console.log(`-- round ${round}/${ROUNDS}`);
+  for (const m of cell.measures) await m();
+  if (etcd) for (const m of etcd.measures) await m();
+}
+await cell.stop();
+await etcd?.stop();
 
-if (JSON_OUT) console.log(JSON.stringify({ cpu, kernel: release(), node: process.version, rows }, null, 2));
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1];
+};
+const summary: Row[] = [];
+for (const key of [...new Set(rows.map((r) => `${r.system}|${r.path}|${r.proposers}`))]) {
+  const rs = rows.filter((r) => `${r.system}|${r.path}|${r.proposers}` === key);
+  summary.push({
+    system: rs[0].system,
+    path: rs[0].path,
+    proposers: rs[0].proposers,
+    commitsPerS: median(rs.map((r) => r.commitsPerS)),
+    p50ms: median(rs.map((r) => r.p50ms)),
+    p99ms: median(rs.map((r) => r.p99ms)),
+    leaderFsyncsPerCommit: median(rs.map((r) => r.leaderFsyncsPerCommit)),
+    clusterFsyncsPerCommit: median(rs.map((r) => r.clusterFsyncsPerCommit)),
+  });
+}
+if (JSON_OUT)
+  console.log(
+    JSON.stringify({ cpu, kernel: release(), node: process.version, rounds: ROUNDS, summary, rows }, null, 2),
+  );
 else {
-  console.log('\nratios (cell client put / etcd put, same run):');
+  console.log(`\nmedians over ${ROUNDS} rounds:`);
+  for (const r of summary) report(r, true);
+  console.log('\nratios (cell client put / etcd put, same run; p99 as etcd / cell, so > 1 is better for cell):');
   for (const n of LEVELS) {
-    const c = rows.find((r) => r.system === 'cell' && r.path.startsWith('client') && r.proposers === n);
-    const e = rows.find((r) => r.system.startsWith('etcd') && r.proposers === n);
+    const c = summary.find((r) => r.system === 'cell' && r.path.startsWith('client') && r.proposers === n);
+    const e = summary.find((r) => r.system.startsWith('etcd') && r.proposers === n);
     if (c && e)
       console.log(
-        `  ${String(n).padStart(4)} proposers: throughput ×${(c.commitsPerS / e.commitsPerS).toFixed(2)}, p99 ×${(c.p99ms / e.p99ms).toFixed(2)}`,
+        `  ${String(n).padStart(4)} proposers: throughput ×${(c.commitsPerS / e.commitsPerS).toFixed(2)}, p99 ×${(e.p99ms / c.p99ms).toFixed(2)}`,
       );
   }
 }
