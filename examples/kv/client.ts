@@ -12,6 +12,8 @@ export interface KvClientOptions {
   deadlineMs?: number;
   /** Per call (default 2 s). */
   callTimeoutMs?: number;
+  /** Offer the shared-memory transport (default: Synapse's default). */
+  shm?: boolean;
 }
 
 /** Thrown when the outcome of a write is unknown (it may or may not have been applied). */
@@ -25,18 +27,25 @@ export class KvClient {
   private rr = 0;
   private readonly deadlineMs: number;
   private readonly callTimeoutMs: number;
+  private readonly shm: boolean | undefined;
 
   constructor(opts: KvClientOptions) {
     this.nodes = new Map(Object.entries(opts.nodes).map(([k, v]) => [Number(k), v]));
     this.ids = [...this.nodes.keys()];
     this.deadlineMs = opts.deadlineMs ?? 5000;
     this.callTimeoutMs = opts.callTimeoutMs ?? 2000;
+    this.shm = opts.shm;
   }
 
   private async client(id: number): Promise<SynapseClient<typeof Kv>> {
     let c = this.clients.get(id);
     if (!c) {
-      c = await Synapse.grow(Kv, { name: this.nodes.get(id)!, waitMs: 0, timeoutMs: this.callTimeoutMs });
+      c = await Synapse.grow(Kv, {
+        name: this.nodes.get(id)!,
+        waitMs: 0,
+        timeoutMs: this.callTimeoutMs,
+        ...(this.shm === undefined ? {} : { shm: this.shm }),
+      });
       this.clients.set(id, c);
     }
     return c;

@@ -54,6 +54,8 @@ export const Kv = service('kv', {
   /** Runs `concurrency` proposers inside the leader for `durationMs` (commit throughput, no client hop). */
   bench: rpc(BenchRequest, BenchReply),
   stats: rpc(t.unit, NodeStats),
+  /** CRC-32 of the applied map (sorted), to compare replicas. */
+  digest: rpc(t.unit, t.u32),
 });
 
 /** One replicated command. op: 0 put, 1 cas. */

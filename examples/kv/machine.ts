@@ -1,3 +1,4 @@
+import { crc32 } from 'node:zlib';
 import type { StateMachine } from '../../src/consensus/index.js';
 import { KvCommand } from './contract.js';
 
@@ -23,6 +24,11 @@ export class KvMachine implements StateMachine<KvResult> {
       return { ok: true, current: undefined };
     }
     return { ok: false, current: cur };
+  }
+
+  /** CRC-32 of the sorted entries: equal on replicas that applied the same commands. */
+  digest(): number {
+    return crc32(JSON.stringify([...this.map].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))));
   }
 
   snapshot(): Uint8Array {

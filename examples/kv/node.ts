@@ -1,5 +1,5 @@
 // One node of the replicated key-value cell:
-//   node dist/examples/kv/node.js --id 1 --peers 1,2,3 --dir /var/lib/kv/1 [--prefix kv]
+//   node dist/examples/kv/node.js --id 1 --peers 1,2,3 --dir /var/lib/kv/1 [--prefix kv] [--election-ms 500]
 // Serves the `kv` contract to clients as cell <prefix>-<id>, and the Raft peer service as
 // <prefix>-<id>-raft (both under CELL_SOCKET_DIR). Prints "kv node <id> ready" once serving.
 
@@ -32,6 +32,11 @@ const node = await RaftNode.open<KvResult>({
   transport,
   cell: `${prefix}-${id}`,
   snapshotEvery: Number(flags.get('snapshot-every') ?? 20_000),
+  // 10 ms ticks; elections after 0.5-1 s of silence (etcd's default is 1 s): a busy machine stalls
+  // processes for hundreds of milliseconds, and each needless election costs availability.
+  tickMs: 10,
+  electionTick: Math.max(4, Math.round(Number(flags.get('election-ms') ?? 500) / 10)),
+  heartbeatTick: 5,
 });
 node.on('fatal', (err: Error) => {
   console.error(`kv node ${id}: ${err.message}`);
@@ -124,7 +129,7 @@ const membrane = await Membrane.bind(
           const cmd = KvCommand.encode({ op: 0, key: `b${w}-${n++ % 1000}`, value, expected: undefined });
           const s = performance.now();
           try {
-            await node.propose(cmd);
+            await propose(cmd);
           } catch {
             failed = true;
             return;
@@ -146,6 +151,9 @@ const membrane = await Membrane.bind(
         p99us: q(0.99),
         leaderSyncs: node.stats.wal.syncs - syncs0,
       };
+    },
+    digest() {
+      return machine.digest();
     },
     stats() {
       return {

@@ -188,3 +188,23 @@ test('raftnode: an fsync error stops the node (fatal event, pending proposals re
     (e: unknown) => e instanceof CellError && e.code === 'E_WAL_IO',
   );
 });
+
+test('raftnode: proposals on a deposed leader fail with E_NOT_LEADER once its entries are cut', async (t) => {
+  const c = await cluster(t, 3);
+  const old = await c.leader();
+  await old.node.propose(Buffer.from('committed'));
+  c.net.isolate(old.node.id, c.ids);
+  const orphans = Array.from({ length: 5 }, (_, i) => old.node.propose(Buffer.from(`orphan${i}`)));
+  const settled = orphans.map((p) =>
+    p.then(
+      () => 'applied',
+      (e: unknown) => (e instanceof CellError ? e.code : String(e)),
+    ),
+  );
+  const fresh = await waitFor('a new leader', () => [...c.members.values()].find((m) => m !== old && m.node.isLeader));
+  await fresh.node.propose(Buffer.from('new'));
+  c.net.heal();
+  assert.deepEqual(await Promise.all(settled), Array(5).fill('E_NOT_LEADER'));
+  await waitFor('old leader converges', () => old.sm.items.length === 2);
+  assert.deepEqual(old.sm.items, ['committed', 'new']);
+});

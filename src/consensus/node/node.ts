@@ -430,10 +430,31 @@ export class RaftNode<R = unknown> extends EventEmitter {
     const soft = rd.softState;
     this.raft.advance();
     if (soft) this.onSoftState(soft.lead, soft.role, soft.term);
+    if (this.currentRole !== Role.Leader && (this.proposals.size > 0 || this.confWaiters.size > 0))
+      this.dropTruncated();
     for (const e of rd.committedEntries) {
       if (e.type === EntryType.Config) this.emit('membership', this.voters);
     }
     if (this.appliedIndex - this.snapIndex >= (this.opts.snapshotEvery ?? 10_000)) await this.takeSnapshot();
+  }
+
+  /**
+   * A deposed leader's uncommitted entries are cut when the new leader's log reaches them, or never if
+   * it does not grow that far: fail the proposals whose entry is gone or now has another term, instead
+   * of leaving them pending until the log happens to reach their index.
+   */
+  private dropTruncated(): void {
+    const log = this.raft.log;
+    const last = log.lastIndex();
+    for (const waiters of [this.proposals, this.confWaiters] as Map<number, PendingProposal<unknown>>[]) {
+      for (const [index, p] of waiters) {
+        if (index <= this.appliedIndex) continue;
+        if (index > last || log.term(index) !== p.term) {
+          waiters.delete(index);
+          p.reject(this.lostProposal(index));
+        }
+      }
+    }
   }
 
   private lostProposal(index: number): CellError {

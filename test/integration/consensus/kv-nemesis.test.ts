@@ -191,7 +191,7 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
         p.kill('SIGSTOP');
         paused.add(id);
         // Longer than an election timeout, so a paused leader is replaced.
-        await new Promise((r) => setTimeout(r, 800 + Math.floor(rand() * 800)));
+        await new Promise((r) => setTimeout(r, 1200 + Math.floor(rand() * 800)));
         p.kill('SIGCONT');
         paused.delete(id);
         note(`nemesis: SIGCONT node ${id}`);
@@ -224,20 +224,22 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
     if ((await final.get(key)) !== value) lost.push(key);
   }
 
-  // Replicas converge: same applied index and key count on every node.
+  // Replicas converge: same applied index, key count and state digest on every node.
   const stats = await waitFor(
     'replicas to converge',
     async () => {
-      const s: { applied: number; keys: number }[] = [];
+      const s: { applied: number; keys: number; digest: number }[] = [];
       for (const id of IDS) {
         const c = await Synapse.grow(Kv, { name: `kv-${id}`, waitMs: 1000, timeoutMs: 1000 });
         try {
-          s.push(await c.stats(undefined));
+          s.push({ ...(await c.stats(undefined)), digest: await c.digest(undefined) });
         } finally {
           await c.$close();
         }
       }
-      return s.every((x) => x.applied === s[0].applied && x.keys === s[0].keys) ? s : undefined;
+      return s.every((x) => x.applied === s[0].applied && x.keys === s[0].keys && x.digest === s[0].digest)
+        ? s
+        : undefined;
     },
     15_000,
   );
