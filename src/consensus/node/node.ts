@@ -57,6 +57,8 @@ export interface RaftNodeStats {
   wal: WalStats;
 }
 
+const yieldToIo = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 interface PendingProposal<R> {
   term: number;
   resolve: (r: R) => void;
@@ -325,7 +327,12 @@ export class RaftNode<R = unknown> extends EventEmitter {
     try {
       do {
         this.again = false;
-        while (!this.stopped && this.raft.hasReady()) await this.handleReady();
+        while (!this.stopped && this.raft.hasReady()) {
+          await this.handleReady();
+          // Let the callers just resolved by apply propose again (and pending socket reads step in)
+          // before the next Ready is cut, so they share its batch and its fsync.
+          await yieldToIo();
+        }
       } while (this.again && !this.stopped);
     } catch (err) {
       this.fatal(err);
