@@ -263,3 +263,41 @@ test('wal: an fdatasync error is fatal — the batch and every later append fail
   assert.ok(wal.failed);
   await wal.close();
 });
+
+test('wal: any sequence of batches round-trips through recovery (property)', async () => {
+  const fc = await import('fast-check');
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(
+        fc.record({
+          overwrite: fc.nat(3),
+          datas: fc.array(fc.uint8Array({ maxLength: 300 }), { minLength: 1, maxLength: 6 }),
+          vote: fc.nat(5),
+        }),
+        { minLength: 1, maxLength: 12 },
+      ),
+      fc.integer({ min: 200, max: 5000 }),
+      async (batches, segmentBytes) => {
+        const disk = new SimDisk();
+        const { wal } = await Wal.open({ dir: '/p', fs: disk, segmentBytes });
+        let log: Entry[] = [];
+        let hard: HardState = { term: 0, vote: 0, commit: 0 };
+        let term = 1;
+        for (const b of batches) {
+          const start = Math.max(1, log.length + 1 - b.overwrite);
+          if (b.overwrite > 0) term++;
+          const entries = b.datas.map((data, i) => ({ index: start + i, term, type: (i % 2) as 0 | 1, data }));
+          log = [...log.slice(0, start - 1), ...entries];
+          hard = { term, vote: b.vote, commit: Math.max(0, start - 1) };
+          await wal.append(entries, hard);
+        }
+        await wal.close();
+        const { wal: w2, state } = await Wal.open({ dir: '/p', fs: disk, segmentBytes });
+        await w2.close();
+        same(state.entries, log);
+        assert.deepEqual(state.hardState, hard);
+      },
+    ),
+    { numRuns: 150 },
+  );
+});
