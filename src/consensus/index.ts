@@ -11,4 +11,5 @@ export {
   type RaftTransport,
   type StateMachine,
 } from './node/index.js';
+export type { Entry, HardState, Message, Snapshot } from './raft/types.js';
 export { SimDisk, Wal, type WalFs, type WalOptions, type WalState } from './wal/index.js';

@@ -64,14 +64,22 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
   });
 
   const start = async (id: number): Promise<void> => {
-    const child = spawn(
-      process.execPath,
-      [NODE, '--id', String(id), '--peers', IDS.join(','), '--dir', join(root, `data${id}`)],
-      {
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
+    // Frequent snapshots, so restarts and lagging nodes go through snapshot install and log compaction.
+    const argv = [
+      NODE,
+      '--id',
+      String(id),
+      '--peers',
+      IDS.join(','),
+      '--dir',
+      join(root, `data${id}`),
+      '--snapshot-every',
+      '1500',
+    ];
+    const child = spawn(process.execPath, argv, {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     procs.set(id, child);
     child.stderr?.on('data', (d) => note(`node ${id} stderr: ${String(d).trim()}`));
     await new Promise<void>((resolve, reject) => {
