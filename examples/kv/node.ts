@@ -3,7 +3,7 @@
 // Serves the `kv` contract to clients as cell <prefix>-<id>, and the Raft peer service as
 // <prefix>-<id>-raft (both under CELL_SOCKET_DIR). Prints "kv node <id> ready" once serving.
 
-import { CellTransport, RaftNode } from '../../src/consensus/index.js';
+import { CellTransport, RaftNode, type SnapshotEvent } from '../../src/consensus/index.js';
 import { CellError } from '../../src/errors/index.js';
 import { Membrane } from '../../src/membrane/index.js';
 import { Kv, KvCommand, Status } from './contract.js';
@@ -37,6 +37,11 @@ const node = await RaftNode.open<KvResult>({
   tickMs: 10,
   electionTick: Math.max(4, Math.round(Number(flags.get('election-ms') ?? 500) / 10)),
   heartbeatTick: 5,
+});
+node.on('snapshot', (e: SnapshotEvent) => {
+  process.stdout.write(
+    `kv node ${id}: ${e.installed ? 'installed the leader' : 'took a'} snapshot at index ${e.index}\n`,
+  );
 });
 node.on('fatal', (err: Error) => {
   console.error(`kv node ${id}: ${err.message}`);

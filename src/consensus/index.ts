@@ -9,6 +9,7 @@ export {
   type RaftNodeOptions,
   type RaftNodeStats,
   type RaftTransport,
+  type SnapshotEvent,
   type StateMachine,
 } from './node/index.js';
 export type { Entry, HardState, Message, Snapshot } from './raft/types.js';

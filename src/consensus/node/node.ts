@@ -49,6 +49,12 @@ export interface LeaderEvent {
   role: 'follower' | 'pre-candidate' | 'candidate' | 'leader';
 }
 
+/** A snapshot stored: taken locally (and the log compacted), or installed from the leader. */
+export interface SnapshotEvent {
+  index: number;
+  installed: boolean;
+}
+
 export interface RaftNodeStats {
   /** Entries applied to the state machine. */
   applied: number;
@@ -83,7 +89,8 @@ interface ReadBatch {
  * a sync is in flight are appended together and ride the next sync (group commit).
  *
  * Events: 'leader' (LeaderEvent) on every leader or role change; 'membership' (voters: number[]) when
- * a configuration entry is applied; 'fatal' (CellError) when the WAL fails — the node has stopped.
+ * a configuration entry is applied; 'snapshot' (SnapshotEvent); 'fatal' (CellError) when the WAL fails
+ * — the node has stopped.
  */
 export class RaftNode<R = unknown> extends EventEmitter {
   readonly id: number;
@@ -349,6 +356,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
       this.sm.restore(rd.snapshot.data);
       this.appliedIndex = rd.snapshot.index;
       this.snapIndex = rd.snapshot.index;
+      this.emit('snapshot', { index: rd.snapshot.index, installed: true } satisfies SnapshotEvent);
     }
     if (rd.hardState) this.latestHard = rd.hardState;
     const h = this.latestHard;
@@ -497,6 +505,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
     const s = this.raft.compact(data, this.opts.snapshotKeep ?? 1000);
     this.snapIndex = s.index;
     await this.wal.saveSnapshot(s);
+    this.emit('snapshot', { index: s.index, installed: false } satisfies SnapshotEvent);
   }
 
   private fatal(err: unknown): void {

@@ -1,3 +1,4 @@
+import { dirname } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { CellError } from '../../errors/index.js';
 import type { Entry, EntryType, HardState, Snapshot } from '../raft/types.js';
@@ -388,8 +389,12 @@ export class Wal {
     if (hard.commit < snapIndex) hard.commit = snapIndex;
     this.lastHard = hard;
 
-    if (this.segments.length === 0) await this.createSegment(1);
-    else {
+    if (this.segments.length === 0) {
+      // A new log: make the data directory's own entry durable too, or a crash could lose the whole
+      // directory after this node had already voted or acknowledged entries.
+      await this.fs.fsyncDir(dirname(this.dir));
+      await this.createSegment(1);
+    } else {
       const s = this.segments[this.segments.length - 1];
       this.file = await this.fs.openAppend(joinPath(this.dir, s.name), false);
     }

@@ -87,6 +87,7 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
       const timer = setTimeout(() => reject(new Error(`node ${id} not ready within 10 s`)), 10_000);
       child.stdout?.on('data', (d) => {
         out += d;
+        for (const line of String(d).split('\n')) if (line.includes('snapshot at')) note(line.trim());
         if (out.includes('ready')) {
           clearTimeout(timer);
           resolve();
@@ -266,7 +267,8 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
   const unknown = history.filter((h) => h.ret === Number.POSITIVE_INFINITY).length;
   console.log(
     `# seed ${SEED}: ${history.length} register ops (${writes} writes, ${unknown} unknown outcome), ${ackedUnique.size} acknowledged unique puts, ` +
-      `nemesis actions: ${log.filter((l) => l.includes('nemesis: kill') || l.includes('SIGSTOP')).length}, applied ${stats[0].applied}`,
+      `nemesis actions: ${log.filter((l) => l.includes('nemesis: kill') || l.includes('SIGSTOP')).length}, applied ${stats[0].applied}, ` +
+      `snapshots taken ${log.filter((l) => l.includes('took a snapshot')).length}, installed ${log.filter((l) => l.includes('installed the leader')).length}`,
   );
   assert.equal(
     lost.length,
@@ -279,5 +281,9 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
     `history not linearizable: ${JSON.stringify(verdict)} (kept at ${file}; replay with SEED=${SEED})`,
   );
   assert.ok(ackedUnique.size > 50, 'the load made progress');
+  assert.ok(
+    log.some((l) => l.includes('took a snapshot')),
+    'nodes took snapshots and compacted their logs',
+  );
   assert.ok(writes > 50);
 });
