@@ -70,7 +70,10 @@ export class RaftLog {
     if (k < ents.length) {
       const first = ents[k].index;
       if (first <= this.committed) {
-        throw new CellError('E_INTERNAL', `raft: entry ${first} conflicts with committed entry (commit ${this.committed})`);
+        throw new CellError(
+          'E_INTERNAL',
+          `raft: entry ${first} conflicts with committed entry (commit ${this.committed})`,
+        );
       }
       this.truncateAndAppend(k === 0 ? ents : ents.slice(k));
     }
@@ -91,14 +94,17 @@ export class RaftLog {
 
   commitTo(i: number): void {
     if (i > this.committed) {
-      if (i > this.lastIndex()) throw new CellError('E_INTERNAL', `raft: commit ${i} beyond last index ${this.lastIndex()}`);
+      if (i > this.lastIndex())
+        throw new CellError('E_INTERNAL', `raft: commit ${i} beyond last index ${this.lastIndex()}`);
       this.committed = i;
     }
   }
 
   /** Entries unknown to be durable. */
   unstable(): Entry[] {
-    return this.stabled >= this.lastIndex() ? [] : this.slice(Math.max(this.stabled, this.snapIndex) + 1, this.lastIndex() + 1);
+    return this.stabled >= this.lastIndex()
+      ? []
+      : this.slice(Math.max(this.stabled, this.snapIndex) + 1, this.lastIndex() + 1);
   }
 
   /** Committed, durable and not yet applied. */
@@ -111,7 +117,8 @@ export class RaftLog {
   /** Drop entries up to `index` (which must be applied). */
   compact(index: number): void {
     if (index <= this.snapIndex) return;
-    if (index > this.applied) throw new CellError('E_INTERNAL', `raft: compact ${index} beyond applied ${this.applied}`);
+    if (index > this.applied)
+      throw new CellError('E_INTERNAL', `raft: compact ${index} beyond applied ${this.applied}`);
     const t = this.term(index);
     this.entries = this.entries.slice(index - this.snapIndex);
     this.snapIndex = index;

@@ -1,8 +1,10 @@
 import { CellError } from '../../errors/index.js';
 import { RaftLog } from './log.js';
 import {
+  decodeVoters,
   type Entry,
   EntryType,
+  encodeVoters,
   type HardState,
   type Message,
   MsgType,
@@ -12,8 +14,6 @@ import {
   type Ready,
   Role,
   type Snapshot,
-  decodeVoters,
-  encodeVoters,
 } from './types.js';
 
 export interface RaftConfig {
@@ -29,6 +29,9 @@ export interface RaftConfig {
   maxMsgEntries: number;
   /** Append messages in flight per follower (pipelining). */
   maxInflight: number;
+  /** Proposals are refused (propose returns 0) while this many entries wait for commit: flow control,
+   * so a leader whose followers are slow does not grow its log without bound. Default: unlimited. */
+  maxUncommittedEntries?: number;
   /** Committed entries handed out per Ready. */
   maxApplyEntries?: number;
   /** Deterministic randomness in [0, 1) (the simulator passes a seeded PRNG). */
@@ -134,11 +137,13 @@ export class Raft {
   private prevSoft = { lead: NONE, role: Role.Follower as Role, term: 0 };
   private readyOut: Ready | null = null;
   private readonly maxApply: number;
+  private readonly maxUncommitted: number;
 
   constructor(cfg: RaftConfig, storage: RaftStorageState) {
     this.cfg = cfg;
     this.id = cfg.id;
     this.maxApply = cfg.maxApplyEntries ?? 4096;
+    this.maxUncommitted = cfg.maxUncommittedEntries ?? Number.POSITIVE_INFINITY;
     const hs = storage.hardState;
     this.term = hs.term;
     this.vote = hs.vote;
@@ -189,6 +194,7 @@ export class Raft {
   /** Append a command if this node leads. Returns its index, or 0 when not leader (or transferring). */
   propose(data: Uint8Array): number {
     if (this.role !== Role.Leader || this.leadTransferee !== NONE) return 0;
+    if (this.log.lastIndex() - this.log.committed >= this.maxUncommitted) return 0;
     return this.appendEntry(EntryType.Normal, data);
   }
 
@@ -239,8 +245,7 @@ export class Raft {
     if (m.term > this.term) {
       if (m.type === MsgType.Vote || m.type === MsgType.PreVote) {
         const force = m.ctx === 1;
-        const inLease =
-          this.cfg.checkQuorum && this.lead !== NONE && this.electionElapsed < this.cfg.electionTick;
+        const inLease = this.cfg.checkQuorum && this.lead !== NONE && this.electionElapsed < this.cfg.electionTick;
         // A node that heard from a live leader recently ignores campaigns (thesis §4.2.3).
         if (!force && inLease) return;
       }
@@ -385,8 +390,7 @@ export class Raft {
     this.lead = NONE;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
-    this.randomizedElectionTimeout =
-      this.cfg.electionTick + Math.floor(this.cfg.random() * this.cfg.electionTick);
+    this.randomizedElectionTimeout = this.cfg.electionTick + Math.floor(this.cfg.random() * this.cfg.electionTick);
     this.votes.clear();
     this.leadTransferee = NONE;
     this.pendingReads.length = 0;
@@ -568,7 +572,7 @@ export class Raft {
         if (this.maybeCommit()) {
           this.bcastAppend();
         } else if (oldPaused || pr.match < this.log.lastIndex()) {
-          this.sendAppendsTo(m.from);
+          this.sendAppendsTo(m.from, false);
         }
         if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
         return;
@@ -581,6 +585,7 @@ export class Raft {
           // A lost append would stall the pipeline forever; let one more through to provoke a reject.
           pr.inflights.shift();
         }
+        // Even an empty append helps here: its rejection reveals an append lost on the way.
         if (pr.match < this.log.lastIndex()) this.sendAppend(m.from);
         if (m.ctx > pr.readAck) {
           pr.readAck = m.ctx;
@@ -677,7 +682,7 @@ export class Raft {
       matches.push(p ? p.match : 0);
     }
     matches.sort((a, b) => b - a);
-    const q = matches[(this.voters.size >> 1)];
+    const q = matches[this.voters.size >> 1];
     // Only entries of the current term commit by counting (Raft §5.4.2, Figure 8).
     if (q > this.log.committed && this.log.term(q) === this.term) {
       this.log.commitTo(q);
@@ -696,15 +701,21 @@ export class Raft {
   }
 
   /** Fill the pipeline to a follower. */
-  private sendAppendsTo(to: number): void {
+  private sendAppendsTo(to: number, sendIfEmpty = true): void {
     const pr = this.prs.get(to);
     if (!pr) return;
     let guard = this.cfg.maxInflight + 1;
-    while (guard-- > 0 && this.sendAppend(to) && pr.state === ProgressState.Replicate && pr.next <= this.log.lastIndex());
+    while (
+      guard-- > 0 &&
+      this.sendAppend(to, sendIfEmpty) &&
+      pr.state === ProgressState.Replicate &&
+      pr.next <= this.log.lastIndex()
+    );
   }
 
-  /** Returns true when a message was sent. */
-  private sendAppend(to: number): boolean {
+  /** Returns true when a message was sent. An empty append only carries the commit index; answers to
+   * responses never send one (duplicated responses would otherwise multiply into a message storm). */
+  private sendAppend(to: number, sendIfEmpty = true): boolean {
     const pr = this.prs.get(to);
     if (!pr || pr.paused(this.cfg.maxInflight)) return false;
     const prevIndex = pr.next - 1;
@@ -723,6 +734,7 @@ export class Raft {
     }
     const last = this.log.lastIndex();
     const hi = Math.min(last + 1, pr.next + this.cfg.maxMsgEntries);
+    if (hi <= pr.next && !sendIfEmpty && pr.state === ProgressState.Replicate) return false;
     const m = message(MsgType.App, to, this.id, this.term);
     m.index = prevIndex;
     m.logTerm = prevTerm;

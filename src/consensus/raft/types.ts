@@ -108,7 +108,7 @@ export interface Ready {
 export function encodeVoters(voters: readonly number[]): Uint8Array {
   const out = new Uint8Array(4 * voters.length);
   const dv = new DataView(out.buffer);
-  voters.forEach((v, i) => dv.setUint32(4 * i, v, true));
+  for (let i = 0; i < voters.length; i++) dv.setUint32(4 * i, voters[i], true);
   return out;
 }
 

@@ -1,5 +1,14 @@
 import { Raft, type RaftConfig } from '../raft/raft.js';
-import { type Entry, EntryType, type HardState, type Message, NONE, type Ready, Role, type Snapshot } from '../raft/types.js';
+import {
+  type Entry,
+  EntryType,
+  type HardState,
+  type Message,
+  NONE,
+  type Ready,
+  Role,
+  type Snapshot,
+} from '../raft/types.js';
 import { Prng } from './prng.js';
 
 /**
@@ -44,10 +53,7 @@ interface DiskState {
   entries: Entry[];
 }
 
-type DiskRecord =
-  | { kind: 'snapshot'; s: Snapshot }
-  | { kind: 'entries'; es: Entry[] }
-  | { kind: 'hard'; h: HardState };
+type DiskRecord = { kind: 'snapshot'; s: Snapshot } | { kind: 'entries'; es: Entry[] } | { kind: 'hard'; h: HardState };
 
 interface SmState {
   index: number;
@@ -211,6 +217,9 @@ export class ClusterSim {
       maxMsgEntries: r.pick([1, 4, 64]),
       maxInflight: r.pick([1, 4, 256]),
     };
+    // Go-back-N over a lossy link with hundreds of one-entry appends in flight is correct but costs
+    // millions of simulated messages per seed; keep the window proportionate to the batch size.
+    if (this.swarm.maxMsgEntries === 1) this.swarm.maxInflight = Math.min(this.swarm.maxInflight, 8);
     const voters = Array.from({ length: this.swarm.initialVoters }, (_, i) => i + 1);
     this.voterHistory.push(voters);
     for (let i = 1; i <= nodes; i++) {
@@ -245,6 +254,7 @@ export class ClusterSim {
       maxMsgEntries: this.swarm.maxMsgEntries,
       maxInflight: this.swarm.maxInflight,
       maxApplyEntries: 64,
+      maxUncommittedEntries: 256,
       random: this.rng.fork().next.bind(this.rng.fork()),
     };
     const rr = this.rng.fork();
@@ -384,7 +394,13 @@ export class ClusterSim {
     if (rd.entries.length > 0) n.unsynced.push({ kind: 'entries', es: rd.entries });
     if (rd.hardState) n.unsynced.push({ kind: 'hard', h: rd.hardState });
     const needsSync = n.unsynced.length > 0;
-    this.schedule(needsSync ? this.rng.int(this.swarm.diskMin, this.swarm.diskMax) : 0, EV_SYNCED, n.id, null, n.incarnation);
+    this.schedule(
+      needsSync ? this.rng.int(this.swarm.diskMin, this.swarm.diskMax) : 0,
+      EV_SYNCED,
+      n.id,
+      null,
+      n.incarnation,
+    );
   }
 
   private persist(d: DiskState, r: DiskRecord): void {
@@ -422,6 +438,8 @@ export class ClusterSim {
 
   private maybeSnapshot(n: SimNode): void {
     const c = n.core;
+    // A snapshot received from the leader is still being installed.
+    if (c.log.applied < c.log.snapIndex) return;
     const snap = c.latestSnapshot();
     if (c.log.applied - (snap ? snap.index : 0) < this.swarm.snapshotEvery) return;
     if (n.sm.index !== c.log.applied) this.fail(`node ${n.id} sm index ${n.sm.index} != applied ${c.log.applied}`);
@@ -435,9 +453,11 @@ export class ClusterSim {
     if (e.index <= n.sm.index) return;
     if (e.index !== n.sm.index + 1) this.fail(`node ${n.id} applies ${e.index} after ${n.sm.index}`);
     const t = this.committedTerm[e.index];
-    if (t !== undefined && t !== e.term) this.fail(`state machine safety: node ${n.id} applies term ${e.term} at ${e.index}, committed term ${t}`);
+    if (t !== undefined && t !== e.term)
+      this.fail(`state machine safety: node ${n.id} applies term ${e.term} at ${e.index}, committed term ${t}`);
     const prev = this.committedData[e.index];
-    if (prev !== undefined && !bytesEqual(prev, e.data)) this.fail(`state machine safety: node ${n.id} applies different data at ${e.index}`);
+    if (prev !== undefined && !bytesEqual(prev, e.data))
+      this.fail(`state machine safety: node ${n.id} applies different data at ${e.index}`);
     this.committedData[e.index] = e.data;
     this.committedTerm[e.index] = e.term;
     n.sm.hash = hashBytes(mix(n.sm.hash, e.type), e.data);
@@ -505,7 +525,8 @@ export class ClusterSim {
     if (!r) return;
     this.pendingReads.delete(ctx);
     if (r.node !== n.id || r.inc !== n.incarnation) return;
-    if (index < r.minIndex) this.fail(`stale read: read ${ctx} at node ${n.id} got index ${index} < acknowledged ${r.minIndex}`);
+    if (index < r.minIndex)
+      this.fail(`stale read: read ${ctx} at node ${n.id} got index ${index} < acknowledged ${r.minIndex}`);
     this.stats.reads++;
   }
 
@@ -676,9 +697,14 @@ export class ClusterSim {
       }
     }
     const status = this.nodes
-      .map((n) => `${n.id}:${n.up ? 'up' : 'down'} role=${n.core.role} term=${n.core.term} commit=${n.core.log.committed} applied=${n.sm.index} last=${n.core.log.lastIndex()} voters=${[...n.core.voters]}`)
+      .map(
+        (n) =>
+          `${n.id}:${n.up ? 'up' : 'down'} role=${n.core.role} term=${n.core.term} commit=${n.core.log.committed} applied=${n.sm.index} last=${n.core.log.lastIndex()} voters=${[...n.core.voters]}`,
+      )
       .join('; ');
-    this.fail(`liveness: no progress within ${this.opts.livenessMs}ms after healing (marker ${markerIndex}); ${status}`);
+    this.fail(
+      `liveness: no progress within ${this.opts.livenessMs}ms after healing (marker ${markerIndex}); ${status}`,
+    );
   }
 
   private finalChecks(voters: number[]): void {
@@ -686,7 +712,8 @@ export class ClusterSim {
     const target = Math.min(...voters.map((v) => this.node(v).sm.index));
     for (const v of voters) {
       const n = this.node(v);
-      if (n.sm.index < this.maxAckedIndex) this.fail(`node ${v} applied ${n.sm.index} < acknowledged ${this.maxAckedIndex}`);
+      if (n.sm.index < this.maxAckedIndex)
+        this.fail(`node ${v} applied ${n.sm.index} < acknowledged ${this.maxAckedIndex}`);
       const h = this.smHash[n.sm.index];
       if (h !== n.sm.hash) this.fail(`node ${v} final state differs`);
     }
@@ -742,7 +769,8 @@ export class ClusterSim {
     for (let i = log.snapIndex + 1; i < this.committedTerm.length; i++) {
       const t = this.committedTerm[i];
       if (t === undefined) continue;
-      if (log.term(i) !== t) this.fail(`leader completeness: leader ${n.id} (term ${n.core.term}) lacks committed entry ${i}`);
+      if (log.term(i) !== t)
+        this.fail(`leader completeness: leader ${n.id} (term ${n.core.term}) lacks committed entry ${i}`);
     }
   }
 
