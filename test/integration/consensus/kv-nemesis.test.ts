@@ -10,8 +10,19 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { KvClient, KvUnknownOutcome } from '../../../examples/kv/client.js';
 import { Kv } from '../../../examples/kv/contract.js';
+import { checkOperations, type KvOperation, kvModel } from '../../../src/consensus/linearizability/index.js';
 import { Synapse } from '../../../src/synapse/index.js';
-import { checkKvHistory, type KvOp } from './kv-history.js';
+
+type KvInput = { op: 'get' } | { op: 'put'; value: string } | { op: 'cas'; expected: string | null; value: string };
+/** get: the value read; put: null; cas: whether it swapped; undefined: outcome unknown (ret = +∞). */
+interface KvOp {
+  clientId: number;
+  key: string;
+  input: KvInput;
+  output: { value: string | null } | { ok: boolean } | null | undefined;
+  call: number;
+  ret: number;
+}
 
 const NODE = fileURLToPath(new URL('../../../examples/kv/node.js', import.meta.url));
 const IDS = [1, 2, 3];
@@ -253,7 +264,19 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
     15_000,
   );
 
-  const verdict = checkKvHistory(history, 20_000);
+  const ops: KvOperation[] = history.map((h) => ({
+    clientId: h.clientId,
+    input:
+      h.input.op === 'get'
+        ? { op: 'get', key: h.key }
+        : h.input.op === 'put'
+          ? { op: 'put', key: h.key, value: h.input.value }
+          : { op: 'cas', key: h.key, from: h.input.expected, to: h.input.value },
+    output: h.output === undefined ? undefined : h.output === null ? {} : h.output,
+    call: h.call,
+    ret: h.ret,
+  }));
+  const verdict = checkOperations(kvModel, ops, { timeoutMs: 20_000 });
   const file = join(root, 'history.json');
   writeFileSync(
     file,
@@ -278,7 +301,7 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
   assert.equal(
     verdict.result,
     'ok',
-    `history not linearizable: ${JSON.stringify(verdict)} (kept at ${file}; replay with SEED=${SEED})`,
+    `history not linearizable: ${verdict.result} on key ${verdict.illegal?.[0]?.input.key ?? '?'} (kept at ${file}; replay with SEED=${SEED})`,
   );
   assert.ok(ackedUnique.size > 50, 'the load made progress');
   assert.ok(
