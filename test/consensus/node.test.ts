@@ -208,3 +208,17 @@ test('raftnode: proposals on a deposed leader fail with E_NOT_LEADER once its en
   await waitFor('old leader converges', () => old.sm.items.length === 2);
   assert.deepEqual(old.sm.items, ['committed', 'new']);
 });
+
+test('raftnode: a leader whose followers are gone refuses proposals past maxUncommittedEntries', async (t) => {
+  const c = await cluster(t, 3, { maxUncommittedEntries: 10 });
+  const l = await c.leader();
+  await l.node.propose(Buffer.from('ok'));
+  c.net.isolate(l.node.id, c.ids);
+  const pending = Array.from({ length: 10 }, (_, i) => l.node.propose(Buffer.from(`p${i}`)).catch(() => undefined));
+  await assert.rejects(
+    l.node.propose(Buffer.from('one too many')),
+    (e: unknown) => e instanceof CellError && e.code === 'E_OVERLOADED',
+  );
+  c.net.heal();
+  await Promise.all(pending);
+});

@@ -37,6 +37,8 @@ export interface RaftNodeOptions<R> {
   snapshotKeep?: number;
   /** A read that has not become safe within this time fails with E_TIMEOUT (default 2 s). */
   readTimeoutMs?: number;
+  /** Proposals beyond this many uncommitted entries fail with E_OVERLOADED (default 65 536). */
+  maxUncommittedEntries?: number;
   /** WAL segment size (default 64 MiB). */
   segmentBytes?: number;
   /** Name used in error messages. */
@@ -156,6 +158,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
         checkQuorum: true,
         maxMsgEntries: 4096,
         maxInflight: 64,
+        maxUncommittedEntries: opts.maxUncommittedEntries ?? 65_536,
         random: Math.random,
       },
       { hardState: state.hardState, snapshot: state.snapshot, entries: state.entries },
@@ -215,7 +218,21 @@ export class RaftNode<R = unknown> extends EventEmitter {
       return Promise.reject(new CellError('E_INVALID_ARGUMENT', 'raft: an empty command cannot be proposed.'));
     }
     const index = this.raft.propose(cmd);
-    if (index === 0) return Promise.reject(this.notLeader());
+    if (index === 0) {
+      if (this.raft.role === Role.Leader && this.raft.leadTransferee === NONE) {
+        return Promise.reject(
+          new CellError(
+            'E_OVERLOADED',
+            `raft node ${this.id}: too many uncommitted entries (followers not keeping up).`,
+            {
+              ...(this.opts.cell ? { cell: this.opts.cell } : {}),
+              fix: 'retry later; check that a quorum of nodes is up.',
+            },
+          ),
+        );
+      }
+      return Promise.reject(this.notLeader());
+    }
     return new Promise<R>((resolve, reject) => {
       this.proposals.set(index, { term: this.raft.term, resolve, reject });
       this.wake();
