@@ -5,6 +5,7 @@
 // and clients in this process calling `put` over Cell (a Synapse call per write). When the etcd
 // server is installed (Debian package etcd-server), a 3-member etcd cluster on the same disk runs in
 // the same run as a peer, driven through its HTTP/JSON gateway (PUT to the leader).
+// BENCH_NODE_FLAGS adds node flags to the Cell node processes; BENCH_NO_ETCD=1 skips the peer.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -26,6 +27,8 @@ const ROUNDS = Number(flag('rounds', '3'));
 const VERBOSE = args.includes('--verbose');
 const LEVELS = [1, 16, 256];
 const VALUE_BYTES = 64;
+/** Extra flags for the node processes (e.g. GC tuning), space-separated. */
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const NODE = fileURLToPath(new URL('../../examples/kv/node.js', import.meta.url));
 const ETCD = '/usr/bin/etcd';
 
@@ -109,7 +112,18 @@ async function setupCell(): Promise<{ measures: Measure[]; stop: () => Promise<v
     procs.push(
       await spawnReady(
         process.execPath,
-        [NODE, '--id', String(id), '--peers', '1,2,3', '--dir', join(root, `cell${id}`), '--snapshot-every', '200000'],
+        [
+          ...NODE_FLAGS,
+          NODE,
+          '--id',
+          String(id),
+          '--peers',
+          '1,2,3',
+          '--dir',
+          join(root, `cell${id}`),
+          '--snapshot-every',
+          '200000',
+        ],
         env,
         /ready/,
       ),
