@@ -366,7 +366,8 @@ export class Wal {
         await f.close();
       }
       this.segments.push(seg);
-      if (last) this.fileSize = good;
+      // The last segment kept is the one appended to (a torn last one was removed above).
+      this.fileSize = good;
     }
 
     // Entries the snapshot covers are dropped; if the log disagrees with the snapshot at its index
