@@ -218,7 +218,7 @@ export const kvModel: Model<string | null, KvInput, KvOutput | undefined> = {
   partition(ops) {
     const byKey = new Map<string, KvOperation[]>();
     for (const op of ops) {
-      let list = byKey.get(op.input.key);
+      const list = byKey.get(op.input.key);
       if (list) list.push(op);
       else byKey.set(op.input.key, [op]);
     }

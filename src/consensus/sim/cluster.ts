@@ -1,3 +1,4 @@
+import { type CheckResult, checkOperations, type KvOperation, kvModel } from '../linearizability/index.js';
 import { Raft, type RaftConfig } from '../raft/raft.js';
 import {
   type Entry,
@@ -24,6 +25,11 @@ export interface SimOptions {
   faultMs: number;
   /** Virtual milliseconds the healed cluster gets to make progress. */
   livenessMs: number;
+  /** Budget for the linearizability check of the recorded history (default 5000). */
+  checkTimeoutMs?: number;
+  /** Deliberately broken client behaviour, to show the checks catch it: 'stale-reads' serves reads
+   * from any node's local state without ReadIndex. */
+  sabotage?: 'stale-reads';
 }
 
 interface Swarm {
@@ -55,10 +61,17 @@ interface DiskState {
 
 type DiskRecord = { kind: 'snapshot'; s: Snapshot } | { kind: 'entries'; es: Entry[] } | { kind: 'hard'; h: HardState };
 
+/** The replicated state machine: a key-value store (each command is a put of a unique value) plus a
+ * running hash of everything applied, compared across nodes at every index. */
 interface SmState {
   index: number;
   hash: number;
+  kv: Map<number, number>;
 }
+
+const KEYS = 3;
+/** Concurrent writers: bounded, as real clients are, so the history's concurrency stays checkable. */
+const CLIENTS = 8;
 
 class SimNode {
   core!: Raft;
@@ -69,7 +82,9 @@ class SimNode {
   skew = 1;
   durable: DiskState = { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: null, entries: [] };
   unsynced: DiskRecord[] = [];
-  sm: SmState = { index: 0, hash: 0 };
+  sm: SmState = { index: 0, hash: 0, kv: new Map() };
+  /** ReadIndex answers waiting for the state machine to reach their index. */
+  waitingReads: { index: number; ctx: number }[] = [];
   commitSeen = 0;
   lastRole: Role = Role.Follower;
   lastCommit = 0;
@@ -162,6 +177,9 @@ export interface SimResult {
   reads: number;
   leaders: number;
   crashes: number;
+  /** Operations in the checked client history, and the checker's verdict. */
+  historyOps: number;
+  linearizability: CheckResult | 'skipped';
 }
 
 const TICK_MS = 10;
@@ -180,10 +198,21 @@ export class ClusterSim {
   private committedData: Uint8Array[] = [];
   /** index -> state machine hash after applying it. */
   private smHash: number[] = [];
-  private proposals = new Map<number, { node: number; inc: number; index: number; value: number }>();
+  private proposals = new Map<
+    number,
+    { node: number; inc: number; index: number; value: number; op: number; term: number; at: number }
+  >();
+  /** The clients' history, checked for linearizability at the end: puts (acknowledged when the
+   * proposing node applies them) and ReadIndex gets. Times are a logical clock of history events. */
+  readonly history: KvOperation[] = [];
+  private clock = 0;
+  linearizability: CheckResult | 'skipped' = 'skipped';
   private acked = new Map<number, number>();
   private maxAckedIndex = 0;
-  private pendingReads = new Map<number, { node: number; inc: number; minIndex: number }>();
+  private pendingReads = new Map<
+    number,
+    { node: number; inc: number; minIndex: number; key: number; call: number; at: number }
+  >();
   private nextValue = 1;
   private nextReadCtx = 1;
   private trace = 0;
@@ -269,7 +298,7 @@ export class ClusterSim {
       n.sm = decodeSm(d.snapshot.data);
       this.checkSmAt(n, 'restore from disk');
     } else {
-      n.sm = { index: 0, hash: 0 };
+      n.sm = { index: 0, hash: 0, kv: new Map() };
     }
     n.commitSeen = n.core.log.snapIndex;
     n.lastCommit = n.core.log.committed;
@@ -278,6 +307,7 @@ export class ClusterSim {
     n.rd = null;
     n.unsynced = [];
     n.held = [];
+    n.waitingReads = [];
   }
 
   private schedule(delay: number, kind: number, node: number, msg: Message | null, inc = 0): void {
@@ -310,6 +340,8 @@ export class ClusterSim {
       reads: this.stats.reads,
       leaders: this.stats.leaders,
       crashes: this.stats.crashes,
+      historyOps: this.history.length,
+      linearizability: this.linearizability,
     };
   }
 
@@ -429,7 +461,8 @@ export class ClusterSim {
       this.checkSmAt(n, 'install snapshot');
     }
     for (const e of rd.committedEntries) this.apply(n, e);
-    for (const rs of rd.readStates) this.readDone(n, rs.index, rs.ctx);
+    for (const rs of rd.readStates) n.waitingReads.push({ index: rs.index, ctx: rs.ctx });
+    this.serveReads(n);
     n.core.advance();
     n.busy = false;
     this.maybeSnapshot(n);
@@ -462,6 +495,10 @@ export class ClusterSim {
     this.committedTerm[e.index] = e.term;
     n.sm.hash = hashBytes(mix(n.sm.hash, e.type), e.data);
     n.sm.index = e.index;
+    if (e.type === EntryType.Normal && e.data.length === 8) {
+      const v = new DataView(e.data.buffer, e.data.byteOffset, 8).getFloat64(0, true);
+      if (v > 0) n.sm.kv.set(v % KEYS, v);
+    }
     this.checkSmAt(n, 'apply');
     if (e.type === EntryType.Normal && e.data.length === 8) {
       const v = new DataView(e.data.buffer, e.data.byteOffset, 8).getFloat64(0, true);
@@ -469,6 +506,7 @@ export class ClusterSim {
       if (p && p.node === n.id && p.inc === n.incarnation) {
         this.proposals.delete(v);
         if (p.index !== e.index) this.fail(`proposal ${v} applied at ${e.index}, proposed at ${p.index}`);
+        this.history[p.op].ret = ++this.clock;
         this.acked.set(v, e.index);
         if (e.index > this.maxAckedIndex) this.maxAckedIndex = e.index;
         this.stats.commits++;
@@ -498,36 +536,106 @@ export class ClusterSim {
   }
 
   private clientPropose(): void {
+    // Closed-loop clients: at most CLIENTS puts in flight. A client gives up on a put (its outcome
+    // stays unknown) when the node it asked crashed, moved to a new term, or took too long.
+    for (const [v, p] of this.proposals) {
+      const pn = this.node(p.node);
+      if (pn.incarnation !== p.inc || pn.core.term !== p.term || this.now - p.at > 1000) this.proposals.delete(v);
+    }
+    if (this.proposals.size >= CLIENTS) return;
     const leader = this.nodes.find((n) => n.up && !n.paused && n.core.role === Role.Leader);
     const n = leader && this.rng.chance(0.9) ? leader : this.rng.pick(this.nodes);
     if (!n.up || n.paused) return;
     const value = this.nextValue++;
     const data = new Uint8Array(8);
     new DataView(data.buffer).setFloat64(0, value, true);
+    const call = ++this.clock;
     const idx = n.core.propose(data);
-    if (idx > 0) this.proposals.set(value, { node: n.id, inc: n.incarnation, index: idx, value });
+    if (idx > 0) {
+      const op = this.history.length;
+      this.history.push({
+        clientId: value,
+        input: { op: 'put', key: `k${value % KEYS}`, value: String(value) },
+        output: {},
+        call,
+        ret: Number.POSITIVE_INFINITY,
+      });
+      this.proposals.set(value, {
+        node: n.id,
+        inc: n.incarnation,
+        index: idx,
+        value,
+        op,
+        term: n.core.term,
+        at: this.now,
+      });
+    }
     this.pump(n);
   }
 
   private clientRead(): void {
+    // Readers are closed-loop clients too; one that waited too long gives up (a read with no answer
+    // has no effect, so it simply leaves the history).
+    for (const [ctx, r] of this.pendingReads) if (this.now - r.at > 1000) this.pendingReads.delete(ctx);
+    if (this.pendingReads.size >= CLIENTS) return;
+    if (this.opts.sabotage === 'stale-reads') {
+      const n = this.rng.pick(this.nodes);
+      const key = this.rng.int(0, KEYS - 1);
+      const v = n.sm.kv.get(key);
+      const call = ++this.clock;
+      this.history.push({
+        clientId: -this.nextReadCtx++,
+        input: { op: 'get', key: `k${key}` },
+        output: { value: v === undefined ? null : String(v) },
+        call,
+        ret: ++this.clock,
+      });
+      return;
+    }
     const n = this.rng.pick(this.nodes);
     if (!n.up || n.paused) return;
     const ctx = this.nextReadCtx++;
     if (n.core.readIndex(ctx)) {
       // A linearizable read must observe every write acknowledged before it was issued.
-      this.pendingReads.set(ctx, { node: n.id, inc: n.incarnation, minIndex: this.maxAckedIndex });
+      this.pendingReads.set(ctx, {
+        node: n.id,
+        inc: n.incarnation,
+        minIndex: this.maxAckedIndex,
+        key: this.rng.int(0, KEYS - 1),
+        call: ++this.clock,
+        at: this.now,
+      });
       this.pump(n);
     }
   }
 
-  private readDone(n: SimNode, index: number, ctx: number): void {
-    const r = this.pendingReads.get(ctx);
-    if (!r) return;
-    this.pendingReads.delete(ctx);
-    if (r.node !== n.id || r.inc !== n.incarnation) return;
-    if (index < r.minIndex)
-      this.fail(`stale read: read ${ctx} at node ${n.id} got index ${index} < acknowledged ${r.minIndex}`);
-    this.stats.reads++;
+  /** Answer the reads whose index the state machine has reached (ReadIndex: wait for apply). */
+  private serveReads(n: SimNode): void {
+    if (n.waitingReads.length === 0) return;
+    const still: { index: number; ctx: number }[] = [];
+    for (const w of n.waitingReads) {
+      if (w.index > n.sm.index) {
+        still.push(w);
+        continue;
+      }
+      const r = this.pendingReads.get(w.ctx);
+      if (!r) continue;
+      this.pendingReads.delete(w.ctx);
+      if (r.node !== n.id || r.inc !== n.incarnation) continue;
+      if (w.index < r.minIndex) {
+        this.fail(`stale read: read ${w.ctx} at node ${n.id} got index ${w.index} < acknowledged ${r.minIndex}`);
+      }
+      const v = n.sm.kv.get(r.key);
+      this.history.push({
+        clientId: -w.ctx,
+        input: { op: 'get', key: `k${r.key}` },
+        output: { value: v === undefined ? null : String(v) },
+        call: r.call,
+        ret: ++this.clock,
+      });
+      this.stats.reads++;
+    }
+    n.waitingReads = still;
   }
 
   private nemesis(): void {
@@ -709,6 +817,7 @@ export class ClusterSim {
 
   private finalChecks(voters: number[]): void {
     this.checkLogMatching();
+    this.checkHistory();
     const target = Math.min(...voters.map((v) => this.node(v).sm.index));
     for (const v of voters) {
       const n = this.node(v);
@@ -724,6 +833,36 @@ export class ClusterSim {
       }
     }
     void target;
+  }
+
+  /** The clients' view must be linearizable. A put whose outcome is unknown and whose (unique) value
+   * nobody read is equivalent to one that never took effect, so it is left out: it only widens the
+   * search. */
+  private checkHistory(): void {
+    // Values are unique, so a put observed by a read took effect before that read returned: its open
+    // end can be closed there without changing which histories are linearizable.
+    const observedBy = new Map<string, number>();
+    for (const op of this.history) {
+      if (op.input.op === 'get') {
+        const v = (op.output as { value: string | null }).value;
+        if (v !== null) observedBy.set(v, Math.min(observedBy.get(v) ?? Number.POSITIVE_INFINITY, op.ret));
+      }
+    }
+    const ops: KvOperation[] = [];
+    for (const op of this.history) {
+      if (op.ret !== Number.POSITIVE_INFINITY) ops.push(op);
+      else if (op.input.op === 'put' && observedBy.has(op.input.value)) {
+        ops.push({ ...op, ret: Math.max(op.call, observedBy.get(op.input.value)!) });
+      }
+    }
+    const out = checkOperations(kvModel, ops, { timeoutMs: this.opts.checkTimeoutMs ?? 5000 });
+    this.linearizability = out.result;
+    if (out.result === 'illegal') {
+      const part = out.illegal ?? [];
+      this.fail(
+        `history not linearizable (key ${part[0]?.input.key}, ${part.length} operations, longest linearizable prefix ${out.longestPrefix?.length})`,
+      );
+    }
   }
 
   // ---- invariants -----------------------------------------------------------------------------
@@ -803,20 +942,33 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 function encodeSm(s: SmState): Uint8Array {
-  const out = new Uint8Array(12);
+  const out = new Uint8Array(12 + 16 * s.kv.size);
   const dv = new DataView(out.buffer);
   dv.setFloat64(0, s.index, true);
   dv.setUint32(8, s.hash, true);
+  let o = 12;
+  for (const [k, v] of s.kv) {
+    dv.setFloat64(o, k, true);
+    dv.setFloat64(o + 8, v, true);
+    o += 16;
+  }
   return out;
 }
 
 function decodeSm(b: Uint8Array): SmState {
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return { index: dv.getFloat64(0, true), hash: dv.getUint32(8, true) };
+  const kv = new Map<number, number>();
+  for (let o = 12; o + 16 <= b.byteLength; o += 16) kv.set(dv.getFloat64(o, true), dv.getFloat64(o + 8, true));
+  return { index: dv.getFloat64(0, true), hash: dv.getUint32(8, true), kv };
 }
 
 export function runSeed(seed: number, faultMs = 3000, livenessMs = 10000): SimResult {
   return new ClusterSim({ seed, faultMs, livenessMs }).run();
+}
+
+/** The one-line command that replays a seed. */
+export function replayCommand(seed: number, faultMs: number): string {
+  return `node dist/test/consensus/replay.js ${seed} ${faultMs}`;
 }
 
 void NONE;
