@@ -222,3 +222,44 @@ test('raftnode: a leader whose followers are gone refuses proposals past maxUnco
   c.net.heal();
   await Promise.all(pending);
 });
+
+test('raft peer codec: a batch of every message shape round-trips, with copied byte fields', async () => {
+  const { decodeBatch, encodeBatch } = await import('../../src/consensus/node/codec.js');
+  const { message, MsgType } = await import('../../src/consensus/raft/types.js');
+  const app = message(MsgType.App, 2, 1, 7);
+  Object.assign(app, {
+    logTerm: 6,
+    index: 41,
+    commit: 40,
+    entries: [
+      { term: 7, index: 42, type: 0, data: Buffer.from('cmd') },
+      { term: 7, index: 43, type: 1, data: new Uint8Array([3, 0, 0, 0]) },
+    ],
+  });
+  const snap = message(MsgType.Snap, 3, 1, 7);
+  snap.snapshot = { index: 40, term: 6, voters: [1, 2, 3], data: Buffer.from('state') };
+  const resp = message(MsgType.AppResp, 1, 2, 7);
+  Object.assign(resp, { reject: true, hint: 12, index: 41, ctx: 9 });
+  const bytes = encodeBatch([app, snap, resp]);
+  const out = decodeBatch(bytes);
+  assert.equal(out.length, 3);
+  assert.deepEqual(
+    { ...out[0], entries: out[0].entries?.map((e) => ({ ...e, data: [...e.data] })) },
+    { ...app, entries: app.entries?.map((e) => ({ ...e, data: [...e.data] })) },
+  );
+  assert.deepEqual(out[1].snapshot && { ...out[1].snapshot, data: Buffer.from(out[1].snapshot.data).toString() }, {
+    index: 40,
+    term: 6,
+    voters: [1, 2, 3],
+    data: 'state',
+  });
+  assert.equal(out[1].entries?.length, 0);
+  assert.equal(out[0].snapshot, null);
+  assert.deepEqual(
+    { reject: out[2].reject, hint: out[2].hint, index: out[2].index, ctx: out[2].ctx },
+    { reject: true, hint: 12, index: 41, ctx: 9 },
+  );
+  // Decoded data must not alias the frame (frames are reused by the transport).
+  bytes.fill(0);
+  assert.equal(Buffer.from(out[0].entries![0].data).toString(), 'cmd');
+});
