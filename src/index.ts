@@ -8,6 +8,15 @@ export { exposeOnMesh, growAcrossMesh } from './axon/mesh.js';
 // Capsid: the sandbox and resource limits a cell runs in (docs/SANDBOX.md).
 export type { CapsidSpec, DoctorCheck, Encapsulated, Limits } from './capsid/index.js';
 export { DEFAULT_LIMITS, diagnose, encapsulate, formatDoctor, parseLimits } from './capsid/index.js';
+export type {
+  CellTransportOptions,
+  LeaderEvent,
+  RaftNodeOptions,
+  RaftTransport,
+  StateMachine,
+  WalFs,
+} from './consensus/index.js';
+export { CellTransport, InMemoryNetwork, RaftNode, SimDisk, Wal } from './consensus/index.js';
 export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, isCellError } from './errors/index.js';
 export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';

@@ -1,0 +1,2 @@
+export { ClusterSim, replayCommand, runSeed, SimFailure, type SimOptions, type SimResult } from './cluster.js';
+export { Prng } from './prng.js';
