@@ -106,7 +106,7 @@ export class Root {
     root.membrane = await Membrane.bind(RootService, root.handlers(), {
       name: 'mitosis',
       socketPath: opts.socketPath ?? rootSocketPath(),
-      shm: false,
+      // Left on: a Membrane without it answers a default client's upgrade request with a protocol error.
       tap: false,
       lan: false,
       handleSignals: false,
