@@ -319,7 +319,14 @@ async function cmdUp(args: string[]): Promise<number> {
     await stop();
   }
   if (json) out(JSON.stringify(list));
-  else out(statusTable(list.cells, list.noSandbox));
+  else {
+    if (list.noSandbox !== noSandbox) {
+      err(
+        `note: the running Root was started ${list.noSandbox ? 'WITH' : 'without'} --no-sandbox; \`cell down\` and \`cell up\` again to change it.`,
+      );
+    }
+    out(statusTable(list.cells, list.noSandbox));
+  }
   return list.cells.some((c) => c.error !== '' && c.state !== 'running') ? 1 : 0;
 }
 

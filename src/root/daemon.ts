@@ -1,8 +1,8 @@
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CellError } from '../errors/index.js';
 import { Membrane } from '../membrane/index.js';
-import { cellSocketPath, logDir, rootSocketPath, socketDir, validateCellName } from '../paths/index.js';
+import { cellSocketPath, dnaDir, logDir, rootSocketPath, socketDir, validateCellName } from '../paths/index.js';
 import { generationSocketPath, publishGeneration, swapGenerations, waitHealthy } from '../swap/index.js';
 import { CellProbe } from '../top/scan.js';
 import type { CellState, RootServiceDef } from './contract.js';
@@ -111,7 +111,28 @@ export class Root {
       lan: false,
       handleSignals: false,
     });
+    root.restoreRegistry();
     return root;
+  }
+
+  /** Registrations survive the Root: each DNA spec is kept as `~/.cell/dna/<name>.json`. */
+  private restoreRegistry(): void {
+    let files: string[] = [];
+    try {
+      files = readdirSync(dnaDir()).filter((f) => f.endsWith('.json'));
+    } catch {
+      return;
+    }
+    for (const f of files) {
+      try {
+        const spec = JSON.parse(readFileSync(join(dnaDir(), f), 'utf8')) as DnaSpec;
+        validateCellName(spec.name);
+        if (typeof spec.dir !== 'string' || `${spec.name}.json` !== f) continue;
+        this.register(spec, false);
+      } catch {
+        // a damaged entry is skipped; `cell add` or `cell up` writes it again
+      }
+    }
   }
 
   get socketPath(): string | null {
@@ -156,7 +177,17 @@ export class Root {
 
   // ---- registry ---------------------------------------------------------------------------------
 
-  register(spec: DnaSpec): CellRecord {
+  register(spec: DnaSpec, persist = true): CellRecord {
+    if (persist) {
+      try {
+        mkdirSync(dnaDir(), { recursive: true, mode: 0o700 });
+        const path = join(dnaDir(), `${spec.name}.json`);
+        writeFileSync(`${path}.tmp`, JSON.stringify(spec), { mode: 0o600 });
+        renameSync(`${path}.tmp`, path);
+      } catch {
+        // the registration still holds for this Root's lifetime
+      }
+    }
     const existing = this.cells.get(spec.name);
     if (existing !== undefined) {
       existing.spec = spec;

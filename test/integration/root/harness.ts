@@ -14,6 +14,8 @@ export interface Sandbox {
   cell(name: string, source: string): string;
   manifest(cells: Record<string, Record<string, unknown>>): string;
   cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** The CLI run from another working directory. */
+  cliAt(cwd: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
   cleanup(): Promise<void>;
 }
 
@@ -75,8 +77,11 @@ export function makeSandbox(): Sandbox {
       return path;
     },
     cli(...args) {
+      return this.cliAt(dir, ...args);
+    },
+    cliAt(cwd, ...args) {
       return new Promise((resolve) => {
-        const child = spawn(process.execPath, [cliPath, ...args], { env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, [cliPath, ...args], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
         let stdout = '';
         let stderr = '';
         child.stdout.on('data', (d) => (stdout += d));

@@ -149,4 +149,17 @@ test('cell up, status, grow on demand through the Root, unknown names, malformed
   const downAgain = await sb.cli('down');
   assert.equal(downAgain.code, 0);
   assert.match(downAgain.stdout, /no Root is running/);
+
+  // Registrations outlive the Root: a new one (started where there is no manifest) knows both cells.
+  const upBare = await sb.cliAt(join(sb.dir, 'dna'), 'up', '--no-sandbox', '--json');
+  assert.equal(upBare.code, 0, upBare.stderr);
+  const restored = JSON.parse(upBare.stdout) as { cells: Row[] };
+  assert.deepEqual(
+    restored.cells.map((c) => [c.name, c.state]),
+    [
+      ['adder', 'stopped'],
+      ['echo', 'stopped'],
+    ],
+  );
+  assert.equal((await sb.cli('down')).code, 0);
 });
