@@ -445,16 +445,23 @@ async function cmdLogs(args: string[]): Promise<number> {
   }
   for (const line of tailLines(path, n)) out(line);
   if (!p.flags.has('-f') && !p.flags.has('--follow')) return 0;
-  let offset = statSync(path).size;
+  const first = statSync(path);
+  let offset = first.size;
+  let inode = first.ino;
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       let size: number;
       try {
-        size = statSync(path).size;
+        const st = statSync(path);
+        size = st.size;
+        // Rotated: the name now holds a new file, read it from its start.
+        if (st.ino !== inode || size < offset) {
+          inode = st.ino;
+          offset = 0;
+        }
       } catch {
         return;
       }
-      if (size < offset) offset = 0; // rotated
       if (size > offset) {
         const fd = openSync(path, 'r');
         try {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -123,4 +123,44 @@ test('the status table shows every column and is loud about --no-sandbox', () =>
   assert.doesNotMatch(sandboxed, /WITHOUT A SANDBOX/);
   assert.match(sandboxed, /exchange: build failed:\n\s+x\.ts:1:1: oops/);
   assert.match(statusTable([], false), /no cells registered/);
+});
+
+test('cell logs prints the tail and follows appends across a rotation', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cell-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const logs = join(dir, 'home', 'logs');
+  mkdirSync(logs, { recursive: true });
+  const path = join(logs, 'x.log');
+  writeFileSync(path, 'one\ntwo\nthree\n');
+  const tail = await run(['logs', 'x', '-n', '2'], dir);
+  assert.equal(tail.code, 0);
+  assert.equal(tail.stdout, 'two\nthree\n');
+
+  const env = { ...process.env, CELL_HOME: join(dir, 'home'), CELL_SOCKET_DIR: join(dir, 'run') };
+  const child = spawn(process.execPath, [cli, 'logs', 'x', '-f', '-n', '1'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => child.kill('SIGKILL'));
+  let seen = '';
+  child.stdout.on('data', (d) => (seen += d));
+  const until = async (re: RegExp) => {
+    const deadline = Date.now() + 10_000;
+    while (!re.test(seen)) {
+      if (Date.now() > deadline) throw new Error(`never saw ${re} in ${JSON.stringify(seen)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  await until(/^three\n/);
+  appendFileSync(path, 'four\n');
+  await until(/four\n/);
+  renameSync(path, `${path}.1`);
+  writeFileSync(path, 'five\n');
+  await until(/five\n/);
+  const code = await new Promise<number | null>((resolve) => {
+    child.once('exit', (c) => resolve(c));
+    child.kill('SIGTERM');
+  });
+  assert.equal(code, 0);
+  assert.doesNotMatch(seen, /one|two/);
 });
