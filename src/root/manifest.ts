@@ -80,6 +80,11 @@ export function dnaSpec(name: string, raw: unknown, base: string): DnaSpec {
 export function loadManifest(path: string): DnaSpec[] {
   let text: string;
   try {
+    const st = statSync(path);
+    // A request names the file: refuse devices, FIFOs and giant files rather than read them.
+    if (!st.isFile() || st.size > 1024 * 1024) {
+      throw new Error(`not a regular file of at most 1 MiB (${st.isFile() ? `${st.size} bytes` : 'not a file'})`);
+    }
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new CellError('E_INVALID_ARGUMENT', `cannot read the manifest ${path}: ${(err as Error).message}`, {

@@ -62,6 +62,7 @@ test('manifest: entries resolved against the manifest folder, defaults, and clea
   refuse({ ok: { dna: '.', env: { 'A B': 'x' } } }, /env/);
   refuse({ ok: { dna: '.', limits: { memory: 'lots' } } }, /memory/);
   assert.throws(() => loadManifest(join(dir, 'missing.json')), /cannot read the manifest/);
+  assert.throws(() => loadManifest('/dev/zero'), /not a regular file/);
 });
 
 test('log: appends, rotates by size keeping N files, tails the last lines', (t) => {
