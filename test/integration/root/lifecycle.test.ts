@@ -113,6 +113,9 @@ test('cell up, status, grow on demand through the Root, unknown names, malformed
     isCellError(err, 'E_NAME_INVALID'),
   );
   await assert.rejects(root.add({ name: 'x', dna: '' } as never), (err) => isCellError(err));
+  await assert.rejects(root.load({ path: '/dev/zero', start: true }), (err) => isCellError(err, 'E_INVALID_ARGUMENT'));
+  await assert.rejects(root.logs({ name: 'echo/../..', lines: 1e9 }), (err) => isCellError(err, 'E_NAME_INVALID'));
+  assert.ok((await root.logs({ name: 'echo', lines: 1e9 })).lines.length > 0);
   // Still serving after all of it.
   assert.equal((await root.list(undefined)).cells.length, 2);
   await root.$close();
