@@ -1,4 +1,4 @@
-import { isCellError } from '../errors/index.js';
+import { CellError, isCellError } from '../errors/index.js';
 import { cellSocketPath, rootSocketPath } from '../paths/index.js';
 import { type Connector, type ResolveContext, unixConnector } from '../synapse/resolve.js';
 import { connectRoot, isSocket, unwrapRootError } from './client.js';
@@ -17,6 +17,20 @@ export async function spawnThroughRoot(cell: string, context: ResolveContext): P
     return null;
   }
   try {
+    // On-demand spawns respect the supervisor: a crash-looping cell stays down until someone restarts
+    // it on purpose, and a cell waiting out its restart backoff is waited for, not restarted early.
+    let current = await root.status({ name: cell });
+    if (current.state === 'crash-loop') {
+      throw new CellError('E_CELL_CRASH_LOOP', `the cell is crash-looping (last exit: ${current.lastExit}).`, {
+        cell,
+        fix: `see \`cell logs ${cell}\`, fix it, then \`cell restart ${cell}\`.`,
+      });
+    }
+    while (current.state === 'crashed' && Date.now() < context.deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      current = await root.status({ name: cell });
+    }
+    if (current.state === 'crash-loop') return null;
     const row = await root.spawn({ name: cell, wait: true });
     return row.state === 'running' ? unixConnector(cellSocketPath(cell)) : null;
   } catch (err) {

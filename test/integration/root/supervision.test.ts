@@ -81,6 +81,13 @@ test('builds: cache hit, rebuild after a change, compile error; crash-loop; cras
     // It stays put: no more restarts.
     await new Promise((r) => setTimeout(r, 500));
     assert.equal((await status('crasher')).restarts, 4);
+    // Growing it on demand does not override the supervisor's verdict.
+    await assert.rejects(Synapse.grow(echoContract('crasher'), { waitMs: 2000 }), (err) => {
+      assert.ok(isCellError(err, 'E_CELL_CRASH_LOOP'), String(err));
+      assert.match((err as Error).message, /cell restart crasher/);
+      return true;
+    });
+    assert.equal((await status('crasher')).state, 'crash-loop');
     const table = await sb.cli('status');
     assert.match(table.stdout, /crasher\s+crash-loop/);
     const logs = await sb.cli('logs', 'crasher', '-n', '200');
