@@ -250,11 +250,10 @@ export class Root {
     if (this.shuttingDown) return Promise.reject(shuttingDownError(name));
     const rec = this.record(name);
     if (explicit) {
+      // Someone asked on purpose: the failure history (crash-loop mark, backoff) starts over.
       rec.wanted = true;
-      if (rec.state === 'crash-loop' || rec.state === 'crashed') {
-        rec.failures = [];
-        rec.consecutiveFailures = 0;
-      }
+      rec.failures = [];
+      rec.consecutiveFailures = 0;
     }
     return this.exclusive(rec, async () => {
       if (rec.proc?.alive && rec.state === 'running') return rec;
