@@ -27,6 +27,11 @@ export type {
   StructView,
 } from './protein/index.js';
 export { canonicalJson, fingerprintOf, protein, t, wireCompatible } from './protein/index.js';
+// The Mycelium Root's control contract and client (the daemon itself runs as `cell up`).
+export type { RootClient } from './root/client.js';
+export { connectRoot, withRoot } from './root/client.js';
+export type { CellState } from './root/contract.js';
+export { RootService } from './root/contract.js';
 export type {
   MethodDef,
   MethodInput,

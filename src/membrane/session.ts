@@ -225,7 +225,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
    * Entry point for carriers whose payload memory must be given back (a shared-memory ring slot):
    * `lease.release()` runs when the handler settles (or at once if the frame is not a request).
    */
-  deliver(
+  deliverFrame(
     type: number,
     flags: number,
     method: number,
@@ -244,20 +244,6 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     } finally {
       if (type !== FrameType.REQUEST) lease.release();
     }
-  }
-
-  /** Frames from the shared-memory ring (UpgradableSession). */
-  deliverFrame(
-    type: number,
-    flags: number,
-    method: number,
-    requestId: number,
-    bytes: Buffer,
-    start: number,
-    end: number,
-    lease: Vesicle,
-  ): void {
-    this.deliver(type, flags, method, requestId, bytes, start, end, lease);
   }
 
   /** The client wrote garbage into its ring: close the connection with the reason. */

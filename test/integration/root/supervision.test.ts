@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { isCellError } from '../../../src/errors/index.js';
+import { Synapse } from '../../../src/synapse/index.js';
+import { echoCell, echoContract, makeSandbox, useSandboxEnv, waitFor } from './harness.js';
+
+interface Row {
+  name: string;
+  state: string;
+  pid: number;
+  restarts: number;
+  lastExit: string;
+  error: string;
+  build?: { hash: string; cached: boolean; buildMs: number };
+}
+
+test('builds: cache hit, rebuild after a change, compile error; crash-loop; crash mid-request', async (t0) => {
+  const sb = makeSandbox();
+  const restoreEnv = useSandboxEnv(sb);
+  t0.after(async () => {
+    restoreEnv();
+    await sb.cleanup();
+  });
+  const echoDir = sb.cell('echo', echoCell('echo'));
+  const crasherDir = sb.cell('crasher', `console.log('crasher says goodbye'); process.exit(3);\n`);
+  sb.cell('fragile', echoCell('fragile'));
+  sb.manifest({
+    echo: { dna: './dna/echo' },
+    crasher: { dna: './dna/crasher', autostart: false },
+    fragile: { dna: './dna/fragile', autostart: false },
+  });
+  const up = await sb.cli('up', '--no-sandbox', '--json');
+  assert.equal(up.code, 0, up.stderr);
+  const status = async (name: string) => {
+    const r = await sb.cli('status', name, '--json');
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as Row;
+  };
+
+  await t0.test('cache hit, then a rebuild after a source change, then the compiler message', async () => {
+    const first = await status('echo');
+    assert.equal(first.build?.cached, false);
+    const again = await sb.cli('restart', 'echo', '--json');
+    assert.equal(again.code, 0, again.stderr);
+    const cached = JSON.parse(again.stdout) as Row;
+    assert.equal(cached.state, 'running');
+    assert.equal(cached.build?.cached, true);
+    assert.equal(cached.build?.hash, first.build?.hash);
+
+    writeFileSync(join(echoDir, 'index.ts'), echoCell('echo', '// changed\nconst greeting = 1;'));
+    const rebuilt = JSON.parse((await sb.cli('restart', 'echo', '--json')).stdout) as Row;
+    assert.equal(rebuilt.build?.cached, false);
+    assert.notEqual(rebuilt.build?.hash, first.build?.hash);
+
+    writeFileSync(join(echoDir, 'index.ts'), 'import { Membrane } from "cell";\nconst x: number = ;\n');
+    const broken = await sb.cli('spawn', 'echo');
+    // Still running from before: spawn of a running cell is a no-op; restart rebuilds and fails.
+    assert.equal(broken.code, 0, broken.stderr);
+    const failed = await sb.cli('restart', 'echo');
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /cell: cell 'echo': build failed/);
+    assert.match(failed.stderr, /index\.ts:2:\d+/);
+    const row = await status('echo');
+    assert.equal(row.state, 'stopped');
+    assert.match(row.error, /build failed/);
+  });
+
+  await t0.test('a cell that exits at once is marked crash-looping after 5 failures; restart clears it', async () => {
+    const spawn = await sb.cli('spawn', 'crasher');
+    assert.equal(spawn.code, 1);
+    assert.match(spawn.stderr, /did not become ready \(exited during start: exit 3\)/);
+    assert.match(spawn.stderr, /crasher says goodbye/);
+    const looping = await waitFor('crash-loop', async () => {
+      const r = await status('crasher');
+      return r.state === 'crash-loop' ? r : undefined;
+    });
+    assert.equal(looping.lastExit, 'exit 3');
+    assert.equal(looping.restarts, 4);
+    // It stays put: no more restarts.
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal((await status('crasher')).restarts, 4);
+    // Growing it on demand does not override the supervisor's verdict.
+    await assert.rejects(Synapse.grow(echoContract('crasher'), { waitMs: 2000 }), (err) => {
+      assert.ok(isCellError(err, 'E_CELL_CRASH_LOOP'), String(err));
+      assert.match((err as Error).message, /cell restart crasher/);
+      return true;
+    });
+    assert.equal((await status('crasher')).state, 'crash-loop');
+    const table = await sb.cli('status');
+    assert.match(table.stdout, /crasher\s+crash-loop/);
+    const logs = await sb.cli('logs', 'crasher', '-n', '200');
+    assert.match(logs.stdout, /crash-looping: 5 failures within 10 s/);
+
+    writeFileSync(join(crasherDir, 'index.ts'), echoCell('crasher'));
+    const fixed = await sb.cli('restart', 'crasher', '--json');
+    assert.equal(fixed.code, 0, fixed.stderr);
+    assert.equal((JSON.parse(fixed.stdout) as Row).state, 'running');
+  });
+
+  await t0.test(
+    'a cell crashing mid-request: the caller gets a clear error, the Root restarts it, the next call works',
+    async () => {
+      const client = await Synapse.grow(echoContract('fragile'), { waitMs: 20_000, timeoutMs: 10_000 });
+      try {
+        assert.equal(await client.echo('x'), 'fragile:x');
+        const before = await status('fragile');
+        await assert.rejects(client.die(undefined), (err) => {
+          assert.ok(isCellError(err, 'E_CONNECTION_LOST'), String(err));
+          return true;
+        });
+        const after = await waitFor('the restart', async () => {
+          const r = await status('fragile');
+          return r.state === 'running' && r.pid !== before.pid ? r : undefined;
+        });
+        assert.equal(after.restarts, 1);
+        assert.equal(after.lastExit, 'exit 1');
+        assert.equal(await client.echo('y'), 'fragile:y');
+      } finally {
+        await client.$close();
+      }
+    },
+  );
+});
