@@ -116,9 +116,9 @@ test('8 clients at full speed (4 on shared memory, 4 on the socket) while the ce
         tally.set(r.version, (tally.get(r.version) ?? 0) + 1);
         if (!wantsShm(id) && carrier === 'shm') failures.push(`client ${id} (socket only) is on shm`);
         if (carrier !== undefined) {
-          let seen = carriers.get(r.version);
-          if (seen === undefined) carriers.set(r.version, (seen = new Set()));
+          const seen = carriers.get(r.version) ?? new Set<string>();
           seen.add(carrier);
+          carriers.set(r.version, seen);
         }
         calls++;
       } catch (err) {
