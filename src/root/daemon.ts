@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { CellError } from '../errors/index.js';
 import { Membrane } from '../membrane/index.js';
 import { cellSocketPath, dnaDir, logDir, rootSocketPath, socketDir, validateCellName } from '../paths/index.js';
+import { nativeAddonPath } from '../shm/native.js';
 import { generationSocketPath, publishGeneration, swapGenerations, waitHealthy } from '../swap/index.js';
 import { CellProbe } from '../top/scan.js';
 import type { CellState, RootServiceDef } from './contract.js';
@@ -322,10 +323,14 @@ export class Root {
       CELL_GENERATION: String(generation),
       CELL_LAN: spec.lan ? '1' : '0',
     };
-    for (const k of ['CELL_DISABLE_SHM', 'CELL_NATIVE_ADDON', 'NODE_OPTIONS'] as const) {
+    // CELL_HOME / CELL_SHM_TOKEN: a cell must prove the same shared-memory token as its callers.
+    for (const k of ['CELL_DISABLE_SHM', 'CELL_NATIVE_ADDON', 'CELL_HOME', 'CELL_SHM_TOKEN', 'NODE_OPTIONS'] as const) {
       const v = process.env[k];
       if (v !== undefined) env[k] = v;
     }
+    // The bundle cannot find the shared-memory addon relative to itself: hand on the Root's.
+    const addon = nativeAddonPath();
+    if (env.CELL_NATIVE_ADDON === undefined && addon !== undefined) env.CELL_NATIVE_ADDON = addon;
     Object.assign(env, spec.env);
     const capsule = await encapsulate({
       name: spec.name,
