@@ -168,6 +168,7 @@ export async function collectCellSamples(cells: readonly KnownCell[], timeoutMs 
  * says so.
  */
 export class SocketScanSource implements TopDataSource {
+  readonly label = 'socket scan';
   private readonly dir: string;
   private readonly probe: CellProbe;
 

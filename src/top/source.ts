@@ -16,6 +16,12 @@ export interface CellSample {
   /** Cumulative user + system CPU seconds of the current process. */
   readonly cpuSeconds?: number | undefined;
   readonly rssBytes?: number | undefined;
+  /** How the Root runs it: 'bwrap' or 'none' (unknown without a Root). */
+  readonly sandbox?: string | undefined;
+  /** Why its previous process ended ('exit 1', 'signal SIGKILL', 'oom-killed'), '' or absent when none. */
+  readonly lastExit?: string | undefined;
+  /** The last error the Root met for it (a failed build or readiness check). */
+  readonly error?: string | undefined;
   /** The Membrane's per-method counters; absent while the cell is not answering. */
   readonly metrics?: ServiceMetricsSnapshot | undefined;
 }
@@ -25,6 +31,8 @@ export interface CellSample {
  * socket; tests and demos can implement it over anything that produces samples.
  */
 export interface TopDataSource {
+  /** Where the samples come from, shown in the header ('Root', 'socket scan'). */
+  readonly label?: string;
   sample(): Promise<CellSample[]>;
   /** The last `lines` log lines of a cell, oldest first. */
   logTail(name: string, lines: number): Promise<string[]>;
