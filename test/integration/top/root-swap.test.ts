@@ -103,12 +103,19 @@ test('cell swap through the Root under load (shared-memory and socket callers); 
     await waitFor(`${n} more calls (failures: ${failures.slice(0, 3)})`, () => calls >= target || undefined, 20_000);
   };
 
+  const swapMs: number[] = [];
   for (let v = 2; v <= SWAPS + 1; v++) {
     await progress(300);
     writeFileSync(join(dna, 'index.ts'), counterSource(`v${v}`));
     const swap = await sb.cli('swap', 'counter', '--json');
     assert.equal(swap.code, 0, swap.stderr);
-    const r = JSON.parse(swap.stdout) as { generation: number; previousGeneration: number; drainError: string };
+    const r = JSON.parse(swap.stdout) as {
+      generation: number;
+      previousGeneration: number;
+      drainError: string;
+      durationMs: number;
+    };
+    swapMs.push(r.durationMs);
     assert.equal(r.generation, v);
     assert.equal(r.previousGeneration, v - 1);
     assert.equal(r.drainError, '');
@@ -152,5 +159,7 @@ test('cell swap through the Root under load (shared-memory and socket callers); 
   for (const [version, seen] of carriers) {
     assert.ok(seen.has('shm') && seen.has('socket'), `${version} answered over ${[...seen]}`);
   }
-  t.diagnostic(`${calls} calls: ${sorted(tally).map(([v, n]) => `${v}=${n}`)}`);
+  t.diagnostic(
+    `${calls} calls: ${sorted(tally).map(([v, n]) => `${v}=${n}`)}; cell swap ms (build → old drained): ${swapMs}`,
+  );
 });

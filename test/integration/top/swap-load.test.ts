@@ -135,6 +135,7 @@ test('8 clients at full speed (4 on shared memory, 4 on the socket) while the ce
   };
 
   let generation = 1;
+  const swapMs: number[] = [];
   for (let i = 0; i < SWAPS; i++) {
     await waitForCalls(300);
     if (i === 4) {
@@ -166,6 +167,7 @@ test('8 clients at full speed (4 on shared memory, 4 on the socket) while the ce
       steps,
     });
     assert.equal(r.previous?.pid, before.pid);
+    swapMs.push(r.durationMs);
     assert.equal(r.drainError, undefined);
     const old = await before.exited;
     assert.equal(old.code, 0, `generation ${before.generation} exited with ${JSON.stringify(old)}`);
@@ -208,6 +210,6 @@ test('8 clients at full speed (4 on shared memory, 4 on the socket) while the ce
   t.diagnostic(
     `${calls} calls over ${tally.size} versions: ${byVersion(tally)
       .map(([v, n]) => `${v}=${n}`)
-      .join(' ')}`,
+      .join(' ')}; swap ms (start → old drained): ${swapMs.map((ms) => ms.toFixed(0)).join(' ')}`,
   );
 });
