@@ -563,14 +563,13 @@ export class Root {
   async row(rec: CellRecord, sample = false) {
     const proc = rec.proc;
     let transport = '-';
-    let pid = proc?.pid ?? 0;
+    const pid = proc?.pid ?? 0;
     let memory = 0;
     if (proc?.alive) {
       memory = safe(() => proc.capsule.memoryBytes(), null) ?? 0;
       if (sample && rec.state === 'running') {
         const s = await this.probe.sample({ name: rec.spec.name, state: rec.state });
         transport = s.transport;
-        if (s.pid !== undefined) pid = s.pid;
         if (memory === 0 && s.rssBytes !== undefined) memory = s.rssBytes;
       }
       if (memory === 0) memory = procRss(pid);
