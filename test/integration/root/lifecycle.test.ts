@@ -180,3 +180,21 @@ test('cell up, status, grow on demand through the Root, unknown names, malformed
   );
   assert.equal((await sb.cli('down')).code, 0);
 });
+
+test('a host that cannot sandbox: the Root refuses to start cells, says why and how to fix it', async (t) => {
+  const sb = makeSandbox();
+  sb.env.CELL_BWRAP = join(sb.dir, 'no-such-bwrap');
+  t.after(() => sb.cleanup());
+  sb.cell('echo', echoCell('echo'));
+  sb.manifest({ echo: { dna: './dna/echo' } });
+  const up = await sb.cli('up', '--json');
+  assert.equal(up.code, 1, up.stderr);
+  const row = (JSON.parse(up.stdout) as { cells: Row[] }).cells[0] as Row;
+  assert.equal(row.state, 'stopped');
+  assert.match(row.error, /cannot be sandboxed/);
+  const spawn = await sb.cli('spawn', 'echo');
+  assert.equal(spawn.code, 1);
+  assert.match(spawn.stderr, /^cell: cell 'echo': cannot be sandboxed/m);
+  assert.match(spawn.stderr, /fix: .*--no-sandbox/);
+  assert.equal(existsSync(join(sb.env.CELL_SOCKET_DIR as string, 'echo.sock')), false);
+});
