@@ -122,12 +122,14 @@ const Svc = service(${JSON.stringify(name)}, {
   echo: rpc(t.string, t.string),
   add: rpc(t.struct('Pair', { a: t.uint, b: t.uint }), t.uint),
   die: rpc(t.unit, t.unit),
+  wait: rpc(t.uint, t.uint),
 });
 ${extra}
 await Membrane.bind(Svc, {
   echo: (s) => ${JSON.stringify(`${name}:`)} + s,
   add: (p) => p.a + p.b,
   die: () => process.exit(1),
+  wait: (ms) => new Promise((resolve) => setTimeout(() => resolve(ms), ms)),
 });
 console.log(${JSON.stringify(`${name} ready`)});
 `;
@@ -142,6 +144,7 @@ export function echoContract(name: string) {
     echo: rpc(t.string, t.string),
     add: rpc(t.struct('Pair', { a: t.uint, b: t.uint }), t.uint),
     die: rpc(t.unit, t.unit),
+    wait: rpc(t.uint, t.uint),
   });
 }
 

@@ -133,6 +133,41 @@ test('builds: cache hit, rebuild after a change, compile error; crash-loop; cras
     },
   );
 
+  await t0.test('a swap in the sandbox: calls in flight finish on the old generation, none fails', async () => {
+    const client = await Synapse.grow(echoContract('fragile'), { waitMs: 10_000, timeoutMs: 20_000 });
+    try {
+      const before = await status('fragile');
+      const slow = client.wait(700);
+      let stop = false;
+      let ok = 0;
+      const failures: unknown[] = [];
+      const pump = (async () => {
+        while (!stop) {
+          try {
+            assert.equal(await client.echo('p'), 'fragile:p');
+            ok++;
+          } catch (err) {
+            failures.push(err);
+          }
+        }
+      })();
+      const swap = await sb.cli('swap', 'fragile', '--json');
+      stop = true;
+      await pump;
+      assert.equal(swap.code, 0, swap.stderr);
+      assert.equal(await slow, 700);
+      assert.deepEqual(failures.map(String), []);
+      assert.ok(ok > 0);
+      const after = await status('fragile');
+      assert.equal(after.state, 'running');
+      assert.notEqual(after.pid, before.pid);
+      const logs = await sb.cli('logs', 'fragile', '-n', '50');
+      assert.match(logs.stdout, new RegExp(`generation \\d+ \\(pid ${before.pid}\\) ended: exit 0`));
+    } finally {
+      await client.$close();
+    }
+  });
+
   await t0.test('cell down leaves no process, socket, lock or cgroup behind', async () => {
     const pids = processesMentioning(sb.dir);
     assert.ok(pids.length >= 3, `expected the Root and two cells, found ${pids.length}`);
