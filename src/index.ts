@@ -5,6 +5,9 @@ export type { MeshIdentity } from './axon/identity/index.js';
 export { loadMeshIdentity } from './axon/identity/index.js';
 export type { GrowAcrossMeshOptions, MeshClient } from './axon/mesh.js';
 export { exposeOnMesh, growAcrossMesh } from './axon/mesh.js';
+// Capsid: the sandbox and resource limits a cell runs in (docs/SANDBOX.md).
+export type { CapsidSpec, DoctorCheck, Encapsulated, Limits } from './capsid/index.js';
+export { DEFAULT_LIMITS, diagnose, encapsulate, formatDoctor, parseLimits } from './capsid/index.js';
 export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, isCellError } from './errors/index.js';
 export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';
@@ -40,6 +43,9 @@ export type {
   StructView,
 } from './protein/index.js';
 export { canonicalJson, fingerprintOf, protein, t, wireCompatible } from './protein/index.js';
+// Ribosome: compiles a cell's DNA into a cached bundle.
+export type { Bundle, Dna } from './ribosome/index.js';
+export { synthesize } from './ribosome/index.js';
 // The Mycelium Root's control contract and client (the daemon itself runs as `cell up`).
 export type { RootClient } from './root/client.js';
 export { connectRoot, withRoot } from './root/client.js';

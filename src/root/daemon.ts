@@ -482,7 +482,7 @@ export class Root {
   private async terminate(proc: Proc, graceMs: number): Promise<void> {
     proc.phase = proc.phase === 'starting' ? 'starting' : 'retired';
     if (proc.alive) {
-      proc.capsule.child.kill('SIGTERM');
+      signalCell(proc, 'SIGTERM');
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         proc.exited,
@@ -568,14 +568,13 @@ export class Root {
   async row(rec: CellRecord, sample = false) {
     const proc = rec.proc;
     let transport = '-';
-    let pid = proc?.pid ?? 0;
+    const pid = proc?.pid ?? 0;
     let memory = 0;
     if (proc?.alive) {
       memory = safe(() => proc.capsule.memoryBytes(), null) ?? 0;
       if (sample && rec.state === 'running') {
         const s = await this.probe.sample({ name: rec.spec.name, state: rec.state });
         transport = s.transport;
-        if (s.pid !== undefined) pid = s.pid;
         if (memory === 0 && s.rssBytes !== undefined) memory = s.rssBytes;
       }
       if (memory === 0) memory = procRss(pid);
@@ -641,6 +640,63 @@ export class Root {
   killAll(): void {
     for (const rec of this.cells.values()) if (rec.proc?.alive) rec.proc.capsule.child.kill('SIGKILL');
   }
+}
+
+/** Every descendant of `pid` (children first), from /proc/<pid>/task/<tid>/children. */
+function descendants(pid: number, out: number[] = [], depth = 0): number[] {
+  if (depth > 8) return out;
+  let tasks: string[] = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tasks) {
+    let children = '';
+    try {
+      children = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const c of children.split(' ')) {
+      const child = Number(c);
+      if (child > 0) {
+        out.push(child);
+        descendants(child, out, depth + 1);
+      }
+    }
+  }
+  return out;
+}
+
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Asks a cell to stop. bubblewrap does not forward signals: a SIGTERM to it tears the sandbox's pid
+ * namespace down and the cell is killed without draining. So a sandboxed cell's own processes (the
+ * ones inside bwrap that are not bwrap) get the signal, and bwrap exits with them.
+ */
+function signalCell(proc: Proc, signal: NodeJS.Signals): void {
+  if (proc.capsule.sandbox === 'bwrap' && proc.pid > 0) {
+    const inside = descendants(proc.pid).filter((p) => commOf(p) !== 'bwrap');
+    if (inside.length > 0) {
+      for (const p of inside) {
+        try {
+          process.kill(p, signal);
+        } catch {
+          // already gone
+        }
+      }
+      return;
+    }
+  }
+  proc.capsule.child.kill(signal);
 }
 
 function buildInfo(b: Bundle) {

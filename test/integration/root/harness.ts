@@ -1,7 +1,7 @@
 // Shared by the Root suites: a private CELL_HOME per test, the real `cell` CLI as a child process,
 // cells written as DNA folders, and a /proc scan that finds every process the test started.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -122,12 +122,14 @@ const Svc = service(${JSON.stringify(name)}, {
   echo: rpc(t.string, t.string),
   add: rpc(t.struct('Pair', { a: t.uint, b: t.uint }), t.uint),
   die: rpc(t.unit, t.unit),
+  wait: rpc(t.uint, t.uint),
 });
 ${extra}
 await Membrane.bind(Svc, {
   echo: (s) => ${JSON.stringify(`${name}:`)} + s,
   add: (p) => p.a + p.b,
   die: () => process.exit(1),
+  wait: (ms) => new Promise((resolve) => setTimeout(() => resolve(ms), ms)),
 });
 console.log(${JSON.stringify(`${name} ready`)});
 `;
@@ -142,5 +144,40 @@ export function echoContract(name: string) {
     echo: rpc(t.string, t.string),
     add: rpc(t.struct('Pair', { a: t.uint, b: t.uint }), t.uint),
     die: rpc(t.unit, t.unit),
+    wait: rpc(t.uint, t.uint),
   });
+}
+
+import { detectCgroups, findBwrap, probeBwrap } from '../../../src/capsid/index.js';
+
+/** True when cells can run in the real sandbox here (bubblewrap runnable and cgroups writable). */
+export function canSandbox(): boolean {
+  const found = findBwrap();
+  return 'path' in found && probeBwrap(found.path) === null && detectCgroups().layout !== undefined;
+}
+
+/** `cell up` flags: the real sandbox when this host has one, else --no-sandbox. */
+export function sandboxFlags(): string[] {
+  return canSandbox() ? [] : ['--no-sandbox'];
+}
+
+/** The per-cell cgroup directories (under a `cell` parent) a process sits in, from /proc/<pid>/cgroup. */
+export function cellCgroupsOf(pid: number): string[] {
+  let text = '';
+  try {
+    text = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  } catch {
+    return [];
+  }
+  const dirs: string[] = [];
+  for (const line of text.trim().split('\n')) {
+    const [, controllers, path] = line.split(':') as [string, string, string];
+    if (!/\/cell\//.test(path)) continue;
+    const mounts = controllers === '' ? [''] : controllers.split(',').map((c) => c.replace(/^name=/, ''));
+    for (const m of mounts) {
+      const dir = m === '' ? join('/sys/fs/cgroup', path) : join('/sys/fs/cgroup', m, path);
+      if (existsSync(dir)) dirs.push(dir);
+    }
+  }
+  return dirs;
 }

@@ -7,7 +7,15 @@ import { isCellError } from '../../../src/errors/index.js';
 import { t } from '../../../src/protein/index.js';
 import { RootService } from '../../../src/root/contract.js';
 import { Synapse, unixConnector } from '../../../src/synapse/index.js';
-import { echoCell, echoContract, makeSandbox, processesMentioning, useSandboxEnv, waitFor } from './harness.js';
+import {
+  cellCgroupsOf,
+  echoCell,
+  echoContract,
+  makeSandbox,
+  processesMentioning,
+  useSandboxEnv,
+  waitFor,
+} from './harness.js';
 
 interface Row {
   name: string;
@@ -143,10 +151,16 @@ test('cell up, status, grow on demand through the Root, unknown names, malformed
   // Down: every process of this test gone, no socket or lock left, no pid file.
   const pidsBefore = processesMentioning(sb.dir);
   assert.ok(pidsBefore.length >= 3, `expected the Root and two cells, found ${pidsBefore.length}`);
+  const cgroups = pidsBefore.flatMap(cellCgroupsOf);
   const down = await sb.cli('down');
   assert.equal(down.code, 0, down.stderr);
   assert.match(down.stdout, /stopped 2 cell\(s\) and the Root/);
   await waitFor('every process to exit', () => processesMentioning(sb.dir).length === 0 || undefined, 10_000);
+  assert.deepEqual(
+    cgroups.filter((d) => existsSync(d)),
+    [],
+    'cgroups left behind',
+  );
   const left = readdirSync(sb.env.CELL_SOCKET_DIR as string);
   assert.deepEqual(left, [], `left behind: ${left.join(', ')}`);
   const downAgain = await sb.cli('down');
@@ -165,4 +179,22 @@ test('cell up, status, grow on demand through the Root, unknown names, malformed
     ],
   );
   assert.equal((await sb.cli('down')).code, 0);
+});
+
+test('a host that cannot sandbox: the Root refuses to start cells, says why and how to fix it', async (t) => {
+  const sb = makeSandbox();
+  sb.env.CELL_BWRAP = join(sb.dir, 'no-such-bwrap');
+  t.after(() => sb.cleanup());
+  sb.cell('echo', echoCell('echo'));
+  sb.manifest({ echo: { dna: './dna/echo' } });
+  const up = await sb.cli('up', '--json');
+  assert.equal(up.code, 1, up.stderr);
+  const row = (JSON.parse(up.stdout) as { cells: Row[] }).cells[0] as Row;
+  assert.equal(row.state, 'stopped');
+  assert.match(row.error, /cannot be sandboxed/);
+  const spawn = await sb.cli('spawn', 'echo');
+  assert.equal(spawn.code, 1);
+  assert.match(spawn.stderr, /^cell: cell 'echo': cannot be sandboxed/m);
+  assert.match(spawn.stderr, /fix: .*--no-sandbox/);
+  assert.equal(existsSync(join(sb.env.CELL_SOCKET_DIR as string, 'echo.sock')), false);
 });

@@ -20,6 +20,7 @@ const Svc = service('hog', {
   echo: rpc(t.string, t.string),
   add: rpc(t.struct('Pair', { a: t.uint, b: t.uint }), t.uint),
   die: rpc(t.unit, t.unit),
+  wait: rpc(t.uint, t.uint),
 });
 const kept = [];
 await Membrane.bind(Svc, {
@@ -28,6 +29,7 @@ await Membrane.bind(Svc, {
   die: () => {
     for (let i = 0; i < 256; i++) kept.push(Buffer.alloc(8 * 1024 * 1024, i));
   },
+  wait: (ms) => ms,
 });
 console.log('hog ready');
 `;

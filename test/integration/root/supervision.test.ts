@@ -1,10 +1,20 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
 import { Synapse } from '../../../src/synapse/index.js';
-import { echoCell, echoContract, makeSandbox, useSandboxEnv, waitFor } from './harness.js';
+import {
+  canSandbox,
+  cellCgroupsOf,
+  echoCell,
+  echoContract,
+  makeSandbox,
+  processesMentioning,
+  sandboxFlags,
+  useSandboxEnv,
+  waitFor,
+} from './harness.js';
 
 interface Row {
   name: string;
@@ -31,7 +41,7 @@ test('builds: cache hit, rebuild after a change, compile error; crash-loop; cras
     crasher: { dna: './dna/crasher', autostart: false },
     fragile: { dna: './dna/fragile', autostart: false },
   });
-  const up = await sb.cli('up', '--no-sandbox', '--json');
+  const up = await sb.cli('up', ...sandboxFlags(), '--json');
   assert.equal(up.code, 0, up.stderr);
   const status = async (name: string) => {
     const r = await sb.cli('status', name, '--json');
@@ -60,11 +70,11 @@ test('builds: cache hit, rebuild after a change, compile error; crash-loop; cras
     assert.equal(broken.code, 0, broken.stderr);
     const failed = await sb.cli('restart', 'echo');
     assert.equal(failed.code, 1);
-    assert.match(failed.stderr, /cell: cell 'echo': build failed/);
+    assert.match(failed.stderr, /cell: cell 'echo': its DNA failed to compile/);
     assert.match(failed.stderr, /index\.ts:2:\d+/);
     const row = await status('echo');
     assert.equal(row.state, 'stopped');
-    assert.match(row.error, /build failed/);
+    assert.match(row.error, /failed to compile/);
   });
 
   await t0.test('a cell that exits at once is marked crash-looping after 5 failures; restart clears it', async () => {
@@ -122,4 +132,54 @@ test('builds: cache hit, rebuild after a change, compile error; crash-loop; cras
       }
     },
   );
+
+  await t0.test('a swap in the sandbox: calls in flight finish on the old generation, none fails', async () => {
+    const client = await Synapse.grow(echoContract('fragile'), { waitMs: 10_000, timeoutMs: 20_000 });
+    try {
+      const before = await status('fragile');
+      const slow = client.wait(700);
+      let stop = false;
+      let ok = 0;
+      const failures: unknown[] = [];
+      const pump = (async () => {
+        while (!stop) {
+          try {
+            assert.equal(await client.echo('p'), 'fragile:p');
+            ok++;
+          } catch (err) {
+            failures.push(err);
+          }
+        }
+      })();
+      const swap = await sb.cli('swap', 'fragile', '--json');
+      stop = true;
+      await pump;
+      assert.equal(swap.code, 0, swap.stderr);
+      assert.equal(await slow, 700);
+      assert.deepEqual(failures.map(String), []);
+      assert.ok(ok > 0);
+      const after = await status('fragile');
+      assert.equal(after.state, 'running');
+      assert.notEqual(after.pid, before.pid);
+      const logs = await sb.cli('logs', 'fragile', '-n', '50');
+      assert.match(logs.stdout, new RegExp(`generation \\d+ \\(pid ${before.pid}\\) ended: exit 0`));
+    } finally {
+      await client.$close();
+    }
+  });
+
+  await t0.test('cell down leaves no process, socket, lock or cgroup behind', async () => {
+    const pids = processesMentioning(sb.dir);
+    assert.ok(pids.length >= 3, `expected the Root and two cells, found ${pids.length}`);
+    const cgroups = pids.flatMap(cellCgroupsOf);
+    if (canSandbox()) assert.ok(cgroups.length >= 2, `expected per-cell cgroups, found ${cgroups.join(', ')}`);
+    const down = await sb.cli('down');
+    assert.equal(down.code, 0, down.stderr);
+    await waitFor('every process to exit', () => processesMentioning(sb.dir).length === 0 || undefined, 10_000);
+    assert.deepEqual(
+      cgroups.filter((d) => existsSync(d)),
+      [],
+    );
+    assert.deepEqual(readdirSync(sb.env.CELL_SOCKET_DIR as string), []);
+  });
 });
