@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { cliPath, echoCell, makeSandbox, waitFor } from '../root/harness.js';
+import { cliPath, makeSandbox, waitFor } from '../root/harness.js';
 import { TmuxSession } from './tmux.js';
 
 interface Row {
@@ -12,14 +12,15 @@ interface Row {
   restarts: number;
 }
 
+const ECHO = `import { Membrane, rpc, service, t } from 'cell';
+await Membrane.bind(service('echo', { echo: rpc(t.string, t.string) }), { echo: (s) => 'echo:' + s });
+console.log('echo ready');
+`;
+
 /** A cell that calls `echo` in a loop, so the dashboard has live rates to show. */
 const CALLER = `import { Membrane, Synapse, rpc, service, t } from 'cell';
 await Membrane.bind(service('caller', { ping: rpc(t.unit, t.unit) }), { ping: () => undefined });
-const Echo = service('echo', {
-  echo: rpc(t.string, t.string),
-  add: rpc(t.struct('Pair', { a: t.uint, b: t.uint }), t.uint),
-  die: rpc(t.unit, t.unit),
-});
+const Echo = service('echo', { echo: rpc(t.string, t.string) });
 const echo = await Synapse.grow(Echo, { waitMs: 10_000 });
 console.log('caller ready');
 for (;;) {
@@ -41,14 +42,32 @@ test('cell top in tmux over a Root-managed mesh (cell up): Root states, live rat
     tmux.kill();
     await sb.cleanup();
   });
-  sb.cell('echo', echoCell('echo'));
+  sb.cell('echo', ECHO);
   sb.cell('caller', CALLER);
   sb.manifest({ echo: { dna: './dna/echo' }, caller: { dna: './dna/caller' } });
   const up = await sb.cli('up', '--no-sandbox', '--json');
-  assert.equal(up.code, 0, up.stderr);
+  assert.equal(up.code, 0, up.stderr + up.stdout);
   const status = async (name: string) => JSON.parse((await sb.cli('status', name, '--json')).stdout) as Row;
   const before = await status('echo');
   assert.equal(before.state, 'running');
+
+  // `cell metrics` and `cell tap` through the real CLI, over the Root's cells.
+  const metrics = await waitFor('echo to have served calls', async () => {
+    const r = await sb.cli('metrics');
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    return /^cell_requests_total\{cell="echo",method="echo"\} [1-9]/m.test(r.stdout) ? r : undefined;
+  });
+  assert.match(metrics.stdout, /^cell_up\{cell="echo",state="running"\} 1$/m);
+  assert.match(metrics.stdout, /^cell_requests_total\{cell="echo",method="echo"\} [1-9]\d*$/m);
+  assert.match(metrics.stdout, /^cell_resident_memory_bytes\{cell="caller"\} [1-9]\d*$/m);
+  const tap = await sb.cli('tap', 'echo', 'method == echo && res ~ "echo:"', '--count', '3');
+  assert.equal(tap.code, 0, tap.stderr);
+  const tapped = tap.stdout.trim().split('\n');
+  assert.equal(tapped.length, 3, tap.stdout);
+  for (const line of tapped) assert.match(line, /#\d+ echo [\d.]+(ns|µs|ms) "hi" → "echo:hi"$/);
+  const badFilter = await sb.cli('tap', 'echo', 'latency_ms >');
+  assert.equal(badFilter.code, 1);
+  assert.match(badFilter.stderr, /tap filter "latency_ms >"/);
 
   const env: Record<string, string> = { TERM: 'xterm-256color' };
   for (const k of ['CELL_HOME', 'CELL_SOCKET_DIR', 'CELL_UMBILICAL', 'CELL_LAN'] as const) env[k] = String(sb.env[k]);
