@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
 import { t as types } from '../../../src/protein/index.js';
 import { rpc, service } from '../../../src/service/index.js';
 import { Synapse, type SynapseClient } from '../../../src/synapse/index.js';
-import { makeSandbox, useSandboxEnv, waitFor } from '../root/harness.js';
+import { makeSandbox, sandboxFlags, useSandboxEnv, waitFor } from '../root/harness.js';
 
 const Counter = service('counter', {
   call: rpc(
@@ -15,10 +15,9 @@ const Counter = service('counter', {
   ),
 });
 
-/** The DNA of one version: tags replies with it and reports what it answered when it exits. */
+/** The DNA of one version: tags replies with it and logs what it answered when it exits. */
 function counterSource(version: string): string {
-  return `import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+  return `import { writeSync } from 'node:fs';
 import { Membrane, rpc, service, t } from 'cell';
 const version = ${JSON.stringify(version)};
 const Counter = service('counter', {
@@ -29,7 +28,7 @@ const Counter = service('counter', {
 });
 let served = 0;
 process.on('exit', () => {
-  writeFileSync(join(process.env.CELL_REPORT_DIR, version + '-' + process.pid + '.json'), JSON.stringify({ version, served }));
+  writeSync(1, 'SERVED ' + JSON.stringify({ version, served }) + '\\n');
 });
 await Membrane.bind(Counter, {
   call(input) {
@@ -50,8 +49,6 @@ const SWAPS = 4;
 test('cell swap through the Root under load (shared-memory and socket callers); a version that does not compile is refused', async (t) => {
   const sb = makeSandbox();
   const restoreEnv = useSandboxEnv(sb);
-  const reports = join(sb.dir, 'reports');
-  mkdirSync(reports);
   let clients: SynapseClient<typeof Counter>[] = [];
   let stop = false;
   t.after(async () => {
@@ -61,9 +58,11 @@ test('cell swap through the Root under load (shared-memory and socket callers); 
     await sb.cleanup();
   });
   const dna = sb.cell('counter', counterSource('v1'));
-  sb.manifest({ counter: { dna: './dna/counter', env: { CELL_REPORT_DIR: reports } } });
-  const up = await sb.cli('up', '--no-sandbox', '--json');
+  sb.manifest({ counter: { dna: './dna/counter' } });
+  // In the real sandbox (bubblewrap + cgroup) when this host has one.
+  const up = await sb.cli('up', ...sandboxFlags(), '--json');
   assert.equal(up.code, 0, up.stderr);
+  const sandbox = (JSON.parse((await sb.cli('status', 'counter', '--json')).stdout) as { sandbox: string }).sandbox;
 
   const wantsShm = (id: number) => id % 2 === 0;
   clients = await Promise.all(
@@ -147,10 +146,15 @@ test('cell swap through the Root under load (shared-memory and socket callers); 
 
   assert.deepEqual(failures, []);
   assert.ok(!tally.has('v99'));
+  // Every generation logged what it served as it exited; the Root keeps the cell's log.
   const served = new Map<string, number>();
-  await waitFor('every generation to report', () => readdirSync(reports).length === SWAPS + 1 || undefined, 10_000);
-  for (const f of readdirSync(reports)) {
-    const r = JSON.parse(readFileSync(join(reports, f), 'utf8')) as { version: string; served: number };
+  const reports = await waitFor('every generation to report', async () => {
+    const logs = await sb.cli('logs', 'counter', '-n', '5000');
+    const lines = logs.stdout.split('\n').filter((l) => l.includes('SERVED '));
+    return lines.length === SWAPS + 1 ? lines : undefined;
+  });
+  for (const line of reports) {
+    const r = JSON.parse(line.slice(line.indexOf('SERVED ') + 7)) as { version: string; served: number };
     served.set(r.version, (served.get(r.version) ?? 0) + r.served);
   }
   const sorted = (m: Map<string, number>) => [...m.entries()].sort();
@@ -160,6 +164,6 @@ test('cell swap through the Root under load (shared-memory and socket callers); 
     assert.ok(seen.has('shm') && seen.has('socket'), `${version} answered over ${[...seen]}`);
   }
   t.diagnostic(
-    `${calls} calls: ${sorted(tally).map(([v, n]) => `${v}=${n}`)}; cell swap ms (build → old drained): ${swapMs}`,
+    `${calls} calls: ${sorted(tally).map(([v, n]) => `${v}=${n}`)}; cell swap ms (build → old drained): ${swapMs}; sandbox ${sandbox}`,
   );
 });
