@@ -3,7 +3,7 @@ import type { ServiceMetricsSnapshot } from '../metrics/index.js';
 /** One cell as the dashboard samples it. Counters are cumulative; the dashboard derives rates. */
 export interface CellSample {
   readonly name: string;
-  /** Lifecycle state as the Root reports it (running, starting, backoff, stopped, crashed, …). */
+  /** Lifecycle state as the Root reports it (running, starting, building, crashed, crash-loop, stopping, stopped). */
   readonly state: string;
   readonly pid?: number | undefined;
   /** When the current process started (ms since the epoch). */
