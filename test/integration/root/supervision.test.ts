@@ -3,6 +3,8 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
+import { t } from '../../../src/protein/index.js';
+import { rpc, service } from '../../../src/service/index.js';
 import { Synapse } from '../../../src/synapse/index.js';
 import {
   canSandbox,
@@ -36,7 +38,31 @@ test('builds: cache hit, rebuild after a change, compile error; crash-loop; cras
   const echoDir = sb.cell('echo', echoCell('echo'));
   const crasherDir = sb.cell('crasher', `console.log('crasher says goodbye'); process.exit(3);\n`);
   sb.cell('fragile', echoCell('fragile'));
+  sb.cell(
+    'back',
+    `import { Membrane, rpc, service, t } from 'cell';
+await Membrane.bind(service('back', { double: rpc(t.uint, t.uint) }), { double: (n) => n * 2 });
+`,
+  );
+  sb.cell(
+    'front',
+    `import { Membrane, Synapse, rpc, service, t } from 'cell';
+const Back = service('back', { double: rpc(t.uint, t.uint) });
+await Membrane.bind(service('front', { quad: rpc(t.uint, t.uint) }), {
+  quad: async (n) => {
+    const back = await Synapse.grow(Back, { waitMs: 20000 });
+    try {
+      return await back.double(await back.double(n));
+    } finally {
+      await back.$close();
+    }
+  },
+});
+`,
+  );
   sb.manifest({
+    front: { dna: './dna/front', autostart: false },
+    back: { dna: './dna/back', autostart: false },
     echo: { dna: './dna/echo' },
     crasher: { dna: './dna/crasher', autostart: false },
     fragile: { dna: './dna/fragile', autostart: false },
@@ -166,6 +192,20 @@ test('builds: cache hit, rebuild after a change, compile error; crash-loop; cras
     } finally {
       await client.$close();
     }
+  });
+
+  await t0.test('a cell grows another cell on demand through the Root (from inside its sandbox)', async () => {
+    const Front = service('front', { quad: rpc(t.uint, t.uint) });
+    const front = await Synapse.grow(Front, { waitMs: 20_000, timeoutMs: 30_000 });
+    try {
+      assert.equal((await status('back')).state, 'stopped');
+      assert.equal(await front.quad(5), 20);
+      assert.equal((await status('back')).state, 'running');
+    } finally {
+      await front.$close();
+    }
+    assert.equal((await sb.cli('stop', 'front')).code, 0);
+    assert.equal((await sb.cli('stop', 'back')).code, 0);
   });
 
   await t0.test('cell down leaves no process, socket, lock or cgroup behind', async () => {
