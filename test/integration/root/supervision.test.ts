@@ -28,7 +28,7 @@ interface Row {
   build?: { hash: string; cached: boolean; buildMs: number };
 }
 
-test('builds: cache hit, rebuild after a change, compile error; crash-loop; crash mid-request', async (t0) => {
+test('builds, crash-loop, crash mid-request, swap under load, cells growing cells, a clean cell down (sandboxed where the host allows)', async (t0) => {
   const sb = makeSandbox();
   const restoreEnv = useSandboxEnv(sb);
   t0.after(async () => {
