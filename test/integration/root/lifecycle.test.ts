@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -164,6 +164,25 @@ test('cell up, status, grow on demand through the Root, unknown names, malformed
   assert.equal(await echoClient.echo('b'), 'echo:b');
   const afterSwap = JSON.parse((await sb.cli('status', 'echo', '--json')).stdout) as Row;
   assert.equal(afterSwap.generation, swapped.generation);
+  // Failed swaps leave the running generation serving and say why: a compile error, then a new
+  // version that dies while starting.
+  const echoDir = join(sb.dir, 'dna', 'echo');
+  writeFileSync(join(echoDir, 'index.ts'), 'const x: number = ;\n');
+  const badBuild = await sb.cli('swap', 'echo');
+  assert.equal(badBuild.code, 1);
+  assert.match(badBuild.stderr, /did not build; the running version keeps serving/);
+  assert.match(badBuild.stderr, /index\.ts:1:/);
+  assert.equal(await echoClient.echo('c'), 'echo:c');
+  writeFileSync(join(echoDir, 'index.ts'), 'console.log("new version gives up"); process.exit(7);\n');
+  const badStart = await sb.cli('swap', 'echo');
+  assert.equal(badStart.code, 1);
+  assert.match(badStart.stderr, /failed its readiness check; the running version keeps serving/);
+  assert.match(badStart.stderr, /new version gives up/);
+  assert.equal(await echoClient.echo('d'), 'echo:d');
+  const kept = JSON.parse((await sb.cli('status', 'echo', '--json')).stdout) as Row;
+  assert.equal(kept.state, 'running');
+  assert.equal(kept.generation, swapped.generation);
+  writeFileSync(join(echoDir, 'index.ts'), echoCell('echo'));
   await echoClient.$close();
   await adder.$close();
 
