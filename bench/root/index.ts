@@ -1,4 +1,4 @@
-// `node dist/bench/root/index.js [--rounds n]`: what the Root costs a caller. A private CELL_HOME, a
+// `node dist/bench/root/index.js [--rounds n] [--sandbox]`: what the Root costs a caller. A private CELL_HOME, a
 // real Root daemon started by `cell up`, one small cell; prints medians of: cold build + start, spawn
 // on demand through Synapse.grow (cached bundle), restart, hot swap, and crash → serving again.
 import { spawnSync } from 'node:child_process';
@@ -13,6 +13,8 @@ import { Synapse } from '../../src/synapse/index.js';
 
 const roundsFlag = process.argv.indexOf('--rounds');
 const rounds = roundsFlag >= 0 ? Number(process.argv[roundsFlag + 1]) : 7;
+/** `--sandbox`: cells in bubblewrap with cgroup limits (the Capsid); default --no-sandbox. */
+const sandboxed = process.argv.includes('--sandbox');
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'cell-bench-root-'));
 process.env.CELL_HOME = join(dir, 'home');
@@ -42,9 +44,11 @@ function cell(...args: string[]): void {
 
 try {
   const cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
-  console.log(`Root benchmark — ${cpu}, Linux ${release()}, Node ${process.version}, ${rounds} rounds, --no-sandbox`);
+  console.log(
+    `Root benchmark — ${cpu}, Linux ${release()}, Node ${process.version}, ${rounds} rounds, ${sandboxed ? 'sandboxed (bwrap + cgroups)' : '--no-sandbox'}`,
+  );
   let t0 = now();
-  cell('up', dir, '--no-sandbox', '--json');
+  cell('up', dir, ...(sandboxed ? [] : ['--no-sandbox']), '--json');
   const upMs = now() - t0;
   const root = await connectRoot();
 

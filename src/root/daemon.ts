@@ -304,7 +304,9 @@ export class Root {
         { onProgress: (line) => rec.log.note(line) },
       );
       rec.build = bundle;
-      rec.log.note(`DNA ${bundle.cached ? 'cached' : `built in ${bundle.buildMs} ms`} (${bundle.hash.slice(0, 12)})`);
+      rec.log.note(
+        `DNA ${bundle.cached ? 'cached' : `built in ${Math.round(bundle.buildMs)} ms`} (${bundle.hash.slice(0, 12)})`,
+      );
       return bundle;
     } catch (err) {
       rec.log.note(`build failed: ${errorText(err)}`);
@@ -479,7 +481,10 @@ export class Root {
       rec.timer = null;
       if (!rec.wanted || this.shuttingDown || rec.state !== 'crashed') return;
       rec.restarts++;
-      this.exclusive(rec, () => this.startProcess(rec)).catch(() => {
+      this.exclusive(rec, async () => {
+        // A stop or shutdown may have been queued ahead of this restart.
+        if (rec.wanted && !this.shuttingDown && rec.proc === null) await this.startProcess(rec);
+      }).catch(() => {
         // the failure is counted (and maybe rescheduled) inside startProcess
       });
     }, delay);

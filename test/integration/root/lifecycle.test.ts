@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -84,19 +84,36 @@ test('cell up, status, grow on demand through the Root, unknown names, malformed
   assert.equal(invalid.code, 2);
   assert.match(invalid.stderr, /invalid cell name/);
 
-  // Malformed traffic on the umbilical socket: random bytes, an oversized frame header, a half frame.
-  for (const junk of [
+  // Malformed traffic on the umbilical socket: fixed cases (text, an oversized frame header, a half
+  // frame) and seeded random ones, some starting with a plausible frame length.
+  const seed = Number(process.env.CELL_TEST_SEED ?? Date.now() % 1_000_000);
+  let x = seed || 1;
+  const rand = () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+  const junks = [
     Buffer.from('definitely not a frame, just bytes \u0000\u00ff'),
     Buffer.from([0xff, 0xff, 0xff, 0x7f, 1, 2, 3]),
     Buffer.from([16, 0, 0, 0, 1]),
-  ]) {
+  ];
+  for (let i = 0; i < 40; i++) {
+    const b = Buffer.alloc(1 + Math.floor(rand() * 300));
+    for (let j = 0; j < b.length; j++) b[j] = Math.floor(rand() * 256);
+    if (i % 2 === 0 && b.length >= 4) b.writeUInt32LE(Math.floor(rand() * 64), 0);
+    junks.push(b);
+  }
+  t0.diagnostic(`malformed-traffic seed ${seed} (CELL_TEST_SEED to replay)`);
+  for (const junk of junks) {
     await new Promise<void>((resolve) => {
       const s = connect(umbilical);
       s.on('error', () => resolve());
       s.on('close', () => resolve());
       s.on('connect', () => {
         s.write(junk);
-        setTimeout(() => s.destroy(), 100);
+        setTimeout(() => s.destroy(), 20);
       });
     });
   }
@@ -126,6 +143,8 @@ test('cell up, status, grow on demand through the Root, unknown names, malformed
   assert.ok((await root.logs({ name: 'echo', lines: 1e9 })).lines.length > 0);
   // Still serving after all of it.
   assert.equal((await root.list(undefined)).cells.length, 2);
+  const rootLog = readFileSync(join(sb.env.CELL_HOME as string, 'logs', 'root.log'), 'utf8');
+  assert.doesNotMatch(rootLog, /uncaught|unhandled/);
   await root.$close();
 
   // Hot swap through the CLI: a new generation serves, the caller's Synapse keeps working.
@@ -145,6 +164,25 @@ test('cell up, status, grow on demand through the Root, unknown names, malformed
   assert.equal(await echoClient.echo('b'), 'echo:b');
   const afterSwap = JSON.parse((await sb.cli('status', 'echo', '--json')).stdout) as Row;
   assert.equal(afterSwap.generation, swapped.generation);
+  // Failed swaps leave the running generation serving and say why: a compile error, then a new
+  // version that dies while starting.
+  const echoDir = join(sb.dir, 'dna', 'echo');
+  writeFileSync(join(echoDir, 'index.ts'), 'const x: number = ;\n');
+  const badBuild = await sb.cli('swap', 'echo');
+  assert.equal(badBuild.code, 1);
+  assert.match(badBuild.stderr, /did not build; the running version keeps serving/);
+  assert.match(badBuild.stderr, /index\.ts:1:/);
+  assert.equal(await echoClient.echo('c'), 'echo:c');
+  writeFileSync(join(echoDir, 'index.ts'), 'console.log("new version gives up"); process.exit(7);\n');
+  const badStart = await sb.cli('swap', 'echo');
+  assert.equal(badStart.code, 1);
+  assert.match(badStart.stderr, /failed its readiness check; the running version keeps serving/);
+  assert.match(badStart.stderr, /new version gives up/);
+  assert.equal(await echoClient.echo('d'), 'echo:d');
+  const kept = JSON.parse((await sb.cli('status', 'echo', '--json')).stdout) as Row;
+  assert.equal(kept.state, 'running');
+  assert.equal(kept.generation, swapped.generation);
+  writeFileSync(join(echoDir, 'index.ts'), echoCell('echo'));
   await echoClient.$close();
   await adder.$close();
 
