@@ -1,6 +1,6 @@
 // What `cell tap` costs a cell: the same service served with no tap socket at all, with the tap
 // socket listening but nobody attached (the default), and with a tap attached (a filter that matches
-// nothing, and one that streams every call), plus a second copy of the first as a noise control. Client and cells share one process; rounds alternate
+// nothing, one on a method the calls do not use, and one that streams every call), plus a second copy of the first as a noise control. Client and cells share one process; rounds alternate
 // between the variants so machine noise hits all of them alike.
 //   node dist/bench/tap/index.js [--duration ms] [--rounds n]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -22,7 +22,7 @@ const rounds = Number(flag('rounds', '15'));
 
 const Order = protein('Order', { symbol: t.string, amount: t.u32 });
 const Receipt = protein('Receipt', { total: t.u64, by: t.string });
-const contract = (name: string) => service(name, { place: rpc(Order, Receipt) });
+const contract = (name: string) => service(name, { place: rpc(Order, Receipt), cancel: rpc(t.u64, t.bool) });
 
 interface Variant {
   label: string;
@@ -45,6 +45,14 @@ const variants: Variant[] = [
     name: 'filtered',
     tap: true,
     filter: 'amount > 1000000',
+    seq: [],
+    win: [],
+  },
+  {
+    label: 'tap attached, filter on another method',
+    name: 'other',
+    tap: true,
+    filter: 'method == cancel',
     seq: [],
     win: [],
   },
@@ -88,7 +96,7 @@ try {
     membranes.push(
       await Membrane.bind(
         contract(name),
-        { place: (o) => ({ total: BigInt(o.amount) * 3n, by: name }) },
+        { place: (o) => ({ total: BigInt(o.amount) * 3n, by: name }), cancel: () => true },
         { name, tap: v.tap },
       ),
     );
