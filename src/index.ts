@@ -12,8 +12,21 @@ export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, isCellError } from './errors/index.js';
 export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';
 export { CallContext, Membrane } from './membrane/index.js';
-export type { HistogramSnapshot, MethodMetricsSnapshot, ServiceMetricsSnapshot } from './metrics/index.js';
-export { formatCellMetrics, Histogram, MethodMetrics, PrometheusText, ServiceMetrics } from './metrics/index.js';
+export type {
+  HistogramSnapshot,
+  MethodMetricsSnapshot,
+  MetricsServer,
+  ServeMetricsOptions,
+  ServiceMetricsSnapshot,
+} from './metrics/index.js';
+export {
+  formatCellMetrics,
+  Histogram,
+  MethodMetrics,
+  PrometheusText,
+  ServiceMetrics,
+  serveMetrics,
+} from './metrics/index.js';
 export { cellSocketPath, rootSocketPath, socketDir, validateCellName } from './paths/index.js';
 export type {
   AnyCodec,
@@ -74,5 +87,7 @@ export {
 export type { TapEvent, TapFilter, TapRecord } from './tap/index.js';
 export { compileFilter, openTap } from './tap/index.js';
 // The dashboard (ink, React) stays out of the library's import graph: cells never load it.
+export type { KnownCell } from './top/scan.js';
+export { CellProbe, collectCellSamples } from './top/scan.js';
 export type { CellSample, TopDataSource } from './top/source.js';
 export { Vesicle } from './vesicle/index.js';

@@ -3,6 +3,8 @@ import { join, resolve } from 'node:path';
 import { CellError } from '../errors/index.js';
 import { Membrane } from '../membrane/index.js';
 import { cellSocketPath, dnaDir, logDir, rootSocketPath, socketDir, validateCellName } from '../paths/index.js';
+import { nativeAddonPath } from '../shm/native.js';
+import { loadShmToken } from '../shm/token.js';
 import { generationSocketPath, publishGeneration, swapGenerations, waitHealthy } from '../swap/index.js';
 import { CellProbe } from '../top/scan.js';
 import type { CellState, RootServiceDef } from './contract.js';
@@ -324,9 +326,18 @@ export class Root {
       CELL_GENERATION: String(generation),
       CELL_LAN: spec.lan ? '1' : '0',
     };
-    for (const k of ['CELL_DISABLE_SHM', 'CELL_NATIVE_ADDON', 'NODE_OPTIONS'] as const) {
+    for (const k of ['CELL_DISABLE_SHM', 'CELL_NATIVE_ADDON', 'CELL_SHM_TOKEN', 'NODE_OPTIONS'] as const) {
       const v = process.env[k];
       if (v !== undefined) env[k] = v;
+    }
+    // The bundle cannot find the shared-memory addon relative to itself: hand on the Root's.
+    const addon = nativeAddonPath();
+    if (env.CELL_NATIVE_ADDON === undefined && addon !== undefined) env.CELL_NATIVE_ADDON = addon;
+    // A cell must prove the same shared-memory token as its callers, and a sandboxed one cannot read
+    // the token file (or would make its own): hand on the Root's.
+    if (env.CELL_SHM_TOKEN === undefined) {
+      const token = rootShmToken();
+      if (token !== undefined) env.CELL_SHM_TOKEN = token;
     }
     Object.assign(env, spec.env);
     const capsule = await encapsulate({
@@ -721,4 +732,15 @@ function parseJson(text: string, what: string): unknown {
 
 function shuttingDownError(name: string): CellError {
   return new CellError('E_ROOT_UNAVAILABLE', 'the Root is shutting down.', { cell: name, fix: 'run `cell up` again.' });
+}
+
+/** The user's shared-memory token as text for a cell's environment, or undefined when unusable. */
+function rootShmToken(): string | undefined {
+  try {
+    const token = loadShmToken();
+    const text = token.toString('utf8');
+    return Buffer.from(text, 'utf8').equals(token) ? text : undefined;
+  } catch {
+    return undefined;
+  }
 }

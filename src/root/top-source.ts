@@ -5,6 +5,7 @@ import { connectRoot, isSocket, type RootClient, unwrapRootError } from './clien
 
 /** `cell top` / `cell metrics` over the Root: its registry and states, plus each cell's own metrics. */
 export class RootTopSource implements TopDataSource {
+  readonly label = 'Root';
   private readonly probe = new CellProbe();
 
   private constructor(private readonly root: RootClient) {}
@@ -25,11 +26,12 @@ export class RootTopSource implements TopDataSource {
     return Promise.all(
       cells.map(async (c) => {
         const base = { name: c.name, state: c.state, restarts: c.restarts, generation: c.generation };
+        const root = { sandbox: c.sandbox, lastExit: c.lastExit, error: c.error };
         if (c.state !== 'running') {
-          return { ...base, transport: '-', pid: c.pid || undefined, startedAt: c.startedAt || undefined };
+          return { ...base, ...root, transport: '-', pid: c.pid || undefined, startedAt: c.startedAt || undefined };
         }
-        const s = await this.probe.sample({ ...base, socketPath: c.socketPath });
-        return { ...s, rssBytes: c.memoryBytes || s.rssBytes };
+        const s = await this.probe.sample({ ...base, socketPath: c.socketPath, pid: c.pid || undefined });
+        return { ...s, ...root, rssBytes: c.memoryBytes || s.rssBytes };
       }),
     );
   }
