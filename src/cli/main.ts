@@ -392,8 +392,6 @@ async function cmdAdd(args: string[]): Promise<number> {
   const name = validateCellName(p.positional[0] as string);
   // Resolved here: the Root's working directory is not the caller's.
   const dna = resolve(p.positional[1] as string);
-    ? (p.positional[1] as string)
-    : join(dir, p.positional[1] as string);
   const row = await withRoot((root) =>
     root.add({
       name,
