@@ -1,7 +1,7 @@
 // The `cell` command (bin/cell.js runs this file). Exit codes: 0 ok, 1 failure, 2 usage.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CellError, isCellError } from '../errors/index.js';
 import { logDir, rootSocketPath, validateCellName } from '../paths/index.js';
@@ -390,10 +390,8 @@ async function cmdAdd(args: string[]): Promise<number> {
   const p = parse(args, ['--json', '--entry', '--network', '--lan'], usage);
   if (p.positional.length !== 2) throw new UsageError('expected a name and a folder', usage);
   const name = validateCellName(p.positional[0] as string);
-  const dir = join(process.cwd(), '.', '');
-  const dna = (p.positional[1] as string).startsWith('/')
-    ? (p.positional[1] as string)
-    : join(dir, p.positional[1] as string);
+  // Resolved here: the Root's working directory is not the caller's.
+  const dna = resolve(p.positional[1] as string);
   const row = await withRoot((root) =>
     root.add({
       name,

@@ -214,6 +214,22 @@ await Membrane.bind(service('front', { quad: rpc(t.uint, t.uint) }), {
     assert.equal((await sb.cli('stop', 'back')).code, 0);
   });
 
+  await t0.test('cell add registers a DNA folder with the running Root; spawn and stop it', async () => {
+    sb.cell('extra', echoCell('extra'));
+    const add = await sb.cli('add', 'extra', './dna/extra', '--json');
+    assert.equal(add.code, 0, add.stderr);
+    const added = JSON.parse(add.stdout) as Row & { dna: string };
+    assert.equal(added.state, 'stopped');
+    assert.equal(added.dna, join(sb.dir, 'dna', 'extra'));
+    const spawn = await sb.cli('spawn', 'extra');
+    assert.equal(spawn.code, 0, spawn.stderr);
+    assert.match(spawn.stdout, /^extra: running \(pid \d+, built in \d+ ms\)/);
+    const stop = await sb.cli('stop', 'extra', '--json');
+    assert.equal((JSON.parse(stop.stdout) as Row).state, 'stopped');
+    const bad = await sb.cli('add', 'Extra!', './dna/extra');
+    assert.equal(bad.code, 2);
+  });
+
   await t0.test('cell down leaves no process, socket, lock or cgroup behind', async () => {
     const pids = processesMentioning(sb.dir);
     assert.ok(pids.length >= 3, `expected the Root and two cells, found ${pids.length}`);
