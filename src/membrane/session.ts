@@ -403,7 +403,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     const ctx = new CallContext(this, def, id, bytes, start, end, owned, lease);
     ctx.startedAt = t0;
     const tap = host.tap;
-    if (tap !== null) ctx.tapped = tap.decodeRequest(method, bytes, start, end - start);
+    if (tap !== null && tap.wanted[method] === 1) ctx.tapped = tap.decodeRequest(method, bytes, start, end - start);
     let result: unknown;
     try {
       result = host.handlers[method](input, ctx);
@@ -429,7 +429,8 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   /** Records a finished call into the per-method metrics and, when one is attached, the tap. */
   private finishCall(ctx: CallContext, value: unknown, err: unknown, replyBytes: number): void {
     const failed = replyBytes < 0;
-    const tap = this.host.tap;
+    // A tap whose filters rule this method out costs it nothing, like no tap at all.
+    const tap = this.host.tap !== null && this.host.tap.wanted[ctx.method.id] === 1 ? this.host.tap : null;
     if (this.batchStart !== 0 && tap === null) {
       this.host.calls.endCounts(ctx.method.id, failed ? 0 : replyBytes, failed);
       if (this.batchLength === this.batchMethods.length) {
