@@ -168,6 +168,18 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) =>
         glue.onUpgradeRequest(session, requestId),
       );
+    } else {
+      // Clients ask by default; an unanswered request would be a protocol error on their side.
+      this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) =>
+        session.writeCold(
+          encodeFrame(
+            FrameControl.UPGRADE_DECLINED,
+            0,
+            requestId,
+            Buffer.from('server: shared memory is turned off in the Membrane options', 'utf8'),
+          ),
+        ),
+      );
     }
   }
 
