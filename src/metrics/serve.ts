@@ -38,6 +38,8 @@ export interface MetricsServer {
   readonly url: string;
   /** Scrapes answered so far (200 responses). */
   readonly scrapes: number;
+  /** Scrapes received and waiting for a collection to finish. */
+  readonly waiting: number;
   close(): Promise<void>;
 }
 
@@ -66,6 +68,7 @@ export async function serveMetrics(opts: ServeMetricsOptions): Promise<MetricsSe
     return running;
   };
   let scrapes = 0;
+  let waiting = 0;
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -76,13 +79,16 @@ export async function serveMetrics(opts: ServeMetricsOptions): Promise<MetricsSe
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; metrics are at /metrics\n');
       return;
     }
+    waiting++;
     scrape().then(
       (text) => {
+        waiting--;
         scrapes++;
         res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
         res.end(req.method === 'HEAD' ? undefined : text);
       },
       (err) => {
+        waiting--;
         res
           .writeHead(500, { 'content-type': 'text/plain' })
           .end(`collecting metrics failed: ${(err as Error).message}\n`);
@@ -109,6 +115,9 @@ export async function serveMetrics(opts: ServeMetricsOptions): Promise<MetricsSe
     url: `http://${urlHost}:${port}/metrics`,
     get scrapes() {
       return scrapes;
+    },
+    get waiting() {
+      return waiting;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -37,3 +37,27 @@ test('serveMetrics: exporter text from collect, 500 with the reason when collect
     isCellError(err, 'E_INVALID_ARGUMENT'),
   );
 });
+
+test('serveMetrics: scrapes that arrive while a collection runs share it', async (t) => {
+  let collections = 0;
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => (release = r));
+  const server = await serveMetrics({
+    port: 0,
+    collect: async () => {
+      collections++;
+      await gate;
+      return [{ name: 'svc', state: 'running', restarts: 0, transport: 'socket' }];
+    },
+  });
+  t.after(() => server.close());
+  const burst = Promise.all(Array.from({ length: 5 }, () => fetch(server.url).then((r) => r.status)));
+  // Every scrape is in before the (held) collection finishes.
+  const deadline = Date.now() + 10_000;
+  while (server.waiting < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(server.waiting, 5);
+  release();
+  assert.deepEqual(await burst, [200, 200, 200, 200, 200]);
+  assert.equal(collections, 1);
+  assert.equal(server.waiting, 0);
+});

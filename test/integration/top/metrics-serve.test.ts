@@ -23,17 +23,14 @@ test('serveMetrics over a CellProbe: live cells, a silent process by pid, shared
   await mesh.start();
   // What the Root knows: two running cells, and one whose process runs but does not answer (yet).
   const silentPid = process.pid;
-  let collections = 0;
   server = await serveMetrics({
     port: 0,
-    collect: () => {
-      collections++;
-      return probe.collect([
+    collect: () =>
+      probe.collect([
         { name: 'alpha', state: 'running', restarts: 2, socketPath: join(mesh.dir, 'alpha.sock') },
         { name: 'beta', state: 'running' },
         { name: 'gamma', state: 'starting', pid: silentPid, socketPath: join(mesh.dir, 'gamma.sock') },
-      ]);
-    },
+      ]),
   });
   assert.equal(server.host, '127.0.0.1');
   assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
@@ -63,11 +60,10 @@ test('serveMetrics over a CellProbe: live cells, a silent process by pid, shared
   assert.match(b, /^cell_cpu_percent\{cell="alpha"\} [\d.]+$/m);
   assert.match(b, /^cell_cpu_seconds_total\{cell="beta"\} [\d.e-]+$/m);
 
-  // Scrapes arriving together share one collection.
-  const n = collections;
+  // Concurrent scrapes all answer (that they share one collection is tested in test/metrics/serve.test.ts,
+  // where the collection can be held open; here its timing is up to the machine).
   const burst = await Promise.all(Array.from({ length: 5 }, () => fetch(server!.url).then((r) => r.text())));
   assert.ok(burst.every((text) => requestsOf(text, 'alpha') !== undefined));
-  assert.ok(collections - n < 5, `${collections - n} collections for 5 simultaneous scrapes`);
 
   assert.equal((await fetch(server.url.replace('/metrics', '/other'))).status, 404);
   assert.equal((await fetch(server.url, { method: 'POST' })).status, 405);
