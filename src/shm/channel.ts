@@ -145,8 +145,17 @@ const MAX_SPIN_MS = 0.5;
  * the peer was descheduled or idle, and spinning longer would only take CPU from it.
  */
 const MISSED_BY_MS = 0.5;
-/** Microtask ticks between forced event-loop turns (a few tens of µs of spinning). */
+/** Microtask ticks between forced event-loop turns (a few hundred µs of spinning). */
 const YIELD_TICKS = 256;
+/**
+ * Ring checks an empty tick makes right there before queueing the next tick (about 1–2 µs). A reply
+ * from a spinning peer usually lands within that, and is then drained in the same tick: a microtask
+ * costs more than a hundred tail checks. Anything this process queued meanwhile runs as soon as the
+ * tick returns, so the inline spin delays local work by at most that long.
+ */
+const INLINE_CHECKS = 128;
+/** An empty spin must last this long before its CPU share is measured (a getrusage call). */
+const STARVE_CHECK_MS = 0.05;
 
 const hot: ShmChannel[] = [];
 let scheduled = false;
@@ -155,8 +164,13 @@ let emptyTicks = 0;
 /** When the current run of empty ticks began (ms), or -1 before it was timed. */
 let idleSince = -1;
 let spinBudget = MIN_SPIN_MS;
-/** CPU time when the current spin began (ms), to tell a spin that ran from one that waited for a CPU. */
-let spinCpuStart = 0;
+/**
+ * CPU time (ms) and clock when the current spin's CPU share began to be measured, to tell a spin that
+ * ran from one that waited for a CPU; -1 until the spin lasted STARVE_CHECK_MS (most round trips end
+ * sooner, and reading the CPU time is a system call).
+ */
+let spinCpuStart = -1;
+let spinCpuSince = 0;
 /**
  * The last spin got much less CPU than wall-clock time: the machine is oversubscribed, and the peer
  * was probably waiting for the very CPU we spun on. Then spinning only delays it: don't grow.
@@ -198,7 +212,8 @@ function wake(ch: ShmChannel): void {
 function tick(): void {
   let delivered = 0;
   try {
-    for (let i = 0; i < hot.length; i++) delivered += (hot[i] as ShmChannel).drain();
+    delivered = drainHot();
+    if (delivered === 0 && hot.length > 0 && spinInline()) delivered = drainHot();
   } catch (err) {
     queueMicrotask(tick); // keep polling the other channels; the error surfaces as uncaught
     throw err;
@@ -216,22 +231,27 @@ function tick(): void {
     setImmediate(tick);
     return;
   }
-  // Reading the clock costs more than a ring check: look at it only every 8th empty tick.
-  if ((emptyTicks & 7) !== 0 || emptyTicks === 0) {
+  if (emptyTicks === 0) {
     queueMicrotask(tick);
     return;
   }
+  // An empty tick spun inline for a microsecond or two, so one clock read per tick is cheap.
   const now = performance.now();
   if (idleSince < 0) {
     idleSince = now;
-    spinCpuStart = cpuMs();
+    spinCpuStart = -1;
   }
-  if (now - idleSince < spinBudget) {
+  const wall = now - idleSince;
+  if (spinCpuStart < 0 && wall >= STARVE_CHECK_MS) {
+    spinCpuStart = cpuMs();
+    spinCpuSince = now;
+  }
+  if (wall < spinBudget) {
     queueMicrotask(tick);
     return;
   }
-  const wall = now - idleSince;
-  starved = wall > 0.05 && cpuMs() - spinCpuStart < 0.6 * wall;
+  const measured = now - spinCpuSince;
+  starved = spinCpuStart >= 0 && measured > 0.05 && cpuMs() - spinCpuStart < 0.6 * measured;
   spinBudget = starved ? MIN_SPIN_MS : Math.max(MIN_SPIN_MS, spinBudget * 0.75);
   for (let i = hot.length - 1; i >= 0; i--) {
     const ch = hot[i] as ShmChannel;
@@ -245,4 +265,18 @@ function tick(): void {
     return;
   }
   scheduled = false;
+}
+
+function drainHot(): number {
+  let delivered = 0;
+  for (let i = 0; i < hot.length; i++) delivered += (hot[i] as ShmChannel).drain();
+  return delivered;
+}
+
+/** Watches the hot rings' tails for a moment; true as soon as one has a record. */
+function spinInline(): boolean {
+  for (let n = 0; n < INLINE_CHECKS; n++) {
+    for (let i = 0; i < hot.length; i++) if ((hot[i] as ShmChannel).rx.hasData()) return true;
+  }
+  return false;
 }
