@@ -9,6 +9,9 @@ export interface RecordSink {
   onRecord(kind: number, reqId: number, aux: number, offset: number, length: number, token: number): void;
   /** The peer broke the ring protocol; the channel is already closed. */
   onCorrupt(err: CellError): void;
+  /** Brackets each drain that delivers at least one record (one clock read per run of records). */
+  beginDrain(): void;
+  endDrain(): void;
 }
 
 /**
@@ -86,18 +89,26 @@ export class ShmChannel {
   drain(): number {
     let n = 0;
     const rx = this.rx;
+    const sink = this.sink;
+    let began = false;
     try {
       for (let t = rx.next(); t >= 0; t = this.closed ? -1 : rx.next()) {
+        if (!began) {
+          began = true;
+          sink.beginDrain();
+        }
         n++;
-        this.sink.onRecord(rx.kind, rx.reqId, rx.aux, rx.payloadOffset, rx.payloadLength, t);
+        sink.onRecord(rx.kind, rx.reqId, rx.aux, rx.payloadOffset, rx.payloadLength, t);
       }
     } catch (err) {
       if (err instanceof CellError && err.code === 'E_PROTOCOL') {
         this.close();
-        this.sink.onCorrupt(err);
+        sink.onCorrupt(err);
         return n;
       }
       throw err;
+    } finally {
+      if (began) sink.endDrain();
     }
     this.received += n;
     return n;

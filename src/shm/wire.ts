@@ -149,6 +149,9 @@ export interface FrameReceiver {
   ): void;
   /** The peer broke the ring protocol: close the connection. */
   ringCorrupt(err: CellError): void;
+  /** Optional: bracket a run of frames so their calls share one clock read (ServerSession). */
+  beginBatch?(): void;
+  endBatch?(): void;
 }
 
 /** A Vesicle over ring memory that frees its record when the last frame of the record is done. */
@@ -266,6 +269,14 @@ class RecordFrames implements RecordSink {
 
   onCorrupt(err: CellError): void {
     this.receiver.ringCorrupt(err);
+  }
+
+  beginDrain(): void {
+    this.receiver.beginBatch?.();
+  }
+
+  endDrain(): void {
+    this.receiver.endBatch?.();
   }
 }
 
