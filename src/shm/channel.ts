@@ -85,14 +85,17 @@ export class ShmChannel {
     if (!this.closed) this.rx.release(token);
   }
 
-  /** Drains every committed record; returns how many were delivered. */
+  /**
+   * Delivers up to DRAIN_BATCH committed records; returns how many. The poller comes back at once
+   * when it got any, after the continuations they released have run.
+   */
   drain(): number {
     let n = 0;
     const rx = this.rx;
     const sink = this.sink;
     let began = false;
     try {
-      for (let t = rx.next(); t >= 0; t = this.closed ? -1 : rx.next()) {
+      for (let t = rx.next(); t >= 0; t = this.closed || n === DRAIN_BATCH ? -1 : rx.next()) {
         if (!began) {
           began = true;
           sink.beginDrain();
@@ -156,6 +159,12 @@ const MAX_SPIN_MS = 0.5;
  * the peer was descheduled or idle, and spinning longer would only take CPU from it.
  */
 const MISSED_BY_MS = 0.5;
+/**
+ * Records one drain delivers before the tick returns. Continuations of the calls it settled (a
+ * pipelining caller's next requests) run between batches instead of after the whole backlog, so
+ * the peer gets work while we still drain rather than falling asleep meanwhile.
+ */
+const DRAIN_BATCH = 32;
 /** Microtask ticks between forced event-loop turns (a few hundred µs of spinning). */
 const YIELD_TICKS = 256;
 /**
@@ -165,8 +174,11 @@ const YIELD_TICKS = 256;
  * tick returns, so the inline spin delays local work by at most that long.
  */
 const INLINE_CHECKS = 128;
-/** An empty spin must last this long before its CPU share is measured (a getrusage call). */
-const STARVE_CHECK_MS = 0.05;
+/**
+ * Two empty ticks this far apart mean this process lost its CPU in between (a tick spins for a
+ * microsecond or two): that time counts as stolen from the spin.
+ */
+const STALL_MS = 0.03;
 
 const hot: ShmChannel[] = [];
 let scheduled = false;
@@ -176,12 +188,12 @@ let emptyTicks = 0;
 let idleSince = -1;
 let spinBudget = MIN_SPIN_MS;
 /**
- * CPU time (ms) and clock when the current spin's CPU share began to be measured, to tell a spin that
- * ran from one that waited for a CPU; -1 until the spin lasted STARVE_CHECK_MS (most round trips end
- * sooner, and reading the CPU time is a system call).
+ * Clock of the previous empty tick (-1 after a delivery or an event-loop turn) and the time the
+ * current spin lost to stalls: tells a spin that ran from one that waited for a CPU without a
+ * system call (getrusage per round trip cost more than the round trip's JavaScript).
  */
-let spinCpuStart = -1;
-let spinCpuSince = 0;
+let lastEmptyTick = -1;
+let stolen = 0;
 /**
  * The last spin got much less CPU than wall-clock time: the machine is oversubscribed, and the peer
  * was probably waiting for the very CPU we spun on. Then spinning only delays it: don't grow.
@@ -193,12 +205,6 @@ function woken(ch: ShmChannel): void {
   if (gap < MISSED_BY_MS && !starved) spinBudget = Math.min(MAX_SPIN_MS, Math.max(spinBudget * 2, gap * 2));
   starved = false;
   wake(ch);
-}
-
-/** CPU time of this process in ms (user + system). */
-function cpuMs(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
 }
 
 function wake(ch: ShmChannel): void {
@@ -239,10 +245,12 @@ function tick(): void {
   } else emptyTicks++;
   if (++ticksSinceYield >= YIELD_TICKS) {
     ticksSinceYield = 0;
+    lastEmptyTick = -1; // the event-loop turn is this process's own work, not a stall
     setImmediate(tick);
     return;
   }
   if (emptyTicks === 0) {
+    lastEmptyTick = -1;
     queueMicrotask(tick);
     return;
   }
@@ -250,19 +258,16 @@ function tick(): void {
   const now = performance.now();
   if (idleSince < 0) {
     idleSince = now;
-    spinCpuStart = -1;
-  }
+    stolen = 0;
+  } else if (lastEmptyTick >= 0 && now - lastEmptyTick > STALL_MS) stolen += now - lastEmptyTick;
+  lastEmptyTick = now;
   const wall = now - idleSince;
-  if (spinCpuStart < 0 && wall >= STARVE_CHECK_MS) {
-    spinCpuStart = cpuMs();
-    spinCpuSince = now;
-  }
   if (wall < spinBudget) {
     queueMicrotask(tick);
     return;
   }
-  const measured = now - spinCpuSince;
-  starved = spinCpuStart >= 0 && measured > 0.05 && cpuMs() - spinCpuStart < 0.6 * measured;
+  lastEmptyTick = -1;
+  starved = wall > 0.05 && stolen > 0.4 * wall;
   spinBudget = starved ? MIN_SPIN_MS : Math.max(MIN_SPIN_MS, spinBudget * 0.75);
   for (let i = hot.length - 1; i >= 0; i--) {
     const ch = hot[i] as ShmChannel;
