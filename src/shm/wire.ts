@@ -158,12 +158,14 @@ export interface FrameReceiver {
 class RingLease extends Vesicle {
   owner: RecordFrames | null = null;
   token = 0;
+  /** The record holds other frames too (their count is kept in RecordFrames.outstanding). */
+  shared = false;
 }
 
 function releaseLease(v: Vesicle): void {
   const lease = v as RingLease;
   const owner = lease.owner;
-  if (owner !== null) owner.done(lease.token);
+  if (owner !== null) owner.done(lease.token, lease.shared);
 }
 
 /** Walks the frames of each FRAMES record, bounds-checking every length against the record. */
@@ -230,12 +232,14 @@ class RecordFrames implements RecordSink {
       }
       return;
     }
-    if (count > 1) this.outstanding.set(token, count);
+    const shared = count > 1;
+    if (shared) this.outstanding.set(token, count);
     for (let o = start; o < end; ) {
       const len = readU32(b, o);
       const lease = new RingLease(b, o + HEADER_SIZE, len + 4 - HEADER_SIZE, true, releaseLease);
       lease.owner = this;
       lease.token = token;
+      lease.shared = shared;
       this.receiver.deliverFrame(
         b[o + 4] as number,
         b[o + 5] as number,
@@ -250,8 +254,8 @@ class RecordFrames implements RecordSink {
     }
   }
 
-  done(token: number): void {
-    const left = this.outstanding.get(token);
+  done(token: number, shared: boolean): void {
+    const left = shared ? this.outstanding.get(token) : undefined;
     if (left !== undefined) {
       if (left > 1) {
         this.outstanding.set(token, left - 1);
