@@ -156,16 +156,22 @@ export interface FrameReceiver {
 
 /** A Vesicle over ring memory that frees its record when the last frame of the record is done. */
 class RingLease extends Vesicle {
-  owner: RecordFrames | null = null;
-  token = 0;
+  readonly owner: RecordFrames;
+  readonly token: number;
   /** The record holds other frames too (their count is kept in RecordFrames.outstanding). */
-  shared = false;
+  readonly shared: boolean;
+
+  constructor(bytes: Buffer, offset: number, length: number, owner: RecordFrames, token: number, shared: boolean) {
+    super(bytes, offset, length, true, releaseLease);
+    this.owner = owner;
+    this.token = token;
+    this.shared = shared;
+  }
 }
 
 function releaseLease(v: Vesicle): void {
   const lease = v as RingLease;
-  const owner = lease.owner;
-  if (owner !== null) owner.done(lease.token, lease.shared);
+  lease.owner.done(lease.token, lease.shared);
 }
 
 /** Walks the frames of each FRAMES record, bounds-checking every length against the record. */
@@ -236,10 +242,7 @@ class RecordFrames implements RecordSink {
     if (shared) this.outstanding.set(token, count);
     for (let o = start; o < end; ) {
       const len = readU32(b, o);
-      const lease = new RingLease(b, o + HEADER_SIZE, len + 4 - HEADER_SIZE, true, releaseLease);
-      lease.owner = this;
-      lease.token = token;
-      lease.shared = shared;
+      const lease = new RingLease(b, o + HEADER_SIZE, len + 4 - HEADER_SIZE, this, token, shared);
       this.receiver.deliverFrame(
         b[o + 4] as number,
         b[o + 5] as number,
