@@ -207,10 +207,12 @@ const CPUS = availableParallelism();
 const CROWD_CHECK_MS = 100;
 let crowdCheckedAt = Number.NEGATIVE_INFINITY;
 let crowded = false;
+/** Consecutive looks that saw more runnable threads than CPUs (a blip, e.g. GC helpers, is one). */
+let crowdedLooks = 0;
 
 /**
  * More runnable threads than CPUs right now (the 4th field of /proc/loadavg, read at most every
- * 100 ms). Then a spin holds a CPU that other work, often the peer, is queued for, and the
+ * 100 ms, on two looks in a row). Then a spin holds a CPU that other work, often the peer, is queued for, and the
  * scheduler charges the spinner for it: measured at load 8 on 2 cores, spinning sides took a
  * millisecond per round trip where sleeping ones (like a socket) took tens of microseconds. So on
  * a crowded machine the poller sleeps as soon as it finds nothing.
@@ -222,10 +224,11 @@ function machineCrowded(now: number): boolean {
     const s = readFileSync('/proc/loadavg', 'latin1');
     const slash = s.indexOf('/');
     const running = Number(s.slice(s.lastIndexOf(' ', slash) + 1, slash));
-    crowded = running > CPUS;
+    crowdedLooks = running > CPUS ? crowdedLooks + 1 : 0;
   } catch {
-    crowded = false; // no /proc (a sandbox without it): keep spinning by the budget alone
+    crowdedLooks = 0; // no /proc (a sandbox without it): keep spinning by the budget alone
   }
+  crowded = crowdedLooks >= 2;
   return crowded;
 }
 
