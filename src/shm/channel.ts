@@ -62,8 +62,7 @@ export class ShmChannel {
   send(kind: number, reqId: number, aux: number, payload: Uint8Array): boolean {
     if (this.closed || payload.length > this.tx.maxPayload) return false;
     if (!this.tx.write(kind, reqId, aux, payload)) return false;
-    this.tx.commit();
-    this.sent++;
+    this.commit();
     return true;
   }
 
@@ -73,10 +72,24 @@ export class ShmChannel {
     return this.tx.reserve(kind, reqId, aux, length);
   }
 
+  /**
+   * Publishes what was reserved. If the peer sleeps, its doorbell (a system call) rings from a
+   * microtask, once for the whole synchronous run: a pipelining caller's burst of requests, or a
+   * drain's worth of replies, wakes a sleeping peer once instead of once per record.
+   */
   commit(): void {
-    this.tx.commit();
     this.sent++;
+    if (this.tx.commitQuiet() && !this.bellOwed) {
+      this.bellOwed = true;
+      queueMicrotask(this.ringOwed);
+    }
   }
+
+  private bellOwed = false;
+  private readonly ringOwed = (): void => {
+    this.bellOwed = false;
+    if (!this.closed) this.tx.ring();
+  };
 
   /** Tells the poller a reply is expected soon (keeps it spinning instead of sleeping). */
   expect(): void {
