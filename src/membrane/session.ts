@@ -97,8 +97,8 @@ export class CallContext {
   /** @internal */ end: number;
   /** @internal */ owned: boolean;
   /** @internal */ lease: Vesicle | null;
-  /** @internal performance.now() when the request was dispatched. */ startedAt = 0;
-  /** @internal the decoded request, kept only while a tap is attached. */ tapped: unknown = undefined;
+  /** @internal performance.now() when the request was dispatched. */ startedAt: number;
+  /** @internal the decoded request, kept only while a tap is attached. */ tapped: unknown;
 
   constructor(
     session: ServerSession,
@@ -109,6 +109,7 @@ export class CallContext {
     end: number,
     owned: boolean,
     lease: Vesicle | null,
+    startedAt = 0,
   ) {
     this.session = session;
     this.method = method;
@@ -118,6 +119,8 @@ export class CallContext {
     this.end = end;
     this.owned = owned;
     this.lease = lease;
+    this.startedAt = startedAt;
+    this.tapped = undefined;
   }
 
   /** The request's payload bytes. Borrowed ones are valid until the handler settles (see Vesicle). */
@@ -400,8 +403,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
       if (lease !== null) lease.release();
       return;
     }
-    const ctx = new CallContext(this, def, id, bytes, start, end, owned, lease);
-    ctx.startedAt = t0;
+    const ctx = new CallContext(this, def, id, bytes, start, end, owned, lease, t0);
     const tap = host.tap;
     if (tap !== null && tap.wanted[method] === 1) ctx.tapped = tap.decodeRequest(method, bytes, start, end - start);
     let result: unknown;
