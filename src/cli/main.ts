@@ -1,8 +1,18 @@
 // The `cell` command (bin/cell.js runs this file). Exit codes: 0 ok, 1 failure, 2 usage.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  realpathSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CellError, isCellError } from '../errors/index.js';
 import { logDir, rootSocketPath, validateCellName } from '../paths/index.js';
 import type { Infer } from '../protein/index.js';
@@ -578,13 +588,9 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-// Run when executed (bin/cell.js imports this module), not when imported by a test.
-const entry = process.argv[1];
-const isMain =
-  entry !== undefined &&
-  (import.meta.url === `file://${entry}` || entry.endsWith('/bin/cell.js') || entry.endsWith('/bin/cell'));
-if (isMain) {
-  main(process.argv.slice(2)).then(
+/** The process entry: bin/cell.js calls this (through npm's bin links, whatever their names). */
+export function run(argv: string[]): void {
+  main(argv).then(
     // Pipes and files are written synchronously on Linux, so exiting here loses no output.
     (code) => process.exit(code),
     (e) => {
@@ -592,4 +598,9 @@ if (isMain) {
       process.exitCode = 1;
     },
   );
+}
+
+// `node dist/src/cli/main.js …` runs it too; importing the module (tests, bin/cell.js) does not.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  run(process.argv.slice(2));
 }

@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -51,6 +60,11 @@ test('help, version, usage errors and exit codes; errors as `cell: …` with the
   const version = await run(['--version'], dir, bin);
   assert.equal(version.code, 0);
   assert.equal(version.stdout.trim(), `cell ${pkg.version}`);
+  // npm runs bins through links in node_modules/.bin (`npx cell`), under whatever name the link has.
+  mkdirSync(join(dir, '.bin'));
+  symlinkSync(bin, join(dir, '.bin', 'cell'));
+  const linked = await run(['--version'], dir, join(dir, '.bin', 'cell'));
+  assert.equal(linked.stdout.trim(), `cell ${pkg.version}`);
 
   const none = await run([], dir);
   assert.equal(none.code, 2);
