@@ -11,4 +11,5 @@ if (!existsSync(main)) {
   const r = spawnSync(process.execPath, [join(root, 'scripts', 'setup.mjs'), '--quiet'], { stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
-await import(pathToFileURL(main).href);
+const { run } = await import(pathToFileURL(main).href);
+run(process.argv.slice(2));

@@ -20,6 +20,8 @@ const DEBIAN = [
   ['iproute2', '/usr/sbin/ip'],
   // drives `cell top` in a real terminal for its integration test
   ['tmux', '/usr/bin/tmux'],
+  // the side-by-side peer of the consensus benchmark (bench/consensus)
+  ['etcd-server', '/usr/bin/etcd'],
 ];
 
 function run(cmd, args, opts = {}) {

@@ -28,13 +28,15 @@ const sampleMask = window === 1 ? 0 : 15;
 
 type Call = () => Promise<unknown>;
 
-async function runWindow(call: Call): Promise<void> {
+/** `verify` checks each reply (so a caller's `await` sees the transport's own promise, not a `.then` of it). */
+async function runWindow(call: Call, verify: ((reply: unknown) => void) | null = null): Promise<void> {
   let seq = 0;
   const worker = async () => {
     while (!rec.stop) {
       const timed = (seq++ & sampleMask) === 0;
       const t0 = timed ? performance.now() : 0;
-      await call();
+      const reply = await call();
+      if (verify !== null) verify(reply);
       if (rec.measuring) {
         rec.calls++;
         if (timed) rec.samples.push(performance.now() - t0);
@@ -79,7 +81,7 @@ async function cell(shm: boolean): Promise<void> {
   if (carrier?.transport !== (shm ? 'shm' : 'socket')) {
     throw new Error(`${kind}: connection is on ${carrier?.transport} (${carrier?.shmDeclined ?? 'no reason'})`);
   }
-  await runWindow(() => ex.ping(PAYLOAD).then(check));
+  await runWindow(() => ex.ping(PAYLOAD), check);
   await ex.$close();
 }
 
@@ -156,7 +158,7 @@ async function grpc(): Promise<void> {
       ),
     );
   await call();
-  await runWindow(() => call().then(check));
+  await runWindow(call, check);
   client.close();
 }
 

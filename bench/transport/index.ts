@@ -7,7 +7,7 @@
 //                                      [--idle-seconds s] (0 skips the idle measurement)
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { release, tmpdir } from 'node:os';
+import { loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,6 +23,8 @@ const only = flag('only', '')
   .split(',')
   .filter((s) => s !== '');
 
+/** The 1-minute load average at the start (the machine may be shared: it says how noisy a run was). */
+const loadAtStart = loadavg()[0] as number;
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'cell-bench-'));
 
@@ -209,7 +211,9 @@ const cores = spawnSync('nproc', { encoding: 'utf8' }).stdout.trim();
 console.log(
   `\n### Transport (${durationMs} ms per row after ${warmupMs} ms warm-up, 16-byte payloads; Cell and floor: median of ${repeat} alternating runs)\n`,
 );
-console.log(`Machine: ${cpu}, ${cores} cores, Linux ${release()}, Node ${process.version}.\n`);
+console.log(
+  `Machine: ${cpu}, ${cores} cores, Linux ${release()}, Node ${process.version}; load average (1 min) ${loadAtStart.toFixed(2)} at the start, ${(loadavg()[0] as number).toFixed(2)} at the end.\n`,
+);
 console.log(
   '| transport | in flight | msgs/s | median RTT µs | p99 RTT µs | Cell ÷ peer (msgs/s) | peer ÷ Cell (median RTT) | runs: msgs/s range |',
 );

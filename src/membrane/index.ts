@@ -100,7 +100,7 @@ export interface MembraneOptions {
  *   gets the session, whose `transport.carrier` is the net.Socket (for fd passing);
  * - `openSession(sink, transport, continues)` starts a second, already-open session for the same peer
  *   (its frames then arrive from the ring instead of the socket);
- * - ServerSession.deliver(…, lease) releases borrowed ring memory when the handler settles.
+ * - ServerSession.deliverFrame(…, lease) releases borrowed ring memory when the handler settles.
  */
 export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost {
   readonly service: S;
@@ -167,6 +167,18 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       const glue = this.shm;
       this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) =>
         glue.onUpgradeRequest(session, requestId),
+      );
+    } else {
+      // Clients ask by default; an unanswered request would be a protocol error on their side.
+      this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) =>
+        session.writeCold(
+          encodeFrame(
+            FrameControl.UPGRADE_DECLINED,
+            0,
+            requestId,
+            Buffer.from('server: shared memory is turned off in the Membrane options', 'utf8'),
+          ),
+        ),
       );
     }
   }
@@ -432,6 +444,13 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   onControlFrame(type: number, handler: ControlFrameHandler): void {
     if (type < CONTROL_FRAME_FIRST || type > CONTROL_FRAME_LAST) {
       throw new CellError('E_INVALID_ARGUMENT', `control frame types are 0x10–0x1F, not 0x${type.toString(16)}.`);
+    }
+    // Two handlers for one type would silently break whichever registered first (the shm upgrade owns 0x10).
+    if (this.controlHandlers.has(type)) {
+      throw new CellError('E_INVALID_ARGUMENT', `control frame type 0x${type.toString(16)} already has a handler.`, {
+        cell: this.cellName,
+        fix: 'pick a free type; 0x10–0x12 belong to the shared-memory upgrade (docs/PROTOCOL.md § 3).',
+      });
     }
     this.controlHandlers.set(type, handler);
   }

@@ -97,8 +97,8 @@ export class CallContext {
   /** @internal */ end: number;
   /** @internal */ owned: boolean;
   /** @internal */ lease: Vesicle | null;
-  /** @internal performance.now() when the request was dispatched. */ startedAt = 0;
-  /** @internal the decoded request, kept only while a tap is attached. */ tapped: unknown = undefined;
+  /** @internal performance.now() when the request was dispatched. */ startedAt: number;
+  /** @internal the decoded request, kept only while a tap is attached. */ tapped: unknown;
 
   constructor(
     session: ServerSession,
@@ -109,6 +109,7 @@ export class CallContext {
     end: number,
     owned: boolean,
     lease: Vesicle | null,
+    startedAt = 0,
   ) {
     this.session = session;
     this.method = method;
@@ -118,6 +119,8 @@ export class CallContext {
     this.end = end;
     this.owned = owned;
     this.lease = lease;
+    this.startedAt = startedAt;
+    this.tapped = undefined;
   }
 
   /** The request's payload bytes. Borrowed ones are valid until the handler settles (see Vesicle). */
@@ -225,7 +228,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
    * Entry point for carriers whose payload memory must be given back (a shared-memory ring slot):
    * `lease.release()` runs when the handler settles (or at once if the frame is not a request).
    */
-  deliver(
+  deliverFrame(
     type: number,
     flags: number,
     method: number,
@@ -244,20 +247,6 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     } finally {
       if (type !== FrameType.REQUEST) lease.release();
     }
-  }
-
-  /** Frames from the shared-memory ring (UpgradableSession). */
-  deliverFrame(
-    type: number,
-    flags: number,
-    method: number,
-    requestId: number,
-    bytes: Buffer,
-    start: number,
-    end: number,
-    lease: Vesicle,
-  ): void {
-    this.deliver(type, flags, method, requestId, bytes, start, end, lease);
   }
 
   /** The client wrote garbage into its ring: close the connection with the reason. */
@@ -414,10 +403,9 @@ export class ServerSession implements FrameHandler, UpgradableSession {
       if (lease !== null) lease.release();
       return;
     }
-    const ctx = new CallContext(this, def, id, bytes, start, end, owned, lease);
-    ctx.startedAt = t0;
+    const ctx = new CallContext(this, def, id, bytes, start, end, owned, lease, t0);
     const tap = host.tap;
-    if (tap !== null) ctx.tapped = tap.decodeRequest(method, bytes, start, end - start);
+    if (tap !== null && tap.wanted[method] === 1) ctx.tapped = tap.decodeRequest(method, bytes, start, end - start);
     let result: unknown;
     try {
       result = host.handlers[method](input, ctx);
@@ -443,7 +431,8 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   /** Records a finished call into the per-method metrics and, when one is attached, the tap. */
   private finishCall(ctx: CallContext, value: unknown, err: unknown, replyBytes: number): void {
     const failed = replyBytes < 0;
-    const tap = this.host.tap;
+    // A tap whose filters rule this method out costs it nothing, like no tap at all.
+    const tap = this.host.tap !== null && this.host.tap.wanted[ctx.method.id] === 1 ? this.host.tap : null;
     if (this.batchStart !== 0 && tap === null) {
       this.host.calls.endCounts(ctx.method.id, failed ? 0 : replyBytes, failed);
       if (this.batchLength === this.batchMethods.length) {

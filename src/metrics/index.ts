@@ -16,3 +16,5 @@ export {
   LATENCY_BUCKETS_SECONDS,
   PrometheusText,
 } from './prometheus.js';
+export type { MetricsServer, ServeMetricsOptions } from './serve.js';
+export { PROMETHEUS_CONTENT_TYPE, serveMetrics, toMetricsInput } from './serve.js';

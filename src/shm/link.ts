@@ -120,6 +120,10 @@ class ServerConnection implements RecordSink {
     this.dispatch(reqId, aux, payload, token);
   }
 
+  beginDrain(): void {}
+
+  endDrain(): void {}
+
   onCorrupt(err: CellError): void {
     this.server.errors.push(err);
     this.server.emitError(err);
@@ -377,6 +381,10 @@ export class ShmClient implements RecordSink {
     }
     this.settle(kind, reqId, copy);
   }
+
+  beginDrain(): void {}
+
+  endDrain(): void {}
 
   onCorrupt(err: CellError): void {
     this.socket.destroy();

@@ -58,15 +58,28 @@ let cached: NativeLoad | undefined;
  * not an error: Cell then stays on Unix sockets, and `reason` says why. CELL_NATIVE_ADDON points at
  * another build (or at nothing, to exercise the fallback).
  */
-export function loadNative(): NativeLoad {
-  if (cached !== undefined) return cached;
+function addonCandidates(): string[] {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = process.env.CELL_NATIVE_ADDON
+  return process.env.CELL_NATIVE_ADDON
     ? [process.env.CELL_NATIVE_ADDON]
     : [
         join(here, '..', '..', '..', 'native', 'build', 'Release', 'cell_native.node'), // dist/src/shm
         join(here, '..', '..', 'native', 'build', 'Release', 'cell_native.node'), // src/shm
       ];
+}
+
+/**
+ * The addon file this process loads, or undefined when there is none. A process that starts cells
+ * from bundles elsewhere (the Root) hands it on as CELL_NATIVE_ADDON: a bundle cannot find the addon
+ * relative to itself.
+ */
+export function nativeAddonPath(): string | undefined {
+  return addonCandidates().find((p) => existsSync(p));
+}
+
+export function loadNative(): NativeLoad {
+  if (cached !== undefined) return cached;
+  const candidates = addonCandidates();
   const path = candidates.find((p) => existsSync(p));
   if (path === undefined) {
     cached = {

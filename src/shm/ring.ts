@@ -201,14 +201,29 @@ export class RingBuffer {
 
   /** Publishes every reserved record and rings the consumer's bell if it sleeps. */
   commit(): void {
-    if (this.writePos === this.publishedPos) return;
+    if (this.commitQuiet()) this.ring();
+  }
+
+  /**
+   * Publishes every reserved record. Returns true when the consumer sleeps: the caller then owes it
+   * one ring() (which may wait until a run of commits is done: later commits see `sleeping` cleared
+   * and leave the wake-up to that ring).
+   */
+  commitQuiet(): boolean {
+    if (this.writePos === this.publishedPos) return false;
     this.publishedPos = this.writePos;
     Atomics.store(this.words, TAIL, this.writePos | 0);
     if (Atomics.load(this.words, SLEEPING) !== 0) {
       Atomics.store(this.words, SLEEPING, 0);
       Atomics.add(this.words, BELL_INDEX, 1);
-      this.bell?.(this.sab, BELL_INDEX);
+      return true;
     }
+    return false;
+  }
+
+  /** Wakes the consumer through its doorbell. */
+  ring(): void {
+    this.bell?.(this.sab, BELL_INDEX);
   }
 
   // ---------------------------------------------------------------- consumer

@@ -149,18 +149,29 @@ export interface FrameReceiver {
   ): void;
   /** The peer broke the ring protocol: close the connection. */
   ringCorrupt(err: CellError): void;
+  /** Optional: bracket a run of frames so their calls share one clock read (ServerSession). */
+  beginBatch?(): void;
+  endBatch?(): void;
 }
 
 /** A Vesicle over ring memory that frees its record when the last frame of the record is done. */
 class RingLease extends Vesicle {
-  owner: RecordFrames | null = null;
-  token = 0;
+  readonly owner: RecordFrames;
+  readonly token: number;
+  /** The record holds other frames too (their count is kept in RecordFrames.outstanding). */
+  readonly shared: boolean;
+
+  constructor(bytes: Buffer, offset: number, length: number, owner: RecordFrames, token: number, shared: boolean) {
+    super(bytes, offset, length, true, releaseLease);
+    this.owner = owner;
+    this.token = token;
+    this.shared = shared;
+  }
 }
 
 function releaseLease(v: Vesicle): void {
   const lease = v as RingLease;
-  const owner = lease.owner;
-  if (owner !== null) owner.done(lease.token);
+  lease.owner.done(lease.token, lease.shared);
 }
 
 /** Walks the frames of each FRAMES record, bounds-checking every length against the record. */
@@ -227,12 +238,11 @@ class RecordFrames implements RecordSink {
       }
       return;
     }
-    if (count > 1) this.outstanding.set(token, count);
+    const shared = count > 1;
+    if (shared) this.outstanding.set(token, count);
     for (let o = start; o < end; ) {
       const len = readU32(b, o);
-      const lease = new RingLease(b, o + HEADER_SIZE, len + 4 - HEADER_SIZE, true, releaseLease);
-      lease.owner = this;
-      lease.token = token;
+      const lease = new RingLease(b, o + HEADER_SIZE, len + 4 - HEADER_SIZE, this, token, shared);
       this.receiver.deliverFrame(
         b[o + 4] as number,
         b[o + 5] as number,
@@ -247,8 +257,8 @@ class RecordFrames implements RecordSink {
     }
   }
 
-  done(token: number): void {
-    const left = this.outstanding.get(token);
+  done(token: number, shared: boolean): void {
+    const left = shared ? this.outstanding.get(token) : undefined;
     if (left !== undefined) {
       if (left > 1) {
         this.outstanding.set(token, left - 1);
@@ -266,6 +276,14 @@ class RecordFrames implements RecordSink {
 
   onCorrupt(err: CellError): void {
     this.receiver.ringCorrupt(err);
+  }
+
+  beginDrain(): void {
+    this.receiver.beginBatch?.();
+  }
+
+  endDrain(): void {
+    this.receiver.endBatch?.();
   }
 }
 

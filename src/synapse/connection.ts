@@ -204,6 +204,13 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
   private handshakeReject: ((e: unknown) => void) | null = null;
   private sweeper: NodeJS.Timeout;
   private readonly canRef: boolean;
+  /** Whether the stream currently keeps the process alive. */
+  private refed = true;
+  /**
+   * Went idle since the last sweep: the sweep unrefs the stream then. Unref at once and ref again on
+   * the next call cost two trips through net.Socket per sequential call.
+   */
+  unrefDue = false;
 
   private constructor(stream: Duplex, options: ConnectionOptions) {
     this.stream = stream;
@@ -326,11 +333,7 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
   }
 
   private track(def: MethodDef | null, id: number, options: CallOptions | undefined): Promise<unknown> {
-    if (this.pending.size === 0) {
-      // Leaving idle: the sweep clock may be stale after a quiet spell.
-      coarseNow = Date.now();
-      this.ref();
-    }
+    if (this.pending.size === 0) this.ref();
     const timeoutMs = options?.timeoutMs;
     const signal = options?.signal;
     const promise = new Promise(capture);
@@ -613,11 +616,24 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
       this.stream.end();
       return;
     }
-    if (this.canRef) (this.stream as unknown as { unref(): void }).unref();
+    if (this.canRef) this.unrefDue = true;
+  }
+
+  /** Called by the sweep: still idle since the last call, so the connection stops holding the process. */
+  unrefIfIdle(): void {
+    this.unrefDue = false;
+    if (!this.refed || this.pending.size > 0 || this.state === CLOSED) return;
+    this.refed = false;
+    (this.stream as unknown as { unref(): void }).unref();
   }
 
   private ref(): void {
-    if (this.canRef) (this.stream as unknown as { ref(): void }).ref();
+    this.unrefDue = false;
+    if (this.refed || !this.canRef) return;
+    this.refed = true;
+    // Leaving a quiet spell: the sweep clock may be stale.
+    coarseNow = Date.now();
+    (this.stream as unknown as { ref(): void }).ref();
   }
 
   private notOpen(): CellError {
@@ -629,6 +645,7 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
 function sweep(conn: ClientConnection): void {
   coarseNow = Date.now();
   if (conn.inFlight > 0) conn.expireDue(coarseNow);
+  else if (conn.unrefDue) conn.unrefIfIdle();
 }
 
 function aborted(cell: string, method: string): CellError {

@@ -245,7 +245,7 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
     }
     throw new CellError('E_CELL_NOT_FOUND', `cell not found after waiting ${this.waitMs} ms (${tried.join('; ')}).`, {
       cell: this.cell,
-      fix: `start it (\`cell up ${this.cell}\` or run its program), or check CELL_SOCKET_DIR points where it listens.`,
+      fix: `start a Root with \`cell up\` (in the folder of your cell.json; it spawns registered cells on demand) and register the cell (\`cell add ${this.cell} <dir>\`), or run the cell's program yourself; check CELL_SOCKET_DIR points where it listens.`,
       cause: lastError ?? undefined,
     });
   }

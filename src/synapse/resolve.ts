@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { cellSocketPath } from '../paths/index.js';
+import { cellSocketPath, rootSocketPath } from '../paths/index.js';
 
 /** A way to open a byte stream to one cell instance; called again on every reconnect. */
 export interface Connector {
@@ -77,7 +77,26 @@ export const axonRemoteResolver: Resolver = {
   },
 };
 
-const registry: Resolver[] = [localSocketResolver, axonRemoteResolver];
+let root: Promise<typeof import('../root/resolver.js')> | undefined;
+/**
+ * The Mycelium Root spawns the cell on demand (building its DNA) and answers once it is ready; asked
+ * only when the umbilical socket exists, and loaded only then.
+ */
+export const rootSpawnResolver: Resolver = {
+  name: 'root spawn',
+  order: 200,
+  async resolve(cell, context) {
+    try {
+      if (!statSync(rootSocketPath()).isSocket()) return null;
+    } catch {
+      return null;
+    }
+    root ??= import('../root/resolver.js');
+    return (await root).spawnThroughRoot(cell, context);
+  },
+};
+
+const registry: Resolver[] = [localSocketResolver, rootSpawnResolver, axonRemoteResolver];
 
 /** Registers a resolver (e.g. the Root's spawn-on-demand, Axon's remote lookup); replaces one of the same name. */
 export function addResolver(resolver: Resolver): void {

@@ -292,3 +292,84 @@ export function compileFilter(src: string): TapFilter {
   }
   return (e) => truthy(evaluate(ast, e));
 }
+
+// ------------------------------------------------------------------ which methods a filter can match
+
+const UNKNOWN = Symbol('unknown');
+const EVENT_NAMES = new Set(['id', 'ok', 'error', 'latency_us', 'latency_ms', 'latency_ns', 'bytes_in', 'bytes_out']);
+
+/** What a method's events can hold: the top-level field names of its request and reply (undefined: not a struct). */
+export interface MethodShape {
+  readonly name: string;
+  readonly requestFields: ReadonlySet<string> | undefined;
+  readonly replyFields: ReadonlySet<string> | undefined;
+}
+
+/** Could a bare word be found in this method's request or reply (and so not stand for itself)? */
+function mayBeField(word: string, m: MethodShape): boolean {
+  if (m.requestFields === undefined || m.replyFields === undefined) return true;
+  return m.requestFields.has(word) || m.replyFields.has(word) || word in Object.prototype;
+}
+
+/** Evaluates with only the method known: a value, or UNKNOWN when it depends on the call itself. */
+function evaluateKnowing(n: Node, m: MethodShape): unknown {
+  switch (n.k) {
+    case 'lit':
+      return n.v;
+    case 'path': {
+      if (n.root === 'req' || n.root === 'res') return UNKNOWN;
+      if (n.parts.length === 0 && n.root === 'method') return m.name;
+      if (n.parts.length === 0 && EVENT_NAMES.has(n.root)) return UNKNOWN;
+      if (mayBeField(n.root, m)) return UNKNOWN;
+      return n.parts.length === 0 ? n.root : undefined;
+    }
+    case 'not': {
+      const v = evaluateKnowing(n.e, m);
+      return v === UNKNOWN ? UNKNOWN : !truthy(v);
+    }
+    case 'and': {
+      const a = evaluateKnowing(n.a, m);
+      if (a !== UNKNOWN && !truthy(a)) return false;
+      const b = evaluateKnowing(n.b, m);
+      if (b !== UNKNOWN && !truthy(b)) return false;
+      return a === UNKNOWN || b === UNKNOWN ? UNKNOWN : true;
+    }
+    case 'or': {
+      const a = evaluateKnowing(n.a, m);
+      if (a !== UNKNOWN && truthy(a)) return true;
+      const b = evaluateKnowing(n.b, m);
+      if (b !== UNKNOWN && truthy(b)) return true;
+      return a === UNKNOWN || b === UNKNOWN ? UNKNOWN : false;
+    }
+    case 'cmp': {
+      const a = evaluateKnowing(n.a, m);
+      const b = evaluateKnowing(n.b, m);
+      return a === UNKNOWN || b === UNKNOWN ? UNKNOWN : compare(n.op, a, b);
+    }
+  }
+}
+
+/**
+ * For each method, whether some call of it could pass the filter. Conservative: false only when the
+ * method alone decides (`method == place_order && …` rules out every other method), so a tap
+ * attached with such a filter costs the other methods nothing (no decoding, no event).
+ */
+export function methodsFilterCanMatch(src: string, methods: readonly MethodShape[]): boolean[] {
+  const ast = parseFilter(src);
+  return methods.map((m) => {
+    if (ast.k === 'path' && ast.parts.length === 0 && !EVENT_NAMES.has(ast.root) && ast.root !== 'method') {
+      // The lone-word form (see compileFilter): a field's truthiness, or else the method's name.
+      return mayBeField(ast.root, m) || ast.root === m.name;
+    }
+    const v = evaluateKnowing(ast, m);
+    return v === UNKNOWN || truthy(v);
+  });
+}
+
+/** The top-level field names of a struct genome, undefined for any other kind. */
+export function structFieldNames(
+  genome: { readonly kind: string } & { readonly [key: string]: unknown },
+): ReadonlySet<string> | undefined {
+  if (genome.kind !== 'struct' || !Array.isArray(genome.fields)) return undefined;
+  return new Set((genome.fields as Array<{ name: string }>).map((f) => f.name));
+}

@@ -3,7 +3,7 @@ import { chmodSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { ServiceDef } from '../service/types.js';
-import { compileFilter, type TapFilter } from './filter.js';
+import { compileFilter, type MethodShape, methodsFilterCanMatch, structFieldNames, type TapFilter } from './filter.js';
 
 /**
  * The side socket behind `cell tap`: `<socketDir>/<name>.tap.sock`. A tap client sends one JSON line
@@ -18,6 +18,8 @@ import { compileFilter, type TapFilter } from './filter.js';
 interface Subscriber {
   socket: Socket;
   filter: TapFilter;
+  /** By method id: whether any call of that method could pass the filter. */
+  methods: boolean[];
   dropped: number;
 }
 
@@ -48,6 +50,13 @@ export class TapServer {
   /** Inode of the socket this instance bound, to tell whether the public path still points at it. */
   private inode = -1;
   private readonly subscribers = new Set<Subscriber>();
+  /**
+   * By method id, 1 while some attached client's filter could match a call of that method. The
+   * Membrane decodes and reports only those calls: a tap filtered to one method costs the others
+   * nothing.
+   */
+  readonly wanted: Uint8Array;
+  private readonly shapes: MethodShape[];
   /** Called with true when the first client attaches and false when the last one leaves. */
   onActiveChange: ((active: boolean) => void) | undefined;
 
@@ -55,6 +64,19 @@ export class TapServer {
     this.cell = opts.cell;
     this.service = opts.service;
     this.path = opts.path;
+    this.wanted = new Uint8Array(opts.service.byId.length);
+    this.shapes = opts.service.byId.map((m) => ({
+      name: m.name,
+      requestFields: structFieldNames(m.input.genome),
+      replyFields: structFieldNames(m.output.genome),
+    }));
+  }
+
+  private recomputeWanted(): void {
+    this.wanted.fill(0);
+    for (const sub of this.subscribers) {
+      for (let i = 0; i < this.wanted.length; i++) if (sub.methods[i]) this.wanted[i] = 1;
+    }
   }
 
   get active(): boolean {
@@ -89,15 +111,19 @@ export class TapServer {
       }
       socket.off('data', onData);
       let filter: TapFilter;
+      let methods: boolean[];
       try {
         const req = JSON.parse(buffered.slice(0, nl)) as { filter?: unknown };
-        filter = compileFilter(typeof req.filter === 'string' ? req.filter : '');
+        const src = typeof req.filter === 'string' ? req.filter : '';
+        filter = compileFilter(src);
+        methods = methodsFilterCanMatch(src, this.shapes);
       } catch (err) {
         socket.end(`${JSON.stringify({ error: (err as Error).message })}\n`);
         return;
       }
-      const sub: Subscriber = { socket, filter, dropped: 0 };
+      const sub: Subscriber = { socket, filter, methods, dropped: 0 };
       this.subscribers.add(sub);
+      this.recomputeWanted();
       socket.write(`${JSON.stringify({ hello: { cell: this.cell, service: this.service.name, pid: process.pid } })}\n`);
       if (this.subscribers.size === 1) this.onActiveChange?.(true);
       // Anything else the client sends is ignored; it detaches by closing.
@@ -108,6 +134,7 @@ export class TapServer {
       for (const s of this.subscribers) {
         if (s.socket === socket) {
           this.subscribers.delete(s);
+          this.recomputeWanted();
           if (this.subscribers.size === 0) this.onActiveChange?.(false);
         }
       }
@@ -140,6 +167,7 @@ export class TapServer {
     const event = { method, id, ok: error === undefined, error, latencyNs, bytesIn, bytesOut, request, reply };
     let line: string | undefined;
     for (const sub of this.subscribers) {
+      if (!sub.methods[methodId]) continue;
       let pass: boolean;
       try {
         pass = sub.filter(event);
@@ -166,6 +194,7 @@ export class TapServer {
     for (const s of this.subscribers) s.socket.end();
     if (this.subscribers.size > 0) {
       this.subscribers.clear();
+      this.recomputeWanted();
       this.onActiveChange?.(false);
     }
     if (!server) return;

@@ -10,7 +10,9 @@ import { TopApp } from './view.js';
 export { formatBytes, formatLatency, formatRate, formatUptime, sparkline } from './format.js';
 export type { CellRow, SortKey } from './model.js';
 export { SORT_KEYS, sortRows, TopModel } from './model.js';
-export { HELP_LINE, headerLine, plainLines, rowLine, screenLines } from './render.js';
+export { detailLine, HELP_LINE, headerLine, plainLines, rowLine, screenLines, titleLine } from './render.js';
+export type { KnownCell } from './scan.js';
+export { CellProbe, collectCellSamples, SocketScanSource } from './scan.js';
 export type { CellSample, TopDataSource } from './source.js';
 export { TopScreen } from './view.js';
 

@@ -23,6 +23,9 @@ export interface CellRow {
   readonly errors: number;
   readonly cpuPercent: number | undefined;
   readonly rssBytes: number | undefined;
+  readonly sandbox?: string | undefined;
+  readonly lastExit?: string | undefined;
+  readonly error?: string | undefined;
 }
 
 interface Previous {
@@ -46,6 +49,8 @@ export class TopModel {
   selected: string | undefined;
   logsOpen = false;
   logLines: string[] = [];
+  /** Where the samples come from (the source's label), shown in the header. */
+  readonly sourceLabel: string | undefined;
   /** The last action's outcome or the last error, shown in the status line. */
   message = '';
   lastSampleAt = 0;
@@ -58,7 +63,14 @@ export class TopModel {
   constructor(
     private readonly source: TopDataSource,
     private readonly logLineCount = 12,
-  ) {}
+  ) {
+    this.sourceLabel = source.label;
+  }
+
+  /** The selected row. */
+  get selectedRow(): CellRow | undefined {
+    return this.rows.find((r) => r.name === this.selected);
+  }
 
   onChange(listener: () => void): () => void {
     this.listeners.add(listener);
@@ -127,6 +139,9 @@ export class TopModel {
         errors,
         cpuPercent: s.cpuPercent,
         rssBytes: s.rssBytes,
+        sandbox: s.sandbox,
+        lastExit: s.lastExit,
+        error: s.error,
       });
     }
     for (const name of [...this.previous.keys()]) {

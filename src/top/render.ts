@@ -53,14 +53,31 @@ export function rowLine(r: CellRow): string {
 export const HELP_LINE =
   'q quit  ↑/↓ j/k select  enter logs  w swap  R restart  sort: n name  t req/s  p p99  c cpu  m rss  x restarts (again flips)';
 
+export function titleLine(model: TopModel, now: number): string {
+  const n = model.rows.length;
+  const via = model.sourceLabel === undefined ? '' : ` (${model.sourceLabel})`;
+  return `cell top — ${n} cell${n === 1 ? '' : 's'}${via} — ${new Date(now).toISOString().slice(11, 19)} UTC`;
+}
+
+/** What the table has no room for, about the selected cell: how it runs and how it last ended. */
+export function detailLine(r: CellRow | undefined): string {
+  if (r === undefined) return '';
+  const parts = [`${r.name}${r.generation !== undefined && r.generation > 0 ? ` generation ${r.generation}` : ''}`];
+  if (r.sandbox !== undefined) parts.push(`sandbox ${r.sandbox}`);
+  if (r.lastExit !== undefined) parts.push(`last exit ${r.lastExit === '' ? '-' : r.lastExit}`);
+  if (r.error !== undefined && r.error !== '') parts.push(`error: ${r.error}`);
+  return parts.join(' · ');
+}
+
 /** The whole screen as lines of text (the ink view styles these; plain terminals could print them). */
 export function screenLines(model: TopModel, now = Date.now()): string[] {
   const lines = [
-    `cell top — ${model.rows.length} cell${model.rows.length === 1 ? '' : 's'} — ${new Date(now).toISOString().slice(11, 19)} UTC`,
+    titleLine(model, now),
     headerLine(model.sortKey, model.descending),
     ...model.rows.map((r) => `${r.name === model.selected ? '>' : ' '}${rowLine(r)}`),
   ];
   if (model.rows.length === 0) lines.push(' (no cells; start one with `cell spawn <name>`)');
+  else lines.push(` ${detailLine(model.selectedRow)}`);
   if (model.logsOpen) {
     lines.push('', `── logs: ${model.selected ?? '-'} ──`);
     lines.push(...(model.logLines.length > 0 ? model.logLines : ['(no log lines yet)']));
@@ -77,6 +94,8 @@ export function plainLines(rows: readonly CellRow[], now = Date.now()): string[]
       `${t} cell=${r.name} state=${r.state} pid=${r.pid ?? '-'} uptime=${formatUptime(r.uptimeSeconds)} ` +
       `restarts=${r.restarts} transport=${r.transport} gen=${r.generation ?? '-'} req_s=${formatRate(r.rate)} ` +
       `p50=${formatLatency(r.p50)} p99=${formatLatency(r.p99)} errors=${r.errors} cpu=${formatPercent(r.cpuPercent)} ` +
-      `rss=${formatBytes(r.rssBytes)}`,
+      `rss=${formatBytes(r.rssBytes)}` +
+      (r.sandbox === undefined ? '' : ` sandbox=${r.sandbox}`) +
+      (r.lastExit === undefined ? '' : ` last_exit=${JSON.stringify(r.lastExit)}`),
   );
 }

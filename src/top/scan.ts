@@ -23,6 +23,8 @@ export interface KnownCell {
   readonly state?: string;
   readonly restarts?: number;
   readonly generation?: number;
+  /** The process the caller started: its CPU and memory are read even when it does not answer. */
+  readonly pid?: number;
 }
 
 /**
@@ -105,14 +107,28 @@ export class CellProbe {
       };
     } catch {
       this.forget(name);
+      const proc = cell.pid === undefined || cell.pid <= 0 ? undefined : this.processes.sample(cell.pid);
       return {
         name,
         state: cell.state ?? 'unreachable',
+        pid: proc === undefined ? undefined : cell.pid,
         restarts: cell.restarts ?? 0,
         transport: '-',
         generation: cell.generation,
+        cpuPercent: proc?.cpuPercent,
+        cpuSeconds: proc?.cpuSeconds,
+        rssBytes: proc?.rssBytes,
       };
     }
+  }
+
+  /**
+   * Samples every cell in `cells` at once (and drops connections to cells no longer listed): what
+   * the Root calls for `cell metrics`, its metrics port and `cell top`.
+   */
+  collect(cells: readonly KnownCell[]): Promise<CellSample[]> {
+    this.retain(cells.map((c) => c.name));
+    return Promise.all(cells.map((c) => this.sample(c)));
   }
 
   /** Drops connections to cells not in `names`. */
@@ -134,11 +150,25 @@ export class CellProbe {
 }
 
 /**
+ * One-shot collection with a fresh probe (CPU percentages need two samples, so they are absent here;
+ * keep a CellProbe and call `collect` repeatedly to get them).
+ */
+export async function collectCellSamples(cells: readonly KnownCell[], timeoutMs = 1000): Promise<CellSample[]> {
+  const probe = new CellProbe(socketDir(), timeoutMs);
+  try {
+    return await probe.collect(cells);
+  } finally {
+    await probe.close();
+  }
+}
+
+/**
  * A data source that finds cells by their sockets in the socket directory. It needs no Root, so it
  * also shows cells started by hand; it cannot restart, swap or show logs (the Root keeps those), and
  * says so.
  */
 export class SocketScanSource implements TopDataSource {
+  readonly label = 'socket scan';
   private readonly dir: string;
   private readonly probe: CellProbe;
 
@@ -161,9 +191,7 @@ export class SocketScanSource implements TopDataSource {
   }
 
   async sample(): Promise<CellSample[]> {
-    const names = this.names();
-    this.probe.retain(names);
-    return Promise.all(names.map((name) => this.probe.sample({ name })));
+    return this.probe.collect(this.names().map((name) => ({ name })));
   }
 
   async logTail(): Promise<string[]> {

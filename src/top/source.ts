@@ -3,7 +3,7 @@ import type { ServiceMetricsSnapshot } from '../metrics/index.js';
 /** One cell as the dashboard samples it. Counters are cumulative; the dashboard derives rates. */
 export interface CellSample {
   readonly name: string;
-  /** Lifecycle state as the Root reports it (running, starting, backoff, stopped, crashed, …). */
+  /** Lifecycle state as the Root reports it (running, starting, building, crashed, crash-loop, stopping, stopped). */
   readonly state: string;
   readonly pid?: number | undefined;
   /** When the current process started (ms since the epoch). */
@@ -16,6 +16,12 @@ export interface CellSample {
   /** Cumulative user + system CPU seconds of the current process. */
   readonly cpuSeconds?: number | undefined;
   readonly rssBytes?: number | undefined;
+  /** How the Root runs it: 'bwrap' or 'none' (unknown without a Root). */
+  readonly sandbox?: string | undefined;
+  /** Why its previous process ended ('exit 1', 'signal SIGKILL', 'oom-killed'), '' or absent when none. */
+  readonly lastExit?: string | undefined;
+  /** The last error the Root met for it (a failed build or readiness check). */
+  readonly error?: string | undefined;
   /** The Membrane's per-method counters; absent while the cell is not answering. */
   readonly metrics?: ServiceMetricsSnapshot | undefined;
 }
@@ -25,6 +31,8 @@ export interface CellSample {
  * socket; tests and demos can implement it over anything that produces samples.
  */
 export interface TopDataSource {
+  /** Where the samples come from, shown in the header ('Root', 'socket scan'). */
+  readonly label?: string;
   sample(): Promise<CellSample[]>;
   /** The last `lines` log lines of a cell, oldest first. */
   logTail(name: string, lines: number): Promise<string[]>;

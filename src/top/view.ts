@@ -1,7 +1,7 @@
 import { Box, Text, useApp, useInput } from 'ink';
 import { createElement as h, useEffect, useState } from 'react';
 import type { SortKey, TopModel } from './model.js';
-import { HELP_LINE, headerLine, rowLine } from './render.js';
+import { detailLine, HELP_LINE, headerLine, rowLine, titleLine } from './render.js';
 
 const SORT_BY_KEY: Readonly<Record<string, SortKey>> = {
   n: 'name',
@@ -21,7 +21,7 @@ function stateColor(state: string): string {
 
 /** The static part of the screen, rendered from the model (used by the live app and by tests). */
 export function TopScreen({ model, now }: { model: TopModel; now: number }) {
-  const header = `cell top — ${model.rows.length} cell${model.rows.length === 1 ? '' : 's'} — ${new Date(now).toISOString().slice(11, 19)} UTC`;
+  const header = titleLine(model, now);
   return h(
     Box,
     { flexDirection: 'column' },
@@ -34,7 +34,9 @@ export function TopScreen({ model, now }: { model: TopModel; now: number }) {
         `${r.name === model.selected ? '>' : ' '}${rowLine(r)}`,
       ),
     ),
-    model.rows.length === 0 ? h(Text, { dimColor: true }, ' (no cells; start one with `cell spawn <name>`)') : null,
+    model.rows.length === 0
+      ? h(Text, { dimColor: true }, ' (no cells; start one with `cell spawn <name>`)')
+      : h(Text, { dimColor: true, wrap: 'truncate-end' }, ` ${detailLine(model.selectedRow)}`),
     model.logsOpen
       ? h(
           Box,

@@ -38,13 +38,14 @@ test('control frames reach the registered handler; a continuing session serves f
     later: (v) => new Promise<number>((r) => (resolveLater = () => r(v.n * 2))),
   });
   let socketSession: ServerSession | null = null;
-  membrane.onControlFrame(0x10, (session, _flags, _method, requestId, bytes, start, end) => {
+  membrane.onControlFrame(0x1e, (session, _flags, _method, requestId, bytes, start, end) => {
     socketSession = session;
     assert.ok(session.transport.carrier instanceof Socket);
     // answer with an "ack" control frame echoing the payload
-    session.writeCold(encodeFrame(0x11, 0, requestId, bytes.subarray(start, end)));
+    session.writeCold(encodeFrame(0x1f, 0, requestId, bytes.subarray(start, end)));
   });
   assert.throws(() => membrane.onControlFrame(0x20, () => {}), /control frame types/);
+  assert.throws(() => membrane.onControlFrame(0x1e, () => {}), /already has a handler/);
   const path = join(dir, 'a.sock');
   const server = createServer({ allowHalfOpen: true }, (s) => membrane.serveStream(s));
   await new Promise<void>((r) => server.listen(path, r));
@@ -60,8 +61,8 @@ test('control frames reach the registered handler; a continuing session serves f
     conn.onControlFrame = (type, _f, _m, id, bytes, start, end) =>
       resolve(`${type.toString(16)}:${id}:${bytes.toString('utf8', start, end)}`);
   });
-  conn.sendFrame(encodeFrame(0x10, 0, 7, Buffer.from('upgrade?')));
-  assert.equal(await ack, '11:7:upgrade?');
+  conn.sendFrame(encodeFrame(0x1e, 0, 7, Buffer.from('upgrade?')));
+  assert.equal(await ack, '1f:7:upgrade?');
   assert.ok(socketSession !== null);
 
   // The peer's frames now arrive through another carrier, with borrowed memory and a release hook.
@@ -74,7 +75,16 @@ test('control frames reach the registered handler; a continuing session serves f
   slot.set(payload, HEADER_SIZE);
   let released = 0;
   const lease = Vesicle.borrowed(slot, HEADER_SIZE, payload.length, () => released++);
-  ring.deliver(FrameType.REQUEST, 0, Svc.methods.later.id, 5, slot, HEADER_SIZE, HEADER_SIZE + payload.length, lease);
+  ring.deliverFrame(
+    FrameType.REQUEST,
+    0,
+    Svc.methods.later.id,
+    5,
+    slot,
+    HEADER_SIZE,
+    HEADER_SIZE + payload.length,
+    lease,
+  );
   assert.equal(released, 0, 'the slot stays borrowed while the handler runs');
   resolveLater!();
   await new Promise((r) => setImmediate(r));

@@ -47,18 +47,19 @@ function resolverFor(getPath: () => string): Resolver {
 
 test('resolvers are asked in order; registration replaces by name', () => {
   const before = resolvers().map((r) => r.name);
-  // Axon's remote lookup is built in (order 300); it stays inert unless CELL_LAN=1 or CELL_PEER is set.
-  assert.deepEqual(before, ['local socket', 'axon']);
+  // The Root's spawn-on-demand (200) and Axon's remote lookup (300) are built in; they stay inert
+  // unless a Root answers on the umbilical socket / CELL_LAN=1 or CELL_PEER is set.
+  assert.deepEqual(before, ['local socket', 'root spawn', 'axon']);
   addResolver({ name: 'remote', order: 400, resolve: () => null });
   addResolver({ name: 'root', order: 200, resolve: () => null });
   assert.deepEqual(
     resolvers().map((r) => r.name),
-    ['local socket', 'root', 'axon', 'remote'],
+    ['local socket', 'root spawn', 'root', 'axon', 'remote'],
   );
   addResolver({ name: 'root', order: 50, resolve: () => null });
   assert.deepEqual(
     resolvers().map((r) => r.name),
-    ['root', 'local socket', 'axon', 'remote'],
+    ['root', 'local socket', 'root spawn', 'axon', 'remote'],
   );
   removeResolver('root');
   removeResolver('remote');

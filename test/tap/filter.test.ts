@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { compileFilter, type TapEvent } from '../../src/tap/filter.js';
+import { compileFilter, methodsFilterCanMatch, type TapEvent } from '../../src/tap/filter.js';
 
 const order: TapEvent = {
   method: 'place_order',
@@ -73,4 +73,60 @@ test('numeric comparisons agree with JavaScript', () => {
       },
     ),
   );
+});
+
+test('which methods a filter can match, knowing only the method (and its field names)', () => {
+  const shapes = [
+    { name: 'place_order', requestFields: new Set(['symbol', 'amount']), replyFields: new Set(['accepted']) },
+    { name: 'cancel', requestFields: new Set(['order']), replyFields: new Set(['done']) },
+    { name: 'raw', requestFields: undefined, replyFields: undefined },
+  ];
+  const can = (src: string) => methodsFilterCanMatch(src, shapes);
+  assert.deepEqual(can(''), [true, true, true]);
+  // `raw` has no struct fields we know of, so a bare word might be a field there: kept.
+  assert.deepEqual(can('method == place_order && amount > 100'), [true, false, true]);
+  assert.deepEqual(can('place_order'), [true, false, true]);
+  assert.deepEqual(can('method == cancel || method == "raw"'), [false, true, true]);
+  assert.deepEqual(can('!(method == cancel)'), [true, false, true]);
+  assert.deepEqual(can('method ~ "order"'), [true, false, false]);
+  // Anything that depends on the call itself keeps the method; a word that is no field of a method
+  // stands for itself there (`amount` is not a field of cancel, and "amount" > 100 never holds).
+  assert.deepEqual(can('amount > 100'), [true, false, true]);
+  assert.deepEqual(can('!ok'), [true, true, true]);
+  assert.deepEqual(can('latency_ms > 5 && method != cancel'), [true, false, true]);
+  assert.deepEqual(can('method == order'), [false, true, true]);
+  assert.deepEqual(can('order'), [false, true, true]);
+  // A method a filter rules out has no call that passes it (checked against the real evaluation).
+  const calls: Record<string, unknown[]> = {
+    place_order: [
+      { symbol: 'X', amount: 500 },
+      { symbol: 'order', amount: 0 },
+    ],
+    cancel: [{ order: 1 }, { order: 0 }],
+    raw: ['x', 7],
+  };
+  const filters = [
+    'method == cancel',
+    'place_order',
+    '!(method == cancel)',
+    'method ~ "order"',
+    'amount > 100',
+    'order',
+  ];
+  for (const src of filters) {
+    const f = compileFilter(src);
+    can(src).forEach((possible, i) => {
+      if (possible) return;
+      const method = shapes[i]!.name;
+      for (const request of calls[method]!) {
+        for (const ok of [true, false]) {
+          assert.equal(
+            f({ method, id: 1, ok, latencyNs: 9e6, bytesIn: 1, bytesOut: 1, request }),
+            false,
+            `${src} on ${method}`,
+          );
+        }
+      }
+    });
+  }
 });

@@ -8,6 +8,7 @@ import {
   type CellSample,
   formatLatency,
   formatUptime,
+  plainLines,
   runTop,
   screenLines,
   sparkline,
@@ -183,4 +184,35 @@ test('plain mode prints one key=value line per cell per interval', async () => {
   assert.equal(lines.length, 6);
   assert.match(lines[0], /cell=exchange state=running pid=101 .* transport=shm .*cpu=50\.0% rss=38\.1M/);
   assert.match(lines[5], /cell=trader .* req_s=0 /);
+});
+
+test('the Root-only fields: source label in the title, detail line of the selected cell, plain fields', async () => {
+  const source: TopDataSource = {
+    label: 'Root',
+    sample: async () => [
+      {
+        name: 'alpha',
+        state: 'crashed',
+        restarts: 3,
+        transport: '-',
+        generation: 2,
+        sandbox: 'bwrap',
+        lastExit: 'signal SIGKILL',
+        error: 'readiness check timed out',
+      },
+    ],
+    logTail: async () => [],
+    swap: async () => '',
+    restart: async () => '',
+  };
+  const model = new TopModel(source);
+  await model.refresh(1_000);
+  const lines = screenLines(model, 1_000);
+  assert.match(lines[0] as string, /^cell top — 1 cell \(Root\) — /);
+  assert.ok(
+    lines.includes(' alpha generation 2 · sandbox bwrap · last exit signal SIGKILL · error: readiness check timed out'),
+    lines.join('\n'),
+  );
+  const [plain] = plainLines(model.rows, 1_000);
+  assert.match(plain as string, / sandbox=bwrap last_exit="signal SIGKILL"$/);
 });

@@ -113,6 +113,16 @@ test('CELL_DISABLE_SHM on the cell only: the caller is told at once and stays on
   assert.deepEqual([m.shm.available, m.shm.reason], [false, 'CELL_DISABLE_SHM is set']);
 });
 
+test('a Membrane with shm: false declines the upgrade: the caller stays on the socket and says why', async (t) => {
+  await startCell(t, { SHM_TEST_OFF: '1' });
+  const c = await grow(t);
+  assert.deepEqual(c.$synapse.transport, {
+    transport: 'socket',
+    shmDeclined: 'server: shared memory is turned off in the Membrane options',
+  });
+  assert.deepEqual(Buffer.from(await c.echo(new Uint8Array([4, 2]))), Buffer.from([4, 2]));
+});
+
 test('no native addon in the cell: the caller is told why and stays on the socket', async (t) => {
   await startCell(t, { CELL_NATIVE_ADDON: '/nonexistent/cell_native.node' });
   const c = await grow(t);

@@ -23,7 +23,7 @@ const CELL = fileURLToPath(new URL('./fixtures/versioned-cell.js', import.meta.u
 const CLIENTS = 8;
 const SWAPS = 10;
 
-test('8 clients at full speed while the cell is hot-swapped 10 times: nothing fails, is lost or doubled', async (t) => {
+test('8 clients at full speed (4 on shared memory, 4 on the socket) while the cell is hot-swapped 10 times: nothing fails, is lost or doubled', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'cell-swapload-'));
   const reports = join(dir, 'reports');
   mkdirSync(reports);
@@ -57,7 +57,11 @@ test('8 clients at full speed while the cell is hot-swapped 10 times: nothing fa
     children.push(c);
     return c;
   };
+  let stop = false;
+  let clients: Awaited<ReturnType<typeof Synapse.grow<typeof VersionedService>>>[] = [];
   t.after(async () => {
+    stop = true;
+    await Promise.all(clients.map((c) => c.$close().catch(() => {})));
     for (const c of children) await stopGeneration(c, 2000);
     rmSync(dir, { recursive: true, force: true });
   });
@@ -65,7 +69,6 @@ test('8 clients at full speed while the cell is hot-swapped 10 times: nothing fa
   current = (await swapGenerations({ cell: 'counter', publicPath, current, nextGeneration: 1, steps })).next;
 
   // Clients: each one sequential, as fast as it can; replies must match the call and never go back a version.
-  let stop = false;
   const failures: string[] = [];
   const tally = new Map<string, number>();
   let calls = 0;
@@ -82,14 +85,27 @@ test('8 clients at full speed while the cell is hot-swapped 10 times: nothing fa
         }),
     }),
   };
-  const clients = await Promise.all(
-    Array.from({ length: CLIENTS }, () =>
-      Synapse.grow(VersionedService, { name: 'counter', resolvers: [resolver], waitMs: 5000 }),
+  // Even-numbered clients take the shared-memory upgrade, odd ones stay on the socket.
+  const wantsShm = (id: number) => id % 2 === 0;
+  clients = await Promise.all(
+    Array.from({ length: CLIENTS }, (_, id) =>
+      Synapse.grow(VersionedService, { name: 'counter', resolvers: [resolver], waitMs: 5000, shm: wantsShm(id) }),
     ),
   );
+  for (const [id, c] of clients.entries()) {
+    assert.equal(
+      c.$synapse.transport?.transport,
+      wantsShm(id) ? 'shm' : 'socket',
+      `client ${id}: ${JSON.stringify(c.$synapse.transport)}`,
+    );
+  }
+  // Which carrier each reply came over, per version: every version must have answered on both.
+  const carriers = new Map<string, Set<string>>();
   const loops = clients.map(async (client, id) => {
     let lastVersion = 0;
     for (let seq = 0; !stop; seq++) {
+      // The carrier of the connection this call goes out on (null while reconnecting after GOAWAY).
+      const carrier = client.$synapse.transport?.transport;
       try {
         const r = await client.call({ client: id, seq });
         if (r.client !== id || r.seq !== seq)
@@ -98,6 +114,12 @@ test('8 clients at full speed while the cell is hot-swapped 10 times: nothing fa
         if (v < lastVersion) failures.push(`client ${id} went back from v${lastVersion} to ${r.version}`);
         lastVersion = v;
         tally.set(r.version, (tally.get(r.version) ?? 0) + 1);
+        if (!wantsShm(id) && carrier === 'shm') failures.push(`client ${id} (socket only) is on shm`);
+        if (carrier !== undefined) {
+          const seen = carriers.get(r.version) ?? new Set<string>();
+          seen.add(carrier);
+          carriers.set(r.version, seen);
+        }
         calls++;
       } catch (err) {
         failures.push(`client ${id} seq ${seq}: ${isCellError(err) ? err.code : ''} ${(err as Error).message}`);
@@ -113,6 +135,7 @@ test('8 clients at full speed while the cell is hot-swapped 10 times: nothing fa
   };
 
   let generation = 1;
+  const swapMs: number[] = [];
   for (let i = 0; i < SWAPS; i++) {
     await waitForCalls(300);
     if (i === 4) {
@@ -127,7 +150,10 @@ test('8 clients at full speed while the cell is hot-swapped 10 times: nothing fa
           steps,
           readyTimeoutMs: 5000,
         }),
-        (err: unknown) => isCellError(err, 'E_SWAP_FAILED') && /keeps serving/.test((err as Error).message),
+        (err: unknown) =>
+          isCellError(err, 'E_SWAP_FAILED') &&
+          /keeps serving/.test((err as Error).message) &&
+          /exited before it became healthy/.test((err as Error).message),
       );
       failNext = false;
       await waitForCalls(300);
@@ -141,6 +167,7 @@ test('8 clients at full speed while the cell is hot-swapped 10 times: nothing fa
       steps,
     });
     assert.equal(r.previous?.pid, before.pid);
+    swapMs.push(r.durationMs);
     assert.equal(r.drainError, undefined);
     const old = await before.exited;
     assert.equal(old.code, 0, `generation ${before.generation} exited with ${JSON.stringify(old)}`);
@@ -168,6 +195,10 @@ test('8 clients at full speed while the cell is hot-swapped 10 times: nothing fa
   // Ten successful swaps (generation 6 was the rolled-back one), each one answering calls.
   assert.equal(tally.size, SWAPS + 1, `versions that answered: ${[...tally.keys()]}`);
   assert.ok(!tally.has('v6'));
+  // Shared-memory connections got GOAWAY and moved on too: every version answered over both carriers.
+  for (const [version, seen] of carriers) {
+    assert.ok(seen.has('shm') && seen.has('socket'), `${version} answered over ${[...seen]}`);
+  }
   // Every generation removed its own socket name on exit (the last one its public name too); the
   // rolled-back one never kept one.
   assert.ok(!existsSync(publicPath));
@@ -179,6 +210,6 @@ test('8 clients at full speed while the cell is hot-swapped 10 times: nothing fa
   t.diagnostic(
     `${calls} calls over ${tally.size} versions: ${byVersion(tally)
       .map(([v, n]) => `${v}=${n}`)
-      .join(' ')}`,
+      .join(' ')}; swap ms (start → old drained): ${swapMs.map((ms) => ms.toFixed(0)).join(' ')}`,
   );
 });

@@ -1,0 +1,154 @@
+import { CellError } from '../../errors/index.js';
+import { Membrane } from '../../membrane/index.js';
+import { Synapse, type SynapseClient } from '../../synapse/index.js';
+import type { Message } from '../raft/types.js';
+import { decodeBatch, encodeBatch, RaftPeerService } from './codec.js';
+import { byDestination, type RaftTransport } from './transport.js';
+
+export interface CellTransportOptions {
+  /** Cell name of each node's peer service, by node id (this node's included). */
+  peers: ReadonlyMap<number, string> | Record<number, string>;
+  /** Calls in flight per peer before further messages are coalesced into the next call (default 8). */
+  maxInFlight?: number;
+  /** Per-call timeout (default 2000 ms). */
+  timeoutMs?: number;
+  /** Offer the shared-memory ring between peers (default: the CELL_RAFT_SHM env var, else false). */
+  shm?: boolean;
+}
+
+class Peer {
+  client: SynapseClient<typeof RaftPeerService> | null = null;
+  connecting = false;
+  retryAt = 0;
+  inFlight = 0;
+  queue: Message[] = [];
+  constructor(readonly cell: string) {}
+}
+
+/**
+ * Raft over Cell: each node serves a `raft` peer service on its own Membrane and reaches the others
+ * through Synapse clients. Messages for one peer are coalesced into one `step` call while earlier
+ * calls are in flight (bounded pipelining); a peer that cannot be reached loses its messages until a
+ * reconnect succeeds, which Raft tolerates (it retransmits).
+ */
+export class CellTransport implements RaftTransport {
+  private readonly peers = new Map<number, Peer>();
+  private readonly maxInFlight: number;
+  private readonly timeoutMs: number;
+  private readonly shm: boolean;
+  private membrane: Membrane<typeof RaftPeerService> | null = null;
+  private closed = false;
+  sentCalls = 0;
+  droppedMessages = 0;
+
+  constructor(opts: CellTransportOptions) {
+    const entries =
+      opts.peers instanceof Map ? [...opts.peers] : Object.entries(opts.peers).map(([k, v]) => [Number(k), v] as const);
+    for (const [id, cell] of entries) this.peers.set(id, new Peer(cell));
+    this.maxInFlight = opts.maxInFlight ?? 8;
+    this.timeoutMs = opts.timeoutMs ?? 2000;
+    this.shm = opts.shm ?? process.env.CELL_RAFT_SHM === '1';
+  }
+
+  async start(id: number, deliver: (msgs: Message[]) => void): Promise<void> {
+    const me = this.peers.get(id);
+    if (!me) throw new CellError('E_INVALID_ARGUMENT', `raft transport: node ${id} has no cell name in peers.`);
+    this.peers.delete(id);
+    this.membrane = await Membrane.bind(
+      RaftPeerService,
+      {
+        step(bytes) {
+          deliver(decodeBatch(bytes));
+          return undefined;
+        },
+      },
+      { name: me.cell, handleSignals: false, shm: this.shm },
+    );
+  }
+
+  send(msgs: readonly Message[]): void {
+    if (this.closed) return;
+    for (const [to, batch] of byDestination(msgs)) {
+      const p = this.peers.get(to);
+      if (!p) continue;
+      for (const m of batch) p.queue.push(m);
+      if (p.queue.length > 4096) {
+        // A stalled peer: keep the newest messages only (older appends will be resent from the log).
+        this.droppedMessages += p.queue.length - 1024;
+        p.queue = p.queue.slice(-1024);
+      }
+      this.pump(p);
+    }
+  }
+
+  private pump(p: Peer): void {
+    if (p.queue.length === 0 || this.closed) return;
+    if (!p.client) {
+      if (Date.now() < p.retryAt) {
+        this.droppedMessages += p.queue.length;
+        p.queue = [];
+        return;
+      }
+      if (!p.connecting) void this.connect(p);
+      return;
+    }
+    if (p.inFlight >= this.maxInFlight) return;
+    const batch = p.queue;
+    p.queue = [];
+    const client = p.client;
+    p.inFlight++;
+    this.sentCalls++;
+    client.step(encodeBatch(batch), { timeoutMs: this.timeoutMs }).then(
+      () => {
+        p.inFlight--;
+        this.pump(p);
+      },
+      () => {
+        p.inFlight--;
+        this.droppedMessages += batch.length;
+        // The connection is suspect: drop it and reconnect after a short pause.
+        if (p.client === client) {
+          p.client = null;
+          p.retryAt = Date.now() + 100;
+          void client.$close().catch(() => {});
+        }
+      },
+    );
+  }
+
+  private async connect(p: Peer): Promise<void> {
+    p.connecting = true;
+    try {
+      const c = await Synapse.grow(RaftPeerService, {
+        name: p.cell,
+        waitMs: 0,
+        timeoutMs: this.timeoutMs,
+        shm: this.shm,
+      });
+      if (this.closed) {
+        await c.$close();
+        return;
+      }
+      p.client = c;
+    } catch {
+      p.retryAt = Date.now() + 100;
+      this.droppedMessages += p.queue.length;
+      p.queue = [];
+    } finally {
+      p.connecting = false;
+    }
+    this.pump(p);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const closing: Promise<void>[] = [];
+    for (const p of this.peers.values()) {
+      if (p.client) closing.push(p.client.$close().catch(() => {}));
+      p.client = null;
+    }
+    await Promise.all(closing);
+    await this.membrane?.close();
+    this.membrane = null;
+  }
+}

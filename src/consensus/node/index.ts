@@ -1,0 +1,11 @@
+export { CellTransport, type CellTransportOptions } from './cell-transport.js';
+export { decodeBatch, encodeBatch, RaftPeerService } from './codec.js';
+export {
+  type LeaderEvent,
+  RaftNode,
+  type RaftNodeOptions,
+  type RaftNodeStats,
+  type SnapshotEvent,
+  type StateMachine,
+} from './node.js';
+export { byDestination, InMemoryNetwork, type RaftTransport } from './transport.js';

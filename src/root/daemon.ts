@@ -1,0 +1,746 @@
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { CellError } from '../errors/index.js';
+import { Membrane } from '../membrane/index.js';
+import { cellSocketPath, dnaDir, logDir, rootSocketPath, socketDir, validateCellName } from '../paths/index.js';
+import { nativeAddonPath } from '../shm/native.js';
+import { loadShmToken } from '../shm/token.js';
+import { generationSocketPath, publishGeneration, swapGenerations, waitHealthy } from '../swap/index.js';
+import { CellProbe } from '../top/scan.js';
+import type { CellState, RootServiceDef } from './contract.js';
+import { RootService } from './contract.js';
+import { type Bundle, type Encapsulated, encapsulate, synthesize } from './engine.js';
+import { RotatingLog, tailLines } from './log.js';
+import { type DnaSpec, dnaSpec, loadManifest, manifestPath } from './manifest.js';
+
+/** Crash-loop rule (systemd's StartLimitBurst/IntervalSec defaults): this many failures within the window. */
+export const CRASH_LOOP_FAILURES = 5;
+export const CRASH_LOOP_WINDOW_MS = 10_000;
+const BACKOFF_FIRST_MS = 100;
+const BACKOFF_MAX_MS = 10_000;
+/** A process that stayed up this long resets the backoff. */
+const BACKOFF_RESET_UPTIME_MS = 10_000;
+const STOP_GRACE_MS = 5_000;
+const LOG_TAIL_LINES = 20;
+
+interface Proc {
+  readonly generation: number;
+  readonly pid: number;
+  readonly capsule: Encapsulated;
+  readonly startedAt: number;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** starting: not yet published; running: the published one; retired: stopping on purpose. */
+  phase: 'starting' | 'running' | 'retired';
+  alive: boolean;
+}
+
+interface CellRecord {
+  spec: DnaSpec;
+  state: CellState;
+  /** The user wants it running (spawn/up); false after stop. */
+  wanted: boolean;
+  proc: Proc | null;
+  generation: number;
+  restarts: number;
+  consecutiveFailures: number;
+  failures: number[];
+  lastExit: string;
+  oomKills: number;
+  error: string;
+  build: Bundle | null;
+  log: RotatingLog;
+  timer: NodeJS.Timeout | null;
+  /** Serialises spawn/stop/restart/swap of one cell. */
+  queue: Promise<unknown>;
+}
+
+export interface RootOptions {
+  /** Run cells without the sandbox (development); status says so loudly. */
+  noSandbox?: boolean;
+  socketPath?: string;
+  /** How long a starting cell has to answer its health check (default 15 s). */
+  readyTimeoutMs?: number;
+  /** Called after a shutdown request was answered and everything stopped (the daemon exits there). */
+  onShutdown?: () => void;
+}
+
+function describeExit(code: number | null, signal: NodeJS.Signals | null, oom: boolean): string {
+  if (oom) return `oom-killed (${signal ?? `exit ${code}`})`;
+  return signal !== null ? `signal ${signal}` : `exit ${code}`;
+}
+
+function procRss(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The Mycelium Root: one per user, listening on the umbilical socket. It knows cells by name (their
+ * DNA), builds them with the Ribosome, runs them in a Capsid, waits until they answer, restarts
+ * them when they crash (exponential backoff, crash-loop detection) and swaps them without downtime.
+ */
+export class Root {
+  readonly noSandbox: boolean;
+  readonly startedAt = Date.now();
+  private readonly cells = new Map<string, CellRecord>();
+  private readonly readyTimeoutMs: number;
+  private readonly probe = new CellProbe(socketDir(), 500);
+  private membrane: Membrane<RootServiceDef> | null = null;
+  private shuttingDown = false;
+  private readonly onShutdown: (() => void) | undefined;
+
+  private constructor(opts: RootOptions) {
+    this.noSandbox = opts.noSandbox === true;
+    this.readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
+    this.onShutdown = opts.onShutdown;
+  }
+
+  static async start(opts: RootOptions = {}): Promise<Root> {
+    const root = new Root(opts);
+    root.membrane = await Membrane.bind(RootService, root.handlers(), {
+      name: 'mitosis',
+      socketPath: opts.socketPath ?? rootSocketPath(),
+      // Left on: a Membrane without it answers a default client's upgrade request with a protocol error.
+      tap: false,
+      lan: false,
+      handleSignals: false,
+    });
+    root.restoreRegistry();
+    return root;
+  }
+
+  /** Registrations survive the Root: each DNA spec is kept as `~/.cell/dna/<name>.json`. */
+  private restoreRegistry(): void {
+    let files: string[] = [];
+    try {
+      files = readdirSync(dnaDir()).filter((f) => f.endsWith('.json'));
+    } catch {
+      return;
+    }
+    for (const f of files) {
+      try {
+        const spec = JSON.parse(readFileSync(join(dnaDir(), f), 'utf8')) as DnaSpec;
+        validateCellName(spec.name);
+        if (typeof spec.dir !== 'string' || `${spec.name}.json` !== f) continue;
+        this.register(spec, false);
+      } catch {
+        // a damaged entry is skipped; `cell add` or `cell up` writes it again
+      }
+    }
+  }
+
+  get socketPath(): string | null {
+    return this.membrane?.socketPath ?? null;
+  }
+
+  private handlers() {
+    return {
+      spawn: (req: { name: string; wait: boolean }) => this.spawn(String(req.name), true).then((r) => this.row(r)),
+      stop: (req: { name: string }) => this.stop(this.record(String(req.name))).then((r) => this.row(r)),
+      restart: (req: { name: string }) => this.restart(String(req.name)).then((r) => this.row(r)),
+      status: (req: { name: string }) => this.row(this.record(String(req.name)), true),
+      list: () => this.list(),
+      add: (req: {
+        name: string;
+        dna: string;
+        entry?: string | undefined;
+        limitsJson?: string | undefined;
+        network?: boolean | undefined;
+        lan?: boolean | undefined;
+        autostart?: boolean | undefined;
+        envJson?: string | undefined;
+      }) => {
+        const raw: Record<string, unknown> = { dna: String(req.dna) };
+        if (req.entry !== undefined) raw.entry = String(req.entry);
+        if (req.limitsJson !== undefined) raw.limits = parseJson(String(req.limitsJson), 'limits');
+        if (req.envJson !== undefined) raw.env = parseJson(String(req.envJson), 'env');
+        if (req.network !== undefined) raw.network = req.network;
+        if (req.lan !== undefined) raw.lan = req.lan;
+        if (req.autostart !== undefined) raw.autostart = req.autostart;
+        return this.row(this.register(dnaSpec(String(req.name), raw, process.cwd())));
+      },
+      swap: (req: { name: string }) => this.swap(String(req.name)),
+      shutdown: () => this.shutdown(),
+      load: (req: { path: string; start: boolean }) => this.load(String(req.path), req.start),
+      logs: (req: { name: string; lines: number }) => {
+        const rec = this.record(String(req.name));
+        return { path: rec.log.path, lines: tailLines(rec.log.path, Math.min(Number(req.lines), 10_000)) };
+      },
+    };
+  }
+
+  // ---- registry ---------------------------------------------------------------------------------
+
+  register(spec: DnaSpec, persist = true): CellRecord {
+    if (persist) {
+      try {
+        mkdirSync(dnaDir(), { recursive: true, mode: 0o700 });
+        const path = join(dnaDir(), `${spec.name}.json`);
+        writeFileSync(`${path}.tmp`, JSON.stringify(spec), { mode: 0o600 });
+        renameSync(`${path}.tmp`, path);
+      } catch {
+        // the registration still holds for this Root's lifetime
+      }
+    }
+    const existing = this.cells.get(spec.name);
+    if (existing !== undefined) {
+      existing.spec = spec;
+      return existing;
+    }
+    const rec: CellRecord = {
+      spec,
+      state: 'stopped',
+      wanted: false,
+      proc: null,
+      generation: 0,
+      restarts: 0,
+      consecutiveFailures: 0,
+      failures: [],
+      lastExit: '',
+      oomKills: 0,
+      error: '',
+      build: null,
+      log: new RotatingLog(join(logDir(), `${spec.name}.log`)),
+      timer: null,
+      queue: Promise.resolve(),
+    };
+    this.cells.set(spec.name, rec);
+    return rec;
+  }
+
+  private record(name: string): CellRecord {
+    validateCellName(name);
+    const rec = this.cells.get(name);
+    if (rec === undefined) {
+      throw new CellError('E_DNA_UNKNOWN', 'no DNA is registered under this name.', {
+        cell: name,
+        fix: `register it: \`cell add ${name} <dir>\` or an entry in cell.json, then \`cell up\`.`,
+      });
+    }
+    return rec;
+  }
+
+  async load(path: string, start: boolean) {
+    const file = manifestPath(resolve(path));
+    const specs = loadManifest(file);
+    const recs = specs.map((s) => this.register(s));
+    if (start) {
+      // One failing cell does not stop the others: its row carries the error.
+      await Promise.all(recs.filter((r) => r.spec.autostart).map((r) => this.spawn(r.spec.name, true).catch(() => {})));
+    }
+    return this.list();
+  }
+
+  // ---- lifecycle --------------------------------------------------------------------------------
+
+  private exclusive<T>(rec: CellRecord, fn: () => Promise<T>): Promise<T> {
+    const next = rec.queue.then(fn, fn);
+    rec.queue = next.catch(() => {});
+    return next;
+  }
+
+  /** Starts the cell unless it runs; an explicit spawn clears a crash-loop mark. */
+  spawn(name: string, explicit: boolean): Promise<CellRecord> {
+    if (this.shuttingDown) return Promise.reject(shuttingDownError(name));
+    const rec = this.record(name);
+    if (explicit) {
+      // Someone asked on purpose: the failure history (crash-loop mark, backoff) starts over.
+      rec.wanted = true;
+      rec.failures = [];
+      rec.consecutiveFailures = 0;
+    }
+    return this.exclusive(rec, async () => {
+      if (rec.proc?.alive && rec.state === 'running') return rec;
+      if (!rec.wanted) return rec;
+      this.clearTimer(rec);
+      await this.startProcess(rec);
+      return rec;
+    });
+  }
+
+  async restart(name: string): Promise<CellRecord> {
+    const rec = this.record(name);
+    await this.stop(rec);
+    rec.restarts = 0;
+    return this.spawn(name, true);
+  }
+
+  stop(rec: CellRecord): Promise<CellRecord> {
+    rec.wanted = false;
+    this.clearTimer(rec);
+    return this.exclusive(rec, async () => {
+      const proc = rec.proc;
+      if (proc !== null) {
+        rec.state = 'stopping';
+        await this.terminate(proc, STOP_GRACE_MS);
+        rec.proc = null;
+        rec.log.note(`stopped generation ${proc.generation} (pid ${proc.pid})`);
+      }
+      this.removeSockets(rec.spec.name);
+      rec.state = 'stopped';
+      return rec;
+    });
+  }
+
+  private clearTimer(rec: CellRecord): void {
+    if (rec.timer !== null) clearTimeout(rec.timer);
+    rec.timer = null;
+  }
+
+  private async build(rec: CellRecord): Promise<Bundle> {
+    const { spec } = rec;
+    rec.state = 'building';
+    try {
+      const bundle = await synthesize(
+        { name: spec.name, dir: spec.dir, ...(spec.entry === undefined ? {} : { entry: spec.entry }) },
+        { onProgress: (line) => rec.log.note(line) },
+      );
+      rec.build = bundle;
+      rec.log.note(
+        `DNA ${bundle.cached ? 'cached' : `built in ${Math.round(bundle.buildMs)} ms`} (${bundle.hash.slice(0, 12)})`,
+      );
+      return bundle;
+    } catch (err) {
+      rec.log.note(`build failed: ${errorText(err)}`);
+      throw err;
+    }
+  }
+
+  private async launch(rec: CellRecord, bundle: Bundle, generation: number, bindPath: string): Promise<Proc> {
+    const { spec } = rec;
+    rmSync(bindPath, { force: true });
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      CELL_NAME: spec.name,
+      CELL_SOCKET_DIR: socketDir(),
+      CELL_BIND_PATH: bindPath,
+      CELL_UMBILICAL: rootSocketPath(),
+      CELL_GENERATION: String(generation),
+      CELL_LAN: spec.lan ? '1' : '0',
+    };
+    for (const k of ['CELL_DISABLE_SHM', 'CELL_NATIVE_ADDON', 'CELL_SHM_TOKEN', 'NODE_OPTIONS'] as const) {
+      const v = process.env[k];
+      if (v !== undefined) env[k] = v;
+    }
+    // The bundle cannot find the shared-memory addon relative to itself: hand on the Root's.
+    const addon = nativeAddonPath();
+    if (env.CELL_NATIVE_ADDON === undefined && addon !== undefined) env.CELL_NATIVE_ADDON = addon;
+    // A cell must prove the same shared-memory token as its callers, and a sandboxed one cannot read
+    // the token file (or would make its own): hand on the Root's.
+    if (env.CELL_SHM_TOKEN === undefined) {
+      const token = rootShmToken();
+      if (token !== undefined) env.CELL_SHM_TOKEN = token;
+    }
+    Object.assign(env, spec.env);
+    const capsule = await encapsulate({
+      name: spec.name,
+      bundlePath: bundle.path,
+      socketDir: socketDir(),
+      env,
+      limits: spec.limits,
+      network: spec.network || spec.lan,
+      sandbox: !this.noSandbox,
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+    const child = capsule.child;
+    child.stdout?.on('data', (d: Buffer) => rec.log.write(d));
+    child.stderr?.on('data', (d: Buffer) => rec.log.write(d));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
+      if (child.exitCode !== null || child.signalCode !== null) res({ code: child.exitCode, signal: child.signalCode });
+      else child.once('exit', (code, signal) => res({ code, signal }));
+    });
+    const proc: Proc = {
+      generation,
+      pid: child.pid ?? 0,
+      capsule,
+      startedAt: Date.now(),
+      exited,
+      phase: 'starting',
+      alive: true,
+    };
+    rec.log.note(`started generation ${generation} (pid ${proc.pid}, sandbox ${capsule.sandbox})`);
+    void exited.then(({ code, signal }) => {
+      proc.alive = false;
+      this.onExit(rec, proc, code, signal);
+    });
+    return proc;
+  }
+
+  /** Waits for readiness at the generation's own path; on failure, the reason with the log's tail. */
+  private async ready(rec: CellRecord, proc: Proc, bindPath: string): Promise<void> {
+    try {
+      await waitHealthy(rec.spec.name, bindPath, this.readyTimeoutMs, () => proc.alive);
+    } catch (err) {
+      // Let the exit event and the last output land in the log before quoting it.
+      if (proc.alive) await this.terminate(proc, 1000);
+      else await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 200))]);
+      await new Promise((r) => setTimeout(r, 20));
+      const tail = tailLines(rec.log.path, LOG_TAIL_LINES).join('\n');
+      const why = !proc.alive ? `exited during start: ${rec.lastExit}` : errorText(err);
+      throw new CellError('E_SPAWN_FAILED', `did not become ready (${why}). Last lines of its log:\n${tail}`, {
+        cell: rec.spec.name,
+        fix: `see \`cell logs ${rec.spec.name}\`; the cell must bind its Membrane under the same name.`,
+      });
+    }
+  }
+
+  private async startProcess(rec: CellRecord): Promise<void> {
+    rec.error = '';
+    let bundle: Bundle;
+    try {
+      bundle = await this.build(rec);
+    } catch (err) {
+      // Deterministic: retrying the same source would fail the same way.
+      rec.error = errorText(err);
+      rec.state = 'stopped';
+      rec.wanted = false;
+      throw err;
+    }
+    const generation = rec.generation + 1;
+    const publicPath = cellSocketPath(rec.spec.name);
+    const bindPath = generationSocketPath(publicPath, generation);
+    rec.state = 'starting';
+    let proc: Proc;
+    try {
+      proc = await this.launch(rec, bundle, generation, bindPath);
+    } catch (err) {
+      rec.error = errorText(err);
+      rec.state = 'stopped';
+      rec.wanted = false;
+      rec.log.note(`could not start: ${rec.error}`);
+      throw err;
+    }
+    rec.proc = proc;
+    rec.generation = generation;
+    try {
+      await this.ready(rec, proc, bindPath);
+    } catch (err) {
+      rec.error = errorText(err);
+      rec.proc = null;
+      rmSync(bindPath, { force: true });
+      this.failed(rec, proc);
+      throw err;
+    }
+    proc.phase = 'running';
+    publishGeneration(bindPath, publicPath);
+    rec.state = 'running';
+    rec.log.note(`generation ${generation} ready at ${publicPath}`);
+  }
+
+  private onExit(rec: CellRecord, proc: Proc, code: number | null, signal: NodeJS.Signals | null): void {
+    const oom = safe(() => proc.capsule.oomKilled(), false);
+    if (oom) rec.oomKills++;
+    const reason = describeExit(code, signal, oom);
+    rec.log.note(`generation ${proc.generation} (pid ${proc.pid}) ended: ${reason}`);
+    void proc.capsule.dispose().catch(() => {});
+    if (proc.phase === 'retired') return;
+    rec.lastExit = reason;
+    // A failure during start is handled by startProcess (it sees the readiness check fail).
+    if (proc.phase !== 'running' || rec.proc !== proc) return;
+    rec.proc = null;
+    if (this.shuttingDown || !rec.wanted) {
+      rec.state = 'stopped';
+      return;
+    }
+    if (Date.now() - proc.startedAt >= BACKOFF_RESET_UPTIME_MS) rec.consecutiveFailures = 0;
+    this.failed(rec, proc);
+  }
+
+  /** Counts a failure, then either schedules a restart with backoff or marks the cell crash-looping. */
+  private failed(rec: CellRecord, proc: Proc): void {
+    const now = Date.now();
+    rec.failures = rec.failures.filter((t) => now - t < CRASH_LOOP_WINDOW_MS);
+    rec.failures.push(now);
+    rec.consecutiveFailures++;
+    if (this.shuttingDown || !rec.wanted) {
+      rec.state = 'stopped';
+      return;
+    }
+    if (rec.failures.length >= CRASH_LOOP_FAILURES) {
+      rec.state = 'crash-loop';
+      rec.log.note(
+        `crash-looping: ${rec.failures.length} failures within ${CRASH_LOOP_WINDOW_MS / 1000} s; not restarting until \`cell restart ${rec.spec.name}\``,
+      );
+      this.removeSockets(rec.spec.name);
+      return;
+    }
+    rec.state = 'crashed';
+    const delay = Math.min(BACKOFF_FIRST_MS * 2 ** (rec.consecutiveFailures - 1), BACKOFF_MAX_MS);
+    rec.log.note(`restarting in ${delay} ms (failure ${rec.consecutiveFailures}, generation ${proc.generation})`);
+    this.clearTimer(rec);
+    rec.timer = setTimeout(() => {
+      rec.timer = null;
+      if (!rec.wanted || this.shuttingDown || rec.state !== 'crashed') return;
+      rec.restarts++;
+      this.exclusive(rec, async () => {
+        // A stop or shutdown may have been queued ahead of this restart.
+        if (rec.wanted && !this.shuttingDown && rec.proc === null) await this.startProcess(rec);
+      }).catch(() => {
+        // the failure is counted (and maybe rescheduled) inside startProcess
+      });
+    }, delay);
+  }
+
+  private async terminate(proc: Proc, graceMs: number): Promise<void> {
+    proc.phase = proc.phase === 'starting' ? 'starting' : 'retired';
+    if (proc.alive) {
+      signalCell(proc, 'SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        proc.exited,
+        new Promise<void>((r) => {
+          timer = setTimeout(() => {
+            if (proc.alive) proc.capsule.child.kill('SIGKILL');
+            r();
+          }, graceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      await proc.exited;
+    }
+    await proc.capsule.dispose().catch(() => {});
+  }
+
+  /** Removes what a cell leaves in the socket dir when it was killed rather than closed. */
+  private removeSockets(name: string): void {
+    const dir = socketDir();
+    const mine = new RegExp(`^${name}(\\.\\d+)?\\.(sock|lock|sock\\.publish)$|^${name}\\.tap\\.sock$`);
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const f of entries) if (mine.test(f)) rmSync(join(dir, f), { force: true });
+  }
+
+  // ---- swap -------------------------------------------------------------------------------------
+
+  swap(name: string) {
+    const rec = this.record(name);
+    return this.exclusive(rec, async () => {
+      const current = rec.proc;
+      if (current === null || rec.state !== 'running') {
+        throw new CellError('E_SWAP_FAILED', `cannot swap a cell that is ${rec.state}.`, {
+          cell: name,
+          fix: `start it with \`cell spawn ${name}\`.`,
+        });
+      }
+      let bundle: Bundle | null = null;
+      const result = await swapGenerations<Proc>({
+        cell: name,
+        publicPath: cellSocketPath(name),
+        current,
+        nextGeneration: rec.generation + 1,
+        readyTimeoutMs: this.readyTimeoutMs,
+        onPhase: (phase, detail) => rec.log.note(`swap: ${phase} ${detail}`),
+        steps: {
+          build: async () => {
+            bundle = await this.build(rec);
+            rec.state = 'running';
+          },
+          start: (generation, bindPath) => this.launch(rec, bundle as unknown as Bundle, generation, bindPath),
+          ready: (proc, bindPath) => this.ready(rec, proc, bindPath),
+          drain: (proc) => this.terminate(proc, 15_000),
+          discard: (proc) => this.terminate(proc, 1000),
+        },
+      }).catch((err) => {
+        rec.state = rec.proc?.alive ? 'running' : rec.state;
+        throw err;
+      });
+      result.next.phase = 'running';
+      rec.proc = result.next;
+      rec.generation = result.next.generation;
+      rec.state = 'running';
+      return {
+        name,
+        generation: result.next.generation,
+        previousGeneration: current.generation,
+        pid: result.next.pid,
+        previousPid: current.pid,
+        durationMs: Math.round(result.durationMs),
+        drainError: result.drainError === undefined ? '' : errorText(result.drainError),
+        build: rec.build === null ? undefined : buildInfo(rec.build),
+      };
+    });
+  }
+
+  // ---- status -----------------------------------------------------------------------------------
+
+  async row(rec: CellRecord, sample = false) {
+    const proc = rec.proc;
+    let transport = '-';
+    const pid = proc?.pid ?? 0;
+    let memory = 0;
+    if (proc?.alive) {
+      memory = safe(() => proc.capsule.memoryBytes(), null) ?? 0;
+      if (sample && rec.state === 'running') {
+        const s = await this.probe.sample({ name: rec.spec.name, state: rec.state });
+        transport = s.transport;
+        if (memory === 0 && s.rssBytes !== undefined) memory = s.rssBytes;
+      }
+      if (memory === 0) memory = procRss(pid);
+    }
+    return {
+      name: rec.spec.name,
+      state: rec.state,
+      pid: proc?.alive ? pid : 0,
+      startedAt: proc?.alive ? proc.startedAt : 0,
+      uptimeMs: proc?.alive ? Date.now() - proc.startedAt : 0,
+      restarts: rec.restarts,
+      generation: rec.generation,
+      transport,
+      sandbox: proc?.alive ? proc.capsule.sandbox : this.noSandbox ? 'none' : 'bwrap',
+      memoryBytes: memory,
+      lastExit: rec.lastExit,
+      oomKills: rec.oomKills,
+      dna: rec.spec.dir,
+      socketPath: cellSocketPath(rec.spec.name),
+      error: rec.error,
+      build: rec.build === null ? undefined : buildInfo(rec.build),
+    };
+  }
+
+  async list() {
+    const names = [...this.cells.keys()].sort();
+    this.probe.retain(names);
+    const cells = await Promise.all(names.map((n) => this.row(this.cells.get(n) as CellRecord, true)));
+    return { cells, rootPid: process.pid, rootStartedAt: this.startedAt, noSandbox: this.noSandbox };
+  }
+
+  // ---- shutdown ---------------------------------------------------------------------------------
+
+  /** Stops every cell gracefully; the Root closes right after the reply went out. */
+  async shutdown(): Promise<{ stopped: number }> {
+    this.shuttingDown = true;
+    const running = [...this.cells.values()].filter((r) => r.proc !== null);
+    await Promise.all([...this.cells.values()].map((r) => this.stop(r)));
+    setTimeout(() => {
+      void this.close().then(() => this.onShutdown?.());
+    }, 20);
+    return { stopped: running.length };
+  }
+
+  /** Closes the control socket and kills whatever still runs (a cell never outlives its Root). */
+  async close(): Promise<void> {
+    this.shuttingDown = true;
+    for (const rec of this.cells.values()) {
+      this.clearTimer(rec);
+      if (rec.proc?.alive) rec.proc.capsule.child.kill('SIGKILL');
+    }
+    await Promise.all(
+      [...this.cells.values()].map(async (rec) => {
+        if (rec.proc !== null) await rec.proc.capsule.dispose().catch(() => {});
+      }),
+    );
+    await this.probe.close();
+    await this.membrane?.close();
+    for (const rec of this.cells.values()) rec.log.close();
+  }
+
+  /** Synchronous last resort for process exit: SIGKILL every child. */
+  killAll(): void {
+    for (const rec of this.cells.values()) if (rec.proc?.alive) rec.proc.capsule.child.kill('SIGKILL');
+  }
+}
+
+/** Every descendant of `pid` (children first), from /proc/<pid>/task/<tid>/children. */
+function descendants(pid: number, out: number[] = [], depth = 0): number[] {
+  if (depth > 8) return out;
+  let tasks: string[] = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tasks) {
+    let children = '';
+    try {
+      children = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const c of children.split(' ')) {
+      const child = Number(c);
+      if (child > 0) {
+        out.push(child);
+        descendants(child, out, depth + 1);
+      }
+    }
+  }
+  return out;
+}
+
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Asks a cell to stop. bubblewrap does not forward signals: a SIGTERM to it tears the sandbox's pid
+ * namespace down and the cell is killed without draining. So a sandboxed cell's own processes (the
+ * ones inside bwrap that are not bwrap) get the signal, and bwrap exits with them.
+ */
+function signalCell(proc: Proc, signal: NodeJS.Signals): void {
+  if (proc.capsule.sandbox === 'bwrap' && proc.pid > 0) {
+    const inside = descendants(proc.pid).filter((p) => commOf(p) !== 'bwrap');
+    if (inside.length > 0) {
+      for (const p of inside) {
+        try {
+          process.kill(p, signal);
+        } catch {
+          // already gone
+        }
+      }
+      return;
+    }
+  }
+  proc.capsule.child.kill(signal);
+}
+
+function buildInfo(b: Bundle) {
+  return { hash: b.hash, cached: b.cached, buildMs: Math.round(b.buildMs), bundlePath: b.path };
+}
+
+function safe<T>(fn: () => T, fallback: T): T {
+  try {
+    return fn();
+  } catch {
+    return fallback;
+  }
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new CellError('E_INVALID_ARGUMENT', `${what} is not valid JSON: ${errorText(err)}`);
+  }
+}
+
+function shuttingDownError(name: string): CellError {
+  return new CellError('E_ROOT_UNAVAILABLE', 'the Root is shutting down.', { cell: name, fix: 'run `cell up` again.' });
+}
+
+/** The user's shared-memory token as text for a cell's environment, or undefined when unusable. */
+function rootShmToken(): string | undefined {
+  try {
+    const token = loadShmToken();
+    const text = token.toString('utf8');
+    return Buffer.from(text, 'utf8').equals(token) ? text : undefined;
+  } catch {
+    return undefined;
+  }
+}

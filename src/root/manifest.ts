@@ -1,0 +1,106 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { CellError } from '../errors/index.js';
+import { validateCellName } from '../paths/index.js';
+import { type Limits, parseLimits } from './engine.js';
+
+/** One cell the Root knows how to grow: its DNA and how to run it (one entry of cell.json). */
+export interface DnaSpec {
+  name: string;
+  /** Absolute path of the DNA folder. */
+  dir: string;
+  /** Entry file relative to `dir` (default: the Ribosome's choice). */
+  entry?: string;
+  limits: Partial<Limits>;
+  network: boolean;
+  lan: boolean;
+  autostart: boolean;
+  env: Record<string, string>;
+}
+
+export const MANIFEST_FILE = 'cell.json';
+
+/** The manifest path for `cell up [dir|file]`: a file as is, a folder's cell.json. */
+export function manifestPath(target: string): string {
+  const abs = resolve(target);
+  if (existsSync(abs) && statSync(abs).isDirectory()) return join(abs, MANIFEST_FILE);
+  return abs;
+}
+
+function bad(message: string, fix: string): CellError {
+  return new CellError('E_INVALID_ARGUMENT', message, { fix });
+}
+
+/** Checks one manifest entry; relative DNA paths are resolved against `base`. */
+export function dnaSpec(name: string, raw: unknown, base: string): DnaSpec {
+  validateCellName(name);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw bad(`entry '${name}' must be an object.`, 'write { "dna": "./folder" } for each cell.');
+  }
+  const r = raw as Record<string, unknown>;
+  if (typeof r.dna !== 'string' || r.dna === '') {
+    throw bad(`entry '${name}' needs "dna": the folder with the cell source.`, 'add "dna": "./path/to/cell".');
+  }
+  for (const key of ['network', 'lan', 'autostart'] as const) {
+    if (r[key] !== undefined && typeof r[key] !== 'boolean') {
+      throw bad(`entry '${name}': "${key}" must be true or false.`, `write "${key}": true or remove it.`);
+    }
+  }
+  if (r.entry !== undefined && (typeof r.entry !== 'string' || r.entry.includes('..'))) {
+    throw bad(`entry '${name}': "entry" must be a file name inside the DNA folder.`, 'write "entry": "index.ts".');
+  }
+  const env: Record<string, string> = {};
+  if (r.env !== undefined) {
+    if (r.env === null || typeof r.env !== 'object' || Array.isArray(r.env)) {
+      throw bad(`entry '${name}': "env" must be an object of strings.`, 'write "env": { "KEY": "value" }.');
+    }
+    for (const [k, v] of Object.entries(r.env)) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || typeof v !== 'string') {
+        throw bad(
+          `entry '${name}': env ${JSON.stringify(k)} must be a variable name with a string value.`,
+          'quote the value.',
+        );
+      }
+      env[k] = v;
+    }
+  }
+  return {
+    name,
+    dir: isAbsolute(r.dna) ? r.dna : resolve(base, r.dna),
+    ...(typeof r.entry === 'string' ? { entry: r.entry } : {}),
+    limits: parseLimits(r.limits),
+    network: r.network === true,
+    lan: r.lan === true,
+    autostart: r.autostart !== false,
+    env,
+  };
+}
+
+/** Reads and checks a cell.json: `{ "cells": { "<name>": { "dna": "./dir", … } } }`. */
+export function loadManifest(path: string): DnaSpec[] {
+  let text: string;
+  try {
+    const st = statSync(path);
+    // A request names the file: refuse devices, FIFOs and giant files rather than read them.
+    if (!st.isFile() || st.size > 1024 * 1024) {
+      throw new Error(`not a regular file of at most 1 MiB (${st.isFile() ? `${st.size} bytes` : 'not a file'})`);
+    }
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new CellError('E_INVALID_ARGUMENT', `cannot read the manifest ${path}: ${(err as Error).message}`, {
+      fix: 'run `cell up` in a folder with a cell.json, or pass its path.',
+      cause: err,
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw bad(`${path} is not valid JSON: ${(err as Error).message}`, 'fix the syntax.');
+  }
+  const cells = (json as { cells?: unknown } | null)?.cells;
+  if (cells === null || typeof cells !== 'object' || Array.isArray(cells)) {
+    throw bad(`${path} needs a "cells" object.`, 'write { "cells": { "<name>": { "dna": "./dir" } } }.');
+  }
+  return Object.entries(cells as Record<string, unknown>).map(([name, raw]) => dnaSpec(name, raw, dirname(path)));
+}

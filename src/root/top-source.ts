@@ -1,0 +1,65 @@
+import { rootSocketPath } from '../paths/index.js';
+import { CellProbe } from '../top/scan.js';
+import type { CellSample, TopDataSource } from '../top/source.js';
+import { connectRoot, isSocket, type RootClient, unwrapRootError } from './client.js';
+
+/** `cell top` / `cell metrics` over the Root: its registry and states, plus each cell's own metrics. */
+export class RootTopSource implements TopDataSource {
+  readonly label = 'Root';
+  private readonly probe = new CellProbe();
+
+  private constructor(private readonly root: RootClient) {}
+
+  /** The Root-backed source when a Root answers, else undefined (callers fall back to a socket scan). */
+  static async connect(): Promise<RootTopSource | undefined> {
+    if (!isSocket(rootSocketPath())) return undefined;
+    try {
+      return new RootTopSource(await connectRoot({ timeoutMs: 10_000 }));
+    } catch {
+      return undefined;
+    }
+  }
+
+  async sample(): Promise<CellSample[]> {
+    const { cells } = await this.root.list(undefined);
+    this.probe.retain(cells.map((c) => c.name));
+    return Promise.all(
+      cells.map(async (c) => {
+        const base = { name: c.name, state: c.state, restarts: c.restarts, generation: c.generation };
+        const root = { sandbox: c.sandbox, lastExit: c.lastExit, error: c.error };
+        if (c.state !== 'running') {
+          return { ...base, ...root, transport: '-', pid: c.pid || undefined, startedAt: c.startedAt || undefined };
+        }
+        const s = await this.probe.sample({ ...base, socketPath: c.socketPath, pid: c.pid || undefined });
+        return { ...s, ...root, rssBytes: c.memoryBytes || s.rssBytes };
+      }),
+    );
+  }
+
+  async logTail(name: string, lines: number): Promise<string[]> {
+    return (await this.call(() => this.root.logs({ name, lines }))).lines;
+  }
+
+  async swap(name: string): Promise<string> {
+    const r = await this.call(() => this.root.swap({ name }));
+    return `${name}: generation ${r.previousGeneration} → ${r.generation} in ${r.durationMs} ms`;
+  }
+
+  async restart(name: string): Promise<string> {
+    const r = await this.call(() => this.root.restart({ name, wait: true }));
+    return `${name}: ${r.state} (pid ${r.pid})`;
+  }
+
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw unwrapRootError(err);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.probe.close();
+    await this.root.$close();
+  }
+}

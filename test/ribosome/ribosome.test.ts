@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
+import { isCellError } from '../../src/errors/index.js';
+import { synthesize } from '../../src/ribosome/index.js';
+
+function workspace(t: TestContext): { dna: string; cache: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'cell-ribosome-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dna = join(dir, 'dna');
+  mkdirSync(join(dna, 'lib'), { recursive: true });
+  writeFileSync(
+    join(dna, 'lib', 'greet.ts'),
+    'export const greet = (who: string): string => ["hello", who].join(" ");\n',
+  );
+  writeFileSync(
+    join(dna, 'index.ts'),
+    [
+      "import { t, protein } from 'cell';",
+      "import { greet } from './lib/greet.js';",
+      "const Point = protein('Point', { x: t.uint });",
+      'const bytes = Point.encode({ x: 7 });',
+      'console.log(greet("cell"), Point.decode(bytes).x);',
+      '',
+    ].join('\n'),
+  );
+  return { dna, cache: join(dir, 'cache') };
+}
+
+function run(path: string): string {
+  const r = spawnSync(process.execPath, [path], { encoding: 'utf8', env: {} });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.trim();
+}
+
+test('first build writes a runnable bundle; the second call is a cache hit with the same hash', async (t) => {
+  const { dna, cache } = workspace(t);
+  const lines: string[] = [];
+  const first = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache, onProgress: (l) => lines.push(l) });
+  assert.equal(first.cached, false);
+  assert.match(first.hash, /^[0-9a-f]{64}$/);
+  assert.ok(first.path.startsWith(join(cache, 'greeter')));
+  assert.ok(first.path.endsWith('.mjs'));
+  assert.ok(
+    lines.some((l) => l.includes('synthesizing greeter')),
+    lines.join('\n'),
+  );
+  // The bundle is self-contained: `cell` was resolved to this checkout's runtime and inlined.
+  assert.equal(run(first.path), 'hello cell 7');
+
+  const progressAgain: string[] = [];
+  const second = await synthesize(
+    { name: 'greeter', dir: dna },
+    { cacheDir: cache, onProgress: (l) => progressAgain.push(l) },
+  );
+  assert.equal(second.cached, true);
+  assert.equal(second.hash, first.hash);
+  assert.equal(second.path, first.path);
+  assert.deepEqual(progressAgain, [], 'a cache hit does not build');
+  assert.deepEqual(
+    readdirSync(join(cache, 'greeter')).filter((f) => !f.endsWith('.mjs')),
+    [],
+    'no lock or temp file is left',
+  );
+});
+
+test('a change to any source file (or a new file) rebuilds under a new hash', async (t) => {
+  const { dna, cache } = workspace(t);
+  const first = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
+  writeFileSync(
+    join(dna, 'lib', 'greet.ts'),
+    'export const greet = (who: string): string => ["bonjour", who].join(" ");\n',
+  );
+  const second = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
+  assert.equal(second.cached, false);
+  assert.notEqual(second.hash, first.hash);
+  assert.equal(run(second.path), 'bonjour cell 7');
+  // A file the entry does not import still belongs to the DNA (a README, a schema file).
+  writeFileSync(join(dna, 'notes.md'), 'notes\n');
+  const third = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
+  assert.notEqual(third.hash, second.hash);
+  // Dotfiles and node_modules do not.
+  writeFileSync(join(dna, '.editorconfig'), 'root = true\n');
+  mkdirSync(join(dna, 'node_modules'));
+  writeFileSync(join(dna, 'node_modules', 'x.js'), '1\n');
+  const again = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
+  assert.equal(again.hash, third.hash);
+  assert.equal(again.cached, true);
+  // A rename alone is a change too (paths are hashed, not only contents).
+  rmSync(join(dna, 'notes.md'));
+  writeFileSync(join(dna, 'notes.txt'), 'notes\n');
+  const fourth = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
+  assert.notEqual(fourth.hash, third.hash);
+  // Only the newest three versions are kept.
+  assert.deepEqual(
+    readdirSync(join(cache, 'greeter'))
+      .filter((f) => f.endsWith('.mjs'))
+      .sort(),
+    [second, third, fourth].map((b) => `${b.hash}.mjs`).sort(),
+  );
+  assert.equal(existsSync(first.path), false);
+});
+
+test('a compile error names the cell and carries file:line from esbuild', async (t) => {
+  const { dna, cache } = workspace(t);
+  writeFileSync(join(dna, 'lib', 'greet.ts'), 'export const greet = (who: string) => {\n  return who +;\n};\n');
+  await assert.rejects(synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache }), (err: unknown) => {
+    assert.ok(isCellError(err, 'E_BUILD_FAILED'), String(err));
+    assert.match(err.message, /cell 'greeter'/);
+    assert.match(err.message, /lib\/greet\.ts:2:\d+/);
+    assert.match(err.message, /Unexpected/);
+    return true;
+  });
+  assert.ok(!readdirSync(join(cache, 'greeter')).some((f) => f.endsWith('.mjs') || f.endsWith('.tmp')));
+});
+
+test('a missing folder or entry is E_DNA_UNKNOWN', async (t) => {
+  const { dna, cache } = workspace(t);
+  await assert.rejects(synthesize({ name: 'ghost', dir: join(dna, 'nope') }, { cacheDir: cache }), (err: unknown) =>
+    isCellError(err, 'E_DNA_UNKNOWN'),
+  );
+  await assert.rejects(
+    synthesize({ name: 'greeter', dir: dna, entry: 'main.ts' }, { cacheDir: cache }),
+    (err: unknown) => isCellError(err, 'E_DNA_UNKNOWN') && /main\.ts/.test((err as Error).message),
+  );
+  await assert.rejects(
+    synthesize({ name: 'greeter', dir: dna, entry: '../../etc/passwd' }, { cacheDir: cache }),
+    (err: unknown) => isCellError(err, 'E_DNA_UNKNOWN'),
+  );
+  rmSync(join(dna, 'index.ts'));
+  await assert.rejects(
+    synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache }),
+    (err: unknown) => isCellError(err, 'E_DNA_UNKNOWN') && /index\.ts, main\.ts/.test((err as Error).message),
+  );
+  // An explicit entry works without a default one.
+  const b = await synthesize({ name: 'greeter', dir: dna, entry: 'lib/greet.ts' }, { cacheDir: cache });
+  assert.ok(existsSync(b.path));
+});
+
+test('concurrent synthesize() calls build once; the others wait for the lock and hit the cache', async (t) => {
+  const { dna, cache } = workspace(t);
+  let builds = 0;
+  const onProgress = (l: string) => {
+    if (l.includes('synthesizing')) builds++;
+  };
+  const results = await Promise.all(
+    [1, 2, 3].map(() => synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache, onProgress })),
+  );
+  assert.equal(builds, 1);
+  assert.equal(results.filter((r) => !r.cached).length, 1);
+  assert.equal(new Set(results.map((r) => r.hash)).size, 1);
+});
+
+test('a stale lock left by a dead builder is taken over', async (t) => {
+  const { dna, cache } = workspace(t);
+  const probe = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
+  rmSync(probe.path);
+  // A pid that has exited: a finished child's.
+  const dead = spawnSync(process.execPath, ['-e', ''], { encoding: 'utf8' }).pid as number;
+  writeFileSync(join(cache, 'greeter', `${probe.hash}.lock`), `${dead}:stale`);
+  const b = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache, lockTimeoutMs: 5000 });
+  assert.equal(b.cached, false);
+  assert.equal(b.hash, probe.hash);
+  assert.ok(!existsSync(join(cache, 'greeter', `${probe.hash}.lock`)));
+});
+
+test('two processes synthesizing the same DNA at once build it once', async (t) => {
+  const { dna, cache } = workspace(t);
+  const ribosome = new URL('../../src/ribosome/index.js', import.meta.url).href;
+  const script = [
+    `const { synthesize } = await import(${JSON.stringify(ribosome)});`,
+    `const b = await synthesize({ name: 'greeter', dir: ${JSON.stringify(dna)} }, { cacheDir: ${JSON.stringify(cache)} });`,
+    'console.log(JSON.stringify(b));',
+  ].join('\n');
+  const runOne = () =>
+    new Promise<{ cached: boolean; hash: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+      });
+      child.stderr.on('data', (d) => {
+        err += d;
+      });
+      child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`exit ${code}: ${err}`))));
+    });
+  const results = await Promise.all([runOne(), runOne()]);
+  assert.equal(results.filter((r) => !r.cached).length, 1, JSON.stringify(results));
+  assert.equal(results[0]?.hash, results[1]?.hash);
+});

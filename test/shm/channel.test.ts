@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { CellError } from '../../src/errors/index.js';
+import { type RecordSink, ShmChannel } from '../../src/shm/channel.js';
+import { loadNative, type NativeAddon } from '../../src/shm/native.js';
+import { RingBuffer, ringBytesFor } from '../../src/shm/ring.js';
+
+const native = loadNative();
+const addon = native.addon as NativeAddon;
+if (addon === undefined) throw new Error(`native addon unavailable: ${native.reason}`);
+
+function ringPair(capacity = 1 << 16): { peerTx: RingBuffer; tx: RingBuffer; rx: RingBuffer } {
+  const a = new SharedArrayBuffer(ringBytesFor(capacity));
+  const b = new SharedArrayBuffer(ringBytesFor(capacity));
+  RingBuffer.initialize(a, capacity);
+  RingBuffer.initialize(b, capacity);
+  return { peerTx: new RingBuffer(a), rx: new RingBuffer(a), tx: new RingBuffer(b) };
+}
+
+/** Records what the channel delivers, and which drain (begin/end bracket) each record came in. */
+class Recorder implements RecordSink {
+  channel: ShmChannel | null = null;
+  readonly seen: Array<{ reqId: number; drain: number }> = [];
+  drains = 0;
+  open = false;
+  onRecord(_kind: number, reqId: number, _aux: number, _offset: number, _length: number, token: number): void {
+    assert.ok(this.open, 'a record outside a begin/end bracket');
+    this.seen.push({ reqId, drain: this.drains });
+    this.channel?.release(token);
+  }
+  onCorrupt(err: CellError): void {
+    throw err;
+  }
+  beginDrain(): void {
+    assert.equal(this.open, false);
+    this.open = true;
+    this.drains++;
+  }
+  endDrain(): void {
+    assert.equal(this.open, true);
+    this.open = false;
+  }
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+test('the poller delivers a backlog in order, in bounded drains bracketed by begin/end', async () => {
+  const { peerTx, tx, rx } = ringPair();
+  const bell = addon.eventfdCreate();
+  const sink = new Recorder();
+  const channel = new ShmChannel(addon, tx, rx, bell, sink);
+  sink.channel = channel;
+  try {
+    const payload = new Uint8Array(8);
+    for (let i = 1; i <= 100; i++) assert.ok(peerTx.write(0x46, i, 0, payload));
+    peerTx.commit();
+    await until(() => sink.seen.length === 100, '100 records');
+    assert.deepEqual(
+      sink.seen.map((s) => s.reqId),
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
+    const perDrain = new Map<number, number>();
+    for (const s of sink.seen) perDrain.set(s.drain, (perDrain.get(s.drain) ?? 0) + 1);
+    assert.ok(perDrain.size >= 4, `100 records in ${perDrain.size} drains`);
+    for (const n of perDrain.values()) assert.ok(n <= 32, `a drain delivered ${n} records`);
+    assert.equal(sink.open, false);
+    assert.equal(rx.unreleased, 0);
+    // Everything was released, so the producer can fill the ring again.
+    assert.ok(peerTx.write(0x46, 101, 0, new Uint8Array(peerTx.maxPayload)));
+  } finally {
+    channel.close();
+    addon.closeFd(bell);
+  }
+});
+
+test('a record committed while the channel sleeps rings the doorbell and is delivered', async () => {
+  const { peerTx, tx, rx } = ringPair();
+  const bell = addon.eventfdCreate();
+  const sink = new Recorder();
+  const channel = new ShmChannel(addon, tx, rx, bell, sink);
+  sink.channel = channel;
+  const ring = (sab: SharedArrayBuffer) => {
+    void sab;
+    addon.eventfdSignal(bell);
+  };
+  const producer = new RingBuffer(peerTx.sab, ring);
+  try {
+    await until(() => channel.sleeps > 0, 'the channel to fall asleep');
+    assert.ok(producer.write(0x46, 7, 0, new Uint8Array(4)));
+    producer.commit();
+    await until(() => sink.seen.length === 1, 'the record');
+    assert.equal(sink.seen[0]?.reqId, 7);
+    assert.ok(channel.wakeups >= 1, 'woken by the doorbell');
+  } finally {
+    channel.close();
+    addon.closeFd(bell);
+  }
+});
