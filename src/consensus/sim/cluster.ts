@@ -54,6 +54,8 @@ interface Swarm {
   maxInflight: number;
   /** The leader sends appends and heartbeats before its own write is durable. */
   leaderSendsEarly: boolean;
+  /** A hard state that changes only the commit index is not written until the next write. */
+  lazyCommit: boolean;
 }
 
 interface DiskState {
@@ -94,6 +96,9 @@ class SimNode {
   /** Messages delivered while paused are held, as a stopped process's socket buffer would. */
   held: Message[] = [];
   rd: Ready | null = null;
+  /** The latest hard state handed out (written or, with lazyCommit, pending). */
+  lastHard: HardState = { term: 0, vote: 0, commit: 0 };
+  hardPending = false;
   constructor(readonly id: number) {}
 }
 
@@ -252,6 +257,7 @@ export class ClusterSim {
       maxMsgEntries: r.pick([1, 4, 64]),
       maxInflight: r.pick([1, 4, 256]),
       leaderSendsEarly: r.chance(0.5),
+      lazyCommit: r.chance(0.5),
     };
     // Go-back-N over a lossy link with hundreds of one-entry appends in flight is correct but costs
     // millions of simulated messages per seed; keep the window proportionate to the batch size.
@@ -308,6 +314,8 @@ export class ClusterSim {
       n.sm = { index: 0, hash: 0, kv: new Map() };
     }
     n.commitSeen = n.core.log.snapIndex;
+    n.lastHard = { ...d.hardState };
+    n.hardPending = false;
     n.lastCommit = n.core.log.committed;
     n.lastRole = Role.Follower;
     n.busy = false;
@@ -441,7 +449,27 @@ export class ClusterSim {
     }
     if (rd.snapshot) n.unsynced.push({ kind: 'snapshot', s: rd.snapshot });
     if (rd.entries.length > 0) n.unsynced.push({ kind: 'entries', es: rd.entries });
-    if (rd.hardState) n.unsynced.push({ kind: 'hard', h: rd.hardState });
+    if (rd.hardState) {
+      const last = n.lastHard;
+      n.lastHard = rd.hardState;
+      if (
+        this.swarm.lazyCommit &&
+        rd.entries.length === 0 &&
+        !rd.snapshot &&
+        rd.hardState.term === last.term &&
+        rd.hardState.vote === last.vote
+      ) {
+        // As RaftNode does: a change of the commit index alone is not synced; it reaches the disk
+        // with the next write (a restart may then re-learn a lower commit).
+        n.hardPending = true;
+      } else {
+        n.unsynced.push({ kind: 'hard', h: rd.hardState });
+        n.hardPending = false;
+      }
+    } else if (n.hardPending && rd.entries.length > 0) {
+      n.unsynced.push({ kind: 'hard', h: n.lastHard });
+      n.hardPending = false;
+    }
     const needsSync = n.unsynced.length > 0;
     this.schedule(
       needsSync ? this.rng.int(this.swarm.diskMin, this.swarm.diskMax) : 0,
