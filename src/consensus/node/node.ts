@@ -467,7 +467,10 @@ export class RaftNode<R = unknown> extends EventEmitter {
     for (const e of rd.committedEntries) {
       if (e.type === EntryType.Config) this.emit('membership', this.voters);
     }
-    if (this.appliedIndex - this.snapIndex >= (this.opts.snapshotEvery ?? 10_000)) await this.takeSnapshot();
+    // Not while a snapshot from the leader is being installed: the next applied batch tries again.
+    if (this.appliedIndex - this.snapIndex >= (this.opts.snapshotEvery ?? 10_000) && this.raft.canCompact()) {
+      await this.takeSnapshot();
+    }
   }
 
   /**
