@@ -1,6 +1,6 @@
 // Consensus benchmark: commits/s and commit latency for a 3-node Raft group of local processes
 // (examples/kv nodes, each with its own WAL on the same disk), at 1, 16 and 256 concurrent proposers.
-//   node dist/bench/consensus/index.js [--duration seconds] [--rounds n] [--verbose] [--json]
+//   node dist/bench/consensus/index.js [--duration seconds] [--rounds n] [--levels 1,16,256] [--verbose] [--json]
 // Two paths are measured: proposers inside the leader process (RaftNode.propose: consensus alone),
 // and clients in this process calling `put` over Cell (a Synapse call per write). When the etcd
 // server is installed (Debian package etcd-server), a 3-member etcd cluster on the same disk runs in
@@ -25,7 +25,7 @@ const DURATION_MS = Number(flag('duration', '3')) * 1000;
 const JSON_OUT = args.includes('--json');
 const ROUNDS = Number(flag('rounds', '3'));
 const VERBOSE = args.includes('--verbose');
-const LEVELS = [1, 16, 256];
+const LEVELS = flag('levels', '1,16,256').split(',').map(Number);
 const VALUE_BYTES = 64;
 /** Extra flags for the node processes (e.g. GC tuning), space-separated. */
 const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
