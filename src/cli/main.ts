@@ -64,12 +64,14 @@ Options: --json (machine-readable output), --help (per command), --version.
 Environment: CELL_HOME (~/.cell), CELL_SOCKET_DIR (~/.cell/run), CELL_UMBILICAL (the Root's socket).`;
 
 const HELP: Record<string, string> = {
-  up: `usage: cell up [dir|manifest] [--no-sandbox] [--json]
+  up: `usage: cell up [dir|manifest] [--no-sandbox] [--metrics-port <port>] [--json]
 
 Starts the Root daemon (detached; pid in <socket dir>/root.pid, log in ~/.cell/logs/root.log) unless it
 runs, loads dir/${MANIFEST_FILE} (default: the current folder's, if any) and starts every cell whose entry
 does not say "autostart": false, printing build progress. --no-sandbox runs cells without bubblewrap
-(development only; \`cell status\` says so loudly). Exit 1 when a cell failed to start.`,
+(development only; \`cell status\` says so loudly). --metrics-port makes the Root serve every cell's
+metrics in the Prometheus text format on http://127.0.0.1:<port>/metrics. Exit 1 when a cell failed to
+start.`,
   status: `usage: cell status [name] [--json]
 
 One row per cell the Root knows: NAME STATE PID UPTIME RESTARTS TRANSPORT SANDBOX MEMORY LAST-EXIT.
@@ -123,7 +125,7 @@ interface Parsed {
 }
 
 /** Flags with a value; everything else starting with - is boolean. */
-const VALUE_FLAGS = new Set(['-n', '--lines', '--entry']);
+const VALUE_FLAGS = new Set(['-n', '--lines', '--entry', '--metrics-port']);
 
 function parse(args: string[], allowed: string[], usage: string): Parsed {
   const p: Parsed = { positional: [], flags: new Set(), values: new Map() };
@@ -250,12 +252,16 @@ async function rootAnswers(): Promise<boolean> {
   }
 }
 
-async function startRootDaemon(noSandbox: boolean): Promise<void> {
+async function startRootDaemon(noSandbox: boolean, metricsPort: string | undefined): Promise<void> {
   const logPath = join(logDir(), 'root.log');
   mkdirSync(logDir(), { recursive: true, mode: 0o700 });
   const fd = openSync(logPath, 'a', 0o600);
   const before = existsSync(logPath) ? statSync(logPath).size : 0;
-  const child = spawn(process.execPath, [rootMain, ...(noSandbox ? ['--no-sandbox'] : [])], {
+  const flags = [
+    ...(noSandbox ? ['--no-sandbox'] : []),
+    ...(metricsPort === undefined ? [] : ['--metrics-port', metricsPort]),
+  ];
+  const child = spawn(process.execPath, [rootMain, ...flags], {
     detached: true,
     stdio: ['ignore', fd, fd],
     env: process.env,
@@ -299,7 +305,11 @@ function readFrom(path: string, offset: number): string {
 }
 
 async function cmdUp(args: string[]): Promise<number> {
-  const p = parse(args, ['--no-sandbox', '--json'], HELP.up as string);
+  const p = parse(args, ['--no-sandbox', '--json', '--metrics-port'], HELP.up as string);
+  const metricsPort = p.values.get('--metrics-port');
+  if (metricsPort !== undefined && !/^\d+$/.test(metricsPort)) {
+    throw new UsageError(`--metrics-port takes a port number, not '${metricsPort}'`, HELP.up as string);
+  }
   if (p.positional.length > 1) throw new UsageError('expected at most one folder or manifest', HELP.up as string);
   const json = p.flags.has('--json');
   const noSandbox = p.flags.has('--no-sandbox');
@@ -315,8 +325,10 @@ async function cmdUp(args: string[]): Promise<number> {
 
   if (await rootAnswers()) {
     if (!json) err(`Root already running (${rootSocketPath()}).`);
+    if (metricsPort !== undefined)
+      err('--metrics-port applies when the Root starts; run `cell down` first to change it.');
   } else {
-    await startRootDaemon(noSandbox);
+    await startRootDaemon(noSandbox, metricsPort);
     if (!json) err(`Root started (pid ${rootPid() ?? '?'}, ${rootSocketPath()})${noSandbox ? ' — NO SANDBOX' : ''}.`);
   }
   const stop = watchProgress(null, json);

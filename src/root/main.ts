@@ -2,10 +2,14 @@
 // `cell up` with stdout/stderr on ~/.cell/logs/root.log. Writes ~/.cell/run/root.pid while it runs.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { serveMetrics } from '../metrics/serve.js';
 import { rootPidPath } from './client.js';
 import { Root } from './daemon.js';
+import { RootTopSource } from './top-source.js';
 
 const noSandbox = process.argv.includes('--no-sandbox');
+const portAt = process.argv.indexOf('--metrics-port');
+const metricsPort = portAt < 0 ? undefined : Number(process.argv[portAt + 1]);
 const pidFile = rootPidPath();
 const log = (line: string) => process.stdout.write(`[root ${new Date().toISOString()}] ${line}\n`);
 
@@ -34,6 +38,20 @@ try {
 mkdirSync(dirname(pidFile), { recursive: true, mode: 0o700 });
 writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
 log(`listening on ${root.socketPath} (pid ${process.pid}${noSandbox ? ', NO SANDBOX: cells run unconfined' : ''})`);
+
+if (metricsPort !== undefined) {
+  // The same view as `cell metrics`: the Root's registry and states plus each cell's own counters, /proc CPU and RSS.
+  try {
+    const source = await RootTopSource.connect();
+    if (source === undefined) throw new Error('the Root does not answer on its own socket');
+    const server = await serveMetrics({ port: metricsPort, collect: () => source.sample() });
+    log(`metrics on ${server.url}`);
+  } catch (err) {
+    log(`cannot serve metrics on port ${metricsPort}: ${(err as Error).message}`);
+    await root.shutdown();
+    process.exit(1);
+  }
+}
 
 // Nothing a client sends may take the daemon down; a bug in a handler is logged, not fatal.
 process.on('uncaughtException', (err) => log(`uncaught: ${err.stack ?? err.message}`));
