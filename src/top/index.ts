@@ -1,7 +1,8 @@
 // `cell top`: a live dashboard over a TopDataSource. On a terminal it is an ink (React) app with
 // keys; otherwise it prints one plain line per cell every interval, for pipes and logs.
-import { render } from 'ink';
+
 import { createElement as h } from 'react';
+import { render } from './ink.js';
 import { TopModel } from './model.js';
 import { plainLines } from './render.js';
 import type { TopDataSource } from './source.js';

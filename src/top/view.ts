@@ -1,5 +1,5 @@
-import { Box, Text, useApp, useInput } from 'ink';
 import { createElement as h, useEffect, useState } from 'react';
+import { Box, Text, useApp, useInput } from './ink.js';
 import type { SortKey, TopModel } from './model.js';
 import { detailLine, HELP_LINE, headerLine, rowLine, titleLine } from './render.js';
 

@@ -1,0 +1,13 @@
+// ink decides once, when it loads, whether it runs under CI (the CI / CONTINUOUS_INTEGRATION
+// variables) and then paints only its last frame, which leaves a real terminal blank until quit.
+// The dashboard is drawn only on a terminal (runTop falls back to plain lines otherwise), so those
+// variables are hidden while ink loads and restored at once.
+const keys = ['CI', 'CONTINUOUS_INTEGRATION'] as const;
+const saved = keys.map((k) => process.env[k]);
+for (const k of keys) delete process.env[k];
+const ink = await import('ink');
+keys.forEach((k, i) => {
+  if (saved[i] !== undefined) process.env[k] = saved[i];
+});
+
+export const { Box, render, Text, useApp, useInput } = ink;
