@@ -18,7 +18,7 @@ import { type FrameSink, StreamFrameSink } from '../frame/writer.js';
 import { ServiceMetrics } from '../metrics/index.js';
 import { socketDir, validateCellName } from '../paths/index.js';
 import type { MethodInputView, MethodOutput, ServiceDef } from '../service/types.js';
-import { FrameControl, ShmServerGlue } from '../shm/wire.js';
+import { declineUpgrade, FrameControl, ShmServerGlue } from '../shm/wire.js';
 import { TapServer } from '../tap/index.js';
 import { alreadyRunning, InstanceLock, probeSocket } from './lock.js';
 import {
@@ -171,14 +171,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     } else {
       // Clients ask by default; an unanswered request would be a protocol error on their side.
       this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) =>
-        session.writeCold(
-          encodeFrame(
-            FrameControl.UPGRADE_DECLINED,
-            0,
-            requestId,
-            Buffer.from('server: shared memory is turned off in the Membrane options', 'utf8'),
-          ),
-        ),
+        declineUpgrade(session, requestId, 'server: shared memory is turned off in the Membrane options'),
       );
     }
   }

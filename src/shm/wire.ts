@@ -28,6 +28,12 @@ export const FrameControl = {
   UPGRADE_DECLINED: 0x12,
 } as const;
 
+/** Answers an UPGRADE_REQUEST with the reason the connection stays on the socket (also kept in its status). */
+export function declineUpgrade(session: UpgradableSession, requestId: number, reason: string): void {
+  session.transportStatus.shmDeclined = reason;
+  session.writeCold(encodeFrame(FrameControl.UPGRADE_DECLINED, 0, requestId, Buffer.from(reason, 'utf8')));
+}
+
 /** Ring record kind: the payload is one or more whole wire frames. */
 export const KIND_FRAMES = 0x46;
 
@@ -341,8 +347,7 @@ export class ShmServerGlue {
       session.writeCold(encodeFrame(FrameControl.UPGRADE_CHALLENGE, 0, requestId, encodeChallenge(offer.challenge)));
     } else {
       this.declines++;
-      session.transportStatus.shmDeclined = offer.reason;
-      session.writeCold(encodeFrame(FrameControl.UPGRADE_DECLINED, 0, requestId, Buffer.from(offer.reason, 'utf8')));
+      declineUpgrade(session, requestId, offer.reason);
     }
   }
 
