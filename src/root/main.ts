@@ -3,9 +3,10 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { serveMetrics } from '../metrics/serve.js';
+import { CellProbe } from '../top/scan.js';
 import { rootPidPath } from './client.js';
 import { Root } from './daemon.js';
-import { RootTopSource } from './top-source.js';
+import { sampleRootCells } from './top-source.js';
 
 const noSandbox = process.argv.includes('--no-sandbox');
 const portAt = process.argv.indexOf('--metrics-port');
@@ -42,9 +43,8 @@ log(`listening on ${root.socketPath} (pid ${process.pid}${noSandbox ? ', NO SAND
 if (metricsPort !== undefined) {
   // The same view as `cell metrics`: the Root's registry and states plus each cell's own counters, /proc CPU and RSS.
   try {
-    const source = await RootTopSource.connect();
-    if (source === undefined) throw new Error('the Root does not answer on its own socket');
-    const server = await serveMetrics({ port: metricsPort, collect: () => source.sample() });
+    const probe = new CellProbe();
+    const server = await serveMetrics({ port: metricsPort, collect: () => sampleRootCells(() => root.list(), probe) });
     log(`metrics on ${server.url}`);
   } catch (err) {
     log(`cannot serve metrics on port ${metricsPort}: ${(err as Error).message}`);

@@ -1,7 +1,32 @@
 import { rootSocketPath } from '../paths/index.js';
+import type { Infer } from '../protein/index.js';
 import { CellProbe } from '../top/scan.js';
 import type { CellSample, TopDataSource } from '../top/source.js';
 import { connectRoot, isSocket, type RootClient, unwrapRootError } from './client.js';
+import type { CellStatusRow } from './contract.js';
+
+/**
+ * The Root's rows (state, restarts, sandbox, last exit) joined with each running cell's own metrics,
+ * CPU and RSS. `list` is the Root's list request, over its socket or in the Root's own process.
+ */
+export async function sampleRootCells(
+  list: () => Promise<{ cells: readonly Infer<typeof CellStatusRow>[] }>,
+  probe: CellProbe,
+): Promise<CellSample[]> {
+  const { cells } = await list();
+  probe.retain(cells.map((c) => c.name));
+  return Promise.all(
+    cells.map(async (c) => {
+      const base = { name: c.name, state: c.state, restarts: c.restarts, generation: c.generation };
+      const root = { sandbox: c.sandbox, lastExit: c.lastExit, error: c.error };
+      if (c.state !== 'running') {
+        return { ...base, ...root, transport: '-', pid: c.pid || undefined, startedAt: c.startedAt || undefined };
+      }
+      const s = await probe.sample({ ...base, socketPath: c.socketPath, pid: c.pid || undefined });
+      return { ...s, ...root, rssBytes: c.memoryBytes || s.rssBytes };
+    }),
+  );
+}
 
 /** `cell top` / `cell metrics` over the Root: its registry and states, plus each cell's own metrics. */
 export class RootTopSource implements TopDataSource {
@@ -20,20 +45,8 @@ export class RootTopSource implements TopDataSource {
     }
   }
 
-  async sample(): Promise<CellSample[]> {
-    const { cells } = await this.root.list(undefined);
-    this.probe.retain(cells.map((c) => c.name));
-    return Promise.all(
-      cells.map(async (c) => {
-        const base = { name: c.name, state: c.state, restarts: c.restarts, generation: c.generation };
-        const root = { sandbox: c.sandbox, lastExit: c.lastExit, error: c.error };
-        if (c.state !== 'running') {
-          return { ...base, ...root, transport: '-', pid: c.pid || undefined, startedAt: c.startedAt || undefined };
-        }
-        const s = await this.probe.sample({ ...base, socketPath: c.socketPath, pid: c.pid || undefined });
-        return { ...s, ...root, rssBytes: c.memoryBytes || s.rssBytes };
-      }),
-    );
+  sample(): Promise<CellSample[]> {
+    return sampleRootCells(() => this.root.list(undefined), this.probe);
   }
 
   async logTail(name: string, lines: number): Promise<string[]> {
