@@ -47,6 +47,20 @@ async function bundle(ws: Workspace, name: string, source: string, file = 'index
   return (await synthesize({ name, dir: dna }, { cacheDir: ws.cache })).path;
 }
 
+/** A loopback TCP listener that counts the connections reaching it. */
+async function countingTcpServer(t: TestContext): Promise<{ server: Server; connections: number }> {
+  const counter = {
+    server: createServer((s) => {
+      counter.connections++;
+      s.destroy();
+    }),
+    connections: 0,
+  };
+  await new Promise<void>((r) => counter.server.listen(0, '127.0.0.1', r));
+  t.after(() => counter.server.close());
+  return counter;
+}
+
 async function start(t: TestContext, ws: Workspace, spec: Partial<CapsidSpec> & { name: string; bundlePath: string }) {
   const cell = await encapsulate({
     socketDir: ws.socketDir,
@@ -102,25 +116,16 @@ type Attempt = { ok: true; value: unknown } | { ok: false; error: string };
 
 test('escape attempts from inside a sandboxed cell all fail', async (t) => {
   const ws = workspace(t);
-  const probeDna = join(ws.dir, 'dna', 'probe');
-  mkdirSync(probeDna, { recursive: true });
-  copyFileSync(PROBE, join(probeDna, 'index.js'));
-  const built = await synthesize({ name: 'probe', dir: probeDna }, { cacheDir: ws.cache });
+  const probeBundle = await bundle(ws, 'probe', readFileSync(PROBE, 'utf8'), 'index.js');
 
   // Host-side listeners on loopback: the cell must reach neither.
-  let tcpConnections = 0;
-  const server: Server = createServer((s) => {
-    tcpConnections++;
-    s.destroy();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(() => server.close());
+  const tcp = await countingTcpServer(t);
   let udpDatagrams = 0;
   const udp = createSocket('udp4');
   udp.on('message', () => udpDatagrams++);
   await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
   t.after(() => udp.close());
-  const tcpPort = (server.address() as { port: number }).port;
+  const tcpPort = (tcp.server.address() as { port: number }).port;
   const udpPort = udp.address().port;
 
   const token = randomBytes(6).toString('hex');
@@ -130,7 +135,7 @@ test('escape attempts from inside a sandboxed cell all fail', async (t) => {
   });
   const cell = await start(t, ws, {
     name: 'probe',
-    bundlePath: built.path,
+    bundlePath: probeBundle,
     args: [String(tcpPort), String(udpPort), token],
   });
   assert.equal(cell.sandbox, 'bwrap');
@@ -143,7 +148,7 @@ test('escape attempts from inside a sandboxed cell all fail', async (t) => {
   // Network: its own namespace, loopback only; the host's listeners are unreachable.
   assert.equal(r.tcp?.ok, false, JSON.stringify(r.tcp));
   assert.deepEqual(r.interfaces, { ok: true, value: ['lo'] });
-  assert.equal(tcpConnections, 0);
+  assert.equal(tcp.connections, 0);
   // Loopback delivery is synchronous in the kernel: had the datagram crossed, it would be queued by now.
   await new Promise<void>((resolve) => udp.send('marker', udpPort, '127.0.0.1', () => resolve()));
   await waitFor(() => udpDatagrams >= 1, 2000, 'the host marker datagram');
@@ -270,10 +275,7 @@ test('dispose() leaves no process and no cgroup directory, even for processes th
 
 test('without bubblewrap, a sandboxed spawn refuses naming the fix; sandbox:false runs raw', async (t) => {
   const ws = workspace(t);
-  const probeDna = join(ws.dir, 'dna', 'probe');
-  mkdirSync(probeDna, { recursive: true });
-  copyFileSync(PROBE, join(probeDna, 'index.js'));
-  const built = await synthesize({ name: 'probe', dir: probeDna }, { cacheDir: ws.cache });
+  const probeBundle = await bundle(ws, 'probe', readFileSync(PROBE, 'utf8'), 'index.js');
 
   const refused = (err: unknown) => {
     assert.ok(isCellError(err, 'E_SANDBOX_UNAVAILABLE'), String(err));
@@ -281,13 +283,13 @@ test('without bubblewrap, a sandboxed spawn refuses naming the fix; sandbox:fals
     assert.match(err.message, /--no-sandbox/);
     return true;
   };
-  await assert.rejects(start(t, ws, { name: 'probe', bundlePath: built.path, bwrap: '/nonexistent/bwrap' }), refused);
+  await assert.rejects(start(t, ws, { name: 'probe', bundlePath: probeBundle, bwrap: '/nonexistent/bwrap' }), refused);
   const savedPath = process.env.PATH;
   const savedBwrap = process.env.CELL_BWRAP;
   process.env.PATH = ws.dir;
   delete process.env.CELL_BWRAP;
   try {
-    await assert.rejects(start(t, ws, { name: 'probe', bundlePath: built.path }), refused);
+    await assert.rejects(start(t, ws, { name: 'probe', bundlePath: probeBundle }), refused);
   } finally {
     process.env.PATH = savedPath;
     if (savedBwrap !== undefined) process.env.CELL_BWRAP = savedBwrap;
@@ -295,7 +297,7 @@ test('without bubblewrap, a sandboxed spawn refuses naming the fix; sandbox:fals
 
   const cell = await start(t, ws, {
     name: 'probe',
-    bundlePath: built.path,
+    bundlePath: probeBundle,
     sandbox: false,
     bwrap: '/nonexistent/bwrap',
     args: ['1', '1', 'raw-run', 'raw'],
@@ -376,34 +378,25 @@ test('signal() reaches the sandboxed cell itself, so SIGTERM drains instead of k
 
 test('network: true shares the host network; readOnlyPaths are readable and stay read-only', async (t) => {
   const ws = workspace(t);
-  const probeDna = join(ws.dir, 'dna', 'probe');
-  mkdirSync(probeDna, { recursive: true });
-  copyFileSync(PROBE, join(probeDna, 'index.js'));
-  const built = await synthesize({ name: 'probe', dir: probeDna }, { cacheDir: ws.cache });
-  let tcpConnections = 0;
-  const server: Server = createServer((s) => {
-    tcpConnections++;
-    s.destroy();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(() => server.close());
+  const probeBundle = await bundle(ws, 'probe', readFileSync(PROBE, 'utf8'), 'index.js');
+  const tcp = await countingTcpServer(t);
   const extra = join(ws.dir, 'extra.txt');
   writeFileSync(extra, 'granted');
 
   const cell = await start(t, ws, {
     name: 'probe',
-    bundlePath: built.path,
+    bundlePath: probeBundle,
     network: true,
     readOnlyPaths: [extra],
     env: { CELL_SOCKET_DIR: ws.socketDir, PROBE_EXTRA: extra },
-    args: [String((server.address() as { port: number }).port), '9', randomBytes(6).toString('hex')],
+    args: [String((tcp.server.address() as { port: number }).port), '9', randomBytes(6).toString('hex')],
   });
   const io = collect(cell);
   const { code } = await exited(cell);
   assert.equal(code, 0, io.err());
   const r = JSON.parse(io.out()) as Record<string, Attempt>;
   assert.deepEqual(r.tcp, { ok: true, value: 'connected' });
-  assert.equal(tcpConnections, 1);
+  assert.equal(tcp.connections, 1);
   assert.deepEqual(r.readExtra, { ok: true, value: 'granted' });
   assert.equal(r.writeExtra?.ok, false);
   assert.equal(readFileSync(extra, 'utf8'), 'granted');
