@@ -80,6 +80,7 @@ export type {
   CellInspector,
   Connector,
   GrowOptions,
+  MethodCaller,
   ResolveContext,
   Resolver,
   SynapseClient,

@@ -72,7 +72,7 @@ function check(reply: unknown): void {
   if (b.length !== 16 || b[0] !== 0x30 || b[15] !== 0x66) throw new Error(`${kind}: corrupted echo`);
 }
 
-async function cell(shm: boolean): Promise<void> {
+async function cell(shm: boolean, many: boolean): Promise<void> {
   const ex = await Synapse.grow(PingService, {
     resolvers: [{ name: 'bench', order: 0, resolve: () => unix() }],
     shm,
@@ -81,8 +81,40 @@ async function cell(shm: boolean): Promise<void> {
   if (carrier?.transport !== (shm ? 'shm' : 'socket')) {
     throw new Error(`${kind}: connection is on ${carrier?.transport} (${carrier?.shmDeclined ?? 'no reason'})`);
   }
-  await runWindow(() => ex.ping(PAYLOAD), check);
+  if (many) await runMany(ex.ping.many, check);
+  else await runWindow(() => ex.ping(PAYLOAD), check);
   await ex.$close();
+}
+
+/**
+ * The same window of calls in flight, sent through `many`: batches of up to MANY_BATCH requests, each
+ * its own call in the cell, with one promise per batch. Every call counts; the latency samples are
+ * batch round trips.
+ */
+const MANY_BATCH = 64;
+async function runMany(
+  many: (inputs: readonly Uint8Array[]) => Promise<Uint8Array[]>,
+  verify: (reply: unknown) => void,
+): Promise<void> {
+  const size = Math.min(window, MANY_BATCH);
+  const inputs = new Array<Uint8Array>(size).fill(PAYLOAD);
+  let seq = 0;
+  const worker = async () => {
+    while (!rec.stop) {
+      const timed = (seq++ & sampleMask) === 0;
+      const t0 = timed ? performance.now() : 0;
+      const replies = await many(inputs);
+      for (let i = 0; i < replies.length; i++) verify(replies[i]);
+      if (rec.measuring) {
+        rec.calls += replies.length;
+        if (timed) rec.samples.push(performance.now() - t0);
+      }
+    }
+  };
+  const workers: Promise<void>[] = [];
+  for (let i = 0; i < Math.max(1, Math.floor(window / size)); i++) workers.push(worker());
+  await phases();
+  await Promise.all(workers);
 }
 
 function unix() {
@@ -236,8 +268,10 @@ async function ipc(): Promise<void> {
 }
 
 const runners: Record<string, () => Promise<void>> = {
-  cell: () => cell(false),
-  'cell-shm': () => cell(true),
+  cell: () => cell(false, false),
+  'cell-shm': () => cell(true, false),
+  'cell-many': () => cell(false, true),
+  'cell-shm-many': () => cell(true, true),
   floor,
   grpc,
   'zmq-rep': zmqReq,

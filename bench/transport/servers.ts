@@ -14,6 +14,8 @@ async function main(): Promise<void> {
       await Membrane.bind(PingService, { ping: (payload) => payload }, { socketPath: address, handleSignals: true });
       break;
     case 'cell-shm':
+    case 'cell-many':
+    case 'cell-shm-many':
       // The same Membrane; its callers upgrade to the shared-memory rings.
       await Membrane.bind(PingService, { ping: (payload) => payload }, { socketPath: address, handleSignals: true });
       break;

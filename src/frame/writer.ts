@@ -14,6 +14,13 @@ export interface FrameSink {
   commit(end: number): void;
   /** Sends committed bytes now (used at the end of a read callback, before yielding to the loop). */
   flush(): void;
+  /**
+   * Optional: hold committed frames back until the matching uncork(), to publish a run of frames at
+   * once (a carrier whose every publication costs something, like the shared-memory ring's tail).
+   * Calls nest; committed frames still go out no later than the end of the current tick.
+   */
+  cork?(): void;
+  uncork?(): void;
 }
 
 const SLAB_SIZE = 64 * 1024;

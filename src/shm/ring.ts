@@ -77,6 +77,8 @@ export class RingBuffer {
 
   // consumer state
   private readPos = 0;
+  /** The producer's tail as last loaded: records up to it are read without touching its cache line. */
+  private cachedTail = 0;
   private releasedPos = 0;
   private readonly pendingEnds: Uint32Array;
   private readonly pendingDone: Uint8Array;
@@ -126,7 +128,7 @@ export class RingBuffer {
     const tail = Atomics.load(this.words, TAIL) >>> 0;
     this.writePos = this.publishedPos = tail;
     this.cachedHead = head;
-    this.readPos = this.releasedPos = head;
+    this.readPos = this.releasedPos = this.cachedTail = head;
     const slots = capacity / RECORD_HEADER_BYTES;
     this.pendingEnds = new Uint32Array(slots);
     this.pendingDone = new Uint8Array(slots);
@@ -234,7 +236,13 @@ export class RingBuffer {
    * never reads outside the ring.
    */
   next(): number {
-    const tail = Atomics.load(this.words, TAIL) >>> 0;
+    let tail = this.cachedTail;
+    if (tail === this.readPos) {
+      // Only now look at the producer's line: loading it per record made every record a cache miss.
+      tail = Atomics.load(this.words, TAIL) >>> 0;
+      if (tail === this.readPos) return -1;
+      this.cachedTail = tail;
+    }
     for (;;) {
       if (tail === this.readPos) return -1;
       const avail = (tail - this.readPos) >>> 0;
@@ -312,7 +320,7 @@ export class RingBuffer {
 
   /** True when a committed record is waiting (cheap: one atomic load). */
   hasData(): boolean {
-    return Atomics.load(this.words, TAIL) >>> 0 !== this.readPos;
+    return this.cachedTail !== this.readPos || Atomics.load(this.words, TAIL) >>> 0 !== this.readPos;
   }
 
   /**

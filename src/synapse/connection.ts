@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { CellError, type CellErrorCode } from '../errors/index.js';
+import { CellError, type CellErrorCode, isCellError } from '../errors/index.js';
 import {
   CONTROL_FRAME_FIRST,
   CONTROL_FRAME_LAST,
@@ -50,6 +50,9 @@ export class PendingCall {
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: unknown) => void;
   readonly deadline: number;
+  /** The call is one item of a `many` batch (its reply goes into the batch's array at `index`). */
+  readonly batch: BatchCall | null;
+  readonly index: number;
   timer: NodeJS.Timeout | null = null;
   signal: AbortSignal | null = null;
   onAbort: (() => void) | null = null;
@@ -60,12 +63,63 @@ export class PendingCall {
     resolve: (v: unknown) => void,
     reject: (e: unknown) => void,
     deadline: number,
+    batch: BatchCall | null,
+    index: number,
   ) {
     this.id = id;
     this.def = def;
     this.resolve = resolve;
     this.reject = reject;
     this.deadline = deadline;
+    this.batch = batch;
+    this.index = index;
+  }
+}
+
+/**
+ * The shared state of one `many` call: one promise for a run of requests that each travel and run
+ * as their own call. Replies land in `results` by index; the first failure settles the batch, and
+ * replies still to come are dropped.
+ */
+export class BatchCall {
+  readonly results: unknown[];
+  readonly items: PendingCall[];
+  left: number;
+  settled = false;
+  timer: NodeJS.Timeout | null = null;
+  signal: AbortSignal | null = null;
+  onAbort: (() => void) | null = null;
+  private readonly resolveAll: (v: unknown) => void;
+  private readonly rejectAll: (e: unknown) => void;
+  /** Given to every item as its `reject`: settles the batch once. */
+  readonly fail = (err: unknown): void => {
+    if (this.settled) return;
+    this.settled = true;
+    this.cleanup();
+    this.rejectAll(err);
+  };
+
+  constructor(n: number, resolve: (v: unknown) => void, reject: (e: unknown) => void) {
+    this.results = new Array(n);
+    this.items = new Array(n);
+    this.left = n;
+    this.resolveAll = resolve;
+    this.rejectAll = reject;
+  }
+
+  deliver(index: number, value: unknown): void {
+    if (this.settled) return;
+    this.results[index] = value;
+    if (--this.left === 0) {
+      this.settled = true;
+      this.cleanup();
+      this.resolveAll(this.results);
+    }
+  }
+
+  private cleanup(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.signal !== null && this.onAbort !== null) this.signal.removeEventListener('abort', this.onAbort);
   }
 }
 
@@ -318,6 +372,92 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
     return this.track(def, id, options);
   }
 
+  /**
+   * Sends one request per input, back to back, and resolves with the replies in input order. Each
+   * request is an ordinary call on the wire and in the cell (its own id, handler run and reply); only
+   * the caller's bookkeeping is shared: one promise for the lot instead of one per call. Rejects with
+   * the first failure (its `details.index` says which input); replies still to come are dropped.
+   */
+  callMany(def: MethodDef, inputs: readonly unknown[], options: CallOptions | undefined): Promise<unknown[]> {
+    if (this.state !== OPEN) return Promise.reject(this.notOpen());
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(aborted(this.cell, def.name));
+    const n = inputs.length;
+    if (n === 0) return Promise.resolve([]);
+    const enc = def.input;
+    // Sizes first: an input the schema rejects fails the batch before any request is sent.
+    const sizes = new Array<number>(n);
+    for (let i = 0; i < n; i++) {
+      let size: number;
+      try {
+        size = enc.sizeOf(inputs[i]);
+      } catch (err) {
+        return Promise.reject(batchItemError(this.cell, def, i, err));
+      }
+      if (size + HEADER_SIZE > this.serverMaxFrame) {
+        return Promise.reject(
+          new CellError(
+            'E_FRAME_TOO_LARGE',
+            `request ${i} to '${def.name}' is ${size + HEADER_SIZE} bytes; the cell accepts at most ${this.serverMaxFrame}.`,
+            {
+              cell: this.cell,
+              fix: 'split the payload into smaller calls or raise maxFrameSize on the cell.',
+              details: { index: i },
+            },
+          ),
+        );
+      }
+      sizes[i] = size;
+    }
+    if (this.pending.size === 0) this.ref();
+    const promise = new Promise(capture);
+    const batch = new BatchCall(n, nextResolve, nextReject);
+    const timeoutMs = options?.timeoutMs;
+    const deadline = timeoutMs === undefined ? coarseNow + this.options.timeoutMs : Number.POSITIVE_INFINITY;
+    const sink = this.sink;
+    const pending = this.pending;
+    let i = 0;
+    sink.cork?.();
+    try {
+      for (; i < n; i++) {
+        const size = sizes[i] as number;
+        const id = pending.claim(this.nextId);
+        this.nextId = id === 0xffffffff ? 1 : id + 1;
+        const o = sink.reserve(HEADER_SIZE + size);
+        sink.commit(enc.encodeInto(inputs[i], sink.buf, writeHeader(sink.buf, o, size, FrameType.REQUEST, def.id, id)));
+        const p = new PendingCall(id, def, noop, batch.fail, deadline, batch, i);
+        pending.set(p);
+        batch.items[i] = p;
+      }
+    } catch (err) {
+      // Requests before `i` are on their way; their replies are dropped once the batch has failed.
+      batch.fail(batchItemError(this.cell, def, i, err));
+      return promise as Promise<unknown[]>;
+    } finally {
+      sink.uncork?.();
+    }
+    if (timeoutMs !== undefined) {
+      batch.timer = setTimeout(() => this.abandon(batch, timeoutError(this.cell, `'${def.name}' (many)`, timeoutMs)), timeoutMs);
+    }
+    if (signal !== undefined) {
+      batch.signal = signal;
+      batch.onAbort = () => this.abandon(batch, aborted(this.cell, def.name));
+      signal.addEventListener('abort', batch.onAbort, { once: true });
+    }
+    return promise as Promise<unknown[]>;
+  }
+
+  /** Gives up on a batch: its calls still pending are forgotten (and cancelled), the batch rejects. */
+  private abandon(batch: BatchCall, err: CellError): void {
+    if (batch.settled) return;
+    for (const p of batch.items) {
+      if (p === undefined || this.pending.get(p.id) !== p) continue;
+      this.forget(p);
+      this.cancel(p.id);
+    }
+    batch.fail(err);
+  }
+
   /** Sends a prebuilt frame (control frames of a transport extension) after any queued requests. */
   sendFrame(frame: Uint8Array): void {
     this.sink.writeFrame(frame);
@@ -343,6 +483,8 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
       nextResolve,
       nextReject,
       timeoutMs === undefined ? coarseNow + this.options.timeoutMs : Number.POSITIVE_INFINITY,
+      null,
+      0,
     );
     this.pending.set(p);
     if (timeoutMs !== undefined) {
@@ -374,14 +516,7 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
     if (this.pending.get(id) !== p) return;
     this.forget(p);
     this.cancel(id);
-    const name = p.def === null ? 'built-in method' : `'${p.def.name}'`;
-    p.reject(
-      new CellError('E_TIMEOUT', `call to ${name} got no reply within ${timeoutMs} ms.`, {
-        cell: this.cell,
-        fix: 'the cell may be overloaded or stuck (`cell top`); raise timeoutMs if the call is legitimately slow.',
-        details: { requestId: id, timeoutMs },
-      }),
-    );
+    p.reject(timeoutError(this.cell, p.def === null ? 'built-in method' : `'${p.def.name}'`, timeoutMs, id));
   }
 
   private cancel(id: number): void {
@@ -421,7 +556,8 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
         if (this.pending.size === 0) this.idle();
         return;
       }
-      p.resolve(value);
+      if (p.batch === null) p.resolve(value);
+      else p.batch.deliver(p.index, value);
       if (this.pending.size === 0) this.idle();
       return;
     }
@@ -472,7 +608,12 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
       if (p === undefined) return;
       this.forget(p);
       const what = p.def === null ? `built-in 0x${method.toString(16)}` : `'${p.def.name}'`;
-      p.reject(new RemoteError(e.code, `call to ${what} failed: ${e.message}`, this.cell, e.fix, e.details));
+      if (p.batch === null) {
+        p.reject(new RemoteError(e.code, `call to ${what} failed: ${e.message}`, this.cell, e.fix, e.details));
+      } else {
+        const message = `call to ${what} (request ${p.index} of many) failed: ${e.message}`;
+        p.reject(new RemoteError(e.code, message, this.cell, e.fix, { ...e.details, index: p.index }));
+      }
       return;
     }
     if (type === FrameType.WELCOME && this.state === HANDSHAKE) {
@@ -646,6 +787,27 @@ function sweep(conn: ClientConnection): void {
   coarseNow = Date.now();
   if (conn.inFlight > 0) conn.expireDue(coarseNow);
   else if (conn.unrefDue) conn.unrefIfIdle();
+}
+
+function noop(): void {}
+
+function timeoutError(cell: string, name: string, timeoutMs: number, requestId?: number): CellError {
+  return new CellError('E_TIMEOUT', `call to ${name} got no reply within ${timeoutMs} ms.`, {
+    cell,
+    fix: 'the cell may be overloaded or stuck (`cell top`); raise timeoutMs if the call is legitimately slow.',
+    details: requestId === undefined ? { timeoutMs } : { requestId, timeoutMs },
+  });
+}
+
+/** An input of a `many` call that could not be encoded. */
+function batchItemError(cell: string, def: MethodDef, index: number, err: unknown): CellError {
+  const cause = err instanceof Error ? err.message : String(err);
+  return new CellError(isCellError(err) ? err.code : 'E_ENCODE', `request ${index} to '${def.name}' could not be encoded: ${cause}`, {
+    cell,
+    fix: "pass inputs that match the method's input schema.",
+    details: { index },
+    cause: err,
+  });
 }
 
 function aborted(cell: string, method: string): CellError {

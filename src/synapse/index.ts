@@ -15,12 +15,22 @@ export { ClientConnection, RemoteError };
 type InputOf<M> = MethodInput<M>;
 type OutputOf<M> = MethodOutput<M>;
 
+/** One method of the typed proxy: call it for one request, or `.many` for a run of them. */
+export interface MethodCaller<I, O> {
+  (input: I, options?: CallOptions): Promise<O>;
+  /**
+   * Sends one request per input back to back and resolves with the replies in input order. Each is
+   * an ordinary call in the cell (its own handler run and reply); the caller keeps one promise for
+   * the lot instead of one per call, which is what pipelining millions of small calls costs most.
+   * Rejects with the first failure (`details.index` names the input); `timeoutMs` and `signal`
+   * apply to the whole run.
+   */
+  many(inputs: readonly I[], options?: CallOptions): Promise<O[]>;
+}
+
 /** The typed proxy `Synapse.grow` returns: one async function per method, plus `$`-prefixed extras. */
 export type SynapseClient<S extends ServiceDef> = {
-  readonly [K in keyof S['methods']]: (
-    input: InputOf<S['methods'][K]>,
-    options?: CallOptions,
-  ) => Promise<OutputOf<S['methods'][K]>>;
+  readonly [K in keyof S['methods']]: MethodCaller<InputOf<S['methods'][K]>, OutputOf<S['methods'][K]>>;
 } & {
   readonly $synapse: Synapse<S>;
   /** Closes after in-flight calls settle. */
@@ -143,7 +153,9 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
   client(): SynapseClient<S> {
     const proxy: Record<string, unknown> = {};
     for (const def of this.service.byId) {
-      proxy[def.name] = (input: unknown, options?: CallOptions) => this.call(def, input, options);
+      const caller = (input: unknown, options?: CallOptions) => this.call(def, input, options);
+      caller.many = (inputs: readonly unknown[], options?: CallOptions) => this.callMany(def, inputs, options);
+      proxy[def.name] = caller;
     }
     Object.defineProperties(proxy, {
       $synapse: { value: this },
@@ -160,6 +172,13 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
     const c = this.conn;
     if (c?.isOpen) return c.call(def, input, options);
     return this.connection().then((conn) => conn.call(def, input, options));
+  }
+
+  /** Calls one method once per input, pipelined, with one promise for the replies (see MethodCaller.many). */
+  callMany(def: MethodDef, inputs: readonly unknown[], options?: CallOptions): Promise<unknown[]> {
+    const c = this.conn;
+    if (c?.isOpen) return c.callMany(def, inputs, options);
+    return this.connection().then((conn) => conn.callMany(def, inputs, options));
   }
 
   private builtin(method: number, options?: CallOptions): Promise<unknown> {

@@ -10,7 +10,7 @@ test('a long-pending call among millions of short ones neither collides nor grow
   const take = () => {
     const id = table.claim(next);
     next = id === 0xffffffff ? 1 : id + 1;
-    const p = new PendingCall(id, null, noop, noop, 0);
+    const p = new PendingCall(id, null, noop, noop, 0, null, 0);
     table.set(p);
     return p;
   };
@@ -33,7 +33,7 @@ test('a long-pending call among millions of short ones neither collides nor grow
 
 test('ids wrap around 2^32 and skip 0; a late reply for a reused slot misses', () => {
   const table = new PendingTable();
-  const a = new PendingCall(table.claim(0xffffffff), null, noop, noop, 0);
+  const a = new PendingCall(table.claim(0xffffffff), null, noop, noop, 0, null, 0);
   table.set(a);
   assert.equal(a.id, 0xffffffff);
   const id = table.claim(1);
@@ -41,7 +41,7 @@ test('ids wrap around 2^32 and skip 0; a late reply for a reused slot misses', (
   table.delete(a);
   assert.equal(table.get(0xffffffff), undefined);
   // id 63 shares the slot 0xffffffff used: a late reply for the old id must not find the new call
-  const b = new PendingCall(table.claim(63), null, noop, noop, 0);
+  const b = new PendingCall(table.claim(63), null, noop, noop, 0, null, 0);
   table.set(b);
   assert.equal(b.id, 63);
   assert.equal(table.get(0xffffffff), undefined);
@@ -50,7 +50,7 @@ test('ids wrap around 2^32 and skip 0; a late reply for a reused slot misses', (
 
 test('the table grows when more than half the slots are in flight', () => {
   const table = new PendingTable();
-  for (let i = 1; i <= 1000; i++) table.set(new PendingCall(table.claim(i), null, noop, noop, 0));
+  for (let i = 1; i <= 1000; i++) table.set(new PendingCall(table.claim(i), null, noop, noop, 0, null, 0));
   assert.equal(table.size, 1000);
   assert.ok(table.capacity >= 2000);
   for (let i = 1; i <= 1000; i++) assert.equal(table.get(i)?.id, i);
