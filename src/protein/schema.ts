@@ -249,7 +249,7 @@ function w(x, u8, p) {
 function m(x) { return x.length; }
 const s = m;
 function r(u8, p, len) { return rt.copyBytes(u8, p, len); }
-function v(u8, p, len) { return u8.subarray(p, p + len); }`,
+function v(u8, p, len) { return rt.viewBytes(u8, p, len); }`,
     ),
     explain: (v, path) => (v instanceof Uint8Array ? undefined : `${path}: expected a Uint8Array, got ${describe(v)}`),
   };

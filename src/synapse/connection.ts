@@ -376,7 +376,8 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
    * Sends one request per input, back to back, and resolves with the replies in input order. Each
    * request is an ordinary call on the wire and in the cell (its own id, handler run and reply); only
    * the caller's bookkeeping is shared: one promise for the lot instead of one per call. Rejects with
-   * the first failure (its `details.index` says which input); replies still to come are dropped.
+   * the first failure (its `details.index` says which input); replies still to come are dropped. An
+   * input that fails to encode stops the run there: the requests before it have gone out and run.
    */
   callMany(def: MethodDef, inputs: readonly unknown[], options: CallOptions | undefined): Promise<unknown[]> {
     if (this.state !== OPEN) return Promise.reject(this.notOpen());

@@ -23,7 +23,8 @@ export interface MethodCaller<I, O> {
    * an ordinary call in the cell (its own handler run and reply); the caller keeps one promise for
    * the lot instead of one per call, which is what pipelining millions of small calls costs most.
    * Rejects with the first failure (`details.index` names the input); `timeoutMs` and `signal`
-   * apply to the whole run.
+   * apply to the whole run. An input that fails to encode stops the run there (the requests before
+   * it have gone out and run).
    */
   many(inputs: readonly I[], options?: CallOptions): Promise<O[]>;
 }
