@@ -109,6 +109,7 @@ export class ShmChannel {
     const rx = this.rx;
     const sink = this.sink;
     let began = false;
+    rx.holdHead();
     try {
       for (let t = rx.next(); t >= 0; t = this.closed || n === DRAIN_BATCH ? -1 : rx.next()) {
         if (!began) {
@@ -126,6 +127,7 @@ export class ShmChannel {
       }
       throw err;
     } finally {
+      if (!this.closed) rx.publishHead();
       if (began) sink.endDrain();
     }
     this.received += n;

@@ -307,7 +307,27 @@ export class RingBuffer {
     if (head !== this.releasedPos) {
       this.pendingFirst = first;
       this.releasedPos = head;
-      Atomics.store(this.words, HEAD, head | 0);
+      if (this.holdingHead) this.headOwed = true;
+      else Atomics.store(this.words, HEAD, head | 0);
+    }
+  }
+
+  private holdingHead = false;
+  private headOwed = false;
+
+  /**
+   * Between holdHead() and publishHead(), released space is handed back to the producer once, at the
+   * end, instead of with one store per record (a consumer draining a run of records it frees at once).
+   */
+  holdHead(): void {
+    this.holdingHead = true;
+  }
+
+  publishHead(): void {
+    this.holdingHead = false;
+    if (this.headOwed) {
+      this.headOwed = false;
+      Atomics.store(this.words, HEAD, this.releasedPos | 0);
     }
   }
 
