@@ -38,9 +38,18 @@ interface Peer {
 }
 
 const WINDOWS = [1, 16, 256, 4096];
+/** `many` keeps the same number of calls in flight in batches of up to 64 (one promise per batch). */
+const MANY_WINDOWS = [16, 256, 4096];
 const peers: Peer[] = [
   { kind: 'cell-shm', label: 'Cell (shm)', address: join(dir, 'cell-shm.sock'), windows: WINDOWS },
+  {
+    kind: 'cell-shm-many',
+    label: 'Cell (shm), many()',
+    address: join(dir, 'cell-shm-many.sock'),
+    windows: MANY_WINDOWS,
+  },
   { kind: 'cell', label: 'Cell (UDS)', address: join(dir, 'cell.sock'), windows: WINDOWS },
+  { kind: 'cell-many', label: 'Cell (UDS), many()', address: join(dir, 'cell-many.sock'), windows: MANY_WINDOWS },
   { kind: 'floor', label: 'net echo, same framing (floor)', address: join(dir, 'floor.sock'), windows: WINDOWS },
   { kind: 'grpc', label: '@grpc/grpc-js unary (unix:)', address: join(dir, 'grpc.sock'), windows: WINDOWS },
   { kind: 'zmq-rep', label: 'zeromq REQ/REP (ipc://)', address: `ipc://${join(dir, 'zrep')}`, windows: [1] },
@@ -101,11 +110,12 @@ const failures: string[] = [];
  * Cell and the floor are measured `repeat` times, alternating, and each row reports the median
  * repetition: on a shared machine one unlucky window would otherwise decide the headline ratio.
  */
+const repeated = (p: Peer) => p.kind.startsWith('cell') || p.kind === 'floor';
 const schedule: Peer[] = [];
 for (let rep = 0; rep < repeat; rep++) {
-  for (const p of peers) if (p.kind === 'cell' || p.kind === 'cell-shm' || p.kind === 'floor') schedule.push(p);
+  for (const p of peers) if (repeated(p)) schedule.push(p);
 }
-for (const p of peers) if (p.kind !== 'cell' && p.kind !== 'cell-shm' && p.kind !== 'floor') schedule.push(p);
+for (const p of peers) if (!repeated(p)) schedule.push(p);
 
 for (const [n, p] of schedule.entries()) {
   if (only.length > 0 && !only.includes(p.kind)) continue;
@@ -222,10 +232,10 @@ for (const p of peers) {
   for (const w of p.windows) {
     const r = results.get(`${p.kind}/${w}`);
     if (r === undefined) continue;
-    // Peers are compared with Cell over the same kind of carrier: the socket. The shm rows are
-    // compared with Cell's socket row (how much the rings gain).
+    // Peers are compared with Cell over the same kind of carrier: the socket. Cell's other rows (shm,
+    // many) are compared with Cell's socket row (how much the rings or the shared promise gain).
     const c = results.get(`cell/${w}`);
-    const vsShm = p.kind === 'cell-shm';
+    const vsShm = p.kind.startsWith('cell-');
     const tput = c && p.kind !== 'cell' ? (vsShm ? r.rate / c.rate : c.rate / r.rate).toFixed(2) : '';
     const lat = c && p.kind !== 'cell' ? (vsShm ? c.medianUs / r.medianUs : r.medianUs / c.medianUs).toFixed(2) : '';
     const runs = samples.get(`${p.kind}/${w}`) ?? [];
@@ -242,7 +252,9 @@ if (cref !== null) {
   );
   console.log(`| C reference (pipelined) | 512 | ${fmtRate(cref.pipelinedPerSec)} | | | | |`);
 }
-console.log('\nRatios: peers vs Cell (UDS); the Cell (shm) rows vs Cell (UDS) — > 1 means the first is better.');
+console.log(
+  '\nRatios: peers vs Cell (UDS); the other Cell rows (shm, many()) vs Cell (UDS) — > 1 means the first is better.',
+);
 const shmSeq = results.get('cell-shm/1');
 if (shmSeq && cref !== null) {
   console.log(
@@ -261,6 +273,9 @@ if (cellSeq && floorSeq) {
     `\nSequential median RTT: Cell ${cellSeq.medianUs.toFixed(1)} µs = ${(cellSeq.medianUs / floorSeq.medianUs).toFixed(2)}× the floor (${floorSeq.medianUs.toFixed(1)} µs).`,
   );
 }
-const best = Math.max(...WINDOWS.map((w) => results.get(`cell/${w}`)?.rate ?? 0));
-console.log(`Cell's best pipelined rate: ${fmtRate(best)} msg/s.`);
+const bestOf = (kind: string) => Math.max(...WINDOWS.map((w) => results.get(`${kind}/${w}`)?.rate ?? 0));
+console.log(`Cell's best pipelined rate over the socket: ${fmtRate(bestOf('cell'))} msg/s.`);
+console.log(
+  `Pipelined over shared memory (target ≥ 5 M msg/s): a promise per call ${fmtRate(bestOf('cell-shm'))} msg/s; many() ${fmtRate(bestOf('cell-shm-many'))} msg/s.`,
+);
 if (failures.length > 0) console.log(`\nNot measured: ${failures.join('; ')}`);

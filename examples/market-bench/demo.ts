@@ -35,6 +35,10 @@ interface Summary {
 const RUNS: Array<{ title: string; args: string[] }> = [
   { title: 'ping, 1 connection, 1 in flight (sequential round trips)', args: ['1', 'ping'] },
   { title: 'ping, 4 connections × 64 in flight (pipelined)', args: ['4', 'ping', '--window', '64'] },
+  {
+    title: 'ping, 1 connection × 4 runs of many(64) in flight (pipelined, a promise per run)',
+    args: ['1', 'ping', '--window', '4', '--many', '64'],
+  },
   { title: 'batch of 100 real orders, 2 connections × 8 in flight', args: ['2', 'batch', '100', '--window', '8'] },
   {
     title: 'bytes: 64 KiB random payloads + crc32, 2 connections × 4 in flight',

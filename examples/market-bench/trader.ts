@@ -1,7 +1,9 @@
 // The trader: `node dist/examples/market-bench/trader.js <concurrency> <ping|batch|bytes> [size]
-//   [--duration seconds] [--window calls-in-flight-per-connection] [--json]`
+//   [--duration seconds] [--window calls-in-flight-per-connection] [--many n] [--json]`
 // Each of <concurrency> tasks has its own connection (Synapse) and keeps <window> calls in flight.
-//   ping   sends {seq} and checks the echo;
+//   ping   sends {seq} and checks the echo; with --many n each of the <window> lanes sends runs of n
+//          pings through `ex.ping.many` (n calls in the exchange, one promise per run; the round
+//          trip is the run's);
 //   batch  sends a vec of <size> real orders per call; reports calls/s and orders/s separately;
 //   bytes  sends <size> random bytes per call; the exchange returns their CRC-32, which is checked.
 // Prints one line per second (rate, median and p99 round trip) and a summary; exits 1 on any
@@ -25,7 +27,7 @@ for (let i = 0; i < argv.length; i++) {
 }
 if (positional.length === 0) {
   console.log(
-    'usage: trader <concurrency> <ping|batch|bytes> [size] [--duration s] [--window n] [--json]\n' +
+    'usage: trader <concurrency> <ping|batch|bytes> [size] [--duration s] [--window n] [--many n] [--json]\n' +
       'running: trader 1 ping --duration 5',
   );
 }
@@ -37,6 +39,8 @@ const mode = (['ping', 'batch', 'bytes'].includes(positional[1]) ? positional[1]
 const size = Math.max(1, Number(positional[2] ?? (mode === 'bytes' ? 4096 : 100)));
 const durationS = Number(flags.get('duration') ?? 5);
 const window = Math.max(1, Number(flags.get('window') ?? 1));
+/** ping only: each lane sends runs of this many pings through `ex.ping.many` (one promise per run). */
+const many = mode === 'ping' ? Math.max(0, Number(flags.get('many') ?? 0)) : 0;
 
 /** Round-trip samples (µs) of the current second and of the whole run. */
 let second: number[] = [];
@@ -79,10 +83,18 @@ async function task(id: number): Promise<void> {
   const payload = mode === 'bytes' ? new Uint8Array(size) : null;
   let seq = id * 1_000_000_000;
   const lane = async () => {
+    const pings = new Array<{ seq: number }>(many);
     while (running) {
       const t0 = performance.now();
       try {
-        if (mode === 'ping') {
+        if (many > 0) {
+          const first = seq + 1;
+          for (let i = 0; i < many; i++) pings[i] = { seq: ++seq };
+          const echoes = await ex.ping.many(pings);
+          for (let i = 0; i < many; i++) {
+            if (echoes[i] !== first + i) fail(`ping ${first + i} (run of ${many}) came back as ${echoes[i]}`);
+          }
+        } else if (mode === 'ping') {
           const s = ++seq;
           const echo = await ex.ping({ seq: s });
           if (echo !== s) fail(`ping ${s} came back as ${echo}`);
@@ -104,8 +116,8 @@ async function task(id: number): Promise<void> {
       }
       const us = (performance.now() - t0) * 1000;
       second.push(us);
-      calls++;
-      callsThisSecond++;
+      calls += many > 0 ? many : 1;
+      callsThisSecond += many > 0 ? many : 1;
     }
   };
   await Promise.all(Array.from({ length: window }, lane));
@@ -138,7 +150,9 @@ function perCall(rate: number): string {
 
 const label =
   mode === 'ping'
-    ? `ping (integrity-checked echo), ${concurrency} conn × ${window} in flight`
+    ? many > 0
+      ? `ping (integrity-checked echo), ${concurrency} conn × ${window} runs of many(${many}) in flight`
+      : `ping (integrity-checked echo), ${concurrency} conn × ${window} in flight`
     : mode === 'batch'
       ? `batch of ${size} orders, ${concurrency} conn × ${window} in flight`
       : `bytes ${size} B random + crc32, ${concurrency} conn × ${window} in flight`;

@@ -18,11 +18,12 @@ test('the market demo runs every mode with integrity checks, exits 0 and cleans 
   });
   assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
   assert.match(r.stdout, /All integrity checks passed/);
-  assert.equal((r.stdout.match(/summary: .* 0 integrity failures, 0 errors/g) ?? []).length, 4);
+  assert.equal((r.stdout.match(/summary: .* 0 integrity failures, 0 errors/g) ?? []).length, 5);
+  assert.match(r.stdout, /runs of many\(64\)/);
   assert.match(r.stdout, /orders\/s/);
   assert.match(r.stdout, /MB\/s/);
   // it says which transport carried the calls (shared memory unless unavailable, with the reason)
-  assert.equal((r.stdout.match(/; transport: (shm|socket \(.+\))$/gm) ?? []).length, 4);
+  assert.equal((r.stdout.match(/; transport: (shm|socket \(.+\))$/gm) ?? []).length, 5);
   // the exchange stopped gracefully: its socket and lock are gone
   assert.ok(existsSync(dir));
   assert.deepEqual(readdirSync(dir), []);
@@ -45,6 +46,7 @@ test('the trader detects corrupted answers in every mode and exits non-zero', as
   const trader = fileURLToPath(new URL('../../../examples/market-bench/trader.js', import.meta.url));
   for (const args of [
     ['1', 'ping'],
+    ['1', 'ping', '--many', '16'],
     ['1', 'batch', '10'],
     ['1', 'bytes', '256'],
   ]) {
