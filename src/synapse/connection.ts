@@ -438,7 +438,10 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
       sink.uncork?.();
     }
     if (timeoutMs !== undefined) {
-      batch.timer = setTimeout(() => this.abandon(batch, timeoutError(this.cell, `'${def.name}' (many)`, timeoutMs)), timeoutMs);
+      batch.timer = setTimeout(
+        () => this.abandon(batch, timeoutError(this.cell, `'${def.name}' (many)`, timeoutMs)),
+        timeoutMs,
+      );
     }
     if (signal !== undefined) {
       batch.signal = signal;
@@ -803,12 +806,16 @@ function timeoutError(cell: string, name: string, timeoutMs: number, requestId?:
 /** An input of a `many` call that could not be encoded. */
 function batchItemError(cell: string, def: MethodDef, index: number, err: unknown): CellError {
   const cause = err instanceof Error ? err.message : String(err);
-  return new CellError(isCellError(err) ? err.code : 'E_ENCODE', `request ${index} to '${def.name}' could not be encoded: ${cause}`, {
-    cell,
-    fix: "pass inputs that match the method's input schema.",
-    details: { index },
-    cause: err,
-  });
+  return new CellError(
+    isCellError(err) ? err.code : 'E_ENCODE',
+    `request ${index} to '${def.name}' could not be encoded: ${cause}`,
+    {
+      cell,
+      fix: "pass inputs that match the method's input schema.",
+      details: { index },
+      cause: err,
+    },
+  );
 }
 
 function aborted(cell: string, method: string): CellError {

@@ -4,6 +4,7 @@ import type { CellError } from '../../src/errors/index.js';
 import { type RecordSink, ShmChannel } from '../../src/shm/channel.js';
 import { loadNative, type NativeAddon } from '../../src/shm/native.js';
 import { RingBuffer, ringBytesFor } from '../../src/shm/ring.js';
+import { RingFrameSink, type StreamSink } from '../../src/shm/wire.js';
 
 const native = loadNative();
 const addon = native.addon as NativeAddon;
@@ -97,6 +98,56 @@ test('a record committed while the channel sleeps rings the doorbell and is deli
     await until(() => sink.seen.length === 1, 'the record');
     assert.equal(sink.seen[0]?.reqId, 7);
     assert.ok(channel.wakeups >= 1, 'woken by the doorbell');
+  } finally {
+    channel.close();
+    addon.closeFd(bell);
+  }
+});
+
+test('a corked ring sink publishes its run of frames with one tail store at uncork', () => {
+  const { tx, rx } = ringPair();
+  const bell = addon.eventfdCreate();
+  const channel = new ShmChannel(addon, tx, rx, bell, new Recorder());
+  const socketWrites: Uint8Array[] = [];
+  const socket: StreamSink = {
+    buf: Buffer.alloc(1 << 16),
+    reserve: () => 0,
+    commit: (end) => socketWrites.push(new Uint8Array(end)),
+    flush: () => {},
+    writeFrame: (f) => socketWrites.push(f),
+  };
+  const sink = new RingFrameSink(channel, socket);
+  // The peer's view of our tx ring.
+  const peer = new RingBuffer(tx.sab);
+  const tail = () => new Int32Array(tx.sab, 0, 32)[16];
+  const frame = (n: number) => {
+    const o = sink.reserve(16);
+    sink.buf.fill(n, o, o + 16);
+    sink.commit(o + 16);
+  };
+  try {
+    frame(1);
+    assert.equal(peer.hasData(), true, 'an uncorked frame goes out at once');
+    peer.release(peer.next());
+    const before = tail();
+    sink.cork();
+    sink.cork(); // nests
+    frame(2);
+    frame(3);
+    frame(4);
+    sink.uncork();
+    assert.equal(tail(), before, 'still held: one uncork of two');
+    assert.equal(peer.hasData(), false);
+    sink.uncork();
+    assert.equal(tail(), before + 3 * 32, 'three records published together');
+    const got: number[] = [];
+    for (let t = peer.next(); t >= 0; t = peer.next()) {
+      got.push(peer.bytes[peer.payloadOffset] as number);
+      peer.release(t);
+    }
+    assert.deepEqual(got, [2, 3, 4]);
+    sink.uncork(); // unbalanced: harmless
+    assert.equal(socketWrites.length, 0);
   } finally {
     channel.close();
     addon.closeFd(bell);

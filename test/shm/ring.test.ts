@@ -183,3 +183,47 @@ test('trimLast shrinks the last reservation and rollbackLast drops an abandoned 
   assert.equal(consumer.next(), -1);
   assert.throws(() => producer.trimLast(10_000), /cannot grow/);
 });
+
+test('the consumer reads up to the tail it loaded, then looks again; later commits are not missed', () => {
+  const { producer, consumer } = makeRing(4096);
+  assert.ok(producer.write(1, 1, 0, payload(8, 1)));
+  assert.ok(producer.write(1, 2, 0, payload(8, 2)));
+  producer.commit();
+  const first = consumer.next();
+  assert.equal(consumer.reqId, 1);
+  // Committed after the consumer loaded the tail: found once the records it knew of are read.
+  assert.ok(producer.write(1, 3, 0, payload(8, 3)));
+  producer.commit();
+  const seen: number[] = [];
+  for (let t = consumer.next(); t >= 0; t = consumer.next()) {
+    seen.push(consumer.reqId);
+    consumer.release(t);
+  }
+  consumer.release(first);
+  assert.deepEqual(seen, [2, 3]);
+  assert.equal(consumer.hasData(), false);
+  assert.ok(producer.write(1, 4, 0, payload(8, 4)));
+  assert.equal(consumer.hasData(), false, 'an uncommitted record is invisible');
+  producer.commit();
+  assert.equal(consumer.hasData(), true);
+});
+
+test('holdHead: space released during a drain reaches the producer at publishHead, in one store', () => {
+  const { producer, consumer, sab } = makeRing(4096);
+  while (producer.write(1, 0, 0, payload(240, 1))) {}
+  producer.commit();
+  const head = () => new Int32Array(sab, 0, 1)[0];
+  consumer.holdHead();
+  for (let t = consumer.next(); t >= 0; t = consumer.next()) consumer.release(t);
+  assert.equal(consumer.unreleased, 0);
+  assert.equal(head(), 0, 'nothing handed back yet');
+  assert.equal(producer.write(1, 0, 0, payload(240, 1)), false, 'the producer still sees a full ring');
+  consumer.publishHead();
+  assert.equal(head(), 4096);
+  assert.equal(producer.write(1, 0, 0, payload(240, 1)), true);
+  // Outside a hold, a release is handed back at once.
+  producer.commit();
+  const t = consumer.next();
+  consumer.release(t);
+  assert.equal(head(), 4096 + 256);
+});
