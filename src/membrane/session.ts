@@ -583,12 +583,10 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   /** The carrier is about to feed one chunk of frames (see batchStart). */
   beginBatch(): void {
     this.batchStart = performance.now();
-    this.sink.cork?.();
   }
 
   /** The chunk's frames are handled and its replies handed to the carrier: time them all at once. */
   endBatch(): void {
-    this.sink.uncork?.();
     const n = this.batchLength;
     if (n > 0) {
       const ns = (performance.now() - this.batchStart) * 1e6;

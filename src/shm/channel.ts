@@ -14,6 +14,8 @@ export interface RecordSink {
   /** Brackets each drain that delivers at least one record (one clock read per run of records). */
   beginDrain(): void;
   endDrain(): void;
+  /** Optional: called after each record of a drain (the sink may publish what it held). */
+  afterRecord?(): void;
 }
 
 /**
@@ -118,6 +120,7 @@ export class ShmChannel {
         }
         n++;
         sink.onRecord(rx.kind, rx.reqId, rx.aux, rx.payloadOffset, rx.payloadLength, t);
+        sink.afterRecord?.();
       }
     } catch (err) {
       if (err instanceof CellError && err.code === 'E_PROTOCOL') {
@@ -222,12 +225,17 @@ const CPUS = availableParallelism();
 const CROWD_CHECK_MS = 100;
 let crowdCheckedAt = Number.NEGATIVE_INFINITY;
 let crowded = false;
-/** Consecutive looks that saw more runnable threads than CPUs (a blip, e.g. GC helpers, is one). */
+/**
+ * Consecutive looks that saw more runnable threads than CPUs. Two spinning peers fill both CPUs of a
+ * 2-core machine, so a passing helper thread (GC, JIT, a kernel worker) makes a look count; two such
+ * looks in a row happened often enough to put a quiet pair into sleep mode for 100 ms at a time
+ * (thousands of doorbell round trips). A real third consumer of CPU stays for three looks.
+ */
 let crowdedLooks = 0;
 
 /**
  * More runnable threads than CPUs right now (the 4th field of /proc/loadavg, read at most every
- * 100 ms, on two looks in a row). Then a spin holds a CPU that other work, often the peer, is queued for, and the
+ * 100 ms, on three looks in a row). Then a spin holds a CPU that other work, often the peer, is queued for, and the
  * scheduler charges the spinner for it: measured at load 8 on 2 cores, spinning sides took a
  * millisecond per round trip where sleeping ones (like a socket) took tens of microseconds. So on
  * a crowded machine the poller sleeps as soon as it finds nothing.
@@ -243,7 +251,7 @@ function machineCrowded(now: number): boolean {
   } catch {
     crowdedLooks = 0; // no /proc (a sandbox without it): keep spinning by the budget alone
   }
-  crowded = crowdedLooks >= 2;
+  crowded = crowdedLooks >= 3;
   return crowded;
 }
 

@@ -338,6 +338,11 @@ export class RingBuffer {
     return n;
   }
 
+  /** True when a record is waiting that an earlier look at `tail` already saw (no load at all). */
+  hasKnown(): boolean {
+    return this.cachedTail !== this.readPos;
+  }
+
   /** True when a committed record is waiting (cheap: one atomic load). */
   hasData(): boolean {
     return this.cachedTail !== this.readPos || Atomics.load(this.words, TAIL) >>> 0 !== this.readPos;

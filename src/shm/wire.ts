@@ -104,9 +104,10 @@ export class RingFrameSink implements FrameSink {
   }
 
   /**
-   * Holds ring frames back until uncork(): a `many` call's requests, or the replies of one drained
-   * batch, then cost one `tail` store (one cache-line transfer to the polling peer) instead of one
-   * per frame. Nothing waits for a later tick: uncork() runs at the end of the same synchronous run.
+   * Holds ring frames back until uncork(): a `many` call's requests, or the replies written while a
+   * run of waiting requests is handled, then cost one `tail` store (one cache-line transfer to the
+   * polling peer) instead of one per frame. Nothing waits for a later tick: uncork() runs at the end
+   * of the same synchronous run, and a drain publishes as soon as no further request is waiting.
    */
   cork(): void {
     this.corked++;
@@ -115,6 +116,14 @@ export class RingFrameSink implements FrameSink {
   uncork(): void {
     if (this.corked === 0) return;
     if (--this.corked === 0 && this.held) {
+      this.held = false;
+      this.publish();
+    }
+  }
+
+  /** Publishes what is held now and stays corked (the drain found no further request waiting). */
+  publishHeld(): void {
+    if (this.held) {
       this.held = false;
       this.publish();
     }
@@ -204,6 +213,8 @@ function releaseLease(v: Vesicle): void {
 /** Walks the frames of each FRAMES record, bounds-checking every length against the record. */
 class RecordFrames implements RecordSink {
   channel: ShmChannel | null = null;
+  /** This side's ring sink: replies written during a drain are corked until no request is left waiting. */
+  sink: RingFrameSink | null = null;
   private readonly ringBuf: Buffer;
   /** Frames still out per record token, for records holding more than one frame. */
   private readonly outstanding = new Map<number, number>();
@@ -324,11 +335,18 @@ class RecordFrames implements RecordSink {
   }
 
   beginDrain(): void {
+    this.sink?.cork();
     this.receiver.beginBatch?.();
+  }
+
+  /** After each record: with no further record known to be waiting, what the run wrote goes out now. */
+  afterRecord(): void {
+    if (this.sink !== null && this.channel !== null && !this.channel.rx.hasKnown()) this.sink.publishHeld();
   }
 
   endDrain(): void {
     this.receiver.endBatch?.();
+    this.sink?.uncork();
   }
 }
 
@@ -337,7 +355,8 @@ function attachRings(rings: RingPair, receiver: FrameReceiver, socketSink: Strea
   const frames = new RecordFrames(rings.rx.sab, receiver);
   const channel = new ShmChannel(rings.addon, rings.tx, rings.rx, rings.rxBell, frames);
   frames.channel = channel;
-  return new RingFrameSink(channel, socketSink);
+  frames.sink = new RingFrameSink(channel, socketSink);
+  return frames.sink;
 }
 
 function socketFd(carrier: unknown): number | undefined {
