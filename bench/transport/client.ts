@@ -246,6 +246,31 @@ async function zmqDealer(): Promise<void> {
   sock.close();
 }
 
+/** Moleculer: `broker.call` per request (a promise each, like a Synapse call); JSON over TCP loopback. */
+async function moleculer(): Promise<void> {
+  const { ServiceBroker } = await import('moleculer');
+  const [serverPort, clientPort] = address.split(':').map(Number);
+  const broker = new ServiceBroker({
+    nodeID: 'bench-client',
+    logger: false,
+    transporter: {
+      type: 'TCP',
+      options: { udpDiscovery: false, port: clientPort, urls: `127.0.0.1:${serverPort}/bench-server` },
+    },
+  });
+  await broker.start();
+  await broker.waitForServices('bench', 10_000);
+  const text = PAYLOAD.toString('latin1');
+  const params = { p: text };
+  await runWindow(
+    () => broker.call('bench.ping', params),
+    (reply) => {
+      if ((reply as { p: string }).p !== text) throw new Error('moleculer: corrupted echo');
+    },
+  );
+  await broker.stop();
+}
+
 async function ipc(): Promise<void> {
   const child = fork(fileURLToPath(new URL('./servers.js', import.meta.url)), ['ipc', ''], {
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
@@ -281,6 +306,7 @@ const runners: Record<string, () => Promise<void>> = {
   'zmq-rep': zmqReq,
   'zmq-router': zmqDealer,
   ipc,
+  moleculer,
 };
 
 await runners[kind]();

@@ -60,7 +60,20 @@ const peers: Peer[] = [
     windows: WINDOWS,
   },
   { kind: 'ipc', label: 'child_process IPC (JSON)', address: '', windows: WINDOWS, selfHosted: true },
+  {
+    kind: 'moleculer',
+    label: 'Moleculer (TCP transporter, loopback)',
+    // "<server port>:<client port>": Moleculer's brokerless transporter speaks TCP only.
+    address: moleculerPorts(),
+    windows: WINDOWS,
+  },
 ];
+
+/** Two free-looking loopback ports for the Moleculer nodes (random, so parallel runs don't collide). */
+function moleculerPorts(): string {
+  const base = 20_000 + Math.floor(Math.random() * 20_000) * 2;
+  return `${base}:${base + 1}`;
+}
 
 interface Result {
   kind: string;
@@ -121,7 +134,7 @@ for (const [n, p] of schedule.entries()) {
   if (only.length > 0 && !only.includes(p.kind)) continue;
   let server: ChildProcess | null = null;
   // A fresh address per server: a killed peer may leave its socket file behind.
-  const address = p.address === '' ? '' : p.address.replace(/(\.sock)?$/, `-${n}$1`);
+  const address = p.address === '' || p.kind === 'moleculer' ? p.address : p.address.replace(/(\.sock)?$/, `-${n}$1`);
   try {
     if (!p.selfHosted) server = await startServer(p, address);
     for (const w of p.windows) {

@@ -31,6 +31,9 @@ async function main(): Promise<void> {
     case 'zmq-router':
       await zmqRouter(address);
       return;
+    case 'moleculer':
+      await moleculerServer(address);
+      break;
     case 'ipc':
       ipcServer();
       process.send!('ready');
@@ -123,3 +126,24 @@ function ipcServer(): void {
 }
 
 await main();
+
+/**
+ * Moleculer's brokerless transporter (TCP between nodes, here on loopback; it has no Unix-socket
+ * transport): one service whose action echoes its params. `address` is "<server port>:<client port>";
+ * the nodes know each other from static urls because UDP discovery may not be allowed here.
+ */
+async function moleculerServer(address: string): Promise<void> {
+  const { ServiceBroker } = await import('moleculer');
+  const [serverPort, clientPort] = address.split(':').map(Number);
+  const broker = new ServiceBroker({
+    nodeID: 'bench-server',
+    logger: false,
+    transporter: {
+      type: 'TCP',
+      options: { udpDiscovery: false, port: serverPort, urls: `127.0.0.1:${clientPort}/bench-client` },
+    },
+  });
+  broker.createService({ name: 'bench', actions: { ping: (ctx) => ctx.params } });
+  await broker.start();
+  process.on('SIGTERM', () => void broker.stop().then(() => process.exit(0)));
+}
