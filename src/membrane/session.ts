@@ -99,6 +99,10 @@ export class CallContext {
   /** @internal */ lease: Vesicle | null;
   /** @internal performance.now() when the request was dispatched. */ startedAt: number;
   /** @internal the decoded request, kept only while a tap is attached. */ tapped: unknown;
+  /** @internal this call's own controller, made when the handler first reads `signal`. */
+  controller: AbortController | null;
+  /** @internal the call has been answered (a signal read after that is never aborted). */
+  finished: boolean;
 
   constructor(
     session: ServerSession,
@@ -121,6 +125,8 @@ export class CallContext {
     this.lease = lease;
     this.startedAt = startedAt;
     this.tapped = undefined;
+    this.controller = null;
+    this.finished = false;
   }
 
   /** The request's payload bytes. Borrowed ones are valid until the handler settles (see Vesicle). */
@@ -133,9 +139,17 @@ export class CallContext {
     return this.lease;
   }
 
-  /** Aborts when the connection this call came on closes (the caller is gone or the cell is stopping). */
+  /**
+   * Aborts when the caller gives up on this call (its timeout or AbortSignal sends CANCEL; reason
+   * E_ABORTED) or when the connection it came on closes (E_CONNECTION_LOST). Stop the work then:
+   * the caller no longer waits for the reply and drops it.
+   */
   get signal(): AbortSignal {
-    return this.session.signal;
+    if (this.controller === null) {
+      this.controller = new AbortController();
+      this.session.watch(this);
+    }
+    return this.controller.signal;
   }
 
   get cell(): string {
@@ -170,6 +184,8 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   private goawaySent = false;
   private peerEnded = false;
   private controller: AbortController | null = null;
+  /** Calls in flight whose handler holds their signal, by request id (for CANCEL and close). */
+  private watched: Map<number, CallContext> | null = null;
   private forgotten = false;
   /**
    * performance.now() when the carrier's current chunk arrived, or 0 outside a chunk. Synchronous
@@ -193,6 +209,36 @@ export class ServerSession implements FrameHandler, UpgradableSession {
       this.peerName = continues.peerName;
       this.peerPid = continues.peerPid;
     }
+  }
+
+  /** @internal A call's handler asked for its signal: CANCEL or the connection closing aborts it. */
+  watch(ctx: CallContext): void {
+    const controller = ctx.controller as AbortController;
+    if (ctx.finished) return;
+    if (this.state === CLOSED) {
+      controller.abort(connectionGone(this.host.cellName));
+      return;
+    }
+    if (this.watched === null) this.watched = new Map();
+    this.watched.set(ctx.requestId, ctx);
+  }
+
+  private unwatch(ctx: CallContext): void {
+    if (this.watched !== null && this.watched.get(ctx.requestId) === ctx) this.watched.delete(ctx.requestId);
+  }
+
+  /** CANCEL: the caller stopped waiting for `requestId` (timeout or abort); its handler's signal fires. */
+  private cancel(requestId: number): void {
+    const ctx = this.watched?.get(requestId);
+    if (ctx === undefined) return; // finished already, or the handler never looked at its signal
+    this.watched?.delete(requestId);
+    ctx.controller?.abort(
+      new CellError('E_ABORTED', `the caller gave up on its call to '${ctx.method.name}' (timeout or abort).`, {
+        cell: this.host.cellName,
+        fix: 'stop the work: the caller drops the reply.',
+        details: { requestId },
+      }),
+    );
   }
 
   get signal(): AbortSignal {
@@ -283,7 +329,10 @@ export class ServerSession implements FrameHandler, UpgradableSession {
       this.dispatch(method, requestId, bytes, start, end, owned, lease);
       return;
     }
-    if (type === FrameType.CANCEL) return; // advisory: handlers see connection loss via ctx.signal
+    if (type === FrameType.CANCEL) {
+      this.cancel(requestId);
+      return;
+    }
     if (type >= CONTROL_FRAME_FIRST && type <= CONTROL_FRAME_LAST) {
       const control = this.host.controlHandlers.get(type);
       if (control !== undefined) {
@@ -430,6 +479,8 @@ export class ServerSession implements FrameHandler, UpgradableSession {
 
   /** Records a finished call into the per-method metrics and, when one is attached, the tap. */
   private finishCall(ctx: CallContext, value: unknown, err: unknown, replyBytes: number): void {
+    ctx.finished = true;
+    if (ctx.controller !== null) this.unwatch(ctx);
     const failed = replyBytes < 0;
     // A tap whose filters rule this method out costs it nothing, like no tap at all.
     const tap = this.host.tap !== null && this.host.tap.wanted[ctx.method.id] === 1 ? this.host.tap : null;
@@ -616,7 +667,29 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   /** The peer half-closed: finish in-flight calls, then close our side. */
   peerEnd(): void {
     this.peerEnded = true;
+    if (this.inFlight > 0) this.probePeer();
     this.maybeFinish();
+  }
+
+  /**
+   * End of stream from the peer is either a half-close (it still reads its replies) or the end of the
+   * peer (a crash, a destroyed socket): only a write tells them apart. GOAWAY is harmless to a
+   * half-closed caller (it sends nothing more anyway); to a dead one the write fails, the connection
+   * closes, and the calls still running see their signal abort instead of running on for nobody.
+   * It goes on the socket itself even when replies travel through shared memory.
+   */
+  private probePeer(): void {
+    if (this.goawaySent || this.state !== OPEN) return;
+    this.goawaySent = true;
+    const frame = encodeFrame(FrameType.GOAWAY, 0, 0);
+    this.sink.flush();
+    const carrier = this.transport.carrier as { write?: unknown; destroyed?: boolean } | null;
+    if (carrier !== null && typeof carrier.write === 'function' && carrier.destroyed !== true) {
+      (carrier as { write(b: Uint8Array): boolean }).write(frame);
+    } else {
+      this.writeCold(frame);
+      this.sink.flush();
+    }
   }
 
   private maybeFinish(): void {
@@ -641,6 +714,11 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   closed(): void {
     if (this.controller !== null && !this.controller.signal.aborted) {
       this.controller.abort(connectionGone(this.host.cellName));
+    }
+    if (this.watched !== null) {
+      const calls = [...this.watched.values()];
+      this.watched = null;
+      for (const ctx of calls) ctx.controller?.abort(connectionGone(this.host.cellName));
     }
     this.state = CLOSED;
     if (this.forgotten) return;

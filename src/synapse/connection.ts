@@ -627,7 +627,7 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
     if (type === FrameType.GOAWAY) {
       if (this.state === OPEN) this.state = DRAINING;
       if (this.onGoaway !== null) this.onGoaway(this);
-      if (this.pending.size === 0) this.stream.end();
+      if (this.pending.size === 0) this.leave();
       return;
     }
     this.fail(
@@ -699,10 +699,7 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
     if (this.state !== DRAINING) this.state = DRAINING;
     return new Promise((resolve) => {
       this.stream.once('close', () => resolve());
-      if (this.pending.size === 0) {
-        this.sink.flush();
-        this.stream.end();
-      }
+      if (this.pending.size === 0) this.leave();
       this.ref();
     });
   }
@@ -755,10 +752,20 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
     if (this.onClose !== null) this.onClose(this);
   }
 
+  /**
+   * Nothing is pending and nothing new will be sent: end our side, and once that is written close the
+   * connection outright. Waiting for the cell to end its side would wait for calls this caller gave up
+   * on (a handler may run long, or never settle); their replies would be dropped anyway.
+   */
+  private leave(): void {
+    this.sink.flush();
+    if (this.stream.writableEnded) return;
+    this.stream.end(() => this.stream.destroy());
+  }
+
   private idle(): void {
     if (this.state === DRAINING) {
-      this.sink.flush();
-      this.stream.end();
+      this.leave();
       return;
     }
     if (this.canRef) this.unrefDue = true;
