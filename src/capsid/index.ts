@@ -158,6 +158,8 @@ export async function encapsulate(spec: CapsidSpec): Promise<Encapsulated> {
     if (!readOnly.includes(addon)) readOnly.push(addon);
   }
   mkdirSync(spec.socketDir, { recursive: true, mode: 0o700 });
+  // bwrap --die-with-parent ties a sandboxed cell to us; an unsandboxed one watches our pid instead.
+  if (bwrap === undefined) env.CELL_PARENT_PID = String(process.pid);
 
   const cell = [process.execPath, spec.bundlePath, ...(spec.args ?? [])];
   const command = bwrap !== undefined ? [bwrap, ...sandboxArgs(spec, env, readOnly), '--', ...cell] : cell;

@@ -214,6 +214,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       }
     }
     if (options.handleSignals ?? true) m.closeOnSignals();
+    watchRootParent();
     return m;
   }
 
@@ -512,6 +513,31 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       process.once('SIGINT', onTerminate);
     }
   }
+}
+
+let parentWatch: NodeJS.Timeout | null = null;
+
+/**
+ * A cell the Root started without a sandbox watches its parent (`CELL_PARENT_PID`): a sandboxed one
+ * dies with the Root through bubblewrap, an unsandboxed one would live on, holding its name, after a
+ * crashed Root. When this process has been re-parented it stops as on SIGTERM (draining, if the
+ * Membrane handles signals). A check every 500 ms costs one getppid.
+ */
+function watchRootParent(): void {
+  const root = Number(process.env.CELL_PARENT_PID);
+  // Only the Root's own child watches (a process this cell starts inherits the variable, not the Root).
+  if (!(root > 0) || parentWatch !== null || process.ppid !== root) return;
+  delete process.env.CELL_PARENT_PID;
+  parentWatch = setInterval(() => {
+    if (process.ppid === root) return;
+    if (parentWatch !== null) clearInterval(parentWatch);
+    // Our output went to the Root through pipes: writing to them now fails with EPIPE, which must not
+    // crash the drain that follows.
+    process.stdout.on('error', () => {});
+    process.stderr.on('error', () => {});
+    process.kill(process.pid, 'SIGTERM');
+  }, 500);
+  parentWatch.unref();
 }
 
 /**

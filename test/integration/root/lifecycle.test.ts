@@ -236,3 +236,30 @@ test('a host that cannot sandbox: the Root refuses to start cells, says why and 
   assert.match(spawn.stderr, /fix: .*--no-sandbox/);
   assert.equal(existsSync(join(sb.env.CELL_SOCKET_DIR as string, 'echo.sock')), false);
 });
+
+test('a Root killed with SIGKILL takes its unsandboxed cells with it (they watch their parent)', async (t) => {
+  const sb = makeSandbox();
+  t.after(() => sb.cleanup());
+  sb.cell('orphan', echoCell('orphan'));
+  sb.manifest({ orphan: { dna: './dna/orphan' } });
+  const up = await sb.cli('up', '--no-sandbox', '--json');
+  assert.equal(up.code, 0, up.stderr);
+  const row = (JSON.parse(up.stdout) as { cells: Row[] }).cells[0] as Row;
+  assert.equal(row.state, 'running');
+  assert.equal(row.sandbox, 'none');
+  const cellPid = row.pid;
+  const rootPid = Number(readFileSync(join(sb.env.CELL_SOCKET_DIR as string, 'root.pid'), 'utf8'));
+  assert.ok(cellPid > 0 && rootPid > 0);
+  process.kill(rootPid, 'SIGKILL');
+  // The cell notices within its 500 ms check, drains (no calls) and exits; its socket goes with it.
+  const gone = () => {
+    try {
+      // A zombie counts: whoever adopted it may not have reaped it yet.
+      return / Z /.test(readFileSync(`/proc/${cellPid}/stat`, 'latin1')) || undefined;
+    } catch {
+      return true;
+    }
+  };
+  await waitFor('the orphaned cell to exit', gone, 10_000);
+  assert.equal(existsSync(join(sb.env.CELL_SOCKET_DIR as string, 'orphan.sock')), false);
+});
