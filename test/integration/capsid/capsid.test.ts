@@ -302,8 +302,8 @@ test('without bubblewrap, a sandboxed spawn refuses naming the fix; sandbox:fals
   assert.equal(r.processes?.ok, true);
   assert.ok((r.processes as { value: string[] }).value.length > 2);
   assert.notEqual((r.hostname as { value: string }).value, 'cell-probe');
-  // Still only the given environment.
-  assert.deepEqual(r.env, { ok: true, value: ['CELL_NATIVE_ADDON', 'CELL_SOCKET_DIR', 'HOME'] });
+  // Still only the given environment, plus its parent's pid (a raw cell watches it: no --die-with-parent).
+  assert.deepEqual(r.env, { ok: true, value: ['CELL_NATIVE_ADDON', 'CELL_PARENT_PID', 'CELL_SOCKET_DIR', 'HOME'] });
 });
 
 test('diagnose() reports real findings, and a hidden tool fails its check', async () => {
