@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { FrameType, HEADER_SIZE, readU32, writeHeader } from '../../src/frame/index.js';
 import { Synapse } from '../../src/synapse/index.js';
 import { PingService } from './contract.js';
+import { moleculerNode } from './moleculer.js';
 
 const [kind, address, windowArg, durationArg, warmupArg] = process.argv.slice(2);
 const window = Number(windowArg);
@@ -248,16 +249,7 @@ async function zmqDealer(): Promise<void> {
 
 /** Moleculer: `broker.call` per request (a promise each, like a Synapse call); JSON over TCP loopback. */
 async function moleculer(): Promise<void> {
-  const { ServiceBroker } = await import('moleculer');
-  const [serverPort, clientPort] = address.split(':').map(Number);
-  const broker = new ServiceBroker({
-    nodeID: 'bench-client',
-    logger: false,
-    transporter: {
-      type: 'TCP',
-      options: { udpDiscovery: false, port: clientPort, urls: `127.0.0.1:${serverPort}/bench-server` },
-    },
-  });
+  const broker = await moleculerNode(address, 'client');
   await broker.start();
   await broker.waitForServices('bench', 10_000);
   const text = PAYLOAD.toString('latin1');

@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { FrameType, HEADER_SIZE, readU32 } from '../../src/frame/index.js';
 import { Membrane } from '../../src/membrane/index.js';
 import { PingService } from './contract.js';
+import { moleculerNode } from './moleculer.js';
 
 const [kind, address] = process.argv.slice(2);
 
@@ -127,22 +128,9 @@ function ipcServer(): void {
 
 await main();
 
-/**
- * Moleculer's brokerless transporter (TCP between nodes, here on loopback; it has no Unix-socket
- * transport): one service whose action echoes its params. `address` is "<server port>:<client port>";
- * the nodes know each other from static urls because UDP discovery may not be allowed here.
- */
+/** Moleculer: one service whose action echoes its params (see moleculer.ts for the transport). */
 async function moleculerServer(address: string): Promise<void> {
-  const { ServiceBroker } = await import('moleculer');
-  const [serverPort, clientPort] = address.split(':').map(Number);
-  const broker = new ServiceBroker({
-    nodeID: 'bench-server',
-    logger: false,
-    transporter: {
-      type: 'TCP',
-      options: { udpDiscovery: false, port: serverPort, urls: `127.0.0.1:${clientPort}/bench-client` },
-    },
-  });
+  const broker = await moleculerNode(address, 'server');
   broker.createService({ name: 'bench', actions: { ping: (ctx) => ctx.params } });
   await broker.start();
   process.on('SIGTERM', () => void broker.stop().then(() => process.exit(0)));

@@ -235,42 +235,28 @@ class RecordFrames implements RecordSink {
     const start = offset;
     const end = start + length;
     const receiver = this.receiver;
-    if (!receiver.leasesFrames && length >= HEADER_SIZE && readU32(b, start) + 4 === length) {
-      // The usual record on the caller's side: one reply frame filling the record exactly.
-      try {
-        receiver.onFrame(
-          b[start + 4] as number,
-          b[start + 5] as number,
-          (b[start + 6] as number) | ((b[start + 7] as number) << 8),
-          readU32(b, start + 8),
-          b,
-          start + HEADER_SIZE,
-          end,
-          false,
-        );
-      } finally {
-        this.channel?.release(token);
+    let count = 1;
+    // The usual record is one frame filling it exactly; anything else is walked and checked in full
+    // before any frame of it is delivered.
+    if (length < HEADER_SIZE || readU32(b, start) + 4 !== length) {
+      count = 0;
+      for (let o = start; o < end; ) {
+        if (end - o < HEADER_SIZE) {
+          this.badFrame(`${end - o} stray bytes after the last frame`);
+          return;
+        }
+        const len = readU32(b, o);
+        if (len < HEADER_SIZE - 4 || o + 4 + len > end) {
+          this.badFrame(`frame length ${len} runs past its record`);
+          return;
+        }
+        o += 4 + len;
+        count++;
       }
-      return;
-    }
-    // Validate the whole record before delivering any frame of it.
-    let count = 0;
-    for (let o = start; o < end; ) {
-      if (end - o < HEADER_SIZE) {
-        this.badFrame(`${end - o} stray bytes after the last frame`);
+      if (count === 0) {
+        this.badFrame('empty record');
         return;
       }
-      const len = readU32(b, o);
-      if (len < HEADER_SIZE - 4 || o + 4 + len > end) {
-        this.badFrame(`frame length ${len} runs past its record`);
-        return;
-      }
-      o += 4 + len;
-      count++;
-    }
-    if (count === 0) {
-      this.badFrame('empty record');
-      return;
     }
     if (!receiver.leasesFrames) {
       // The client decodes (copies) each reply at once: no lease objects, free the record right after.

@@ -1,46 +1,19 @@
 // `many`: a run of pipelined calls with one promise, over the shared-memory ring and over the socket.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { type TestContext, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { isCellError } from '../../../src/errors/index.js';
 import { loadNative } from '../../../src/shm/native.js';
 import type { RingFrameSink } from '../../../src/shm/wire.js';
 import { isRemoteError, Synapse } from '../../../src/synapse/index.js';
 import { ShmTest } from './fixtures/contract.js';
-
-const CELL = fileURLToPath(new URL('./fixtures/cell.js', import.meta.url));
-const TOKEN = 'many-test-token-0123456789abcdef';
+import { startCell } from './fixtures/start-cell.js';
 
 if (loadNative().addon === undefined) throw new Error(`needs the native addon: ${loadNative().reason}`);
 
-/** Starts the fixture cell in its own process (`shm: false` keeps its callers on the socket). */
-async function startCell(t: TestContext, shm: boolean): Promise<ChildProcess> {
-  const dir = mkdtempSync(join(tmpdir(), 'cell-many-'));
-  const env = { ...process.env, CELL_SOCKET_DIR: dir, CELL_HOME: dir, CELL_SHM_TOKEN: TOKEN };
-  const child = spawn(process.execPath, [CELL], {
-    env: shm ? env : { ...env, SHM_TEST_OFF: '1' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (d) => {
-      out += d;
-      if (out.includes('ready')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`cell exited with ${code}`)));
-  });
-  process.env.CELL_SOCKET_DIR = dir;
-  process.env.CELL_HOME = dir;
-  process.env.CELL_SHM_TOKEN = TOKEN;
-  return child;
+/** The fixture cell; `shm: false` keeps its callers on the socket. */
+async function startCellOn(t: TestContext, shm: boolean): Promise<ChildProcess> {
+  return (await startCell(t, shm ? {} : { SHM_TEST_OFF: '1' })).child;
 }
 
 async function grow(t: TestContext, shm: boolean) {
@@ -58,7 +31,7 @@ for (const shm of [true, false]) {
   const over = shm ? 'shm' : 'socket';
 
   test(`${over}: 3000 calls with random handler delays come back in input order, each run as its own call`, async (t) => {
-    await startCell(t, shm);
+    await startCellOn(t, shm);
     const c = await grow(t, shm);
     const before = await requestsServed(c);
     const inputs = Array.from({ length: 3000 }, (_, i) => ({
@@ -78,7 +51,7 @@ for (const shm of [true, false]) {
   });
 
   test(`${over}: a failing call rejects the batch naming its index; the connection carries on`, async (t) => {
-    await startCell(t, shm);
+    await startCellOn(t, shm);
     const c = await grow(t, shm);
     const inputs = Array.from({ length: 500 }, (_, i) => (i === 321 ? 0xffffffff : i));
     const err = await c.tally.many(inputs).catch((e: unknown) => e);
@@ -91,7 +64,7 @@ for (const shm of [true, false]) {
   });
 
   test(`${over}: an input the schema rejects fails the batch, naming it; nothing after it is sent`, async (t) => {
-    await startCell(t, shm);
+    await startCellOn(t, shm);
     const c = await grow(t, shm);
     const bad = 'not bytes' as unknown as Uint8Array;
     const first = await c.echo.many([bad, new Uint8Array(1)]).catch((e: unknown) => e);
@@ -109,7 +82,7 @@ for (const shm of [true, false]) {
   });
 
   test(`${over}: timeoutMs and an abort signal apply to the whole run`, async (t) => {
-    await startCell(t, shm);
+    await startCellOn(t, shm);
     const c = await grow(t, shm);
     const slow = Array.from({ length: 10 }, (_, i) => ({ id: i, delay: i === 9 ? 2000 : 0, body: new Uint8Array(0) }));
     const timedOut = await c.delayed.many(slow, { timeoutMs: 100 }).catch((e: unknown) => e);
@@ -127,7 +100,7 @@ for (const shm of [true, false]) {
   });
 
   test(`${over}: a cell killed mid-run fails the run with E_CONNECTION_LOST`, async (t) => {
-    const child = await startCell(t, shm);
+    const child = await startCellOn(t, shm);
     const c = await grow(t, shm);
     const run = c.delayed
       .many(Array.from({ length: 50 }, (_, i) => ({ id: i, delay: 200, body: new Uint8Array(1) })))
@@ -139,7 +112,7 @@ for (const shm of [true, false]) {
 }
 
 test('shm: a run larger than the ring spills to the socket and still answers every call in order', async (t) => {
-  await startCell(t, true);
+  await startCellOn(t, true);
   const c = await grow(t, true);
   const sink = (c.$synapse as unknown as { conn: { sink: RingFrameSink } }).conn.sink;
   const socketBefore = sink.socketFrames;

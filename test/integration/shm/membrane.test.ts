@@ -1,50 +1,13 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { isCellError } from '../../../src/errors/index.js';
 import { loadNative } from '../../../src/shm/native.js';
 import type { RingFrameSink } from '../../../src/shm/wire.js';
 import { Synapse } from '../../../src/synapse/index.js';
 import { ShmTest } from './fixtures/contract.js';
-
-const CELL = fileURLToPath(new URL('./fixtures/cell.js', import.meta.url));
-const TOKEN = 'membrane-test-token-0123456789abcdef';
+import { startCell } from './fixtures/start-cell.js';
 
 if (loadNative().addon === undefined) throw new Error(`needs the native addon: ${loadNative().reason}`);
-
-interface Cell {
-  child: ChildProcess;
-  dir: string;
-}
-
-/** Starts the test cell in its own process with a private socket dir and Cell home. */
-async function startCell(t: TestContext, env: Record<string, string> = {}): Promise<Cell> {
-  const dir = mkdtempSync(join(tmpdir(), 'cell-shm-mem-'));
-  const child = spawn(process.execPath, [CELL], {
-    env: { ...process.env, CELL_SOCKET_DIR: dir, CELL_HOME: dir, CELL_SHM_TOKEN: TOKEN, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (d) => {
-      out += d;
-      if (out.includes('ready')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`cell exited with ${code}`)));
-  });
-  process.env.CELL_SOCKET_DIR = dir;
-  process.env.CELL_HOME = dir;
-  process.env.CELL_SHM_TOKEN = TOKEN;
-  return { child, dir };
-}
 
 async function grow(t: TestContext) {
   const c = await Synapse.grow(ShmTest, { waitMs: 3000 });
