@@ -17,7 +17,7 @@ export interface FrameSink {
   /**
    * Optional: hold committed frames back until the matching uncork(), to publish a run of frames at
    * once (a carrier whose every publication costs something, like the shared-memory ring's tail).
-   * Calls nest; committed frames still go out no later than the end of the current tick.
+   * Calls nest and must balance within one synchronous run; flush() publishes held frames too.
    */
   cork?(): void;
   uncork?(): void;

@@ -183,7 +183,6 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   private builtinsOnly = false;
   private goawaySent = false;
   private peerEnded = false;
-  private controller: AbortController | null = null;
   /** Calls in flight whose handler holds their signal, by request id (for CANCEL and close). */
   private watched: Map<number, CallContext> | null = null;
   private forgotten = false;
@@ -239,14 +238,6 @@ export class ServerSession implements FrameHandler, UpgradableSession {
         details: { requestId },
       }),
     );
-  }
-
-  get signal(): AbortSignal {
-    if (this.controller === null) {
-      this.controller = new AbortController();
-      if (this.state === CLOSED) this.controller.abort(connectionGone(this.host.cellName));
-    }
-    return this.controller.signal;
   }
 
   get isOpen(): boolean {
@@ -712,9 +703,6 @@ export class ServerSession implements FrameHandler, UpgradableSession {
 
   /** The carrier is gone: abort handlers' signals and forget the session. Idempotent. */
   closed(): void {
-    if (this.controller !== null && !this.controller.signal.aborted) {
-      this.controller.abort(connectionGone(this.host.cellName));
-    }
     if (this.watched !== null) {
       const calls = [...this.watched.values()];
       this.watched = null;

@@ -92,8 +92,7 @@ export class RingFrameSink implements FrameSink {
   commit(end: number): void {
     if (this.onRing) {
       this.onRing = false;
-      const off = this.ringOff;
-      this.channel.tx.trimLast(end - off);
+      this.channel.tx.trimLast(end - this.ringOff);
       this.ringFrames++;
       if (this.corked > 0) this.held = true;
       else this.publish();
