@@ -493,7 +493,9 @@ export class Root {
   private async terminate(proc: Proc, graceMs: number): Promise<void> {
     proc.phase = proc.phase === 'starting' ? 'starting' : 'retired';
     if (proc.alive) {
-      signalCell(proc, 'SIGTERM');
+      // The Capsid signals the cell's own processes: bubblewrap does not forward signals, and a
+      // SIGTERM to it would tear the sandbox down without letting the cell drain.
+      proc.capsule.signal('SIGTERM');
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         proc.exited,
@@ -651,63 +653,6 @@ export class Root {
   killAll(): void {
     for (const rec of this.cells.values()) if (rec.proc?.alive) rec.proc.capsule.child.kill('SIGKILL');
   }
-}
-
-/** Every descendant of `pid` (children first), from /proc/<pid>/task/<tid>/children. */
-function descendants(pid: number, out: number[] = [], depth = 0): number[] {
-  if (depth > 8) return out;
-  let tasks: string[] = [];
-  try {
-    tasks = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const tid of tasks) {
-    let children = '';
-    try {
-      children = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const c of children.split(' ')) {
-      const child = Number(c);
-      if (child > 0) {
-        out.push(child);
-        descendants(child, out, depth + 1);
-      }
-    }
-  }
-  return out;
-}
-
-function commOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
-
-/**
- * Asks a cell to stop. bubblewrap does not forward signals: a SIGTERM to it tears the sandbox's pid
- * namespace down and the cell is killed without draining. So a sandboxed cell's own processes (the
- * ones inside bwrap that are not bwrap) get the signal, and bwrap exits with them.
- */
-function signalCell(proc: Proc, signal: NodeJS.Signals): void {
-  if (proc.capsule.sandbox === 'bwrap' && proc.pid > 0) {
-    const inside = descendants(proc.pid).filter((p) => commOf(p) !== 'bwrap');
-    if (inside.length > 0) {
-      for (const p of inside) {
-        try {
-          process.kill(p, signal);
-        } catch {
-          // already gone
-        }
-      }
-      return;
-    }
-  }
-  proc.capsule.child.kill(signal);
 }
 
 function buildInfo(b: Bundle) {
