@@ -4,23 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Entry, HardState, Snapshot } from '../../src/consensus/raft/types.js';
+import { Prng } from '../../src/consensus/sim/index.js';
 import { SimDisk } from '../../src/consensus/wal/simdisk.js';
 import { Wal } from '../../src/consensus/wal/wal.js';
 import { CellError } from '../../src/errors/index.js';
 
 function ent(index: number, term: number, tag = ''): Entry {
   return { index, term, type: 0, data: new TextEncoder().encode(`e${index}t${term}${tag}`) };
-}
-
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const same = (a: Entry[], b: Entry[]) =>
@@ -166,7 +156,8 @@ test('wal: crash at every write/fsync point of a scripted workload loses nothing
       assert.ok(err instanceof CellError && err.code === 'E_WAL_IO', String(err));
     });
     for (let seed = 1; seed <= 4; seed++) {
-      const after = disk.afterCrash(mulberry(k * 100 + seed), seed === 1 ? 'clean' : 'torn');
+      const prng = new Prng(k * 100 + seed);
+      const after = disk.afterCrash(() => prng.next(), seed === 1 ? 'clean' : 'torn');
       const { wal, state } = await Wal.open({ dir: '/w', fs: after, segmentBytes: 600 });
       if (state.truncatedBytes > 0) torn++;
       checkRecovered(state, acked.batch, `crash after op ${k} (${disk.trace[k] ?? 'end'}), seed ${seed}`);

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { KvClient, KvUnknownOutcome } from '../../../examples/kv/client.js';
 import { Kv } from '../../../examples/kv/contract.js';
 import { checkOperations, type KvOperation, kvModel } from '../../../src/consensus/linearizability/index.js';
+import { Prng } from '../../../src/consensus/sim/index.js';
 import { Synapse } from '../../../src/synapse/index.js';
 
 type KvInput = { op: 'get' } | { op: 'put'; value: string } | { op: 'cas'; expected: string | null; value: string };
@@ -28,17 +29,6 @@ const NODE = fileURLToPath(new URL('../../../examples/kv/node.js', import.meta.u
 const IDS = [1, 2, 3];
 const LOAD_MS = Number(process.env.KV_NEMESIS_MS ?? 20_000);
 const SEED = Number(process.env.SEED ?? Date.now() % 1_000_000);
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function waitFor<T>(
   what: string,
@@ -119,12 +109,14 @@ test('kv cluster: linearizable and loses no acknowledged write under kill -9, re
   /** Unique keys whose single put was acknowledged: they must all survive. */
   const ackedUnique = new Map<string, string>();
   const KEYS = ['a', 'b', 'c', 'd'];
-  const rand = prng(SEED);
+  const nemesisPrng = new Prng(SEED);
+  const rand = () => nemesisPrng.next();
   const deadline = performance.now() + LOAD_MS;
 
   const clientLoop = async (clientId: number): Promise<void> => {
     const c = new KvClient({ nodes, deadlineMs: 4000, callTimeoutMs: 1500 });
-    const r = prng(SEED * 31 + clientId);
+    const clientPrng = new Prng(SEED * 31 + clientId);
+    const r = () => clientPrng.next();
     let n = 0;
     try {
       while (performance.now() < deadline) {
