@@ -35,6 +35,9 @@ export type CellErrorCode =
   | 'E_SWAP_FAILED'
   | 'E_SHM_UNAVAILABLE'
   | 'E_SHM_AUTH'
+  // trust boundary
+  | 'E_PERMISSION_DENIED'
+  | 'E_IDENTITY_MISMATCH'
   // consensus
   | 'E_NOT_LEADER'
   | 'E_WAL_CORRUPT'

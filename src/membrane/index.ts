@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -16,7 +16,7 @@ import {
 } from '../frame/index.js';
 import { type FrameSink, StreamFrameSink } from '../frame/writer.js';
 import { ServiceMetrics } from '../metrics/index.js';
-import { socketDir, validateCellName } from '../paths/index.js';
+import { bootInfo, cellSocketPath, ensurePrivateDir, tapSocketPath, validateCellName } from '../paths/index.js';
 import type { MethodInputView, MethodOutput, ServiceDef } from '../service/types.js';
 import { declineUpgrade, FrameControl, ShmServerGlue } from '../shm/wire.js';
 import { TapServer } from '../tap/index.js';
@@ -239,11 +239,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
         fix: 'point CELL_SOCKET_DIR at a shorter directory (Unix sockets cannot have longer paths).',
       });
     }
-    const dir = dirname(sockPath);
-    if (!existsSync(dir)) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      chmodSync(dir, 0o700);
-    }
+    ensurePrivateDir(dirname(sockPath));
     const lock = InstanceLock.acquire(`${sockPath.replace(/\.sock$/, '')}.lock`, this.cellName);
     try {
       const state = await probeSocket(sockPath);
@@ -287,7 +283,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       this.server = server;
       this.lock = lock;
       this.path = sockPath;
-      if (this.tapEnabled) await this.listenTap(join(dirname(sockPath), `${this.cellName}.tap.sock`));
+      if (this.tapEnabled) await this.listenTap(tapPathFor(this.cellName));
     } catch (err) {
       lock.release();
       throw err;
@@ -546,9 +542,18 @@ function watchRootParent(): void {
  * which it renames over the public path once the cell is healthy (see src/swap).
  */
 function bindPathFor(cell: string): string {
-  const assigned = process.env.CELL_BIND_PATH;
+  const assigned = bootInfo()?.bindPath ?? process.env.CELL_BIND_PATH;
   if (assigned !== undefined && assigned !== '' && basename(assigned).startsWith(`${cell}.`)) return assigned;
-  return join(socketDir(), `${cell}.sock`);
+  return cellSocketPath(cell);
+}
+
+/** The tap socket: where the Root said (the cell's private dir), else the layout's default. */
+function tapPathFor(cell: string): string {
+  const boot = bootInfo();
+  if (boot !== undefined && boot.name === cell) return boot.tapPath;
+  const path = tapSocketPath(cell);
+  ensurePrivateDir(dirname(path));
+  return path;
 }
 
 /**

@@ -1,11 +1,30 @@
+import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CellError } from '../errors/index.js';
 
+export type { CellBoot, CellIdentity } from './boot.js';
+export { BOOT_FD, bootInfo, CELL_ENV, RESERVED_ENV, readBootFrom, refusedEnvKey, setBootInfo } from './boot.js';
+
 /**
- * Where Cell keeps its files. Every path honours an environment override so tests and sandboxes
- * can point a whole mesh at a private directory. Unlike the original, there is no silent fallback
- * to a shared /tmp directory another user could own.
+ * Where Cell keeps its files: the one place that spells the layout, so the Root, the Capsid, the
+ * Membrane, the swap code and the CLI agree (docs/SANDBOX.md § Layout).
+ *
+ *   $CELL_HOME (~/.cell)            0700, the operator's; never mounted into a sandbox as a whole
+ *   ├── root/                       control plane, never visible to a cell
+ *   │   ├── mitosis.sock            the Root's control socket (CELL_UMBILICAL overrides)
+ *   │   ├── root.pid                the Root's pid (proved through the socket before it is signalled)
+ *   │   ├── identity.key            Ed25519 key that signs cells' identities (0600)
+ *   │   └── channels/<name>.sock    one narrow channel per cell, bound into that cell's sandbox only
+ *   ├── run/                        rendezvous (CELL_SOCKET_DIR overrides): sandboxes see it read-only
+ *   │   └── <name>/                 the only part a cell may write: its sockets and lock
+ *   │       ├── <name>.sock         public name (a hard link to the serving generation)
+ *   │       ├── <name>.<gen>.sock   one per generation (hot swap)
+ *   │       └── <name>.lock         single-instance lock
+ *   ├── cells/<name>/               the cell's operator-facing dir (tap socket); no other cell sees it
+ *   ├── dna/ cache/ logs/           registry, build cache, logs: the Root's alone
+ *
+ * Unlike the original, there is no silent fallback to a shared /tmp directory another user could own.
  */
 export function cellHome(): string {
   return process.env.CELL_HOME ?? join(homedir(), '.cell');
@@ -15,8 +34,46 @@ export function socketDir(): string {
   return process.env.CELL_SOCKET_DIR ?? join(cellHome(), 'run');
 }
 
+/** The Root's private directory: control socket, pid file, signing key, per-cell channels. */
+export function controlDir(): string {
+  return join(cellHome(), 'root');
+}
+
 export function rootSocketPath(): string {
-  return process.env.CELL_UMBILICAL ?? join(socketDir(), 'mitosis.sock');
+  return process.env.CELL_UMBILICAL ?? join(controlDir(), 'mitosis.sock');
+}
+
+export function rootPidPath(): string {
+  return join(controlDir(), 'root.pid');
+}
+
+/** The Ed25519 private key (PKCS#8 PEM) that signs cell identities; the operator's processes read it. */
+export function rootKeyPath(): string {
+  return join(controlDir(), 'identity.key');
+}
+
+/** The socket the Root serves cell `name` alone: its narrow channel (grow the peers it `calls`). */
+export function channelSocketPath(name: string): string {
+  return join(controlDir(), 'channels', `${validateCellName(name)}.sock`);
+}
+
+/** The part of the rendezvous directory cell `name` may write. */
+export function cellRunDir(name: string): string {
+  return join(socketDir(), validateCellName(name));
+}
+
+/** The public socket callers dial: `<socketDir>/<name>/<name>.sock`. */
+export function cellSocketPath(name: string): string {
+  return join(cellRunDir(name), `${name}.sock`);
+}
+
+/** The cell's operator-facing directory (tap socket): writable by the cell, invisible to other cells. */
+export function cellPrivateDir(name: string): string {
+  return join(cellHome(), 'cells', validateCellName(name));
+}
+
+export function tapSocketPath(name: string): string {
+  return join(cellPrivateDir(name), 'tap.sock');
 }
 
 export function cacheDir(): string {
@@ -43,6 +100,24 @@ export function validateCellName(name: string): string {
   return name;
 }
 
-export function cellSocketPath(name: string): string {
-  return join(socketDir(), `${validateCellName(name)}.sock`);
+/**
+ * Creates `dir` (and its parents) or makes sure an existing one is private: a directory owned by
+ * this user, not a link, mode 0700. A looser mode is tightened; a directory owned by someone else is
+ * refused (another user could replace what Cell puts there).
+ */
+export function ensurePrivateDir(dir: string, owner: number | undefined = process.getuid?.()): string {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  if (!st.isDirectory()) {
+    throw new CellError('E_PERMISSION_DENIED', `${dir} is not a directory (a link or a file stands there).`, {
+      fix: `remove ${dir}; Cell creates it as a private directory.`,
+    });
+  }
+  if (owner !== undefined && st.uid !== owner && st.uid !== process.getuid?.()) {
+    throw new CellError('E_PERMISSION_DENIED', `${dir} belongs to uid ${st.uid}, not to this user.`, {
+      fix: `remove ${dir} or point CELL_HOME at a directory of your own.`,
+    });
+  }
+  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  return dir;
 }

@@ -1,8 +1,7 @@
 import { createConnection } from 'node:net';
 import { CellError } from '../errors/index.js';
-import { cellSocketPath } from '../paths/index.js';
+import { tapSocketPath } from '../paths/index.js';
 import { formatLatency } from '../top/format.js';
-import { tapSocketPath } from './server.js';
 
 /** One line of a tap stream as the client sees it. */
 export interface TapRecord {
@@ -32,11 +31,7 @@ export interface TapSession {
 }
 
 /** Attaches to a cell's tap socket with a filter (see src/tap/filter.ts for the grammar). */
-export async function openTap(
-  cell: string,
-  filter = '',
-  path = tapSocketPath(cellSocketPath(cell), cell),
-): Promise<TapSession> {
+export async function openTap(cell: string, filter = '', path = tapSocketPath(cell)): Promise<TapSession> {
   const socket = createConnection(path);
   socket.setEncoding('utf8');
   await new Promise<void>((resolve, reject) => {

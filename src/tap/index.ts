@@ -4,4 +4,4 @@ export type { TapHello, TapRecord, TapSession } from './client.js';
 export { formatTapRecord, openTap } from './client.js';
 export type { TapEvent, TapFilter } from './filter.js';
 export { compileFilter, parseFilter } from './filter.js';
-export { TapServer, tapJson, tapSocketPath } from './server.js';
+export { TapServer, tapJson } from './server.js';

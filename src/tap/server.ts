@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { dirname, join } from 'node:path';
 import type { ServiceDef } from '../service/types.js';
 import { compileFilter, type MethodShape, methodsFilterCanMatch, structFieldNames, type TapFilter } from './filter.js';
 
@@ -25,10 +24,6 @@ interface Subscriber {
 
 /** A slow tap client must never slow the cell: past this much unsent output, events are dropped. */
 const MAX_BUFFERED = 1 << 20;
-
-export function tapSocketPath(cellSocket: string, cell: string): string {
-  return join(dirname(cellSocket), `${cell}.tap.sock`);
-}
 
 /** JSON with 64-bit integers as decimal strings and byte fields as short hex previews. */
 export function tapJson(value: unknown): string {
