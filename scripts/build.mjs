@@ -48,3 +48,15 @@ for (const a of assets) {
   copyFileSync(a, dest);
 }
 if (process.argv.includes('--verbose')) console.log(`built ${tsFiles.length} files into dist/`);
+
+// The boot entry a cell's process runs first (src/capsid/boot.ts): one self-contained file, because
+// the sandbox binds just this file (and the cell's bundle), not Cell's whole tree.
+await esbuild.build({
+  entryPoints: [join(root, 'src', 'capsid', 'boot.ts')],
+  outfile: join(root, 'dist', 'boot', 'cell-boot.mjs'),
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  bundle: true,
+  logLevel: 'warning',
+});

@@ -1,11 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { chownSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { CellError } from '../errors/index.js';
-import { validateCellName } from '../paths/index.js';
+import { type CellBoot, validateCellName } from '../paths/index.js';
 import { nativeAddonPath } from '../ribosome/index.js';
-import { bindArgs, findBwrap, probeBwrap, systemBinds } from './bwrap.js';
+import { findBwrap, probeBwrap, systemBinds, which } from './bwrap.js';
 import { CellCgroup, detectCgroups } from './cgroup.js';
 import { DEFAULT_LIMITS, type Limits, parseLimits, parseMemory, resolveLimits } from './limits.js';
+import { seccompFilter } from './seccomp.js';
 
 export type { Bind } from './bwrap.js';
 export { findBwrap, probeBwrap, systemBinds, which } from './bwrap.js';
@@ -19,10 +23,12 @@ export { DEFAULT_LIMITS, parseLimits, parseMemory };
 export interface CapsidSpec {
   name: string;
   bundlePath: string;
-  /** Bound read-write at the same path, so the cell binds its socket (and hot-swap generation sockets) there. */
-  socketDir: string;
-  /** The cell's whole environment: nothing of the parent's leaks in. */
-  env: Record<string, string>;
+  /** The cell environment contract, written to the cell's fd 3 (never argv, never a host-side env). */
+  boot: CellBoot;
+  /** Host paths the cell may write (its own run dir and private dir), bound read-write at the same path. */
+  writable: string[];
+  /** Host paths bound read-only at the same path (the rendezvous dir, the Root channel socket). */
+  readOnly: string[];
   args?: string[];
   limits?: Partial<Limits>;
   /** Default false: the cell gets its own empty network namespace (loopback only). */
@@ -31,12 +37,12 @@ export interface CapsidSpec {
   sandbox: boolean;
   stdout: 'pipe' | number;
   stderr: 'pipe' | number;
-  /** Extra host paths bound read-only at the same path. */
-  readOnlyPaths?: string[];
   /** The bubblewrap binary; default CELL_BWRAP, else `bwrap` on PATH. */
   bwrap?: string;
   /** Refuse (E_CGROUP_UNAVAILABLE) instead of running without limits; default: the value of `sandbox`. */
   requireCgroup?: boolean;
+  /** The host user a sandboxed cell runs as when the Root runs as root (default: sandboxUser()). */
+  user?: SandboxUser;
 }
 
 export interface Encapsulated {
@@ -62,40 +68,179 @@ export interface Encapsulated {
 export const SANDBOX_FIX =
   'install bubblewrap (`apt-get install bubblewrap`, which `node scripts/setup.mjs` does), or run with --no-sandbox for development';
 
+/** The unprivileged host user a sandboxed cell runs as when the Root itself runs as root. */
+export interface SandboxUser {
+  uid: number;
+  gid: number;
+}
+
+/**
+ * Who sandboxed cells are on the host: when the Root runs as root, CELL_SANDBOX_UID/GID (default
+ * 65534, nobody/nogroup) — never uid 0; otherwise undefined: the cell runs in its own user namespace
+ * as the Root's (unprivileged) user.
+ */
+export function sandboxUser(): SandboxUser | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const uid = Number(process.env.CELL_SANDBOX_UID ?? 65534);
+  const gid = Number(process.env.CELL_SANDBOX_GID ?? uid);
+  if (
+    !Number.isInteger(uid) ||
+    uid <= 0 ||
+    uid > 0xfffffffe ||
+    !Number.isInteger(gid) ||
+    gid <= 0 ||
+    gid > 0xfffffffe
+  ) {
+    throw new CellError(
+      'E_SANDBOX_UNAVAILABLE',
+      `CELL_SANDBOX_UID/GID must name an unprivileged user (got ${uid}:${gid}).`,
+      {
+        fix: 'unset them (cells then run as 65534) or set a uid and gid above 0.',
+      },
+    );
+  }
+  return { uid, gid };
+}
+
+/** Where the cell's files appear inside the sandbox. */
+export const INSIDE = { boot: '/cell/boot.mjs', bundle: '/cell/bundle.mjs', addon: '/cell/cell_native.node' } as const;
+
+/** Where the Root looks for setpriv; host-side helpers themselves run with an empty environment. */
+const HOST_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Fds the child gets: 0 stdin, 1/2 logs, 3 the boot contract, 4 the seccomp program (sandboxed only). */
+const SECCOMP_FD = 4;
+
 /**
  * Joins the cgroup before anything of the cell runs: /bin/sh writes its own pid into every
  * controller's cgroup.procs, then execs bubblewrap (or node). Everything after the exec, bwrap's
  * namespace init and the cell, inherits the cgroup; no window where user code runs unlimited.
  */
 const JOIN_CGROUP_THEN_EXEC =
-  'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
-/** The shell exports PWD of its own accord; a raw cell gets only the environment it was given. */
-const JOIN_CGROUP_THEN_EXEC_CLEAN = `unset PWD; ${JOIN_CGROUP_THEN_EXEC}`;
+  'unset PWD; n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
 
-export function sandboxArgs(spec: CapsidSpec, env: Record<string, string>, readOnly: string[]): string[] {
-  const name = spec.name;
-  const args = ['--unshare-all'];
-  if (spec.network === true) args.push('--share-net');
-  // Its own user namespace, where it is nobody (65534, mapped to the caller's uid outside so the
-  // sockets it binds belong to the Root's user), with no capabilities.
-  args.push('--unshare-user', '--uid', '65534', '--gid', '65534');
-  args.push('--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--hostname', `cell-${name}`);
-  args.push(...systemBinds(readOnly.filter((p) => p.endsWith('.node'))).flatMap(bindArgs('--ro-bind')));
-  if (spec.network === true) {
+export interface SandboxPlan {
+  bundlePath: string;
+  bootEntry: string;
+  addon: string | undefined;
+  writable: string[];
+  readOnly: string[];
+  network: boolean;
+  /** Set when the Root runs as root: bubblewrap runs privileged and drops to this user with setpriv. */
+  user: SandboxUser | undefined;
+  setpriv: string | undefined;
+  seccomp: boolean;
+}
+
+/**
+ * bubblewrap's arguments for one cell (none of them secret). Two modes:
+ * - the Root is an ordinary user: the cell gets its own user namespace where it is 65534 (mapped to
+ *   the Root's uid), with no capabilities and no further user namespaces (--disable-userns);
+ * - the Root is root: bubblewrap runs privileged (so it can bind the Root's private files), and
+ *   setpriv drops the cell to an unprivileged host uid with an empty capability bounding set before
+ *   node starts; the seccomp filter forbids new user namespaces there.
+ * Both: every namespace unshared (the network unless asked for), read-only root, nosuid binds, only
+ * the cell's own dirs writable, a private /tmp, die with the Root, no controlling terminal.
+ */
+export function sandboxArgs(name: string, plan: SandboxPlan): { args: string[]; command: string[] } {
+  const args: string[] = [];
+  if (plan.user === undefined) {
+    args.push('--unshare-all', '--unshare-user', '--uid', '65534', '--gid', '65534', '--disable-userns');
+    args.push('--cap-drop', 'ALL');
+  } else {
+    args.push('--unshare-pid', '--unshare-ipc', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try');
+  }
+  if (plan.network) args.push('--share-net');
+  args.push('--die-with-parent', '--new-session', '--hostname', `cell-${name}`);
+  const objects = [plan.addon, plan.setpriv].filter((p): p is string => p !== undefined);
+  const binds: Array<[flag: string, source: string, dest: string]> = systemBinds(objects).map(([s, d]) => [
+    '--ro-bind',
+    s,
+    d,
+  ]);
+  if (plan.network) {
     for (const f of ['/etc/resolv.conf', '/etc/hosts', '/etc/nsswitch.conf', '/etc/ssl']) {
-      if (existsSync(f)) args.push('--ro-bind', f, f);
+      if (existsSync(f)) binds.push(['--ro-bind', f, f]);
     }
   }
-  args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
-  args.push('--ro-bind', spec.bundlePath, spec.bundlePath);
-  for (const p of readOnly) args.push('--ro-bind', p, p);
-  args.push('--bind', spec.socketDir, spec.socketDir);
+  binds.push(['--ro-bind', plan.bootEntry, INSIDE.boot], ['--ro-bind', plan.bundlePath, INSIDE.bundle]);
+  if (plan.addon !== undefined) binds.push(['--ro-bind', plan.addon, INSIDE.addon]);
+  if (plan.setpriv !== undefined) binds.push(['--ro-bind', plan.setpriv, plan.setpriv]);
+  for (const p of plan.readOnly) binds.push(['--ro-bind', p, p]);
+  // After the read-only rendezvous dir, so the cell's own part of it is writable again.
+  for (const p of plan.writable) binds.push(['--bind', p, p]);
+  // Privileged bubblewrap creates mount points 0700: the dirs leading to them are made 0755 first,
+  // so a cell running as another uid can reach what it was given (and nothing more).
+  args.push('--proc', '/proc', '--dev', '/dev', '--perms', '1777', '--tmpfs', '/tmp');
+  for (const dir of parentDirs(binds.map((b) => b[2]))) {
+    if (dir !== '/tmp') args.push('--perms', '0755', '--dir', dir);
+  }
+  for (const b of binds) args.push(...b);
   // The root bwrap builds is a tmpfs the cell could write (mount points such as /usr, /etc); only
-  // /tmp and the socket dir, separate mounts, stay writable.
-  args.push('--remount-ro', '/');
-  args.push('--chdir', '/tmp', '--clearenv');
-  for (const [k, v] of Object.entries(env)) args.push('--setenv', k, v);
-  return args;
+  // /tmp and the cell's own dirs, separate mounts, stay writable.
+  args.push('--remount-ro', '/', '--chdir', '/tmp', '--clearenv');
+  if (plan.seccomp) args.push('--seccomp', String(SECCOMP_FD));
+  const node = [process.execPath, '--enable-source-maps', INSIDE.boot, INSIDE.bundle];
+  const drop =
+    plan.user === undefined || plan.setpriv === undefined
+      ? []
+      : [
+          plan.setpriv,
+          `--reuid=${plan.user.uid}`,
+          `--regid=${plan.user.gid}`,
+          '--clear-groups',
+          '--inh-caps=-all',
+          '--bounding-set=-all',
+          '--no-new-privs',
+          '--',
+        ];
+  return { args, command: [...drop, ...node] };
+}
+
+/** Every proper ancestor directory of the given paths (not '/'), parents before children. */
+function parentDirs(paths: string[]): string[] {
+  const dirs = new Set<string>();
+  for (const p of paths) {
+    for (let d = dirname(p); d !== '/' && d !== '.'; d = dirname(d)) dirs.add(d);
+  }
+  return [...dirs].sort((a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b));
+}
+
+function findBwrapOrThrow(name: string, explicit: string | undefined): string {
+  const found = findBwrap(explicit);
+  if ('reason' in found) {
+    throw new CellError('E_SANDBOX_UNAVAILABLE', `cannot be sandboxed: ${found.reason}.`, {
+      cell: name,
+      fix: SANDBOX_FIX,
+    });
+  }
+  const broken = probeBwrap(found.path);
+  if (broken !== null) {
+    throw new CellError('E_SANDBOX_UNAVAILABLE', `cannot be sandboxed: ${broken}.`, {
+      cell: name,
+      fix: 'enable user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces), or run with --no-sandbox for development',
+    });
+  }
+  return found.path;
+}
+
+function createCgroup(name: string, limits: Limits, required: boolean): CellCgroup | undefined {
+  const detected = detectCgroups();
+  let problem: string | undefined = detected.reason;
+  if (detected.layout !== undefined) {
+    try {
+      return CellCgroup.create(detected.layout, name, limits);
+    } catch (err) {
+      problem = `cannot create its cgroup: ${(err as Error).message}`;
+    }
+  }
+  if (required) {
+    throw new CellError('E_CGROUP_UNAVAILABLE', `cannot apply its resource limits: ${problem}.`, {
+      cell: name,
+      fix: 'run the Root as root or with a delegated cgroup (systemd-run --user --scope -p Delegate=yes), or run with --no-sandbox for development',
+    });
+  }
+  return undefined;
 }
 
 /**
@@ -112,79 +257,65 @@ export async function encapsulate(spec: CapsidSpec): Promise<Encapsulated> {
       fix: 'synthesize the DNA first (the Ribosome writes the bundle).',
     });
   }
-
-  let bwrap: string | undefined;
-  if (spec.sandbox) {
-    const found = findBwrap(spec.bwrap);
-    if ('reason' in found) {
-      throw new CellError('E_SANDBOX_UNAVAILABLE', `cannot be sandboxed: ${found.reason}.`, {
-        cell: name,
-        fix: SANDBOX_FIX,
-      });
-    }
-    const broken = probeBwrap(found.path);
-    if (broken !== null) {
-      throw new CellError('E_SANDBOX_UNAVAILABLE', `cannot be sandboxed: ${broken}.`, {
-        cell: name,
-        fix: 'enable user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces), or run with --no-sandbox for development',
-      });
-    }
-    bwrap = found.path;
-  }
-
-  let cgroup: CellCgroup | undefined;
-  const detected = detectCgroups();
-  let cgroupProblem: string | undefined = detected.reason;
-  if (detected.layout !== undefined) {
-    try {
-      cgroup = CellCgroup.create(detected.layout, name, limits);
-    } catch (err) {
-      cgroupProblem = `cannot create its cgroup: ${(err as Error).message}`;
-    }
-  }
-  if (cgroup === undefined && (spec.requireCgroup ?? spec.sandbox)) {
-    throw new CellError('E_CGROUP_UNAVAILABLE', `cannot apply its resource limits: ${cgroupProblem}.`, {
+  const bootEntry = bootEntryPath();
+  const bwrap = spec.sandbox ? findBwrapOrThrow(name, spec.bwrap) : undefined;
+  const user = bwrap === undefined ? undefined : (spec.user ?? sandboxUser());
+  const setpriv = user === undefined ? undefined : which('setpriv', HOST_PATH);
+  if (user !== undefined && setpriv === undefined) {
+    throw new CellError('E_SANDBOX_UNAVAILABLE', 'cannot drop the cell to an unprivileged user: setpriv is missing.', {
       cell: name,
-      fix: 'run the Root as root or with a delegated cgroup (systemd-run --user --scope -p Delegate=yes), or run with --no-sandbox for development',
+      fix: 'install util-linux (`apt-get install util-linux`), which provides setpriv.',
     });
   }
+  const filter = bwrap === undefined ? undefined : seccompFilter();
+  const program = filter !== undefined && 'program' in filter ? filter.program : undefined;
+  // The cell's own dirs belong to the user it runs as (another uid when the Root is root).
+  if (user !== undefined) for (const dir of spec.writable) chownSync(dir, user.uid, user.gid);
+  const cgroup = createCgroup(name, limits, spec.requireCgroup ?? spec.sandbox);
 
-  const env: Record<string, string> = { HOME: '/tmp', ...spec.env };
-  const readOnly = [...(spec.readOnlyPaths ?? [])];
-  // The shm addon cannot be bundled: the cell loads it from the path CELL_NATIVE_ADDON names.
-  const addon = env.CELL_NATIVE_ADDON ?? nativeAddonPath();
-  if (addon !== undefined && existsSync(addon)) {
-    env.CELL_NATIVE_ADDON = addon;
-    if (!readOnly.includes(addon)) readOnly.push(addon);
-  }
-  mkdirSync(spec.socketDir, { recursive: true, mode: 0o700 });
+  // The shm addon cannot be bundled: the cell loads it from where CELL_NATIVE_ADDON says.
+  const hostAddon = nativeAddonPath();
+  const addon = hostAddon !== undefined && existsSync(hostAddon) ? hostAddon : undefined;
+  const boot: CellBoot = { ...spec.boot, env: { ...spec.boot.env } };
+  if (addon !== undefined) boot.env.CELL_NATIVE_ADDON = bwrap === undefined ? addon : INSIDE.addon;
   // bwrap --die-with-parent ties a sandboxed cell to us; an unsandboxed one watches our pid instead.
-  if (bwrap === undefined) env.CELL_PARENT_PID = String(process.pid);
+  if (bwrap === undefined) boot.parentPid = process.pid;
 
-  const cell = [process.execPath, spec.bundlePath, ...(spec.args ?? [])];
-  const command = bwrap !== undefined ? [bwrap, ...sandboxArgs(spec, env, readOnly), '--', ...cell] : cell;
+  const cell =
+    bwrap === undefined
+      ? { args: [], command: [process.execPath, '--enable-source-maps', bootEntry, spec.bundlePath] }
+      : sandboxArgs(name, {
+          bundlePath: spec.bundlePath,
+          bootEntry,
+          addon,
+          writable: spec.writable,
+          readOnly: spec.readOnly,
+          network: spec.network === true,
+          user,
+          setpriv,
+          seccomp: program !== undefined,
+        });
+  const command = bwrap === undefined ? cell.command : [bwrap, ...cell.args, '--', ...cell.command];
   const procs = cgroup?.procsFiles() ?? [];
   let child: ChildProcess;
   try {
     child = spawn(
       '/bin/sh',
-      [
-        '-c',
-        'PWD' in env ? JOIN_CGROUP_THEN_EXEC : JOIN_CGROUP_THEN_EXEC_CLEAN,
-        `capsid-${name}`,
-        String(procs.length),
-        ...procs,
-        ...command,
-      ],
+      ['-c', JOIN_CGROUP_THEN_EXEC, `capsid-${name}`, String(procs.length), ...procs, ...command, ...(spec.args ?? [])],
       {
-        env,
-        stdio: ['ignore', spec.stdout, spec.stderr],
+        // Nothing of the Root's or the manifest's environment reaches the shell, bwrap or setpriv;
+        // the cell's own environment arrives on fd 3.
+        env: {},
+        cwd: '/',
+        stdio: ['ignore', spec.stdout, spec.stderr, 'pipe', program === undefined ? 'ignore' : 'pipe'],
       },
     );
   } catch (err) {
     await cgroup?.destroy().catch(() => {});
     throw new CellError('E_SPAWN_FAILED', `cannot start: ${(err as Error).message}.`, { cell: name, cause: err });
   }
+  writeFd(child, 3, Buffer.from(JSON.stringify(boot)));
+  if (program !== undefined) writeFd(child, SECCOMP_FD, program);
 
   let disposed: Promise<void> | undefined;
   return {
@@ -229,6 +360,25 @@ export async function encapsulate(spec: CapsidSpec): Promise<Encapsulated> {
       return disposed;
     },
   };
+}
+
+/** The boot entry (built by scripts/build.mjs from src/capsid/boot.ts), bound into every sandbox. */
+export function bootEntryPath(): string {
+  const path = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'boot', 'cell-boot.mjs');
+  if (!existsSync(path)) {
+    throw new CellError('E_SPAWN_FAILED', `the cell boot entry ${path} is missing.`, {
+      fix: 'build Cell (`node scripts/build.mjs`, which `npm test` and `npm run demo` run).',
+    });
+  }
+  return path;
+}
+
+/** Hands `data` to the child on fd `fd` and closes our end; a child that died first is noticed by 'exit'. */
+function writeFd(child: ChildProcess, fd: number, data: Buffer): void {
+  const stream = child.stdio[fd] as Writable | null | undefined;
+  if (stream === null || stream === undefined) return;
+  stream.on('error', () => {});
+  stream.end(data);
 }
 
 function commOf(pid: number): string {

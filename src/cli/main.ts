@@ -371,13 +371,22 @@ async function cmdDown(args: string[]): Promise<number> {
   const p = parse(args, ['--json'], HELP.down as string);
   if (p.positional.length > 0) throw new UsageError('cell down takes no arguments', HELP.down as string);
   const json = p.flags.has('--json');
-  const pid = rootPid();
   if (!(await rootAnswers())) {
-    if (pid !== null && !processAlive(pid)) rmSync(rootPidPath(), { force: true });
+    const stale = rootPid();
+    if (stale !== null && !processAlive(stale)) rmSync(rootPidPath(), { force: true });
     out(json ? JSON.stringify({ running: false, stopped: 0 }) : 'no Root is running.');
     return 0;
   }
-  const { stopped } = await withRoot((root) => root.shutdown(undefined), { timeoutMs: 60_000 });
+  // The pid to wait for (and kill, if it hangs) is the one the Root reports over its control socket,
+  // which lives in a directory only this user can write — never what a pid file says.
+  const { pid, stopped } = await withRoot(
+    async (root) => {
+      const { rootPid: proven } = await root.list(undefined);
+      const reply = await root.shutdown(undefined);
+      return { pid: proven > 0 ? proven : null, stopped: reply.stopped };
+    },
+    { timeoutMs: 60_000 },
+  );
   // The Root exits right after its reply: wait for the process and its socket to go.
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline && ((pid !== null && processAlive(pid)) || isSocket(rootSocketPath()))) {

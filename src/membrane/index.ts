@@ -86,8 +86,14 @@ export interface MembraneOptions {
   shm?: boolean | { ringCapacity?: number };
   /** Also serve other mesh hosts over mutual TLS (Axon); CELL_LAN=1/0 overrides. See docs/AXON.md. */
   lan?: boolean;
-  /** Serve `cell tap` on `<socketDir>/<name>.tap.sock` (default true when listening on a socket). */
+  /** Serve `cell tap` on the cell's private tap socket (default true when listening on a socket). */
   tap?: boolean;
+  /**
+   * Decides, per accepted Unix-socket connection, whether its peer may talk to this Membrane at all
+   * (the Root's control socket checks SO_PEERCRED here). A returned CellError is sent as the
+   * connection-level ERROR and the connection is closed, as for E_OVERLOADED.
+   */
+  admit?: (socket: Socket) => CellError | undefined;
 }
 
 /**
@@ -125,6 +131,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   tap: TapServer | null = null;
   private tapServer: TapServer | null = null;
   private readonly tapEnabled: boolean;
+  private readonly admit: ((socket: Socket) => CellError | undefined) | undefined;
   readonly controlHandlers = new Map<number, ControlFrameHandler>();
   readonly startedAt = Date.now();
   draining = false;
@@ -147,6 +154,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     this.maxConnections = options.maxConnections ?? 1024;
     this.drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
     this.tapEnabled = options.tap ?? true;
+    this.admit = options.admit;
     this.calls = new ServiceMetrics(
       service.name,
       service.byId.map((m) => m.name),
@@ -304,17 +312,21 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   }
 
   private accept(socket: Socket): void {
-    if (this.draining || this.sessions.size >= this.maxConnections) {
+    const denied = this.admit?.(socket);
+    if (denied !== undefined || this.draining || this.sessions.size >= this.maxConnections) {
       this.metrics.connectionsRefused++;
-      const err = this.draining
-        ? new CellError('E_GOAWAY', 'the cell is shutting down and accepts no new connections.', {
-            cell: this.cellName,
-            fix: 'retry shortly; a new instance may take over.',
-          })
-        : new CellError('E_OVERLOADED', `the cell already serves ${this.maxConnections} connections.`, {
-            cell: this.cellName,
-            fix: 'reuse connections (one Synapse per process is enough) or raise maxConnections.',
-          });
+      const err =
+        denied !== undefined
+          ? denied
+          : this.draining
+            ? new CellError('E_GOAWAY', 'the cell is shutting down and accepts no new connections.', {
+                cell: this.cellName,
+                fix: 'retry shortly; a new instance may take over.',
+              })
+            : new CellError('E_OVERLOADED', `the cell already serves ${this.maxConnections} connections.`, {
+                cell: this.cellName,
+                fix: 'reuse connections (one Synapse per process is enough) or raise maxConnections.',
+              });
       socket.on('error', () => {});
       socket.end(encodeFrame(FrameType.ERROR, 0, 0, encodeErrorPayload(toErrorPayload(err))));
       return;

@@ -1,16 +1,12 @@
 import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { CellError, isCellError } from '../errors/index.js';
-import { rootSocketPath, socketDir } from '../paths/index.js';
+import { rootPidPath, rootSocketPath } from '../paths/index.js';
 import { Synapse, type SynapseClient, unixConnector } from '../synapse/index.js';
 import { RootService } from './contract.js';
 
 export type RootClient = SynapseClient<typeof RootService>;
 
-/** `~/.cell/run/root.pid` (beside the umbilical socket). */
-export function rootPidPath(): string {
-  return join(socketDir(), 'root.pid');
-}
+export { rootPidPath };
 
 export function rootPid(): number | null {
   try {

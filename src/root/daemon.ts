@@ -1,12 +1,29 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { chmodSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { type SandboxUser, sandboxUser } from '../capsid/index.js';
 import { CellError } from '../errors/index.js';
 import { Membrane } from '../membrane/index.js';
-import { cellSocketPath, dnaDir, logDir, rootSocketPath, socketDir, validateCellName } from '../paths/index.js';
-import { nativeAddonPath } from '../shm/native.js';
-import { loadShmToken } from '../shm/token.js';
+import {
+  type CellBoot,
+  cacheDir,
+  cellHome,
+  cellPrivateDir,
+  cellRunDir,
+  cellSocketPath,
+  channelSocketPath,
+  controlDir,
+  dnaDir,
+  ensurePrivateDir,
+  logDir,
+  refusedEnvKey,
+  rootSocketPath,
+  socketDir,
+  tapSocketPath,
+  validateCellName,
+} from '../paths/index.js';
 import { generationSocketPath, publishGeneration, swapGenerations, waitHealthy } from '../swap/index.js';
 import { CellProbe } from '../top/scan.js';
+import { authorize, OPERATOR, operatorGate, type Principal } from './access.js';
 import type { CellState, RootServiceDef } from './contract.js';
 import { RootService } from './contract.js';
 import { type Bundle, type Encapsulated, encapsulate, synthesize } from './engine.js';
@@ -52,6 +69,8 @@ interface CellRecord {
   timer: NodeJS.Timeout | null;
   /** Serialises spawn/stop/restart/swap of one cell. */
   queue: Promise<unknown>;
+  /** The cell's own narrow channel to the Root (bound into its sandbox), once it was first started. */
+  channel: Membrane<RootServiceDef> | null;
 }
 
 export interface RootOptions {
@@ -96,25 +115,72 @@ export class Root {
   private membrane: Membrane<RootServiceDef> | null = null;
   private shuttingDown = false;
   private readonly onShutdown: (() => void) | undefined;
+  /** The host user sandboxed cells run as when this Root runs as root; undefined otherwise. */
+  private readonly user: SandboxUser | undefined;
 
   private constructor(opts: RootOptions) {
     this.noSandbox = opts.noSandbox === true;
+    this.user = this.noSandbox ? undefined : sandboxUser();
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
     this.onShutdown = opts.onShutdown;
   }
 
   static async start(opts: RootOptions = {}): Promise<Root> {
     const root = new Root(opts);
-    root.membrane = await Membrane.bind(RootService, root.handlers(), {
+    root.prepareLayout();
+    root.membrane = await Membrane.bind(RootService, root.handlers(OPERATOR), {
       name: 'mitosis',
       socketPath: opts.socketPath ?? rootSocketPath(),
-      // Left on: a Membrane without it answers a default client's upgrade request with a protocol error.
       tap: false,
       lan: false,
       handleSignals: false,
+      admit: operatorGate({
+        pids: () => [...root.cells.values()].flatMap((r) => (r.proc?.alive ? [r.proc.pid] : [])),
+        cgroups: () => [...root.cells.values()].flatMap((r) => (r.proc?.capsule.cgroup ? [r.proc.capsule.cgroup] : [])),
+      }),
     });
     root.restoreRegistry();
     return root;
+  }
+
+  /**
+   * The directories of docs/SANDBOX.md § Layout: everything private to the Root's user, except that
+   * sandboxed cells running as another uid (the Root is root) may traverse the rendezvous dir.
+   */
+  private prepareLayout(): void {
+    for (const dir of [cellHome(), controlDir(), dirname(channelSocketPath('x')), dnaDir(), logDir(), cacheDir()]) {
+      ensurePrivateDir(dir);
+    }
+    ensurePrivateDir(dirname(cellPrivateDir('x')));
+    ensurePrivateDir(socketDir());
+    if (this.user !== undefined) chmodSync(socketDir(), 0o711);
+  }
+
+  /** A cell's own run dir and private dir. */
+  private cellDirs(name: string): { run: string; priv: string } {
+    const run = cellRunDir(name);
+    const priv = cellPrivateDir(name);
+    // Owned by the cell's user once it ran (the Capsid hands them over); private either way.
+    for (const dir of [run, priv]) ensurePrivateDir(dir, this.user?.uid);
+    return { run, priv };
+  }
+
+  /** The cell's channel socket: a RootService that answers only what a cell may ask. */
+  private async channelFor(rec: CellRecord): Promise<string> {
+    const name = rec.spec.name;
+    const path = channelSocketPath(name);
+    if (rec.channel !== null) return path;
+    rec.channel = await Membrane.bind(RootService, this.handlers({ kind: 'cell', name }), {
+      name: 'mitosis',
+      socketPath: path,
+      tap: false,
+      lan: false,
+      handleSignals: false,
+      shm: false,
+    });
+    // Its directory is the Root's alone; inside the sandbox the cell (maybe another uid) connects.
+    if (this.user !== undefined) chmodSync(path, 0o666);
+    return path;
   }
 
   /** Registrations survive the Root: each DNA spec is kept as `~/.cell/dna/<name>.json`. */
@@ -130,6 +196,12 @@ export class Root {
         const spec = JSON.parse(readFileSync(join(dnaDir(), f), 'utf8')) as DnaSpec;
         validateCellName(spec.name);
         if (typeof spec.dir !== 'string' || `${spec.name}.json` !== f) continue;
+        // Entries written before a field existed get its default; env keys refused today stay refused.
+        spec.calls = Array.isArray(spec.calls) ? spec.calls.filter((c) => typeof c === 'string') : [];
+        spec.contracts = Array.isArray(spec.contracts) ? spec.contracts.filter((c) => typeof c === 'string') : [];
+        spec.env = Object.fromEntries(
+          Object.entries(spec.env ?? {}).filter(([k, v]) => typeof v === 'string' && refusedEnvKey(k) === undefined),
+        );
         this.register(spec, false);
       } catch {
         // a damaged entry is skipped; `cell add` or `cell up` writes it again
@@ -141,13 +213,30 @@ export class Root {
     return this.membrane?.socketPath ?? null;
   }
 
-  private handlers() {
+  /** Throws E_PERMISSION_DENIED unless `principal` may call `method` about `target`. */
+  private allow(principal: Principal, method: string, target?: string): void {
+    const calls = principal.kind === 'cell' ? (this.cells.get(principal.name)?.spec.calls ?? []) : [];
+    authorize(principal, method, target, calls);
+  }
+
+  /** The Root's methods as `principal` may use them (the operator: all; a cell: grow its peers). */
+  private handlers(principal: Principal) {
+    const named = (method: string, req: { name: string }) => {
+      const name = String(req.name);
+      this.allow(principal, method, name);
+      return name;
+    };
+    const operatorOnly = (method: string) => this.allow(principal, method);
     return {
-      spawn: (req: { name: string; wait: boolean }) => this.spawn(String(req.name), true).then((r) => this.row(r)),
-      stop: (req: { name: string }) => this.stop(this.record(String(req.name))).then((r) => this.row(r)),
-      restart: (req: { name: string }) => this.restart(String(req.name)).then((r) => this.row(r)),
-      status: (req: { name: string }) => this.row(this.record(String(req.name)), true),
-      list: () => this.list(),
+      spawn: (req: { name: string; wait: boolean }) =>
+        this.spawn(named('spawn', req), true).then((r) => this.rowFor(principal, r)),
+      stop: (req: { name: string }) => this.stop(this.record(named('stop', req))).then((r) => this.row(r)),
+      restart: (req: { name: string }) => this.restart(named('restart', req)).then((r) => this.row(r)),
+      status: (req: { name: string }) => this.rowFor(principal, this.record(named('status', req)), true),
+      list: () => {
+        operatorOnly('list');
+        return this.list();
+      },
       add: (req: {
         name: string;
         dna: string;
@@ -158,6 +247,7 @@ export class Root {
         autostart?: boolean | undefined;
         envJson?: string | undefined;
       }) => {
+        operatorOnly('add');
         const raw: Record<string, unknown> = { dna: String(req.dna) };
         if (req.entry !== undefined) raw.entry = String(req.entry);
         if (req.limitsJson !== undefined) raw.limits = parseJson(String(req.limitsJson), 'limits');
@@ -167,13 +257,32 @@ export class Root {
         if (req.autostart !== undefined) raw.autostart = req.autostart;
         return this.row(this.register(dnaSpec(String(req.name), raw, process.cwd())));
       },
-      swap: (req: { name: string }) => this.swap(String(req.name)),
-      shutdown: () => this.shutdown(),
-      load: (req: { path: string; start: boolean }) => this.load(String(req.path), req.start),
+      swap: (req: { name: string }) => this.swap(named('swap', req)),
+      shutdown: () => {
+        operatorOnly('shutdown');
+        return this.shutdown();
+      },
+      load: (req: { path: string; start: boolean }) => {
+        operatorOnly('load');
+        return this.load(String(req.path), req.start);
+      },
       logs: (req: { name: string; lines: number }) => {
-        const rec = this.record(String(req.name));
+        const rec = this.record(named('logs', req));
         return { path: rec.log.path, lines: tailLines(rec.log.path, Math.min(Number(req.lines), 10_000)) };
       },
+    };
+  }
+
+  /** A status row; a cell asking about a peer learns its state, not where its DNA or process is. */
+  private async rowFor(principal: Principal, rec: CellRecord, sample = false) {
+    const row = await this.row(rec, sample);
+    if (principal.kind === 'operator') return row;
+    return {
+      ...row,
+      pid: 0,
+      dna: '',
+      error: row.error === '' ? '' : 'failed (see `cell logs` on the host)',
+      build: undefined,
     };
   }
 
@@ -182,7 +291,6 @@ export class Root {
   register(spec: DnaSpec, persist = true): CellRecord {
     if (persist) {
       try {
-        mkdirSync(dnaDir(), { recursive: true, mode: 0o700 });
         const path = join(dnaDir(), `${spec.name}.json`);
         writeFileSync(`${path}.tmp`, JSON.stringify(spec), { mode: 0o600 });
         renameSync(`${path}.tmp`, path);
@@ -211,6 +319,7 @@ export class Root {
       log: new RotatingLog(join(logDir(), `${spec.name}.log`)),
       timer: null,
       queue: Promise.resolve(),
+      channel: null,
     };
     this.cells.set(spec.name, rec);
     return rec;
@@ -316,40 +425,36 @@ export class Root {
 
   private async launch(rec: CellRecord, bundle: Bundle, generation: number, bindPath: string): Promise<Proc> {
     const { spec } = rec;
+    const dirs = this.cellDirs(spec.name);
     rmSync(bindPath, { force: true });
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      CELL_NAME: spec.name,
-      CELL_SOCKET_DIR: socketDir(),
-      CELL_BIND_PATH: bindPath,
-      CELL_UMBILICAL: rootSocketPath(),
-      CELL_GENERATION: String(generation),
-      CELL_LAN: spec.lan ? '1' : '0',
-    };
-    for (const k of ['CELL_DISABLE_SHM', 'CELL_NATIVE_ADDON', 'CELL_SHM_TOKEN', 'NODE_OPTIONS'] as const) {
-      const v = process.env[k];
-      if (v !== undefined) env[k] = v;
-    }
-    // The bundle cannot find the shared-memory addon relative to itself: hand on the Root's.
-    const addon = nativeAddonPath();
-    if (env.CELL_NATIVE_ADDON === undefined && addon !== undefined) env.CELL_NATIVE_ADDON = addon;
-    // A cell must prove the same shared-memory token as its callers, and a sandboxed one cannot read
-    // the token file (or would make its own): hand on the Root's.
-    if (env.CELL_SHM_TOKEN === undefined) {
-      const token = rootShmToken();
-      if (token !== undefined) env.CELL_SHM_TOKEN = token;
-    }
+    const umbilical = await this.channelFor(rec);
+    // The bundle sits in the Root's private cache; a cell running as another uid reads just this file.
+    if (this.user !== undefined) chmodSync(bundle.path, 0o644);
+    const env: Record<string, string> = { HOME: '/tmp', PATH: '/usr/bin:/bin' };
+    if (process.env.CELL_DISABLE_SHM !== undefined) env.CELL_DISABLE_SHM = process.env.CELL_DISABLE_SHM;
     Object.assign(env, spec.env);
+    const boot: CellBoot = {
+      name: spec.name,
+      generation,
+      socketDir: socketDir(),
+      bindPath,
+      tapPath: tapSocketPath(spec.name),
+      umbilical,
+      lan: spec.lan,
+      env,
+    };
     const capsule = await encapsulate({
       name: spec.name,
       bundlePath: bundle.path,
-      socketDir: socketDir(),
-      env,
+      boot,
+      writable: [dirs.run, dirs.priv],
+      readOnly: [socketDir(), umbilical],
       limits: spec.limits,
       network: spec.network || spec.lan,
       sandbox: !this.noSandbox,
       stdout: 'pipe',
       stderr: 'pipe',
+      ...(this.user === undefined ? {} : { user: this.user }),
     });
     const child = capsule.child;
     child.stdout?.on('data', (d: Buffer) => rec.log.write(d));
@@ -442,6 +547,7 @@ export class Root {
     const reason = describeExit(code, signal, oom);
     rec.log.note(`generation ${proc.generation} (pid ${proc.pid}) ended: ${reason}`);
     void proc.capsule.dispose().catch(() => {});
+    this.removeGenerationFiles(rec.spec.name, proc.generation);
     if (proc.phase === 'retired') return;
     rec.lastExit = reason;
     // A failure during start is handled by startProcess (it sees the readiness check fail).
@@ -512,17 +618,25 @@ export class Root {
     await proc.capsule.dispose().catch(() => {});
   }
 
-  /** Removes what a cell leaves in the socket dir when it was killed rather than closed. */
+  /** Removes what a cell leaves in its dirs when it was killed rather than closed. */
   private removeSockets(name: string): void {
-    const dir = socketDir();
-    const mine = new RegExp(`^${name}(\\.\\d+)?\\.(sock|lock|sock\\.publish)$|^${name}\\.tap\\.sock$`);
+    const dir = cellRunDir(name);
     let entries: string[] = [];
     try {
       entries = readdirSync(dir);
     } catch {
       return;
     }
-    for (const f of entries) if (mine.test(f)) rmSync(join(dir, f), { force: true });
+    // Whatever the cell put in its own run dir goes (the dir is the cell's alone); unlink never follows links.
+    for (const f of entries) rmSync(join(dir, f), { force: true, recursive: true });
+    rmSync(tapSocketPath(name), { force: true });
+  }
+
+  /** A generation that ended without closing (crash, kill) leaves its socket and lock: remove them. */
+  private removeGenerationFiles(name: string, generation: number): void {
+    const path = generationSocketPath(cellSocketPath(name), generation);
+    rmSync(path, { force: true });
+    rmSync(`${path.slice(0, -'.sock'.length)}.lock`, { force: true });
   }
 
   // ---- swap -------------------------------------------------------------------------------------
@@ -645,6 +759,7 @@ export class Root {
       }),
     );
     await this.probe.close();
+    await Promise.all([...this.cells.values()].map((rec) => rec.channel?.close()));
     await this.membrane?.close();
     for (const rec of this.cells.values()) rec.log.close();
   }
@@ -677,15 +792,4 @@ function parseJson(text: string, what: string): unknown {
 
 function shuttingDownError(name: string): CellError {
   return new CellError('E_ROOT_UNAVAILABLE', 'the Root is shutting down.', { cell: name, fix: 'run `cell up` again.' });
-}
-
-/** The user's shared-memory token as text for a cell's environment, or undefined when unusable. */
-function rootShmToken(): string | undefined {
-  try {
-    const token = loadShmToken();
-    const text = token.toString('utf8');
-    return Buffer.from(text, 'utf8').equals(token) ? text : undefined;
-  } catch {
-    return undefined;
-  }
 }

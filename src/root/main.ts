@@ -1,5 +1,5 @@
 // The Root daemon process: `node dist/src/root/main.js [--no-sandbox]`, normally started detached by
-// `cell up` with stdout/stderr on ~/.cell/logs/root.log. Writes ~/.cell/run/root.pid while it runs.
+// `cell up` with stdout/stderr on ~/.cell/logs/root.log. Writes ~/.cell/root/root.pid while it runs.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { serveMetrics } from '../metrics/serve.js';

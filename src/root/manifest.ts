@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { CellError } from '../errors/index.js';
-import { validateCellName } from '../paths/index.js';
+import { refusedEnvKey, validateCellName } from '../paths/index.js';
 import { type Limits, parseLimits } from './engine.js';
 
 /** One cell the Root knows how to grow: its DNA and how to run it (one entry of cell.json). */
@@ -16,7 +16,14 @@ export interface DnaSpec {
   lan: boolean;
   autostart: boolean;
   env: Record<string, string>;
+  /** The cells this one may ask the Root to grow (its channel refuses every other name). */
+  calls: string[];
+  /** Contract files or folders outside the DNA folder that the build may read (absolute paths). */
+  contracts: string[];
 }
+
+/** Every key a cell entry may have: anything else is a typo, refused with the nearest match. */
+export const ENTRY_KEYS = ['dna', 'entry', 'limits', 'network', 'lan', 'autostart', 'env', 'calls', 'contracts'];
 
 export const MANIFEST_FILE = 'cell.json';
 
@@ -38,6 +45,15 @@ export function dnaSpec(name: string, raw: unknown, base: string): DnaSpec {
     throw bad(`entry '${name}' must be an object.`, 'write { "dna": "./folder" } for each cell.');
   }
   const r = raw as Record<string, unknown>;
+  for (const key of Object.keys(r)) {
+    if (!ENTRY_KEYS.includes(key)) {
+      const near = nearest(key, ENTRY_KEYS);
+      throw bad(
+        `entry '${name}' has an unknown field "${key}".`,
+        near === undefined ? `the fields are ${ENTRY_KEYS.join(', ')}.` : `did you mean "${near}"?`,
+      );
+    }
+  }
   if (typeof r.dna !== 'string' || r.dna === '') {
     throw bad(`entry '${name}' needs "dna": the folder with the cell source.`, 'add "dna": "./path/to/cell".');
   }
@@ -55,18 +71,26 @@ export function dnaSpec(name: string, raw: unknown, base: string): DnaSpec {
       throw bad(`entry '${name}': "env" must be an object of strings.`, 'write "env": { "KEY": "value" }.');
     }
     for (const [k, v] of Object.entries(r.env)) {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || typeof v !== 'string') {
+      if (typeof v !== 'string') {
+        throw bad(`entry '${name}': env ${JSON.stringify(k)} must have a string value.`, 'quote the value.');
+      }
+      const refused = refusedEnvKey(k);
+      if (refused !== undefined) {
         throw bad(
-          `entry '${name}': env ${JSON.stringify(k)} must be a variable name with a string value.`,
-          'quote the value.',
+          `entry '${name}': env ${JSON.stringify(k)} is refused: ${refused}.`,
+          'remove it; a cell configures its own code only (the Root sets CELL_* itself).',
         );
       }
       env[k] = v;
     }
   }
+  const calls = stringList(name, 'calls', r.calls).map((peer) => validateCellName(peer));
+  const contracts = stringList(name, 'contracts', r.contracts).map((c) => (isAbsolute(c) ? c : resolve(base, c)));
   return {
     name,
     dir: isAbsolute(r.dna) ? r.dna : resolve(base, r.dna),
+    calls,
+    contracts,
     ...(typeof r.entry === 'string' ? { entry: r.entry } : {}),
     limits: parseLimits(r.limits),
     network: r.network === true,
@@ -74,6 +98,44 @@ export function dnaSpec(name: string, raw: unknown, base: string): DnaSpec {
     autostart: r.autostart !== false,
     env,
   };
+}
+
+function stringList(name: string, key: string, value: unknown): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || v === '')) {
+    throw bad(`entry '${name}': "${key}" must be a list of strings.`, `write "${key}": ["…"] or remove it.`);
+  }
+  return [...new Set(value as string[])];
+}
+
+/** The candidate closest to `word` by edit distance, when it is close enough to be a typo. */
+export function nearest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(
+        (prev[j] as number) + 1,
+        (row[j - 1] as number) + 1,
+        (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    prev = row;
+  }
+  return prev[b.length] as number;
 }
 
 /** Reads and checks a cell.json: `{ "cells": { "<name>": { "dna": "./dir", … } } }`. */

@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -12,13 +12,13 @@ import type { CellSample, TopDataSource } from './source.js';
 const Probe = service('probe', {});
 type ProbeClient = SynapseClient<typeof Probe>;
 
-/** `<name>.sock` only: generation sockets (`<name>.<gen>.sock`), tap sockets and the Root's are skipped. */
-const CELL_SOCKET = /^([a-z0-9][a-z0-9_-]{0,62})\.sock$/;
+/** A cell's dir in the rendezvous dir is named for it; its public socket is `<name>/<name>.sock`. */
+const CELL_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 /** What the caller already knows about a cell (the Root knows all of it; a socket scan only the name). */
 export interface KnownCell {
   readonly name: string;
-  /** Where to ask it; default `<socketDir>/<name>.sock`. */
+  /** Where to ask it; default `<socketDir>/<name>/<name>.sock`. */
   readonly socketPath?: string;
   readonly state?: string;
   readonly restarts?: number;
@@ -76,7 +76,7 @@ export class CellProbe {
   /** One cell's sample; a cell that does not answer is reported with its known state, or 'unreachable'. */
   async sample(cell: KnownCell): Promise<CellSample> {
     const { name } = cell;
-    const path = cell.socketPath ?? join(this.dir, `${name}.sock`);
+    const path = cell.socketPath ?? join(this.dir, name, `${name}.sock`);
     try {
       const client = await this.client(name, path);
       const [health, metrics] = (await Promise.all([client.$health(), client.$metrics()])) as [
@@ -184,10 +184,7 @@ export class SocketScanSource implements TopDataSource {
     } catch {
       return [];
     }
-    return entries
-      .map((f) => CELL_SOCKET.exec(f)?.[1])
-      .filter((n): n is string => n !== undefined && n !== 'mitosis')
-      .sort();
+    return entries.filter((n) => CELL_NAME.test(n) && isSocket(join(this.dir, n, `${n}.sock`))).sort();
   }
 
   async sample(): Promise<CellSample[]> {
@@ -218,5 +215,13 @@ export class SocketScanSource implements TopDataSource {
 
   close(): Promise<void> {
     return this.probe.close();
+  }
+}
+
+function isSocket(path: string): boolean {
+  try {
+    return statSync(path).isSocket();
+  } catch {
+    return false;
   }
 }

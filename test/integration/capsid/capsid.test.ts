@@ -9,6 +9,7 @@ import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type CapsidSpec, diagnose, type Encapsulated, encapsulate } from '../../../src/capsid/index.js';
 import { isCellError } from '../../../src/errors/index.js';
+import type { CellBoot } from '../../../src/paths/index.js';
 import { t as types } from '../../../src/protein/index.js';
 import { synthesize } from '../../../src/ribosome/index.js';
 import { rpc, service } from '../../../src/service/index.js';
@@ -25,7 +26,7 @@ interface Workspace {
 function workspace(t: TestContext): Workspace {
   const dir = mkdtempSync(join(tmpdir(), 'cell-capsid-'));
   const ws = { dir, socketDir: join(dir, 'run'), cache: join(dir, 'cache') };
-  mkdirSync(ws.socketDir, { mode: 0o700 });
+  mkdirSync(ws.socketDir, { mode: 0o711 });
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return ws;
 }
@@ -52,14 +53,38 @@ async function countingTcpServer(t: TestContext): Promise<{ server: Server; conn
   return counter;
 }
 
-async function start(t: TestContext, ws: Workspace, spec: Partial<CapsidSpec> & { name: string; bundlePath: string }) {
-  const cell = await encapsulate({
+type StartSpec = Partial<CapsidSpec> & { name: string; bundlePath: string; env?: Record<string, string> };
+
+/** The cell's dirs as the Root lays them out: its own part of the rendezvous dir and a private dir. */
+function cellDirs(ws: Workspace, name: string): { run: string; priv: string } {
+  const run = join(ws.socketDir, name);
+  const priv = join(ws.dir, 'cells', name);
+  mkdirSync(run, { recursive: true, mode: 0o700 });
+  mkdirSync(priv, { recursive: true, mode: 0o700 });
+  return { run, priv };
+}
+
+async function start(t: TestContext, ws: Workspace, spec: StartSpec) {
+  const { env, ...rest } = spec;
+  const dirs = cellDirs(ws, spec.name);
+  const boot: CellBoot = {
+    name: spec.name,
+    generation: 1,
     socketDir: ws.socketDir,
-    env: { CELL_SOCKET_DIR: ws.socketDir },
+    bindPath: join(dirs.run, `${spec.name}.sock`),
+    tapPath: join(dirs.priv, 'tap.sock'),
+    umbilical: '',
+    lan: false,
+    env: env ?? {},
+  };
+  const cell = await encapsulate({
+    boot,
+    writable: [dirs.run, dirs.priv],
+    readOnly: [ws.socketDir],
     sandbox: true,
     stdout: 'pipe',
     stderr: 'pipe',
-    ...spec,
+    ...rest,
   });
   t.after(() => cell.dispose());
   // 'close' (not 'exit'): by then every byte the cell wrote to its pipes has been read.
@@ -102,6 +127,18 @@ async function waitFor(cond: () => boolean, ms: number, what: string): Promise<v
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** What a cell's environment holds: the boot contract's variables and the addon path. */
+const BOOT_ENV = [
+  'CELL_BIND_PATH',
+  'CELL_GENERATION',
+  'CELL_LAN',
+  'CELL_NAME',
+  'CELL_NATIVE_ADDON',
+  'CELL_SOCKET_DIR',
+  'CELL_TAP_PATH',
+  'CELL_UMBILICAL',
+];
 
 type Attempt = { ok: true; value: unknown } | { ok: false; error: string };
 
@@ -164,14 +201,16 @@ test('escape attempts from inside a sandboxed cell all fail', async (t) => {
   for (const p of procs) assert.match(p, /bwrap|node/, p);
 
   assert.deepEqual(r.hostname, { ok: true, value: 'cell-probe' });
-  // Nobody in its own user namespace, without a single capability.
+  // Nobody (in its own user namespace, or on the host when the Root is root), without a capability.
   assert.deepEqual(r.identity, { ok: true, value: { uid: 65534, capEff: '0000000000000000' } });
-  // Environment: only what the spec gave, plus the addon path and HOME the Capsid sets and the PWD
-  // bubblewrap sets for its --chdir.
-  assert.deepEqual(r.env, { ok: true, value: ['CELL_NATIVE_ADDON', 'CELL_SOCKET_DIR', 'HOME', 'PWD'] });
-  // What it may do: write its socket dir, and map shared memory with the native addon.
-  assert.deepEqual(r.socketDir, { ok: true, value: 'written' });
-  assert.equal(readFileSync(join(ws.socketDir, 'probe.txt'), 'utf8'), 'from inside');
+  // Environment: the boot contract's variables and the addon path, plus the PWD bubblewrap sets for
+  // its --chdir; nothing of the host's.
+  assert.deepEqual(r.env, { ok: true, value: [...BOOT_ENV, 'PWD'].sort() });
+  // What it may do: write its own part of the socket dir (not the rest), and map shared memory.
+  assert.equal(r.socketDir?.ok, false, JSON.stringify(r.socketDir));
+  assert.equal(existsSync(join(ws.socketDir, 'probe.txt')), false);
+  assert.deepEqual(r.ownDir, { ok: true, value: 'written' });
+  assert.equal(readFileSync(join(ws.socketDir, 'probe', 'probe.txt'), 'utf8'), 'from inside');
   assert.deepEqual(r.shm, { ok: true, value: 4096 });
   await cell.dispose();
 });
@@ -302,8 +341,8 @@ test('without bubblewrap, a sandboxed spawn refuses naming the fix; sandbox:fals
   assert.equal(r.processes?.ok, true);
   assert.ok((r.processes as { value: string[] }).value.length > 2);
   assert.notEqual((r.hostname as { value: string }).value, 'cell-probe');
-  // Still only the given environment, plus its parent's pid (a raw cell watches it: no --die-with-parent).
-  assert.deepEqual(r.env, { ok: true, value: ['CELL_NATIVE_ADDON', 'CELL_PARENT_PID', 'CELL_SOCKET_DIR', 'HOME'] });
+  // Still only the boot contract, plus its parent's pid (a raw cell watches it: no --die-with-parent).
+  assert.deepEqual(r.env, { ok: true, value: [...BOOT_ENV, 'CELL_PARENT_PID'].sort() });
 });
 
 test('diagnose() reports real findings, and a hidden tool fails its check', async () => {
@@ -378,8 +417,8 @@ test('network: true shares the host network; readOnlyPaths are readable and stay
     name: 'probe',
     bundlePath: probeBundle,
     network: true,
-    readOnlyPaths: [extra],
-    env: { CELL_SOCKET_DIR: ws.socketDir, PROBE_EXTRA: extra },
+    readOnly: [ws.socketDir, extra],
+    env: { PROBE_EXTRA: extra },
     args: [String((tcp.server.address() as { port: number }).port), '9', randomBytes(6).toString('hex')],
   });
   const io = collect(cell);

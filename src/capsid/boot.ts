@@ -1,0 +1,33 @@
+// The first code a cell's process runs: `node cell-boot.mjs <bundle>`, inside the sandbox. It reads
+// the boot contract the Root wrote into fd 3 (src/paths/boot.ts), gives the cell its environment,
+// keeps the identity key in memory only, then loads the cell's bundle. Secrets never pass through
+// argv, and nothing in the manifest's env reaches a host-side process (bwrap, the shell) or Node's
+// own start-up (NODE_OPTIONS, LD_* are refused by the manifest, and arrive here too late to matter).
+import { pathToFileURL } from 'node:url';
+import { BOOT_FD, CELL_ENV, readBootFrom, setBootInfo } from '../paths/boot.js';
+
+const bundle = process.argv[2];
+if (bundle === undefined) {
+  process.stderr.write('cell-boot: usage: node cell-boot.mjs <bundle>\n');
+  process.exit(64);
+}
+let boot: ReturnType<typeof readBootFrom>;
+try {
+  boot = readBootFrom(BOOT_FD);
+} catch (err) {
+  process.stderr.write(`cell-boot: ${(err as Error).message}\n`);
+  process.exit(78);
+}
+for (const [k, v] of Object.entries(boot.env)) process.env[k] = v;
+process.env[CELL_ENV.name] = boot.name;
+process.env[CELL_ENV.generation] = String(boot.generation);
+process.env[CELL_ENV.socketDir] = boot.socketDir;
+process.env[CELL_ENV.bindPath] = boot.bindPath;
+process.env[CELL_ENV.tapPath] = boot.tapPath;
+process.env[CELL_ENV.umbilical] = boot.umbilical;
+process.env[CELL_ENV.lan] = boot.lan ? '1' : '0';
+if (boot.parentPid !== undefined) process.env.CELL_PARENT_PID = String(boot.parentPid);
+setBootInfo(boot);
+// The cell sees itself as `node <bundle> …args`, as if it had been started directly.
+process.argv.splice(1, 1);
+await import(pathToFileURL(bundle).href);
