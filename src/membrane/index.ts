@@ -1,4 +1,4 @@
-import { chmodSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -510,6 +510,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     this.tapServer = null;
     this.lock?.release();
     this.lock = null;
+    if (this.path !== null) removeEmptyCellDir(this.path, this.cellName);
   }
 
   /** On SIGTERM/SIGINT: close gracefully (with every other Membrane of the process), then exit. */
@@ -580,5 +581,19 @@ function unlinkPublicNameIfOurs(ownPath: string, cell: string): void {
     if (statSync(publicPath).ino === statSync(ownPath).ino) unlinkSync(publicPath);
   } catch {
     // either name is gone already
+  }
+}
+
+/**
+ * A cell's run dir (`<socketDir>/<name>/`) that it leaves empty goes too, so a cell started by hand
+ * leaves nothing behind. Under the Root the dir is a mount point inside the sandbox and stays (EBUSY).
+ */
+function removeEmptyCellDir(ownPath: string, cell: string): void {
+  const dir = dirname(ownPath);
+  if (basename(dir) !== cell) return;
+  try {
+    rmdirSync(dir);
+  } catch {
+    // not empty, in use as a mount point, or gone
   }
 }

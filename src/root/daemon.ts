@@ -148,6 +148,12 @@ export class Root {
    * sandboxed cells running as another uid (the Root is root) may traverse the rendezvous dir.
    */
   private prepareLayout(): void {
+    const control = rootSocketPath();
+    if (`${dirname(control)}/`.startsWith(`${socketDir()}/`)) {
+      throw new CellError('E_PERMISSION_DENIED', `the control socket ${control} lies inside the rendezvous dir.`, {
+        fix: `every sandbox sees ${socketDir()}: unset CELL_UMBILICAL (the default is ${join(controlDir(), 'mitosis.sock')}) or point it outside.`,
+      });
+    }
     for (const dir of [cellHome(), controlDir(), dirname(channelSocketPath('x')), dnaDir(), logDir(), cacheDir()]) {
       ensurePrivateDir(dir);
     }

@@ -20,6 +20,13 @@ const Market = service('market', {
 async function setup(t: import('node:test').TestContext) {
   const dir = mkdtempSync(join(tmpdir(), 'cell-mt-'));
   const socketPath = join(dir, 'market.sock');
+  // The tap socket lives in the cell's private dir under CELL_HOME.
+  const savedHome = process.env.CELL_HOME;
+  process.env.CELL_HOME = dir;
+  t.after(() => {
+    if (savedHome === undefined) delete process.env.CELL_HOME;
+    else process.env.CELL_HOME = savedHome;
+  });
   let ids = 0;
   const membrane = await Membrane.bind(
     Market,
@@ -87,9 +94,9 @@ test('the Membrane counts per method and ships its histograms through the metric
 
 test('cell tap: decoded requests and replies, filtered, only while attached', async (t) => {
   const { dir, membrane, client } = await setup(t);
-  assert.ok(existsSync(join(dir, 'market.tap.sock')));
+  assert.ok(existsSync(join(dir, 'cells', 'market', 'tap.sock')));
   assert.equal(membrane.tap, null);
-  const tap = await openTap('market', 'method == place_order && amount > 100', join(dir, 'market.tap.sock'));
+  const tap = await openTap('market', 'method == place_order && amount > 100', join(dir, 'cells', 'market', 'tap.sock'));
   t.after(() => tap.close());
   for (let i = 0; i < 100 && membrane.tap === null; i++) await new Promise((r) => setTimeout(r, 10));
   assert.notEqual(membrane.tap, null);

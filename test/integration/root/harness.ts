@@ -19,18 +19,36 @@ export interface Sandbox {
   cleanup(): Promise<void>;
 }
 
-/** Pids whose environment mentions `marker` (the Root and every cell it started for this test). */
+/**
+ * Pids whose environment or command line mentions `marker` (the Root, the sandboxes it started for
+ * this test: bubblewrap's arguments name the test's dirs) and every process below them (a cell's own
+ * environment is empty until its boot entry reads fd 3).
+ */
 export function processesMentioning(marker: string): number[] {
-  const found: number[] = [];
+  const parents = new Map<number, number>();
+  const found = new Set<number>();
   for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const pid = Number(entry);
+    if (!/^\d+$/.test(entry) || pid === process.pid) continue;
     try {
-      if (readFileSync(`/proc/${entry}/environ`, 'latin1').includes(marker)) found.push(Number(entry));
+      const stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
+      parents.set(pid, Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      const text = readFileSync(`/proc/${entry}/environ`, 'latin1') + readFileSync(`/proc/${entry}/cmdline`, 'latin1');
+      if (text.includes(marker)) found.add(pid);
     } catch {
       // gone, or not ours to read
     }
   }
-  return found;
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, ppid] of parents) {
+      if (!found.has(pid) && found.has(ppid)) {
+        found.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return [...found];
 }
 
 export async function waitFor<T>(
@@ -58,10 +76,10 @@ export function makeSandbox(): Sandbox {
     ...process.env,
     CELL_HOME: join(dir, 'home'),
     CELL_SOCKET_DIR: join(dir, 'run'),
-    CELL_UMBILICAL: join(dir, 'run', 'mitosis.sock'),
     CELL_LAN: '0',
   };
   delete env.CELL_PEER;
+  delete env.CELL_UMBILICAL;
   return {
     dir,
     env,

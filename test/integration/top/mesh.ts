@@ -9,11 +9,12 @@ export const CLI = fileURLToPath(new URL('./fixtures/cli.js', import.meta.url));
 
 /** Two real cells in their own processes, `beta` calling `alpha` continuously, in a private socket dir. */
 export class LiveMesh {
-  readonly dir = mkdtempSync(join(tmpdir(), 'cell-mesh-'));
+  readonly home = mkdtempSync(join(tmpdir(), 'cell-mesh-'));
+  readonly dir = join(this.home, 'run');
   readonly children: ChildProcess[] = [];
 
   get env(): Record<string, string> {
-    return { CELL_SOCKET_DIR: this.dir, CELL_HOME: this.dir, CELL_UMBILICAL: join(this.dir, 'mitosis.sock') };
+    return { CELL_SOCKET_DIR: this.dir, CELL_HOME: this.home };
   }
 
   async start(): Promise<void> {
@@ -48,7 +49,7 @@ export class LiveMesh {
           }),
       ),
     );
-    rmSync(this.dir, { recursive: true, force: true });
+    rmSync(this.home, { recursive: true, force: true });
   }
 }
 

@@ -27,9 +27,9 @@ test('serveMetrics over a CellProbe: live cells, a silent process by pid, shared
     port: 0,
     collect: () =>
       probe.collect([
-        { name: 'alpha', state: 'running', restarts: 2, socketPath: join(mesh.dir, 'alpha.sock') },
+        { name: 'alpha', state: 'running', restarts: 2, socketPath: join(mesh.dir, 'alpha', 'alpha.sock') },
         { name: 'beta', state: 'running' },
-        { name: 'gamma', state: 'starting', pid: silentPid, socketPath: join(mesh.dir, 'gamma.sock') },
+        { name: 'gamma', state: 'starting', pid: silentPid, socketPath: join(mesh.dir, 'gamma', 'gamma.sock') },
       ]),
   });
   assert.equal(server.host, '127.0.0.1');
@@ -69,7 +69,7 @@ test('serveMetrics over a CellProbe: live cells, a silent process by pid, shared
   assert.equal((await fetch(server.url, { method: 'POST' })).status, 405);
 
   // The one-shot helper (no CPU percent: that needs two samples).
-  const once = await collectCellSamples([{ name: 'alpha', socketPath: join(mesh.dir, 'alpha.sock') }]);
+  const once = await collectCellSamples([{ name: 'alpha', socketPath: join(mesh.dir, 'alpha', 'alpha.sock') }]);
   assert.equal(once[0]?.state, 'running');
   assert.ok((once[0]?.metrics?.methods.find((m) => m.method === 'work')?.requests ?? 0) > 0);
   assert.ok((once[0]?.rssBytes ?? 0) > 0);

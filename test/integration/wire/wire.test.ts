@@ -36,6 +36,7 @@ describe('wire: one shared echo cell', () => {
   before(async () => {
     dir = tempSocketDir();
     process.env.CELL_SOCKET_DIR = dir;
+    process.env.CELL_HOME = dir;
     cell = await startCell(dir);
     ex = await grow();
   });
@@ -44,10 +45,11 @@ describe('wire: one shared echo cell', () => {
     await stopCell(cell);
     removeDir(dir);
     delete process.env.CELL_SOCKET_DIR;
+    delete process.env.CELL_HOME;
   });
 
   test('socket is 0600 in a 0700 directory; calls, errors and built-ins work', async () => {
-    assert.equal(statSync(join(dir, 'echo.sock')).mode & 0o777, 0o600);
+    assert.equal(statSync(join(dir, 'echo', 'echo.sock')).mode & 0o777, 0o600);
     assert.equal(statSync(dir).mode & 0o777, 0o700);
     assert.deepEqual(await ex.echo({ id: 7, delay: 0 }), { id: 7 });
     assert.equal(await ex.sum(new Uint8Array([1, 2, 250])), 253);
@@ -126,7 +128,7 @@ describe('wire: one shared echo cell', () => {
   });
 
   test('malformed frames: a connection-level error, then close; the cell keeps serving', async () => {
-    const path = join(dir, 'echo.sock');
+    const path = join(dir, 'echo', 'echo.sock');
     // 1. not a HELLO
     const a = await RawClient.connect(path);
     a.request(0, 1, new Uint8Array(8));
@@ -153,7 +155,7 @@ describe('wire: one shared echo cell', () => {
   });
 
   test('random bytes after a valid handshake never take the cell down (fuzz, real socket)', async () => {
-    const path = join(dir, 'echo.sock');
+    const path = join(dir, 'echo', 'echo.sock');
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.uint8Array({ minLength: 1, maxLength: 64 }), { minLength: 1, maxLength: 8 }),
@@ -174,7 +176,7 @@ describe('wire: one shared echo cell', () => {
   });
 
   test('an oversize frame header is refused before allocation; the connection closes', async () => {
-    const raw = await RawClient.connect(join(dir, 'echo.sock'));
+    const raw = await RawClient.connect(join(dir, 'echo', 'echo.sock'));
     raw.hello(EchoService.fingerprint);
     const header = Buffer.alloc(HEADER_SIZE);
     writeHeader(header, 0, 0, FrameType.REQUEST, 0, 1);
@@ -188,7 +190,7 @@ describe('wire: one shared echo cell', () => {
   });
 
   test('unknown method ids and undecodable inputs get per-call errors; the connection stays usable', async () => {
-    const raw = await RawClient.connect(join(dir, 'echo.sock'));
+    const raw = await RawClient.connect(join(dir, 'echo', 'echo.sock'));
     raw.hello(EchoService.fingerprint);
     raw.request(999, 5, new Uint8Array(0));
     raw.request(EchoService.methods.echo.id, 6, new Uint8Array(1)); // truncated input
@@ -204,7 +206,7 @@ describe('wire: one shared echo cell', () => {
 
   test('a client that never reads is throttled without hurting others', async () => {
     const before = (await ex.$metrics()) as { replies: number };
-    const raw = await RawClient.connect(join(dir, 'echo.sock'));
+    const raw = await RawClient.connect(join(dir, 'echo', 'echo.sock'));
     raw.socket.pause(); // never reads: replies pile up in the kernel buffers
     raw.hello(EchoService.fingerprint);
     const req = EchoService.methods.blob.input.encode(1024 * 1024);
@@ -224,7 +226,7 @@ describe('wire: one shared echo cell', () => {
   });
 
   test('a client that disconnects mid-request does not disturb the cell', async () => {
-    const raw = await RawClient.connect(join(dir, 'echo.sock'));
+    const raw = await RawClient.connect(join(dir, 'echo', 'echo.sock'));
     raw.hello(EchoService.fingerprint);
     raw.request(EchoService.methods.slow.id, 1, EchoService.methods.slow.input.encode({ id: 300 }));
     await raw.until(() => raw.frames.some((f) => f.type === FrameType.WELCOME));
@@ -254,7 +256,7 @@ describe('wire: one shared echo cell', () => {
   test('a second instance is refused and does not touch the live socket', async () => {
     const second = startCell(dir);
     await assert.rejects(second, /E_CELL_ALREADY_RUNNING|already running/);
-    assert.ok(existsSync(join(dir, 'echo.sock')));
+    assert.ok(existsSync(join(dir, 'echo', 'echo.sock')));
     assert.deepEqual(await ex.echo({ id: 15, delay: 0 }), { id: 15 });
   });
 });
@@ -266,12 +268,14 @@ describe('wire: lifecycle', () => {
   before(() => {
     dir = tempSocketDir();
     process.env.CELL_SOCKET_DIR = dir;
+    process.env.CELL_HOME = dir;
   });
   after(async () => {
     await Promise.all(clients.map((c) => c.$close().catch(() => {})));
     for (const c of cells) await stopCell(c);
     removeDir(dir);
     delete process.env.CELL_SOCKET_DIR;
+    delete process.env.CELL_HOME;
   });
   const start = async (env: Record<string, string> = {}) => {
     const c = await startCell(dir, env);
@@ -299,7 +303,7 @@ describe('wire: lifecycle', () => {
     assert.ok(isCellError(lost, 'E_CONNECTION_LOST'), String(lost));
     assert.match(lost.message, /1 call\(s\) in flight/);
     // the dead process left its socket and lock behind: the new instance must replace them
-    assert.ok(existsSync(join(dir, 'echo.sock')));
+    assert.ok(existsSync(join(dir, 'echo', 'echo.sock')));
     await start();
     assert.deepEqual(await ex.echo({ id: 2, delay: 0 }), { id: 2 });
   });
@@ -314,7 +318,7 @@ describe('wire: lifecycle', () => {
     cell.child.kill('SIGTERM');
     assert.deepEqual(await Promise.all(inflight), [{ id: 300 }, { id: 200 }, { id: 3 }]);
     assert.equal(await cell.exited, 0);
-    assert.equal(existsSync(join(dir, 'echo.sock')), false);
+    assert.equal(existsSync(join(dir, 'echo', 'echo.sock')), false);
     // after GOAWAY new calls go to a fresh connection: here, the next instance
     await start();
     assert.deepEqual(await ex.echo({ id: 4, delay: 0 }), { id: 4 });
