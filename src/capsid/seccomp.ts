@@ -118,7 +118,8 @@ const entry = (r: Row, errno: DeniedSyscall['errno'], when?: string): DeniedSysc
 export const DENIED_SYSCALLS: readonly DeniedSyscall[] = Object.freeze([
   ...ALWAYS_EPERM.map((r) => entry(r, 'EPERM')),
   entry(CLONE, 'EPERM', 'flags create a namespace (CLONE_NEWNS/USER/PID/NET/UTS/IPC/CGROUP)'),
-  entry(CLONE3, 'ENOSYS', 'always: its flags are in memory the filter cannot read; glibc falls back to clone'),
+  // Always: its flags are in memory a filter cannot read. ENOSYS, so glibc falls back to clone.
+  entry(CLONE3, 'ENOSYS'),
   entry(PERSONALITY, 'EPERM', 'anything but the query (0xffffffff) and PER_LINUX'),
   entry(IOCTL, 'EPERM', 'TIOCSTI (push input into a terminal)'),
 ]);

@@ -96,11 +96,13 @@ function namedCalls(): Record<string, string> {
   return calls;
 }
 
-/** Every unconditionally denied call of this architecture, with all-zero arguments. */
-function tableCalls(): Record<string, string> {
-  const calls: Record<string, string> = {};
+/** Every unconditionally denied call of this architecture, with all-zero arguments, and its errno. */
+function tableCalls(): Record<string, [spec: string, errno: string]> {
+  const calls: Record<string, [string, string]> = {};
   for (const s of deniedSyscalls() ?? []) {
-    if (s.when === undefined) calls[s.name] = String(s.nr[ARCH as 'x86_64' | 'aarch64']);
+    if (s.when === undefined) {
+      calls[s.name] = [String(s.nr[ARCH as 'x86_64' | 'aarch64']), String(constants.errno[s.errno])];
+    }
   }
   return calls;
 }
@@ -209,7 +211,7 @@ test('under the filter every denied call fails with EPERM (clone3 ENOSYS), and o
   const bin = compileProbe(tempDir(t));
   const named = namedCalls();
   const table = tableCalls();
-  const all = { ...named, ...table };
+  const all = { ...named, ...Object.fromEntries(Object.entries(table).map(([name, [spec]]) => [name, spec])) };
   // Without the filter an attach to pid 1 works and leaves bubblewrap's init stopped: the run would hang.
   const { 'ptrace(PTRACE_ATTACH, 1)': _attach, ...unfiltered } = all;
   const control = probe(bin, unfiltered, []);
@@ -239,7 +241,7 @@ test('under the filter every denied call fails with EPERM (clone3 ENOSYS), and o
     const int80 = control['i386 getpid (int 0x80)'] as string;
     expected['i386 getpid (int 0x80)'] = int80 === '0' ? `sig${constants.signals.SIGSYS}` : int80;
   }
-  for (const name of Object.keys(table)) expected[name] = String(EPERM);
+  for (const [name, [, errno]] of Object.entries(table)) expected[name] = errno;
   assert.deepEqual(filtered, expected);
 
   // Without the filter the kernel answers these otherwise: the EPERMs above are the filter's.
