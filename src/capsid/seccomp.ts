@@ -12,11 +12,14 @@ import { join } from 'node:path';
 /** The kernel's names for the architectures a filter exists for. */
 export type SeccompArch = 'x86_64' | 'aarch64';
 
-/** Why a group of calls is denied; docs/SANDBOX.md lists the same groups. */
+/** Why a call is denied: the groups of docs/SANDBOX.md § Syscall filter. */
 export type DenialGroup =
-  | 'namespaces' // mount/namespace changes: bubblewrap built the cell's view before the filter loaded
-  | 'other processes' // reading or writing another process's memory, descriptors or keys
+  | 'namespaces' // mounts and namespaces: bubblewrap built the cell's view before the filter loaded
+  | 'file handles' // opening files by handle, around the mount namespace
+  | 'other processes' // reading or writing another process's memory or descriptors
+  | 'keyring' // the kernel keyring is not namespaced
   | 'kernel surface' // large, privilege-escalation-prone kernel interfaces
+  | 'execution domain' // personas that weaken memory protections
   | 'host administration' // the clock, modules, swap, reboot, the kernel log, raw I/O ports
   | 'terminal'; // injecting input into a terminal
 
@@ -49,16 +52,16 @@ const ALWAYS_EPERM: Row[] = [
   ['move_mount', 429, 429, 'namespaces'],
   ['open_tree', 428, 428, 'namespaces'],
   ['mount_setattr', 442, 442, 'namespaces'],
-  ['open_by_handle_at', 304, 265, 'namespaces'],
-  ['name_to_handle_at', 303, 264, 'namespaces'],
+  ['open_by_handle_at', 304, 265, 'file handles'],
+  ['name_to_handle_at', 303, 264, 'file handles'],
   ['ptrace', 101, 117, 'other processes'],
   ['process_vm_readv', 310, 270, 'other processes'],
   ['process_vm_writev', 311, 271, 'other processes'],
   ['kcmp', 312, 272, 'other processes'],
   ['pidfd_getfd', 438, 438, 'other processes'],
-  ['keyctl', 250, 219, 'other processes'],
-  ['add_key', 248, 217, 'other processes'],
-  ['request_key', 249, 218, 'other processes'],
+  ['keyctl', 250, 219, 'keyring'],
+  ['add_key', 248, 217, 'keyring'],
+  ['request_key', 249, 218, 'keyring'],
   ['bpf', 321, 280, 'kernel surface'],
   ['perf_event_open', 298, 241, 'kernel surface'],
   ['userfaultfd', 323, 282, 'kernel surface'],
@@ -90,7 +93,7 @@ const ALWAYS_EPERM: Row[] = [
 /** Calls whose arguments decide; each has its own branch in the program. */
 const CLONE: Row = ['clone', 56, 220, 'namespaces'];
 const CLONE3: Row = ['clone3', 435, 435, 'namespaces'];
-const PERSONALITY: Row = ['personality', 135, 92, 'kernel surface'];
+const PERSONALITY: Row = ['personality', 135, 92, 'execution domain'];
 const IOCTL: Row = ['ioctl', 16, 29, 'terminal'];
 
 const CLONE_NEWNS = 0x00020000;

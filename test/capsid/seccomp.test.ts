@@ -192,3 +192,15 @@ test('the table lists each call once, with the errno its rule returns', () => {
   );
   assert.ok(Object.isFrozen(DENIED_SYSCALLS));
 });
+
+test('docs/SANDBOX.md § Syscall filter names every denied call in its group', () => {
+  const docs = readFileSync(new URL('../../../docs/SANDBOX.md', import.meta.url), 'utf8');
+  const section = docs.slice(docs.indexOf('### Syscall filter'), docs.indexOf('### Resource limits'));
+  const rows = section.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| group'));
+  for (const s of DENIED_SYSCALLS) {
+    const row = rows.find((r) => r.includes(`\`${s.name}\``) || r.includes(`\`${s.name}(`));
+    assert.ok(row !== undefined, `${s.name} is missing from the table`);
+    assert.ok(row.startsWith(`| ${s.group} |`), `${s.name} is listed outside its group ${s.group}: ${row}`);
+    assert.ok(row.includes(`| ${s.errno} |`), `${s.name}: ${s.errno}`);
+  }
+});
