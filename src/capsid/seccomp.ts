@@ -24,14 +24,14 @@ export type DenialGroup =
   | 'terminal'; // injecting input into a terminal
 
 export interface DeniedSyscall {
-  name: string;
+  readonly name: string;
   /** Syscall number per architecture (asm/unistd_64.h, asm-generic/unistd.h); absent: no such call there. */
-  nr: Partial<Record<SeccompArch, number>>;
+  readonly nr: Readonly<Partial<Record<SeccompArch, number>>>;
   /** The errno the call fails with. */
-  errno: 'EPERM' | 'ENOSYS';
+  readonly errno: 'EPERM' | 'ENOSYS';
   /** Only when the arguments match this (absent: always). */
-  when?: string;
-  group: DenialGroup;
+  readonly when?: string;
+  readonly group: DenialGroup;
 }
 
 type Row = [name: string, x86_64: number | undefined, aarch64: number | undefined, group: DenialGroup];
@@ -111,10 +111,13 @@ const PER_LINUX = 0;
 const TIOCSTI = 0x5412; // asm-generic/ioctls.h, shared by x86_64 and aarch64
 
 const entry = (r: Row, errno: DeniedSyscall['errno'], when?: string): DeniedSyscall => {
-  const nr: DeniedSyscall['nr'] = {};
+  const nr: Partial<Record<SeccompArch, number>> = {};
   if (r[1] !== undefined) nr.x86_64 = r[1];
   if (r[2] !== undefined) nr.aarch64 = r[2];
-  return when === undefined ? { name: r[0], nr, errno, group: r[3] } : { name: r[0], nr, errno, when, group: r[3] };
+  Object.freeze(nr);
+  return Object.freeze(
+    when === undefined ? { name: r[0], nr, errno, group: r[3] } : { name: r[0], nr, errno, when, group: r[3] },
+  );
 };
 
 /** Every call the filter refuses, and when (for docs/SANDBOX.md and `cell doctor`). */
@@ -155,7 +158,10 @@ const ARCHES: Record<SeccompArch, { audit: number; x32Bit?: number }> = {
 };
 
 /** Node's `process.arch` to the kernel's name. */
-const NODE_ARCH: Record<string, SeccompArch> = { x64: 'x86_64', arm64: 'aarch64' };
+const NODE_ARCH = new Map<string, SeccompArch>([
+  ['x64', 'x86_64'],
+  ['arm64', 'aarch64'],
+]);
 
 type Target = string;
 interface Insn {
@@ -210,7 +216,7 @@ class Program {
  * process of another ABI (i386 through int 0x80, arm32 compat) is killed at its first syscall.
  */
 export function seccompFilter(arch: string = process.arch): { program: Buffer } | { reason: string } {
-  const kernelArch = NODE_ARCH[arch];
+  const kernelArch = NODE_ARCH.get(arch);
   if (kernelArch === undefined) {
     return { reason: `no seccomp filter for ${arch} (x86_64 and aarch64 only)` };
   }
@@ -282,14 +288,14 @@ export function seccompFilter(arch: string = process.arch): { program: Buffer } 
 
 /** The calls the filter denies on `arch` (Node's names), or undefined when there is no filter for it. */
 export function deniedSyscalls(arch: string = process.arch): DeniedSyscall[] | undefined {
-  const kernelArch = NODE_ARCH[arch];
+  const kernelArch = NODE_ARCH.get(arch);
   if (kernelArch === undefined) return undefined;
   return DENIED_SYSCALLS.filter((s) => s.nr[kernelArch] !== undefined);
 }
 
 /** The kernel's name for Node's `arch` when a filter exists for it. */
 export function seccompArch(arch: string = process.arch): SeccompArch | undefined {
-  return NODE_ARCH[arch];
+  return NODE_ARCH.get(arch);
 }
 
 /**

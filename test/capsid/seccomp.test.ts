@@ -168,7 +168,7 @@ test('x86_64: x32 calls fail with ENOSYS; aarch64 has no x32 bit', () => {
 });
 
 test('other architectures get a reason instead of a filter', () => {
-  for (const arch of ['ia32', 'arm', 'riscv64', 'ppc64', 's390x']) {
+  for (const arch of ['ia32', 'arm', 'riscv64', 'ppc64', 's390x', 'constructor', '__proto__']) {
     const f = seccompFilter(arch);
     assert.ok('reason' in f);
     assert.match(f.reason, new RegExp(`no seccomp filter for ${arch} \\(x86_64 and aarch64 only\\)`));
@@ -191,6 +191,7 @@ test('the table lists each call once, with the errno its rule returns', () => {
     ['clone', 'ioctl', 'personality'],
   );
   assert.ok(Object.isFrozen(DENIED_SYSCALLS));
+  assert.ok(DENIED_SYSCALLS.every((s) => Object.isFrozen(s) && Object.isFrozen(s.nr)));
 });
 
 test('docs/SANDBOX.md § Syscall filter names every denied call in its group', () => {
