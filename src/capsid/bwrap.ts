@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, realpathSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, realpathSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
+import { openSeccompFd, seccompFilter } from './seccomp.js';
 
 /** Looks `cmd` up on PATH (or the given search path); undefined when absent or not executable. */
 export function which(cmd: string, searchPath = process.env.PATH ?? ''): string | undefined {
@@ -67,6 +68,89 @@ export function probeBwrap(bwrap: string): string | null {
       ? null
       : `${bwrap} cannot create a sandbox: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}`;
   probed.set(bwrap, reason);
+  return reason;
+}
+
+/**
+ * bubblewrap with a cell's namespaces, identity and capabilities, the binds Node needs and its own
+ * /proc, /dev and /tmp, running `node -e ''` with `extra` flags: null when it runs, else why not.
+ */
+function runNodeUnder(bwrap: string, extra: string[], fd?: number): string | null {
+  const r = spawnSync(
+    bwrap,
+    [
+      '--unshare-all',
+      '--unshare-user',
+      '--uid',
+      '65534',
+      '--gid',
+      '65534',
+      '--die-with-parent',
+      '--new-session',
+      '--cap-drop',
+      'ALL',
+      ...systemBinds().flatMap(bindArgs('--ro-bind')),
+      '--proc',
+      '/proc',
+      '--dev',
+      '/dev',
+      '--tmpfs',
+      '/tmp',
+      ...extra,
+      '--',
+      process.execPath,
+      '-e',
+      '',
+    ],
+    {
+      encoding: 'utf8',
+      timeout: 15_000,
+      env: {},
+      stdio: fd === undefined ? 'pipe' : ['ignore', 'pipe', 'pipe', fd],
+    },
+  );
+  if (r.status === 0) return null;
+  const why = (r.stderr || r.error?.message || (r.signal ? `killed by ${r.signal}` : `exit ${r.status}`)).trim();
+  return `${bwrap} ${extra[0]} fails: ${why}`;
+}
+
+const probedUserns = new Map<string, string | null>();
+
+/**
+ * Whether bubblewrap can stop a cell from creating user namespaces of its own (`--disable-userns`:
+ * bubblewrap ≥ 0.8, which sets user.max_user_namespaces to 1 in the cell's user namespace, nests
+ * another one inside it, and checks that unshare(CLONE_NEWUSER) then fails). null = it can.
+ */
+export function probeDisableUserns(bwrap: string): string | null {
+  const known = probedUserns.get(bwrap);
+  if (known !== undefined) return known;
+  const reason = runNodeUnder(bwrap, ['--disable-userns']);
+  probedUserns.set(bwrap, reason);
+  return reason;
+}
+
+const probedSeccomp = new Map<string, string | null>();
+
+/**
+ * Whether Node runs under the cell's seccomp filter (seccompFilter) loaded by `bwrap --seccomp`:
+ * no filter for this architecture, or a kernel without seccomp filtering, says why. null = it runs.
+ */
+export function probeSeccomp(bwrap: string): string | null {
+  const known = probedSeccomp.get(bwrap);
+  if (known !== undefined) return known;
+  const filter = seccompFilter();
+  let reason: string | null;
+  if ('reason' in filter) {
+    reason = filter.reason;
+  } else {
+    const fd = openSeccompFd(filter.program);
+    try {
+      reason = runNodeUnder(bwrap, ['--seccomp', '3'], fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  probedSeccomp.set(bwrap, reason);
   return reason;
 }
 

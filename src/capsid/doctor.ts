@@ -3,8 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadNative } from '../shm/native.js';
-import { findBwrap, probeBwrap } from './bwrap.js';
+import { findBwrap, probeBwrap, probeDisableUserns, probeSeccomp } from './bwrap.js';
 import { detectCgroups } from './cgroup.js';
+import { deniedSyscalls, seccompArch } from './seccomp.js';
 
 /** One line of `cell doctor`: what was found and what its absence turns off. */
 export interface DoctorCheck {
@@ -42,6 +43,7 @@ function checkBwrap(opts: DoctorOptions): DoctorCheck[] {
         disables,
       },
       { name: 'sandbox runnable', ok: false, detail: 'no bubblewrap to run', disables },
+      ...hardeningUnchecked('no bubblewrap to run'),
     ];
   }
   const v = spawnSync(found.path, ['--version'], { encoding: 'utf8', timeout: 10_000 });
@@ -55,6 +57,7 @@ function checkBwrap(opts: DoctorOptions): DoctorCheck[] {
         disables,
       },
       { name: 'sandbox runnable', ok: false, detail: 'bubblewrap does not run', disables },
+      ...hardeningUnchecked('bubblewrap does not run'),
     ];
   }
   const broken = probeBwrap(found.path);
@@ -66,7 +69,72 @@ function checkBwrap(opts: DoctorOptions): DoctorCheck[] {
       detail: broken ?? 'bwrap --unshare-all runs node (user, pid, net, ipc, uts, mount namespaces)',
       disables,
     },
+    ...(broken === null
+      ? [checkNestedUserns(found.path, version), checkSeccomp(found.path)]
+      : hardeningUnchecked('the sandbox does not run (above)')),
   ];
+}
+
+const NESTED_USERNS = 'nested user namespaces';
+const NESTED_USERNS_DISABLES =
+  'blocking user namespaces inside cells (a cell can create its own and reach kernel code otherwise kept for root)';
+const SECCOMP = 'seccomp';
+const SECCOMP_DISABLES =
+  'the syscall filter in cells (mount, ptrace, bpf, io_uring, keyctl… reach the kernel, held back only by namespaces and dropped capabilities)';
+
+function hardeningUnchecked(why: string): DoctorCheck[] {
+  return [
+    { name: NESTED_USERNS, ok: false, detail: why, disables: NESTED_USERNS_DISABLES },
+    { name: SECCOMP, ok: false, detail: why, disables: SECCOMP_DISABLES },
+  ];
+}
+
+/** `bwrap --disable-userns`: bubblewrap ≥ 0.8 and a kernel where a user namespace can lower its own limit. */
+function checkNestedUserns(bwrap: string, version: string): DoctorCheck {
+  const broken = probeDisableUserns(bwrap);
+  if (broken === null) {
+    return {
+      name: NESTED_USERNS,
+      ok: true,
+      detail: 'disabled in cells (bwrap --disable-userns)',
+      disables: NESTED_USERNS_DISABLES,
+    };
+  }
+  const detail = /unknown option/i.test(broken)
+    ? `${version} has no --disable-userns; upgrade bubblewrap to 0.8 or later (Debian 12 and Ubuntu 23.04 ship it)`
+    : `${broken}; --disable-userns needs a bubblewrap that is not setuid and a kernel (4.9 or later) that lets a user namespace lower user.max_user_namespaces`;
+  return { name: NESTED_USERNS, ok: false, detail, disables: NESTED_USERNS_DISABLES };
+}
+
+/** The cell's seccomp filter (seccompFilter) loaded by `bwrap --seccomp` under Node. */
+function checkSeccomp(bwrap: string): DoctorCheck {
+  const arch = seccompArch();
+  const denied = deniedSyscalls();
+  if (arch === undefined || denied === undefined) {
+    return {
+      name: SECCOMP,
+      ok: false,
+      detail: `no seccomp filter for ${process.arch} (x86_64 and aarch64 only)`,
+      disables: SECCOMP_DISABLES,
+    };
+  }
+  const broken = probeSeccomp(bwrap);
+  if (broken !== null) {
+    return {
+      name: SECCOMP,
+      ok: false,
+      detail: `${broken}; the kernel needs seccomp filtering (CONFIG_SECCOMP_FILTER)`,
+      disables: SECCOMP_DISABLES,
+    };
+  }
+  const always = denied.filter((s) => s.when === undefined).length;
+  const byArgument = denied.filter((s) => s.when !== undefined).map((s) => s.name);
+  return {
+    name: SECCOMP,
+    ok: true,
+    detail: `${always} syscalls denied (${arch}); ${byArgument.join(', ')} by argument`,
+    disables: SECCOMP_DISABLES,
+  };
 }
 
 function checkUserNamespaces(): DoctorCheck {

@@ -7,7 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type CapsidSpec, diagnose, type Encapsulated, encapsulate } from '../../../src/capsid/index.js';
+import {
+  type CapsidSpec,
+  diagnose,
+  type Encapsulated,
+  encapsulate,
+  formatDoctor,
+  which,
+} from '../../../src/capsid/index.js';
 import { isCellError } from '../../../src/errors/index.js';
 import type { CellBoot } from '../../../src/paths/index.js';
 import { t as types } from '../../../src/protein/index.js';
@@ -351,6 +358,8 @@ test('diagnose() reports real findings, and a hidden tool fails its check', asyn
   for (const name of [
     'bubblewrap',
     'sandbox runnable',
+    'nested user namespaces',
+    'seccomp',
     'user namespaces',
     'cgroups',
     'shm addon',
@@ -362,6 +371,15 @@ test('diagnose() reports real findings, and a hidden tool fails its check', asyn
   assert.equal(byName.get('bubblewrap')?.ok, true, byName.get('bubblewrap')?.detail);
   assert.match(byName.get('bubblewrap')?.detail ?? '', /bubblewrap \d/);
   assert.equal(byName.get('sandbox runnable')?.ok, true, byName.get('sandbox runnable')?.detail);
+  assert.deepEqual(
+    [byName.get('nested user namespaces')?.ok, byName.get('nested user namespaces')?.detail],
+    [true, 'disabled in cells (bwrap --disable-userns)'],
+  );
+  assert.equal(byName.get('seccomp')?.ok, true, byName.get('seccomp')?.detail);
+  assert.match(
+    byName.get('seccomp')?.detail ?? '',
+    /^\d+ syscalls denied \((x86_64|aarch64)\); clone, personality, ioctl by argument$/,
+  );
   assert.equal(byName.get('cgroups')?.ok, true, byName.get('cgroups')?.detail);
   assert.equal(byName.get('shm addon')?.ok, true, byName.get('shm addon')?.detail);
   assert.equal(byName.get('esbuild')?.ok, true);
@@ -373,8 +391,57 @@ test('diagnose() reports real findings, and a hidden tool fails its check', asyn
   assert.match(bw?.detail ?? '', /apt-get install bubblewrap/);
   assert.match(bw?.disables ?? '', /sandbox/);
   assert.equal(hidden.find((c) => c.name === 'sandbox runnable')?.ok, false);
+  for (const name of ['nested user namespaces', 'seccomp']) {
+    assert.deepEqual(
+      hidden.filter((c) => c.name === name).map((c) => [c.ok, c.detail]),
+      [[false, 'no bubblewrap to run']],
+    );
+  }
   const explicit = await diagnose({ bwrap: '/nonexistent/bwrap' });
   assert.equal(explicit.find((c) => c.name === 'bubblewrap')?.ok, false);
+});
+
+test('diagnose() names an old bubblewrap without --disable-userns, and a bwrap whose --seccomp fails', async (t) => {
+  const ws = workspace(t);
+  const real = which('bwrap');
+  if (real === undefined) {
+    t.skip('bubblewrap (bwrap) is not on PATH: apt-get install bubblewrap');
+    return;
+  }
+  // Stand-ins for the real bwrap that refuse one option the way bubblewrap does.
+  const refusing = (option: string, message: string) => {
+    const path = join(ws.dir, `bwrap-without${option}`);
+    writeFileSync(
+      path,
+      [
+        '#!/bin/sh',
+        `[ "$1" = --version ] && { echo 'bubblewrap 0.6.1'; exit 0; }`,
+        `for a; do [ "$a" = ${option} ] && { echo '${message}' >&2; exit 1; }; done`,
+        `exec ${real} "$@"`,
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    return path;
+  };
+  const old = await diagnose({ bwrap: refusing('--disable-userns', 'bwrap: Unknown option --disable-userns') });
+  const userns = old.find((c) => c.name === 'nested user namespaces');
+  assert.equal(userns?.ok, false);
+  assert.match(userns?.detail ?? '', /bubblewrap 0\.6\.1 has no --disable-userns; upgrade bubblewrap to 0\.8 or later/);
+  assert.match(userns?.disables ?? '', /user namespaces inside cells/);
+  assert.equal(old.find((c) => c.name === 'sandbox runnable')?.ok, true);
+  assert.equal(old.find((c) => c.name === 'seccomp')?.ok, true);
+
+  const noFilter = await diagnose({
+    bwrap: refusing('--seccomp', 'bwrap: Unable to set up system call filtering as requested'),
+  });
+  const seccomp = noFilter.find((c) => c.name === 'seccomp');
+  assert.equal(seccomp?.ok, false);
+  assert.match(seccomp?.detail ?? '', /--seccomp fails: bwrap: Unable to set up system call filtering/);
+  assert.match(seccomp?.detail ?? '', /CONFIG_SECCOMP_FILTER/);
+  assert.match(seccomp?.disables ?? '', /syscall filter/);
+  assert.equal(noFilter.find((c) => c.name === 'nested user namespaces')?.ok, true);
+  assert.match(formatDoctor(noFilter), /FAIL {2}seccomp {16}.*\n {6} +disables: the syscall filter in cells/);
 });
 
 test('signal() reaches the sandboxed cell itself, so SIGTERM drains instead of killing', async (t) => {
