@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { CellError } from '../errors/index.js';
 import { type CellBoot, validateCellName } from '../paths/index.js';
 import { nativeAddonPath } from '../ribosome/index.js';
-import { findBwrap, probeBwrap, systemBinds, which } from './bwrap.js';
+import { findBwrap, probeBwrap, probeDisableUserns, probeSeccomp, systemBinds, which } from './bwrap.js';
 import { CellCgroup, detectCgroups } from './cgroup.js';
 import { DEFAULT_LIMITS, type Limits, parseLimits, parseMemory, resolveLimits } from './limits.js';
 import { seccompFilter } from './seccomp.js';
@@ -208,6 +208,26 @@ function parentDirs(paths: string[]): string[] {
   return [...dirs].sort((a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b));
 }
 
+/**
+ * The seccomp program every sandboxed cell runs under, after checking that this bubblewrap and kernel
+ * apply it (and, in a user namespace, --disable-userns). A sandbox without them is refused, not
+ * weakened: without the filter a cell could create namespaces and mount.
+ */
+function syscallFilterOrThrow(name: string, bwrap: string, user: SandboxUser | undefined): Buffer {
+  const filter = seccompFilter();
+  const broken =
+    'reason' in filter
+      ? filter.reason
+      : (probeSeccomp(bwrap) ?? (user === undefined ? probeDisableUserns(bwrap) : null));
+  if (broken !== null || !('program' in filter)) {
+    throw new CellError('E_SANDBOX_UNAVAILABLE', `cannot be sandboxed: ${broken}.`, {
+      cell: name,
+      fix: 'use bubblewrap ≥ 0.8 on a kernel with CONFIG_SECCOMP_FILTER (`cell doctor` says which is missing), or run with --no-sandbox for development',
+    });
+  }
+  return filter.program;
+}
+
 function findBwrapOrThrow(name: string, explicit: string | undefined): string {
   const found = findBwrap(explicit);
   if ('reason' in found) {
@@ -269,8 +289,7 @@ export async function encapsulate(spec: CapsidSpec): Promise<Encapsulated> {
       fix: 'install util-linux (`apt-get install util-linux`), which provides setpriv.',
     });
   }
-  const filter = bwrap === undefined ? undefined : seccompFilter();
-  const program = filter !== undefined && 'program' in filter ? filter.program : undefined;
+  const program = bwrap === undefined ? undefined : syscallFilterOrThrow(name, bwrap, user);
   // The cell's own dirs belong to the user it runs as (another uid when the Root is root).
   if (user !== undefined) for (const dir of spec.writable) chownSync(dir, user.uid, user.gid);
   const cgroup = createCgroup(name, limits, spec.requireCgroup ?? spec.sandbox);

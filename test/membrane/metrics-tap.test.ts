@@ -96,7 +96,11 @@ test('cell tap: decoded requests and replies, filtered, only while attached', as
   const { dir, membrane, client } = await setup(t);
   assert.ok(existsSync(join(dir, 'cells', 'market', 'tap.sock')));
   assert.equal(membrane.tap, null);
-  const tap = await openTap('market', 'method == place_order && amount > 100', join(dir, 'cells', 'market', 'tap.sock'));
+  const tap = await openTap(
+    'market',
+    'method == place_order && amount > 100',
+    join(dir, 'cells', 'market', 'tap.sock'),
+  );
   t.after(() => tap.close());
   for (let i = 0; i < 100 && membrane.tap === null; i++) await new Promise((r) => setTimeout(r, 10));
   assert.notEqual(membrane.tap, null);

@@ -210,6 +210,8 @@ test('escape attempts from inside a sandboxed cell all fail', async (t) => {
   assert.deepEqual(r.hostname, { ok: true, value: 'cell-probe' });
   // Nobody (in its own user namespace, or on the host when the Root is root), without a capability.
   assert.deepEqual(r.identity, { ok: true, value: { uid: 65534, capEff: '0000000000000000' } });
+  // Under the syscall filter (mode 2), unable to gain privileges, with nothing left to regain.
+  assert.deepEqual(r.confinement, { ok: true, value: { seccomp: '2', noNewPrivs: '1', capBnd: '0000000000000000' } });
   // Environment: the boot contract's variables and the addon path, plus the PWD bubblewrap sets for
   // its --chdir; nothing of the host's.
   assert.deepEqual(r.env, { ok: true, value: [...BOOT_ENV, 'PWD'].sort() });
