@@ -626,16 +626,9 @@ export class Root {
 
   /** Removes what a cell leaves in its dirs when it was killed rather than closed. */
   private removeSockets(name: string): void {
-    const dir = cellRunDir(name);
-    let entries: string[] = [];
-    try {
-      entries = readdirSync(dir);
-    } catch {
-      return;
-    }
-    // Whatever the cell put in its own run dir goes (the dir is the cell's alone); unlink never follows links.
-    for (const f of entries) rmSync(join(dir, f), { force: true, recursive: true });
-    rmSync(tapSocketPath(name), { force: true });
+    // The dirs are the cell's alone (recreated at its next start); rm never follows a link it finds.
+    rmSync(cellRunDir(name), { force: true, recursive: true });
+    rmSync(cellPrivateDir(name), { force: true, recursive: true });
   }
 
   /** A generation that ended without closing (crash, kill) leaves its socket and lock: remove them. */

@@ -29,7 +29,6 @@ function run(
       ...process.env,
       CELL_HOME: join(dir, 'home'),
       CELL_SOCKET_DIR: join(dir, 'run'),
-      CELL_UMBILICAL: join(dir, 'run', 'mitosis.sock'),
     };
     const child = spawn(process.execPath, [entry, ...args], { env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

@@ -125,7 +125,10 @@ export function makeSandbox(): Sandbox {
 export function useSandboxEnv(sb: Sandbox): () => void {
   const keys = ['CELL_HOME', 'CELL_SOCKET_DIR', 'CELL_UMBILICAL', 'CELL_LAN'] as const;
   const saved = keys.map((k) => process.env[k]);
-  for (const k of keys) process.env[k] = sb.env[k];
+  for (const k of keys) {
+    if (sb.env[k] === undefined) delete process.env[k];
+    else process.env[k] = sb.env[k];
+  }
   return () =>
     keys.forEach((k, i) => {
       if (saved[i] === undefined) delete process.env[k];

@@ -43,7 +43,7 @@ test('cell up, status, grow on demand through the Root, unknown names, malformed
   assert.match(up.stdout, /echo\s+running/);
   assert.match(up.stdout, /adder\s+stopped/);
   assert.match(up.stdout, /WITHOUT A SANDBOX/);
-  const umbilical = sb.env.CELL_UMBILICAL as string;
+  const umbilical = join(sb.env.CELL_HOME as string, 'root', 'mitosis.sock');
   assert.equal(statSync(umbilical).mode & 0o777, 0o600);
 
   const status = await sb.cli('status', '--json');
@@ -62,7 +62,7 @@ test('cell up, status, grow on demand through the Root, unknown names, malformed
   assert.match(again.stderr, /already running/);
 
   // Registered but not running: Synapse.grow asks the Root (order 200), which builds and starts it.
-  assert.equal(existsSync(join(sb.env.CELL_SOCKET_DIR as string, 'adder.sock')), false);
+  assert.equal(existsSync(join(sb.env.CELL_SOCKET_DIR as string, 'adder', 'adder.sock')), false);
   const adder = await Synapse.grow(echoContract('adder'), { waitMs: 20_000 });
   t0.after(() => adder.$close());
   assert.equal(await adder.add({ a: 2, b: 40 }), 42);
@@ -234,7 +234,7 @@ test('a host that cannot sandbox: the Root refuses to start cells, says why and 
   assert.equal(spawn.code, 1);
   assert.match(spawn.stderr, /^cell: cell 'echo': cannot be sandboxed/m);
   assert.match(spawn.stderr, /fix: .*--no-sandbox/);
-  assert.equal(existsSync(join(sb.env.CELL_SOCKET_DIR as string, 'echo.sock')), false);
+  assert.equal(existsSync(join(sb.env.CELL_SOCKET_DIR as string, 'echo', 'echo.sock')), false);
 });
 
 test('a Root killed with SIGKILL takes its unsandboxed cells with it (they watch their parent)', async (t) => {
@@ -248,7 +248,7 @@ test('a Root killed with SIGKILL takes its unsandboxed cells with it (they watch
   assert.equal(row.state, 'running');
   assert.equal(row.sandbox, 'none');
   const cellPid = row.pid;
-  const rootPid = Number(readFileSync(join(sb.env.CELL_SOCKET_DIR as string, 'root.pid'), 'utf8'));
+  const rootPid = Number(readFileSync(join(sb.env.CELL_HOME as string, 'root', 'root.pid'), 'utf8'));
   assert.ok(cellPid > 0 && rootPid > 0);
   process.kill(rootPid, 'SIGKILL');
   // The cell notices within its 500 ms check, drains (no calls) and exits; its socket goes with it.
@@ -261,5 +261,5 @@ test('a Root killed with SIGKILL takes its unsandboxed cells with it (they watch
     }
   };
   await waitFor('the orphaned cell to exit', gone, 10_000);
-  assert.equal(existsSync(join(sb.env.CELL_SOCKET_DIR as string, 'orphan.sock')), false);
+  assert.equal(existsSync(join(sb.env.CELL_SOCKET_DIR as string, 'orphan', 'orphan.sock')), false);
 });

@@ -61,7 +61,7 @@ await Membrane.bind(service('front', { quad: rpc(t.uint, t.uint) }), {
 `,
   );
   sb.manifest({
-    front: { dna: './dna/front', autostart: false },
+    front: { dna: './dna/front', autostart: false, calls: ['back'] },
     back: { dna: './dna/back', autostart: false },
     echo: { dna: './dna/echo' },
     crasher: { dna: './dna/crasher', autostart: false },

@@ -70,7 +70,7 @@ test('cell top in tmux over a Root-managed mesh (cell up): Root states, live rat
   assert.match(badFilter.stderr, /tap filter "latency_ms >"/);
 
   const env: Record<string, string> = { TERM: 'xterm-256color' };
-  for (const k of ['CELL_HOME', 'CELL_SOCKET_DIR', 'CELL_UMBILICAL', 'CELL_LAN'] as const) env[k] = String(sb.env[k]);
+  for (const k of ['CELL_HOME', 'CELL_SOCKET_DIR', 'CELL_LAN'] as const) env[k] = String(sb.env[k]);
   tmux.start(`${process.execPath} ${cliPath} top --interval 300; echo "cli exited $?"`, env);
 
   // The Root's registry and states, the cells' own rates and latencies, and the Root's detail line.
