@@ -347,11 +347,22 @@ export class Root {
     const file = manifestPath(resolve(path));
     const specs = loadManifest(file);
     const recs = specs.map((s) => this.register(s));
+    // One failing cell does not stop the others: its row carries the error, even when a restart
+    // after a failed start has already cleared the record's own (the caller's exit code depends on it).
+    const failed = new Map<string, string>();
     if (start) {
-      // One failing cell does not stop the others: its row carries the error.
-      await Promise.all(recs.filter((r) => r.spec.autostart).map((r) => this.spawn(r.spec.name, true).catch(() => {})));
+      await Promise.all(
+        recs
+          .filter((r) => r.spec.autostart)
+          .map((r) => this.spawn(r.spec.name, true).catch((err) => failed.set(r.spec.name, errorText(err)))),
+      );
     }
-    return this.list();
+    const list = await this.list();
+    for (const row of list.cells) {
+      const why = failed.get(row.name);
+      if (why !== undefined && row.state !== 'running' && row.error === '') row.error = why;
+    }
+    return list;
   }
 
   // ---- lifecycle --------------------------------------------------------------------------------
