@@ -64,14 +64,14 @@ Options: --json (machine-readable output), --help (per command), --version.
 Environment: CELL_HOME (~/.cell), CELL_SOCKET_DIR (~/.cell/run), CELL_UMBILICAL (the Root's socket).`;
 
 const HELP: Record<string, string> = {
-  up: `usage: cell up [dir|manifest] [--no-sandbox] [--metrics-port <port>] [--json]
+  up: `usage: cell up [dir|manifest] [--no-sandbox] [--metrics-port <port>] [--replace] [--json]
 
-Starts the Root daemon (detached; pid in <socket dir>/root.pid, log in ~/.cell/logs/root.log) unless it
+Starts the Root daemon (detached; pid in ~/.cell/root/root.pid, log in ~/.cell/logs/root.log) unless it
 runs, loads dir/${MANIFEST_FILE} (default: the current folder's, if any) and starts every cell whose entry
 does not say "autostart": false, printing build progress. --no-sandbox runs cells without bubblewrap
 (development only; \`cell status\` says so loudly). --metrics-port makes the Root serve every cell's
-metrics in the Prometheus text format on http://127.0.0.1:<port>/metrics. Exit 1 when a cell failed to
-start.`,
+metrics in the Prometheus text format on http://127.0.0.1:<port>/metrics. A cell name registered from
+another manifest is refused unless --replace takes it over. Exit 1 when a cell failed to start.`,
   status: `usage: cell status [name] [--json]
 
 One row per cell the Root knows: NAME STATE PID UPTIME RESTARTS TRANSPORT SANDBOX MEMORY LAST-EXIT.
@@ -305,7 +305,7 @@ function readFrom(path: string, offset: number): string {
 }
 
 async function cmdUp(args: string[]): Promise<number> {
-  const p = parse(args, ['--no-sandbox', '--json', '--metrics-port'], HELP.up as string);
+  const p = parse(args, ['--no-sandbox', '--json', '--metrics-port', '--replace'], HELP.up as string);
   const metricsPort = p.values.get('--metrics-port');
   if (metricsPort !== undefined && !/^\d+$/.test(metricsPort)) {
     throw new UsageError(`--metrics-port takes a port number, not '${metricsPort}'`, HELP.up as string);
@@ -335,7 +335,9 @@ async function cmdUp(args: string[]): Promise<number> {
   let list: Awaited<ReturnType<RootClient['list']>>;
   try {
     list = await withRoot((root) =>
-      manifest === null ? root.list(undefined) : root.load({ path: manifest, start: true }),
+      manifest === null
+        ? root.list(undefined)
+        : root.load({ path: manifest, start: true, replace: p.flags.has('--replace') }),
     );
   } finally {
     await stop();

@@ -111,6 +111,8 @@ export const LoadRequest = protein('LoadRequest', {
   path: t.string,
   /** Start every cell whose entry does not say autostart: false. */
   start: t.bool,
+  /** Take over names registered from another manifest (otherwise that is refused). */
+  replace: t.option(t.bool),
 });
 
 export const SwapReply = protein('SwapReply', {

@@ -268,9 +268,9 @@ export class Root {
         operatorOnly('shutdown');
         return this.shutdown();
       },
-      load: (req: { path: string; start: boolean }) => {
+      load: (req: { path: string; start: boolean; replace?: boolean | undefined }) => {
         operatorOnly('load');
-        return this.load(String(req.path), req.start);
+        return this.load(String(req.path), req.start, req.replace === true);
       },
       logs: (req: { name: string; lines: number }) => {
         const rec = this.record(named('logs', req));
@@ -343,9 +343,20 @@ export class Root {
     return rec;
   }
 
-  async load(path: string, start: boolean) {
+  async load(path: string, start: boolean, replace = false) {
     const file = manifestPath(resolve(path));
     const specs = loadManifest(file);
+    // A name another project registered is not silently re-pointed: its next restart would run this
+    // project's code under that project's name.
+    for (const spec of specs) {
+      const owner = this.cells.get(spec.name)?.spec.manifest;
+      if (!replace && owner !== undefined && owner !== file) {
+        throw new CellError('E_INVALID_ARGUMENT', `the name is registered from ${owner}, not ${file}.`, {
+          cell: spec.name,
+          fix: `rename the cell in ${file}, \`cell rm ${spec.name}\` first, or run \`cell up --replace\` to take the name over.`,
+        });
+      }
+    }
     const recs = specs.map((s) => this.register(s));
     // One failing cell does not stop the others: its row carries the error, even when a restart
     // after a failed start has already cleared the record's own (the caller's exit code depends on it).

@@ -20,6 +20,8 @@ export interface DnaSpec {
   calls: string[];
   /** Contract files or folders outside the DNA folder that the build may read (absolute paths). */
   contracts: string[];
+  /** The manifest that registered it (absent for `cell add`). */
+  manifest?: string;
 }
 
 /** Every key a cell entry may have: anything else is a typo, refused with the nearest match. */
@@ -164,5 +166,8 @@ export function loadManifest(path: string): DnaSpec[] {
   if (cells === null || typeof cells !== 'object' || Array.isArray(cells)) {
     throw bad(`${path} needs a "cells" object.`, 'write { "cells": { "<name>": { "dna": "./dir" } } }.');
   }
-  return Object.entries(cells as Record<string, unknown>).map(([name, raw]) => dnaSpec(name, raw, dirname(path)));
+  return Object.entries(cells as Record<string, unknown>).map(([name, raw]) => ({
+    ...dnaSpec(name, raw, dirname(path)),
+    manifest: path,
+  }));
 }

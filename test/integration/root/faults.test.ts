@@ -1,7 +1,7 @@
 // Faults seen from outside: `cell up` must report a cell of several that failed to start, and a
 // crash-restart must not leave the dead generation's socket and lock behind.
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
@@ -56,4 +56,31 @@ test('a crash-restart leaves only the live generation in the cell dir', async (t
     });
   }
   assert.deepEqual(readdirSync(dir).sort(), ['fragile.3.lock', 'fragile.3.sock', 'fragile.sock']);
+});
+
+test('a name registered from one manifest is not re-pointed by another unless --replace', async (t) => {
+  const sb = makeSandbox();
+  const restoreEnv = useSandboxEnv(sb);
+  t.after(async () => {
+    restoreEnv();
+    await sb.cleanup();
+  });
+  sb.cell('shared', echoCell('shared'));
+  sb.manifest({ shared: { dna: './dna/shared', autostart: false } });
+  assert.equal((await sb.cli('up', ...sandboxFlags())).code, 0);
+  const other = join(sb.dir, 'other');
+  mkdirSync(join(other, 'dna'), { recursive: true });
+  cpSync(join(sb.dir, 'dna', 'shared'), join(other, 'dna', 'shared'), { recursive: true });
+  writeFileSync(
+    join(other, 'cell.json'),
+    JSON.stringify({ cells: { shared: { dna: './dna/shared', autostart: false } } }),
+  );
+  const refused = await sb.cliAt(other, 'up');
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /cell 'shared': the name is registered from .*cell\.json/);
+  assert.match(refused.stderr, /--replace/);
+  const taken = await sb.cliAt(other, 'up', '--replace', '--json');
+  assert.equal(taken.code, 0, taken.stderr);
+  const row = (JSON.parse(taken.stdout) as { cells: Array<{ name: string; dna: string }> }).cells[0];
+  assert.equal(row?.dna, join(other, 'dna', 'shared'));
 });
