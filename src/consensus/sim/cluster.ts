@@ -31,6 +31,33 @@ export interface SimOptions {
   /** Deliberately broken client behaviour, to show the checks catch it: 'stale-reads' serves reads
    * from any node's local state without ReadIndex. */
   sabotage?: 'stale-reads';
+  /** A scenario instead of the random faults: the network neither drops nor partitions, and at `atMs`
+   * a follower of the leader crashes and restarts at once with the last `entries` entries of its
+   * durable log gone — entries it had synced and acknowledged, as a disk that lies about fsync loses
+   * them. Its hard state (term, vote) survives. See `lostTailReport`. */
+  lostTail?: { atMs: number; entries: number };
+  /** Overrides the swarm's snapshot interval (in applied entries); Infinity: no snapshots, so a lagging
+   * follower can only be caught up from the log. */
+  snapshotEvery?: number;
+}
+
+/** What happened in a `lostTail` scenario. */
+export interface LostTailReport {
+  /** The follower that lost its tail, the leader and term at that moment. */
+  node: number;
+  leader: number;
+  term: number;
+  at: number;
+  /** The durable entries that were lost (inclusive range). */
+  lostFrom: number;
+  lostTo: number;
+  /** The leader's commit index at the loss, and the follower's match index as the leader saw it. */
+  leaderCommit: number;
+  leaderMatch: number;
+  /** Virtual ms after the loss until the follower had applied `leaderCommit` (-1: never). */
+  caughtUpMs: number;
+  /** Terms in which some node became leader, counted at the loss. */
+  leadersBefore: number;
 }
 
 interface Swarm {
@@ -119,6 +146,7 @@ const EV_PROPOSE = 5;
 const EV_READ = 6;
 const EV_RESTART = 7;
 const EV_UNPAUSE = 8;
+const EV_LOSE_TAIL = 9;
 
 class EventQueue {
   private heap: Event[] = [];
@@ -234,6 +262,9 @@ export class ClusterSim {
   private events = 0;
   private stats = { commits: 0, reads: 0, leaders: 0, crashes: 0 };
   private faults = true;
+  /** Messages from the cores' `warn` hook, with the virtual time. */
+  readonly warnings: string[] = [];
+  lostTailReport: LostTailReport | null = null;
   /** Set in the liveness phase once the marker is committed: no new client operations. */
   private clientsStopped = false;
   /** Virtual ms from healing to the marker's commit, and to every voter having applied it and every
@@ -271,6 +302,7 @@ export class ClusterSim {
     // Go-back-N over a lossy link with hundreds of one-entry appends in flight is correct but costs
     // millions of simulated messages per seed; keep the window proportionate to the batch size.
     if (this.swarm.maxMsgEntries === 1) this.swarm.maxInflight = Math.min(this.swarm.maxInflight, 8);
+    if (opts.snapshotEvery !== undefined) this.swarm.snapshotEvery = opts.snapshotEvery;
     const voters = Array.from({ length: this.swarm.initialVoters }, (_, i) => i + 1);
     this.voterHistory.push(voters);
     for (let i = 1; i <= nodes; i++) {
@@ -282,7 +314,12 @@ export class ClusterSim {
     }
     this.schedule(1, EV_PROPOSE, 0, null);
     this.schedule(1, EV_READ, 0, null);
-    this.schedule(this.swarm.nemesisEveryMs, EV_NEMESIS, 0, null);
+    if (opts.lostTail) {
+      this.faults = false;
+      this.schedule(opts.lostTail.atMs, EV_LOSE_TAIL, 0, null);
+    } else {
+      this.schedule(this.swarm.nemesisEveryMs, EV_NEMESIS, 0, null);
+    }
   }
 
   describe(): string {
@@ -307,6 +344,12 @@ export class ClusterSim {
       maxApplyEntries: 64,
       maxUncommittedEntries: 256,
       random: this.rng.fork().next.bind(this.rng.fork()),
+      warn: (message) => {
+        this.warnings.push(`t=${this.now}ms ${message}`);
+        // The simulated disk keeps everything it synced (only unsynced writes are lost or torn), so
+        // outside the lostTail scenario a report of lost synced entries is a false alarm.
+        if (!this.opts.lostTail) this.fail(`storage loss reported, but no synced write was lost: ${message}`);
+      },
     };
     const rr = this.rng.fork();
     cfg.random = () => rr.next();
@@ -432,8 +475,13 @@ export class ClusterSim {
         if (n.paused && n.incarnation === e.inc) this.unpause(n);
         break;
       }
+      case EV_LOSE_TAIL:
+        this.loseTail();
+        break;
     }
     this.checkInvariants();
+    const lt = this.lostTailReport;
+    if (lt && lt.caughtUpMs < 0 && this.node(lt.node).sm.index >= lt.leaderCommit) lt.caughtUpMs = this.now - lt.at;
   }
 
   private unpause(n: SimNode): void {
@@ -788,6 +836,38 @@ export class ClusterSim {
     for (const n of this.nodes) {
       if (!n.up && r.chance(0.4)) this.schedule(r.int(1, 200), EV_RESTART, n.id, null);
     }
+  }
+
+  /** The lostTail scenario: a follower of a settled leader restarts without the tail of its log. */
+  private loseTail(): void {
+    const leader = this.nodes.find((n) => n.up && n.core.role === Role.Leader);
+    const followers = leader ? [...leader.core.voters].filter((v) => v !== leader.id) : [];
+    const d = followers.length > 0 ? this.node(this.rng.pick(followers)).durable : null;
+    if (!leader || !d || d.entries.length === 0) {
+      this.schedule(10, EV_LOSE_TAIL, 0, null); // no leader yet, or nothing to lose: try again soon
+      return;
+    }
+    const n = this.nodes.find((x) => x.durable === d)!;
+    this.crash(n);
+    const last = d.entries[d.entries.length - 1].index;
+    const keep = Math.max(0, d.entries.length - this.opts.lostTail!.entries);
+    const lostFrom = d.entries[keep].index;
+    d.entries.length = keep;
+    this.lostTailReport = {
+      node: n.id,
+      leader: leader.id,
+      term: leader.core.term,
+      at: this.now,
+      lostFrom,
+      lostTo: last,
+      leaderCommit: leader.core.log.committed,
+      leaderMatch: leader.core.progress(n.id)?.match ?? 0,
+      caughtUpMs: -1,
+      leadersBefore: this.stats.leaders,
+    };
+    n.up = true;
+    this.boot(n);
+    this.pump(n);
   }
 
   private crash(n: SimNode): void {
