@@ -842,12 +842,12 @@ export class ClusterSim {
   private loseTail(): void {
     const leader = this.nodes.find((n) => n.up && n.core.role === Role.Leader);
     const followers = leader ? [...leader.core.voters].filter((v) => v !== leader.id) : [];
-    const d = followers.length > 0 ? this.node(this.rng.pick(followers)).durable : null;
-    if (!leader || !d || d.entries.length === 0) {
+    const n = followers.length > 0 ? this.node(this.rng.pick(followers)) : null;
+    if (!leader || !n || n.durable.entries.length === 0) {
       this.schedule(10, EV_LOSE_TAIL, 0, null); // no leader yet, or nothing to lose: try again soon
       return;
     }
-    const n = this.nodes.find((x) => x.durable === d)!;
+    const d = n.durable;
     this.crash(n);
     const last = d.entries[d.entries.length - 1].index;
     const keep = Math.max(0, d.entries.length - this.opts.lostTail!.entries);
