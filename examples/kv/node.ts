@@ -43,6 +43,9 @@ node.on('snapshot', (e: SnapshotEvent) => {
     `kv node ${id}: ${e.installed ? 'installed the leader' : 'took a'} snapshot at index ${e.index}\n`,
   );
 });
+node.on('warning', (message: string) => {
+  console.error(`kv node ${id}: ${message}`);
+});
 node.on('fatal', (err: Error) => {
   console.error(`kv node ${id}: ${err.message}`);
   process.exit(70);

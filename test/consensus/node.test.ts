@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -136,6 +136,38 @@ test('raftnode: leadership transfer, restart from the WAL, snapshot catch-up of 
   const again = c.members.get(node.id)!;
   await waitFor('restarted node replays', () => again.sm.items.length >= before.length);
   assert.deepEqual(again.sm.items.slice(0, before.length), before);
+});
+
+test('raftnode: a follower whose WAL lost its synced tail is caught up by the same leader, which warns', async (t) => {
+  // Long election timeouts (1-2 s): the leader must stay put while the follower restarts, even on a
+  // loaded machine.
+  const c = await cluster(t, 3, { electionTick: 200 });
+  const l = await c.leader();
+  const term = l.node.term;
+  const warnings: string[] = [];
+  l.node.on('warning', (w: string) => warnings.push(w));
+  for (let i = 0; i < 5; i++) {
+    await Promise.all(Array.from({ length: 20 }, (_, k) => l.node.propose(Buffer.from(`w${i}.${k}`))));
+  }
+  const f = [...c.members.values()].find((m) => m !== l)!;
+  await waitFor('follower caught up', () => f.sm.items.length === 100);
+  await f.node.close();
+  // The disk had acknowledged fdatasyncs it did not do: the last 40% of the segment is gone.
+  const seg = readdirSync(f.dir)
+    .filter((n) => n.startsWith('wal-'))
+    .sort()
+    .at(-1)!;
+  truncateSync(join(f.dir, seg), Math.floor(statSync(join(f.dir, seg)).size * 0.6));
+  const node = await c.start(f.node.id);
+  await l.node.propose(Buffer.from('after'));
+  const again = c.members.get(node.id)!;
+  await waitFor('the follower re-replicated what it lost', () => again.sm.items.length === 101);
+  assert.deepEqual(again.sm.items, l.sm.items);
+  assert.equal(l.node.term, term, 'no election');
+  assert.ok(
+    warnings.some((w) => w.includes(`follower ${f.node.id} had acknowledged entries up to`) && w.includes('were lost')),
+    warnings.join('\n'),
+  );
 });
 
 test('raftnode: adding and removing a voter', async (t) => {

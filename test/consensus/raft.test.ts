@@ -544,3 +544,89 @@ test('membership: a snapshot records the configuration at its index, not a later
   const again = net.restart(1).raft;
   assert.deepEqual([...again.voters].sort(), [1, 2, 3, 4]);
 });
+
+test('a follower whose disk lost the synced tail of its log is caught up by the same leader, which reports it', () => {
+  const warnings: string[] = [];
+  const net = new Net([1, 2, 3], { warn: (m) => warnings.push(m) });
+  net.elect(1);
+  const r1 = net.get(1).raft;
+  for (let i = 0; i < 10; i++) r1.propose(enc(`t${i}`));
+  net.settle();
+  net.tick(1, 2);
+  const term = r1.term;
+  const d3 = net.get(3).disk;
+  const acked = d3.entries[d3.entries.length - 1].index;
+  assert.equal(r1.progress(3)?.match, acked);
+  // The disk acknowledged fsyncs it had not done: after a crash the last 4 entries are gone.
+  d3.entries = d3.entries.slice(0, -4);
+  const kept = acked - 4;
+  net.restart(3);
+  r1.propose(enc('after'));
+  net.settle();
+  net.tick(1, 2);
+  for (const id of [1, 2, 3]) assert.equal(net.get(id).raft.term, term, `node ${id} stayed in term ${term}`);
+  assert.equal(r1.role, Role.Leader);
+  assert.equal(net.get(3).raft.log.lastIndex(), r1.log.lastIndex());
+  assert.deepEqual(net.data(3), net.data(1), 'the follower re-applied everything, the lost entries included');
+  assert.ok(
+    warnings.some((w) =>
+      w.startsWith(
+        `raft node 1 (leader, term ${term}): follower 3 had acknowledged entries up to ${acked} but rejects an append`,
+      ),
+    ) && warnings.some((w) => w.includes(`entries ${kept + 1}..${acked} were lost from its storage`)),
+    warnings.join('\n'),
+  );
+  assert.ok(
+    warnings.some((w) => w.startsWith(`raft node 3: the recovered log ends at index ${kept} but the hard state`)),
+    warnings.join('\n'),
+  );
+});
+
+test('a follower whose log reverted to older entries is neither committed by a heartbeat nor left behind', () => {
+  // Node 3 holds a stale tail from term 1; the term-2 leader overwrites it and node 3 acknowledges.
+  // Then its disk loses that overwrite (the stale entries come back): the leader still believes
+  // match = 2. A heartbeat must not make node 3 commit its own, different, entry 2.
+  const e = (index: number, term: number): Entry => ({ index, term, type: EntryType.Normal, data: enc(`e${index}`) });
+  const warnings: string[] = [];
+  const net = new Net([1, 2, 3], { preVote: false, warn: (m) => warnings.push(m) });
+  for (const [id, log] of [
+    [1, [e(1, 1)]],
+    [2, [e(1, 1)]],
+    [3, [e(1, 1), e(2, 1), e(3, 1)]],
+  ] as const) {
+    const n = net.get(id);
+    n.disk.entries = [...log];
+    n.disk.hardState = { term: 1, vote: 0, commit: 1 };
+    net.restart(id);
+  }
+  net.elect(1);
+  const r1 = net.get(1).raft;
+  assert.equal(r1.term, 2);
+  assert.equal(r1.progress(3)?.match, 2, 'node 3 took the no-op at index 2');
+  assert.equal(net.get(3).raft.log.term(2), 2);
+  const d3 = net.get(3).disk;
+  d3.entries = [e(1, 1), e(2, 1), e(3, 1)];
+  d3.hardState = { ...d3.hardState, commit: 1 };
+  const r3 = net.restart(3).raft;
+  // Heartbeats only: they carry commit 2 and its term, 2.
+  net.filter = (m) => m.type === MsgType.Heartbeat || m.type === MsgType.HeartbeatResp;
+  net.tick(1, 2);
+  assert.equal(r3.log.committed, 1, 'entry 2 of term 1 is not the committed entry 2');
+  net.filter = () => true;
+  r1.propose(enc('x'));
+  net.settle();
+  net.tick(1, 2);
+  assert.equal(r3.term, 2);
+  assert.equal(r3.log.term(2), 2);
+  assert.equal(r3.log.committed, r1.log.committed);
+  assert.ok(
+    net.get(3).applied.every((a) => r1.log.term(a.index) === a.term),
+    'node 3 applied only the leader entries',
+  );
+  assert.ok(
+    warnings.some(
+      (w) => w.includes('follower 3 had acknowledged entries up to 2') && w.includes('entries 2..2 were lost'),
+    ),
+    warnings.join('\n'),
+  );
+});

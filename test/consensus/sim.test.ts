@@ -16,6 +16,7 @@ test(`simulation: ${count} seeds of faults, safety after every event, liveness a
   let commits = 0;
   let reads = 0;
   let crashes = 0;
+  let slowest = { seed: 0, recoveryMs: 0, convergedMs: 0 };
   for (let seed = first; seed < first + count; seed++) {
     const sim = new ClusterSim({ seed, faultMs, livenessMs: 10_000 });
     try {
@@ -24,6 +25,7 @@ test(`simulation: ${count} seeds of faults, safety after every event, liveness a
       commits += r.commits;
       reads += r.reads;
       crashes += r.crashes;
+      if (r.convergedMs > slowest.convergedMs) slowest = { seed, recoveryMs: r.recoveryMs, convergedMs: r.convergedMs };
     } catch (e) {
       failures.push(
         `${(e as Error).message}\n  swarm ${sim.describe()}\n  replay: ${replayCommand(seed, faultMs)}  (or CELL_SIM_SEED=${seed} node scripts/test.mjs test/consensus/sim)`,
@@ -33,10 +35,82 @@ test(`simulation: ${count} seeds of faults, safety after every event, liveness a
   }
   assert.deepEqual(failures, [], failures.join('\n'));
   console.log(
-    `# ${count} seeds from ${first}: ${commits} acknowledged writes, ${reads} linearizable reads, ${crashes} crashes, ${unknown} histories too large to check`,
+    `# ${count} seeds from ${first}: ${commits} acknowledged writes, ${reads} linearizable reads, ${crashes} crashes, ${unknown} histories too large to check; ` +
+      `slowest convergence after healing: seed ${slowest.seed}, marker committed at +${slowest.recoveryMs} ms, every voter caught up at +${slowest.convergedMs} ms (virtual)`,
   );
   assert.ok(unknown <= Math.ceil(count / 100), `${unknown} of ${count} histories could not be checked in time`);
   assert.ok(commits > count, 'the workload made progress');
+});
+
+// Seeds that once missed the 10 s liveness bound, each for the reason noted; they must now converge
+// well inside it. 1000765, 1002755: five nodes, one entry per append, one append in flight; the
+// marker committed 51 and 122 ms after healing, but the check waited for every voter to have applied
+// every acknowledged write while the clients kept writing, a target that moved with each ack (11.1 s
+// and 15.3 s). The clients now stop once the marker is committed.
+const REGRESSION_SEEDS = [1000765, 1002755];
+
+test(`simulation: regression seeds ${REGRESSION_SEEDS.join(', ')} converge within 2 s of healing`, () => {
+  for (const seed of REGRESSION_SEEDS) {
+    const sim = new ClusterSim({ seed, faultMs: 6000, livenessMs: 10_000 });
+    let r: ReturnType<ClusterSim['run']>;
+    try {
+      r = sim.run();
+    } catch (e) {
+      assert.fail(`${(e as Error).message}\n  swarm ${sim.describe()}\n  replay: ${replayCommand(seed, 6000)}`);
+    }
+    assert.ok(
+      r.convergedMs >= 0 && r.convergedMs < 2000,
+      `seed ${seed}: every voter caught up ${r.convergedMs} ms after healing (marker at ${r.recoveryMs} ms); replay: ${replayCommand(seed, 6000)}`,
+    );
+  }
+});
+
+test('simulation: a follower that lost the acknowledged tail of its WAL catches up under the same leader', () => {
+  // Odd seeds take no snapshots, so only the log can repair the follower (before the leader learnt to
+  // recognise the loss it probed at its stale match index forever; with snapshots it was rescued only
+  // once its own log compaction passed that index).
+  let reported = 0;
+  const seeds = 60;
+  for (let seed = 1; seed <= seeds; seed++) {
+    const opts = {
+      seed,
+      faultMs: 3000,
+      livenessMs: 10_000,
+      lostTail: { atMs: 1500, entries: 1 + ((seed * 7) % 60) },
+      ...(seed % 2 === 1 ? { snapshotEvery: Number.POSITIVE_INFINITY } : {}),
+    };
+    const sim = new ClusterSim(opts);
+    const where = () => `seed ${seed} (${JSON.stringify(opts)}), swarm ${sim.describe()}`;
+    let r: ReturnType<ClusterSim['run']>;
+    try {
+      r = sim.run();
+    } catch (e) {
+      assert.fail(`${(e as Error).message}\n  ${where()}\n  warnings: ${sim.warnings.join(' | ')}`);
+    }
+    const lt = sim.lostTailReport;
+    assert.ok(lt, `${where()}: no tail was lost`);
+    assert.ok(lt.lostTo >= lt.lostFrom);
+    assert.ok(
+      lt.caughtUpMs >= 0 && lt.caughtUpMs <= 1000,
+      `${where()}: follower ${lt.node} caught up ${lt.caughtUpMs} ms after losing ${lt.lostFrom}..${lt.lostTo}`,
+    );
+    for (const n of sim.nodes) {
+      if (n.core.term !== 0) assert.equal(n.core.term, lt.term, `${where()}: node ${n.id} changed term`);
+    }
+    assert.equal(r.leaders, lt.leadersBefore, `${where()}: a new leader was elected`);
+    assert.ok(
+      sim.nodes[lt.leader - 1].core.log.committed > lt.leaderCommit + 1,
+      `${where()}: the leader kept committing`,
+    );
+    for (const w of sim.warnings) {
+      assert.ok(w.includes(`raft node ${lt.node}:`) || w.includes(`follower ${lt.node} had acknowledged`), w);
+    }
+    if (sim.warnings.some((w) => w.includes(`follower ${lt.node} had acknowledged`))) reported++;
+  }
+  console.log(
+    `# lost WAL tails: the leader reported the loss in ${reported} of ${seeds} seeds (the rest were repaired by appends already in flight, or by a snapshot)`,
+  );
+  assert.ok(reported >= seeds / 2, `the leader reported only ${reported} of ${seeds} losses`);
 });
 
 test('simulation: a seed replays exactly', () => {

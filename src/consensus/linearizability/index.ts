@@ -58,22 +58,46 @@ interface Node {
   next: Node | null;
 }
 
+/**
+ * The set of linearized operations, with a 64-bit Zobrist hash of it kept up to date in O(1) (two
+ * 32-bit halves: the XOR of fixed random words of the members). The exact key costs O(n) per step,
+ * which made long histories quadratic; the hash is what the search memoises on, and a part the
+ * hashed search finds illegal is searched again with exact keys, since a hash collision can only prune
+ * a branch that was not explored (an 'ok' needs no confirmation: it comes with a witness).
+ */
 class Bitset {
   readonly words: Uint32Array;
+  h1 = 0;
+  h2 = 0;
   constructor(n: number) {
     this.words = new Uint32Array((n + 31) >>> 5);
   }
   set(i: number): void {
     this.words[i >>> 5] |= 1 << (i & 31);
+    this.h1 ^= fmix32(2 * i + 1);
+    this.h2 ^= fmix32((2 * i + 2) ^ 0x5bd1e995);
   }
   clear(i: number): void {
     this.words[i >>> 5] &= ~(1 << (i & 31));
+    this.h1 ^= fmix32(2 * i + 1);
+    this.h2 ^= fmix32((2 * i + 2) ^ 0x5bd1e995);
   }
-  key(): string {
+  key(exact: boolean): string {
+    if (!exact) return `${this.h1},${this.h2}`;
     let s = '';
     for (let i = 0; i < this.words.length; i++) s += `${this.words[i].toString(36)},`;
     return s;
   }
+}
+
+/** MurmurHash3's 32-bit finaliser: a bijection that scatters consecutive integers. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
 }
 
 class Timeout extends Error {}
@@ -119,6 +143,7 @@ function checkPart<S, I, O>(
   ops: Operation<I, O>[],
   deadline: number,
   counter: { steps: number },
+  exact: boolean,
 ): { ok: boolean; longest: number[] } {
   const hash = model.hash ?? ((s: S) => JSON.stringify(s));
   const head = buildList(ops);
@@ -127,7 +152,10 @@ function checkPart<S, I, O>(
   const stack: { node: Node; state: S }[] = [];
   let state = model.init();
   let node = head.next;
-  let longest: number[] = [];
+  // The longest linearized prefix, for reports: `longest` agrees with the stack below `kept`, so a new
+  // maximum copies only what changed since (copying it all each time was quadratic).
+  const longest: number[] = [];
+  let kept = 0;
   while (head.next !== null) {
     if ((++counter.steps & 1023) === 0 && Date.now() > deadline) throw new Timeout();
     // Unreachable: every call's return follows it in the list, so the walk meets a return first.
@@ -137,13 +165,16 @@ function checkPart<S, I, O>(
       const r = model.step(state, op.input, op.ret === Number.POSITIVE_INFINITY ? undefined : op.output);
       if (r.ok) {
         linearized.set(node.id);
-        const key = `${linearized.key()}|${hash(r.state)}`;
+        const key = `${linearized.key(exact)}|${hash(r.state)}`;
         if (!seen.has(key)) {
           seen.add(key);
           stack.push({ node, state });
           state = r.state;
           lift(node);
-          if (stack.length > longest.length) longest = stack.map((c) => c.node.id);
+          if (stack.length > longest.length) {
+            for (let k = kept; k < stack.length; k++) longest[k] = stack[k].node.id;
+            kept = stack.length;
+          }
           node = head.next;
           continue;
         }
@@ -154,6 +185,7 @@ function checkPart<S, I, O>(
       // A return whose call is not linearized: nothing before it can go next; backtrack.
       const top = stack.pop();
       if (!top) return { ok: false, longest };
+      if (stack.length < kept) kept = stack.length;
       state = top.state;
       linearized.clear(top.node.id);
       unlift(top.node);
@@ -182,7 +214,9 @@ export function checkOperations<S, I, O>(
   let timedOut = false;
   for (const part of parts) {
     try {
-      const r = checkPart(model, part, deadline, counter);
+      let r = checkPart(model, part, deadline, counter, false);
+      // Confirm with exact keys: a collision of the 64-bit hashes could have pruned the one good branch.
+      if (!r.ok) r = checkPart(model, part, deadline, counter, true);
       if (!r.ok) {
         return { result: 'illegal', illegal: part, longestPrefix: r.longest.map((i) => part[i]), steps: counter.steps };
       }

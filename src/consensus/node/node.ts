@@ -91,8 +91,9 @@ interface ReadBatch {
  * a sync is in flight are appended together and ride the next sync (group commit).
  *
  * Events: 'leader' (LeaderEvent) on every leader or role change; 'membership' (voters: number[]) when
- * a configuration entry is applied; 'snapshot' (SnapshotEvent); 'fatal' (CellError) when the WAL fails
- * — the node has stopped.
+ * a configuration entry is applied; 'snapshot' (SnapshotEvent); 'warning' (string) when the core finds
+ * that a node's storage lost entries it had synced (it repairs them; without a listener the message
+ * becomes a process warning); 'fatal' (CellError) when the WAL fails — the node has stopped.
  */
 export class RaftNode<R = unknown> extends EventEmitter {
   readonly id: number;
@@ -148,6 +149,13 @@ export class RaftNode<R = unknown> extends EventEmitter {
       ...(opts.cell ? { cell: opts.cell } : {}),
     });
     if (state.snapshot) opts.stateMachine.restore(state.snapshot.data);
+    // Warnings raised while the core recovers are emitted once the caller could have listened.
+    let node: RaftNode<R> | undefined;
+    const early: string[] = [];
+    const warn = (message: string): void => {
+      if (node) node.warn(message);
+      else early.push(message);
+    };
     const raft = new Raft(
       {
         id: opts.id,
@@ -160,10 +168,17 @@ export class RaftNode<R = unknown> extends EventEmitter {
         maxInflight: 64,
         maxUncommittedEntries: opts.maxUncommittedEntries ?? 65_536,
         random: Math.random,
+        warn,
       },
       { hardState: state.hardState, snapshot: state.snapshot, entries: state.entries },
     );
-    const node = new RaftNode<R>(opts, wal, raft, state.hardState, state.snapshot?.index ?? 0);
+    node = new RaftNode<R>(opts, wal, raft, state.hardState, state.snapshot?.index ?? 0);
+    if (early.length > 0) {
+      const n = node;
+      setImmediate(() => {
+        for (const m of early) n.warn(m);
+      });
+    }
     await opts.transport.start(opts.id, (msgs) => node.receive(msgs));
     node.ticker = setInterval(() => node.tick(), opts.tickMs ?? 10);
     node.wake();
@@ -526,6 +541,14 @@ export class RaftNode<R = unknown> extends EventEmitter {
     this.snapIndex = s.index;
     await this.wal.saveSnapshot(s);
     this.emit('snapshot', { index: s.index, installed: false } satisfies SnapshotEvent);
+  }
+
+  /** The core saw storage misbehave (see RaftConfig.warn): a 'warning' event, or a process warning
+   * when nobody listens. */
+  private warn(message: string): void {
+    const text = this.opts.cell ? `${this.opts.cell}: ${message}` : message;
+    if (this.listenerCount('warning') > 0) this.emit('warning', text);
+    else process.emitWarning(text, { type: 'RaftWarning' });
   }
 
   private fatal(err: unknown): void {

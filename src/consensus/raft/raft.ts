@@ -36,6 +36,10 @@ export interface RaftConfig {
   maxApplyEntries?: number;
   /** Deterministic randomness in [0, 1) (the simulator passes a seeded PRNG). */
   random: () => number;
+  /** Called with a message when the core sees what a healthy disk cannot produce: a follower that no
+   * longer holds entries it acknowledged, or a recovered log shorter than its recorded commit index
+   * (storage that lost synced writes). The core repairs what it can; the default ignores the message. */
+  warn?: (message: string) => void;
 }
 
 export interface RaftStorageState {
@@ -60,6 +64,15 @@ class Progress {
   recentActive = false;
   /** Highest read sequence this voter has acknowledged via heartbeat. */
   readAck = 0;
+  /** Appends (and snapshots) sent to this voter in this term, each stamped with its number in `ctx`,
+   * which the voter echoes in its response. */
+  sendSeq = 0;
+  /** sendSeq when `match` last grew: an append numbered above it was sent after the voter had
+   * acknowledged `match`, so a rejection of it at or below `match` means the voter lost entries. */
+  matchSeq = 0;
+  /** sendSeq when such a loss was found: acknowledgements of earlier appends predate the loss and are
+   * ignored. */
+  lostSeq = 0;
 
   constructor(next: number) {
     this.next = next;
@@ -172,6 +185,13 @@ export class Raft {
       this.log.entries.push(e);
     }
     this.log.stabled = this.log.lastIndex();
+    if (hs.commit > this.log.lastIndex()) {
+      cfg.warn?.(
+        `raft node ${this.id}: the recovered log ends at index ${this.log.lastIndex()} but the hard state records ` +
+          `commit ${hs.commit}: committed entries ${this.log.lastIndex() + 1}..${hs.commit} were lost after they were ` +
+          'synced (storage that does not honour fsync?); the leader will send them again.',
+      );
+    }
     this.log.committed = Math.min(Math.max(this.log.committed, hs.commit), this.log.lastIndex());
     // A configuration takes effect as soon as it is in the log (committed or not), so the latest
     // configuration entry in the recovered log is the one in force.
@@ -585,9 +605,13 @@ export class Raft {
           this.handleReject(pr, m);
           return;
         }
+        // An acknowledgement of an append sent before the voter was found to have lost entries may
+        // describe entries it no longer holds.
+        if (pr.lostSeq > 0 && m.ctx <= pr.lostSeq) return;
         const oldPaused = pr.paused(this.cfg.maxInflight);
         if (m.index > pr.match) {
           pr.match = m.index;
+          pr.matchSeq = pr.sendSeq;
           pr.probeSent = false;
         }
         if (m.index + 1 > pr.next) pr.next = m.index + 1;
@@ -625,6 +649,29 @@ export class Raft {
 
   private handleReject(pr: Progress, m: Message): void {
     const nextProbe = m.logTerm > 0 ? this.log.findConflictByTerm(m.hint, m.logTerm)[0] : m.hint;
+    // A rejection of an append sent after the voter had acknowledged `match` (numbered above
+    // matchSeq) describes the voter's log after that acknowledgement. If it rejects at or below
+    // `match`, or its hint (the highest index it may share with us) is below `match`, it no longer
+    // holds entries it acknowledged: within a term a follower never drops the leader's entries, so its
+    // storage lost them (it restarted from a log missing its synced tail). Such a rejection used to
+    // look stale (Replicate) or be clamped back to match + 1 (Probe), and the leader probed at `match`
+    // until a new leader came. Forget what the voter claimed and replicate again from its hint.
+    if (m.ctx > pr.matchSeq && (m.index <= pr.match || m.hint < pr.match) && pr.state !== ProgressState.Snapshot) {
+      const agreed = Math.min(m.hint, nextProbe);
+      this.cfg.warn?.(
+        `raft node ${this.id} (leader, term ${this.term}): follower ${m.from} had acknowledged entries up to ` +
+          `${pr.match} but rejects an append at index ${m.index}; its log agrees with the leader's at most up to ` +
+          `index ${agreed}: entries ${agreed + 1}..${pr.match} were lost from its storage after they were ` +
+          'synced (a disk that does not honour fsync?); replicating them again.',
+      );
+      pr.match = 0;
+      pr.matchSeq = pr.sendSeq;
+      pr.lostSeq = pr.sendSeq;
+      pr.becomeProbe();
+      pr.next = Math.max(1, Math.min(m.index, nextProbe + 1));
+      this.sendAppend(m.from);
+      return;
+    }
     if (pr.state === ProgressState.Replicate) {
       if (m.index <= pr.match) return; // stale: a later append already matched
       pr.becomeProbe();
@@ -640,6 +687,7 @@ export class Raft {
 
   private handleAppend(m: Message): void {
     const r = message(MsgType.AppResp, m.from, this.id, this.term);
+    r.ctx = m.ctx; // the leader's number for this append
     if (m.index < this.log.committed) {
       r.index = this.log.committed;
       this.send(r);
@@ -660,8 +708,9 @@ export class Raft {
   }
 
   private handleHeartbeat(m: Message): void {
-    // The leader sends min(match, commit), which this log is known to hold.
-    if (m.commit > this.log.committed && m.commit <= this.log.lastIndex()) this.log.commitTo(m.commit);
+    // The leader sends min(match, commit) and that entry's term: commit only if this log holds that
+    // very entry (a log that lost its synced tail, or reverted to older entries, may not).
+    if (m.commit > this.log.committed && this.log.matchTerm(m.commit, m.logTerm)) this.log.commitTo(m.commit);
     const r = message(MsgType.HeartbeatResp, m.from, this.id, this.term);
     r.ctx = m.ctx;
     this.send(r);
@@ -670,6 +719,7 @@ export class Raft {
   private handleSnapshot(m: Message): void {
     const s = m.snapshot!;
     const r = message(MsgType.AppResp, m.from, this.id, this.term);
+    r.ctx = m.ctx;
     if (s.index <= this.log.committed) {
       r.index = this.log.committed;
     } else if (this.log.matchTerm(s.index, s.term)) {
@@ -754,6 +804,7 @@ export class Raft {
       if (!s) return false;
       const m = message(MsgType.Snap, to, this.id, this.term);
       m.snapshot = s;
+      m.ctx = ++pr.sendSeq;
       pr.state = ProgressState.Snapshot;
       pr.pendingSnapshot = s.index;
       pr.snapElapsed = 0;
@@ -769,6 +820,7 @@ export class Raft {
     m.logTerm = prevTerm;
     m.commit = this.log.committed;
     m.entries = hi > pr.next ? this.log.slice(pr.next, hi) : [];
+    m.ctx = ++pr.sendSeq;
     if (pr.state === ProgressState.Replicate) {
       if (m.entries.length > 0) {
         pr.next = hi;
@@ -790,7 +842,12 @@ export class Raft {
       if (v === this.id) continue;
       const pr = this.prs.get(v)!;
       const m = message(MsgType.Heartbeat, v, this.id, this.term);
-      m.commit = Math.min(pr.match, this.log.committed);
+      const commit = Math.min(pr.match, this.log.committed);
+      const t = this.log.term(commit);
+      if (t >= 0) {
+        m.commit = commit;
+        m.logTerm = t;
+      }
       m.ctx = ctx;
       this.send(m);
     }

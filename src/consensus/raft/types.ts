@@ -44,8 +44,10 @@ export type MsgType = (typeof MsgType)[keyof typeof MsgType];
 
 /**
  * One shape for every message (monomorphic on the hot path). Field meaning by type:
- * App: index/logTerm = the entry preceding `entries`; AppResp: index = highest index now matching
- * (or the rejected prevIndex with reject=true, hint/logTerm = the follower's best guess);
+ * App: index/logTerm = the entry preceding `entries`, ctx = the leader's number for this append to this
+ * follower (also on Snap); AppResp: index = highest index now matching (or the rejected prevIndex with
+ * reject=true, hint/logTerm = the follower's best guess), ctx = the number of the append it answers;
+ * Heartbeat: commit/logTerm = an index the follower is known to hold and its term;
  * Heartbeat/HeartbeatResp/ReadIndex/ReadIndexResp: ctx = read sequence or read id;
  * Vote/PreVote: index/logTerm = the candidate's last entry, ctx = 1 when forced by leadership transfer.
  */
