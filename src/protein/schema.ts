@@ -259,20 +259,48 @@ function v(u8, p, len) { return rt.viewBytes(u8, p, len); }`,
 // ---------------------------------------------------------------------------------------------
 // Sequences: vec (u32 count, elements, heap) and array (elements, heap; length fixed by the schema)
 
-function seqView(child: Node, headerBytes: number): unknown {
+function seqView(child: Node, headerBytes: number, label: string): unknown {
   // One generated class per sequence type keeps `get` monomorphic.
   const c = new Ctx();
   const W = child.width;
+  const H = headerBytes;
   let getBody: string;
+  let toArrayBody: string;
   if (W >= 0) {
-    getBody = `const u8 = this.$u; return ${child.view!(c, `this.$p + ${headerBytes} + i * ${W}`)};`;
+    getBody = `const u8 = this.$u; return ${child.view!(c, `this.$p + ${H} + i * ${W}`)};`;
+    toArrayBody = 'const out = []; for (let i = 0; i < this.length; i++) out.push(this.get(i)); return out;';
   } else {
+    // Decode accepts the element slots only as a chain: each one inside the range, the first starting
+    // at or after the heap (H + n × 8), every other at or after the end of the one before it. A view
+    // must accept exactly that, or overlapping and repeated slots would let a few bytes of input
+    // stand for many elements (and many copies of one large string). Walking the chain from slot 0 on
+    // every get(i) would make random access O(i), so get(i) checks slot i against its two neighbours:
+    // it starts at or after the end of slot i − 1 (the heap start for i = 0) and ends at or before
+    // the start of slot i + 1 (the range end for the last one). Each comparison is one link of
+    // decode's chain, so get(i) never rejects what decode accepts, and reading every index checks
+    // every link, so a full walk rejects whatever decode rejects, in O(1) per element. The check
+    // against slot i + 1 also makes a single get(i) refuse an element another slot overlaps.
     const cv = c.ref(child.fns.v);
-    getBody = `const u8 = this.$u, p = this.$p;
-    const sl = p + ${headerBytes} + i * 8;
+    const bad = JSON.stringify(`${label} element slot out of range or overlapping another`);
+    getBody = `const u8 = this.$u, p = this.$p, n = this.length, len = this.$n;
+    const sl = p + ${H} + i * 8;
     const o = rt.r32(u8, sl), l = rt.r32(u8, sl + 4);
-    if (o < ${headerBytes} + this.length * 8 || o > this.$n || l > this.$n - o) rt.decodeError('sequence element slot out of range');
+    const lo = i === 0 ? ${H} + n * 8 : rt.r32(u8, sl - 8) + rt.r32(u8, sl - 4);
+    const hi = i + 1 < n ? rt.r32(u8, sl + 8) : len;
+    if (o < lo || o > len || l > len - o || l > hi - o) rt.decodeError(${bad});
     return ${cv}(u8, p + o, l);`;
+    // toArray() reads every slot, so it walks decode's chain itself (one comparison per element) and,
+    // like decode, returns all the elements or throws.
+    toArrayBody = `const u8 = this.$u, p = this.$p, n = this.length, len = this.$n;
+    const out = [];
+    let sl = p + ${H}, h = ${H} + n * 8;
+    for (let i = 0; i < n; i++) {
+      const o = rt.r32(u8, sl), l = rt.r32(u8, sl + 4);
+      if (o < h || o > len || l > len - o) rt.decodeError(${bad});
+      out.push(${cv}(u8, p + o, l));
+      h = o + l; sl += 8;
+    }
+    return out;`;
   }
   const src = `'use strict';\n${c.prelude()}
 return class SeqView {
@@ -281,7 +309,9 @@ return class SeqView {
     if (!(i >= 0 && i < this.length && Math.floor(i) === i)) throw new RangeError('index ' + i + ' is outside 0..' + this.length);
     ${getBody}
   }
-  toArray() { const out = []; for (let i = 0; i < this.length; i++) out.push(this.get(i)); return out; }
+  toArray() {
+    ${toArrayBody}
+  }
   toJSON() { return this.toArray(); }
   [Symbol.for('nodejs.util.inspect.custom')]() { return this.toArray(); }
   *[Symbol.iterator]() { for (let i = 0; i < this.length; i++) yield this.get(i); }
@@ -292,7 +322,7 @@ return class SeqView {
 function seqBody(ctx: Ctx, child: Node, fixedCount: number | undefined, label: string): string {
   const W = child.width;
   const H = fixedCount === undefined ? 4 : 0;
-  const View = ctx.ref(seqView(child, H));
+  const View = ctx.ref(seqView(child, H, label));
   const checkArr =
     fixedCount === undefined
       ? `if (!Array.isArray(x)) rt.invalid(); const n = x.length; rt.w32(u8, p, n);`
@@ -353,7 +383,7 @@ function r(u8, p, len) {
   let h = sl + n * 8;
   for (let i = 0; i < n; i++) {
     const a = p + rt.r32(u8, sl), l = rt.r32(u8, sl + 4);
-    if (a < h || a > end || l > end - a) rt.decodeError(${JSON.stringify(`${label} element slot out of range`)});
+    if (a < h || a > end || l > end - a) rt.decodeError(${JSON.stringify(`${label} element slot out of range or overlapping another`)});
     out.push(${cr}(u8, a, l));
     h = a + l; sl += 8;
   }
