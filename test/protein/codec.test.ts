@@ -385,6 +385,42 @@ describe('structs, vecs, options, arrays, enums', () => {
     throwsCode(() => A.view(twice).get(1), 'E_DECODE');
   });
 
+  test('reading every third element cannot be handed the same bytes again: the whole chain is checked first', () => {
+    // Slots 0, 3, 6, … all point at one 64 KiB string and each sits well against its neighbours
+    // (k+1 is an empty slot at the string's end, k+2 an empty slot at its start); only the links
+    // between k+1 and k+2, never read by this reader, are out of order.
+    const V = t.vec(t.string);
+    const n = 999;
+    const heap = 4 + n * 8;
+    const bytes = new Uint8Array(heap + 65536).fill(0x61);
+    const dv = new DataView(bytes.buffer);
+    dv.setUint32(0, n, true);
+    for (let k = 0; k < n; k++) {
+      const [o, l] = [
+        [heap, 65536],
+        [heap + 65536, 0],
+        [heap, 0],
+      ][k % 3];
+      dv.setUint32(4 + k * 8, o, true);
+      dv.setUint32(8 + k * 8, l, true);
+    }
+    throwsCode(() => V.decode(bytes), 'E_DECODE');
+    const view = V.view(bytes);
+    assert.equal(view.get(0).length, 65536); // slot 0 is well placed: the heap start before it, slot 1 after it
+    throwsCode(() => {
+      for (let i = 3; i < n; i += 3) view.get(i);
+    }, 'E_DECODE');
+  });
+
+  test('re-reading valid elements past the byte budget checks the chain once and goes on', () => {
+    const V = t.vec(t.string);
+    const big = 'x'.repeat(1000);
+    const view = V.view(V.encode([big, 'y', '']));
+    for (let k = 0; k < 100; k++) assert.equal(view.get(k % 3), [big, 'y', ''][k % 3]);
+    assert.deepStrictEqual(view.toArray(), [big, 'y', '']);
+    assert.deepStrictEqual([...view], [big, 'y', '']);
+  });
+
   test('schema errors: bad names, vec of unit', () => {
     throwsCode(() => protein('bad name', {}), 'E_SCHEMA_INVALID');
     throwsCode(() => protein('Ok', { constructor: t.u8 }), 'E_SCHEMA_INVALID');
