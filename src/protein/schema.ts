@@ -259,29 +259,86 @@ function v(u8, p, len) { return rt.viewBytes(u8, p, len); }`,
 // ---------------------------------------------------------------------------------------------
 // Sequences: vec (u32 count, elements, heap) and array (elements, heap; length fixed by the schema)
 
-function seqView(child: Node, headerBytes: number): unknown {
+function seqView(child: Node, headerBytes: number, label: string): unknown {
   // One generated class per sequence type keeps `get` monomorphic.
   const c = new Ctx();
   const W = child.width;
-  let getBody: string;
+  const H = headerBytes;
+  let src: string;
   if (W >= 0) {
-    getBody = `const u8 = this.$u; return ${child.view!(c, `this.$p + ${headerBytes} + i * ${W}`)};`;
-  } else {
-    const cv = c.ref(child.fns.v);
-    getBody = `const u8 = this.$u, p = this.$p;
-    const sl = p + ${headerBytes} + i * 8;
-    const o = rt.r32(u8, sl), l = rt.r32(u8, sl + 4);
-    if (o < ${headerBytes} + this.length * 8 || o > this.$n || l > this.$n - o) rt.decodeError('sequence element slot out of range');
-    return ${cv}(u8, p + o, l);`;
-  }
-  const src = `'use strict';\n${c.prelude()}
-return class SeqView {
+    src = `return class SeqView {
   constructor(u8, p, len, n) { this.$u = u8; this.$p = p; this.$n = len; this.length = n; }
   get(i) {
     if (!(i >= 0 && i < this.length && Math.floor(i) === i)) throw new RangeError('index ' + i + ' is outside 0..' + this.length);
-    ${getBody}
+    const u8 = this.$u; return ${child.view!(c, `this.$p + ${H} + i * ${W}`)};
   }
-  toArray() { const out = []; for (let i = 0; i < this.length; i++) out.push(this.get(i)); return out; }
+  toArray() { const out = []; for (let i = 0; i < this.length; i++) out.push(this.get(i)); return out; }`;
+  } else {
+    // Decode accepts element slots only as a chain: each inside the range, the first starting at or
+    // after the heap (H + n × 8), every other at or after the end of the one before it. A view must
+    // accept exactly that, or repeated and overlapping slots let a few bytes of input stand for many
+    // elements (one order counted twice; 1 000 copies of one 64 KiB string).
+    //
+    // Walking the chain from slot 0 on every get(i) would make random access O(i), so get(i) checks
+    // slot i against its two neighbours: it starts at or after the end of slot i − 1 (the heap start
+    // for i = 0) and ends at or before the start of slot i + 1 (the range end for the last). Each
+    // comparison is one link of decode's chain, so get(i) never rejects what decode accepts, and
+    // reading every index checks every link: a full walk fails exactly when decode does, O(1) per
+    // element. Checking both sides makes a single get(i) refuse an element that overlaps the slot
+    // before or after it.
+    //
+    // Neighbour checks alone leave the links between indexes never read unchecked, so a reader
+    // taking every third element could still be handed the same bytes again and again. `$left`
+    // closes that: it counts down the bytes get(i) has handed out; before they would exceed the
+    // sequence's own length, the whole chain is checked once (O(n), as decode does), after which
+    // the elements are known to be disjoint and `$left` is -1 (no more counting). A reader that
+    // keeps within the budget pays one subtraction per get; one that re-reads elements past it
+    // pays one O(n) check, once per view.
+    const cv = c.ref(child.fns.v);
+    const bad = JSON.stringify(`${label} element slot out of range or overlapping another`);
+    src = `return class SeqView {
+  constructor(u8, p, len, n) { this.$u = u8; this.$p = p; this.$n = len; this.length = n; this.$left = len; }
+  get(i) {
+    if (!(i >= 0 && i < this.length && Math.floor(i) === i)) throw new RangeError('index ' + i + ' is outside 0..' + this.length);
+    const u8 = this.$u, p = this.$p, n = this.length, len = this.$n;
+    const sl = p + ${H} + i * 8;
+    const o = rt.r32(u8, sl), l = rt.r32(u8, sl + 4);
+    const lo = i === 0 ? ${H} + n * 8 : rt.r32(u8, sl - 8) + rt.r32(u8, sl - 4);
+    const hi = i + 1 < n ? rt.r32(u8, sl + 8) : len;
+    if (o < lo || o > len || l > len - o || l > hi - o) rt.decodeError(${bad});
+    const left = this.$left;
+    if (left >= 0) { if (l > left) this.$chain(); else this.$left = left - l; }
+    return ${cv}(u8, p + o, l);
+  }
+  /** Checks every slot as decode does; afterwards the elements are known to be disjoint. */
+  $chain() {
+    const u8 = this.$u, n = this.length, len = this.$n;
+    let sl = this.$p + ${H}, h = ${H} + n * 8;
+    for (let i = 0; i < n; i++) {
+      const o = rt.r32(u8, sl), l = rt.r32(u8, sl + 4);
+      if (o < h || o > len || l > len - o) rt.decodeError(${bad});
+      h = o + l; sl += 8;
+    }
+    this.$left = -1;
+  }
+  // Reads every slot, so it walks the chain itself while it builds the elements and, like decode,
+  // returns all of them or throws.
+  toArray() {
+    const u8 = this.$u, p = this.$p, n = this.length, len = this.$n;
+    const out = [];
+    let sl = p + ${H}, h = ${H} + n * 8;
+    for (let i = 0; i < n; i++) {
+      const o = rt.r32(u8, sl), l = rt.r32(u8, sl + 4);
+      if (o < h || o > len || l > len - o) rt.decodeError(${bad});
+      out.push(${cv}(u8, p + o, l));
+      h = o + l; sl += 8;
+    }
+    this.$left = -1;
+    return out;
+  }`;
+  }
+  src = `'use strict';\n${c.prelude()}
+${src}
   toJSON() { return this.toArray(); }
   [Symbol.for('nodejs.util.inspect.custom')]() { return this.toArray(); }
   *[Symbol.iterator]() { for (let i = 0; i < this.length; i++) yield this.get(i); }
@@ -292,7 +349,7 @@ return class SeqView {
 function seqBody(ctx: Ctx, child: Node, fixedCount: number | undefined, label: string): string {
   const W = child.width;
   const H = fixedCount === undefined ? 4 : 0;
-  const View = ctx.ref(seqView(child, H));
+  const View = ctx.ref(seqView(child, H, label));
   const checkArr =
     fixedCount === undefined
       ? `if (!Array.isArray(x)) rt.invalid(); const n = x.length; rt.w32(u8, p, n);`
@@ -353,7 +410,7 @@ function r(u8, p, len) {
   let h = sl + n * 8;
   for (let i = 0; i < n; i++) {
     const a = p + rt.r32(u8, sl), l = rt.r32(u8, sl + 4);
-    if (a < h || a > end || l > end - a) rt.decodeError(${JSON.stringify(`${label} element slot out of range`)});
+    if (a < h || a > end || l > end - a) rt.decodeError(${JSON.stringify(`${label} element slot out of range or overlapping another`)});
     out.push(${cr}(u8, a, l));
     h = a + l; sl += 8;
   }

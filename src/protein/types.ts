@@ -66,9 +66,12 @@ export type StructView<F extends Fields> = Simplify<
 /** A lazy sequence over encoded elements (vec and fixed array views). */
 export interface SeqView<V> extends Iterable<V> {
   readonly length: number;
-  /** Element `i`; throws RangeError when `i` is not an index below `length`. */
+  /**
+   * Element `i`; throws RangeError when `i` is not an index below `length`, and CellError('E_DECODE')
+   * when its slot leaves the range or overlaps the slot before or after it (the rule decode applies).
+   */
   get(i: number): V;
-  /** Materialises every element view into an array. */
+  /** Materialises every element view into an array; all of them, or CellError('E_DECODE') like decode. */
   toArray(): V[];
   /** Same as toArray(), so JSON.stringify and console.log show the elements, not the buffer. */
   toJSON(): V[];

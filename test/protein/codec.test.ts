@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { Batch } from '../../examples/market-bench/contract.js';
 import { isCellError } from '../../src/errors/index.js';
 import { type AnyCodec, canonicalJson, fingerprintOf, protein, t, wireCompatible } from '../../src/protein/index.js';
 
@@ -296,12 +297,128 @@ describe('structs, vecs, options, arrays, enums', () => {
     throwsCode(() => t.vec(Order).view(bytes), 'E_DECODE');
   });
 
-  test('overlapping heap ranges are rejected so decode cannot amplify memory', () => {
+  test('overlapping heap ranges are rejected so neither decode nor a view can amplify memory', () => {
     const V = t.vec(t.string);
     const bytes = new Uint8Array(V.encode(['abc', 'def']));
     const dv = new DataView(bytes.buffer);
     dv.setUint32(12, dv.getUint32(4, true), true); // second slot points at the first string
     throwsCode(() => V.decode(bytes), 'E_DECODE');
+    const view = V.view(bytes);
+    throwsCode(() => view.get(0), 'E_DECODE', /overlapping/);
+    throwsCode(() => view.get(1), 'E_DECODE', /overlapping/);
+    throwsCode(() => view.toArray(), 'E_DECODE');
+    throwsCode(() => [...view], 'E_DECODE');
+  });
+
+  // The market exchange's submit_batch counted one encoded order twice: both element slots of this
+  // Batch point at the same Order, which decode rejected and get(i) accepted.
+  test('regression: a Batch whose two order slots are the same is E_DECODE through the view too', () => {
+    const bytes = Buffer.from(
+      '080000000c0000004000000002000000140000002c000000140000002c0000002000000024000000' +
+        '040000000100000000000000640000000000000028000000040000004141504c00000000',
+      'hex',
+    );
+    assert.equal(bytes.length, 76);
+    throwsCode(() => Batch.decode(bytes), 'E_DECODE');
+    const orders = Batch.view(bytes).orders;
+    assert.equal(orders.length, 2);
+    throwsCode(() => orders.get(0), 'E_DECODE');
+    throwsCode(() => orders.get(1), 'E_DECODE');
+    throwsCode(() => orders.toArray(), 'E_DECODE');
+    throwsCode(() => [...orders], 'E_DECODE');
+    throwsCode(() => JSON.stringify(Batch.view(bytes)), 'E_DECODE');
+  });
+
+  test('a view of 1 000 slots into one 64 KiB string throws instead of allocating 64 MiB', () => {
+    const V = t.vec(t.string);
+    const n = 1000;
+    const heap = 4 + n * 8;
+    const bytes = new Uint8Array(heap + 65536).fill(0x61); // 73 540 bytes
+    const dv = new DataView(bytes.buffer);
+    dv.setUint32(0, n, true);
+    for (let i = 0; i < n; i++) {
+      dv.setUint32(4 + i * 8, heap, true);
+      dv.setUint32(8 + i * 8, 65536, true);
+    }
+    throwsCode(() => V.decode(bytes), 'E_DECODE');
+    const before = process.memoryUsage().heapUsed;
+    const view = V.view(bytes);
+    assert.equal(view.length, n);
+    for (const i of [0, 1, 500, n - 1]) throwsCode(() => view.get(i), 'E_DECODE');
+    throwsCode(() => view.toArray(), 'E_DECODE');
+    throwsCode(() => [...view], 'E_DECODE');
+    throwsCode(() => JSON.stringify(view), 'E_DECODE');
+    // toArray() decodes at most the first string before it reaches the second slot
+    assert.ok(process.memoryUsage().heapUsed - before < 16 * 1024 * 1024, 'the view allocated per slot');
+  });
+
+  test('get(i) checks slot i against its neighbours: O(1), lazy, and never stricter than decode', () => {
+    const V = t.vec(t.string);
+    const valid = new Uint8Array(V.encode(['abc', 'def', 'ghi']));
+    const slots = (bytes: Uint8Array) => new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    // slots 0 and 1 swapped: 0 ends after 1 starts and 1 starts before 0 ends; 2 is untouched
+    const swapped = valid.slice();
+    swapped.copyWithin(4, 12, 20);
+    swapped.set(valid.subarray(4, 12), 12);
+    throwsCode(() => V.decode(swapped), 'E_DECODE');
+    const view = V.view(swapped);
+    throwsCode(() => view.get(0), 'E_DECODE');
+    throwsCode(() => view.get(1), 'E_DECODE');
+    assert.equal(view.get(2), 'ghi'); // lazy: element 2 itself is well placed
+    throwsCode(() => view.toArray(), 'E_DECODE');
+    // gaps and empty elements are fine for both: slots must be ordered, not adjacent
+    const gap = new Uint8Array(valid.length + 2);
+    gap.set(valid);
+    const dv = slots(gap);
+    gap.copyWithin(dv.getUint32(20, true) + 2, dv.getUint32(20, true), valid.length);
+    dv.setUint32(20, dv.getUint32(20, true) + 2, true); // 'ghi' two bytes later
+    dv.setUint32(16, 0, true); // 'def' becomes ''
+    assert.deepStrictEqual(V.decode(gap), ['abc', '', 'ghi']);
+    assert.deepStrictEqual(V.view(gap).toArray(), ['abc', '', 'ghi']);
+    assert.deepStrictEqual([V.view(gap).get(2), V.view(gap).get(1)], ['ghi', '']);
+    // fixed arrays of variable elements follow the same rule (their slots start at 0, no count)
+    const A = t.array(t.bytes, 2);
+    const twice = new Uint8Array(A.encode([Uint8Array.of(1), Uint8Array.of(2)]));
+    twice.copyWithin(8, 0, 8);
+    throwsCode(() => A.decode(twice), 'E_DECODE');
+    throwsCode(() => A.view(twice).get(0), 'E_DECODE');
+    throwsCode(() => A.view(twice).get(1), 'E_DECODE');
+  });
+
+  test('reading every third element cannot be handed the same bytes again: the whole chain is checked first', () => {
+    // Slots 0, 3, 6, … all point at one 64 KiB string and each sits well against its neighbours
+    // (k+1 is an empty slot at the string's end, k+2 an empty slot at its start); only the links
+    // between k+1 and k+2, never read by this reader, are out of order.
+    const V = t.vec(t.string);
+    const n = 999;
+    const heap = 4 + n * 8;
+    const bytes = new Uint8Array(heap + 65536).fill(0x61);
+    const dv = new DataView(bytes.buffer);
+    dv.setUint32(0, n, true);
+    for (let k = 0; k < n; k++) {
+      const [o, l] = [
+        [heap, 65536],
+        [heap + 65536, 0],
+        [heap, 0],
+      ][k % 3];
+      dv.setUint32(4 + k * 8, o, true);
+      dv.setUint32(8 + k * 8, l, true);
+    }
+    throwsCode(() => V.decode(bytes), 'E_DECODE');
+    const view = V.view(bytes);
+    assert.equal(view.get(0).length, 65536); // slot 0 is well placed: the heap start before it, slot 1 after it
+    throwsCode(() => {
+      for (let i = 3; i < n; i += 3) view.get(i);
+    }, 'E_DECODE');
+  });
+
+  test('re-reading valid elements past the byte budget checks the chain once and goes on', () => {
+    const V = t.vec(t.string);
+    const big = 'x'.repeat(1000);
+    const view = V.view(V.encode([big, 'y', '']));
+    for (let k = 0; k < 100; k++) assert.equal(view.get(k % 3), [big, 'y', ''][k % 3]);
+    assert.deepStrictEqual(view.toArray(), [big, 'y', '']);
+    assert.deepStrictEqual([...view], [big, 'y', '']);
   });
 
   test('schema errors: bad names, vec of unit', () => {
