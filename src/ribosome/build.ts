@@ -1,5 +1,7 @@
+import { fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { resolve } from 'node:path';
+import { dirname, extname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Message, OnResolveResult, Plugin, TsconfigRaw } from 'esbuild';
 import { CellError } from '../errors/index.js';
 import { checkPath, RefusedPath, type Roots, readInside, relativeLabel, rootOf } from './roots.js';
@@ -22,23 +24,6 @@ function loadEsbuild(cell: string): Promise<Esbuild> {
 /** esbuild's version, part of every cache key. */
 export async function esbuildVersion(cell: string): Promise<string> {
   return (await loadEsbuild(cell)).version;
-}
-
-let activeBuilds = 0;
-
-/**
- * Runs `fn` with esbuild's service up, and stops the service once no build of this process is in
- * flight: its Go process keeps the parsed files of the last build, tens of MiB the Root does not
- * need between builds. The next build starts a fresh one (a few ms).
- */
-async function withEsbuild<T>(cell: string, fn: (esbuild: Esbuild) => Promise<T>): Promise<T> {
-  const esbuild = await loadEsbuild(cell);
-  activeBuilds++;
-  try {
-    return await fn(esbuild);
-  } finally {
-    if (--activeBuilds === 0) await esbuild.stop();
-  }
 }
 
 // CommonJS dependencies bundled into ESM still call require() for Node built-ins.
@@ -72,6 +57,13 @@ export interface CompileResult {
   /** Every file esbuild loaded: real path → SHA-256 of the bytes it was given. */
   inputs: Map<string, string>;
 }
+
+/** What the build process sends back: plain data, turned into a CompileResult or a CellError. */
+export type CompileOutcome =
+  | { ok: true; code: Uint8Array; inputs: [string, string][] }
+  | { ok: false; refusal: Refusal }
+  | { ok: false; failure: string }
+  | { ok: false; crash: string };
 
 /** A refused read: what was asked for, from where, and why. Never any content. */
 export interface Refusal {
@@ -123,19 +115,97 @@ export function refusalError(cell: string, dir: string, r: Refusal): CellError {
 const PATH_OR_CELL = /^(?:cell$|\/|\.\.?(?:\/|$))/;
 const REFUSED = 'refused by the Ribosome #';
 
+const here = dirname(fileURLToPath(import.meta.url));
+const WORKER = join(here, `worker${extname(fileURLToPath(import.meta.url))}`);
+
 /**
- * Bundles the DNA through one plugin. A path import (absolute, ./, ../) is refused on sight when
- * its real path is outside the roots or it is not a regular file, before the resolver looks at it;
- * every load, whatever resolved it, is served by the plugin itself through readInside (the same
- * checks, then a non-blocking read), so esbuild reads no module on its own and each input is hashed
- * exactly as esbuild saw it. The metafile's inputs are then checked against what was served.
+ * Bundles the DNA in a short-lived child process (worker.ts): esbuild's service, the file contents
+ * and every buffer of the build go away with it, so a long-lived Root does not keep them, and a
+ * crash or runaway build cannot take the Root down.
  */
 export function compile(req: CompileRequest): Promise<CompileResult> {
-  return withEsbuild(req.cell, (esbuild) => compileWith(esbuild, req));
+  const { cell, dir } = req;
+  return new Promise<CompileResult>((resolvePromise, reject) => {
+    const child = fork(WORKER, [], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+      // Names the build in `ps e` (esbuild's service inherits it too).
+      env: { ...process.env, CELL_BUILD_OF: cell },
+      // A TypeScript entry needs the parent's loader flags; a built one needs none (and must not
+      // inherit --inspect and the like).
+      execArgv: WORKER.endsWith('.ts') ? process.execArgv : [],
+    });
+    let outcome: CompileOutcome | undefined;
+    child.once('message', (m) => {
+      outcome = m as CompileOutcome;
+    });
+    child.once('error', (err) => {
+      reject(
+        new CellError('E_BUILD_FAILED', `cannot start the build process: ${err.message}.`, {
+          cell,
+          fix: 'check that Node.js can start child processes on this host.',
+        }),
+      );
+    });
+    child.once('exit', (code, signal) => {
+      if (outcome === undefined) {
+        reject(
+          new CellError('E_BUILD_FAILED', `the build process ended (${signal ?? `exit ${code}`}) without a result.`, {
+            cell,
+            fix: 'spawn again; if it persists, the DNA may be too large to bundle with the memory available.',
+          }),
+        );
+      } else if (outcome.ok) {
+        resolvePromise({ code: outcome.code, inputs: new Map(outcome.inputs) });
+      } else if ('refusal' in outcome) {
+        reject(refusalError(cell, dir, outcome.refusal));
+      } else if ('failure' in outcome) {
+        // No `cause`: esbuild's own error carries the source line of every message, including
+        // the ones withoutOutsideText blanked.
+        reject(
+          new CellError('E_BUILD_FAILED', `its DNA failed to compile:\n${outcome.failure}\n`, {
+            cell,
+            fix: `correct the source in ${dir} and spawn again.`,
+            details: { dir, entry: req.entry },
+          }),
+        );
+      } else {
+        reject(
+          new CellError('E_BUILD_FAILED', `the build failed: ${outcome.crash}`, {
+            cell,
+            fix: 'spawn again; if it persists, report it as a bug in Cell.',
+          }),
+        );
+      }
+    });
+    child.send(req);
+  });
 }
 
-async function compileWith(esbuild: Esbuild, req: CompileRequest): Promise<CompileResult> {
-  const { cell, dir, roots } = req;
+/**
+ * Bundles the DNA through one plugin (in the build process). A path import (absolute, ./, ../)
+ * is refused on sight when its real path is outside the roots or it is not a regular file, before
+ * the resolver looks at it; every load, whatever resolved it, is served by the plugin itself
+ * through readInside (the same checks, then a non-blocking read), so esbuild reads no module on
+ * its own and each input is hashed exactly as esbuild saw it. The metafile's inputs are then
+ * checked against what was served.
+ */
+export async function compileHere(req: CompileRequest): Promise<CompileOutcome> {
+  let esbuild: Esbuild;
+  try {
+    esbuild = await loadEsbuild(req.cell);
+  } catch (err) {
+    return { ok: false, crash: (err as Error).message };
+  }
+  try {
+    return await compileWith(esbuild, req);
+  } finally {
+    await esbuild.stop(); // the service would also go when this process does; do not wait for that
+  }
+}
+
+async function compileWith(esbuild: Esbuild, req: CompileRequest): Promise<CompileOutcome> {
+  const { dir, roots } = req;
   const served = new Map<string, { real: string; sha256: string }>();
   const refusals: Refusal[] = [];
   // esbuild reports a load's error at the import that asked for it: the marker finds it again.
@@ -211,8 +281,8 @@ async function compileWith(esbuild: Esbuild, req: CompileRequest): Promise<Compi
     });
   } catch (err) {
     const failure = err as { errors?: Message[] };
-    const refused = firstRefusal(failure.errors ?? []);
-    if (refused !== undefined) throw refusalError(cell, dir, refused);
+    const refusal = firstRefusal(failure.errors ?? []);
+    if (refusal !== undefined) return { ok: false, refusal };
     const text = failure.errors?.length
       ? (
           await esbuild.formatMessages(
@@ -223,33 +293,23 @@ async function compileWith(esbuild: Esbuild, req: CompileRequest): Promise<Compi
           .join('')
           .trimEnd()
       : 'esbuild stopped without a message.';
-    // No `cause`: esbuild's error carries the source lines of every message, including any the
-    // filter above blanked.
-    throw new CellError('E_BUILD_FAILED', `its DNA failed to compile:\n${text}\n`, {
-      cell,
-      fix: `correct the source in ${dir} and spawn again.`,
-      details: { dir, entry: req.entry },
-    });
+    return { ok: false, failure: text };
   }
-  const refused = firstRefusal([...result.errors, ...result.warnings]);
-  if (refused !== undefined) throw refusalError(cell, dir, refused);
+  const refusal = firstRefusal([...result.errors, ...result.warnings]);
+  if (refusal !== undefined) return { ok: false, refusal };
 
   // Second line: every input esbuild reports must be a file the plugin served.
-  const inputs = new Map<string, string>();
+  const inputs: [string, string][] = [];
   for (const key of Object.keys(result.metafile?.inputs ?? {})) {
-    const abs = resolve(dir, key);
-    const file = served.get(abs);
-    if (file === undefined) throw refusalError(cell, dir, { reason: 'unserved', path: key });
-    inputs.set(file.real, file.sha256);
+    const file = served.get(resolve(dir, key));
+    if (file === undefined) return { ok: false, refusal: { reason: 'unserved', path: key } };
+    inputs.push([file.real, file.sha256]);
   }
   const out = result.outputFiles?.[0];
   if (out === undefined || result.outputFiles?.length !== 1) {
-    throw new CellError('E_BUILD_FAILED', `esbuild produced ${result.outputFiles?.length ?? 0} files, not one.`, {
-      cell,
-      fix: 'report this as a bug in Cell.',
-    });
+    return { ok: false, crash: `esbuild produced ${result.outputFiles?.length ?? 0} files, not one.` };
   }
-  return { code: out.contents, inputs };
+  return { ok: true, code: out.contents, inputs };
 }
 
 /**

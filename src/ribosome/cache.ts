@@ -14,7 +14,7 @@ import {
 } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
 import { BUILD_OPTIONS } from './build.js';
-import { type Roots, readInside, relativeLabel } from './roots.js';
+import { hashInside, type Roots, relativeLabel } from './roots.js';
 
 /*
  * The cache is content-addressed: identical DNA under two cell names, or the same DNA reached
@@ -54,8 +54,6 @@ const KEEP_VARIANTS = 4;
 const SKIPPED = new Set(['node_modules', 'dist', 'build']);
 /** Files read into the source key: they steer resolution and compilation. */
 const METADATA = new Set(['package.json', 'tsconfig.json']);
-
-const sha256 = (data: string | Uint8Array): string => createHash('sha256').update(data).digest('hex');
 
 /** Sorted relative paths of the files (and symlinks) under `dir`: no dotfiles, no node_modules. */
 export function listFiles(dir: string): string[] {
@@ -97,7 +95,7 @@ export function sourceKey(s: SourceKeyInput): { key: string; files: number } {
     field('file', f);
     const base = f.slice(f.lastIndexOf('/') + 1);
     if (METADATA.has(base) && (base === 'package.json' || f === base)) {
-      field('meta', hashInside(s.roots, join(s.dir, f)) ?? 'unreadable');
+      field('meta', hashOrUndefined(s.roots, join(s.dir, f)) ?? 'unreadable');
     }
   }
   for (const c of s.roots.contracts) {
@@ -111,19 +109,23 @@ export function sourceKey(s: SourceKeyInput): { key: string; files: number } {
   for (const nm of s.roots.nodeModules) {
     // npm rewrites it on every install: a package added to a nearer node_modules is a new key.
     const lock = join(nm, '.package-lock.json');
-    if (existsSync(lock)) field('npm', hashInside(s.roots, lock) ?? 'unreadable');
+    if (existsSync(lock)) field('npm', hashOrUndefined(s.roots, lock) ?? 'unreadable');
   }
   return { key: h.digest('hex'), files: files.length };
 }
 
-/** SHA-256 of a file read through readInside, or undefined when it cannot be read. */
-function hashInside(roots: Roots, path: string): string | undefined {
+/** SHA-256 of a file inside the roots, or undefined when it cannot be read. */
+function hashOrUndefined(roots: Roots, path: string): string | undefined {
   try {
-    return sha256(readInside(roots, path).content);
+    return hashInside(roots, path);
   } catch {
     return undefined;
   }
 }
+
+/** Inputs in the DNA folder first: they are the likeliest to have changed, and the cheapest. */
+const localFirst = (a: [string, string], b: [string, string]): number =>
+  Number(a[0].startsWith('../')) - Number(b[0].startsWith('../'));
 
 export type InputList = [label: string, sha256: string][];
 
@@ -198,7 +200,8 @@ export class BundleCache {
       const stored = readJson(join(this.store, `${key}.inputs.json`)) as StoredInputs | undefined;
       if (stored?.format !== CACHE_FORMAT || !Array.isArray(stored.inputs)) continue;
       if (!existsSync(this.bundlePath(key))) continue;
-      if (stored.inputs.every(([label, sha]) => hashInside(roots, resolve(dir, label)) === sha)) return key;
+      const inputs = [...stored.inputs].sort(localFirst);
+      if (inputs.every(([label, sha]) => hashOrUndefined(roots, resolve(dir, label)) === sha)) return key;
     }
     return undefined;
   }

@@ -8,7 +8,16 @@ import { compile, esbuildVersion, refusalError } from './build.js';
 import { BundleCache, bundleKey, type InputList, packageJsonOf, sourceKey } from './cache.js';
 import { JsonPositionError } from './json.js';
 import { acquireLock } from './lock.js';
-import { allowedRoots, RefusedPath, type Roots, readInside, realpathLoose, relativeLabel, rootOf } from './roots.js';
+import {
+  allowedRoots,
+  checkPath,
+  hashInside,
+  RefusedPath,
+  type Roots,
+  realpathLoose,
+  relativeLabel,
+  rootOf,
+} from './roots.js';
 import { dnaTsconfig, type Tsconfig, TsconfigError } from './tsconfig.js';
 
 /** A cell's source: a folder with an entry file, and what else it may import. */
@@ -146,8 +155,7 @@ function inputList(dir: string, roots: Roots, modules: Map<string, string>, tsco
     if (pkg === undefined || seen.has(pkg)) continue;
     seen.add(pkg);
     try {
-      const { real: pkgReal, content } = readInside(roots, pkg);
-      all.set(pkgReal, sha256(content));
+      all.set(checkPath(roots, pkg), hashInside(roots, pkg));
     } catch {
       // not readable as a plain file inside the roots: esbuild's resolver saw what it saw
     }

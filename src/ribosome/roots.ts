@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   closeSync,
   constants,
@@ -7,6 +8,7 @@ import {
   openSync,
   readFileSync,
   readlinkSync,
+  readSync,
   realpathSync,
   type Stats,
   statSync,
@@ -194,12 +196,12 @@ export function checkPath(roots: Roots, p: string, opts: { allowDirectory?: bool
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY;
 
 /**
- * Reads a file the build may read: checked as by checkPath, then opened without following a
+ * Opens a file the build may read: checked as by checkPath, then opened without following a
  * final symlink and without blocking (a FIFO swapped in meanwhile cannot hang the Root), and
  * checked again on the open file: a regular file, still inside a root by the kernel's own
- * account of what was opened (/proc/self/fd), at most MAX_INPUT_BYTES.
+ * account of what was opened (/proc/self/fd), at most MAX_INPUT_BYTES. The caller closes `fd`.
  */
-export function readInside(roots: Roots, p: string): { real: string; content: Buffer } {
+function openInside(roots: Roots, p: string): { fd: number; real: string } {
   const real = checkPath(roots, p);
   const fd = openSync(real, OPEN_FLAGS);
   try {
@@ -213,7 +215,35 @@ export function readInside(roots: Roots, p: string): { real: string; content: Bu
     }
     if (rootOf(roots, opened) === undefined) throw new RefusedPath('outside', opened);
     if (st.size > MAX_INPUT_BYTES) throw new RefusedPath('too-large', real, `${st.size} bytes`);
-    return { real: opened, content: readFileSync(fd) };
+    return { fd, real: opened };
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}
+
+/** Reads a file the build may read (see openInside). */
+export function readInside(roots: Roots, p: string): { real: string; content: Buffer } {
+  const { fd, real } = openInside(roots, p);
+  try {
+    return { real, content: readFileSync(fd) };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const chunk = Buffer.allocUnsafe(256 * 1024);
+
+/** SHA-256 of a file the build may read (see openInside), read through one reused buffer. */
+export function hashInside(roots: Roots, p: string): string {
+  const { fd } = openInside(roots, p);
+  try {
+    const h = createHash('sha256');
+    for (;;) {
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) return h.digest('hex');
+      h.update(chunk.subarray(0, n));
+    }
   } finally {
     closeSync(fd);
   }

@@ -273,26 +273,40 @@ test('a broken package.json above the DNA folder fails the build without quoting
   );
 });
 
-test("esbuild's service is stopped once no build is running", async (t) => {
+test('the build runs in a short-lived process: nothing of it is left once synthesize returns', async (t) => {
   const ws = workspace(t);
   ws.write(join(ws.dna, 'index.ts'), 'console.log(1);\n');
-  await ws.build();
-  const esbuildChildren = () =>
-    readdirSync('/proc')
-      .filter((p) => /^\d+$/.test(p))
-      .filter((p) => {
-        try {
-          const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-          const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-          return ppid === process.pid && readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'esbuild';
-        } catch {
-          return false;
-        }
-      });
+  const name = `leftover-${process.pid}-${Date.now()}`;
+  // While it builds, the build process (and esbuild's service under it) carry CELL_BUILD_OF.
+  const seen = new Set<string>();
+  const poll = setInterval(() => {
+    for (const p of buildProcesses(name)) seen.add(p);
+  }, 10);
+  try {
+    await ws.build({ name });
+  } finally {
+    clearInterval(poll);
+  }
+  assert.ok(seen.size >= 1, 'the build ran in another process');
+  assert.ok(!seen.has(String(process.pid)));
   const deadline = Date.now() + 10_000;
-  while (esbuildChildren().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  assert.deepEqual(esbuildChildren(), []);
+  while (buildProcesses(name).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(buildProcesses(name), []);
 });
+
+/** Processes whose environment says they build `cell`. */
+function buildProcesses(cell: string): string[] {
+  const marker = `CELL_BUILD_OF=${cell}\0`;
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/environ`, 'latin1').includes(marker);
+      } catch {
+        return false;
+      }
+    });
+}
 
 test('parseJsonText: positions for JSON and tsconfig JSON, never the text', () => {
   assert.deepEqual(parseJsonText('{"a": [1, 2,], // c\n /* d */ }', 'x', { comments: true }), { a: [1, 2] });
