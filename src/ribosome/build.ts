@@ -116,6 +116,8 @@ const PATH_OR_CELL = /^(?:cell$|\/|\.\.?(?:\/|$))/;
 const REFUSED = 'refused by the Ribosome #';
 
 const here = dirname(fileURLToPath(import.meta.url));
+/** A build that has not finished by then is killed (it could only be stuck). */
+const BUILD_TIMEOUT_MS = 300_000;
 const WORKER = join(here, `worker${extname(fileURLToPath(import.meta.url))}`);
 
 /**
@@ -136,6 +138,11 @@ export function compile(req: CompileRequest): Promise<CompileResult> {
       execArgv: WORKER.endsWith('.ts') ? process.execArgv : [],
     });
     let outcome: CompileOutcome | undefined;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, BUILD_TIMEOUT_MS);
     child.once('message', (m) => {
       outcome = m as CompileOutcome;
     });
@@ -148,7 +155,15 @@ export function compile(req: CompileRequest): Promise<CompileResult> {
       );
     });
     child.once('exit', (code, signal) => {
-      if (outcome === undefined) {
+      clearTimeout(timer);
+      if (timedOut) {
+        reject(
+          new CellError('E_BUILD_FAILED', `its build took longer than ${BUILD_TIMEOUT_MS / 1000} s and was stopped.`, {
+            cell,
+            fix: 'spawn again on a less loaded host, or make the DNA smaller.',
+          }),
+        );
+      } else if (outcome === undefined) {
         reject(
           new CellError('E_BUILD_FAILED', `the build process ended (${signal ?? `exit ${code}`}) without a result.`, {
             cell,

@@ -153,6 +153,9 @@ interface StoredInputs {
   inputs: InputList;
 }
 
+const isPair = (x: unknown): x is [string, string] =>
+  Array.isArray(x) && x.length === 2 && typeof x[0] === 'string' && typeof x[1] === 'string';
+
 function readJson(path: string): unknown {
   try {
     return JSON.parse(readFileSync(path, 'utf8'));
@@ -198,7 +201,7 @@ export class BundleCache {
     const variants = this.variants(source);
     for (const key of variants) {
       const stored = readJson(join(this.store, `${key}.inputs.json`)) as StoredInputs | undefined;
-      if (stored?.format !== CACHE_FORMAT || !Array.isArray(stored.inputs)) continue;
+      if (stored?.format !== CACHE_FORMAT || !Array.isArray(stored.inputs) || !stored.inputs.every(isPair)) continue;
       if (!existsSync(this.bundlePath(key))) continue;
       const inputs = [...stored.inputs].sort(localFirst);
       if (inputs.every(([label, sha]) => hashOrUndefined(roots, resolve(dir, label)) === sha)) return key;
@@ -213,6 +216,9 @@ export class BundleCache {
 
   /** Stores a bundle and its input list (the list first: a bundle without one is never a hit). */
   put(key: string, entryLabel: string, inputs: InputList, code: Uint8Array): void {
+    // Same key, same content: an existing copy stays (rewriting it would cut it off from the
+    // cells' hard links to it).
+    if (existsSync(this.bundlePath(key)) && existsSync(join(this.store, `${key}.inputs.json`))) return;
     const stored: StoredInputs = { format: CACHE_FORMAT, entry: entryLabel, inputs };
     writeAtomic(join(this.store, `${key}.inputs.json`), JSON.stringify(stored));
     writeAtomic(this.bundlePath(key), code);

@@ -3,7 +3,7 @@ import { existsSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CellError } from '../errors/index.js';
-import { cellHome } from '../paths/index.js';
+import { cellHome, validateCellName } from '../paths/index.js';
 import { compile, esbuildVersion, refusalError } from './build.js';
 import { BundleCache, bundleKey, type InputList, packageJsonOf, sourceKey } from './cache.js';
 import { JsonPositionError } from './json.js';
@@ -176,6 +176,7 @@ function inputList(dir: string, roots: Roots, modules: Map<string, string>, tsco
 export async function synthesize(dna: Dna, opts: SynthesizeOptions = {}): Promise<Bundle> {
   const started = performance.now();
   const progress = opts.onProgress ?? (() => {});
+  validateCellName(dna.name); // it names a folder of the cache
   const lexicalEntry = resolveEntry(dna);
   const dir = realpathSync(resolve(dna.dir));
   const entryLabel = relative(resolve(dna.dir), lexicalEntry).split(sep).join('/');

@@ -138,6 +138,12 @@ test('a missing folder or entry is E_DNA_UNKNOWN', async (t) => {
   await assert.rejects(synthesize({ name: 'ghost', dir: join(dna, 'nope') }, { cacheDir: cache }), (err: unknown) =>
     isCellError(err, 'E_DNA_UNKNOWN'),
   );
+  // The name becomes a folder of the cache: it must be a cell name (not `../x`, not `_store`).
+  for (const name of ['../escape', '_store']) {
+    await assert.rejects(synthesize({ name, dir: dna }, { cacheDir: cache }), (err: unknown) =>
+      isCellError(err, 'E_NAME_INVALID'),
+    );
+  }
   await assert.rejects(
     synthesize({ name: 'greeter', dir: dna, entry: 'main.ts' }, { cacheDir: cache }),
     (err: unknown) => isCellError(err, 'E_DNA_UNKNOWN') && /main\.ts/.test((err as Error).message),
