@@ -181,6 +181,16 @@ test("the project's node_modules may be imported, no higher than the manifest fo
   ws.write(join(ws.dna, 'index.ts'), "import lp from 'leftpad';\nconsole.log(lp.value);\n");
   const b = await ws.build();
   assert.equal(run(b.path), 'from the project');
+  assert.equal((await ws.build()).cached, true);
+  // The package's package.json steers resolution (main, exports): it is an input too.
+  ws.write(join(ws.project, 'node_modules', 'leftpad', 'alt.js'), "module.exports = { value: 'alt' };\n");
+  ws.write(
+    join(ws.project, 'node_modules', 'leftpad', 'package.json'),
+    JSON.stringify({ name: 'leftpad', main: 'alt.js' }),
+  );
+  const moved = await ws.build();
+  assert.equal(moved.cached, false);
+  assert.equal(run(moved.path), 'alt');
   // A package only found above the manifest's project is outside.
   ws.write(join(ws.dna, 'index.ts'), "import h from 'higher';\nconsole.log(h.value);\n");
   await refused(ws.build(), /imports '?higher'? \(?.*node_modules\/higher\/index\.js\)? from index\.ts, outside/, FIX);
