@@ -1,3 +1,4 @@
+import { availableParallelism, totalmem } from 'node:os';
 import { CellError } from '../errors/index.js';
 
 /** A cell's resource limits, enforced by its cgroup. */
@@ -13,6 +14,32 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({ memoryBytes: 512 * 1024 * 
 /** Node itself needs a few tens of MiB; below this a cell cannot even start. */
 export const MIN_MEMORY_BYTES = 16 * 1024 * 1024;
 
+export const MIN_CPU = 0.01;
+export const MIN_PIDS = 8;
+/** The kernel's default pid_max is 32768 (4194304 at most); no cell needs more than this. */
+export const MAX_PIDS = 65_536;
+
+/**
+ * The upper bounds on this host: memory up to its total RAM, CPU up to the cores this process may
+ * use. A limit above them is a typo ("99999999T"), and the kernel would take it as no limit at all.
+ */
+export function limitBounds(): { memoryBytes: number; cpu: number; pids: number } {
+  return { memoryBytes: totalmem(), cpu: availableParallelism(), pids: MAX_PIDS };
+}
+
+/** 17179869184 → "16G" (binary units, at most one decimal). */
+function formatBytes(n: number): string {
+  for (const [unit, size] of [
+    ['T', 1024 ** 4],
+    ['G', 1024 ** 3],
+    ['M', 1024 ** 2],
+    ['K', 1024],
+  ] as const) {
+    if (n >= size) return `${Number((n / size).toFixed(1))}${unit}`;
+  }
+  return `${n}`;
+}
+
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
 /** "256M", "1.5G", "512MiB", "65536" or a number of bytes. Units are binary (M = MiB). */
@@ -25,12 +52,16 @@ export function parseMemory(value: unknown, where = 'limits.memory'): number {
     bytes = Number(m[1]) * (UNITS[(m[2] ?? '').toLowerCase()] as number);
   } else throw invalid(where, value, 'a size such as "256M", "1G" or a number of bytes');
   bytes = Math.floor(bytes);
-  if (!Number.isFinite(bytes) || bytes < MIN_MEMORY_BYTES) {
+  if (Number.isNaN(bytes) || bytes < MIN_MEMORY_BYTES) {
     throw invalid(
       where,
       value,
       `at least ${MIN_MEMORY_BYTES / 1024 / 1024}M (a Node.js cell needs that much to start)`,
     );
+  }
+  const max = limitBounds().memoryBytes;
+  if (bytes > max) {
+    throw invalid(where, value, `at most ${formatBytes(max)} (${max} bytes, this host's total memory)`);
   }
   return bytes;
 }
@@ -48,13 +79,22 @@ export function parseLimits(obj: unknown): Partial<Limits> {
   for (const [key, value] of Object.entries(obj as Record<string, unknown>)) {
     if (key === 'memory') out.memoryBytes = parseMemory(value);
     else if (key === 'cpu') {
-      if (typeof value !== 'number' || !Number.isFinite(value) || value < 0.01 || value > 1024) {
-        throw invalid('limits.cpu', value, 'a number of CPU cores between 0.01 and 1024, e.g. 0.5');
+      const max = limitBounds().cpu;
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < MIN_CPU || value > max) {
+        throw invalid(
+          'limits.cpu',
+          value,
+          `a number of CPU cores between ${MIN_CPU} and ${max} (the cores this host offers), e.g. 0.5`,
+        );
       }
       out.cpu = value;
     } else if (key === 'pids') {
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < 8 || value > 4_194_304) {
-        throw invalid('limits.pids', value, 'an integer between 8 and 4194304 (Node.js itself runs about 10 threads)');
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < MIN_PIDS || value > MAX_PIDS) {
+        throw invalid(
+          'limits.pids',
+          value,
+          `an integer between ${MIN_PIDS} and ${MAX_PIDS} (Node.js itself runs about 10 threads)`,
+        );
       }
       out.pids = value;
     } else {

@@ -1,27 +1,42 @@
 import { createHash } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CellError } from '../errors/index.js';
-import { cellHome } from '../paths/index.js';
+import { cellHome, validateCellName } from '../paths/index.js';
+import { compile, esbuildVersion, refusalError } from './build.js';
+import { BundleCache, bundleKey, type InputList, packageJsonOf, sourceKey } from './cache.js';
+import { JsonPositionError } from './json.js';
+import { acquireLock } from './lock.js';
+import {
+  allowedRoots,
+  checkPath,
+  hashInside,
+  RefusedPath,
+  type Roots,
+  realpathLoose,
+  relativeLabel,
+  rootOf,
+} from './roots.js';
+import { dnaTsconfig, type Tsconfig, TsconfigError } from './tsconfig.js';
 
-/** A cell's source: a folder with an entry file. */
+/** A cell's source: a folder with an entry file, and what else it may import. */
 export interface Dna {
   name: string;
   dir: string;
   /** Relative to `dir`; default: the first of ENTRY_CANDIDATES that exists. */
   entry?: string;
+  /**
+   * Files or folders outside `dir` the DNA may import (shared contracts): absolute, or relative to
+   * `manifestDir`. Nothing else outside `dir` is read, but the project's node_modules and Cell's own
+   * package.
+   */
+  contracts?: readonly string[];
+  /**
+   * The folder of the manifest that declares the cell: `contracts` are relative to it, and
+   * node_modules folders are looked for no higher than its nearest one. Default: `dir`.
+   */
+  manifestDir?: string;
 }
 
 /** One compiled cell: a single ESM file in the cache, named by the hash of everything that made it. */
@@ -37,14 +52,11 @@ export interface SynthesizeOptions {
   cacheDir?: string;
   /** Build progress, one human-readable line at a time (the CLI prints them). */
   onProgress?: (line: string) => void;
-  /** How long to wait for another process's build of the same hash before giving up. */
+  /** How long to wait for another process's build of the same source before giving up. */
   lockTimeoutMs?: number;
 }
 
 export const ENTRY_CANDIDATES = ['index.ts', 'main.ts', 'cell.ts', 'index.js'] as const;
-
-/** Files and folders that never belong to a cell's source. */
-const SKIPPED = new Set(['node_modules', 'dist', 'build']);
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -70,55 +82,6 @@ export function nativeAddonPath(): string | undefined {
     join(here, '..', '..', 'native', 'build', 'Release', 'cell_native.node'), // src/ribosome
   ];
   return candidates.find((p) => existsSync(p));
-}
-
-/** Sorted relative paths of every source file under `dir` (no dotfiles, no node_modules). */
-function sourceFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.name.startsWith('.') || SKIPPED.has(e.name)) continue;
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) out.push(relative(dir, p).split(sep).join('/'));
-    }
-  };
-  walk(dir);
-  return out.sort();
-}
-
-function hashTree(dir: string, h: ReturnType<typeof createHash>): number {
-  const files = sourceFiles(dir);
-  for (const f of files) {
-    // Length-prefixed so that moving bytes between a name and a content cannot collide.
-    const content = readFileSync(join(dir, f));
-    h.update(`${f.length}:${f}\0${content.length}:`);
-    h.update(content);
-  }
-  return files.length;
-}
-
-let runtimeIdentity: string | undefined;
-
-/** A hash of the runtime's own files: a changed runtime rebuilds every cell. Computed once per process. */
-function runtimeBuildIdentity(): string {
-  if (runtimeIdentity === undefined) {
-    const h = createHash('sha256');
-    const runtimeDir = dirname(runtimeEntry());
-    hashTree(runtimeDir, h);
-    // The runtime's own dependencies are bundled too: their locked versions belong to its identity.
-    for (const lock of [
-      join(runtimeDir, '..', 'package-lock.json'),
-      join(runtimeDir, '..', '..', 'package-lock.json'),
-    ]) {
-      if (existsSync(lock)) {
-        h.update(readFileSync(lock));
-        break;
-      }
-    }
-    runtimeIdentity = h.digest('hex');
-  }
-  return runtimeIdentity;
 }
 
 function resolveEntry(dna: Dna): string {
@@ -153,186 +116,124 @@ function resolveEntry(dna: Dna): string {
   });
 }
 
-function pidAlive(pid: number): boolean {
+const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
+
+function tsconfigOf(cell: string, dir: string, roots: Roots): Tsconfig {
   try {
-    process.kill(pid, 0);
-    return true;
+    return dnaTsconfig(dir, roots);
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/**
- * Takes `<path>` with O_EXCL (the file holds the owner's pid). A lock whose owner is dead is
- * stale and taken over; a live owner is waited for with bounded polling.
- */
-async function acquireLock(path: string, timeoutMs: number, cell: string): Promise<() => void> {
-  const deadline = Date.now() + timeoutMs;
-  const token = `${process.pid}:${Math.random().toString(36).slice(2)}`;
-  for (;;) {
-    try {
-      const fd = openSync(path, 'wx', 0o600);
-      writeSync(fd, token);
-      closeSync(fd);
-      return () => {
-        try {
-          if (readFileSync(path, 'utf8') === token) rmSync(path, { force: true });
-        } catch {}
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    let owner = Number.NaN;
-    let stale = '';
-    try {
-      stale = readFileSync(path, 'utf8');
-      owner = Number.parseInt(stale.split(':')[0] ?? '', 10);
-    } catch {}
-    if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) {
-      // Stale: its builder died. Takers serialize on a second O_EXCL file and remove the lock only
-      // if it still holds the dead owner's token, so a fresh lock taken meanwhile is never removed.
-      takeOver(path, stale);
-      continue;
-    }
-    if (Date.now() > deadline) {
-      throw new CellError('E_BUILD_FAILED', `timed out waiting for another build (lock ${path}, pid ${owner}).`, {
-        cell,
-        fix: `wait for process ${owner} to finish, or remove ${path} if it is gone.`,
+    if (err instanceof RefusedPath) {
+      throw refusalError(cell, dir, {
+        reason: err.reason,
+        path: err.path,
+        kind: err.kind,
+        importer: err.importer ?? join(dir, 'tsconfig.json'),
+        ...(err.specifier === undefined ? {} : { specifier: err.specifier }),
       });
     }
-    await sleep(25);
+    if (err instanceof TsconfigError || err instanceof JsonPositionError) {
+      throw new CellError('E_BUILD_FAILED', `its tsconfig.json cannot be used: ${err.message}.`, {
+        cell,
+        fix: 'correct tsconfig.json in the DNA folder; `extends` may name files in the DNA folder, the contracts or node_modules.',
+      });
+    }
+    throw err;
   }
 }
 
-function takeOver(path: string, staleToken: string): void {
-  const guard = `${path}.takeover`;
-  try {
-    closeSync(openSync(guard, 'wx', 0o600));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    // A taker that died inside this short section leaves the guard behind.
+/**
+ * Every file the build read, as [path relative to the DNA folder, SHA-256]: the modules esbuild
+ * loaded, the tsconfig chain, and the package.json nearest each module (it steers resolution).
+ */
+function inputList(dir: string, roots: Roots, modules: Map<string, string>, tsconfig: Tsconfig): InputList {
+  const all = new Map(modules);
+  for (const f of tsconfig.files) all.set(f.real, sha256(f.content));
+  const seen = new Set<string>();
+  for (const real of modules.keys()) {
+    const root = rootOf(roots, real);
+    const pkg = root === undefined ? undefined : packageJsonOf(real, root);
+    if (pkg === undefined || seen.has(pkg)) continue;
+    seen.add(pkg);
     try {
-      if (Date.now() - statSync(guard).mtimeMs > 10_000) rmSync(guard, { force: true });
-    } catch {}
-    return;
+      all.set(checkPath(roots, pkg), hashInside(roots, pkg));
+    } catch {
+      // not readable as a plain file inside the roots: esbuild's resolver saw what it saw
+    }
   }
-  try {
-    if (readFileSync(path, 'utf8') === staleToken) rmSync(path, { force: true });
-  } catch {
-  } finally {
-    rmSync(guard, { force: true });
-  }
+  return [...all]
+    .map(([real, sha]): [string, string] => [relativeLabel(dir, real), sha])
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
 }
-
-/** Bundles of older DNA versions kept per cell (a running generation may still be using one). */
-const KEEP_BUNDLES = 3;
-
-function pruneOldBundles(dir: string): void {
-  try {
-    const bundles = readdirSync(dir)
-      .filter((f) => f.endsWith('.mjs'))
-      .map((f) => ({ path: join(dir, f), mtime: statSync(join(dir, f)).mtimeMs }))
-      .sort((a, b) => b.mtime - a.mtime);
-    for (const b of bundles.slice(KEEP_BUNDLES)) rmSync(b.path, { force: true });
-  } catch {
-    // Pruning is housekeeping: a concurrent prune or a vanished file is not a build failure.
-  }
-}
-
-type Esbuild = typeof import('esbuild');
-let esbuildModule: Promise<Esbuild> | undefined;
-
-function loadEsbuild(cell: string): Promise<Esbuild> {
-  esbuildModule ??= import('esbuild').catch((err) => {
-    esbuildModule = undefined;
-    throw new CellError('E_BUILD_FAILED', 'esbuild cannot be loaded.', {
-      cell,
-      cause: err,
-      fix: 'run `npm ci` (or `node scripts/setup.mjs`) in the Cell checkout.',
-    });
-  });
-  return esbuildModule;
-}
-
-// CommonJS dependencies bundled into ESM still call require() for Node built-ins.
-const BANNER =
-  "import { createRequire as __cellCreateRequire } from 'node:module';\nconst require = __cellCreateRequire(import.meta.url);";
 
 /**
  * Compiles a cell's DNA into one ESM file under the cache, or returns the cached one when nothing
- * that went into it changed. The key hashes the sorted relative paths and contents of the DNA's
- * files, the entry, esbuild's version and the runtime's own files. Concurrent callers (in this
- * process or others) build once: the builder holds `<hash>.lock`; the rest wait, then hit the cache.
+ * that went into it changed. Only files inside the allowed roots are read (the DNA folder, its
+ * declared contracts, the project's node_modules, Cell's own package); a refused import is
+ * E_BUILD_FAILED. The cache is keyed by content (see cache.ts): every input esbuild read, the
+ * options and esbuild's version. Concurrent callers (in this process or others) build once: the
+ * builder holds the source key's lock; the rest wait, then hit the cache.
  */
 export async function synthesize(dna: Dna, opts: SynthesizeOptions = {}): Promise<Bundle> {
   const started = performance.now();
   const progress = opts.onProgress ?? (() => {});
-  const entry = resolveEntry(dna);
-  const dir = resolve(dna.dir);
-  const esbuild = await loadEsbuild(dna.name);
+  validateCellName(dna.name); // it names a folder of the cache
+  const lexicalEntry = resolveEntry(dna);
+  const dir = realpathSync(resolve(dna.dir));
+  const entryLabel = relative(resolve(dna.dir), lexicalEntry).split(sep).join('/');
+  const entry = join(dir, entryLabel);
+  const manifestDir = realpathLoose(resolve(dna.manifestDir ?? dna.dir));
+  const roots = allowedRoots(dna.name, dir, manifestDir, dna.contracts ?? []);
+  const version = await esbuildVersion(dna.name);
+  const source = sourceKey({ esbuildVersion: version, dir, entryLabel, roots });
+  const cache = new BundleCache(opts.cacheDir ?? join(cellHome(), 'cache'));
 
-  const h = createHash('sha256');
-  h.update(
-    `cell-ribosome-1\0esbuild ${esbuild.version}\0runtime ${runtimeBuildIdentity()}\0entry ${relative(dir, entry)}\0`,
-  );
-  const fileCount = hashTree(dir, h);
-  const hash = h.digest('hex');
+  const hit = (): Bundle | undefined => {
+    const key = cache.lookup(source.key, dir, roots);
+    const path = key === undefined ? undefined : cache.link(dna.name, key);
+    if (key === undefined || path === undefined) return undefined;
+    return { path, hash: key, cached: true, buildMs: performance.now() - started };
+  };
+  const cached = hit();
+  if (cached !== undefined) return cached;
 
-  const outDir = join(opts.cacheDir ?? join(cellHome(), 'cache'), dna.name);
-  mkdirSync(outDir, { recursive: true, mode: 0o700 });
-  const path = join(outDir, `${hash}.mjs`);
-  if (existsSync(path)) return { path, hash, cached: true, buildMs: performance.now() - started };
-
-  const release = await acquireLock(join(outDir, `${hash}.lock`), opts.lockTimeoutMs ?? 120_000, dna.name);
+  const release = await acquireLock(cache.lockPath(source.key), opts.lockTimeoutMs ?? 120_000, dna.name);
   try {
-    if (existsSync(path)) return { path, hash, cached: true, buildMs: performance.now() - started };
-    progress(`ribosome: synthesizing ${dna.name} (${fileCount} files, ${hash.slice(0, 12)})`);
-    const tmp = `${path}.${process.pid}.tmp`;
-    const runtime = runtimeEntry();
+    const waited = hit();
+    if (waited !== undefined) return waited;
+    progress(`ribosome: synthesizing ${dna.name} (${source.files} files)`);
     try {
-      await esbuild.build({
-        entryPoints: [entry],
-        absWorkingDir: dir,
-        bundle: true,
-        format: 'esm',
-        platform: 'node',
-        target: 'node20',
-        outfile: tmp,
-        write: true,
-        logLevel: 'silent',
-        banner: { js: BANNER },
-        // Native addons cannot be inlined; the runtime loads the shm addon from CELL_NATIVE_ADDON.
-        external: ['*.node', 'esbuild'],
-        plugins: [
-          {
-            name: 'cell-runtime',
-            setup(build) {
-              build.onResolve({ filter: /^cell$/ }, () => ({ path: runtime }));
-            },
-          },
-        ],
-      });
-    } catch (err) {
-      rmSync(tmp, { force: true });
-      const failure = err as { errors?: import('esbuild').Message[] };
-      const text = failure.errors?.length
-        ? (await esbuild.formatMessages(failure.errors, { kind: 'error', color: false })).join('').trimEnd()
-        : String(err);
-      progress(`ribosome: ${dna.name} failed to build`);
-      throw new CellError('E_BUILD_FAILED', `its DNA failed to compile:\n${text}\n`, {
+      const tsconfig = tsconfigOf(dna.name, dir, roots);
+      const { code, inputs } = await compile({
         cell: dna.name,
-        cause: err,
-        fix: `correct the source in ${dir} and spawn again.`,
-        details: { dir, entry },
+        dir,
+        entry,
+        roots,
+        runtime: runtimeEntry(),
+        tsconfig: tsconfig.raw,
       });
+      const list = inputList(dir, roots, inputs, tsconfig);
+      const key = bundleKey(version, entryLabel, list);
+      cache.put(key, entryLabel, list, code);
+      cache.remember(source.key, key);
+      const path = cache.link(dna.name, key);
+      if (path === undefined) {
+        throw new CellError(
+          'E_BUILD_FAILED',
+          `its bundle vanished from the cache ${cache.dir} right after the build.`,
+          {
+            cell: dna.name,
+            fix: 'spawn again; if it persists, check what else writes to the cache folder.',
+          },
+        );
+      }
+      cache.prune(dna.name);
+      const buildMs = performance.now() - started;
+      progress(`ribosome: ${dna.name} built in ${buildMs.toFixed(0)} ms (${list.length} inputs, ${key.slice(0, 12)})`);
+      return { path, hash: key, cached: false, buildMs };
+    } catch (err) {
+      progress(`ribosome: ${dna.name} failed to build`);
+      throw err;
     }
-    renameSync(tmp, path);
-    pruneOldBundles(outDir);
-    const buildMs = performance.now() - started;
-    progress(`ribosome: ${dna.name} built in ${buildMs.toFixed(0)} ms`);
-    return { path, hash, cached: false, buildMs };
   } finally {
     release();
   }

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { CellError } from '../errors/index.js';
 import { refusedEnvKey, validateCellName } from '../paths/index.js';
+import { parseJsonText } from '../ribosome/json.js';
 import { type Limits, parseLimits } from './engine.js';
 
 /** One cell the Root knows how to grow: its DNA and how to run it (one entry of cell.json). */
@@ -22,6 +23,8 @@ export interface DnaSpec {
   contracts: string[];
   /** The manifest that registered it (absent for `cell add`). */
   manifest?: string;
+  /** The folder of the manifest that declared the cell (bounds the Ribosome's node_modules search). */
+  manifestDir?: string;
 }
 
 /** Every key a cell entry may have: anything else is a typo, refused with the nearest match. */
@@ -140,7 +143,10 @@ function editDistance(a: string, b: string): number {
   return prev[b.length] as number;
 }
 
-/** Reads and checks a cell.json: `{ "cells": { "<name>": { "dna": "./dir", … } } }`. */
+/**
+ * Reads and checks a cell.json: `{ "cells": { "<name>": { "dna": "./dir", … } } }`. A syntax error
+ * says where (byte, line, column), never what: the file is not shown back.
+ */
 export function loadManifest(path: string): DnaSpec[] {
   let text: string;
   try {
@@ -158,16 +164,19 @@ export function loadManifest(path: string): DnaSpec[] {
   }
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = parseJsonText(text, path);
   } catch (err) {
-    throw bad(`${path} is not valid JSON: ${(err as Error).message}`, 'fix the syntax.');
+    // Position only: V8's own message quotes the text, and the file may not be a manifest at all.
+    throw bad((err as Error).message, 'fix the syntax at that position.');
   }
   const cells = (json as { cells?: unknown } | null)?.cells;
   if (cells === null || typeof cells !== 'object' || Array.isArray(cells)) {
     throw bad(`${path} needs a "cells" object.`, 'write { "cells": { "<name>": { "dna": "./dir" } } }.');
   }
+  const manifestDir = dirname(path);
   return Object.entries(cells as Record<string, unknown>).map(([name, raw]) => ({
-    ...dnaSpec(name, raw, dirname(path)),
+    ...dnaSpec(name, raw, manifestDir),
     manifest: path,
+    manifestDir,
   }));
 }

@@ -60,48 +60,63 @@ test('first build writes a runnable bundle; the second call is a cache hit with 
   assert.equal(second.hash, first.hash);
   assert.equal(second.path, first.path);
   assert.deepEqual(progressAgain, [], 'a cache hit does not build');
-  assert.deepEqual(
-    readdirSync(join(cache, 'greeter')).filter((f) => !f.endsWith('.mjs')),
-    [],
-    'no lock or temp file is left',
-  );
+  for (const d of ['greeter', '_store', '_index']) {
+    assert.deepEqual(
+      readdirSync(join(cache, d)).filter((f) => f.endsWith('.lock') || f.endsWith('.tmp')),
+      [],
+      'no lock or temp file is left',
+    );
+  }
 });
 
-test('a change to any source file (or a new file) rebuilds under a new hash', async (t) => {
+test('a change to an input rebuilds under a new hash; a new file re-resolves; other files do not matter', async (t) => {
   const { dna, cache } = workspace(t);
   const first = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
-  writeFileSync(
-    join(dna, 'lib', 'greet.ts'),
-    'export const greet = (who: string): string => ["bonjour", who].join(" ");\n',
-  );
+  const greet = (word: string) =>
+    writeFileSync(
+      join(dna, 'lib', 'greet.ts'),
+      `export const greet = (who: string): string => ["${word}", who].join(" ");\n`,
+    );
+  greet('bonjour');
   const second = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
   assert.equal(second.cached, false);
   assert.notEqual(second.hash, first.hash);
   assert.equal(run(second.path), 'bonjour cell 7');
-  // A file the entry does not import still belongs to the DNA (a README, a schema file).
+  // A new file could change what an import resolves to, so it is looked at again (a build), but a
+  // file no import reaches is not an input: the bundle is the same one.
   writeFileSync(join(dna, 'notes.md'), 'notes\n');
   const third = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
-  assert.notEqual(third.hash, second.hash);
-  // Dotfiles and node_modules do not.
+  assert.equal(third.cached, false);
+  assert.equal(third.hash, second.hash);
+  // Editing it, or adding dotfiles and node_modules content, is a cache hit.
+  writeFileSync(join(dna, 'notes.md'), 'more notes\n');
   writeFileSync(join(dna, '.editorconfig'), 'root = true\n');
   mkdirSync(join(dna, 'node_modules'));
   writeFileSync(join(dna, 'node_modules', 'x.js'), '1\n');
   const again = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
-  assert.equal(again.hash, third.hash);
   assert.equal(again.cached, true);
-  // A rename alone is a change too (paths are hashed, not only contents).
-  rmSync(join(dna, 'notes.md'));
-  writeFileSync(join(dna, 'notes.txt'), 'notes\n');
+  assert.equal(again.hash, second.hash);
+  // Only the three most recently used versions of a cell are kept; a stored bundle no cell links
+  // any more goes too.
+  greet('hallo');
   const fourth = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
-  assert.notEqual(fourth.hash, third.hash);
-  // Only the newest three versions are kept.
+  greet('hej');
+  const fifth = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
+  assert.equal(run(fifth.path), 'hej cell 7');
   assert.deepEqual(
     readdirSync(join(cache, 'greeter'))
       .filter((f) => f.endsWith('.mjs'))
       .sort(),
-    [second, third, fourth].map((b) => `${b.hash}.mjs`).sort(),
+    [second, fourth, fifth].map((b) => `${b.hash}.mjs`).sort(),
   );
   assert.equal(existsSync(first.path), false);
+  assert.equal(existsSync(join(cache, '_store', `${first.hash}.mjs`)), false);
+  assert.equal(existsSync(join(cache, '_store', `${first.hash}.inputs.json`)), false);
+  // Going back to an older version is a hit on what is still stored.
+  greet('bonjour');
+  const back = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
+  assert.equal(back.cached, true);
+  assert.equal(back.hash, second.hash);
 });
 
 test('a compile error names the cell and carries file:line from esbuild', async (t) => {
@@ -114,7 +129,8 @@ test('a compile error names the cell and carries file:line from esbuild', async 
     assert.match(err.message, /Unexpected/);
     return true;
   });
-  assert.ok(!readdirSync(join(cache, 'greeter')).some((f) => f.endsWith('.mjs') || f.endsWith('.tmp')));
+  assert.ok(!readdirSync(join(cache, '_store')).some((f) => f.endsWith('.mjs') || f.endsWith('.tmp')));
+  assert.ok(!existsSync(join(cache, 'greeter')));
 });
 
 test('a missing folder or entry is E_DNA_UNKNOWN', async (t) => {
@@ -122,6 +138,12 @@ test('a missing folder or entry is E_DNA_UNKNOWN', async (t) => {
   await assert.rejects(synthesize({ name: 'ghost', dir: join(dna, 'nope') }, { cacheDir: cache }), (err: unknown) =>
     isCellError(err, 'E_DNA_UNKNOWN'),
   );
+  // The name becomes a folder of the cache: it must be a cell name (not `../x`, not `_store`).
+  for (const name of ['../escape', '_store']) {
+    await assert.rejects(synthesize({ name, dir: dna }, { cacheDir: cache }), (err: unknown) =>
+      isCellError(err, 'E_NAME_INVALID'),
+    );
+  }
   await assert.rejects(
     synthesize({ name: 'greeter', dir: dna, entry: 'main.ts' }, { cacheDir: cache }),
     (err: unknown) => isCellError(err, 'E_DNA_UNKNOWN') && /main\.ts/.test((err as Error).message),
@@ -157,14 +179,18 @@ test('concurrent synthesize() calls build once; the others wait for the lock and
 test('a stale lock left by a dead builder is taken over', async (t) => {
   const { dna, cache } = workspace(t);
   const probe = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache });
-  rmSync(probe.path);
+  // Forget the build (its source key's record), so the next call builds and needs the lock.
+  const [record] = readdirSync(join(cache, '_index')).filter((f) => f.endsWith('.json'));
+  assert.ok(record);
+  rmSync(join(cache, '_index', record));
+  const lock = join(cache, '_index', record.replace(/\.json$/, '.lock'));
   // A pid that has exited: a finished child's.
   const dead = spawnSync(process.execPath, ['-e', ''], { encoding: 'utf8' }).pid as number;
-  writeFileSync(join(cache, 'greeter', `${probe.hash}.lock`), `${dead}:stale`);
+  writeFileSync(lock, `${dead}:stale`);
   const b = await synthesize({ name: 'greeter', dir: dna }, { cacheDir: cache, lockTimeoutMs: 5000 });
   assert.equal(b.cached, false);
   assert.equal(b.hash, probe.hash);
-  assert.ok(!existsSync(join(cache, 'greeter', `${probe.hash}.lock`)));
+  assert.ok(!existsSync(lock));
 });
 
 test('two processes synthesizing the same DNA at once build it once', async (t) => {

@@ -65,6 +65,60 @@ test('manifest: entries resolved against the manifest folder, defaults, and clea
   assert.throws(() => loadManifest('/dev/zero'), /not a regular file/);
 });
 
+test('manifest: a parse error gives a position and never the text (a secret first line stays unseen)', (t) => {
+  const dir = tmp(t);
+  const path = join(dir, 'cell.json');
+  const secret = 'hunter2-TOPSECRET-token';
+  for (const text of [
+    `${secret}\n{ "cells": {} }\n`,
+    `{ "cells": { "a": { "dna": "./a" } } }\n${secret}\n`,
+    `{ "cells": { "${secret}": { "dna": "./a" }, } }`,
+    `{ "cells": ${secret} }`,
+    `"${secret}`,
+    `\ufeff{ "cells": { "a": ${secret} } }`,
+  ]) {
+    writeFileSync(path, text);
+    assert.throws(
+      () => loadManifest(path),
+      (err: unknown) => {
+        assert.ok(isCellError(err, 'E_INVALID_ARGUMENT'), String(err));
+        assert.ok(!err.message.includes('hunter2'), err.message);
+        assert.ok(!JSON.stringify(err.toJSON()).includes('hunter2'));
+        assert.equal(err.cause, undefined);
+        assert.match(err.message, /cell\.json is not valid JSON near byte \d+ \(line \d+, column \d+\)/);
+        return true;
+      },
+      text,
+    );
+  }
+  // The position is the first byte JSON.parse could not take.
+  writeFileSync(path, '{\n  "cells": {,\n}');
+  assert.throws(() => loadManifest(path), /near byte 14 \(line 2, column 13\)/);
+});
+
+test('manifest: contracts are files or folders relative to the manifest; the manifest folder travels along', (t) => {
+  const dir = tmp(t);
+  const path = join(dir, 'cell.json');
+  writeFileSync(
+    path,
+    JSON.stringify({
+      cells: { a: { dna: './a', contracts: ['./shared/contract.ts', '/abs/contracts'] }, b: { dna: './b' } },
+    }),
+  );
+  const [a, b] = loadManifest(path);
+  assert.deepEqual(a?.contracts, [join(dir, 'shared', 'contract.ts'), '/abs/contracts']);
+  assert.equal(a?.manifestDir, dir);
+  assert.deepEqual(b?.contracts, []);
+  assert.equal(b?.manifestDir, dir);
+  for (const contracts of ['./shared', [''], [1], {}]) {
+    writeFileSync(path, JSON.stringify({ cells: { a: { dna: './a', contracts } } }));
+    assert.throws(
+      () => loadManifest(path),
+      (err: unknown) => isCellError(err, 'E_INVALID_ARGUMENT') && /"contracts" must be a list/.test(err.message),
+    );
+  }
+});
+
 test('log: appends, rotates by size keeping N files, tails the last lines', (t) => {
   const dir = tmp(t);
   const path = join(dir, 'logs', 'x.log');
