@@ -437,7 +437,13 @@ export class Root {
     rec.state = 'building';
     try {
       const bundle = await synthesize(
-        { name: spec.name, dir: spec.dir, ...(spec.entry === undefined ? {} : { entry: spec.entry }) },
+        {
+          name: spec.name,
+          dir: spec.dir,
+          contracts: spec.contracts,
+          ...(spec.entry === undefined ? {} : { entry: spec.entry }),
+          ...(spec.manifestDir === undefined ? {} : { manifestDir: spec.manifestDir }),
+        },
         { onProgress: (line) => rec.log.note(line) },
       );
       rec.build = bundle;
