@@ -83,6 +83,21 @@ test('a hostile cell under the Root reaches nothing it was not given', {
     }
   });
 
+  await t0.test('the Ribosome builds only what the manifest names; limits are bounded', async () => {
+    sb.cell('thief', "import s from '/etc/shadow' with { type: 'text' };\nconsole.log(s.length);\n");
+    sb.manifest({ thief: { dna: './dna/thief' } });
+    const thief = await sb.cli('up');
+    assert.equal(thief.code, 1, thief.stdout);
+    const said = thief.stdout + thief.stderr;
+    assert.match(said, /\/etc\/shadow/);
+    assert.doesNotMatch(said, /root:/, 'the refused file is never quoted');
+    sb.manifest({ hog: { dna: './dna/victim', limits: { memory: '99999999T' } } });
+    const hog = await sb.cli('up');
+    assert.equal(hog.code, 1, hog.stdout);
+    assert.match(hog.stderr, /limits\.memory/);
+    await sb.cli('down');
+  });
+
   sb.manifest(cells);
   const up = await sb.cli('up');
   assert.equal(up.code, 0, up.stderr);
