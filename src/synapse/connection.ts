@@ -38,18 +38,28 @@ export class RemoteError extends CellError {
   }
 }
 
+/** How often a connection's sweep looks for calls past their default timeout. */
+const SWEEP_MS = 50;
+
 /**
- * A clock read once per 50 ms sweep instead of once per call: the default 30 s deadline does not need
- * millisecond precision, and Date.now() on every call is measurable at millions of calls per second.
+ * The deadline of a call on the connection's default timeout until the first sweep after it was made
+ * stamps it (see expireDue). A call has no clock read of its own: Date.now() on every call is
+ * measurable at millions of calls per second, and the default 30 s timeout needs no millisecond
+ * precision. A clock kept between sweeps instead would be as old as the last sweep of any connection:
+ * after a spell with no connection open, or with the event loop blocked, a new call's deadline would
+ * already have passed and the next sweep would fail it with E_TIMEOUT before its reply was read.
  */
-let coarseNow = Date.now();
+const UNSTAMPED = 0;
+/** The deadline of a call with a timer of its own (an explicit `timeoutMs`): the sweep ignores it. */
+const OWN_TIMER = Number.POSITIVE_INFINITY;
 
 export class PendingCall {
   readonly id: number;
   readonly def: MethodDef | null;
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: unknown) => void;
-  readonly deadline: number;
+  /** UNSTAMPED, OWN_TIMER, or the Date.now() after which the sweep fails the call with E_TIMEOUT. */
+  deadline: number;
   /** The call is one item of a `many` batch (its reply goes into the batch's array at `index`). */
   readonly batch: BatchCall | null;
   readonly index: number;
@@ -293,7 +303,7 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
       }
     });
     stream.on('close', () => this.closed());
-    this.sweeper = setInterval(sweep, 50, this);
+    this.sweeper = setInterval(sweep, SWEEP_MS, this);
     this.sweeper.unref();
   }
 
@@ -414,7 +424,7 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
     const promise = new Promise(capture);
     const batch = new BatchCall(n, nextResolve, nextReject);
     const timeoutMs = options?.timeoutMs;
-    const deadline = timeoutMs === undefined ? coarseNow + this.options.timeoutMs : Number.POSITIVE_INFINITY;
+    const deadline = timeoutMs === undefined ? UNSTAMPED : OWN_TIMER;
     const sink = this.sink;
     const pending = this.pending;
     let i = 0;
@@ -486,7 +496,7 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
       def,
       nextResolve,
       nextReject,
-      timeoutMs === undefined ? coarseNow + this.options.timeoutMs : Number.POSITIVE_INFINITY,
+      timeoutMs === undefined ? UNSTAMPED : OWN_TIMER,
       null,
       0,
     );
@@ -507,9 +517,17 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
     return promise;
   }
 
-  /** Rejects calls whose deadline passed (called by the sweep timer). */
+  /**
+   * Called by the sweep timer: stamps the deadline of calls made since the last sweep (now + timeout)
+   * and rejects calls whose deadline passed. A call so times out at most two sweeps late and never
+   * early, however long the process went without reading the clock before it was made.
+   */
   expireDue(now: number): void {
     for (const p of this.pending.list()) {
+      if (p.deadline === UNSTAMPED) {
+        p.deadline = now + this.options.timeoutMs;
+        continue;
+      }
       if (p.timer !== null || p.deadline > now) continue;
       this.expire(p, this.options.timeoutMs);
     }
@@ -783,8 +801,6 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
     this.unrefDue = false;
     if (this.refed || !this.canRef) return;
     this.refed = true;
-    // Leaving a quiet spell: the sweep clock may be stale.
-    coarseNow = Date.now();
     (this.stream as unknown as { ref(): void }).ref();
   }
 
@@ -795,8 +811,7 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
 }
 
 function sweep(conn: ClientConnection): void {
-  coarseNow = Date.now();
-  if (conn.inFlight > 0) conn.expireDue(coarseNow);
+  if (conn.inFlight > 0) conn.expireDue(Date.now());
   else if (conn.unrefDue) conn.unrefIfIdle();
 }
 
