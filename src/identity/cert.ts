@@ -207,7 +207,7 @@ function mismatch(
     `the process answering at ${where} is not the cell the Root started under that name: ${presented}.`,
     {
       cell: expectedCell,
-      fix: `find and stop whatever listens at the cell's socket (its pid is in \`ss -xp\`), then start '${expectedCell}' through the Root (\`cell spawn ${expectedCell}\`) or from a process of the operator that can read the Root's key ($CELL_HOME/root/identity.key); caller and cell must share one CELL_HOME.`,
+      fix: `stop whatever listens at the cell's socket (\`ss -xlp\` names it), then start '${expectedCell}' through the Root (\`cell spawn ${expectedCell}\`) or from an operator process that can read the Root's key ($CELL_HOME/root/identity.key); caller and cell must use the same CELL_HOME.`,
       details: { expected: expectedCell, ...details },
     },
   );

@@ -1,7 +1,7 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, linkSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { CellError } from '../errors/index.js';
+import { CellError, isCellError } from '../errors/index.js';
 import { ensurePrivateDir, rootKeyPath } from '../paths/index.js';
 
 /** The key last read, by path; reused while the file's inode and mtime stay the same. */
@@ -20,7 +20,16 @@ function keyError(path: string, why: string, fix: string): CellError {
  */
 export function loadOrCreateRootKey(): KeyObject {
   const path = rootKeyPath();
-  ensurePrivateDir(dirname(path));
+  try {
+    ensurePrivateDir(dirname(path));
+  } catch (err) {
+    if (isCellError(err)) throw err;
+    throw keyError(
+      path,
+      `its directory cannot be made (${(err as Error).message})`,
+      'point CELL_HOME at a directory of your own.',
+    );
+  }
   try {
     const st = statSync(path);
     if (cached !== null && cached.path === path && cached.ino === st.ino && cached.ctimeMs === st.ctimeMs) {
