@@ -314,6 +314,9 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
       }
     });
     stream.on('close', () => this.closed());
+    // The sweeps of earlier connections may have stopped long ago: a first call must not take its
+    // deadline from a stale clock (it would expire at this connection's first sweep).
+    coarseNow = Date.now();
     this.sweeper = setInterval(sweep, 50, this);
     this.sweeper.unref();
   }
