@@ -100,7 +100,6 @@ function filesUnder(dir: string): string[] {
 
 test('a genuine cell: identity verified, shared memory without any token file', async (t) => {
   const sb = sandbox(t);
-  delete process.env.CELL_SHM_TOKEN;
   await startBank(t, 'honest');
   const c = await grow(t);
   const status = c.$synapse.transport;
