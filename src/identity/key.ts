@@ -20,6 +20,13 @@ function keyError(path: string, why: string, fix: string): CellError {
  */
 export function loadOrCreateRootKey(): KeyObject {
   const path = rootKeyPath();
+  // The usual case, once per connection: the file read last is still the same one (one stat).
+  if (cached !== null && cached.path === path) {
+    try {
+      const st = statSync(path);
+      if (cached.ino === st.ino && cached.ctimeMs === st.ctimeMs) return cached.key;
+    } catch {}
+  }
   try {
     ensurePrivateDir(dirname(path));
   } catch (err) {
@@ -31,10 +38,7 @@ export function loadOrCreateRootKey(): KeyObject {
     );
   }
   try {
-    const st = statSync(path);
-    if (cached !== null && cached.path === path && cached.ino === st.ino && cached.ctimeMs === st.ctimeMs) {
-      return cached.key;
-    }
+    statSync(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw unreadable(path, err);
     create(path);
