@@ -212,7 +212,15 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
 
   private resolveIdentity(): void {
     if (this.identity !== undefined) return;
-    this.identity = servingIdentity(this.cellName).identity ?? null;
+    const found = servingIdentity(this.cellName);
+    this.identity = found.identity ?? null;
+    if (found.identity === undefined) {
+      // Callers that verify will refuse this cell and can only say it proved nothing: say why here.
+      process.emitWarning(
+        `cell '${this.cellName}' serves without an identity (${found.reason}); callers that verify it refuse the connection with E_IDENTITY_MISMATCH.`,
+        { code: 'CELL_NO_IDENTITY' },
+      );
+    }
   }
 
   shmStatus(): Record<string, unknown> {
