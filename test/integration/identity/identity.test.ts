@@ -19,7 +19,7 @@ import {
   PROTOCOL_VERSION,
 } from '../../../src/frame/index.js';
 import { exportRootPublicKey, issueIdentity, loadOrCreateRootKey } from '../../../src/identity/index.js';
-import { BOOT_FD, BOOT_FD_ENV, type CellBoot, cellSocketPath, ensurePrivateDir } from '../../../src/paths/index.js';
+import { type CellBoot, cellSocketPath, ensurePrivateDir } from '../../../src/paths/index.js';
 import { t as types } from '../../../src/protein/index.js';
 import { loadNative } from '../../../src/shm/native.js';
 import { Synapse } from '../../../src/synapse/index.js';
@@ -66,7 +66,7 @@ async function startBank(
     env: { ...process.env, ...env },
     stdio: boot === undefined ? ['ignore', 'pipe', 'inherit'] : ['ignore', 'pipe', 'inherit', 'pipe'],
   });
-  if (boot !== undefined) (child.stdio[BOOT_FD] as NodeJS.WritableStream).end(JSON.stringify(boot));
+  if (boot !== undefined) (child.stdio[3] as NodeJS.WritableStream).end(JSON.stringify(boot));
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
@@ -242,37 +242,30 @@ test('a client that sends flags 0 (a HELLO built by hand from PROTOCOL.md) is se
   assert.equal(types.u64.decode(reply.payload), 400n);
 });
 
-for (const mode of ['boot', 'boot-lazy'] as const) {
-  test(`a cell given its identity in the boot contract (${mode === 'boot' ? 'setBootInfo' : 'CELL_BOOT_FD'}) is accepted`, async (t) => {
-    const sb = sandbox(t);
-    // What the Root does: a fresh identity for this name and generation, and the Root's public key.
-    const rootKey = loadOrCreateRootKey();
-    const cellHome = join(sb.dir, 'cell-home');
-    const boot: CellBoot = {
-      name: 'bank',
-      generation: 4,
-      socketDir: String(process.env.CELL_SOCKET_DIR),
-      bindPath: cellSocketPath('bank'),
-      tapPath: join(sb.dir, 'bank.tap.sock'),
-      umbilical: join(sb.dir, 'no-root.sock'),
-      lan: false,
-      env: {},
-      identity: issueIdentity(rootKey, { cell: 'bank', generation: 4 }),
-      rootKey: exportRootPublicKey(rootKey),
-    };
-    // The cell cannot reach the operator's key: a CELL_HOME of its own, which it must not use.
-    await startBank(
-      t,
-      mode,
-      { CELL_HOME: cellHome, ...(mode === 'boot-lazy' ? { [BOOT_FD_ENV]: String(BOOT_FD) } : {}) },
-      boot,
-    );
-    const c = await grow(t);
-    assert.equal(c.$synapse.transport?.identity, 'verified');
-    assert.equal(await c.whoami(undefined), mode);
-    assert.equal(existsSync(join(cellHome, 'root', 'identity.key')), false, 'the cell did not issue itself one');
-  });
-}
+test('a cell given its identity in the boot contract (as the Root does) is accepted', async (t) => {
+  const sb = sandbox(t);
+  // What the Root does: a fresh identity for this name and generation, and the Root's public key.
+  const rootKey = loadOrCreateRootKey();
+  const cellHome = join(sb.dir, 'cell-home');
+  const boot: CellBoot = {
+    name: 'bank',
+    generation: 4,
+    socketDir: String(process.env.CELL_SOCKET_DIR),
+    bindPath: cellSocketPath('bank'),
+    tapPath: join(sb.dir, 'bank.tap.sock'),
+    umbilical: join(sb.dir, 'no-root.sock'),
+    lan: false,
+    env: {},
+    identity: issueIdentity(rootKey, { cell: 'bank', generation: 4 }),
+    rootKey: exportRootPublicKey(rootKey),
+  };
+  // The cell cannot reach the operator's key: a CELL_HOME of its own, which it must not use.
+  await startBank(t, 'boot', { CELL_HOME: cellHome }, boot);
+  const c = await grow(t);
+  assert.equal(c.$synapse.transport?.identity, 'verified');
+  assert.equal(await c.whoami(undefined), 'boot');
+  assert.equal(existsSync(join(cellHome, 'root', 'identity.key')), false, 'the cell did not issue itself one');
+});
 
 test('without a usable Root key the caller skips the check and says why', async (t) => {
   const sb = sandbox(t);
