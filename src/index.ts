@@ -19,6 +19,9 @@ export type {
 export { CellTransport, InMemoryNetwork, RaftNode, SimDisk, Wal } from './consensus/index.js';
 export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, isCellError } from './errors/index.js';
+// Root-attested cell identity (docs/PROTOCOL.md § 2.3.1): for programs that start cells themselves.
+export type { CellCert } from './identity/index.js';
+export { exportRootPublicKey, issueIdentity, loadOrCreateRootKey } from './identity/index.js';
 export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';
 export { CallContext, Membrane } from './membrane/index.js';
 export type {
@@ -36,6 +39,7 @@ export {
   ServiceMetrics,
   serveMetrics,
 } from './metrics/index.js';
+export type { CellBoot, CellIdentity } from './paths/index.js';
 export { cellSocketPath, rootSocketPath, socketDir, validateCellName } from './paths/index.js';
 export type {
   AnyCodec,
@@ -80,10 +84,12 @@ export type {
   CellInspector,
   Connector,
   GrowOptions,
+  IdentityStatus,
   MethodCaller,
   ResolveContext,
   Resolver,
   SynapseClient,
+  SynapseTransport,
 } from './synapse/index.js';
 export {
   addResolver,

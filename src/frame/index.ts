@@ -311,24 +311,43 @@ export interface Handshake {
   maxFrame: number;
   maxInFlight: number;
   pid: number;
+  /** HandshakeFlag bits (0 when absent). */
+  flags?: number;
+  /** Bytes after the name, present when a flag says what they are (§ 2.3.1); a copy. */
+  trailer?: Buffer;
 }
+
+/** Handshake flag bits (u16 at offset 6). Receivers ignore bits they do not know. */
+export const HandshakeFlag = {
+  /**
+   * HELLO: a 32-byte random challenge follows the name; the server proves its identity.
+   * WELCOME: the attestation follows the name: u16 certificate length, certificate, 64-byte signature.
+   */
+  ATTEST: 0x0001,
+} as const;
+/** Length of the challenge a HELLO with HandshakeFlag.ATTEST carries. */
+export const ATTEST_CHALLENGE_BYTES = 32;
 
 /**
  * Handshake payload:
- *   0 u32 magic "CELL"   4 u16 version   6 u16 flags (0)   8 u64 fingerprint
+ *   0 u32 magic "CELL"   4 u16 version   6 u16 flags   8 u64 fingerprint
  *  16 u32 maxFrame      20 u32 maxInFlight  24 u32 pid    28 u16 name length   30 name (UTF-8)
+ *  30+n trailer (what the flags announce)
  */
 export function encodeHandshake(h: Handshake): Buffer {
   const name = Buffer.from(h.name, 'utf8');
-  const b = Buffer.alloc(30 + name.length);
+  const trailer = h.trailer;
+  const b = Buffer.alloc(30 + name.length + (trailer === undefined ? 0 : trailer.length));
   b.writeUInt32LE(HELLO_MAGIC, 0);
   b.writeUInt16LE(h.version, 4);
+  b.writeUInt16LE(h.flags ?? 0, 6);
   b.writeBigUInt64LE(h.fingerprint, 8);
   b.writeUInt32LE(h.maxFrame >>> 0, 16);
   b.writeUInt32LE(h.maxInFlight >>> 0, 20);
   b.writeUInt32LE(h.pid >>> 0, 24);
   b.writeUInt16LE(name.length, 28);
   name.copy(b, 30);
+  if (trailer !== undefined) trailer.copy(b, 30 + name.length);
   return b;
 }
 
@@ -343,6 +362,7 @@ export function decodeHandshake(bytes: Buffer, start: number, end: number): Hand
   if (bytes.readUInt32LE(start) !== HELLO_MAGIC) bad('missing "CELL" magic');
   const nameLen = bytes.readUInt16LE(start + 28);
   if (30 + nameLen > len) bad('name runs past the frame');
+  const flags = bytes.readUInt16LE(start + 6);
   return {
     version: bytes.readUInt16LE(start + 4),
     fingerprint: bytes.readBigUInt64LE(start + 8),
@@ -350,5 +370,20 @@ export function decodeHandshake(bytes: Buffer, start: number, end: number): Hand
     maxInFlight: bytes.readUInt32LE(start + 20),
     pid: bytes.readUInt32LE(start + 24),
     name: bytes.toString('utf8', start + 30, start + 30 + nameLen),
+    flags,
+    trailer: (flags & HandshakeFlag.ATTEST) !== 0 ? Buffer.from(bytes.subarray(start + 30 + nameLen, end)) : undefined,
   };
+}
+
+/** A HELLO's attestation challenge: undefined unless it set HandshakeFlag.ATTEST with 32 bytes after the name. */
+export function helloChallenge(h: Handshake): Buffer | undefined {
+  const t = h.trailer;
+  if (((h.flags ?? 0) & HandshakeFlag.ATTEST) === 0 || t === undefined || t.length < ATTEST_CHALLENGE_BYTES)
+    return undefined;
+  return t.subarray(0, ATTEST_CHALLENGE_BYTES);
+}
+
+/** A WELCOME's attestation (u16 certificate length ‖ certificate ‖ signature), or undefined without one. */
+export function welcomeAttestation(h: Handshake): Buffer | undefined {
+  return ((h.flags ?? 0) & HandshakeFlag.ATTEST) !== 0 ? h.trailer : undefined;
 }

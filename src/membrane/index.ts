@@ -15,8 +15,16 @@ import {
   MAX_HANDSHAKE_FRAME,
 } from '../frame/index.js';
 import { type FrameSink, StreamFrameSink } from '../frame/writer.js';
+import { attest, servingIdentity } from '../identity/index.js';
 import { ServiceMetrics } from '../metrics/index.js';
-import { bootInfo, cellSocketPath, ensurePrivateDir, tapSocketPath, validateCellName } from '../paths/index.js';
+import {
+  bootInfo,
+  type CellIdentity,
+  cellSocketPath,
+  ensurePrivateDir,
+  tapSocketPath,
+  validateCellName,
+} from '../paths/index.js';
 import type { MethodInputView, MethodOutput, ServiceDef } from '../service/types.js';
 import { declineUpgrade, FrameControl, ShmServerGlue } from '../shm/wire.js';
 import { TapServer } from '../tap/index.js';
@@ -94,6 +102,13 @@ export interface MembraneOptions {
    * connection-level ERROR and the connection is closed, as for E_OVERLOADED.
    */
   admit?: (socket: Socket) => CellError | undefined;
+  /**
+   * The Root-signed identity this cell proves to callers that ask (docs/PROTOCOL.md § 2.3.1).
+   * Default: the one the Root's boot contract gives this process for this cell name, else, in an
+   * operator process that can read the Root's key, one it issues itself. `false`: prove nothing
+   * (callers that verify then refuse the connection).
+   */
+  identity?: CellIdentity | false;
 }
 
 /**
@@ -145,6 +160,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   readonly shm: ShmServerGlue | null;
   /** The Axon TLS listener and its announcements, when the cell serves the LAN. */
   lanServer: { stopAccepting(): Promise<void>; address: string; port: number } | null = null;
+  /** The identity proved at the handshake: undefined until resolved, null when there is none. */
+  private identity: CellIdentity | null | undefined;
 
   constructor(service: S, handlers: Handlers<S>, options: MembraneOptions = {}) {
     this.service = service;
@@ -155,6 +172,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     this.drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
     this.tapEnabled = options.tap ?? true;
     this.admit = options.admit;
+    this.identity = options.identity === false ? null : options.identity;
     this.calls = new ServiceMetrics(
       service.name,
       service.byId.map((m) => m.name),
@@ -180,6 +198,27 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       // Clients ask by default; an unanswered request would be a protocol error on their side.
       this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) =>
         declineUpgrade(session, requestId, 'server: shared memory is turned off in the Membrane options'),
+      );
+    }
+  }
+
+  /** Signs a HELLO's challenge with this cell's identity (resolved once); undefined without one. */
+  attest(challenge: Buffer): Buffer | undefined {
+    if (this.identity === undefined) this.resolveIdentity();
+    const identity = this.identity;
+    if (identity === null || identity === undefined) return undefined;
+    return attest(identity, challenge, this.service.fingerprint, this.service.name);
+  }
+
+  private resolveIdentity(): void {
+    if (this.identity !== undefined) return;
+    const found = servingIdentity(this.cellName);
+    this.identity = found.identity ?? null;
+    if (found.identity === undefined) {
+      // Callers that verify will refuse this cell and can only say it proved nothing: say why here.
+      process.emitWarning(
+        `cell '${this.cellName}' serves without an identity (${found.reason}); callers that verify it refuse the connection with E_IDENTITY_MISMATCH.`,
+        { code: 'CELL_NO_IDENTITY' },
       );
     }
   }
@@ -291,6 +330,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       this.server = server;
       this.lock = lock;
       this.path = sockPath;
+      // Resolved before the first caller arrives (reading or creating the Root's key takes a moment).
+      this.resolveIdentity();
       if (this.tapEnabled) await this.listenTap(tapPathFor(this.cellName));
     } catch (err) {
       lock.release();

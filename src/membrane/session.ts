@@ -13,7 +13,9 @@ import {
   type FrameHandler,
   FrameType,
   fingerprintHex,
+  HandshakeFlag,
   HEADER_SIZE,
+  helloChallenge,
   PROTOCOL_VERSION,
   writeHeader,
 } from '../frame/index.js';
@@ -67,6 +69,8 @@ export interface SessionHost {
   sessionClosed(session: ServerSession): void;
   /** Shared-memory transport state for the metrics method. */
   shmStatus(): Record<string, unknown>;
+  /** The cell's answer to a HELLO's attestation challenge (docs/PROTOCOL.md § 2.3.1), if it has an identity. */
+  attest(challenge: Buffer): Buffer | undefined;
   connectionCount(): number;
 }
 
@@ -352,6 +356,9 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     this.peerPid = h.pid;
     // The WELCOME goes out even on a mismatch so the client can name both fingerprints.
     this.sink.flush();
+    // Attest only when asked: a client that sends flags 0 gets the plain WELCOME.
+    const challenge = helloChallenge(h);
+    const attestation = challenge === undefined ? undefined : host.attest(challenge);
     const welcome = encodeHandshake({
       version: PROTOCOL_VERSION,
       fingerprint: host.service.fingerprint,
@@ -359,6 +366,8 @@ export class ServerSession implements FrameHandler, UpgradableSession {
       maxFrame: host.maxFrameSize,
       maxInFlight: host.maxInFlight,
       pid: process.pid,
+      flags: attestation === undefined ? 0 : HandshakeFlag.ATTEST,
+      trailer: attestation,
     });
     this.writeCold(encodeFrame(FrameType.WELCOME, 0, 0, welcome));
     if (h.version !== PROTOCOL_VERSION) {

@@ -2,6 +2,7 @@ import { chmodSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync
 import { dirname, join, resolve } from 'node:path';
 import { type SandboxUser, sandboxUser } from '../capsid/index.js';
 import { CellError } from '../errors/index.js';
+import { exportRootPublicKey, issueIdentity, loadOrCreateRootKey } from '../identity/index.js';
 import { Membrane } from '../membrane/index.js';
 import {
   type CellBoot,
@@ -467,6 +468,10 @@ export class Root {
     const env: Record<string, string> = { HOME: '/tmp', PATH: '/usr/bin:/bin' };
     if (process.env.CELL_DISABLE_SHM !== undefined) env.CELL_DISABLE_SHM = process.env.CELL_DISABLE_SHM;
     Object.assign(env, spec.env);
+    // Each generation proves to its callers that it is the process the Root started under this name
+    // (docs/PROTOCOL.md § 2.3.1): a fresh key and certificate, handed over in the boot contract (a pipe,
+    // never argv or the environment), with the Root's public key to check the cells it calls.
+    const rootKey = loadOrCreateRootKey();
     const boot: CellBoot = {
       name: spec.name,
       generation,
@@ -476,6 +481,8 @@ export class Root {
       umbilical,
       lan: spec.lan,
       env,
+      identity: issueIdentity(rootKey, { cell: spec.name, generation }),
+      rootKey: exportRootPublicKey(rootKey),
     };
     const capsule = await encapsulate({
       name: spec.name,

@@ -322,7 +322,8 @@ export class ShmClient implements RecordSink {
   }
 
   private async upgrade(timeoutMs: number): Promise<void> {
-    const local = clientShmDecline(socketFd(this.socket));
+    const fd = socketFd(this.socket);
+    const local = clientShmDecline(fd);
     if (local !== undefined) {
       this.shmDeclined = local;
       return;
@@ -344,7 +345,7 @@ export class ShmClient implements RecordSink {
         this.shmDeclined = answer.payload.toString('utf8');
         return;
       }
-      const rings = await pickUpRings(this.path, decodeChallenge(answer.payload), timeoutMs);
+      const rings = await pickUpRings(this.path, decodeChallenge(answer.payload), timeoutMs, fd as number);
       this.channel = new ShmChannel(rings.addon, rings.tx, rings.rx, rings.rxBell, this);
       this.rings = rings;
       this.transport = 'shm';

@@ -1,9 +1,8 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { CellError } from '../errors/index.js';
 import { loadNative, type NativeAddon } from './native.js';
 import { RingBuffer, ringBytesFor } from './ring.js';
-import { loadShmToken, proofMatches, shmProof } from './token.js';
 
 /**
  * The upgrade from a Unix-socket connection to a pair of shared-memory rings (docs/PROTOCOL.md § 3).
@@ -28,6 +27,16 @@ export const PROOF_BYTES = 32;
 export const PICKUP_REQUEST_BYTES = PICKUP_MAGIC.length + TICKET_BYTES + PROOF_BYTES;
 export const DEFAULT_RING_CAPACITY = 1 << 20;
 const OFFER_TTL_MS = 5000;
+const PROOF_LABEL = Buffer.from('cell-shm-v1', 'utf8');
+
+/** HMAC-SHA256(challenge, "cell-shm-v1" ‖ ticket): proves the pickup comes from whoever read the offer. */
+export function shmProof(challenge: Uint8Array, ticket: Uint8Array): Buffer {
+  return createHmac('sha256', challenge).update(PROOF_LABEL).update(ticket).digest();
+}
+
+function proofMatches(expected: Buffer, got: Uint8Array): boolean {
+  return got.length === expected.length && timingSafeEqual(expected, got);
+}
 
 /** Why this process won't use shared memory at all, or undefined if it can. */
 export function localShmDecline(): string | undefined {
@@ -105,19 +114,10 @@ export class ShmHost<C> {
   /** Why this server declines every upgrade, if it does. */
   readonly declineReason: string | undefined;
   private readonly offers = new Map<string, Offer<C>>();
-  private token: Buffer | undefined;
 
   constructor(options: { capacity?: number } = {}) {
     this.capacity = options.capacity ?? DEFAULT_RING_CAPACITY;
-    let reason = localShmDecline();
-    if (reason === undefined) {
-      try {
-        this.token = loadShmToken();
-      } catch (err) {
-        reason = (err as Error).message;
-      }
-    }
-    this.declineReason = reason;
+    this.declineReason = localShmDecline();
   }
 
   /** Step 2: called with the fd of the connection that asked. */
@@ -131,7 +131,9 @@ export class ShmHost<C> {
       return { ok: false, reason: `server: cannot read peer credentials (${(err as Error).message})` };
     }
     const uid = process.getuid?.() ?? -1;
-    if (peer.uid !== uid) return { ok: false, reason: `server: peer uid ${peer.uid} differs from server uid ${uid}` };
+    if (!mayShareWith(peer.uid)) {
+      return { ok: false, reason: `server: peer uid ${peer.uid} differs from server uid ${uid}` };
+    }
     // [c2s ring, s2c ring, c2s doorbell, s2c doorbell]
     const fds: number[] = [];
     try {
@@ -188,7 +190,8 @@ export class ShmHost<C> {
       return fail('malformed pickup request', 'E_PROTOCOL');
     }
     const addon = loadNative().addon;
-    if (addon === undefined || this.token === undefined) return fail('shared memory is unavailable on the server');
+    if (addon === undefined || this.declineReason !== undefined)
+      return fail('shared memory is unavailable on the server');
     const ticket = request.subarray(PICKUP_MAGIC.length, PICKUP_MAGIC.length + TICKET_BYTES);
     const key = ticket.toString('hex');
     const offer = this.offers.get(key);
@@ -204,14 +207,14 @@ export class ShmHost<C> {
       return fail('pickup socket has no file descriptor');
     }
     const peer = addon.peerCred(fd);
-    if (peer.uid !== (process.getuid?.() ?? -1) || peer.pid !== offer.pid) {
+    if (!mayShareWith(peer.uid) || peer.pid !== offer.pid) {
       closeFds();
       return fail(`pickup from uid ${peer.uid} pid ${peer.pid}, not the process that asked`);
     }
     const proof = request.subarray(PICKUP_MAGIC.length + TICKET_BYTES);
-    if (!proofMatches(shmProof(this.token, offer.challenge, ticket), proof)) {
+    if (!proofMatches(shmProof(offer.challenge, ticket), proof)) {
       closeFds();
-      return fail("wrong proof: the peer does not hold this user's shm token");
+      return fail("wrong proof: the peer did not read this offer's challenge");
     }
     const size = ringBytesFor(offer.capacity);
     const [c2sFd, s2cFd, c2sBell, s2cBell] = offer.fds as [number, number, number, number];
@@ -277,24 +280,34 @@ export function clientShmDecline(socketFd: number | undefined): string | undefin
   const addon = loadNative().addon as NativeAddon;
   const peer = addon.peerCred(socketFd);
   const uid = process.getuid?.() ?? -1;
-  if (peer.uid !== uid) return `client: server uid ${peer.uid} differs from client uid ${uid}`;
+  if (!mayShareWith(peer.uid)) return `client: server uid ${peer.uid} differs from client uid ${uid}`;
   return undefined;
 }
 
-/** Steps 3–4 on the client: fetch and map the rings (client view: tx = client→server). */
-export async function pickUpRings(socketPath: string, offer: UpgradeChallenge, timeoutMs: number): Promise<RingPair> {
+/**
+ * Steps 3–4 on the client: fetch and map the rings (client view: tx = client→server). `mainFd` is the
+ * connection the offer came on: the rings are taken only from the process at its other end.
+ */
+export async function pickUpRings(
+  socketPath: string,
+  offer: UpgradeChallenge,
+  timeoutMs: number,
+  mainFd: number,
+): Promise<RingPair> {
   const addon = loadNative().addon;
   if (addon === undefined) throw new CellError('E_SHM_UNAVAILABLE', 'native addon missing.');
-  const token = loadShmToken();
-  const request = Buffer.concat([PICKUP_MAGIC, offer.ticket, shmProof(token, offer.challenge, offer.ticket)]);
+  const main = addon.peerCred(mainFd);
+  const request = Buffer.concat([PICKUP_MAGIC, offer.ticket, shmProof(offer.challenge, offer.ticket)]);
   const got = await addon.fetchFds(socketPath, request, timeoutMs);
   const closeAll = () => {
     for (const fd of got.fds) addon.closeFd(fd);
   };
-  const uid = process.getuid?.() ?? -1;
-  if (got.peer.uid !== uid) {
+  if (got.peer.pid !== main.pid || got.peer.uid !== main.uid) {
     closeAll();
-    throw new CellError('E_SHM_AUTH', `pickup answered by uid ${got.peer.uid}, not ${uid}.`);
+    throw new CellError(
+      'E_SHM_AUTH',
+      `pickup at ${socketPath} answered by pid ${got.peer.pid} uid ${got.peer.uid}, not by the process serving this connection (pid ${main.pid} uid ${main.uid}).`,
+    );
   }
   if (got.fds.length !== 4 || got.payload.length !== 6 || got.payload.toString('latin1', 0, 2) !== 'OK') {
     closeAll();
@@ -331,4 +344,15 @@ export async function pickUpRings(socketPath: string, offer: UpgradeChallenge, t
     closeAll();
     throw err;
   }
+}
+
+/**
+ * Whether this process shares rings with a peer of `peerUid`: the same user, or root on either side
+ * (root reads any process's memory anyway; a Root running as root starts its cells as another,
+ * unprivileged uid, and its operator still talks to them over shared memory). The rings carry
+ * untrusted bytes either way: every reader validates what it takes from them.
+ */
+export function mayShareWith(peerUid: number): boolean {
+  const uid = process.getuid?.() ?? -1;
+  return peerUid === uid || peerUid === 0 || uid === 0;
 }

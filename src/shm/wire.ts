@@ -523,7 +523,7 @@ export async function upgradeClient(client: UpgradableClient): Promise<void> {
       status.shmDeclined = answer.payload.toString('utf8');
       return;
     }
-    const rings = await pickUpRings(path, decodeChallenge(answer.payload), UPGRADE_TIMEOUT_MS);
+    const rings = await pickUpRings(path, decodeChallenge(answer.payload), UPGRADE_TIMEOUT_MS, fd as number);
     const stream = client.stream as Socket;
     if (stream.destroyed) return;
     const sink = attachRings(rings, client, client.sink as StreamSink);

@@ -1,6 +1,8 @@
+import { type KeyObject, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { CellError, type CellErrorCode, isCellError } from '../errors/index.js';
 import {
+  ATTEST_CHALLENGE_BYTES,
   CONTROL_FRAME_FIRST,
   CONTROL_FRAME_LAST,
   DEFAULT_MAX_FRAME,
@@ -13,11 +15,14 @@ import {
   FrameType,
   fingerprintHex,
   type Handshake,
+  HandshakeFlag,
   HEADER_SIZE,
   PROTOCOL_VERSION,
+  welcomeAttestation,
   writeHeader,
 } from '../frame/index.js';
 import { StreamFrameSink } from '../frame/writer.js';
+import { verifyAttestation } from '../identity/index.js';
 import type { MethodDef, ServiceDef } from '../service/types.js';
 import {
   FrameControl,
@@ -218,7 +223,17 @@ export interface ConnectionOptions {
   shm?: boolean;
   /** The Unix socket path the stream was opened on, if known (for the shared-memory pickup). */
   socketPath?: string | undefined;
+  /**
+   * Ask the server to prove it is `cell` (docs/PROTOCOL.md § 2.3.1) and check the proof with this
+   * Root public key; a server that does not is refused with E_IDENTITY_MISMATCH. Undefined: don't ask.
+   */
+  verifyIdentity?: KeyObject | undefined;
+  /** Why the identity is not checked when `verifyIdentity` is undefined (reported in the status). */
+  unverifiedBecause?: string | undefined;
 }
+
+/** Whether the process at the other end proved the identity of the cell it was dialled as. */
+export type IdentityStatus = 'verified' | `unverified (${string})`;
 
 const HANDSHAKE = 0;
 const OPEN = 1;
@@ -256,8 +271,12 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
   sink: StreamSink;
   /** Which carrier the connection uses and, if it stayed on the socket, why. */
   transportStatus: TransportStatus = { transport: 'socket', shmDeclined: undefined };
+  /** Whether the cell proved its Root-attested identity at the handshake, or why not. */
+  identityStatus: IdentityStatus;
   /** Replies are decoded (copied) on arrival, so ring slots are freed at once. */
   readonly leasesFrames = false;
+  /** The attestation challenge sent in HELLO, or null when not asking. */
+  private readonly challenge: Buffer | null;
   private readonly decoder: FrameDecoder;
   private readonly pending = new PendingTable();
   private nextId = 1;
@@ -280,6 +299,8 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
     this.stream = stream;
     this.cell = options.cell;
     this.options = options;
+    this.challenge = options.verifyIdentity === undefined ? null : randomBytes(ATTEST_CHALLENGE_BYTES);
+    this.identityStatus = `unverified (${options.unverifiedBecause ?? 'not asked'})`;
     this.sink = new StreamFrameSink(stream);
     this.decoder = new FrameDecoder(this, options.maxFrameSize);
     this.canRef = typeof (stream as { ref?: unknown }).ref === 'function';
@@ -340,6 +361,8 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
             maxFrame: options.maxFrameSize,
             maxInFlight: 0,
             pid: process.pid,
+            flags: conn.challenge === null ? 0 : HandshakeFlag.ATTEST,
+            trailer: conn.challenge ?? undefined,
           }),
         ),
       );
@@ -677,6 +700,25 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
       );
       this.stream.destroy();
       return;
+    }
+    // Who answered comes before what it claims to serve: an impostor's contract means nothing.
+    if (this.challenge !== null && o.verifyIdentity !== undefined) {
+      try {
+        verifyAttestation(
+          welcomeAttestation(h),
+          o.verifyIdentity,
+          this.cell,
+          this.challenge,
+          h.fingerprint,
+          h.name,
+          `${o.socketPath ?? 'its socket'} (pid ${h.pid} by its own account)`,
+        );
+      } catch (err) {
+        this.fail(err as CellError);
+        this.stream.destroy();
+        return;
+      }
+      this.identityStatus = 'verified';
     }
     if (o.fingerprint !== 0n && (h.fingerprint !== o.fingerprint || h.name !== o.service.name)) {
       this.fail(

@@ -1,15 +1,23 @@
+import type { KeyObject } from 'node:crypto';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CellError, isCellError } from '../errors/index.js';
 import { BuiltinMethod } from '../frame/index.js';
+import { callerRootKey } from '../identity/index.js';
 import { validateCellName } from '../paths/index.js';
 import type { MethodDef, MethodInput, MethodOutput, ServiceDef } from '../service/types.js';
 import type { TransportStatus } from '../shm/wire.js';
-import { type CallOptions, ClientConnection, RemoteError } from './connection.js';
+import { type CallOptions, ClientConnection, type IdentityStatus, RemoteError } from './connection.js';
 import { type Connector, type Resolver, resolvers as registeredResolvers } from './resolve.js';
 
 export type { Connector, ResolveContext, Resolver } from './resolve.js';
 export { addResolver, localSocketResolver, removeResolver, resolvers, unixConnector } from './resolve.js';
-export type { CallOptions };
+export type { CallOptions, IdentityStatus };
+
+/** A connection's carrier and whether the cell proved its identity (`$synapse.transport`). */
+export interface SynapseTransport extends TransportStatus {
+  identity: IdentityStatus;
+}
 export { ClientConnection, RemoteError };
 
 type InputOf<M> = MethodInput<M>;
@@ -67,6 +75,13 @@ export interface GrowOptions {
   inspectOnly?: boolean;
   /** Use the shared-memory transport when the cell runs as the same user (default true). */
   shm?: boolean;
+  /**
+   * On every local (Unix-socket) connection, make the cell prove it is the one the Root certified
+   * under this name (docs/PROTOCOL.md § 2.3.1); an impostor fails grow and calls with
+   * E_IDENTITY_MISMATCH (default true). Connections through Axon are covered by its TLS certificates
+   * instead and never ask.
+   */
+  verifyIdentity?: boolean;
 }
 
 /**
@@ -83,6 +98,7 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
   private readonly maxFrameSize: number;
   private readonly fingerprint: bigint;
   private readonly shm: boolean;
+  private readonly verifyIdentity: boolean;
   private conn: ClientConnection | null = null;
   private connecting: Promise<ClientConnection> | null = null;
   private readonly draining = new Set<ClientConnection>();
@@ -99,16 +115,22 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
     this.maxFrameSize = options.maxFrameSize ?? 64 * 1024 * 1024;
     this.fingerprint = options.inspectOnly ? 0n : service.fingerprint;
     this.shm = options.shm ?? true;
+    this.verifyIdentity = options.verifyIdentity ?? true;
   }
 
-  /** The current connection's carrier ('shm' or 'socket') and why shared memory was declined, if it was. */
-  get transport(): TransportStatus | null {
-    return this.conn === null ? null : { ...this.conn.transportStatus };
+  /**
+   * The current connection's carrier ('shm' or 'socket'), why shared memory was declined if it was,
+   * and whether the cell proved its identity.
+   */
+  get transport(): SynapseTransport | null {
+    const c = this.conn;
+    return c === null ? null : { ...c.transportStatus, identity: c.identityStatus };
   }
 
   /**
    * Finds the cell (local socket → registered resolvers, waiting up to `waitMs` for it to appear),
-   * handshakes, and returns the typed proxy. Fails with E_CELL_NOT_FOUND or E_SCHEMA_MISMATCH.
+   * handshakes, and returns the typed proxy. Fails with E_CELL_NOT_FOUND, E_IDENTITY_MISMATCH (the
+   * process at the cell's socket is not the cell the Root certified) or E_SCHEMA_MISMATCH.
    */
   static async grow<S extends ServiceDef>(service: S, options: GrowOptions = {}): Promise<SynapseClient<S>> {
     const syn = new Synapse(service, options);
@@ -271,7 +293,20 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
   }
 
   private handshake(stream: Duplex, describe: string): Promise<ClientConnection> {
+    let verifyIdentity: KeyObject | undefined;
+    let unverifiedBecause: string | undefined;
+    if (!this.verifyIdentity) {
+      unverifiedBecause = 'turned off in the Synapse options';
+    } else if (!isLocalSocket(stream)) {
+      unverifiedBecause = 'not a local socket: the remote transport authenticates the host';
+    } else {
+      const root = callerRootKey();
+      verifyIdentity = root.key;
+      if (root.key === undefined) unverifiedBecause = `no Root key to check it with: ${root.reason}`;
+    }
     return ClientConnection.open(stream, {
+      verifyIdentity,
+      unverifiedBecause,
       // The path we dialled reaches the cell again for the shm pickup even when the cell sees its
       // socket under another path (a sandbox's bind mount).
       socketPath: describe.startsWith('unix:') ? describe.slice(5) : undefined,
@@ -300,6 +335,16 @@ export class Synapse<S extends ServiceDef = ServiceDef> {
     }
     await Promise.all(all.map((c) => c.close()));
   }
+}
+
+/** A Unix-socket stream (TLS streams, TCP and in-memory pairs are not). */
+function isLocalSocket(stream: Duplex): boolean {
+  return (
+    stream instanceof Socket &&
+    (stream as { encrypted?: boolean }).encrypted !== true &&
+    stream.remoteAddress === undefined &&
+    !stream.destroyed
+  );
 }
 
 export function isRemoteError(err: unknown): err is RemoteError {

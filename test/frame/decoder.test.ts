@@ -3,12 +3,16 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { isCellError } from '../../src/errors/index.js';
 import {
+  ATTEST_CHALLENGE_BYTES,
   decodeHandshake,
   encodeFrame,
   encodeHandshake,
   FrameDecoder,
   FrameType,
+  HandshakeFlag,
   HEADER_SIZE,
+  helloChallenge,
+  welcomeAttestation,
 } from '../../src/frame/index.js';
 
 interface Frame {
@@ -157,7 +161,8 @@ test('handshake payloads round-trip and reject garbage', () => {
     pid: 42,
   };
   const b = encodeHandshake(h);
-  assert.deepEqual(decodeHandshake(b, 0, b.length), h);
+  assert.deepEqual(decodeHandshake(b, 0, b.length), { ...h, flags: 0, trailer: undefined });
+  assert.equal(b.readUInt16LE(6), 0, 'no flags unless asked');
   assert.throws(
     () => decodeHandshake(Buffer.alloc(10), 0, 10),
     (e: unknown) => isCellError(e, 'E_PROTOCOL'),
@@ -174,4 +179,25 @@ test('handshake payloads round-trip and reject garbage', () => {
     () => decodeHandshake(long, 0, long.length),
     (e: unknown) => isCellError(e, 'E_PROTOCOL'),
   );
+});
+
+test('the attest flag carries a trailer after the name; without the flag trailing bytes are ignored', () => {
+  const base = { version: 1, fingerprint: 7n, name: 'bank', maxFrame: 0, maxInFlight: 0, pid: 1 };
+  const challenge = Buffer.alloc(ATTEST_CHALLENGE_BYTES, 0xab);
+  const hello = encodeHandshake({ ...base, flags: HandshakeFlag.ATTEST, trailer: challenge });
+  assert.equal(hello.length, 30 + 4 + ATTEST_CHALLENGE_BYTES);
+  const h = decodeHandshake(hello, 0, hello.length);
+  assert.equal(h.flags, HandshakeFlag.ATTEST);
+  assert.deepEqual(helloChallenge(h), challenge);
+  // A short challenge is no challenge: the server answers without attestation.
+  const short = decodeHandshake(hello, 0, hello.length - 1);
+  assert.equal(helloChallenge(short), undefined);
+  const welcome = encodeHandshake({ ...base, flags: HandshakeFlag.ATTEST, trailer: Buffer.from([1, 2, 3]) });
+  assert.deepEqual(welcomeAttestation(decodeHandshake(welcome, 0, welcome.length)), Buffer.from([1, 2, 3]));
+  // Unknown flags and bytes after the name without the flag change nothing.
+  const plain = Buffer.concat([encodeHandshake({ ...base, flags: 0x8000 }), Buffer.from('extra')]);
+  const p = decodeHandshake(plain, 0, plain.length);
+  assert.equal(helloChallenge(p), undefined);
+  assert.equal(welcomeAttestation(p), undefined);
+  assert.equal(p.name, 'bank');
 });

@@ -120,3 +120,19 @@ test('$close waits for in-flight calls, then refuses new ones', async (t) => {
   assert.equal(await p, 'c waited 100');
   await assert.rejects(ex.greet({ n: 1, text: 'late' }), /E_CLOSED|closed/);
 });
+
+test("a new connection's first call takes its deadline from the current clock, not from sweeps that stopped", async (t) => {
+  const h = host('clock');
+  t.after(() => {
+    h.server.close();
+    rmSync(h.dir, { recursive: true, force: true });
+  });
+  const first = await Synapse.grow(Svc, { resolvers: [resolverFor(() => h.path)], timeoutMs: 400, shm: false });
+  assert.equal(await first.wait(1), 'clock waited 1');
+  await first.$close();
+  // No connection (and no sweep) for longer than the timeout.
+  await new Promise((r) => setTimeout(r, 600));
+  const second = await Synapse.grow(Svc, { resolvers: [resolverFor(() => h.path)], timeoutMs: 400, shm: false });
+  t.after(() => second.$close());
+  assert.equal(await second.wait(150), 'clock waited 150');
+});

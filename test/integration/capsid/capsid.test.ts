@@ -16,6 +16,7 @@ import {
   which,
 } from '../../../src/capsid/index.js';
 import { isCellError } from '../../../src/errors/index.js';
+import { exportRootPublicKey, issueIdentity, loadOrCreateRootKey } from '../../../src/identity/index.js';
 import type { CellBoot } from '../../../src/paths/index.js';
 import { t as types } from '../../../src/protein/index.js';
 import { synthesize } from '../../../src/ribosome/index.js';
@@ -60,7 +61,13 @@ async function countingTcpServer(t: TestContext): Promise<{ server: Server; conn
   return counter;
 }
 
-type StartSpec = Partial<CapsidSpec> & { name: string; bundlePath: string; env?: Record<string, string> };
+type StartSpec = Partial<CapsidSpec> & {
+  name: string;
+  bundlePath: string;
+  env?: Record<string, string>;
+  /** What the Root adds to the boot contract: the cell's identity and the Root's public key. */
+  attest?: Pick<CellBoot, 'identity' | 'rootKey'>;
+};
 
 /** The cell's dirs as the Root lays them out: its own part of the rendezvous dir and a private dir. */
 function cellDirs(ws: Workspace, name: string): { run: string; priv: string } {
@@ -72,7 +79,7 @@ function cellDirs(ws: Workspace, name: string): { run: string; priv: string } {
 }
 
 async function start(t: TestContext, ws: Workspace, spec: StartSpec) {
-  const { env, ...rest } = spec;
+  const { env, attest, ...rest } = spec;
   const dirs = cellDirs(ws, spec.name);
   const boot: CellBoot = {
     name: spec.name,
@@ -83,6 +90,7 @@ async function start(t: TestContext, ws: Workspace, spec: StartSpec) {
     umbilical: '',
     lan: false,
     env: env ?? {},
+    ...attest,
   };
   const cell = await encapsulate({
     boot,
@@ -226,8 +234,26 @@ test('escape attempts from inside a sandboxed cell all fail', async (t) => {
 
 const Echo = service('echo', { add: rpc(types.struct('Pair', { a: types.uint, b: types.uint }), types.uint) });
 
-test('a sandboxed cell importing `cell` binds its socket and answers a Synapse from the host', async (t) => {
+test('a sandboxed cell importing `cell` gets its identity in the boot contract, binds its socket and answers a Synapse from the host', async (t) => {
   const ws = workspace(t);
+  const saved = { home: process.env.CELL_HOME, socketDir: process.env.CELL_SOCKET_DIR };
+  process.env.CELL_HOME = join(ws.dir, 'home');
+  process.env.CELL_SOCKET_DIR = ws.socketDir;
+  t.after(() => {
+    for (const [k, v] of [
+      ['CELL_HOME', saved.home],
+      ['CELL_SOCKET_DIR', saved.socketDir],
+    ] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+  // What the Root does: an identity for this name and generation, and its public key.
+  const rootKey = loadOrCreateRootKey();
+  const attest = {
+    identity: issueIdentity(rootKey, { cell: 'echo', generation: 1 }),
+    rootKey: exportRootPublicKey(rootKey),
+  };
   const path = await bundle(
     ws,
     'echo',
@@ -243,19 +269,15 @@ test('a sandboxed cell importing `cell` binds its socket and answers a Synapse f
     name: 'echo',
     bundlePath: path,
     limits: { memoryBytes: 256 * 1024 * 1024, cpu: 0.5 },
+    attest,
   });
   const io = collect(cell);
   await waitFor(() => io.out().includes('ready') || cell.child.exitCode !== null, 15_000, 'the echo cell');
   assert.match(io.out(), /ready/, io.err());
-  const saved = process.env.CELL_SOCKET_DIR;
-  process.env.CELL_SOCKET_DIR = ws.socketDir;
-  t.after(() => {
-    if (saved === undefined) delete process.env.CELL_SOCKET_DIR;
-    else process.env.CELL_SOCKET_DIR = saved;
-  });
   const client = await Synapse.grow(Echo, { waitMs: 5000 });
   t.after(() => client.$close());
   assert.equal(await client.add({ a: 40, b: 2 }), 42);
+  assert.equal(client.$synapse.transport?.identity, 'verified');
   const used = cell.memoryBytes();
   assert.ok(used !== null && used > 1024 * 1024 && used <= 256 * 1024 * 1024, `memory ${used}`);
 });

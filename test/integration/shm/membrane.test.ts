@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
+import { Membrane } from '../../../src/membrane/index.js';
+import { cellSocketPath } from '../../../src/paths/index.js';
 import { loadNative } from '../../../src/shm/native.js';
 import type { RingFrameSink } from '../../../src/shm/wire.js';
-import { Synapse } from '../../../src/synapse/index.js';
+import { Synapse, unixConnector } from '../../../src/synapse/index.js';
 import { ShmTest } from './fixtures/contract.js';
 import { startCell } from './fixtures/start-cell.js';
 
@@ -22,7 +25,7 @@ function ringSink(c: { $synapse: unknown }): RingFrameSink {
 test('Synapse upgrades to shm; every size class round-trips, oversize frames take the socket; metrics say so', async (t) => {
   await startCell(t);
   const c = await grow(t);
-  assert.deepEqual(c.$synapse.transport, { transport: 'shm', shmDeclined: undefined });
+  assert.deepEqual(c.$synapse.transport, { transport: 'shm', shmDeclined: undefined, identity: 'verified' });
   const sizes = [0, 1, 15, 16, 17, 1000, 4000, 16_000, 16_300, 16_400, 70_000, 1 << 20];
   for (let round = 0; round < 8; round++) {
     for (const size of sizes) {
@@ -69,7 +72,11 @@ test('CELL_DISABLE_SHM on the cell only: the caller is told at once and stays on
   await startCell(t, { CELL_DISABLE_SHM: '1' });
   const started = Date.now();
   const c = await grow(t);
-  assert.deepEqual(c.$synapse.transport, { transport: 'socket', shmDeclined: 'server: CELL_DISABLE_SHM is set' });
+  assert.deepEqual(c.$synapse.transport, {
+    transport: 'socket',
+    shmDeclined: 'server: CELL_DISABLE_SHM is set',
+    identity: 'verified',
+  });
   assert.ok(Date.now() - started < 2000);
   assert.deepEqual(Buffer.from(await c.echo(new Uint8Array([1, 2, 3]))), Buffer.from([1, 2, 3]));
   const m = (await c.$metrics()) as { shm: { available: boolean; reason: string } };
@@ -82,6 +89,7 @@ test('a Membrane with shm: false declines the upgrade: the caller stays on the s
   assert.deepEqual(c.$synapse.transport, {
     transport: 'socket',
     shmDeclined: 'server: shared memory is turned off in the Membrane options',
+    identity: 'verified',
   });
   assert.deepEqual(Buffer.from(await c.echo(new Uint8Array([4, 2]))), Buffer.from([4, 2]));
 });
@@ -94,12 +102,47 @@ test('no native addon in the cell: the caller is told why and stays on the socke
   assert.deepEqual(Buffer.from(await c.echo(new Uint8Array([5]))), Buffer.from([5]));
 });
 
-test('a wrong token: the caller stays on the socket with the reason, calls work', async (t) => {
-  await startCell(t);
-  process.env.CELL_SHM_TOKEN = 'not-the-cells-token-at-all-0000';
-  const c = await grow(t);
+test('rings offered by another process than the verified cell are refused: the caller stays on the socket', async (t) => {
+  const cell = await startCell(t);
+  // The main connection reaches the cell; the pickup path leads to another process (here: this one).
+  const decoy = await Membrane.bind(
+    ShmTest,
+    {
+      echo: (b) => b.slice(),
+      delayed: (d) => ({ id: d.id, delay: d.delay, body: d.body.slice() }),
+      probe: () => ({ borrowed: false, shared: false }),
+      tally: (n) => n,
+    },
+    {
+      socketPath: join(cell.dir, 'decoy.sock'),
+      handleSignals: false,
+      tap: false,
+    },
+  );
+  t.after(() => decoy.close());
+  const real = cellSocketPath('shmtest');
+  const c = await Synapse.grow(ShmTest, {
+    waitMs: 3000,
+    resolvers: [
+      {
+        name: 'decoy',
+        order: 1,
+        resolve: () => ({
+          describe: `unix:${join(cell.dir, 'decoy.sock')}`,
+          connect: () => unixConnector(real).connect(),
+        }),
+      },
+    ],
+  });
+  t.after(() => c.$close());
+  assert.equal(c.$synapse.transport?.identity, 'verified');
   assert.equal(c.$synapse.transport?.transport, 'socket');
-  assert.match(String(c.$synapse.transport?.shmDeclined), /wrong proof/);
+  assert.match(
+    String(c.$synapse.transport?.shmDeclined),
+    new RegExp(
+      `answered by pid ${process.pid} uid \\d+, not by the process serving this connection \\(pid ${cell.child.pid} `,
+    ),
+  );
   assert.deepEqual(Buffer.from(await c.echo(new Uint8Array([9]))), Buffer.from([9]));
 });
 

@@ -11,7 +11,6 @@ import { FRAME_UPGRADE_DECLINED, ShmClient, ShmServer } from '../../../src/shm/l
 import { loadNative } from '../../../src/shm/native.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
-const TOKEN = 'integration-test-token-0123456789';
 
 if (loadNative().addon === undefined) {
   throw new Error(`the shm integration tests need the native addon: ${loadNative().reason}`);
@@ -35,7 +34,7 @@ function start(
   env: Record<string, string | undefined>,
   uid?: number,
 ): Proc {
-  const fullEnv: Record<string, string | undefined> = { ...process.env, CELL_SHM_TOKEN: TOKEN, ...env };
+  const fullEnv: Record<string, string | undefined> = { ...process.env, ...env };
   for (const k of Object.keys(fullEnv)) if (fullEnv[k] === undefined) delete fullEnv[k];
   const child = spawn(process.execPath, [join(fixtures, script), ...args], {
     env: fullEnv as NodeJS.ProcessEnv,
@@ -96,25 +95,21 @@ async function serverChild(
 }
 
 async function inProcessServer(t: TestContext, dir: string) {
-  const prev = { home: process.env.CELL_HOME, token: process.env.CELL_SHM_TOKEN };
+  const prev = { home: process.env.CELL_HOME };
   process.env.CELL_HOME = dir;
-  process.env.CELL_SHM_TOKEN = TOKEN;
   const server = new ShmServer((_m, p) => Buffer.from(p), { ringCapacity: 1 << 16 });
   const path = join(dir, 'cell.sock');
   await server.listen(path);
   t.after(async () => {
     await server.close();
     process.env.CELL_HOME = prev.home;
-    process.env.CELL_SHM_TOKEN = prev.token;
     if (prev.home === undefined) delete process.env.CELL_HOME;
-    if (prev.token === undefined) delete process.env.CELL_SHM_TOKEN;
   });
   return { server, path };
 }
 
 function withClientEnv<T>(dir: string, fn: () => Promise<T>): Promise<T> {
   process.env.CELL_HOME = dir;
-  process.env.CELL_SHM_TOKEN = TOKEN;
   return fn();
 }
 
@@ -213,14 +208,16 @@ test('a server killed with calls in flight: the calls fail with E_CONNECTION_LOS
   await assert.rejects(client.call(1, Buffer.alloc(1)), (e) => isCellError(e, 'E_CONNECTION_LOST'));
 });
 
-test('a wrong token is refused: the client stays on the socket, says why, and its calls work', async (t) => {
+test("a pickup with a proof not keyed by the offer's challenge is refused, and the offer is spent", async (t) => {
   const dir = home(t);
-  const { path } = await inProcessServer(t, dir);
-  const c = start(t, 'client.js', ['calls', path], { CELL_HOME: dir, CELL_SHM_TOKEN: 'some-other-users-secret-xyz' });
+  const { server, path } = await inProcessServer(t, dir);
+  const c = start(t, 'client.js', ['wrong-proof', path], { CELL_HOME: dir });
   const r = await c.next();
-  assert.equal(r.transport, 'socket');
-  assert.equal(r.ok, true);
-  assert.match(String(r.reason), /wrong proof/);
+  assert.deepEqual(r.fds, 0);
+  assert.match(String(r.answer), /^ERR wrong proof/);
+  // The same ticket with the right proof afterwards: the ticket was used up by the failed attempt.
+  assert.match(String(r.retry), /^ERR unknown or expired ticket/);
+  assert.equal(server.status()[0]?.transport, 'socket');
 });
 
 test('a peer of another uid is refused by the server (SO_PEERCRED)', async (t) => {
