@@ -131,7 +131,7 @@ export class ShmHost<C> {
       return { ok: false, reason: `server: cannot read peer credentials (${(err as Error).message})` };
     }
     const uid = process.getuid?.() ?? -1;
-    if (!mayShareWith(peer.uid)) {
+    if (!mayShareWith(peer.uid, 'server')) {
       return { ok: false, reason: `server: peer uid ${peer.uid} differs from server uid ${uid}` };
     }
     // [c2s ring, s2c ring, c2s doorbell, s2c doorbell]
@@ -207,7 +207,7 @@ export class ShmHost<C> {
       return fail('pickup socket has no file descriptor');
     }
     const peer = addon.peerCred(fd);
-    if (!mayShareWith(peer.uid) || peer.pid !== offer.pid) {
+    if (!mayShareWith(peer.uid, 'server') || peer.pid !== offer.pid) {
       closeFds();
       return fail(`pickup from uid ${peer.uid} pid ${peer.pid}, not the process that asked`);
     }
@@ -280,7 +280,7 @@ export function clientShmDecline(socketFd: number | undefined): string | undefin
   const addon = loadNative().addon as NativeAddon;
   const peer = addon.peerCred(socketFd);
   const uid = process.getuid?.() ?? -1;
-  if (!mayShareWith(peer.uid)) return `client: server uid ${peer.uid} differs from client uid ${uid}`;
+  if (!mayShareWith(peer.uid, 'client')) return `client: server uid ${peer.uid} differs from client uid ${uid}`;
   return undefined;
 }
 
@@ -347,12 +347,13 @@ export async function pickUpRings(
 }
 
 /**
- * Whether this process shares rings with a peer of `peerUid`: the same user, or root on either side
- * (root reads any process's memory anyway; a Root running as root starts its cells as another,
- * unprivileged uid, and its operator still talks to them over shared memory). The rings carry
- * untrusted bytes either way: every reader validates what it takes from them.
+ * Whether this process shares rings with a peer of `peerUid`: the same user, or a root client calling
+ * a server of another uid (a Root running as root starts its cells as an unprivileged uid, and its
+ * operator still talks to them over shared memory; root reads any process's memory anyway). A root
+ * server still refuses clients of other users. The rings carry untrusted bytes either way: every
+ * reader validates what it takes from them.
  */
-export function mayShareWith(peerUid: number): boolean {
+export function mayShareWith(peerUid: number, side: 'client' | 'server'): boolean {
   const uid = process.getuid?.() ?? -1;
-  return peerUid === uid || peerUid === 0 || uid === 0;
+  return peerUid === uid || (side === 'server' ? peerUid === 0 : uid === 0);
 }

@@ -44,7 +44,7 @@ test('cell top in tmux over a Root-managed mesh (cell up): Root states, live rat
   });
   sb.cell('echo', ECHO);
   sb.cell('caller', CALLER);
-  sb.manifest({ echo: { dna: './dna/echo' }, caller: { dna: './dna/caller' } });
+  sb.manifest({ echo: { dna: './dna/echo' }, caller: { dna: './dna/caller', calls: ['echo'] } });
   const up = await sb.cli('up', '--no-sandbox', '--json');
   assert.equal(up.code, 0, up.stderr + up.stdout);
   const status = async (name: string) => JSON.parse((await sb.cli('status', name, '--json')).stdout) as Row;
