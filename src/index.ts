@@ -19,8 +19,14 @@ export type {
 export { CellTransport, InMemoryNetwork, RaftNode, SimDisk, Wal } from './consensus/index.js';
 export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, isCellError } from './errors/index.js';
-export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';
-export { CallContext, Membrane } from './membrane/index.js';
+export type {
+  Handlers,
+  MembraneAttachment,
+  MembraneExtension,
+  MembraneMetrics,
+  MembraneOptions,
+} from './membrane/index.js';
+export { addMembraneExtension, CallContext, Membrane } from './membrane/index.js';
 export type {
   HistogramSnapshot,
   MethodMetricsSnapshot,
@@ -36,6 +42,15 @@ export {
   ServiceMetrics,
   serveMetrics,
 } from './metrics/index.js';
+
+// NATS: cells as NATS micro services across hosts (docs/NATS.md). Registering only adds a resolver and
+// a Membrane extension; the NATS client loads once CELL_NATS (or a Membrane's `nats` option) asks for it.
+import { registerNats } from './nats/index.js';
+
+registerNats();
+
+export type { NatsOption, NatsSettings } from './nats/index.js';
+export { closeNats, NATS_ENV, natsResolver, natsSettings, serveOnNats } from './nats/index.js';
 export { cellSocketPath, rootSocketPath, socketDir, validateCellName } from './paths/index.js';
 export type {
   AnyCodec,
@@ -79,6 +94,7 @@ export type {
   CallOptions,
   CellInspector,
   Connector,
+  FrameCarrier,
   GrowOptions,
   MethodCaller,
   ResolveContext,

@@ -4,12 +4,12 @@ import { BuiltinMethod } from '../frame/index.js';
 import { validateCellName } from '../paths/index.js';
 import type { MethodDef, MethodInput, MethodOutput, ServiceDef } from '../service/types.js';
 import type { TransportStatus } from '../shm/wire.js';
-import { type CallOptions, ClientConnection, RemoteError } from './connection.js';
+import { type CallOptions, ClientConnection, type FrameCarrier, RemoteError } from './connection.js';
 import { type Connector, type Resolver, resolvers as registeredResolvers } from './resolve.js';
 
 export type { Connector, ResolveContext, Resolver } from './resolve.js';
 export { addResolver, localSocketResolver, removeResolver, resolvers, unixConnector } from './resolve.js';
-export type { CallOptions };
+export type { CallOptions, FrameCarrier };
 export { ClientConnection, RemoteError };
 
 type InputOf<M> = MethodInput<M>;
