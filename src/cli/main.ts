@@ -51,6 +51,7 @@ Cells: small sandboxed services on this host, grown on demand by the Root daemon
 
   up [dir] [--no-sandbox]      start the Root (detached) and the cells of dir/cell.json
   status [name] [--json]       a table of the cells: state, pid, uptime, restarts, transport, sandbox, memory
+  status --mesh [--json]       every host's cells on the NATS cluster (CELL_NATS, docs/NATS.md)
   down                         stop every cell gracefully, then the Root
   spawn|stop|restart <name>    start, stop or restart one cell (spawn/restart clear a crash-loop mark)
   add <name> <dir> [--entry f] register a cell's DNA (a folder with its TypeScript source)
@@ -73,10 +74,12 @@ does not say "autostart": false, printing build progress. --no-sandbox runs cell
 metrics in the Prometheus text format on http://127.0.0.1:<port>/metrics. Exit 1 when a cell failed to
 start.`,
   status: `usage: cell status [name] [--json]
+       cell status --mesh [--json]
 
 One row per cell the Root knows: NAME STATE PID UPTIME RESTARTS TRANSPORT SANDBOX MEMORY LAST-EXIT.
 States: stopped, building, starting, running, crashed (restart scheduled), crash-loop (5 failures within
-10 s; not restarted until \`cell restart\`), stopping. --json prints the rows as JSON.`,
+10 s; not restarted until \`cell restart\`), stopping. --json prints the rows as JSON. --mesh lists every
+host's cells on the NATS cluster instead (through $SRV.INFO; docs/NATS.md).`,
   down: `usage: cell down [--json]
 
 Stops every cell gracefully (SIGTERM: the cell drains in-flight calls; SIGKILL after 5 s), then the
@@ -353,6 +356,7 @@ async function cmdUp(args: string[]): Promise<number> {
 }
 
 async function cmdStatus(args: string[]): Promise<number> {
+  if (args.includes('--mesh')) return cmdStatusMesh(args);
   const p = parse(args, ['--json'], HELP.status as string);
   if (p.positional.length > 1) throw new UsageError('expected at most one cell name', HELP.status as string);
   const json = p.flags.has('--json');
@@ -364,6 +368,16 @@ async function cmdStatus(args: string[]): Promise<number> {
   }
   const list = await withRoot((root) => root.list(undefined));
   out(json ? JSON.stringify(list) : statusTable(list.cells, list.noSandbox));
+  return 0;
+}
+
+/** `cell status --mesh`: every host's cells through NATS (src/nats/cli.ts; loads the NATS client only here). */
+async function cmdStatusMesh(args: string[]): Promise<number> {
+  const { listMeshCells, meshTable, MESH_STATUS_HELP } = await import('../nats/cli.js');
+  const p = parse(args, ['--mesh', '--json'], MESH_STATUS_HELP);
+  if (p.positional.length > 0) throw new UsageError('--mesh lists every cell; it takes no name', MESH_STATUS_HELP);
+  const rows = await listMeshCells();
+  out(p.flags.has('--json') ? JSON.stringify({ cells: rows }) : meshTable(rows));
   return 0;
 }
 
