@@ -280,16 +280,19 @@ function seqView(child: Node, headerBytes: number, label: string): unknown {
     // elements (one order counted twice; 1 000 copies of one 64 KiB string).
     //
     // Reading in order from element 0 (a loop, iteration) follows the chain itself: `$e` is the end
-    // of the last slot read, so get(i) with i = `$i` + 1 checks slot i exactly as decode does, with
-    // one comparison more than a bare range check, and the elements read so far are disjoint. Any
-    // other read would need the chain from slot 0 (O(i)) for that, so it checks slot i against its
-    // two neighbours instead: it starts at or after the end of slot i − 1 (the heap start for i = 0)
-    // and ends at or before the start of slot i + 1 (the range end for the last). Each comparison is
-    // one link of decode's chain, so no read rejects what decode accepts, and reading every index, in
-    // any order, checks every link: a full walk fails exactly when decode does, in O(1) per element.
+    // of the last slot read, so get(i) with i = `$i` + 1 checks slot i exactly as decode does, for
+    // the price of the range check it needs anyway and two stores; the elements read so far are
+    // disjoint, and an overlap shows at the element where decode would stop (measured: reading
+    // the neighbours on every get costs a vec(string) loop ~35%, and makes get too large for V8
+    // to inline into the caller's loop). Any other read would need the chain from slot 0 (O(i)) for
+    // that, so it checks slot i against its two neighbours instead: it starts at or after the end of
+    // slot i − 1 (the heap start for i = 0) and ends at or before the start of slot i + 1 (the range
+    // end for the last). Each comparison is one link of decode's chain, so no read rejects what
+    // decode accepts, and reading every index, in any order, checks every link: a full walk fails
+    // exactly when decode does, in O(1) per element.
     //
-    // Neighbour checks leave the links next to no index read unchecked, so a reader taking every
-    // third element could be handed the same bytes again and again. `$left` counts down, from the
+    // Neighbour checks leave unchecked the links no read touches, so a reader taking every third
+    // element could be handed the same bytes again and again. `$left` counts down, from the
     // sequence's length, the bytes such reads hand out (an in-order run is charged when it ends);
     // before they would run out, the whole chain is checked once, as decode does, after which the
     // elements are known to be disjoint and the count restarts from 2^30.
