@@ -269,7 +269,7 @@ function seqView(child: Node, headerBytes: number, label: string): unknown {
     src = `return class SeqView {
   constructor(u8, p, len, n) { this.$u = u8; this.$p = p; this.$n = len; this.length = n; }
   get(i) {
-    if (!(i >= 0 && i < this.length && Math.floor(i) === i)) throw new RangeError('index ' + i + ' is outside 0..' + this.length);
+    if (!(i >= 0 && i < this.length && Math.floor(i) === i)) this.$outside(i);
     const u8 = this.$u; return ${child.view!(c, `this.$p + ${H} + i * ${W}`)};
   }
   toArray() { const out = []; for (let i = 0; i < this.length; i++) out.push(this.get(i)); return out; }`;
@@ -279,47 +279,63 @@ function seqView(child: Node, headerBytes: number, label: string): unknown {
     // accept exactly that, or repeated and overlapping slots let a few bytes of input stand for many
     // elements (one order counted twice; 1 000 copies of one 64 KiB string).
     //
-    // Walking the chain from slot 0 on every get(i) would make random access O(i), so get(i) checks
-    // slot i against its two neighbours: it starts at or after the end of slot i − 1 (the heap start
-    // for i = 0) and ends at or before the start of slot i + 1 (the range end for the last). Each
-    // comparison is one link of decode's chain, so get(i) never rejects what decode accepts, and
-    // reading every index checks every link: a full walk fails exactly when decode does, O(1) per
-    // element. Checking both sides makes a single get(i) refuse an element that overlaps the slot
-    // before or after it.
+    // Reading in order from element 0 (a loop, iteration) follows the chain itself: `$e` is the end
+    // of the last slot read, so get(i) with i = `$i` + 1 checks slot i exactly as decode does, for
+    // the price of the range check it needs anyway and two stores; the elements read so far are
+    // disjoint, and an overlap shows at the element where decode would stop (measured: reading
+    // the neighbours on every get costs a vec(string) loop ~35%, and makes get too large for V8
+    // to inline into the caller's loop). Any other read would need the chain from slot 0 (O(i)) for
+    // that, so it checks slot i against its two neighbours instead: it starts at or after the end of
+    // slot i − 1 (the heap start for i = 0) and ends at or before the start of slot i + 1 (the range
+    // end for the last). Each comparison is one link of decode's chain, so no read rejects what
+    // decode accepts, and reading every index, in any order, checks every link: a full walk fails
+    // exactly when decode does, in O(1) per element.
     //
-    // Neighbour checks alone leave the links between indexes never read unchecked, so a reader
-    // taking every third element could still be handed the same bytes again and again. `$left`
-    // closes that: it counts down the bytes get(i) has handed out; before they would exceed the
-    // sequence's own length, the whole chain is checked once (O(n), as decode does), after which
-    // the elements are known to be disjoint and `$left` is -1 (no more counting). A reader that
-    // keeps within the budget pays one subtraction per get; one that re-reads elements past it
-    // pays one O(n) check, once per view.
+    // Neighbour checks leave unchecked the links no read touches, so a reader taking every third
+    // element could be handed the same bytes again and again. `$left` counts down, from the
+    // sequence's length, the bytes such reads hand out (an in-order run is charged when it ends);
+    // before they would run out, the whole chain is checked once, as decode does, after which the
+    // elements are known to be disjoint and the count restarts from 2^30.
     const cv = c.ref(child.fns.v);
     const bad = JSON.stringify(`${label} element slot out of range or overlapping another`);
     src = `return class SeqView {
-  constructor(u8, p, len, n) { this.$u = u8; this.$p = p; this.$n = len; this.length = n; this.$left = len; }
+  constructor(u8, p, len, n) {
+    this.$u = u8; this.$p = p; this.$n = len; this.length = n;
+    this.$i = -1; this.$e = ${H} + n * 8; this.$left = len;
+  }
   get(i) {
-    if (!(i >= 0 && i < this.length && Math.floor(i) === i)) throw new RangeError('index ' + i + ' is outside 0..' + this.length);
-    const u8 = this.$u, p = this.$p, n = this.length, len = this.$n;
-    const sl = p + ${H} + i * 8;
-    const o = rt.r32(u8, sl), l = rt.r32(u8, sl + 4);
-    const lo = i === 0 ? ${H} + n * 8 : rt.r32(u8, sl - 8) + rt.r32(u8, sl - 4);
-    const hi = i + 1 < n ? rt.r32(u8, sl + 8) : len;
-    if (o < lo || o > len || l > len - o || l > hi - o) rt.decodeError(${bad});
-    const left = this.$left;
-    if (left >= 0) { if (l > left) this.$chain(); else this.$left = left - l; }
+    if (!((i >>> 0) === i && i < this.length)) this.$outside(i);
+    const u8 = this.$u, p = this.$p, sl = p + ${H} + i * 8;
+    const o = r32(u8, sl), l = r32(u8, sl + 4);
+    if (i === this.$i + 1 && o >= this.$e && l <= this.$n - o) {
+      this.$i = i; this.$e = o + l;
+    } else this.$check(i, o, l);
     return ${cv}(u8, p + o, l);
   }
-  /** Checks every slot as decode does; afterwards the elements are known to be disjoint. */
+  /** Any read but the next one in order: slot i against both neighbours, then the byte budget. */
+  $check(i, o, l) {
+    const u8 = this.$u, n = this.length, len = this.$n, sl = this.$p + ${H} + i * 8;
+    const lo = i === 0 ? ${H} + n * 8 : r32(u8, sl - 8) + r32(u8, sl - 4);
+    const hi = i + 1 < n ? Math.min(r32(u8, sl + 8), len) : len;
+    if (o < lo || l > hi - o) rt.decodeError(${bad});
+    if (this.$i !== -2) {
+      // the in-order run ends here: its elements lie between the heap start and $e
+      this.$left -= this.$e - (${H} + n * 8);
+      this.$i = -2;
+    }
+    if (l > this.$left) this.$chain();
+    this.$left -= l;
+  }
+  /** Checks every slot as decode does; the elements are then disjoint and the budget can grow. */
   $chain() {
     const u8 = this.$u, n = this.length, len = this.$n;
     let sl = this.$p + ${H}, h = ${H} + n * 8;
     for (let i = 0; i < n; i++) {
-      const o = rt.r32(u8, sl), l = rt.r32(u8, sl + 4);
+      const o = r32(u8, sl), l = r32(u8, sl + 4);
       if (o < h || o > len || l > len - o) rt.decodeError(${bad});
       h = o + l; sl += 8;
     }
-    this.$left = -1;
+    this.$left = MAX_BUDGET;
   }
   // Reads every slot, so it walks the chain itself while it builds the elements and, like decode,
   // returns all of them or throws.
@@ -328,17 +344,21 @@ function seqView(child: Node, headerBytes: number, label: string): unknown {
     const out = [];
     let sl = p + ${H}, h = ${H} + n * 8;
     for (let i = 0; i < n; i++) {
-      const o = rt.r32(u8, sl), l = rt.r32(u8, sl + 4);
+      const o = r32(u8, sl), l = r32(u8, sl + 4);
       if (o < h || o > len || l > len - o) rt.decodeError(${bad});
       out.push(${cv}(u8, p + o, l));
       h = o + l; sl += 8;
     }
-    this.$left = -1;
+    this.$left = MAX_BUDGET;
     return out;
   }`;
   }
   src = `'use strict';\n${c.prelude()}
+const r32 = rt.r32;
+// after a whole-chain check: the largest small integer, so the count stays one machine word
+const MAX_BUDGET = 0x3fffffff;
 ${src}
+  $outside(i) { throw new RangeError('index ' + i + ' is outside 0..' + this.length); }
   toJSON() { return this.toArray(); }
   [Symbol.for('nodejs.util.inspect.custom')]() { return this.toArray(); }
   *[Symbol.iterator]() { for (let i = 0; i < this.length; i++) yield this.get(i); }

@@ -68,7 +68,8 @@ export interface SeqView<V> extends Iterable<V> {
   readonly length: number;
   /**
    * Element `i`; throws RangeError when `i` is not an index below `length`, and CellError('E_DECODE')
-   * when its slot leaves the range or overlaps the slot before or after it (the rule decode applies).
+   * when its slot breaks decode's ordering rule: it leaves the range or overlaps the slot before it
+   * (or, read out of order, the slot after it). O(1); see docs/PROTOCOL.md § 1.4.
    */
   get(i: number): V;
   /** Materialises every element view into an array; all of them, or CellError('E_DECODE') like decode. */
