@@ -139,6 +139,57 @@ Napi::Value ReleaseMemory(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Page-aligned [start, end) of `offset, length` inside a SharedArrayBuffer's mapping, shrunk inwards.
+bool PageRange(const std::shared_ptr<v8::BackingStore>& store, int64_t offset, int64_t length, char** from,
+               size_t* bytes) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  if (offset < 0 || length < 0 || static_cast<uint64_t>(offset + length) > store->ByteLength()) return false;
+  uintptr_t base = reinterpret_cast<uintptr_t>(store->Data());
+  uintptr_t a = (base + static_cast<uintptr_t>(offset) + page - 1) & ~(page - 1);
+  uintptr_t b = (base + static_cast<uintptr_t>(offset + length)) & ~(page - 1);
+  *from = reinterpret_cast<char*>(a);
+  *bytes = b > a ? b - a : 0;
+  return true;
+}
+
+// trimShared(sab, offset, length): gives the shared pages of that range back (MADV_REMOVE punches
+// them out of the memfd, for every process that maps it); later reads see zeros, later writes fault
+// fresh pages in. Only whole pages inside the range are released. The ring producer calls it on its
+// own idle ring, where the consumer reads nothing beyond what was published.
+Napi::Value TrimShared(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto store = SharedStore(info[0]);
+  char* from;
+  size_t bytes;
+  if (!PageRange(store, ToInt(info[1], "offset"), ToInt(info[2], "length"), &from, &bytes)) {
+    throw Napi::RangeError::New(env, "range outside the shared buffer");
+  }
+  if (bytes > 0 && madvise(from, bytes, MADV_REMOVE) != 0) throw SysError(env, "madvise(MADV_REMOVE)", errno);
+  return Napi::Number::New(env, static_cast<double>(bytes));
+}
+
+// unmapShared(sab): a dead connection's ring. Its pages are punched out of the memfd and the mapping is
+// replaced in place by private anonymous memory, which drops the mapping's reference to the memfd at
+// once (the file is freed as soon as no fd holds it either). The SharedArrayBuffer stays valid: a late
+// read sees zeros, a late write touches a private page; its deleter unmaps the range when collected.
+Napi::Value UnmapShared(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto store = SharedStore(info[0]);
+  char* from;
+  size_t bytes;
+  if (!PageRange(store, 0, static_cast<int64_t>(store->ByteLength()), &from, &bytes)) {
+    throw Napi::RangeError::New(env, "bad shared buffer");
+  }
+  if (reinterpret_cast<char*>(store->Data()) != from) throw Napi::Error::New(env, "shared buffer is not page-aligned");
+  // Round the length up: mmap mapped whole pages.
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  size_t whole = (store->ByteLength() + page - 1) & ~(page - 1);
+  madvise(from, whole, MADV_REMOVE);  // best effort: the peer may have punched them already
+  void* p = mmap(from, whole, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) throw SysError(env, "mmap(MAP_FIXED)", errno);
+  return env.Undefined();
+}
+
 // sendFds(socketFd, fds[], payload): one sendmsg carrying `payload` and the fds as SCM_RIGHTS.
 Napi::Value SendFds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -559,6 +610,11 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     handle_->data = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
     handle_ = nullptr;
+    // The callback is a strong reference from this native object to a closure that usually holds the
+    // watcher's own JS wrapper (the channel owns both): kept after close, that cycle through a
+    // persistent handle would keep the wrapper, the closure and everything they reach (a connection's
+    // rings and session) alive for the life of the process.
+    callback_.Reset();
   }
 
   int fd_ = -1;
@@ -572,6 +628,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mmapShared", Napi::Function::New(env, MmapShared));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("releaseMemory", Napi::Function::New(env, ReleaseMemory));
+  exports.Set("trimShared", Napi::Function::New(env, TrimShared));
+  exports.Set("unmapShared", Napi::Function::New(env, UnmapShared));
   exports.Set("sendFds", Napi::Function::New(env, SendFds));
   exports.Set("recvFds", Napi::Function::New(env, RecvFds));
   exports.Set("fetchFds", Napi::Function::New(env, FetchFds));

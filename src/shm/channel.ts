@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { CellError } from '../errors/index.js';
 import type { NativeAddon } from './native.js';
-import type { RingBuffer } from './ring.js';
+import { RING_HEADER_BYTES, type RingBuffer } from './ring.js';
 
 /** Receives the records of one channel; must release(token) each one, now or when done with it. */
 export interface RecordSink {
@@ -28,6 +28,11 @@ export class ShmChannel {
   readonly rx: RingBuffer;
   private readonly sink: RecordSink;
   private readonly watcher: { close(): void };
+  private readonly addon: NativeAddon;
+  /** Committed since the last trim sweep looked (see trimIdle). */
+  active = false;
+  /** The tx ring holds pages written since it was last trimmed. */
+  dirty = false;
   hot = false;
   closed = false;
   /** Records received / sent through the rings (metrics). */
@@ -42,6 +47,7 @@ export class ShmChannel {
     this.tx = tx;
     this.rx = rx;
     this.sink = sink;
+    this.addon = addon;
     this.watcher = new addon.FdWatcher(rxBell, () => {
       if (this.closed) return;
       this.wakeups++;
@@ -81,6 +87,11 @@ export class ShmChannel {
    */
   commit(): void {
     this.sent++;
+    this.active = true;
+    if (!this.dirty && !this.closed) {
+      this.dirty = true;
+      trimLater(this);
+    }
     if (this.tx.commitQuiet() && !this.bellOwed) {
       this.bellOwed = true;
       queueMicrotask(this.ringOwed);
@@ -150,13 +161,69 @@ export class ShmChannel {
     return true;
   }
 
+  /**
+   * Gives the tx ring's data pages back when it has been quiet for a whole trim interval and the peer
+   * released everything (the producer alone decides: the consumer reads nothing past the published
+   * tail, and the next record is written after this returns). Returns true when the ring is clean.
+   */
+  trimIdle(): boolean {
+    if (this.closed) return true;
+    if (this.active) {
+      this.active = false;
+      return false;
+    }
+    if (!this.tx.producerIdle()) return false;
+    try {
+      // Whole pages after the first: the header page stays (it holds head, tail and the doorbell word).
+      this.addon.trimShared(this.tx.sab, RING_HEADER_BYTES, this.tx.capacity);
+    } catch {
+      // a kernel without MADV_REMOVE on shared memory: the pages stay until the connection closes
+    }
+    this.dirty = false;
+    this.trims++;
+    return true;
+  }
+
+  /** Times the tx ring's pages were given back while idle (metrics). */
+  trims = 0;
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.watcher.close();
+    dirtyChannels.delete(this);
     const i = hot.indexOf(this);
     if (i >= 0) hot.splice(i, 1);
     this.hot = false;
+  }
+}
+
+// ------------------------------------------------------------------- idle trim
+//
+// A ring's pages are allocated as they are first written and stay allocated while the connection
+// lives: a connection that once carried a burst keeps its whole capacity resident (1 MiB per
+// direction by default, in both processes' RSS) although it now idles. Each producer therefore hands
+// the pages of its own ring back once the ring has been quiet for a whole TRIM_INTERVAL_MS and every
+// record was released. One unref'd timer serves the process, and only while some ring is dirty.
+
+/** How long a ring must go without a commit before its pages are given back (one to two intervals). */
+const TRIM_INTERVAL_MS = Number(process.env.CELL_SHM_TRIM_MS ?? 1000);
+const dirtyChannels = new Set<ShmChannel>();
+let trimTimer: NodeJS.Timeout | null = null;
+
+function trimLater(ch: ShmChannel): void {
+  dirtyChannels.add(ch);
+  if (trimTimer === null) {
+    trimTimer = setInterval(trimSweep, TRIM_INTERVAL_MS);
+    trimTimer.unref();
+  }
+}
+
+function trimSweep(): void {
+  for (const ch of dirtyChannels) if (ch.trimIdle()) dirtyChannels.delete(ch);
+  if (dirtyChannels.size === 0 && trimTimer !== null) {
+    clearInterval(trimTimer);
+    trimTimer = null;
   }
 }
 

@@ -9,6 +9,13 @@ export interface NativeAddon {
   mmapShared(fd: number, size: number): SharedArrayBuffer;
   closeFd(fd: number): void;
   releaseMemory(fd: number, size: number): void;
+  /** Gives back the whole pages of `[offset, offset + length)` of a shared mapping (MADV_REMOVE); returns the bytes released. */
+  trimShared(sab: SharedArrayBuffer, offset: number, length: number): number;
+  /**
+   * A dead connection's ring: punches its pages out and replaces the mapping in place by private
+   * anonymous memory, so the memfd is released at once; the buffer stays safe to touch (zeros).
+   */
+  unmapShared(sab: SharedArrayBuffer): void;
   sendFds(socketFd: number, fds: number[], payload: Uint8Array): number;
   recvFds(socketFd: number): { fds: number[]; payload: Buffer };
   fetchFds(

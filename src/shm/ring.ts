@@ -36,6 +36,8 @@ const CAPACITY = 49;
 const DATA_WORD = RING_HEADER_BYTES / 4;
 
 export const MIN_RING_CAPACITY = 4096;
+/** Bookkeeping slots a consumer starts with (see pendingEnds). */
+const INITIAL_PENDING_SLOTS = 64;
 export const MAX_RING_CAPACITY = 1 << 30;
 
 /** Rings the consumer's doorbell across processes (futexWake in the addon). */
@@ -80,9 +82,14 @@ export class RingBuffer {
   /** The producer's tail as last loaded: records up to it are read without touching its cache line. */
   private cachedTail = 0;
   private releasedPos = 0;
-  private readonly pendingEnds: Uint32Array;
-  private readonly pendingDone: Uint8Array;
-  private readonly pendingMask: number;
+  /**
+   * Records handed out and not yet passed by head, indexed by token & pendingMask. Starts small and
+   * doubles when full, up to one slot per 16 bytes of ring (the most records a ring can hold): an
+   * idle connection's ring costs a few hundred bytes of bookkeeping, not capacity / 3.
+   */
+  private pendingEnds: Uint32Array;
+  private pendingDone: Uint8Array;
+  private pendingMask: number;
   private pendingFirst = 0;
   private pendingNext = 0;
 
@@ -129,7 +136,7 @@ export class RingBuffer {
     this.writePos = this.publishedPos = tail;
     this.cachedHead = head;
     this.readPos = this.releasedPos = this.cachedTail = head;
-    const slots = capacity / RECORD_HEADER_BYTES;
+    const slots = Math.min(INITIAL_PENDING_SLOTS, capacity / RECORD_HEADER_BYTES);
     this.pendingEnds = new Uint32Array(slots);
     this.pendingDone = new Uint8Array(slots);
     this.pendingMask = slots - 1;
@@ -223,6 +230,17 @@ export class RingBuffer {
     return false;
   }
 
+  /**
+   * Producer side: nothing reserved or unpublished, and the consumer has released every record (one
+   * atomic load of head). Then the consumer reads nothing in the data area until the next commit, so
+   * its pages may be given back (ShmChannel's idle trim).
+   */
+  producerIdle(): boolean {
+    if (this.writePos !== this.publishedPos) return false;
+    this.cachedHead = Atomics.load(this.words, HEAD) >>> 0;
+    return this.cachedHead === this.writePos;
+  }
+
   /** Wakes the consumer through its doorbell. */
   ring(): void {
     this.bell?.(this.sab, BELL_INDEX);
@@ -283,11 +301,28 @@ export class RingBuffer {
   }
 
   private pushPending(end: number, done: number): void {
+    if (this.pendingNext - this.pendingFirst > this.pendingMask) this.growPending();
     const i = this.pendingNext & this.pendingMask;
     this.pendingEnds[i] = end >>> 0;
     this.pendingDone[i] = done;
     this.pendingNext++;
     if (done === 1 && this.pendingFirst === this.pendingNext - 1) this.advanceHead();
+  }
+
+  private growPending(): void {
+    const slots = (this.pendingMask + 1) * 2;
+    // A ring of capacity C holds at most C / 16 records (each takes at least a 16-byte header).
+    if (slots > this.capacity / RECORD_HEADER_BYTES) throw corrupt('more records than the ring can hold', { slots });
+    const ends = new Uint32Array(slots);
+    const done = new Uint8Array(slots);
+    const mask = slots - 1;
+    for (let t = this.pendingFirst; t !== this.pendingNext; t++) {
+      ends[t & mask] = this.pendingEnds[t & this.pendingMask] as number;
+      done[t & mask] = this.pendingDone[t & this.pendingMask] as number;
+    }
+    this.pendingEnds = ends;
+    this.pendingDone = done;
+    this.pendingMask = mask;
   }
 
   /** Frees the record behind `token`; the producer may reuse its bytes once older records are freed too. */

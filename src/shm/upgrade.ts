@@ -99,6 +99,8 @@ interface Offer<C> {
   ticket: string;
   pid: number;
   fds: number[];
+  /** The server's mappings of the two rings [c2s, s2c], made to initialise them and kept for pickup. */
+  maps: SharedArrayBuffer[];
   capacity: number;
   timer: NodeJS.Timeout;
 }
@@ -136,15 +138,18 @@ export class ShmHost<C> {
     }
     // [c2s ring, s2c ring, c2s doorbell, s2c doorbell]
     const fds: number[] = [];
+    const maps: SharedArrayBuffer[] = [];
     try {
       for (const dir of ['c2s', 's2c']) {
         const fd = addon.memfdCreate(`cell-ring-${dir}`, ringBytesFor(this.capacity));
         fds.push(fd);
-        RingBuffer.initialize(addon.mmapShared(fd, ringBytesFor(this.capacity)), this.capacity);
+        const map = addon.mmapShared(fd, ringBytesFor(this.capacity));
+        maps.push(map);
+        RingBuffer.initialize(map, this.capacity);
       }
       fds.push(addon.eventfdCreate(), addon.eventfdCreate());
     } catch (err) {
-      for (const fd of fds) addon.closeFd(fd);
+      releaseRings(addon, fds, maps);
       return { ok: false, reason: `server: cannot create shared memory (${(err as Error).message})` };
     }
     const challenge = randomBytes(CHALLENGE_BYTES);
@@ -152,7 +157,7 @@ export class ShmHost<C> {
     const key = ticket.toString('hex');
     const timer = setTimeout(() => this.drop(key), OFFER_TTL_MS);
     timer.unref();
-    this.offers.set(key, { context, challenge, ticket: key, pid: peer.pid, fds, capacity: this.capacity, timer });
+    this.offers.set(key, { context, challenge, ticket: key, pid: peer.pid, fds, maps, capacity: this.capacity, timer });
     return { ok: true, challenge: { challenge, ticket, capacity: this.capacity } };
   }
 
@@ -167,13 +172,17 @@ export class ShmHost<C> {
     for (const [key, o] of this.offers) if (o.context === context) this.drop(key);
   }
 
+  /** Offers waiting for their pickup (each holds two memfds, two eventfds and two mappings). */
+  get pendingOffers(): number {
+    return this.offers.size;
+  }
+
   private drop(key: string): void {
     const o = this.offers.get(key);
     if (o === undefined) return;
     this.offers.delete(key);
     clearTimeout(o.timer);
-    const addon = loadNative().addon as NativeAddon;
-    for (const fd of o.fds) addon.closeFd(fd);
+    releaseRings(loadNative().addon as NativeAddon, o.fds, o.maps);
   }
 
   /**
@@ -198,9 +207,7 @@ export class ShmHost<C> {
     if (offer === undefined) return fail('unknown or expired ticket');
     this.offers.delete(key);
     clearTimeout(offer.timer);
-    const closeFds = () => {
-      for (const fd of offer.fds) addon.closeFd(fd);
-    };
+    const closeFds = () => releaseRings(addon, offer.fds, offer.maps);
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) {
       closeFds();
@@ -217,9 +224,10 @@ export class ShmHost<C> {
       return fail("wrong proof: the peer did not read this offer's challenge");
     }
     const size = ringBytesFor(offer.capacity);
-    const [c2sFd, s2cFd, c2sBell, s2cBell] = offer.fds as [number, number, number, number];
-    const c2s = new RingBuffer(addon.mmapShared(c2sFd, size));
-    const s2c = new RingBuffer(addon.mmapShared(s2cFd, size), ringBell(addon, s2cBell));
+    const [, , c2sBell, s2cBell] = offer.fds as [number, number, number, number];
+    const [c2sMap, s2cMap] = offer.maps as [SharedArrayBuffer, SharedArrayBuffer];
+    const c2s = new RingBuffer(c2sMap);
+    const s2c = new RingBuffer(s2cMap, ringBell(addon, s2cBell));
     const ok = Buffer.alloc(6);
     ok.write('OK', 0, 'latin1');
     ok.writeUInt32LE(offer.capacity, 2);
@@ -230,7 +238,7 @@ export class ShmHost<C> {
       return fail(`sending the ring fds failed (${(err as Error).message})`);
     }
     socket.end();
-    return { context: offer.context, rings: serverPair(addon, s2c, c2s, c2sBell, offer.fds, size) };
+    return { context: offer.context, rings: serverPair(addon, s2c, c2s, c2sBell, offer.fds, offer.maps, size) };
   }
 }
 
@@ -244,12 +252,37 @@ function ringBell(addon: NativeAddon, bellFd: number) {
   };
 }
 
+/**
+ * Frees a connection's rings at once, whoever holds what: the pages are punched out of each memfd,
+ * each mapping is replaced by untouched private memory (no reference to the memfd survives until the
+ * garbage collector gets to the buffer), and the fds are closed. Every step is attempted.
+ */
+function releaseRings(addon: NativeAddon, fds: readonly number[], maps: readonly SharedArrayBuffer[], size = 0): void {
+  for (const map of maps) {
+    try {
+      addon.unmapShared(map);
+    } catch {
+      // already replaced; the fds below still go
+    }
+  }
+  for (let i = 0; i < fds.length; i++) {
+    try {
+      if (i < 2 && size > 0) addon.releaseMemory(fds[i] as number, size);
+    } catch {
+      // punched already through a mapping
+    } finally {
+      addon.closeFd(fds[i] as number);
+    }
+  }
+}
+
 function serverPair(
   addon: NativeAddon,
   tx: RingBuffer,
   rx: RingBuffer,
   rxBell: number,
   fds: number[],
+  maps: SharedArrayBuffer[],
   size: number,
 ): RingPair {
   let freed = false;
@@ -261,13 +294,7 @@ function serverPair(
     free() {
       if (freed) return;
       freed = true;
-      for (let i = 0; i < fds.length; i++) {
-        try {
-          if (i < 2) addon.releaseMemory(fds[i] as number, size);
-        } finally {
-          addon.closeFd(fds[i] as number);
-        }
-      }
+      releaseRings(addon, fds, maps, size);
     },
   };
 }
@@ -321,10 +348,13 @@ export async function pickUpRings(
   }
   const size = ringBytesFor(capacity);
   const [c2sFd, s2cFd, c2sBell, s2cBell] = got.fds as [number, number, number, number];
+  const maps: SharedArrayBuffer[] = [];
   try {
-    const c2s = new RingBuffer(addon.mmapShared(c2sFd, size), ringBell(addon, c2sBell));
-    const s2c = new RingBuffer(addon.mmapShared(s2cFd, size));
-    // The mappings hold the memory (the server frees the pages on close); only the doorbells stay open.
+    maps.push(addon.mmapShared(c2sFd, size));
+    maps.push(addon.mmapShared(s2cFd, size));
+    const c2s = new RingBuffer(maps[0] as SharedArrayBuffer, ringBell(addon, c2sBell));
+    const s2c = new RingBuffer(maps[1] as SharedArrayBuffer);
+    // The mappings hold the memory; only the doorbells stay open.
     addon.closeFd(c2sFd);
     addon.closeFd(s2cFd);
     let freed = false;
@@ -336,11 +366,14 @@ export async function pickUpRings(
       free() {
         if (freed) return;
         freed = true;
+        // Also when the server died without freeing them: our mappings are the last reference.
+        releaseRings(addon, [], [c2s.sab, s2c.sab]);
         addon.closeFd(c2sBell);
         addon.closeFd(s2cBell);
       },
     };
   } catch (err) {
+    releaseRings(addon, [], maps);
     closeAll();
     throw err;
   }
