@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { CellError } from '../errors/index.js';
+import { decodeErrorPayload, FrameType, HEADER_SIZE, readU32 } from '../frame/index.js';
 import { loadNative, type NativeAddon } from './native.js';
 import { RingBuffer, ringBytesFor } from './ring.js';
 
@@ -312,6 +313,24 @@ export function clientShmDecline(socketFd: number | undefined): string | undefin
 }
 
 /**
+ * What a refused pickup said: the glue's `ERR <reason>`, or a connection-level ERROR frame (§ 2) from
+ * a Membrane that turned the connection away before reading it (at its connection limit, or draining),
+ * decoded to `<code>: <message>`. Anything else is shown as text, cut short.
+ */
+export function pickupRefusal(payload: Buffer): string {
+  if (payload.length === 0) return 'no answer';
+  if (payload.length >= HEADER_SIZE && payload[4] === FrameType.ERROR) {
+    const end = Math.min(payload.length, readU32(payload, 0) + 4);
+    const e = decodeErrorPayload(payload, HEADER_SIZE, end);
+    return `${e.code}: ${e.message.replace(/\.$/, '')}`;
+  }
+  const text = payload.toString('utf8').replace(/^ERR /, '');
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: strip control bytes of a garbled answer
+  const clean = text.replace(/[\x00-\x1f\x7f]/g, '?');
+  return clean.length > 200 ? `${clean.slice(0, 200)}…` : clean;
+}
+
+/**
  * Steps 3–4 on the client: fetch and map the rings (client view: tx = client→server). `mainFd` is the
  * connection the offer came on: the rings are taken only from the process at its other end.
  */
@@ -338,8 +357,7 @@ export async function pickUpRings(
   }
   if (got.fds.length !== 4 || got.payload.length !== 6 || got.payload.toString('latin1', 0, 2) !== 'OK') {
     closeAll();
-    const text = got.payload.toString('utf8').replace(/^ERR /, '');
-    throw new CellError('E_SHM_AUTH', `server refused the ring pickup: ${text || 'no answer'}.`);
+    throw new CellError('E_SHM_AUTH', `server refused the ring pickup: ${pickupRefusal(got.payload)}.`);
   }
   const capacity = got.payload.readUInt32LE(2);
   if (capacity !== offer.capacity) {
