@@ -26,7 +26,8 @@ import {
   validateCellName,
 } from '../paths/index.js';
 import type { MethodInputView, MethodOutput, ServiceDef } from '../service/types.js';
-import { declineUpgrade, FrameControl, ShmServerGlue } from '../shm/wire.js';
+import { loadNative } from '../shm/native.js';
+import { declineUpgrade, FrameControl, ShmServerGlue, UPGRADE_TIMEOUT_MS } from '../shm/wire.js';
 import { TapServer } from '../tap/index.js';
 import { alreadyRunning, InstanceLock, probeSocket } from './lock.js';
 import {
@@ -39,13 +40,20 @@ import {
   type SessionTransport,
   toErrorPayload,
 } from './session.js';
+import { ConnectionSlots, SLOT_NONE, type Slot } from './slots.js';
 
 export type { ControlFrameHandler, MembraneMetrics, SessionTransport };
 export { CallContext, ServerSession };
 
-const HANDSHAKE_TIMEOUT_MS = 5000;
 /** How long a connection we ended may wait for the peer to close its side. */
 const LINGER_MS = 5000;
+/** How long a refused connection, or one closed for a protocol error, may take to read its ERROR. */
+const REFUSED_LINGER_MS = 1000;
+/**
+ * Connections still waiting for their HELLO, beyond the connection and reserved slots: the sockets a
+ * Membrane holds at once are capped at maxConnections + reservedInspectionSlots + this.
+ */
+const HANDSHAKE_HEADROOM = 64;
 /** Unix socket paths are limited by sun_path (108 bytes with the terminating NUL). */
 const MAX_SOCKET_PATH = 107;
 
@@ -81,8 +89,25 @@ export interface MembraneOptions {
   maxFrameSize?: number;
   /** Unsettled asynchronous calls allowed per connection before new ones are shed (default 4096). */
   maxInFlight?: number;
-  /** Connections served at once; more are refused with E_OVERLOADED (default 1024). */
+  /**
+   * Connections served at once; more are refused with E_OVERLOADED at their HELLO (default 1024).
+   * docs/PROTOCOL.md § 2.6 has every limit and what it costs.
+   */
   maxConnections?: number;
+  /** Of maxConnections, what one peer uid may hold (default three quarters, rounded up). */
+  maxConnectionsPerUid?: number;
+  /**
+   * Further connections only inspection callers (fingerprint 0: health, genome, metrics) may take once
+   * the others are full, so health checks always get in (default 8).
+   */
+  reservedInspectionSlots?: number;
+  /**
+   * A connection with no call in flight that sends nothing for this long gets GOAWAY, and is closed if
+   * it stays quiet a little longer (default 5 min; 0 turns it off).
+   */
+  idleTimeoutMs?: number;
+  /** How long a new connection may take to send its HELLO (default 5 s). */
+  helloTimeoutMs?: number;
   /** How long close() waits for clients to finish before cutting them off (default 10 s). */
   drainTimeoutMs?: number;
   /** Close gracefully and exit the process on SIGTERM/SIGINT (default true for `bind`). */
@@ -131,6 +156,9 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   readonly maxInFlight: number;
   readonly maxConnections: number;
   readonly drainTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly helloTimeoutMs: number;
+  readonly slots: ConnectionSlots;
   readonly metrics: MembraneMetrics = {
     connectionsTotal: 0,
     connectionsRefused: 0,
@@ -156,6 +184,12 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   private path: string | null = null;
   private closing: Promise<void> | null = null;
   private idleWaiters: Array<() => void> = [];
+  /**
+   * Sockets this Membrane ended (refused, closed for a protocol error, shared-memory pickups) that
+   * wait for the peer to close: each is destroyed after its linger, and close() destroys them at once.
+   */
+  private readonly ending = new Set<Duplex>();
+  private idleSweep: NodeJS.Timeout | null = null;
   /** The shared-memory upgrade, or null when turned off by the options. */
   readonly shm: ShmServerGlue | null;
   /** The Axon TLS listener and its announcements, when the cell serves the LAN. */
@@ -170,6 +204,13 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     this.maxInFlight = options.maxInFlight ?? 4096;
     this.maxConnections = options.maxConnections ?? 1024;
     this.drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 300_000;
+    this.helloTimeoutMs = options.helloTimeoutMs ?? 5000;
+    this.slots = new ConnectionSlots({
+      maxConnections: this.maxConnections,
+      perUid: options.maxConnectionsPerUid ?? Math.ceil((this.maxConnections * 3) / 4),
+      reserved: options.reservedInspectionSlots ?? 8,
+    });
     this.tapEnabled = options.tap ?? true;
     this.admit = options.admit;
     this.identity = options.identity === false ? null : options.identity;
@@ -354,9 +395,10 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
 
   private accept(socket: Socket): void {
     const denied = this.admit?.(socket);
-    if (denied !== undefined || this.draining || this.sessions.size >= this.maxConnections) {
-      this.metrics.connectionsRefused++;
-      const err =
+    const cap = this.maxConnections + this.slots.limits.reserved + HANDSHAKE_HEADROOM;
+    if (denied !== undefined || this.draining || this.sessions.size >= cap) {
+      this.refuseSocket(
+        socket,
         denied !== undefined
           ? denied
           : this.draining
@@ -364,15 +406,63 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
                 cell: this.cellName,
                 fix: 'retry shortly; a new instance may take over.',
               })
-            : new CellError('E_OVERLOADED', `the cell already serves ${this.maxConnections} connections.`, {
+            : new CellError('E_OVERLOADED', `the cell already holds ${cap} connections.`, {
                 cell: this.cellName,
                 fix: 'reuse connections (one Synapse per process is enough) or raise maxConnections.',
-              });
-      socket.on('error', () => {});
-      socket.end(encodeFrame(FrameType.ERROR, 0, 0, encodeErrorPayload(toErrorPayload(err))));
+              }),
+      );
       return;
     }
-    this.serveStream(socket, this.shm !== null);
+    this.serveStream(socket, this.shm !== null, peerUidOf(socket));
+  }
+
+  /**
+   * Answers a connection we will not serve with a connection-level ERROR and gets rid of it: what the
+   * peer sends is read and dropped (so its close is seen), and the socket is destroyed once the
+   * ERROR is out or after REFUSED_LINGER_MS. It counts nowhere, and close() does not wait for it.
+   */
+  private refuseSocket(socket: Socket, err: CellError): void {
+    this.metrics.connectionsRefused++;
+    socket.on('error', () => {});
+    socket.resume();
+    socket.end(encodeFrame(FrameType.ERROR, 0, 0, encodeErrorPayload(toErrorPayload(err))));
+    this.linger(socket, REFUSED_LINGER_MS);
+  }
+
+  /** `stream` was ended by us: destroy it if the peer has not closed it within `ms`, or when we close. */
+  private linger(stream: Duplex, ms: number): void {
+    if (stream.destroyed || this.ending.has(stream)) return;
+    this.ending.add(stream);
+    const timer = setTimeout(() => stream.destroy(), ms);
+    timer.unref();
+    stream.once('close', () => {
+      clearTimeout(timer);
+      this.ending.delete(stream);
+    });
+    if (this.closing !== null) destroyWhenFlushed(stream);
+  }
+
+  /** Gives a peer whose HELLO passed a connection slot, or the E_OVERLOADED that refuses it. */
+  admitPeer(session: ServerSession, inspection: boolean): CellError | null {
+    const got = this.slots.admit(session.peerUid, inspection);
+    if (typeof got === 'number') {
+      session.slot = got;
+      return null;
+    }
+    const { maxConnections, perUid } = this.slots.limits;
+    return new CellError(
+      'E_OVERLOADED',
+      got === 'full'
+        ? `the cell already serves ${maxConnections} connections.`
+        : `uid ${session.peerUid} already holds ${perUid} of the cell's ${maxConnections} connections.`,
+      {
+        cell: this.cellName,
+        fix:
+          got === 'full'
+            ? 'reuse connections (one Synapse per process is enough) or raise maxConnections.'
+            : 'reuse connections (one Synapse per process is enough) or raise maxConnectionsPerUid.',
+      },
+    );
   }
 
   /**
@@ -380,13 +470,13 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
    * With `sniffPickup`, a connection whose first bytes are the shared-memory pickup magic ("CELL", which
    * as a frame length would exceed any limit) is handed to the shm glue instead (docs/PROTOCOL.md § 3).
    */
-  serveStream(stream: Duplex, sniffPickup = false): ServerSession {
+  serveStream(stream: Duplex, sniffPickup = false, peerUid = -1): ServerSession {
     const transport: SessionTransport = {
       carrier: stream,
-      end: () => {
+      end: (abrupt = false) => {
         if (!stream.writableEnded) stream.end();
         // A peer that never closes its side must not hold the connection forever.
-        setTimeout(() => stream.destroy(), LINGER_MS).unref();
+        this.linger(stream, abrupt ? REFUSED_LINGER_MS : LINGER_MS);
       },
       destroy: () => stream.destroy(),
     };
@@ -411,10 +501,12 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       });
     });
     const session = this.openSession(sink, transport);
+    session.peerUid = peerUid;
     const frames = new FrameDecoder(session, MAX_HANDSHAKE_FRAME);
     decoder = frames;
-    session.onOpen = () => {
-      frames.maxFrame = this.maxFrameSize;
+    session.onOpen = (s) => {
+      // An inspection connection carries empty built-in requests only: it keeps the small limit.
+      if (s.slot !== 0 && !s.inspection) frames.maxFrame = this.maxFrameSize;
     };
     let opening: Buffer | null = sniffPickup ? Buffer.alloc(0) : null;
     stream.on('data', (data: Buffer) => {
@@ -432,6 +524,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
           clearTimeout(handshakeTimer);
           this.metrics.connectionsTotal--;
           session.closed();
+          // Answered and closed by the glue within its timeout; close() must not wait for it either.
+          this.linger(stream, UPGRADE_TIMEOUT_MS + REFUSED_LINGER_MS);
           this.shm.servePickup(stream as Socket, head);
           return;
         }
@@ -450,13 +544,13 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     const handshakeTimer = setTimeout(() => {
       if (!session.isOpen) {
         session.fatal(
-          new CellError('E_TIMEOUT', `no HELLO within ${HANDSHAKE_TIMEOUT_MS} ms.`, {
+          new CellError('E_TIMEOUT', `no HELLO within ${this.helloTimeoutMs} ms.`, {
             cell: this.cellName,
             fix: 'connect with Synapse, which sends HELLO at once.',
           }),
         );
       }
-    }, HANDSHAKE_TIMEOUT_MS);
+    }, this.helloTimeoutMs);
     handshakeTimer.unref();
     stream.on('end', () => session.peerEnd());
     stream.on('error', () => {
@@ -478,9 +572,26 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
    */
   openSession(sink: FrameSink, transport: SessionTransport, continues: ServerSession | null = null): ServerSession {
     const session = new ServerSession(this, sink, transport, continues);
+    session.quietSince = Date.now();
     this.sessions.add(session);
     this.metrics.connectionsTotal++;
+    if (this.idleSweep === null && this.idleTimeoutMs > 0) this.startIdleSweep();
     return session;
+  }
+
+  /** Looks at every connection four times per idle timeout (see ServerSession.idleCheck). */
+  private startIdleSweep(): void {
+    const timeout = this.idleTimeoutMs;
+    // After GOAWAY an idle Synapse leaves at once; a peer that ignores it is closed after this grace.
+    const grace = Math.min(timeout, LINGER_MS);
+    this.idleSweep = setInterval(
+      () => {
+        const now = Date.now();
+        for (const s of this.sessions) s.idleCheck(now, timeout, grace);
+      },
+      Math.max(10, Math.min(timeout / 4, 30_000)),
+    );
+    this.idleSweep.unref();
   }
 
   /** Routes frames of a control type (0x10–0x1F) to `handler`, e.g. the shared-memory upgrade. */
@@ -501,6 +612,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   sessionClosed(session: ServerSession): void {
     this.metrics.inFlight -= session.inFlight;
     session.inFlight = 0;
+    this.slots.release(session.slot as Slot, session.peerUid);
+    session.slot = SLOT_NONE;
     this.sessions.delete(session);
     if (this.sessions.size === 0) {
       const waiters = this.idleWaiters;
@@ -530,6 +643,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     const server = this.server;
     if (server !== null && this.path !== null) unlinkPublicNameIfOurs(this.path, this.cellName);
     const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
+    // Connections we ended have nothing more to say: the server's close must not wait for their peers.
+    for (const stream of this.ending) destroyWhenFlushed(stream);
     for (const s of this.sessions) {
       if (s.isOpen) s.goaway();
     }
@@ -545,6 +660,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
         s.closed();
       }
     }
+    if (this.idleSweep !== null) clearInterval(this.idleSweep);
+    this.idleSweep = null;
     await closed;
     await lanClosed;
     await this.tapServer?.close();
@@ -637,4 +754,23 @@ function removeEmptyCellDir(ownPath: string, cell: string): void {
   } catch {
     // not empty, in use as a mount point, or gone
   }
+}
+
+/** The uid of the process at the other end of a Unix socket (SO_PEERCRED), or -1 when unknown. */
+function peerUidOf(socket: Socket): number {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  const addon = loadNative().addon;
+  if (typeof fd !== 'number' || fd < 0 || addon === undefined) return -1;
+  try {
+    return addon.peerCred(fd).uid;
+  } catch {
+    return -1;
+  }
+}
+
+/** Destroys a stream we ended as soon as what we wrote has left (at once if it has). */
+function destroyWhenFlushed(stream: Duplex): void {
+  if (stream.destroyed) return;
+  if (stream.writableFinished) stream.destroy();
+  else stream.once('finish', () => stream.destroy());
 }

@@ -16,6 +16,7 @@ import {
   HandshakeFlag,
   HEADER_SIZE,
   helloChallenge,
+  MAX_HANDSHAKE_FRAME,
   PROTOCOL_VERSION,
   writeHeader,
 } from '../frame/index.js';
@@ -28,8 +29,11 @@ import { Vesicle } from '../vesicle/index.js';
 
 /** What a session needs from the byte carrier under it (a socket, a TLS stream, a shared-memory ring). */
 export interface SessionTransport {
-  /** Finish sending what is queued, then close. */
-  end(): void;
+  /**
+   * Finish sending what is queued, then close. `abrupt`: the peer was refused or broke the protocol;
+   * it gets a short linger (1 s) to read the error before the connection is destroyed.
+   */
+  end(abrupt?: boolean): void;
   /** Close at once. */
   destroy(): void;
   /** The carrier itself (a net.Socket for Unix sockets), for control-frame handlers that need the fd. */
@@ -66,6 +70,11 @@ export interface SessionHost {
   readonly controlHandlers: ReadonlyMap<number, ControlFrameHandler>;
   readonly startedAt: number;
   readonly draining: boolean;
+  /**
+   * A peer's HELLO passed the version and contract checks: give it a connection slot, or say why not
+   * (E_OVERLOADED). `inspection`: fingerprint 0, only built-in methods.
+   */
+  admitPeer(session: ServerSession, inspection: boolean): CellError | null;
   sessionClosed(session: ServerSession): void;
   /** Shared-memory transport state for the metrics method. */
   shmStatus(): Record<string, unknown>;
@@ -182,6 +191,13 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   /** Peer's handshake, once received. */
   peerName = '';
   peerPid = 0;
+  /** The peer's uid (SO_PEERCRED) when the carrier knows it, else -1; set before HELLO. */
+  peerUid = -1;
+  /** The connection slot the Membrane gave this session at HELLO (see ConnectionSlots). */
+  slot = 0;
+  /** Frames arrived since the idle sweep last looked; `quietSince` is when it last saw none. */
+  seen = true;
+  quietSince = 0;
   inFlight = 0;
   private state = AWAITING_HELLO;
   private builtinsOnly = false;
@@ -246,6 +262,11 @@ export class ServerSession implements FrameHandler, UpgradableSession {
 
   get isOpen(): boolean {
     return this.state === OPEN;
+  }
+
+  /** The peer opened the connection without a contract (fingerprint 0): built-in methods only. */
+  get inspection(): boolean {
+    return this.builtinsOnly;
   }
 
   onFrame(
@@ -354,6 +375,14 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     }
     this.peerName = h.name;
     this.peerPid = h.pid;
+    const inspection = h.fingerprint === 0n;
+    // Over the limit: ERROR instead of WELCOME (§ 2.3). A peer that then fails the checks below gives
+    // its slot back when it closes.
+    const refused = host.admitPeer(this, inspection);
+    if (refused !== null) {
+      this.refuse(refused);
+      return;
+    }
     // The WELCOME goes out even on a mismatch so the client can name both fingerprints.
     this.sink.flush();
     // Attest only when asked: a client that sends flags 0 gets the plain WELCOME.
@@ -363,7 +392,8 @@ export class ServerSession implements FrameHandler, UpgradableSession {
       version: PROTOCOL_VERSION,
       fingerprint: host.service.fingerprint,
       name: host.service.name,
-      maxFrame: host.maxFrameSize,
+      // An inspection connection carries empty built-in requests only (§ 2.6).
+      maxFrame: inspection ? MAX_HANDSHAKE_FRAME : host.maxFrameSize,
       maxInFlight: host.maxInFlight,
       pid: process.pid,
       flags: attestation === undefined ? 0 : HandshakeFlag.ATTEST,
@@ -634,6 +664,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   /** The carrier is about to feed one chunk of frames (see batchStart). */
   beginBatch(): void {
     this.batchStart = performance.now();
+    this.seen = true;
   }
 
   /** The chunk's frames are handled and its replies handed to the carrier: time them all at once. */
@@ -703,11 +734,49 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   fatal(err: unknown): void {
     if (this.state === CLOSED) return;
     this.host.metrics.protocolErrors++;
+    this.closeWith(err);
+  }
+
+  /** Turns the peer away at HELLO (connection limits): ERROR instead of WELCOME, then close. */
+  private refuse(err: CellError): void {
+    this.host.metrics.connectionsRefused++;
+    this.closeWith(err);
+  }
+
+  private closeWith(err: unknown): void {
     this.writeCold(encodeFrame(FrameType.ERROR, 0, 0, encodeErrorPayload(toErrorPayload(err))));
     this.sink.flush();
     this.state = CLOSED;
-    this.transport.end();
+    this.transport.end(true);
     this.closed();
+  }
+
+  /**
+   * The idle sweep (Membrane, every quarter of `timeoutMs`): an open connection with no call in flight
+   * that received nothing for `timeoutMs` gets GOAWAY (a Synapse then half-closes it and opens a fresh
+   * connection for its next call); one still quiet `graceMs` after that is closed.
+   */
+  idleCheck(now: number, timeoutMs: number, graceMs: number): void {
+    if (this.state !== OPEN) return;
+    if (this.seen || this.inFlight > 0) {
+      this.seen = false;
+      this.quietSince = now;
+      return;
+    }
+    const quiet = now - this.quietSince;
+    if (!this.goawaySent) {
+      if (quiet >= timeoutMs) {
+        this.goaway();
+        this.quietSince = now;
+      }
+      return;
+    }
+    if (quiet >= graceMs) {
+      this.sink.flush();
+      this.state = CLOSED;
+      this.transport.end(true);
+      this.closed();
+    }
   }
 
   /** The carrier is gone: abort handlers' signals and forget the session. Idempotent. */

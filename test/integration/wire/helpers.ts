@@ -64,6 +64,29 @@ export interface RawFrame {
   payload: Buffer;
 }
 
+export interface HelloOptions {
+  /** The largest frame this client accepts (0: the default). */
+  maxFrame?: number;
+  /** Handshake flag bits (§ 2.3). */
+  flags?: number;
+  /** Bytes after the service name. */
+  trailing?: Uint8Array;
+}
+
+/** A HELLO frame as a client would write it, with the knobs the protocol tests turn. */
+export function helloFrame(fingerprint: bigint, name = 'echo', options: HelloOptions = {}): Buffer {
+  const payload = encodeHandshake({
+    version: PROTOCOL_VERSION,
+    fingerprint,
+    name,
+    maxFrame: options.maxFrame ?? 0,
+    maxInFlight: 0,
+    pid: process.pid,
+  });
+  payload.writeUInt16LE(options.flags ?? 0, 6);
+  return encodeFrame(FrameType.HELLO, 0, 0, Buffer.concat([payload, options.trailing ?? new Uint8Array(0)]));
+}
+
 /** A hand-driven client for protocol-abuse tests: raw bytes out, decoded frames in. */
 export class RawClient {
   readonly socket: Socket;
@@ -95,22 +118,8 @@ export class RawClient {
     });
   }
 
-  hello(fingerprint: bigint, name = 'echo'): void {
-    this.socket.write(
-      encodeFrame(
-        FrameType.HELLO,
-        0,
-        0,
-        encodeHandshake({
-          version: PROTOCOL_VERSION,
-          fingerprint,
-          name,
-          maxFrame: 0,
-          maxInFlight: 0,
-          pid: process.pid,
-        }),
-      ),
-    );
+  hello(fingerprint: bigint, name = 'echo', options: HelloOptions = {}): void {
+    this.socket.write(helloFrame(fingerprint, name, options));
   }
 
   request(method: number, id: number, payload: Uint8Array): void {
