@@ -5,6 +5,7 @@ import {
   bigintToString,
   CONTROL_FRAME_FIRST,
   CONTROL_FRAME_LAST,
+  DEFAULT_MAX_FRAME,
   decodeHandshake,
   type ErrorPayload,
   encodeErrorPayload,
@@ -170,6 +171,12 @@ export class CallContext {
   }
 }
 
+/**
+ * A HELLO's maximum frame below this is raised to it: every reply needs room for its header and an
+ * error message (an announced limit of a few bytes would make every call fail).
+ */
+const MIN_PEER_FRAME = 1024;
+
 const AWAITING_HELLO = 0;
 const OPEN = 1;
 const CLOSED = 2;
@@ -195,6 +202,8 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   peerUid = -1;
   /** The connection slot the Membrane gave this session at HELLO (see ConnectionSlots). */
   slot = 0;
+  /** Largest frame the peer accepts (its HELLO), header included: larger replies become errors. */
+  peerMaxFrame = DEFAULT_MAX_FRAME;
   /** Frames arrived since the idle sweep last looked; `quietSince` is when it last saw none. */
   seen = true;
   quietSince = 0;
@@ -279,7 +288,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     end: number,
     owned: boolean,
   ): void {
-    if (type === FrameType.REQUEST && this.state === OPEN) {
+    if (type === FrameType.REQUEST && this.state === OPEN && requestId !== 0) {
       this.dispatch(method, requestId, bytes, start, end, owned, null);
       return;
     }
@@ -300,7 +309,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     end: number,
     lease: Vesicle,
   ): void {
-    if (type === FrameType.REQUEST && this.state === OPEN) {
+    if (type === FrameType.REQUEST && this.state === OPEN && requestId !== 0) {
       this.dispatch(method, requestId, bytes, start, end, false, lease);
       return;
     }
@@ -342,6 +351,16 @@ export class ServerSession implements FrameHandler, UpgradableSession {
       return;
     }
     if (type === FrameType.REQUEST) {
+      if (requestId === 0) {
+        // An ERROR for it would carry id 0, which means the whole connection (§ 2.1).
+        this.fatal(
+          new CellError('E_PROTOCOL', 'request id 0 is reserved for the connection itself.', {
+            cell: this.host.cellName,
+            fix: 'number requests from 1 (docs/PROTOCOL.md § 2.4).',
+          }),
+        );
+        return;
+      }
       this.dispatch(method, requestId, bytes, start, end, owned, lease);
       return;
     }
@@ -375,6 +394,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     }
     this.peerName = h.name;
     this.peerPid = h.pid;
+    this.peerMaxFrame = h.maxFrame === 0 ? DEFAULT_MAX_FRAME : Math.max(h.maxFrame, MIN_PEER_FRAME);
     const inspection = h.fingerprint === 0n;
     // Over the limit: ERROR instead of WELCOME (§ 2.3). A peer that then fails the checks below gives
     // its slot back when it closes.
@@ -578,6 +598,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     let size = 0;
     try {
       size = out.sizeOf(value);
+      if (size + HEADER_SIZE > this.peerMaxFrame) throw this.tooLargeForPeer(def.name, size + HEADER_SIZE);
       o = sink.reserve(HEADER_SIZE + size);
       const end = out.encodeInto(value, sink.buf, writeHeader(sink.buf, o, size, FrameType.REPLY, def.id, id));
       sink.commit(end);
@@ -602,7 +623,24 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   errorReply(id: number, method: number, err: unknown): void {
     this.host.metrics.errors++;
     if (this.state === CLOSED) return;
-    this.writeCold(encodeFrame(FrameType.ERROR, method, id, encodeErrorPayload(toErrorPayload(err))));
+    let payload = encodeErrorPayload(toErrorPayload(err));
+    if (payload.length + HEADER_SIZE > this.peerMaxFrame) {
+      payload = encodeErrorPayload(toErrorPayload(this.tooLargeForPeer('the error', payload.length + HEADER_SIZE)));
+    }
+    this.writeCold(encodeFrame(FrameType.ERROR, method, id, payload));
+  }
+
+  /** A reply the caller announced it would refuse (its HELLO's maximum frame): that call fails instead. */
+  private tooLargeForPeer(what: string, size: number): CellError {
+    return new CellError(
+      'E_FRAME_TOO_LARGE',
+      `the reply of ${what === 'the error' ? 'this call (an error)' : `'${what}'`} is ${size} bytes; the caller accepts at most ${this.peerMaxFrame}.`,
+      {
+        cell: this.host.cellName,
+        fix: "raise the caller's maxFrameSize, or return less per call.",
+        details: { size, limit: this.peerMaxFrame },
+      },
+    );
   }
 
   private builtin(method: number, id: number): void {
@@ -657,7 +695,12 @@ export class ServerSession implements FrameHandler, UpgradableSession {
       );
       return;
     }
-    this.writeCold(encodeFrame(FrameType.REPLY, method, id, Buffer.from(JSON.stringify(body, bigintToString))));
+    const json = Buffer.from(JSON.stringify(body, bigintToString));
+    if (json.length + HEADER_SIZE > this.peerMaxFrame) {
+      this.errorReply(id, method, this.tooLargeForPeer('the built-in method', json.length + HEADER_SIZE));
+      return;
+    }
+    this.writeCold(encodeFrame(FrameType.REPLY, method, id, json));
     host.metrics.replies++;
   }
 
