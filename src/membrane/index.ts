@@ -91,7 +91,7 @@ export interface MembraneOptions {
   maxInFlight?: number;
   /**
    * Connections served at once; more are refused with E_OVERLOADED at their HELLO (default 1024).
-   * docs/PROTOCOL.md § 2.6 has every limit and what it costs.
+   * docs/PROTOCOL.md § 2.9 has every limit and what it costs.
    */
   maxConnections?: number;
   /** Of maxConnections, what one peer uid may hold (default three quarters, rounded up). */

@@ -412,7 +412,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
       version: PROTOCOL_VERSION,
       fingerprint: host.service.fingerprint,
       name: host.service.name,
-      // An inspection connection carries empty built-in requests only (§ 2.6).
+      // An inspection connection carries empty built-in requests only (§ 2.1).
       maxFrame: inspection ? MAX_HANDSHAKE_FRAME : host.maxFrameSize,
       maxInFlight: host.maxInFlight,
       pid: process.pid,

@@ -1,5 +1,5 @@
 /**
- * Who may hold a connection (docs/PROTOCOL.md § 2.6): the admission rules of a Membrane as a pure
+ * Who may hold a connection (docs/PROTOCOL.md § 2.9): the admission rules of a Membrane as a pure
  * core, decided at HELLO, when the server knows whether the peer asks for a contract.
  *
  * - `maxConnections` ordinary slots, shared by every handshaken connection;

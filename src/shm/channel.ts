@@ -206,8 +206,12 @@ export class ShmChannel {
 // the pages of its own ring back once the ring has been quiet for a whole TRIM_INTERVAL_MS and every
 // record was released. One unref'd timer serves the process, and only while some ring is dirty.
 
-/** How long a ring must go without a commit before its pages are given back (one to two intervals). */
-const TRIM_INTERVAL_MS = Number(process.env.CELL_SHM_TRIM_MS ?? 1000);
+/**
+ * A ring quiet for one whole interval is trimmed at the next sweep: 2–4 s after its last commit.
+ * Longer than a pause between bursts, so a bursty connection does not fault its pages back in each
+ * time (a trimmed 1 MiB ring costs 256 page faults to fill again, § 3.6).
+ */
+const TRIM_INTERVAL_MS = 2000;
 const dirtyChannels = new Set<ShmChannel>();
 let trimTimer: NodeJS.Timeout | null = null;
 

@@ -17,7 +17,7 @@ import {
 } from './upgrade.js';
 
 /**
- * The shared-memory transport under Membrane and Synapse (docs/PROTOCOL.md § 3.5). Ring records of
+ * The shared-memory transport under Membrane and Synapse (docs/PROTOCOL.md § 3.4). Ring records of
  * kind FRAMES carry ordinary wire frames (§ 2), so sessions see the same frames whichever carrier
  * brought them: a session's FrameSink becomes a RingFrameSink that puts each frame into the ring when
  * it fits and into the socket otherwise.

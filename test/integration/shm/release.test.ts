@@ -124,8 +124,8 @@ test('a ring that carried megabytes gives its pages back once idle, on both side
   // 12 × 200 kB each way: every page of both 1 MiB rings has been written.
   for (let k = 0; k < 12; k++) assert.deepEqual(Buffer.from(await c.echo(body)), Buffer.from(body));
   assert.ok(stats(pid).shmem > MiB, `cell maps ${stats(pid).shmem} bytes of ring`);
-  // Quiet for a trim interval (1 s) or two: each producer punches its own ring's pages out.
-  await waitFor(() => stats(pid).shmem < 64 * 1024 && stats('self').shmem < 64 * 1024, 6000);
+  // Quiet for a trim interval (2 s) or two: each producer punches its own ring's pages out.
+  await waitFor(() => stats(pid).shmem < 64 * 1024 && stats('self').shmem < 64 * 1024, 10_000);
   for (let k = 0; k < 12; k++) assert.deepEqual(Buffer.from(await c.echo(body)), Buffer.from(body), `after trim ${k}`);
   assert.equal(c.$synapse.transport?.transport, 'shm');
 });

@@ -1,4 +1,4 @@
-// Connection limits and what happens to connections the cell will not serve (docs/PROTOCOL.md § 2.6):
+// Connection limits and what happens to connections the cell will not serve (docs/PROTOCOL.md § 2.9):
 // refused sockets are destroyed after their ERROR and never hold up a shutdown; idle connections are
 // timed out; one uid holds only its share; inspection callers always find a reserved slot.
 import assert from 'node:assert/strict';
