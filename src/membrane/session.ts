@@ -322,6 +322,12 @@ export class ServerSession implements FrameHandler, UpgradableSession {
 
   /** The client wrote garbage into its ring: close the connection with the reason. */
   ringCorrupt(err: CellError): void {
+    if (err.code === 'E_CONNECTION_LOST') {
+      // The client let go of its rings: it is gone, there is nobody to tell.
+      this.transport.destroy();
+      this.closed();
+      return;
+    }
     this.fatal(err);
   }
 

@@ -136,7 +136,13 @@ export class ShmChannel {
     } catch (err) {
       if (err instanceof CellError && err.code === 'E_PROTOCOL') {
         this.close();
-        sink.onCorrupt(err);
+        // A peer whose connection closed punches its rings out, header page included (§ 3.2): a
+        // ring that reads as zeros was let go, not corrupted.
+        sink.onCorrupt(
+          rx.released
+            ? new CellError('E_CONNECTION_LOST', 'the peer closed the connection and released its rings.')
+            : err,
+        );
         return n;
       }
       throw err;

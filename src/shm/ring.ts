@@ -366,6 +366,11 @@ export class RingBuffer {
     }
   }
 
+  /** The magic word reads as zero: the peer freed the ring (its pages were punched out). */
+  get released(): boolean {
+    return Atomics.load(this.words, MAGIC) === 0;
+  }
+
   /** Records handed out by next() and not yet released. */
   get unreleased(): number {
     let n = 0;

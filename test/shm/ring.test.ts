@@ -227,3 +227,28 @@ test('holdHead: space released during a drain reaches the producer at publishHea
   consumer.release(t);
   assert.equal(head(), 4096 + 256);
 });
+
+test('the consumer’s bookkeeping grows with the records held, up to a full ring, and head stays exact', () => {
+  // 4096 empty records fill a 64 KiB ring: far more than the 64 slots a consumer starts with.
+  const { producer, consumer } = makeRing(1 << 16);
+  const n = (1 << 16) / 16;
+  for (let i = 0; i < n; i++) assert.equal(producer.write(1, i + 1, 0, new Uint8Array(0)), true, `record ${i}`);
+  assert.equal(producer.write(1, 0, 0, new Uint8Array(0)), false, 'the ring is full');
+  producer.commit();
+  const tokens: number[] = [];
+  for (let t = consumer.next(); t >= 0; t = consumer.next()) {
+    assert.equal(consumer.reqId, tokens.length + 1);
+    tokens.push(t);
+  }
+  assert.equal(tokens.length, n);
+  assert.equal(consumer.unreleased, n);
+  // Release every odd record first: head cannot move past the still-held first one.
+  for (let i = 1; i < n; i += 2) consumer.release(tokens[i] as number);
+  assert.equal(producer.producerIdle(), false);
+  assert.equal(producer.write(1, 0, 0, new Uint8Array(0)), false);
+  for (let i = 0; i < n; i += 2) consumer.release(tokens[i] as number);
+  assert.equal(consumer.unreleased, 0);
+  assert.equal(producer.producerIdle(), true, 'every record released: the producer may trim');
+  assert.equal(producer.write(1, 9, 0, new Uint8Array(0)), true);
+  assert.equal(producer.producerIdle(), false, 'an unpublished reservation');
+});
