@@ -168,10 +168,11 @@ Napi::Value TrimShared(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(bytes));
 }
 
-// unmapShared(sab): a dead connection's ring. Its pages are punched out of the memfd and the mapping is
-// replaced in place by private anonymous memory, which drops the mapping's reference to the memfd at
-// once (the file is freed as soon as no fd holds it either). The SharedArrayBuffer stays valid: a late
-// read sees zeros, a late write touches a private page; its deleter unmaps the range when collected.
+// unmapShared(sab): a dead connection's ring. The mapping is replaced in place by private anonymous
+// memory, which drops this process's reference to the memfd at once (the file is freed as soon as no
+// fd or other mapping holds it; the side that created it also punches its pages out through the fd).
+// The SharedArrayBuffer stays valid: a late read sees zeros, a late write touches a private page; its
+// deleter unmaps the range when the buffer is collected. The peer's view is untouched.
 Napi::Value UnmapShared(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto store = SharedStore(info[0]);
@@ -184,7 +185,6 @@ Napi::Value UnmapShared(const Napi::CallbackInfo& info) {
   // Round the length up: mmap mapped whole pages.
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   size_t whole = (store->ByteLength() + page - 1) & ~(page - 1);
-  madvise(from, whole, MADV_REMOVE);  // best effort: the peer may have punched them already
   void* p = mmap(from, whole, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw SysError(env, "mmap(MAP_FIXED)", errno);
   return env.Undefined();

@@ -69,7 +69,9 @@ export class ShmChannel {
    */
   send(kind: number, reqId: number, aux: number, payload: Uint8Array): boolean {
     if (this.closed || payload.length > this.tx.maxPayload) return false;
-    if (!this.tx.write(kind, reqId, aux, payload)) return false;
+    const o = this.reserve(kind, reqId, aux, payload.length);
+    if (o < 0) return false;
+    this.tx.bytes.set(payload, o);
     this.commit();
     return true;
   }
@@ -77,7 +79,24 @@ export class ShmChannel {
   /** Zero-copy send: reserve, encode into tx.bytes at the returned offset, then commit(). -1 = use the socket. */
   reserve(kind: number, reqId: number, aux: number, length: number): number {
     if (this.closed || length > this.tx.maxPayload) return -1;
-    return this.tx.reserve(kind, reqId, aux, length);
+    try {
+      return this.tx.reserve(kind, reqId, aux, length);
+    } catch (err) {
+      // The consumer's head is garbage: a hostile peer, or one that let the ring go (its pages read
+      // as zeros). Either way the ring is done; the caller falls back to the socket, and the
+      // connection learns why once the current synchronous run is over.
+      this.broken(err as CellError);
+      return -1;
+    }
+  }
+
+  private broken(err: CellError): void {
+    if (this.closed) return;
+    this.close();
+    const why = this.tx.released
+      ? new CellError('E_CONNECTION_LOST', 'the peer closed the connection and released its rings.')
+      : err;
+    queueMicrotask(() => this.sink.onCorrupt(why));
   }
 
   /**
@@ -136,8 +155,8 @@ export class ShmChannel {
     } catch (err) {
       if (err instanceof CellError && err.code === 'E_PROTOCOL') {
         this.close();
-        // A peer whose connection closed punches its rings out, header page included (§ 3.2): a
-        // ring that reads as zeros was let go, not corrupted.
+        // The server punches its rings out when its connection closes, header page included
+        // (§ 3.2): a ring that reads as zeros was let go, not corrupted.
         sink.onCorrupt(
           rx.released
             ? new CellError('E_CONNECTION_LOST', 'the peer closed the connection and released its rings.')

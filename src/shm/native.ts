@@ -12,8 +12,9 @@ export interface NativeAddon {
   /** Gives back the whole pages of `[offset, offset + length)` of a shared mapping (MADV_REMOVE); returns the bytes released. */
   trimShared(sab: SharedArrayBuffer, offset: number, length: number): number;
   /**
-   * A dead connection's ring: punches its pages out and replaces the mapping in place by private
-   * anonymous memory, so the memfd is released at once; the buffer stays safe to touch (zeros).
+   * A dead connection's ring: replaces the mapping in place by private anonymous memory, so this
+   * process no longer holds the memfd; the buffer stays safe to touch (zeros). The peer's view is
+   * untouched (the creator punches the pages out through its fd).
    */
   unmapShared(sab: SharedArrayBuffer): void;
   sendFds(socketFd: number, fds: number[], payload: Uint8Array): number;

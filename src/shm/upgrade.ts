@@ -150,7 +150,7 @@ export class ShmHost<C> {
       }
       fds.push(addon.eventfdCreate(), addon.eventfdCreate());
     } catch (err) {
-      releaseRings(addon, fds, maps);
+      releaseRings(addon, fds, maps, ringBytesFor(this.capacity));
       return { ok: false, reason: `server: cannot create shared memory (${(err as Error).message})` };
     }
     const challenge = randomBytes(CHALLENGE_BYTES);
@@ -183,7 +183,7 @@ export class ShmHost<C> {
     if (o === undefined) return;
     this.offers.delete(key);
     clearTimeout(o.timer);
-    releaseRings(loadNative().addon as NativeAddon, o.fds, o.maps);
+    releaseRings(loadNative().addon as NativeAddon, o.fds, o.maps, ringBytesFor(o.capacity));
   }
 
   /**
@@ -208,7 +208,7 @@ export class ShmHost<C> {
     if (offer === undefined) return fail('unknown or expired ticket');
     this.offers.delete(key);
     clearTimeout(offer.timer);
-    const closeFds = () => releaseRings(addon, offer.fds, offer.maps);
+    const closeFds = () => releaseRings(addon, offer.fds, offer.maps, ringBytesFor(offer.capacity));
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) {
       closeFds();
@@ -254,9 +254,11 @@ function ringBell(addon: NativeAddon, bellFd: number) {
 }
 
 /**
- * Frees a connection's rings at once, whoever holds what: the pages are punched out of each memfd,
- * each mapping is replaced by untouched private memory (no reference to the memfd survives until the
- * garbage collector gets to the buffer), and the fds are closed. Every step is attempted.
+ * Frees a connection's rings at once, whoever holds what: each mapping is replaced by untouched
+ * private memory (no reference to the memfd survives until the garbage collector gets to the
+ * buffer), the creator (`size` > 0) punches the pages out of each memfd, and the fds are closed.
+ * Punching reaches the peer's mapping too: its consumer then reads a zero magic word and knows the
+ * ring was let go (ShmChannel). Every step is attempted.
  */
 function releaseRings(addon: NativeAddon, fds: readonly number[], maps: readonly SharedArrayBuffer[], size = 0): void {
   for (const map of maps) {
@@ -384,7 +386,7 @@ export async function pickUpRings(
       free() {
         if (freed) return;
         freed = true;
-        // Also when the server died without freeing them: our mappings are the last reference.
+        // When the server died without freeing them, our mappings were the last reference.
         releaseRings(addon, [], [c2s.sab, s2c.sab]);
         addon.closeFd(c2sBell);
         addon.closeFd(s2cBell);

@@ -153,3 +153,52 @@ test('a corked ring sink publishes its run of frames with one tail store at unco
     addon.closeFd(bell);
   }
 });
+
+test('rings the peer let go (zeroed by its punch) read as E_CONNECTION_LOST, on either direction', async () => {
+  for (const side of ['rx', 'tx'] as const) {
+    const { peerTx, tx, rx } = ringPair();
+    const bell = addon.eventfdCreate();
+    const errors: CellError[] = [];
+    const sink = new Recorder();
+    sink.onCorrupt = (err) => {
+      errors.push(err);
+    };
+    const channel = new ShmChannel(addon, tx, rx, bell, sink);
+    sink.channel = channel;
+    try {
+      // Traffic both ways first, so positions are past zero: ours past a whole ring's worth.
+      for (let i = 1; i <= 3; i++) {
+        assert.ok(peerTx.write(1, i, 0, new Uint8Array(40)));
+        peerTx.commit();
+      }
+      await until(() => sink.seen.length === 3, 'the first records');
+      const peerRx = new RingBuffer(tx.sab);
+      for (let i = 0; i < 100; i++) {
+        assert.equal(channel.send(1, i, 0, new Uint8Array(1000)), true);
+        const t = peerRx.next();
+        assert.ok(t >= 0);
+        peerRx.release(t);
+      }
+      // What the server's punch does to a ring: every byte, header included, reads as zero.
+      new Uint8Array(side === 'rx' ? rx.sab : tx.sab).fill(0);
+      if (side === 'rx') {
+        channel.expect(); // the poller looks at the rx ring again
+      } else {
+        // The stale head it caches lets a few records through (into a ring nobody reads); the
+        // first look at the real head sees it behind by more than a ring.
+        let o = 0;
+        for (let i = 0; i < 10 && o >= 0; i++) {
+          o = channel.reserve(1, 9, 0, tx.maxPayload);
+          if (o >= 0) channel.commit();
+        }
+        assert.equal(o, -1, 'the sender falls back to the socket');
+      }
+      await until(() => errors.length === 1, `the ${side} side noticing`);
+      assert.equal(errors[0]?.code, 'E_CONNECTION_LOST', String(errors[0]));
+      assert.equal(channel.closed, true);
+    } finally {
+      channel.close();
+      addon.closeFd(bell);
+    }
+  }
+});
