@@ -604,7 +604,8 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     let size = 0;
     try {
       size = out.sizeOf(value);
-      if (size + HEADER_SIZE > this.peerMaxFrame) throw this.tooLargeForPeer(def.name, size + HEADER_SIZE);
+      if (size + HEADER_SIZE > this.peerMaxFrame)
+        throw this.tooLargeForPeer(`the reply of '${def.name}'`, size + HEADER_SIZE);
       o = sink.reserve(HEADER_SIZE + size);
       const end = out.encodeInto(value, sink.buf, writeHeader(sink.buf, o, size, FrameType.REPLY, def.id, id));
       sink.commit(end);
@@ -631,16 +632,18 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     if (this.state === CLOSED) return;
     let payload = encodeErrorPayload(toErrorPayload(err));
     if (payload.length + HEADER_SIZE > this.peerMaxFrame) {
-      payload = encodeErrorPayload(toErrorPayload(this.tooLargeForPeer('the error', payload.length + HEADER_SIZE)));
+      payload = encodeErrorPayload(
+        toErrorPayload(this.tooLargeForPeer('the error of this call', payload.length + HEADER_SIZE)),
+      );
     }
     this.writeCold(encodeFrame(FrameType.ERROR, method, id, payload));
   }
 
-  /** A reply the caller announced it would refuse (its HELLO's maximum frame): that call fails instead. */
+  /** `what` would exceed the maximum frame the caller announced in its HELLO: that call fails instead. */
   private tooLargeForPeer(what: string, size: number): CellError {
     return new CellError(
       'E_FRAME_TOO_LARGE',
-      `the reply of ${what === 'the error' ? 'this call (an error)' : `'${what}'`} is ${size} bytes; the caller accepts at most ${this.peerMaxFrame}.`,
+      `${what} is ${size} bytes; the caller accepts at most ${this.peerMaxFrame}.`,
       {
         cell: this.host.cellName,
         fix: "raise the caller's maxFrameSize, or return less per call.",
@@ -703,7 +706,11 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     }
     const json = Buffer.from(JSON.stringify(body, bigintToString));
     if (json.length + HEADER_SIZE > this.peerMaxFrame) {
-      this.errorReply(id, method, this.tooLargeForPeer('the built-in method', json.length + HEADER_SIZE));
+      this.errorReply(
+        id,
+        method,
+        this.tooLargeForPeer(`the reply of built-in 0x${method.toString(16)}`, json.length + HEADER_SIZE),
+      );
       return;
     }
     this.writeCold(encodeFrame(FrameType.REPLY, method, id, json));
