@@ -1,7 +1,11 @@
 // Transpiles every TypeScript file (src, test, bench, examples) to dist/ one-to-one, keeping the
 // folder layout, so tests, benchmarks and spawned cells run plain JavaScript with no loader.
 // Type checking is separate (`npm run typecheck`), which keeps this step under a second.
-import { copyFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+// `--types` also writes the package's declaration files (dist/src/**/*.d.ts, tsconfig.build.json):
+// `npm pack` runs that through the `prepack` script.
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -46,6 +50,17 @@ for (const a of assets) {
   const dest = join(root, 'dist', relative(root, a));
   mkdirSync(dirname(dest), { recursive: true });
   copyFileSync(a, dest);
+}
+if (process.argv.includes('--types')) {
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+  if (r.status !== 0 || !existsSync(join(root, 'dist', 'src', 'index.d.ts'))) {
+    console.error('build: declaration files were not written (tsc failed, see above)');
+    process.exit(1);
+  }
 }
 if (process.argv.includes('--verbose')) console.log(`built ${tsFiles.length} files into dist/`);
 

@@ -1,8 +1,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { CellError, isCellError } from '../errors/index.js';
+import { intOption, parseCommand, suggestion, UsageError } from '../cli/args.js';
+import { CellError, formatCellError, isCellError } from '../errors/index.js';
 import {
   createJoinRequest,
   initMesh,
@@ -25,16 +25,29 @@ function passphraseFrom(file: string | undefined): string | undefined {
   return file === undefined ? undefined : readFileSync(file, 'utf8').replace(/\r?\n$/, '');
 }
 
+const PASSPHRASE_NOTE =
+  'Keys are encrypted at rest when a passphrase is given (--passphrase-file, CELL_MESH_PASSPHRASE).';
+
+const INIT = {
+  usage: `usage: cell mesh init [--name <mesh>] [--host <name>] [--passphrase-file <f>] [--force]
+
+Creates the mesh's certificate authority and this host's identity in ~/.cell/mesh. ${PASSPHRASE_NOTE}`,
+  options: {
+    name: { type: 'string' },
+    host: { type: 'string' },
+    'passphrase-file': { type: 'string' },
+    force: { type: 'boolean' },
+  },
+  positionals: [0, 0],
+} as const;
+
 export async function meshInit(args: string[], print: Print = console.log): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      name: { type: 'string' },
-      host: { type: 'string' },
-      'passphrase-file': { type: 'string' },
-      force: { type: 'boolean' },
-    },
-  });
+  const parsed = parseCommand(args, INIT);
+  if (parsed.help) {
+    print(INIT.usage);
+    return 0;
+  }
+  const { values } = parsed;
   const r = await initMesh({
     meshName: values.name,
     hostName: values.host,
@@ -50,17 +63,29 @@ export async function meshInit(args: string[], print: Print = console.log): Prom
   return 0;
 }
 
+const JOIN = {
+  usage: `usage: cell mesh join [--host <name>] [--passphrase-file <f>] [--force]
+       cell mesh join --cert <bundle.pem> [--ca-fingerprint <hex>] [--passphrase-file <f>]
+
+The first form creates this host's key and a certificate request (~/.cell/mesh/host.csr) to carry to
+the CA host; the second installs the certificate bundle issued there. ${PASSPHRASE_NOTE}`,
+  options: {
+    host: { type: 'string' },
+    cert: { type: 'string' },
+    'ca-fingerprint': { type: 'string' },
+    'passphrase-file': { type: 'string' },
+    force: { type: 'boolean' },
+  },
+  positionals: [0, 0],
+} as const;
+
 export async function meshJoin(args: string[], print: Print = console.log): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      host: { type: 'string' },
-      cert: { type: 'string' },
-      'ca-fingerprint': { type: 'string' },
-      'passphrase-file': { type: 'string' },
-      force: { type: 'boolean' },
-    },
-  });
+  const parsed = parseCommand(args, JOIN);
+  if (parsed.help) {
+    print(JOIN.usage);
+    return 0;
+  }
+  const { values } = parsed;
   const passphrase = passphraseFrom(values['passphrase-file']);
   if (values.cert !== undefined) {
     const r = installJoinBundle(readFileSync(values.cert, 'utf8'), {
@@ -80,18 +105,24 @@ export async function meshJoin(args: string[], print: Print = console.log): Prom
   return 0;
 }
 
+const SIGN = {
+  usage: `usage: cell mesh sign <host.csr> [--out <bundle.pem>] [--days <n>] [--passphrase-file <f>]
+
+On the CA host: issues a host certificate for the request and writes the bundle to carry back.`,
+  options: { out: { type: 'string', short: 'o' }, days: { type: 'string' }, 'passphrase-file': { type: 'string' } },
+  positionals: [1, 1],
+  expects: 'the certificate request file (host.csr)',
+} as const;
+
 export async function meshSign(args: string[], print: Print = console.log): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { out: { type: 'string', short: 'o' }, days: { type: 'string' }, 'passphrase-file': { type: 'string' } },
-  });
-  const csrPath = positionals[0];
-  if (csrPath === undefined)
-    throw new CellError('E_INVALID_ARGUMENT', 'missing the certificate request file.', {
-      fix: 'cell mesh sign <host.csr>',
-    });
-  const days = values.days === undefined ? undefined : Number(values.days);
+  const parsed = parseCommand(args, SIGN);
+  if (parsed.help) {
+    print(SIGN.usage);
+    return 0;
+  }
+  const { values, positionals } = parsed;
+  const csrPath = positionals[0] as string;
+  const days = intOption(values.days, '--days', SIGN.usage, { min: 1 });
   const r = await signJoinRequest(readFileSync(csrPath, 'utf8'), {
     passphrase: passphraseFrom(values['passphrase-file']),
     days,
@@ -105,10 +136,35 @@ export async function meshSign(args: string[], print: Print = console.log): Prom
   return 0;
 }
 
+const STATUS = {
+  usage: `usage: cell mesh status [--passphrase-file <f>] [--json]
+
+Shows this host's mesh identity: host name, certificate fingerprint and expiry, the mesh CA.`,
+  options: { 'passphrase-file': { type: 'string' }, json: { type: 'boolean' } },
+  positionals: [0, 0],
+} as const;
+
 export async function meshStatus(args: string[], print: Print = console.log): Promise<number> {
-  const { values } = parseArgs({ args, options: { 'passphrase-file': { type: 'string' } } });
+  const parsed = parseCommand(args, STATUS);
+  if (parsed.help) {
+    print(STATUS.usage);
+    return 0;
+  }
+  const { values } = parsed;
   const paths = meshPaths();
   const id = loadMeshIdentity({ passphrase: passphraseFrom(values['passphrase-file']) });
+  if (values.json === true) {
+    print(
+      JSON.stringify({
+        host: id.hostName,
+        hostFingerprint: id.hostFingerprint,
+        validTo: id.cert.validTo,
+        caFingerprint: id.caFingerprint,
+        holdsCaKey: existsSync(paths.caKey),
+      }),
+    );
+    return 0;
+  }
   print(`host ${id.hostName}  certificate ${id.hostFingerprint}  valid until ${id.cert.validTo}`);
   print(`mesh CA ${id.caFingerprint}${existsSync(paths.caKey) ? '  (this host holds the CA key)' : ''}`);
   return 0;
@@ -121,6 +177,8 @@ const USAGE = `usage: cell mesh <command>
   join  --cert <bundle.pem> [--ca-fingerprint <hex>]                        install the issued certificate
   status                                                                    show this host's mesh identity
 Keys are encrypted at rest when a passphrase is given (--passphrase-file, CELL_MESH_PASSPHRASE).`;
+
+const SUBCOMMANDS = ['init', 'join', 'sign', 'status'];
 
 /** `cell mesh <sub> …`; returns the exit code. */
 export async function meshCommand(argv: string[], print: Print = console.log): Promise<number> {
@@ -135,18 +193,27 @@ export async function meshCommand(argv: string[], print: Print = console.log): P
         return await meshSign(rest, print);
       case 'status':
         return await meshStatus(rest, print);
-      default:
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
         print(USAGE);
-        return sub === undefined || sub === 'help' || sub === '--help' ? 0 : 2;
+        return sub === undefined ? 2 : 0;
+      default: {
+        const what = sub.startsWith('-') ? `unknown option ${sub}` : `unknown command '${sub}'`;
+        throw new UsageError(`${what}${suggestion(sub, SUBCOMMANDS)}`, USAGE);
+      }
     }
   } catch (err) {
-    if (isCellError(err)) {
-      console.error(`cell mesh ${sub}: ${err.message}`);
-      return 1;
-    }
-    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`cell mesh ${sub}: ${(err as Error).message}\n${USAGE}`);
+    if (err instanceof UsageError) {
+      console.error(
+        `cell mesh${sub === undefined || sub.startsWith('-') ? '' : ` ${sub}`}: ${err.message}\n${err.usage.split('\n\n')[0]}`,
+      );
       return 2;
+    }
+    if (isCellError(err)) {
+      console.error(`cell mesh ${sub}: ${formatCellError(err)}`);
+      return isCellError(err, 'E_NAME_INVALID') ? 2 : 1;
     }
     throw err;
   }

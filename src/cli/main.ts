@@ -13,7 +13,7 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { CellError, isCellError } from '../errors/index.js';
+import { CellError, formatCellError, isCellError } from '../errors/index.js';
 import { logDir, rootSocketPath, validateCellName } from '../paths/index.js';
 import type { Infer } from '../protein/index.js';
 import {
@@ -23,135 +23,82 @@ import {
   type RootClient,
   rootPid,
   rootPidPath,
-  unwrapRootError,
   withRoot,
 } from '../root/client.js';
 import type { CellStatusRow } from '../root/contract.js';
 import { tailLines } from '../root/log.js';
 import { MANIFEST_FILE, manifestPath } from '../root/manifest.js';
 import { formatBytes, formatUptime } from '../top/format.js';
+import {
+  type CommandSpec,
+  intOption,
+  type OptionSpec,
+  parseCommand,
+  suggestion,
+  UsageError,
+  type Values,
+} from './args.js';
+import { colorEnabled, type Paint, paint } from './color.js';
 
 type Row = Infer<typeof CellStatusRow>;
 
-class UsageError extends Error {
-  constructor(
-    message: string,
-    readonly usage: string,
-  ) {
-    super(message);
-  }
-}
-
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 const err = (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
+
+/** The package's root folder (dist/src/cli → three levels up; src/cli → two). */
+function packageRoot(): string {
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  for (const up of ['../../..', '../..']) {
+    const dir = resolve(here, up);
+    if (existsSync(join(dir, 'package.json'))) return dir;
+  }
+  return resolve(here, '../../..');
+}
 
 export const USAGE = `usage: cell <command> [options]
 
 Cells: small sandboxed services on this host, grown on demand by the Root daemon.
 
-  up [dir] [--no-sandbox]      start the Root (detached) and the cells of dir/cell.json
-  status [name] [--json]       a table of the cells: state, pid, uptime, restarts, transport, sandbox, memory
-  down                         stop every cell gracefully, then the Root
-  spawn|stop|restart <name>    start, stop or restart one cell (spawn/restart clear a crash-loop mark)
-  add <name> <dir> [--entry f] register a cell's DNA (a folder with its TypeScript source)
-  swap <name>                  hot-swap a cell to a fresh build without failing a call
-  logs <name> [-f] [-n N]      the cell's log (~/.cell/logs/<name>.log); -f follows it
-  doctor [--json]              what this host supports: bwrap, user namespaces, cgroups, shared memory
-  top | metrics | tap          live dashboard, Prometheus metrics, live call stream (see their --help)
-  mesh …                       cells across hosts (init, join, sign, status)
+Start here
+  new <name>                    scaffold a cell: contract, cell, caller, cell.json, tsconfig
+  up [dir]                      start the Root (detached) and the cells of dir/cell.json
+  call <cell> <method> [json]   call a method from the terminal; prints the reply as JSON
+  down                          stop every cell gracefully, then the Root
 
-Options: --json (machine-readable output), --help (per command), --version.
-Environment: CELL_HOME (~/.cell), CELL_SOCKET_DIR (~/.cell/run), CELL_UMBILICAL (the Root's socket).`;
+Cells
+  status [name]                 state, pid, uptime, restarts, transport, sandbox, memory
+  spawn|stop|restart <name>     start, stop or restart one cell (spawn/restart clear a crash-loop mark)
+  add <name> <dir>              register a cell's DNA (a folder with its TypeScript source)
+  rm <name>                     stop a cell and forget its registration
+  swap <name>                   hot-swap a cell to a fresh build without failing a call
+  logs <name> [-f] [-n N]       the cell's log (~/.cell/logs/<name>.log); -f follows it
+  genome <cell>                 a cell's contract: methods, their input and output types, fingerprint
 
-const HELP: Record<string, string> = {
-  up: `usage: cell up [dir|manifest] [--no-sandbox] [--metrics-port <port>] [--replace] [--json]
+Watching
+  top | metrics | tap           live dashboard, Prometheus metrics, live call stream
 
-Starts the Root daemon (detached; pid in ~/.cell/root/root.pid, log in ~/.cell/logs/root.log) unless it
-runs, loads dir/${MANIFEST_FILE} (default: the current folder's, if any) and starts every cell whose entry
-does not say "autostart": false, printing build progress. --no-sandbox runs cells without bubblewrap
-(development only; \`cell status\` says so loudly). --metrics-port makes the Root serve every cell's
-metrics in the Prometheus text format on http://127.0.0.1:<port>/metrics. A cell name registered from
-another manifest is refused unless --replace takes it over. Exit 1 when a cell failed to start.`,
-  status: `usage: cell status [name] [--json]
+This host
+  doctor                        what this host supports: bwrap, user namespaces, cgroups, shared memory
+  startup                       write a systemd user unit that starts the Root at login
+  mesh …                        cells across hosts (init, join, sign, status)
 
-One row per cell the Root knows: NAME STATE PID UPTIME RESTARTS TRANSPORT SANDBOX MEMORY LAST-EXIT.
-States: stopped, building, starting, running, crashed (restart scheduled), crash-loop (5 failures within
-10 s; not restarted until \`cell restart\`), stopping. --json prints the rows as JSON.`,
-  down: `usage: cell down [--json]
-
-Stops every cell gracefully (SIGTERM: the cell drains in-flight calls; SIGKILL after 5 s), then the
-Root. Leaves no process, socket or cgroup behind.`,
-  spawn: `usage: cell spawn <name> [--json]
-
-Builds the cell's DNA if it changed and starts it; waits until it answers its health check.`,
-  stop: `usage: cell stop <name> [--json]
-
-Stops the cell gracefully; the Root will not restart it until \`cell spawn\`.`,
-  restart: `usage: cell restart <name> [--json]
-
-Stops and starts the cell (rebuilding if its source changed) and clears a crash-loop mark.`,
-  add: `usage: cell add <name> <dir> [--entry <file>] [--network] [--lan] [--json]
-
-Registers a cell's DNA with the running Root without starting it (\`cell spawn\` or Synapse.grow start it).`,
-  swap: `usage: cell swap <name> [--json]
-
-Rebuilds the DNA, starts the new generation beside the old one, waits until it is healthy, publishes
-its socket atomically and drains the old one. On any failure the old generation keeps serving.`,
-  logs: `usage: cell logs <name> [-f|--follow] [-n <lines>]
-
-Prints the last lines (default 50) of ~/.cell/logs/<name>.log, the cell's stdout and stderr plus the
-Root's notes (starts, exits, restarts). -f keeps printing new lines until interrupted.`,
-  doctor: `usage: cell doctor [--json]
-
-Checks what this host supports (bubblewrap, user namespaces, cgroups, the shared-memory addon, …) and
-what each missing piece disables. Exit 1 when a check fails.`,
-};
-
-function version(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-      version: string;
-    };
-    return pkg.version;
-  } catch {
-    return 'unknown';
-  }
-}
-
-interface Parsed {
-  positional: string[];
-  flags: Set<string>;
-  values: Map<string, string>;
-}
-
-/** Flags with a value; everything else starting with - is boolean. */
-const VALUE_FLAGS = new Set(['-n', '--lines', '--entry', '--metrics-port']);
-
-function parse(args: string[], allowed: string[], usage: string): Parsed {
-  const p: Parsed = { positional: [], flags: new Set(), values: new Map() };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] as string;
-    if (a.startsWith('-') && a !== '-') {
-      if (!allowed.includes(a)) throw new UsageError(`unknown option ${a}`, usage);
-      if (VALUE_FLAGS.has(a)) {
-        const v = args[++i];
-        if (v === undefined) throw new UsageError(`${a} needs a value`, usage);
-        p.values.set(a, v);
-      } else p.flags.add(a);
-    } else p.positional.push(a);
-  }
-  return p;
-}
-
-function oneName(p: Parsed, usage: string): string {
-  if (p.positional.length !== 1) throw new UsageError('expected exactly one cell name', usage);
-  return validateCellName(p.positional[0] as string);
-}
+Every command takes --help (and --opt=value or --opt value); read commands take --json.
+cell --version prints the version, cell --about the credits (ATTRIBUTION).
+Exit status: 0 success, 1 failure, 2 usage error (unknown command or option, bad argument).
+Environment: CELL_HOME (~/.cell), CELL_SOCKET_DIR (~/.cell/run), CELL_UMBILICAL (the Root's socket),
+NO_COLOR (no colour).`;
 
 // ---- formatting ---------------------------------------------------------------------------------
 
 function pad(s: string, w: number): string {
   return s.length >= w ? s : s + ' '.repeat(w - s.length);
+}
+
+function stateColor(state: string): Paint | undefined {
+  if (state === 'running') return 'green';
+  if (state === 'starting' || state === 'building' || state === 'stopping') return 'yellow';
+  if (state === 'crashed' || state === 'crash-loop') return 'red';
+  return undefined;
 }
 
 export function statusTable(rows: readonly Row[], noSandbox: boolean): string {
@@ -168,18 +115,28 @@ export function statusTable(rows: readonly Row[], noSandbox: boolean): string {
     r.lastExit === '' ? '-' : r.lastExit,
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
-  const fmt = (cols: string[]) =>
+  const color = colorEnabled(process.stdout);
+  const fmt = (cols: string[], header: boolean) =>
     cols
-      .map((c, i) => pad(c, widths[i] as number))
+      .map((c, i) => {
+        const cell = pad(c, widths[i] as number);
+        if (!color || header) return cell;
+        const tint = i === 1 ? stateColor(c) : i === 6 && c === 'NONE!' ? 'red' : undefined;
+        return tint === undefined ? cell : paint(cell, tint, process.stdout);
+      })
       .join('  ')
       .trimEnd();
-  const text = [fmt(head), ...lines.map(fmt)];
+  const text = [fmt(head, true), ...lines.map((l) => fmt(l, false))];
   if (rows.length === 0) text.push('(no cells registered: `cell up` in a folder with a cell.json, or `cell add`)');
   for (const r of rows) if (r.error !== '') text.push(`  ${r.name}: ${r.error.split('\n').join('\n    ')}`);
   if (noSandbox || rows.some((r) => r.sandbox === 'none')) {
     text.push(
       '',
-      '!!! WARNING: cells run WITHOUT A SANDBOX (--no-sandbox): no bubblewrap, full access to your files and network.',
+      paint(
+        '!!! WARNING: cells run WITHOUT A SANDBOX (--no-sandbox): no bubblewrap, full access to your files and network.',
+        'red',
+        process.stdout,
+      ),
     );
   }
   return `${text.join('\n')}\n`;
@@ -237,9 +194,9 @@ function watchProgress(names: string[] | null, quiet: boolean): () => Promise<vo
   };
 }
 
-// ---- commands -----------------------------------------------------------------------------------
+// ---- the Root daemon ----------------------------------------------------------------------------
 
-const rootMain = fileURLToPath(new URL('../root/main.js', import.meta.url));
+export const rootMain = fileURLToPath(new URL('../root/main.js', import.meta.url));
 
 async function rootAnswers(): Promise<boolean> {
   if (!isSocket(rootSocketPath())) return false;
@@ -252,14 +209,14 @@ async function rootAnswers(): Promise<boolean> {
   }
 }
 
-async function startRootDaemon(noSandbox: boolean, metricsPort: string | undefined): Promise<void> {
+async function startRootDaemon(noSandbox: boolean, metricsPort: number | undefined): Promise<void> {
   const logPath = join(logDir(), 'root.log');
   mkdirSync(logDir(), { recursive: true, mode: 0o700 });
   const fd = openSync(logPath, 'a', 0o600);
   const before = existsSync(logPath) ? statSync(logPath).size : 0;
   const flags = [
     ...(noSandbox ? ['--no-sandbox'] : []),
-    ...(metricsPort === undefined ? [] : ['--metrics-port', metricsPort]),
+    ...(metricsPort === undefined ? [] : ['--metrics-port', String(metricsPort)]),
   ];
   const child = spawn(process.execPath, [rootMain, ...flags], {
     detached: true,
@@ -304,181 +261,281 @@ function readFrom(path: string, offset: number): string {
   }
 }
 
-async function cmdUp(args: string[]): Promise<number> {
-  const p = parse(args, ['--no-sandbox', '--json', '--metrics-port', '--replace'], HELP.up as string);
-  const metricsPort = p.values.get('--metrics-port');
-  if (metricsPort !== undefined && !/^\d+$/.test(metricsPort)) {
-    throw new UsageError(`--metrics-port takes a port number, not '${metricsPort}'`, HELP.up as string);
-  }
-  if (p.positional.length > 1) throw new UsageError('expected at most one folder or manifest', HELP.up as string);
-  const json = p.flags.has('--json');
-  const noSandbox = p.flags.has('--no-sandbox');
-  let manifest: string | null = null;
-  if (p.positional.length === 1) {
-    manifest = manifestPath(p.positional[0] as string);
-    if (!existsSync(manifest)) {
-      throw new CellError('E_INVALID_ARGUMENT', `no manifest at ${manifest}.`, {
-        fix: `create ${MANIFEST_FILE} ({ "cells": { "<name>": { "dna": "./dir" } } }), see docs/CLI.md.`,
+// ---- commands -----------------------------------------------------------------------------------
+
+/** One `cell` command: its help, its options and positionals, and what it does with them. */
+interface Command<O extends Record<string, OptionSpec> = Record<string, OptionSpec>> extends CommandSpec<O> {
+  run(values: { [K in keyof O]?: unknown }, positionals: string[]): Promise<number>;
+}
+
+/** Declares a command with its option types checked against what `run` reads. */
+function command<O extends Record<string, OptionSpec>>(
+  spec: CommandSpec<O> & {
+    run(values: Values<O>, positionals: string[]): Promise<number>;
+  },
+): Command {
+  return spec as unknown as Command;
+}
+
+const JSON_OPTION = { json: { type: 'boolean' } } as const;
+
+const up = command({
+  usage: `usage: cell up [dir|manifest] [--no-sandbox] [--metrics-port <port>] [--replace] [--json]
+
+Starts the Root daemon (detached; pid in ~/.cell/root/root.pid, log in ~/.cell/logs/root.log) unless it
+runs, loads dir/${MANIFEST_FILE} (default: the current folder's, if any) and starts every cell whose entry
+does not say "autostart": false, printing build progress. --no-sandbox runs cells without bubblewrap
+(development only; \`cell status\` says so loudly). --metrics-port makes the Root serve every cell's
+metrics in the Prometheus text format on http://127.0.0.1:<port>/metrics. A cell name registered from
+another manifest is refused unless --replace takes it over. Exit 1 when a cell failed to start.`,
+  options: {
+    'no-sandbox': { type: 'boolean' },
+    'metrics-port': { type: 'string' },
+    replace: { type: 'boolean' },
+    ...JSON_OPTION,
+  },
+  positionals: [0, 1],
+  expects: 'at most one folder or manifest',
+  async run(values, positionals) {
+    const metricsPort = intOption(values['metrics-port'], '--metrics-port', up.usage, { min: 0, max: 65535 });
+    const json = values.json === true;
+    const noSandbox = values['no-sandbox'] === true;
+    let manifest: string | null = null;
+    if (positionals.length === 1) {
+      manifest = manifestPath(positionals[0] as string);
+      if (!existsSync(manifest)) {
+        throw new CellError('E_INVALID_ARGUMENT', `no manifest at ${manifest}.`, {
+          fix: `create ${MANIFEST_FILE} ({ "cells": { "<name>": { "dna": "./dir" } } }) or run \`cell new <name>\`; see docs/CLI.md.`,
+        });
+      }
+    } else if (existsSync(manifestPath('.'))) manifest = manifestPath('.');
+
+    if (await rootAnswers()) {
+      if (!json) err(`Root already running (${rootSocketPath()}).`);
+      if (metricsPort !== undefined)
+        err('--metrics-port applies when the Root starts; run `cell down` first to change it.');
+    } else {
+      await startRootDaemon(noSandbox, metricsPort);
+      if (!json) err(`Root started (pid ${rootPid() ?? '?'}, ${rootSocketPath()})${noSandbox ? ' — NO SANDBOX' : ''}.`);
+    }
+    const stop = watchProgress(null, json);
+    let list: Awaited<ReturnType<RootClient['list']>>;
+    try {
+      list = await withRoot((root) =>
+        manifest === null
+          ? root.list(undefined)
+          : root.load({ path: manifest, start: true, replace: values.replace === true }),
+      );
+    } finally {
+      await stop();
+    }
+    if (json) out(JSON.stringify(list));
+    else {
+      if (list.noSandbox !== noSandbox) {
+        err(
+          `note: the running Root was started ${list.noSandbox ? 'WITH' : 'without'} --no-sandbox; \`cell down\` and \`cell up\` again to change it.`,
+        );
+      }
+      out(statusTable(list.cells, list.noSandbox));
+    }
+    return list.cells.some((c) => c.error !== '' && c.state !== 'running') ? 1 : 0;
+  },
+});
+
+const status = command({
+  usage: `usage: cell status [name] [--json]
+
+One row per cell the Root knows: NAME STATE PID UPTIME RESTARTS TRANSPORT SANDBOX MEMORY LAST-EXIT.
+States: stopped, building, starting, running, crashed (restart scheduled), crash-loop (5 failures within
+10 s; not restarted until \`cell restart\`), stopping. --json prints the rows as JSON.`,
+  options: { ...JSON_OPTION },
+  positionals: [0, 1],
+  expects: 'at most one cell name',
+  async run(values, positionals) {
+    const json = values.json === true;
+    if (positionals.length === 1) {
+      const name = validateCellName(positionals[0] as string);
+      const row = await withRoot((root) => root.status({ name }));
+      out(json ? JSON.stringify(row) : statusTable([row], false));
+      return 0;
+    }
+    const list = await withRoot((root) => root.list(undefined));
+    out(json ? JSON.stringify(list) : statusTable(list.cells, list.noSandbox));
+    return 0;
+  },
+});
+
+const down = command({
+  usage: `usage: cell down [--json]
+
+Stops every cell gracefully (SIGTERM: the cell drains in-flight calls; SIGKILL after 5 s), then the
+Root. Leaves no process, socket or cgroup behind.`,
+  options: { ...JSON_OPTION },
+  positionals: [0, 0],
+  async run(values) {
+    const json = values.json === true;
+    if (!(await rootAnswers())) {
+      const stale = rootPid();
+      if (stale !== null && !processAlive(stale)) rmSync(rootPidPath(), { force: true });
+      out(json ? JSON.stringify({ running: false, stopped: 0 }) : 'no Root is running.');
+      return 0;
+    }
+    // The pid to wait for (and kill, if it hangs) is the one the Root reports over its control socket,
+    // which lives in a directory only this user can write — never what a pid file says.
+    const { pid, stopped } = await withRoot(
+      async (root) => {
+        const { rootPid: proven } = await root.list(undefined);
+        const reply = await root.shutdown(undefined);
+        return { pid: proven > 0 ? proven : null, stopped: reply.stopped };
+      },
+      { timeoutMs: 60_000 },
+    );
+    // The Root exits right after its reply: wait for the process and its socket to go.
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && ((pid !== null && processAlive(pid)) || isSocket(rootSocketPath()))) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    if (pid !== null && processAlive(pid)) {
+      process.kill(pid, 'SIGKILL');
+      err(`the Root (pid ${pid}) did not exit in 10 s and was killed.`);
+    }
+    out(json ? JSON.stringify({ running: false, stopped }) : `stopped ${stopped} cell(s) and the Root.`);
+    return 0;
+  },
+});
+
+function oneCell(verb: 'spawn' | 'stop' | 'restart', usage: string): Command {
+  return command({
+    usage,
+    options: { ...JSON_OPTION },
+    positionals: [1, 1],
+    expects: 'exactly one cell name',
+    async run(values, positionals) {
+      const name = validateCellName(positionals[0] as string);
+      const json = values.json === true;
+      const stop = verb === 'stop' ? async () => {} : watchProgress([name], json);
+      let row: Row;
+      try {
+        row = await withRoot((root) => (verb === 'stop' ? root.stop({ name }) : root[verb]({ name, wait: true })));
+      } finally {
+        await stop();
+      }
+      out(json ? JSON.stringify(row) : rowLine(row));
+      return 0;
+    },
+  });
+}
+
+const add = command({
+  usage: `usage: cell add <name> <dir> [--entry <file>] [--network] [--lan] [--json]
+
+Registers a cell's DNA with the running Root without starting it (\`cell spawn\` or Synapse.grow start it).`,
+  options: { entry: { type: 'string' }, network: { type: 'boolean' }, lan: { type: 'boolean' }, ...JSON_OPTION },
+  positionals: [2, 2],
+  expects: 'a cell name and a folder',
+  async run(values, positionals) {
+    const name = validateCellName(positionals[0] as string);
+    // Resolved here: the Root's working directory is not the caller's.
+    const dna = resolve(positionals[1] as string);
+    const row = await withRoot((root) =>
+      root.add({
+        name,
+        dna,
+        entry: values.entry,
+        limitsJson: undefined,
+        network: values.network === true ? true : undefined,
+        lan: values.lan === true ? true : undefined,
+        autostart: undefined,
+        envJson: undefined,
+      }),
+    );
+    out(
+      values.json === true
+        ? JSON.stringify(row)
+        : `${name}: registered (DNA ${row.dna}); start it with \`cell spawn ${name}\`.`,
+    );
+    return 0;
+  },
+});
+
+const rm = command({
+  usage: `usage: cell rm <name> [--json]
+
+Stops the cell (gracefully, as \`cell stop\`) and makes the Root forget it: its registration
+(~/.cell/dna/<name>.json) is deleted, its log stays. A manifest that still lists it registers it again
+on the next \`cell up\`.`,
+  options: { ...JSON_OPTION },
+  positionals: [1, 1],
+  expects: 'exactly one cell name',
+  async run(values, positionals) {
+    const name = validateCellName(positionals[0] as string);
+    const row = await withRoot((root) => root.rm({ name }));
+    out(
+      values.json === true
+        ? JSON.stringify(row)
+        : `${name}: stopped and unregistered (its log stays at ${join(logDir(), `${name}.log`)}).`,
+    );
+    return 0;
+  },
+});
+
+const swap = command({
+  usage: `usage: cell swap <name> [--json]
+
+Rebuilds the DNA, starts the new generation beside the old one, waits until it is healthy, publishes
+its socket atomically and drains the old one. On any failure the old generation keeps serving.`,
+  options: { ...JSON_OPTION },
+  positionals: [1, 1],
+  expects: 'exactly one cell name',
+  async run(values, positionals) {
+    const name = validateCellName(positionals[0] as string);
+    const r = await withRoot((root) => root.swap({ name }));
+    if (values.json === true) out(JSON.stringify(r));
+    else {
+      out(
+        `${name}: generation ${r.previousGeneration} (pid ${r.previousPid}) → ${r.generation} (pid ${r.pid}) in ${r.durationMs} ms`,
+      );
+      if (r.drainError !== '') err(`warning: the old generation did not drain cleanly: ${r.drainError}`);
+    }
+    return 0;
+  },
+});
+
+const logs = command({
+  usage: `usage: cell logs <name> [-f|--follow] [-n|--lines <lines>] [--json]
+
+Prints the last lines (default 50) of ~/.cell/logs/<name>.log, the cell's stdout and stderr plus the
+Root's notes (starts, exits, restarts). -f keeps printing new lines until interrupted. --json prints
+{"path", "lines": [...]} (with -f: one {"line"} object per line).`,
+  options: { follow: { type: 'boolean', short: 'f' }, lines: { type: 'string', short: 'n' }, ...JSON_OPTION },
+  positionals: [1, 1],
+  expects: 'exactly one cell name',
+  async run(values, positionals) {
+    const name = validateCellName(positionals[0] as string);
+    const n = intOption(values.lines, '--lines', logs.usage) ?? 50;
+    const json = values.json === true;
+    const path = join(logDir(), `${name}.log`);
+    if (!existsSync(path)) {
+      throw new CellError('E_DNA_UNKNOWN', `no log at ${path}.`, {
+        cell: name,
+        fix: 'the Root writes it once the cell was spawned; check the name with `cell status`.',
       });
     }
-  } else if (existsSync(manifestPath('.'))) manifest = manifestPath('.');
-
-  if (await rootAnswers()) {
-    if (!json) err(`Root already running (${rootSocketPath()}).`);
-    if (metricsPort !== undefined)
-      err('--metrics-port applies when the Root starts; run `cell down` first to change it.');
-  } else {
-    await startRootDaemon(noSandbox, metricsPort);
-    if (!json) err(`Root started (pid ${rootPid() ?? '?'}, ${rootSocketPath()})${noSandbox ? ' — NO SANDBOX' : ''}.`);
-  }
-  const stop = watchProgress(null, json);
-  let list: Awaited<ReturnType<RootClient['list']>>;
-  try {
-    list = await withRoot((root) =>
-      manifest === null
-        ? root.list(undefined)
-        : root.load({ path: manifest, start: true, replace: p.flags.has('--replace') }),
-    );
-  } finally {
-    await stop();
-  }
-  if (json) out(JSON.stringify(list));
-  else {
-    if (list.noSandbox !== noSandbox) {
-      err(
-        `note: the running Root was started ${list.noSandbox ? 'WITH' : 'without'} --no-sandbox; \`cell down\` and \`cell up\` again to change it.`,
-      );
-    }
-    out(statusTable(list.cells, list.noSandbox));
-  }
-  return list.cells.some((c) => c.error !== '' && c.state !== 'running') ? 1 : 0;
-}
-
-async function cmdStatus(args: string[]): Promise<number> {
-  const p = parse(args, ['--json'], HELP.status as string);
-  if (p.positional.length > 1) throw new UsageError('expected at most one cell name', HELP.status as string);
-  const json = p.flags.has('--json');
-  if (p.positional.length === 1) {
-    const name = validateCellName(p.positional[0] as string);
-    const row = await withRoot((root) => root.status({ name }));
-    out(json ? JSON.stringify(row) : statusTable([row], false));
+    const tail = tailLines(path, n);
+    if (json && values.follow !== true) out(JSON.stringify({ path, lines: tail }));
+    else for (const line of tail) out(json ? JSON.stringify({ line }) : line);
+    if (values.follow !== true) return 0;
+    await followLog(path, json);
     return 0;
-  }
-  const list = await withRoot((root) => root.list(undefined));
-  out(json ? JSON.stringify(list) : statusTable(list.cells, list.noSandbox));
-  return 0;
-}
+  },
+});
 
-async function cmdDown(args: string[]): Promise<number> {
-  const p = parse(args, ['--json'], HELP.down as string);
-  if (p.positional.length > 0) throw new UsageError('cell down takes no arguments', HELP.down as string);
-  const json = p.flags.has('--json');
-  if (!(await rootAnswers())) {
-    const stale = rootPid();
-    if (stale !== null && !processAlive(stale)) rmSync(rootPidPath(), { force: true });
-    out(json ? JSON.stringify({ running: false, stopped: 0 }) : 'no Root is running.');
-    return 0;
-  }
-  // The pid to wait for (and kill, if it hangs) is the one the Root reports over its control socket,
-  // which lives in a directory only this user can write — never what a pid file says.
-  const { pid, stopped } = await withRoot(
-    async (root) => {
-      const { rootPid: proven } = await root.list(undefined);
-      const reply = await root.shutdown(undefined);
-      return { pid: proven > 0 ? proven : null, stopped: reply.stopped };
-    },
-    { timeoutMs: 60_000 },
-  );
-  // The Root exits right after its reply: wait for the process and its socket to go.
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline && ((pid !== null && processAlive(pid)) || isSocket(rootSocketPath()))) {
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  if (pid !== null && processAlive(pid)) {
-    process.kill(pid, 'SIGKILL');
-    err(`the Root (pid ${pid}) did not exit in 10 s and was killed.`);
-  }
-  out(json ? JSON.stringify({ running: false, stopped }) : `stopped ${stopped} cell(s) and the Root.`);
-  return 0;
-}
-
-async function cmdOne(command: 'spawn' | 'stop' | 'restart', args: string[]): Promise<number> {
-  const usage = HELP[command] as string;
-  const p = parse(args, ['--json'], usage);
-  const name = oneName(p, usage);
-  const json = p.flags.has('--json');
-  const stop = command === 'stop' ? async () => {} : watchProgress([name], json);
-  let row: Row;
-  try {
-    row = await withRoot((root) => (command === 'stop' ? root.stop({ name }) : root[command]({ name, wait: true })));
-  } finally {
-    await stop();
-  }
-  out(json ? JSON.stringify(row) : rowLine(row));
-  return 0;
-}
-
-async function cmdAdd(args: string[]): Promise<number> {
-  const usage = HELP.add as string;
-  const p = parse(args, ['--json', '--entry', '--network', '--lan'], usage);
-  if (p.positional.length !== 2) throw new UsageError('expected a name and a folder', usage);
-  const name = validateCellName(p.positional[0] as string);
-  // Resolved here: the Root's working directory is not the caller's.
-  const dna = resolve(p.positional[1] as string);
-  const row = await withRoot((root) =>
-    root.add({
-      name,
-      dna,
-      entry: p.values.get('--entry'),
-      limitsJson: undefined,
-      network: p.flags.has('--network') ? true : undefined,
-      lan: p.flags.has('--lan') ? true : undefined,
-      autostart: undefined,
-      envJson: undefined,
-    }),
-  );
-  out(
-    p.flags.has('--json')
-      ? JSON.stringify(row)
-      : `${name}: registered (DNA ${row.dna}); start it with \`cell spawn ${name}\`.`,
-  );
-  return 0;
-}
-
-async function cmdSwap(args: string[]): Promise<number> {
-  const usage = HELP.swap as string;
-  const p = parse(args, ['--json'], usage);
-  const name = oneName(p, usage);
-  const r = await withRoot((root) => root.swap({ name }));
-  if (p.flags.has('--json')) out(JSON.stringify(r));
-  else {
-    out(
-      `${name}: generation ${r.previousGeneration} (pid ${r.previousPid}) → ${r.generation} (pid ${r.pid}) in ${r.durationMs} ms`,
-    );
-    if (r.drainError !== '') err(`warning: the old generation did not drain cleanly: ${r.drainError}`);
-  }
-  return 0;
-}
-
-async function cmdLogs(args: string[]): Promise<number> {
-  const usage = HELP.logs as string;
-  const p = parse(args, ['-f', '--follow', '-n', '--lines'], usage);
-  const name = oneName(p, usage);
-  const nText = p.values.get('-n') ?? p.values.get('--lines') ?? '50';
-  const n = Number(nText);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError('-n needs a whole number of lines', usage);
-  const path = join(logDir(), `${name}.log`);
-  if (!existsSync(path)) {
-    throw new CellError('E_DNA_UNKNOWN', `no log at ${path}.`, {
-      cell: name,
-      fix: 'the Root writes it once the cell was spawned; check the name with `cell status`.',
-    });
-  }
-  for (const line of tailLines(path, n)) out(line);
-  if (!p.flags.has('-f') && !p.flags.has('--follow')) return 0;
+/** Prints what is appended to `path` (across rotations) until SIGINT/SIGTERM. */
+async function followLog(path: string, json: boolean): Promise<void> {
   const first = statSync(path);
   let offset = first.size;
   let inode = first.ino;
+  let partial = '';
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       let size: number;
@@ -498,7 +555,12 @@ async function cmdLogs(args: string[]): Promise<number> {
         try {
           const buf = Buffer.alloc(size - offset);
           readSync(fd, buf, 0, buf.length, offset);
-          process.stdout.write(buf);
+          if (!json) process.stdout.write(buf);
+          else {
+            const lines = (partial + buf.toString('utf8')).split('\n');
+            partial = lines.pop() ?? '';
+            for (const line of lines) out(JSON.stringify({ line }));
+          }
         } finally {
           closeSync(fd);
         }
@@ -512,102 +574,206 @@ async function cmdLogs(args: string[]): Promise<number> {
     process.once('SIGINT', end);
     process.once('SIGTERM', end);
   });
-  return 0;
 }
 
-async function cmdDoctor(args: string[]): Promise<number> {
-  const p = parse(args, ['--json'], HELP.doctor as string);
-  const { diagnose } = await import('../root/engine.js');
-  const checks = await diagnose();
-  if (p.flags.has('--json')) out(JSON.stringify({ checks }));
-  else {
-    for (const c of checks) {
-      out(`${c.ok ? '✓' : '✗'} ${c.name}: ${c.detail}${c.ok ? '' : `\n    disables: ${c.disables}`}`);
+const doctor = command({
+  usage: `usage: cell doctor [--json]
+
+Checks what this host supports (bubblewrap, user namespaces, cgroups, the shared-memory addon, …) and
+what each missing piece disables. Exit 1 when a check fails.`,
+  options: { ...JSON_OPTION },
+  positionals: [0, 0],
+  async run(values) {
+    const { diagnose } = await import('../root/engine.js');
+    const checks = await diagnose();
+    if (values.json === true) out(JSON.stringify({ checks }));
+    else {
+      for (const c of checks) {
+        const mark = c.ok ? paint('✓', 'green') : paint('✗', 'red');
+        out(`${mark} ${c.name}: ${c.detail}${c.ok ? '' : `\n    disables: ${c.disables}`}`);
+      }
     }
-  }
-  return checks.every((c) => c.ok) ? 0 : 1;
-}
+    return checks.every((c) => c.ok) ? 0 : 1;
+  },
+});
 
 async function rootSource() {
   const { RootTopSource } = await import('../root/top-source.js');
   return RootTopSource.connect();
 }
 
+/**
+ * Commands that live in their own modules parse their arguments themselves (with the same parser);
+ * they are loaded only when used, so `cell status` never loads the dashboard's ink and React.
+ */
+const delegated: Record<string, { run(args: string[]): Promise<number> }> = {
+  top: {
+    async run(args) {
+      const { runTopCommand } = await import('../top/command.js');
+      return runTopCommand(args, { rootSource });
+    },
+  },
+  metrics: {
+    async run(args) {
+      const { runMetricsCommand } = await import('../metrics/command.js');
+      return runMetricsCommand(args, { rootSource });
+    },
+  },
+  tap: {
+    async run(args) {
+      const { runTapCommand } = await import('../tap/command.js');
+      return runTapCommand(args);
+    },
+  },
+  mesh: {
+    async run(args) {
+      const { meshCommand } = await import('../axon/cli.js');
+      return meshCommand(args);
+    },
+  },
+  new: {
+    async run(args) {
+      const { runNewCommand } = await import('./scaffold.js');
+      return runNewCommand(args);
+    },
+  },
+  call: {
+    async run(args) {
+      const { runCallCommand } = await import('./call.js');
+      return runCallCommand(args);
+    },
+  },
+  genome: {
+    async run(args) {
+      const { runGenomeCommand } = await import('./call.js');
+      return runGenomeCommand(args);
+    },
+  },
+  startup: {
+    async run(args) {
+      const { runStartupCommand } = await import('./startup.js');
+      return runStartupCommand(args, rootMain);
+    },
+  },
+};
+
+const COMMANDS: Record<string, Command> = {
+  up,
+  status,
+  ps: status,
+  down,
+  spawn: oneCell(
+    'spawn',
+    `usage: cell spawn <name> [--json]
+
+Builds the cell's DNA if it changed and starts it; waits until it answers its health check.`,
+  ),
+  stop: oneCell(
+    'stop',
+    `usage: cell stop <name> [--json]
+
+Stops the cell gracefully; the Root will not restart it until \`cell spawn\`.`,
+  ),
+  restart: oneCell(
+    'restart',
+    `usage: cell restart <name> [--json]
+
+Stops and starts the cell (rebuilding if its source changed) and clears a crash-loop mark.`,
+  ),
+  add,
+  rm,
+  swap,
+  logs,
+  doctor,
+};
+
+/** The ATTRIBUTION notice (the original Cell design and its licence), for `cell --about`. */
+export function about(): string {
+  try {
+    return readFileSync(join(packageRoot(), 'ATTRIBUTION'), 'utf8');
+  } catch {
+    return 'Cell derives from the original Cell design by Leif Rydenfalk (https://github.com/Leif-Rydenfalk/cell), MIT + Attribution.\n';
+  }
+}
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+    return pkg.version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The usage's synopsis: its first paragraph. */
+function synopsis(usage: string): string {
+  return usage.split('\n\n')[0] as string;
+}
+
+/** Prints a failure the one way: `cell: <what it concerns>: <cause>` and the fix on its own line. */
+export function printFailure(error: unknown, json: boolean): number {
+  if (json) {
+    const body = isCellError(error)
+      ? error.toJSON()
+      : { message: error instanceof Error ? error.message : String(error) };
+    out(JSON.stringify({ error: body }));
+  }
+  const prefix = paint('cell:', 'red', process.stderr);
+  if (isCellError(error)) {
+    err(`${prefix} ${formatCellError(error)}`);
+    // A name that breaks the naming rule is a bad argument, like an unknown option.
+    return isCellError(error, 'E_NAME_INVALID') ? 2 : 1;
+  }
+  err(`${prefix} ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  return 1;
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const [command, ...args] = argv;
-  if (command === undefined) {
+  const [name, ...args] = argv;
+  if (name === undefined) {
     err(USAGE);
     return 2;
   }
-  if (command === '--version' || command === '-V' || command === 'version') {
+  if (name === '--version' || name === '-V' || name === 'version') {
     out(`cell ${version()}`);
     return 0;
   }
-  if (command === '--help' || command === '-h' || command === 'help') {
-    const topic = args[0];
-    out(topic !== undefined && HELP[topic] !== undefined ? (HELP[topic] as string) : USAGE);
+  if (name === '--about' || name === 'about') {
+    out(about());
     return 0;
   }
-  if ((args.includes('--help') || args.includes('-h')) && HELP[command] !== undefined) {
-    out(HELP[command] as string);
+  if (name === '--help' || name === '-h' || name === 'help') {
+    const topic = args[0];
+    if (topic === undefined) out(USAGE);
+    else if (COMMANDS[topic] !== undefined) out((COMMANDS[topic] as Command).usage);
+    else if (delegated[topic] !== undefined) return (delegated[topic] as (typeof delegated)[string]).run(['--help']);
+    else out(USAGE);
     return 0;
+  }
+  const cmd = COMMANDS[name];
+  const other = delegated[name];
+  if (cmd === undefined && other === undefined) {
+    const known = [...Object.keys(COMMANDS), ...Object.keys(delegated)];
+    const what = name.startsWith('-') ? `unknown option ${name}` : `unknown command '${name}'`;
+    err(`cell: ${what}${suggestion(name.replace(/^-+/, ''), known)}\n(\`cell --help\` lists the commands)`);
+    return 2;
   }
   const json = args.includes('--json');
   try {
-    switch (command) {
-      case 'up':
-        return await cmdUp(args);
-      case 'status':
-      case 'ps':
-        return await cmdStatus(args);
-      case 'down':
-        return await cmdDown(args);
-      case 'spawn':
-      case 'stop':
-      case 'restart':
-        return await cmdOne(command, args);
-      case 'add':
-        return await cmdAdd(args);
-      case 'swap':
-        return await cmdSwap(args);
-      case 'logs':
-        return await cmdLogs(args);
-      case 'doctor':
-        return await cmdDoctor(args);
-      case 'top': {
-        const { runTopCommand } = await import('../top/command.js');
-        return await runTopCommand(args, { rootSource });
-      }
-      case 'metrics': {
-        const { runMetricsCommand } = await import('../metrics/command.js');
-        return await runMetricsCommand(args, { rootSource });
-      }
-      case 'tap': {
-        const { runTapCommand } = await import('../tap/command.js');
-        return await runTapCommand(args);
-      }
-      case 'mesh': {
-        const { meshCommand } = await import('../axon/cli.js');
-        return await meshCommand(args);
-      }
-      default:
-        err(`cell: unknown command '${command}'\n\n${USAGE}`);
-        return 2;
+    if (other !== undefined) return await other.run(args);
+    const command = cmd as Command;
+    const parsed = parseCommand(args, command);
+    if (parsed.help) {
+      out(command.usage);
+      return 0;
     }
+    return await command.run(parsed.values, parsed.positionals);
   } catch (e) {
-    const error = unwrapRootError(e);
-    if (error instanceof UsageError) {
-      err(`cell: ${error.message}\n\n${error.usage}`);
+    if (e instanceof UsageError) {
+      err(`cell ${name}: ${e.message}\n${synopsis(e.usage)}\n(\`cell ${name} --help\` for more)`);
       return 2;
     }
-    if (json) out(JSON.stringify({ error: isCellError(error) ? error.toJSON() : { message: String(error) } }));
-    if (isCellError(error)) {
-      const fix = error.fix === undefined ? '' : ` Fix: ${error.fix}`;
-      const message = fix !== '' && error.message.endsWith(fix) ? error.message.slice(0, -fix.length) : error.message;
-      err(`cell: ${message}${error.fix === undefined ? '' : `\n  fix: ${error.fix}`}`);
-      if (isCellError(error, 'E_NAME_INVALID')) return 2;
-    } else err(`cell: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-    return 1;
+    return printFailure(e, json);
   }
 }
 

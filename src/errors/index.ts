@@ -51,28 +51,39 @@ export type CellErrorCode =
 export interface CellErrorOptions {
   /** The cell the error concerns, when there is one. */
   cell?: string;
-  /** What the user can do about it. Appended to the message. */
+  /** The method the error concerns: the handler that failed, or the call that did. */
+  method?: string;
+  /** What the user can do about it. */
   fix?: string;
   cause?: unknown;
   /** Extra machine-readable detail (fingerprints, limits, sizes). */
   details?: Record<string, unknown>;
 }
 
+/**
+ * `message` is the cause alone; the cell, the method and the fix are fields, so they travel over the
+ * wire and into JSON as themselves and `formatCellError` renders them once for humans.
+ */
 export class CellError extends Error {
   readonly code: CellErrorCode;
   readonly cell: string | undefined;
+  readonly method: string | undefined;
   readonly fix: string | undefined;
   readonly details: Record<string, unknown> | undefined;
 
   constructor(code: CellErrorCode, message: string, options: CellErrorOptions = {}) {
-    const where = options.cell ? `cell '${options.cell}': ` : '';
-    const fix = options.fix ? ` Fix: ${options.fix}` : '';
-    super(`${where}${message}${fix}`, options.cause === undefined ? undefined : { cause: options.cause });
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'CellError';
     this.code = code;
     this.cell = options.cell;
+    this.method = options.method;
     this.fix = options.fix;
     this.details = options.details;
+  }
+
+  /** `CellError E_…: cell 'x': the cause (fix: …)` on one line, for logs. */
+  override toString(): string {
+    return `${this.name} ${this.code}: ${where(this)}${this.message}${this.fix === undefined ? '' : ` (fix: ${this.fix})`}`;
   }
 
   toJSON(): Record<string, unknown> {
@@ -81,10 +92,26 @@ export class CellError extends Error {
       code: this.code,
       message: this.message,
       cell: this.cell,
+      method: this.method,
       fix: this.fix,
       details: this.details,
     };
   }
+}
+
+function where(err: CellError): string {
+  if (err.cell === undefined) return err.method === undefined ? '' : `method '${err.method}': `;
+  return err.method === undefined ? `cell '${err.cell}': ` : `cell '${err.cell}', method '${err.method}': `;
+}
+
+/**
+ * The one rendering of an error for people: what it concerns, the cause, and the fix on its own line.
+ *
+ *   cell 'counter', method 'add': the amount must be positive.
+ *     fix: pass an amount above 0.
+ */
+export function formatCellError(err: CellError): string {
+  return `${where(err)}${err.message}${err.fix === undefined ? '' : `\n  fix: ${err.fix}`}`;
 }
 
 export function isCellError(err: unknown, code?: CellErrorCode): err is CellError {

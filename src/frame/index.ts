@@ -276,7 +276,12 @@ export function encodeFrame(type: number, method: number, requestId: number, pay
 /** The payload of an ERROR frame. JSON because errors are rare and must stay readable by any peer. */
 export interface ErrorPayload {
   code: CellErrorCode;
+  /** The cause alone (no cell, method or fix woven in). */
   message: string;
+  /** The cell the error concerns when it is not the one that answered (a Root's denial about a cell). */
+  cell?: string;
+  /** The method the error concerns when it is not the one called. */
+  method?: string;
   fix?: string;
   details?: Record<string, unknown>;
 }

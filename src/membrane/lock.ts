@@ -76,7 +76,7 @@ function alreadyRunning(cell: string, pid: number | undefined, where: string): C
     `another instance is already running${pid !== undefined ? ` (pid ${pid})` : ''}; ${where} is in use.`,
     {
       cell,
-      fix: 'stop the running instance first (`cell down <name>` or SIGTERM), or use a different CELL_SOCKET_DIR.',
+      fix: `stop the running instance first (\`cell stop ${cell}\` when the Root runs it, else SIGTERM its process), or use a different CELL_SOCKET_DIR.`,
       details: { pid, path: where },
     },
   );

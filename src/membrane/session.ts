@@ -873,9 +873,9 @@ export function schemaMismatch(
 
 export function toErrorPayload(err: unknown): ErrorPayload {
   if (isCellError(err)) {
-    const suffix = err.fix === undefined ? '' : ` Fix: ${err.fix}`;
-    const message = suffix !== '' && err.message.endsWith(suffix) ? err.message.slice(0, -suffix.length) : err.message;
-    const p: ErrorPayload = { code: err.code, message };
+    const p: ErrorPayload = { code: err.code, message: err.message };
+    if (err.cell !== undefined) p.cell = err.cell;
+    if (err.method !== undefined) p.method = err.method;
     if (err.fix !== undefined) p.fix = err.fix;
     if (err.details !== undefined) p.details = err.details;
     return p;

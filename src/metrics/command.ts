@@ -1,5 +1,5 @@
 // `cell metrics [--serve <port>]`: Prometheus text for every cell, once or served on localhost.
-import { CellError } from '../errors/index.js';
+import { intOption, parseCommand, UsageError } from '../cli/args.js';
 import { SocketScanSource } from '../top/scan.js';
 import type { TopDataSource } from '../top/source.js';
 import { formatCellMetrics } from './prometheus.js';
@@ -7,33 +7,42 @@ import { serveMetrics, toMetricsInput } from './serve.js';
 
 export { toMetricsInput } from './serve.js';
 
-export const METRICS_USAGE = `usage: cell metrics [--serve <port>]
+export const METRICS_USAGE = `usage: cell metrics [--serve <port>] [--json]
 
 Prints every cell's metrics in the Prometheus text format: state, restarts, uptime, CPU, memory and,
 per method, requests, errors, in-flight, bytes and a latency histogram. With --serve, answers
-GET /metrics on 127.0.0.1:<port> until stopped.`;
+GET /metrics on 127.0.0.1:<port> until stopped (port 0 picks a free one). --json prints the same
+samples as one JSON document instead.`;
+
+const SPEC = {
+  usage: METRICS_USAGE,
+  options: { serve: { type: 'string' }, json: { type: 'boolean' } },
+  positionals: [0, 0],
+} as const;
 
 export async function runMetricsCommand(
   args: string[],
   deps: { rootSource?: () => Promise<TopDataSource | undefined> } = {},
 ): Promise<number> {
-  if (args.includes('--help') || args.includes('-h')) {
+  const parsed = parseCommand(args, SPEC);
+  if (parsed.help) {
     process.stdout.write(`${METRICS_USAGE}\n`);
     return 0;
   }
+  const port = intOption(parsed.values.serve, '--serve', METRICS_USAGE, { min: 0, max: 65535 });
+  if (port !== undefined && parsed.values.json === true) {
+    throw new UsageError('--serve and --json do not go together', METRICS_USAGE);
+  }
   const source = (await deps.rootSource?.()) ?? new SocketScanSource();
-  const i = args.indexOf('--serve');
-  if (i < 0) {
+  if (port === undefined) {
     try {
-      process.stdout.write(formatCellMetrics(toMetricsInput(await source.sample())));
+      const samples = await source.sample();
+      if (parsed.values.json === true) process.stdout.write(`${JSON.stringify({ cells: samples }, jsonSafe)}\n`);
+      else process.stdout.write(formatCellMetrics(toMetricsInput(samples)));
     } finally {
       await source.close?.();
     }
     return 0;
-  }
-  const port = Number(args[i + 1]);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new CellError('E_INVALID_ARGUMENT', '--serve needs a port number.', { fix: METRICS_USAGE });
   }
   let server: Awaited<ReturnType<typeof serveMetrics>>;
   try {
@@ -50,4 +59,9 @@ export async function runMetricsCommand(
   await server.close();
   await source.close?.();
   return 0;
+}
+
+/** bigints (byte and request counters) as decimal strings. */
+function jsonSafe(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
 }

@@ -47,7 +47,7 @@ export interface CompileRequest {
   dir: string;
   entry: string;
   roots: Roots;
-  /** What `import … from 'cell'` resolves to. */
+  /** What `import … from 'cell-runtime'` (or 'cell') resolves to; its subpaths lie beside it. */
   runtime: string;
   tsconfig: TsconfigRaw;
 }
@@ -111,8 +111,17 @@ export function refusalError(cell: string, dir: string, r: Refusal): CellError {
   });
 }
 
-/** `cell`, and specifiers that are paths: checked before the resolver looks at them. */
-const PATH_OR_CELL = /^(?:cell$|\/|\.\.?(?:\/|$))/;
+/** The runtime by its package name (or `cell`, as in this checkout), with its subpaths. */
+const RUNTIME = /^(?:cell|cell-runtime)(?:\/(host|observation|mesh|consensus))?$/;
+/** The runtime, and specifiers that are paths: checked before the resolver looks at them. */
+const PATH_OR_CELL = /^(?:(?:cell|cell-runtime)(?:\/(?:host|observation|mesh|consensus))?$|\/|\.\.?(?:\/|$))/;
+
+/** The file a runtime specifier names, beside the runtime's index (`runtime`). */
+function runtimeModule(runtime: string, subpath: string | undefined): string {
+  if (subpath === undefined) return runtime;
+  const ext = extname(runtime);
+  return join(dirname(runtime), subpath === 'consensus' ? join('consensus', `index${ext}`) : `${subpath}${ext}`);
+}
 const REFUSED = 'refused by the Ribosome #';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -243,9 +252,11 @@ async function compileWith(esbuild: Esbuild, req: CompileRequest): Promise<Compi
     name: 'cell-ribosome',
     setup(build) {
       build.onResolve({ filter: PATH_OR_CELL }, (args) => {
-        const runtime = args.path === 'cell';
+        const named = RUNTIME.exec(args.path);
+        const runtime = named !== null;
         try {
-          const target = runtime ? req.runtime : resolve(args.resolveDir || dir, args.path);
+          const target =
+            named !== null ? runtimeModule(req.runtime, named[1]) : resolve(args.resolveDir || dir, args.path);
           const real = checkPath(roots, target, { allowDirectory: !runtime });
           return runtime ? { path: real } : undefined;
         } catch (err) {

@@ -50,27 +50,11 @@ export async function connectRoot(opts: { timeoutMs?: number } = {}): Promise<Ro
   }
 }
 
-/**
- * A Root's denial arrives as "call to 'spawn' failed: cell 'x': <reason>"; callers want the reason
- * itself with its code and fix.
- */
-export function unwrapRootError(err: unknown): unknown {
-  if (!isCellError(err)) return err;
-  const m = /call to '[a-z]+' failed: (.*)$/s.exec(err.message);
-  if (m === null) return err;
-  let message = m[1] as string;
-  const fix = err.fix;
-  if (fix !== undefined && message.endsWith(` Fix: ${fix}`)) message = message.slice(0, -` Fix: ${fix}`.length);
-  return new CellError(err.code, message, { fix, details: err.details });
-}
-
 /** Runs one request against the Root and closes the connection. */
 export async function withRoot<T>(fn: (root: RootClient) => Promise<T>, opts: { timeoutMs?: number } = {}): Promise<T> {
   const root = await connectRoot(opts);
   try {
     return await fn(root);
-  } catch (err) {
-    throw unwrapRootError(err);
   } finally {
     await root.$close().catch(() => {});
   }

@@ -154,6 +154,8 @@ export const RootService = service('mitosis', {
   shutdown: rpc(t.unit, ShutdownReply),
   load: rpc(LoadRequest, CellList),
   logs: rpc(LogRequest, LogLines),
+  /** Stops the cell and forgets it: the registry entry and its saved spec go; its log stays. */
+  rm: rpc(CellName, CellStatusRow),
 });
 
 export type RootServiceDef = typeof RootService;

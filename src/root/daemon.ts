@@ -1,7 +1,7 @@
 import { chmodSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { type SandboxUser, sandboxUser } from '../capsid/index.js';
-import { CellError } from '../errors/index.js';
+import { CellError, isCellError } from '../errors/index.js';
 import { exportRootPublicKey, issueIdentity, loadOrCreateRootKey } from '../identity/index.js';
 import { Membrane } from '../membrane/index.js';
 import {
@@ -129,17 +129,29 @@ export class Root {
   static async start(opts: RootOptions = {}): Promise<Root> {
     const root = new Root(opts);
     root.prepareLayout();
-    root.membrane = await Membrane.bind(RootService, root.handlers(OPERATOR), {
-      name: 'mitosis',
-      socketPath: opts.socketPath ?? rootSocketPath(),
-      tap: false,
-      lan: false,
-      handleSignals: false,
-      admit: operatorGate({
-        pids: () => [...root.cells.values()].flatMap((r) => (r.proc?.alive ? [r.proc.pid] : [])),
-        cgroups: () => [...root.cells.values()].flatMap((r) => (r.proc?.capsule.cgroup ? [r.proc.capsule.cgroup] : [])),
-      }),
-    });
+    const socketPath = opts.socketPath ?? rootSocketPath();
+    try {
+      root.membrane = await Membrane.bind(RootService, root.handlers(OPERATOR), {
+        name: 'mitosis',
+        socketPath,
+        tap: false,
+        lan: false,
+        handleSignals: false,
+        admit: operatorGate({
+          pids: () => [...root.cells.values()].flatMap((r) => (r.proc?.alive ? [r.proc.pid] : [])),
+          cgroups: () =>
+            [...root.cells.values()].flatMap((r) => (r.proc?.capsule.cgroup ? [r.proc.capsule.cgroup] : [])),
+        }),
+      });
+    } catch (err) {
+      if (!isCellError(err, 'E_CELL_ALREADY_RUNNING')) throw err;
+      const pid = err.details?.pid;
+      throw new CellError(
+        'E_CELL_ALREADY_RUNNING',
+        `a Root is already running${typeof pid === 'number' ? ` (pid ${pid})` : ''} on ${socketPath}.`,
+        { fix: 'use it (`cell status`), or stop it first with `cell down`.', details: err.details },
+      );
+    }
     root.restoreRegistry();
     return root;
   }
@@ -276,6 +288,14 @@ export class Root {
       logs: (req: { name: string; lines: number }) => {
         const rec = this.record(named('logs', req));
         return { path: rec.log.path, lines: tailLines(rec.log.path, Math.min(Number(req.lines), 10_000)) };
+      },
+      rm: async (req: { name: string }) => {
+        const rec = await this.stop(this.record(named('rm', req)));
+        this.cells.delete(rec.spec.name);
+        rmSync(join(dnaDir(), `${rec.spec.name}.json`), { force: true });
+        rec.log.note('unregistered (cell rm)');
+        rec.log.close();
+        return this.row(rec);
       },
     };
   }

@@ -1,6 +1,6 @@
 // The Mycelium Root: the per-user daemon that grows cells on demand and supervises them.
 export type { RootClient } from './client.js';
-export { connectRoot, rootPid, rootPidPath, unwrapRootError, withRoot } from './client.js';
+export { connectRoot, rootPid, rootPidPath, withRoot } from './client.js';
 export type { CellState } from './contract.js';
 export { CELL_STATES, CellStatusRow, RootService } from './contract.js';
 export type { RootOptions } from './daemon.js';

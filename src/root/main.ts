@@ -2,6 +2,7 @@
 // `cell up` with stdout/stderr on ~/.cell/logs/root.log. Writes ~/.cell/root/root.pid while it runs.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { formatCellError, isCellError } from '../errors/index.js';
 import { serveMetrics } from '../metrics/serve.js';
 import { CellProbe } from '../top/scan.js';
 import { rootPidPath } from './client.js';
@@ -33,7 +34,7 @@ try {
     },
   });
 } catch (err) {
-  log(`cannot start: ${(err as Error).message}`);
+  log(`cannot start: ${isCellError(err) ? formatCellError(err) : (err as Error).message}`);
   process.exit(1);
 }
 mkdirSync(dirname(pidFile), { recursive: true, mode: 0o700 });

@@ -1,7 +1,7 @@
 import { CellError, isCellError } from '../errors/index.js';
 import { cellSocketPath, rootSocketPath } from '../paths/index.js';
 import { type Connector, type ResolveContext, unixConnector } from '../synapse/resolve.js';
-import { connectRoot, isSocket, unwrapRootError } from './client.js';
+import { connectRoot, isSocket } from './client.js';
 
 /**
  * Synapse.grow's order-200 step: the cell's socket is absent, so ask the Root to spawn it (building
@@ -34,9 +34,8 @@ export async function spawnThroughRoot(cell: string, context: ResolveContext): P
     const row = await root.spawn({ name: cell, wait: true });
     return row.state === 'running' ? unixConnector(cellSocketPath(cell)) : null;
   } catch (err) {
-    const e = unwrapRootError(err);
-    if (isCellError(e, 'E_DNA_UNKNOWN') || isCellError(e, 'E_ROOT_UNAVAILABLE')) return null;
-    throw e;
+    if (isCellError(err, 'E_DNA_UNKNOWN') || isCellError(err, 'E_ROOT_UNAVAILABLE')) return null;
+    throw err;
   } finally {
     await root.$close().catch(() => {});
   }

@@ -2,7 +2,7 @@ import { rootSocketPath } from '../paths/index.js';
 import type { Infer } from '../protein/index.js';
 import { CellProbe } from '../top/scan.js';
 import type { CellSample, TopDataSource } from '../top/source.js';
-import { connectRoot, isSocket, type RootClient, unwrapRootError } from './client.js';
+import { connectRoot, isSocket, type RootClient } from './client.js';
 import type { CellStatusRow } from './contract.js';
 
 /**
@@ -63,12 +63,8 @@ export class RootTopSource implements TopDataSource {
     return `${name}: ${r.state} (pid ${r.pid})`;
   }
 
-  private async call<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw unwrapRootError(err);
-    }
+  private call<T>(fn: () => Promise<T>): Promise<T> {
+    return fn();
   }
 
   async close(): Promise<void> {

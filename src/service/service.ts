@@ -1,6 +1,7 @@
 import { CellError } from '../errors/index.js';
 import { validateCellName } from '../paths/index.js';
 import { CompiledCodec } from '../protein/compile.js';
+import { codecFromGenome } from '../protein/from-genome.js';
 import { canonicalJson, fingerprintOf, wireCompatible } from '../protein/genome.js';
 import type { AnyCodec, Genome } from '../protein/types.js';
 import type { MethodDef, MethodsOf, RpcSpec, ServiceDef } from './types.js';
@@ -89,4 +90,24 @@ export function serviceCompatible(server: ServiceDef, client: ServiceDef): boole
     if (!wireCompatible(m.output.genome, s.output.genome)) return false;
   }
   return true;
+}
+
+/**
+ * The service a genome describes (what a cell answers to the built-in genome request): methods with
+ * the same ids, names and codecs, hence the same fingerprint. For tools that call a cell without its
+ * contract's source (`cell call`).
+ */
+export function serviceFromGenome(genome: Genome): ServiceDef {
+  const methods = genome.methods;
+  if (genome.kind !== 'service' || typeof genome.name !== 'string' || !Array.isArray(methods)) {
+    throw new CellError('E_SCHEMA_INVALID', 'the genome does not describe a service.', {
+      fix: "pass the `genome` field of a cell's genome reply.",
+    });
+  }
+  const sorted = [...(methods as Array<{ name: string; id: number; input: Genome; output: Genome }>)].sort(
+    (a, b) => a.id - b.id,
+  );
+  const specs: Record<string, RpcSpec> = {};
+  for (const m of sorted) specs[m.name] = rpc(codecFromGenome(m.input), codecFromGenome(m.output));
+  return service(genome.name, specs);
 }

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,15 +85,31 @@ export function nativeAddonPath(): string | undefined {
   return addonCandidates().find((p) => existsSync(p));
 }
 
+/**
+ * Why there is no addon, and how to build it: the package's install script records its reason in
+ * native/build/NOT-BUILT; a checkout builds it with scripts/setup.mjs.
+ */
+function notBuiltReason(expected: string): string {
+  const build = dirname(dirname(expected));
+  const pkg = dirname(dirname(build));
+  let why = '';
+  try {
+    why = readFileSync(join(build, 'NOT-BUILT'), 'utf8').trim();
+  } catch {
+    // no note: never attempted (or a checkout)
+  }
+  const how = existsSync(join(pkg, 'scripts', 'setup.mjs'))
+    ? 'run `node scripts/setup.mjs` (needs g++, make, python3)'
+    : 'run `npm rebuild cell-runtime` (needs g++, make, python3; npm 12 first needs `npm approve-scripts cell-runtime`)';
+  return `native addon not built${why === '' ? '' : ` at install: ${why}`} (looked for ${expected}); ${how}`;
+}
+
 export function loadNative(): NativeLoad {
   if (cached !== undefined) return cached;
   const candidates = addonCandidates();
   const path = candidates.find((p) => existsSync(p));
   if (path === undefined) {
-    cached = {
-      addon: undefined,
-      reason: `native addon not built (looked for ${candidates[0]}); run \`node scripts/setup.mjs\` (needs g++, make, python3)`,
-    };
+    cached = { addon: undefined, reason: notBuiltReason(candidates[0] as string) };
     return cached;
   }
   try {

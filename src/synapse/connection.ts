@@ -1,6 +1,6 @@
 import { type KeyObject, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { CellError, type CellErrorCode, isCellError } from '../errors/index.js';
+import { CellError, type CellErrorCode, type CellErrorOptions, isCellError } from '../errors/index.js';
 import {
   ATTEST_CHALLENGE_BYTES,
   CONTROL_FRAME_FIRST,
@@ -8,6 +8,7 @@ import {
   DEFAULT_MAX_FRAME,
   decodeErrorPayload,
   decodeHandshake,
+  type ErrorPayload,
   encodeFrame,
   encodeHandshake,
   FrameDecoder,
@@ -37,14 +38,29 @@ import type { Vesicle } from '../vesicle/index.js';
 /** An error the cell's handler raised (or the cell reported for one call), carried back to the caller. */
 export class RemoteError extends CellError {
   readonly remote = true;
-  constructor(code: CellErrorCode, message: string, cell: string, fix?: string, details?: Record<string, unknown>) {
-    super(code, message, { cell, fix, details });
+  constructor(code: CellErrorCode, message: string, options: CellErrorOptions) {
+    super(code, message, options);
     this.name = 'RemoteError';
   }
 }
 
 /** How often a connection's sweep looks for calls past their default timeout. */
 const SWEEP_MS = 50;
+
+/**
+ * The caller's error for an ERROR frame: the cell's own code, cause and fix as fields. An error about
+ * another cell (a Root's denial about the cell it was asked to spawn) keeps that cell and no method;
+ * otherwise it concerns this cell and the method that was called.
+ */
+function remoteError(e: ErrorPayload, cell: string, method: string | undefined, details = e.details): RemoteError {
+  const other = e.cell !== undefined && e.cell !== cell;
+  return new RemoteError(e.code, e.message, {
+    cell: e.cell ?? cell,
+    method: e.method ?? (other ? undefined : method),
+    fix: e.fix,
+    details,
+  });
+}
 
 /**
  * The deadline of a call on the connection's default timeout until the first sweep after it was made
@@ -645,20 +661,16 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
     if (type === FrameType.ERROR) {
       const e = decodeErrorPayload(bytes, start, end);
       if (requestId === 0) {
-        this.fail(new RemoteError(e.code, e.message, this.cell, e.fix, e.details));
+        this.fail(remoteError(e, this.cell, undefined));
         this.stream.destroy();
         return;
       }
       const p = this.pending.get(requestId);
       if (p === undefined) return;
       this.forget(p);
-      const what = p.def === null ? `built-in 0x${method.toString(16)}` : `'${p.def.name}'`;
-      if (p.batch === null) {
-        p.reject(new RemoteError(e.code, `call to ${what} failed: ${e.message}`, this.cell, e.fix, e.details));
-      } else {
-        const message = `call to ${what} (request ${p.index} of many) failed: ${e.message}`;
-        p.reject(new RemoteError(e.code, message, this.cell, e.fix, { ...e.details, index: p.index }));
-      }
+      const what = p.def === null ? `built-in 0x${method.toString(16)}` : p.def.name;
+      if (p.batch === null) p.reject(remoteError(e, this.cell, what));
+      else p.reject(remoteError(e, this.cell, what, { ...e.details, index: p.index }));
       return;
     }
     if (type === FrameType.WELCOME && this.state === HANDSHAKE) {

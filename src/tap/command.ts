@@ -1,5 +1,5 @@
 // `cell tap <name> [filter…] [--json] [--count n]`: prints the requests a cell serves as they finish.
-import { CellError } from '../errors/index.js';
+import { intOption, parseCommand } from '../cli/args.js';
 import { validateCellName } from '../paths/index.js';
 import { formatTapRecord, openTap } from './client.js';
 
@@ -12,26 +12,23 @@ Grammar: comparisons (== != < <= > >= ~) of fields and literals joined by && || 
 fields are method, ok, error, latency_us, latency_ms, bytes_in, bytes_out, id, req.<path>, res.<path>,
 or a bare request/reply field name. Costs the cell nothing while no tap is attached.`;
 
+const SPEC = {
+  usage: TAP_USAGE,
+  options: { json: { type: 'boolean' }, count: { type: 'string' } },
+  positionals: [1, Number.POSITIVE_INFINITY],
+  expects: 'a cell name (then an optional filter expression)',
+} as const;
+
 export async function runTapCommand(args: string[]): Promise<number> {
-  if (args.includes('--help') || args.includes('-h') || args.length === 0) {
+  const parsed = parseCommand(args, SPEC);
+  if (parsed.help) {
     process.stdout.write(`${TAP_USAGE}\n`);
-    return args.length === 0 ? 2 : 0;
+    return 0;
   }
-  const json = args.includes('--json');
-  let count = Number.POSITIVE_INFINITY;
-  const rest: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === '--json') continue;
-    if (args[i] === '--count') {
-      count = Number(args[++i]);
-      if (!Number.isInteger(count) || count <= 0) {
-        throw new CellError('E_INVALID_ARGUMENT', '--count needs a positive integer.', { fix: TAP_USAGE });
-      }
-      continue;
-    }
-    rest.push(args[i]);
-  }
-  const name = validateCellName(rest[0]);
+  const json = parsed.values.json === true;
+  const count = intOption(parsed.values.count, '--count', TAP_USAGE, { min: 1 }) ?? Number.POSITIVE_INFINITY;
+  const rest = parsed.positionals;
+  const name = validateCellName(rest[0] as string);
   const filter = rest.slice(1).join(' ');
   const session = await openTap(name, filter);
   const stop = () => session.close();

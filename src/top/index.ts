@@ -26,7 +26,9 @@ export interface TopOptions {
   /** Force plain lines even on a terminal. */
   plain?: boolean;
   /** Plain mode only: stop after this many samples (default: run until aborted). */
-  iterations?: number;
+  iterations?: number | undefined;
+  /** Plain mode only: one JSON object per cell and sample instead of key=value lines. */
+  json?: boolean;
   signal?: AbortSignal;
 }
 
@@ -37,7 +39,8 @@ export async function runTop(opts: TopOptions): Promise<void> {
   const model = new TopModel(opts.source);
   try {
     if (opts.plain || !stdout.isTTY || !stdin.isTTY) {
-      await runPlain(model, stdout, intervalMs, opts.iterations ?? Number.POSITIVE_INFINITY, opts.signal);
+      const iterations = opts.iterations ?? Number.POSITIVE_INFINITY;
+      await runPlain(model, stdout, intervalMs, iterations, opts.signal, opts.json === true);
       return;
     }
     const app = render(h(TopApp, { model, intervalMs }), { stdout, stdin, exitOnCtrlC: true, patchConsole: true });
@@ -54,6 +57,7 @@ async function runPlain(
   intervalMs: number,
   iterations: number,
   signal: AbortSignal | undefined,
+  json: boolean,
 ): Promise<void> {
   for (let i = 0; i < iterations && !signal?.aborted; i++) {
     if (i > 0) {
@@ -71,6 +75,13 @@ async function runPlain(
       if (signal?.aborted) break;
     }
     await model.refresh();
+    if (json) {
+      const at = new Date().toISOString();
+      const lines = model.rows.map((r) => JSON.stringify({ at, ...r, history: undefined }));
+      if (model.message) lines.push(JSON.stringify({ at, note: model.message }));
+      if (lines.length > 0) stdout.write(`${lines.join('\n')}\n`);
+      continue;
+    }
     const lines = plainLines(model.rows);
     if (model.message) lines.push(`${new Date().toISOString()} note=${JSON.stringify(model.message)}`);
     if (lines.length > 0) stdout.write(`${lines.join('\n')}\n`);

@@ -10,4 +10,10 @@ keys.forEach((k, i) => {
   if (saved[i] !== undefined) process.env[k] = saved[i];
 });
 
-export const { Box, render, Text, useApp, useInput } = ink;
+type Ink = typeof import('ink');
+// Annotated so the declaration files name ink's own types, not its private dependencies'.
+export const Box: Ink['Box'] = ink.Box;
+export const render: Ink['render'] = ink.render;
+export const Text: Ink['Text'] = ink.Text;
+export const useApp: Ink['useApp'] = ink.useApp;
+export const useInput: Ink['useInput'] = ink.useInput;

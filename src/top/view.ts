@@ -1,4 +1,5 @@
-import { createElement as h, useEffect, useState } from 'react';
+import { createElement as h, type ReactElement, useEffect, useState } from 'react';
+import { colorEnabled } from '../cli/color.js';
 import { Box, Text, useApp, useInput } from './ink.js';
 import type { SortKey, TopModel } from './model.js';
 import { detailLine, HELP_LINE, headerLine, rowLine, titleLine } from './render.js';
@@ -12,7 +13,11 @@ const SORT_BY_KEY: Readonly<Record<string, SortKey>> = {
   x: 'restarts',
 };
 
-function stateColor(state: string): string {
+/** No colours under NO_COLOR (bold, inverse and dim stay: they are not colour). */
+const tint = (color: string): string | undefined => (colorEnabled({ isTTY: true }) ? color : undefined);
+
+function stateColor(state: string): string | undefined {
+  if (!colorEnabled({ isTTY: true })) return undefined;
   if (state === 'running') return 'green';
   if (state === 'starting' || state === 'draining' || state === 'swapping') return 'yellow';
   if (state === 'stopped') return 'gray';
@@ -20,13 +25,13 @@ function stateColor(state: string): string {
 }
 
 /** The static part of the screen, rendered from the model (used by the live app and by tests). */
-export function TopScreen({ model, now }: { model: TopModel; now: number }) {
+export function TopScreen({ model, now }: { model: TopModel; now: number }): ReactElement {
   const header = titleLine(model, now);
   return h(
     Box,
     { flexDirection: 'column' },
     h(Text, { bold: true }, header),
-    h(Text, { bold: true, color: 'cyan' }, ` ${headerLine(model.sortKey, model.descending)}`),
+    h(Text, { bold: true, color: tint('cyan') }, ` ${headerLine(model.sortKey, model.descending)}`),
     ...model.rows.map((r) =>
       h(
         Text,
@@ -47,7 +52,7 @@ export function TopScreen({ model, now }: { model: TopModel; now: number }) {
           ),
         )
       : null,
-    h(Text, { color: 'yellow' }, model.message || ' '),
+    h(Text, { color: tint('yellow') }, model.message || ' '),
     h(Text, { dimColor: true }, HELP_LINE),
   );
 }
