@@ -55,6 +55,13 @@ export async function withRoot<T>(fn: (root: RootClient) => Promise<T>, opts: { 
   const root = await connectRoot(opts);
   try {
     return await fn(root);
+  } catch (err) {
+    // The Root's own denials (a bad manifest, a bad argument) concern no cell: say so rather than
+    // blame its service name. Denials about a cell carry that cell and pass as they are.
+    if (isCellError(err) && err.cell === RootService.name) {
+      throw new CellError(err.code, err.message, { fix: err.fix, details: err.details, cause: err });
+    }
+    throw err;
   } finally {
     await root.$close().catch(() => {});
   }
