@@ -93,7 +93,8 @@ test('the cell command loads ink and React only for `cell top`', async () => {
   for (const input of g.eager) {
     assert.doesNotMatch(input, /^src\/top\/(index|view|ink|command)\.ts$/, `loaded at start: ${input}`);
     for (const i of g.meta.inputs[input]?.imports ?? []) {
-      if (i.kind === 'import-statement') assert.ok(!/^(ink|react)(\/|$)/.test(i.path), `${input} imports ${i.path} eagerly`);
+      if (i.kind === 'import-statement')
+        assert.ok(!/^(ink|react)(\/|$)/.test(i.path), `${input} imports ${i.path} eagerly`);
     }
   }
   const view = g.inputs.find((i) => i === 'src/top/view.ts');
@@ -103,7 +104,15 @@ test('the cell command loads ink and React only for `cell top`', async () => {
 test('every export of package.json points at a source entry that exists, and the subpaths are separate', async () => {
   assert.equal(pkg.name, 'cell-runtime');
   const subpaths = Object.keys(pkg.exports);
-  assert.deepEqual(subpaths, ['.', './host', './observation', './mesh', './consensus', './schemas/cell.schema.json', './package.json']);
+  assert.deepEqual(subpaths, [
+    '.',
+    './host',
+    './observation',
+    './mesh',
+    './consensus',
+    './schemas/cell.schema.json',
+    './package.json',
+  ]);
   for (const [path, target] of Object.entries(pkg.exports)) {
     if (typeof target === 'string') continue;
     assert.deepEqual(Object.keys(target), ['types', 'import'], `${path}: types first, then import`);
@@ -112,10 +121,28 @@ test('every export of package.json points at a source entry that exists, and the
     readFileSync(source);
   }
   const main = await import('../../src/index.js');
-  for (const name of ['protein', 't', 'service', 'rpc', 'Membrane', 'Synapse', 'CellError', 'isCellError', 'formatCellError']) {
+  for (const name of [
+    'protein',
+    't',
+    'service',
+    'rpc',
+    'Membrane',
+    'Synapse',
+    'CellError',
+    'isCellError',
+    'formatCellError',
+  ]) {
     assert.ok(name in main, `the main entry exports ${name}`);
   }
-  for (const name of ['RaftNode', 'encapsulate', 'synthesize', 'connectRoot', 'growAcrossMesh', 'serveMetrics', 'openTap']) {
+  for (const name of [
+    'RaftNode',
+    'encapsulate',
+    'synthesize',
+    'connectRoot',
+    'growAcrossMesh',
+    'serveMetrics',
+    'openTap',
+  ]) {
     assert.ok(!(name in main), `${name} moved to a subpath`);
   }
   const host = await import('../../src/host.js');
@@ -127,7 +154,8 @@ test('every export of package.json points at a source entry that exists, and the
     assert.ok(name in observation, `observation exports ${name}`);
   }
   const mesh = await import('../../src/mesh.js');
-  for (const name of ['growAcrossMesh', 'exposeOnMesh', 'loadMeshIdentity']) assert.ok(name in mesh, `mesh exports ${name}`);
+  for (const name of ['growAcrossMesh', 'exposeOnMesh', 'loadMeshIdentity'])
+    assert.ok(name in mesh, `mesh exports ${name}`);
   const consensus = await import('../../src/consensus/index.js');
   for (const name of ['RaftNode', 'Wal', 'CellTransport']) assert.ok(name in consensus, `consensus exports ${name}`);
 });
@@ -171,7 +199,15 @@ test('the runtime depends only on its dependencies; what only the repository nee
     assert.ok(!(dev in pkg.dependencies), `${dev} is a dev tool`);
   }
   assert.match(readFileSync(join(repo, 'native', 'binding.gyp'), 'utf8'), /node-addon-api/);
-  for (const f of ['dist/src', 'bin', 'native/*.cc', 'native/binding.gyp', 'schemas', 'ATTRIBUTION', 'scripts/install-native.mjs']) {
+  for (const f of [
+    'dist/src',
+    'bin',
+    'native/*.cc',
+    'native/binding.gyp',
+    'schemas',
+    'ATTRIBUTION',
+    'scripts/install-native.mjs',
+  ]) {
     assert.ok(pkg.files.includes(f), `files lists ${f}`);
   }
   assert.equal(pkg.scripts.install, 'node scripts/install-native.mjs');

@@ -38,7 +38,10 @@ test('the schema accepts the shipped example and a manifest using every field', 
   for (const manifest of [JSON.parse(readFileSync(join(repo, 'examples', 'mesh', 'cell.json'), 'utf8')), EVERY_FIELD]) {
     assert.ok(validate(manifest), JSON.stringify(validate.errors));
   }
-  assert.deepEqual(Object.keys(schema.definitions.cell.properties).sort(), Object.keys(EVERY_FIELD.cells.market).sort());
+  assert.deepEqual(
+    Object.keys(schema.definitions.cell.properties).sort(),
+    Object.keys(EVERY_FIELD.cells.market).sort(),
+  );
 });
 
 test('the Root loads a manifest using every field of the schema (and its "$schema")', (t) => {

@@ -16,6 +16,11 @@ export interface Sandbox {
   cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
   /** The CLI run from another working directory. */
   cliAt(cwd: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** The CLI with extra environment variables. */
+  cliWith(
+    extra: NodeJS.ProcessEnv,
+    ...args: string[]
+  ): Promise<{ code: number | null; stdout: string; stderr: string }>;
   cleanup(): Promise<void>;
 }
 
@@ -98,14 +103,10 @@ export function makeSandbox(): Sandbox {
       return this.cliAt(dir, ...args);
     },
     cliAt(cwd, ...args) {
-      return new Promise((resolve) => {
-        const child = spawn(process.execPath, [cliPath, ...args], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d) => (stdout += d));
-        child.stderr.on('data', (d) => (stderr += d));
-        child.once('close', (code) => resolve({ code, stdout, stderr }));
-      });
+      return runCli(cwd, env, args);
+    },
+    cliWith(extra, ...args) {
+      return runCli(dir, { ...env, ...extra }, args);
     },
     async cleanup() {
       await this.cli('down').catch(() => {});
@@ -119,6 +120,21 @@ export function makeSandbox(): Sandbox {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+function runCli(
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  args: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cliPath, ...args], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }
 
 /** Points this test process's Synapse at the sandbox (paths are read from the environment per call). */
