@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { main } from '../../src/cli/main.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
@@ -68,22 +69,53 @@ const COMMANDS: Record<string, string[]> = {
   'mesh status': [],
 };
 
-test('every command has --help (exit 0, its usage) and refuses an unknown option with exit 2', async (t) => {
-  const dir = scratch(t);
+/** Runs the CLI's main() in this process, capturing what it writes (for checks that end at parsing). */
+async function inProcess(args: string[]): Promise<Result> {
+  let stdout = '';
+  let stderr = '';
+  const out = process.stdout.write;
+  const err = process.stderr.write;
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    stdout += String(chunk);
+    return true;
+  }) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    const code = await main(args);
+    return { code, stdout, stderr };
+  } finally {
+    process.stdout.write = out;
+    process.stderr.write = err;
+  }
+}
+
+test('every command has --help (exit 0, its usage) and refuses an unknown option with exit 2', async () => {
   for (const [name, positionals] of Object.entries(COMMANDS)) {
     const words = name.split(' ');
-    const help = await run([...words, '--help'], dir);
+    const help = await inProcess([...words, '--help']);
     assert.equal(help.code, 0, `${name} --help: ${help.stderr}`);
     assert.match(help.stdout, new RegExp(`usage: cell ${name}`), name);
-    const viaHelp = await run(['help', words[0] as string], dir);
+    const viaHelp = await inProcess(['help', words[0] as string]);
     assert.equal(viaHelp.code, 0, `cell help ${name}`);
 
-    const bad = await run([...words, ...positionals, '--bogus-option'], dir);
+    const bad = await inProcess([...words, ...positionals, '--bogus-option']);
     assert.equal(bad.code, 2, `${name} --bogus-option: ${bad.stdout}${bad.stderr}`);
     assert.match(bad.stderr, /unknown option --bogus-option/, name);
-    const near = await run([...words, ...positionals, '--hepl=1'], dir);
+    const near = await inProcess([...words, ...positionals, '--hepl=1']);
     assert.equal(near.code, 2, name);
     assert.match(near.stderr, /unknown option --hepl; did you mean --help\?/, name);
+  }
+  // The same through a real process: the exit status is what the shell sees.
+  const dir = mkdtempSync(join(tmpdir(), 'cell-rules-'));
+  try {
+    const bad = await run(['status', '--bogus-option'], dir);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^cell status: unknown option --bogus-option\nusage: cell status/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
