@@ -3,6 +3,7 @@
 // refused with the nearest known one suggested, and positional counts checked. Usage errors are
 // `UsageError`s: the CLI prints them with the command's usage and exits with 2.
 import { parseArgs } from 'node:util';
+import { nearest } from '../errors/suggest.js';
 
 export class UsageError extends Error {
   constructor(
@@ -44,35 +45,7 @@ export type Parsed<O extends Record<string, OptionSpec>> =
   | { help: true }
   | { help: false; values: Values<O>; positionals: string[] };
 
-/** Levenshtein distance, for "did you mean". */
-export function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0] as number;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j] as number;
-      row[j] = Math.min(above + 1, (row[j - 1] as number) + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length] as number;
-}
-
-/** The candidate closest to `word`, when it is close enough to be a plausible typo. */
-export function nearest(word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Number.POSITIVE_INFINITY;
-  for (const c of candidates) {
-    const d = editDistance(word, c);
-    if (d < bestDistance) {
-      best = c;
-      bestDistance = d;
-    }
-  }
-  const limit = Math.max(2, Math.floor(word.length / 3));
-  return best !== undefined && bestDistance <= limit ? best : undefined;
-}
+export { editDistance, nearest } from '../errors/suggest.js';
 
 /** ` (did you mean --x?)` or nothing. */
 export function suggestion(word: string, candidates: readonly string[], prefix = ''): string {

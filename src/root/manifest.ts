@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { CellError } from '../errors/index.js';
+import { nearest } from '../errors/suggest.js';
 import { refusedEnvKey, validateCellName } from '../paths/index.js';
 import { parseJsonText } from '../ribosome/json.js';
 import { type Limits, parseLimits } from './engine.js';
@@ -111,36 +112,6 @@ function stringList(name: string, key: string, value: unknown): string[] {
     throw bad(`entry '${name}': "${key}" must be a list of strings.`, `write "${key}": ["…"] or remove it.`);
   }
   return [...new Set(value as string[])];
-}
-
-/** The candidate closest to `word` by edit distance, when it is close enough to be a typo. */
-export function nearest(word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestDistance) {
-      best = c;
-      bestDistance = d;
-    }
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      row[j] = Math.min(
-        (prev[j] as number) + 1,
-        (row[j - 1] as number) + 1,
-        (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
-      );
-    }
-    prev = row;
-  }
-  return prev[b.length] as number;
 }
 
 /**

@@ -7,13 +7,15 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
-import { loadManifest } from '../../src/root/manifest.js';
+import { ENTRY_KEYS, loadManifest } from '../../src/root/manifest.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const schema = JSON.parse(readFileSync(join(repo, 'schemas', 'cell.schema.json'), 'utf8')) as {
   definitions: { cell: { properties: Record<string, unknown> } };
 };
 const validate = new Ajv({ strict: true, allErrors: true }).compile(schema);
+/** Fields the schema already describes for work not merged into the Root yet (cells on NATS, issue 15). */
+const PENDING = ['nats'];
 
 const EVERY_FIELD = {
   $schema: './node_modules/cell-runtime/schemas/cell.schema.json',
@@ -44,10 +46,22 @@ test('the schema accepts the shipped example and a manifest using every field', 
   );
 });
 
-test('the Root loads a manifest using every field of the schema (and its "$schema")', (t) => {
+test("the schema's entry fields are the Root's (src/root/manifest.ts ENTRY_KEYS)", () => {
+  const fields = Object.keys(schema.definitions.cell.properties);
+  for (const key of ENTRY_KEYS) assert.ok(fields.includes(key), `the schema describes ${key}`);
+  for (const key of fields) {
+    assert.ok(ENTRY_KEYS.includes(key) || PENDING.includes(key), `the Root accepts ${key} (or it is pending)`);
+  }
+});
+
+test('the Root loads a manifest using every field of the schema it knows (and "$schema")', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'cell-schema-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'cell.json'), JSON.stringify(EVERY_FIELD));
+  const accepted = structuredClone(EVERY_FIELD) as { cells: Record<string, Record<string, unknown>> };
+  for (const entry of Object.values(accepted.cells)) {
+    for (const key of Object.keys(entry)) if (!ENTRY_KEYS.includes(key)) delete entry[key];
+  }
+  writeFileSync(join(dir, 'cell.json'), JSON.stringify(accepted));
   const specs = loadManifest(join(dir, 'cell.json'));
   assert.deepEqual(
     specs.map((s) => s.name),
