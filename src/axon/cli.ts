@@ -122,8 +122,16 @@ export async function meshSign(args: string[], print: Print = console.log): Prom
   }
   const { values, positionals } = parsed;
   const csrPath = positionals[0] as string;
+  let csr: string;
+  try {
+    csr = readFileSync(csrPath, 'utf8');
+  } catch (err) {
+    throw new CellError('E_INVALID_ARGUMENT', `cannot read ${csrPath}: ${(err as Error).message}`, {
+      fix: 'pass the host.csr that `cell mesh join --host <name>` wrote on the new host.',
+    });
+  }
   const days = intOption(values.days, '--days', SIGN.usage, { min: 1 });
-  const r = await signJoinRequest(readFileSync(csrPath, 'utf8'), {
+  const r = await signJoinRequest(csr, {
     passphrase: passphraseFrom(values['passphrase-file']),
     days,
   });

@@ -43,6 +43,7 @@ test('cell mesh init / join / sign / join --cert / status, as an operator runs t
   assert.match(lines[0] ?? '', /^host beta /);
   assert.match(lines[1] ?? '', new RegExp(`^mesh CA ${caFingerprint}$`));
   assert.equal(await meshCommand(['sign'], print), 2, 'no CSR was named: a usage error');
-  assert.equal(await meshCommand(['sign', join(dir, 'nowhere.csr')], print), 1, 'beta has no CA key');
+  assert.equal(await meshCommand(['sign', join(dir, 'nowhere.csr')], print), 1, 'no such CSR');
+  assert.equal(await meshCommand(['sign', join(dir, 'beta', 'mesh', 'host.csr')], print), 1, 'beta has no CA key');
   assert.equal(await meshCommand(['bogus'], print), 2);
 });
