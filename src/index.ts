@@ -6,8 +6,23 @@
 
 export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, formatCellError, isCellError } from './errors/index.js';
-export type { Handlers, MembraneMetrics, MembraneOptions } from './membrane/index.js';
-export { CallContext, Membrane } from './membrane/index.js';
+export type {
+  Handlers,
+  MembraneAttachment,
+  MembraneExtension,
+  MembraneMetrics,
+  MembraneOptions,
+} from './membrane/index.js';
+export { addMembraneExtension, CallContext, Membrane } from './membrane/index.js';
+
+// NATS: cells as NATS micro services across hosts (docs/NATS.md). Registering only adds a resolver and
+// a Membrane extension; the NATS client loads once CELL_NATS (or a Membrane's `nats` option) asks for it.
+import { registerNats } from './nats/index.js';
+
+registerNats();
+
+export type { NatsOption, NatsSettings } from './nats/index.js';
+export { closeNats, NATS_ENV, natsResolver, natsSettings, serveOnNats } from './nats/index.js';
 export { cellSocketPath, socketDir, validateCellName } from './paths/index.js';
 export type {
   AnyCodec,
@@ -41,6 +56,7 @@ export type {
   CallOptions,
   CellInspector,
   Connector,
+  FrameCarrier,
   GrowOptions,
   IdentityStatus,
   MethodCaller,

@@ -137,6 +137,35 @@ export interface MembraneOptions {
 }
 
 /**
+ * Serves a Membrane over one more carrier (a message bus such as NATS). Components above the Membrane
+ * register one with `addMembraneExtension` (the package entry does for NATS); `bind` asks each once
+ * the socket listens, and `close()` drains what they attached before anything else, so a cell taking
+ * calls from several carriers stops taking new ones everywhere at once.
+ */
+export interface MembraneExtension {
+  readonly name: string;
+  /** Null when this cell does not use the extension (it is not configured). Throwing fails `bind`. */
+  attach(membrane: Membrane, options: MembraneOptions): Promise<MembraneAttachment | null>;
+}
+
+export interface MembraneAttachment {
+  /**
+   * Stops taking new calls through the carrier and resolves once the calls it took have been answered
+   * (or `membrane.drainTimeoutMs` passed). Called once, at the start of `close()`.
+   */
+  drain(): Promise<void>;
+}
+
+const extensions: MembraneExtension[] = [];
+
+/** Registers an extension every later `Membrane.bind` asks; replaces one of the same name. */
+export function addMembraneExtension(extension: MembraneExtension): void {
+  const i = extensions.findIndex((e) => e.name === extension.name);
+  if (i >= 0) extensions.splice(i, 1, extension);
+  else extensions.push(extension);
+}
+
+/**
  * A cell's server. `Membrane.bind` listens on the cell's Unix socket; `serveStream` serves any other
  * duplex byte stream (a TLS socket from Axon); `openSession` lets a non-stream carrier (the
  * shared-memory ring) feed frames in and take replies out through its own FrameSink.
@@ -196,6 +225,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   lanServer: { stopAccepting(): Promise<void>; address: string; port: number } | null = null;
   /** The identity proved at the handshake: undefined until resolved, null when there is none. */
   private identity: CellIdentity | null | undefined;
+  /** What extensions attached (see MembraneExtension); drained first by close(). */
+  readonly attachments: MembraneAttachment[] = [];
 
   constructor(service: S, handlers: Handlers<S>, options: MembraneOptions = {}) {
     this.service = service;
@@ -300,6 +331,15 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
         await m.close();
         throw err;
       }
+    }
+    try {
+      for (const ext of extensions) {
+        const attached = await ext.attach(m as unknown as Membrane, options);
+        if (attached !== null) m.attachments.push(attached);
+      }
+    } catch (err) {
+      await m.close();
+      throw err;
     }
     if (options.handleSignals ?? true) m.closeOnSignals();
     watchRootParent();
@@ -638,8 +678,10 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   private async doClose(): Promise<void> {
     this.draining = true;
     signalled.delete(this as unknown as Membrane<ServiceDef>);
-    // Withdraw from the LAN first, so remote clients stop choosing this instance while it drains.
+    // Withdraw from the LAN and the extensions' carriers first, so remote clients stop choosing this
+    // instance while it drains.
     const lanClosed = this.lanServer === null ? Promise.resolve() : this.lanServer.stopAccepting();
+    const attachmentsDrained = Promise.all(this.attachments.map((a) => a.drain().catch(() => {})));
     const server = this.server;
     if (server !== null && this.path !== null) unlinkPublicNameIfOurs(this.path, this.cellName);
     const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
@@ -664,6 +706,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     this.idleSweep = null;
     await closed;
     await lanClosed;
+    await attachmentsDrained;
     await this.tapServer?.close();
     this.tapServer = null;
     this.lock?.release();

@@ -39,7 +39,8 @@ export const KIND_FRAMES = 0x46;
 
 export const UPGRADE_TIMEOUT_MS = 2000;
 
-export type Transport = 'socket' | 'shm';
+/** How a connection's frames travel: a byte stream, the shared-memory rings, or a message bus (src/nats). */
+export type Transport = 'socket' | 'shm' | 'nats';
 
 /** Which carrier a connection uses and, when it stayed on the socket, why. */
 export interface TransportStatus {

@@ -29,6 +29,7 @@ import {
   FrameControl,
   onUpgradeAnswer,
   type StreamSink,
+  type Transport,
   type TransportStatus,
   type UpgradableClient,
   upgradeClient,
@@ -250,6 +251,24 @@ export interface ConnectionOptions {
 
 /** Whether the process at the other end proved the identity of the cell it was dialled as. */
 export type IdentityStatus = 'verified' | `unverified (${string})`;
+/**
+ * A stream whose carrier moves whole frames itself (a message bus) instead of bytes: the connection
+ * writes its frames into `frameSink`, and the carrier hands the cell's frames to the handler given to
+ * `bindFrames`. The Duplex then only stands for the connection's lifetime (`end()` leaves it, 'close'
+ * ends it), so ids, timeouts, CANCEL, `many`, GOAWAY and error codes stay this file's, whatever
+ * carries the frames. A Connector may return such a stream (see src/nats).
+ */
+export interface FrameCarrier {
+  readonly frameSink: StreamSink;
+  /** What `transportStatus.transport` reports. */
+  readonly transportName: Transport;
+  bindFrames(handler: FrameHandler): void;
+}
+
+function frameCarrierOf(stream: Duplex): FrameCarrier | null {
+  const c = stream as Duplex & Partial<FrameCarrier>;
+  return c.frameSink !== undefined && typeof c.bindFrames === 'function' ? (c as FrameCarrier) : null;
+}
 
 const HANDSHAKE = 0;
 const OPEN = 1;
@@ -303,6 +322,8 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
   private handshakeReject: ((e: unknown) => void) | null = null;
   private sweeper: NodeJS.Timeout;
   private readonly canRef: boolean;
+  /** Set when the stream carries frames itself (no byte decoding, no shared-memory upgrade). */
+  private readonly carrier: FrameCarrier | null;
   /** Whether the stream currently keeps the process alive. */
   private refed = true;
   /**
@@ -317,9 +338,15 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
     this.options = options;
     this.challenge = options.verifyIdentity === undefined ? null : randomBytes(ATTEST_CHALLENGE_BYTES);
     this.identityStatus = `unverified (${options.unverifiedBecause ?? 'not asked'})`;
-    this.sink = new StreamFrameSink(stream);
+    this.carrier = frameCarrierOf(stream);
+    this.sink = this.carrier !== null ? this.carrier.frameSink : new StreamFrameSink(stream);
     this.decoder = new FrameDecoder(this, options.maxFrameSize);
     this.canRef = typeof (stream as { ref?: unknown }).ref === 'function';
+    if (this.carrier !== null) {
+      const name = this.carrier.transportName;
+      this.transportStatus = { transport: name, shmDeclined: `client: the ${name} carrier moves frames itself` };
+      this.carrier.bindFrames(this);
+    }
     stream.on('data', (chunk: Buffer) => {
       try {
         this.decoder.push(chunk);
@@ -752,8 +779,9 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
     const r = this.handshakeResolve;
     this.handshakeResolve = null;
     this.handshakeReject = null;
-    if (o.shm === false) {
-      this.transportStatus.shmDeclined = 'client: shared memory turned off in the Synapse options';
+    if (o.shm === false || this.carrier !== null) {
+      if (this.carrier === null)
+        this.transportStatus.shmDeclined = 'client: shared memory turned off in the Synapse options';
       this.idle();
       if (r !== null) r();
       return;

@@ -7,12 +7,18 @@ import { callerRootKey } from '../identity/index.js';
 import { validateCellName } from '../paths/index.js';
 import type { MethodDef, MethodInput, MethodOutput, ServiceDef } from '../service/types.js';
 import type { TransportStatus } from '../shm/wire.js';
-import { type CallOptions, ClientConnection, type IdentityStatus, RemoteError } from './connection.js';
+import {
+  type CallOptions,
+  ClientConnection,
+  type FrameCarrier,
+  type IdentityStatus,
+  RemoteError,
+} from './connection.js';
 import { type Connector, type Resolver, resolvers as registeredResolvers } from './resolve.js';
 
 export type { Connector, ResolveContext, Resolver } from './resolve.js';
 export { addResolver, localSocketResolver, removeResolver, resolvers, unixConnector } from './resolve.js';
-export type { CallOptions, IdentityStatus };
+export type { CallOptions, FrameCarrier, IdentityStatus };
 
 /** A connection's carrier and whether the cell proved its identity (`$synapse.transport`). */
 export interface SynapseTransport extends TransportStatus {

@@ -1,0 +1,464 @@
+import { hostname } from 'node:os';
+import { Empty, headers, type Msg, type NatsConnection, nuid, type Subscription } from '@nats-io/transport-node';
+import { CellError } from '../errors/index.js';
+import { decodeErrorPayload, encodeHandshake, FrameType, fingerprintHex, PROTOCOL_VERSION } from '../frame/index.js';
+import type { FrameSink } from '../frame/writer.js';
+import type { Membrane, MembraneAttachment, ServerSession, SessionTransport } from '../membrane/index.js';
+import { genomeJson } from '../service/index.js';
+import { acquireNats, type NatsLease, onNatsStatus } from './connection.js';
+import type { NatsSettings } from './settings.js';
+import { FrameSlab } from './slab.js';
+import {
+  BUILTIN_TOKENS,
+  CALLS_TOKEN,
+  CANCEL_TOKEN,
+  HEADER,
+  headerValue,
+  META,
+  QUEUE_GROUP,
+  SRV_PREFIX,
+  SRV_TYPES,
+  serviceStatusOf,
+  serviceSubject,
+} from './subjects.js';
+
+const EMPTY = Buffer.alloc(0);
+
+/** One call taken from NATS and not answered yet. */
+class NatsCall {
+  constructor(
+    readonly reply: string,
+    readonly method: number,
+    readonly startedAt: number,
+  ) {}
+}
+
+/** Per-endpoint numbers for `$SRV.STATS` (micro services: times in nanoseconds). */
+class EndpointStats {
+  requests = 0;
+  errors = 0;
+  processingNs = 0;
+  lastError = '';
+}
+
+/**
+ * A Membrane's methods served as a NATS micro service (docs/NATS.md § 4): one endpoint per method in
+ * queue group `q` (every instance of the cell shares the load), the built-in methods beside them, and
+ * the `$SRV.PING/INFO/STATS` protocol answered with this instance's own numbers.
+ *
+ * Requests enter the Membrane through an ordinary ServerSession, so a call over NATS runs exactly as one
+ * over the Unix socket (lazy input view, handler context and signal, in-flight limit, per-method
+ * metrics, tap); this object is that session's carrier: each REQUEST gets a local request id mapped to
+ * the NATS reply subject, and the session's REPLY and ERROR frames go out as replies on that subject.
+ * It is a FrameSink over an append-only slab: NATS keeps references to published payloads until its
+ * next write, so a byte once handed over is never rewritten.
+ */
+export class NatsCellService extends FrameSlab implements FrameSink, MembraneAttachment {
+  /** This instance's micro service id. */
+  readonly id = nuid.next();
+  readonly subject: string;
+  readonly membrane: Membrane;
+  readonly nc: NatsConnection;
+  private readonly lease: NatsLease;
+  private readonly settings: NatsSettings;
+  private readonly session: ServerSession;
+  private readonly calls = new Map<number, NatsCall>();
+  private nextId = 1;
+  private readonly stats: EndpointStats[];
+  private readonly workSubs: Subscription[] = [];
+  private readonly discoverySubs: Subscription[] = [];
+  private readonly controlSubs: Subscription[] = [];
+  private started = new Date().toISOString();
+  private readonly metadata: Record<string, string>;
+  private readonly pingReply: Uint8Array;
+  private readonly infoReply: Uint8Array;
+  /** Subscriptions the server refused (permissions), collected while starting. */
+  private readonly refused: Array<{ subject: string; required: boolean; message: string }> = [];
+  private starting = true;
+  private drained: Promise<void> | null = null;
+  private idle: (() => void) | null = null;
+  private finished = false;
+  private readonly stopStatus: () => void;
+
+  private constructor(membrane: Membrane, lease: NatsLease) {
+    super();
+    this.membrane = membrane;
+    this.lease = lease;
+    this.nc = lease.nc;
+    this.settings = lease.settings;
+    const service = membrane.service;
+    this.subject = serviceSubject(membrane.cellName, service.fingerprint);
+    this.stats = service.byId.map(() => new EndpointStats());
+    this.metadata = {
+      [META.fingerprint]: fingerprintHex(service.fingerprint),
+      [META.service]: service.name,
+      [META.genome]: genomeJson(service),
+      [META.protocol]: String(PROTOCOL_VERSION),
+      [META.host]: hostname(),
+      [META.pid]: String(process.pid),
+      [META.subject]: this.subject,
+    };
+    const transport: SessionTransport = {
+      carrier: this,
+      end: () => {},
+      destroy: () => this.destroy(),
+    };
+    this.session = membrane.openSession(this, transport);
+    this.session.transportStatus = { transport: 'nats', shmDeclined: 'server: NATS carries the frames' };
+    // The session expects a handshake first; NATS callers checked the contract against the metadata.
+    const hello = encodeHandshake({
+      version: PROTOCOL_VERSION,
+      fingerprint: service.fingerprint,
+      name: service.name,
+      maxFrame: 0,
+      maxInFlight: 0,
+      pid: process.pid,
+    });
+    this.session.onFrame(FrameType.HELLO, 0, 0, 0, hello, 0, hello.length, true);
+    this.session.peerName = `nats:${this.nc.getServer()}`;
+    this.pingReply = Buffer.from(JSON.stringify(this.ping()));
+    this.infoReply = Buffer.from(JSON.stringify(this.info()));
+    this.stopStatus = onNatsStatus(lease, (type, detail) => {
+      if (type === 'disconnect' || type === 'reconnect' || type === 'error' || type === 'ldm') {
+        process.stderr.write(`[cell ${membrane.cellName}] nats ${type}${detail === '' ? '' : ` ${detail}`}\n`);
+      }
+    });
+  }
+
+  /**
+   * Serves `membrane` on NATS: subscribes every endpoint and the `$SRV` subjects, waits for the server
+   * to accept them, and fails with E_PERMISSION_DENIED when this process may not subscribe to the
+   * cell's subjects (another host's cell name).
+   */
+  static async start(membrane: Membrane, settings: NatsSettings): Promise<NatsCellService> {
+    const lease = await acquireNats(settings, membrane.cellName);
+    let svc: NatsCellService | null = null;
+    try {
+      svc = new NatsCellService(membrane, lease);
+      await svc.subscribeAll();
+      return svc;
+    } catch (err) {
+      if (svc !== null) svc.destroy();
+      else lease.release();
+      throw err;
+    }
+  }
+
+  private async subscribeAll(): Promise<void> {
+    const { service, cellName } = this.membrane;
+    for (const def of service.byId) {
+      const method = def.id;
+      this.workSubs.push(this.sub(`${this.subject}.${def.name}`, QUEUE_GROUP, true, (m) => this.request(method, m)));
+    }
+    for (const [method, token] of BUILTIN_TOKENS) {
+      this.workSubs.push(this.sub(`${this.subject}.${token}`, QUEUE_GROUP, true, (m) => this.request(method, m)));
+    }
+    this.controlSubs.push(this.sub(`${this.subject}.${CANCEL_TOKEN}`, '', true, (m) => this.cancel(m)));
+    this.controlSubs.push(this.sub(`${this.subject}.${CALLS_TOKEN}`, '', true, (m) => this.probe(m)));
+    for (const verb of ['PING', 'INFO', 'STATS'] as const) {
+      const answer = (m: Msg) => this.discovery(verb, m);
+      // The bare subjects list every service; a host's permissions may leave them out (then this cell
+      // is found by name only, and `cell status --mesh` does not see it).
+      this.discoverySubs.push(this.sub(`${SRV_PREFIX}.${verb}`, '', false, answer));
+      this.discoverySubs.push(this.sub(`${SRV_PREFIX}.${verb}.${cellName}`, '', true, answer));
+      this.discoverySubs.push(this.sub(`${SRV_PREFIX}.${verb}.${cellName}.${this.id}`, '', true, answer));
+    }
+    await this.nc.flush();
+    // A refused SUB is answered with -ERR before the PONG of the flush; its callback may still be queued.
+    await new Promise((r) => setImmediate(r));
+    this.starting = false;
+    const fatal = this.refused.filter((r) => r.required);
+    if (fatal.length > 0) {
+      throw new CellError(
+        'E_PERMISSION_DENIED',
+        `this host's NATS credentials may not serve cell '${cellName}': the server refused ${fatal.map((r) => r.subject).join(', ')} (${fatal[0]?.message}).`,
+        {
+          cell: cellName,
+          fix: `serve '${cellName}' from a host whose NATS user may subscribe to cell.${cellName}.> and $SRV.*.${cellName}.> (docs/NATS.md § 3), or give it another name.`,
+        },
+      );
+    }
+    for (const r of this.refused) {
+      process.stderr.write(
+        `[cell ${cellName}] nats: not subscribed to ${r.subject} (${r.message}); the cell is found by name only.\n`,
+      );
+    }
+  }
+
+  private sub(subject: string, queue: string, required: boolean, handle: (m: Msg) => void): Subscription {
+    return this.nc.subscribe(subject, {
+      ...(queue === '' ? {} : { queue }),
+      callback: (err, msg) => {
+        if (err !== null) {
+          this.refusedSubscription(subject, required, err);
+          return;
+        }
+        handle(msg);
+      },
+    });
+  }
+
+  private refusedSubscription(subject: string, required: boolean, err: Error): void {
+    if (this.starting) {
+      this.refused.push({ subject, required, message: err.message });
+      return;
+    }
+    // Later (a reconnect to a server whose permissions changed): the cell keeps its Unix socket.
+    process.stderr.write(`[cell ${this.membrane.cellName}] nats: lost ${subject}: ${err.message}\n`);
+  }
+
+  /** A request for `method` arrived: give it a local id and hand it to the session. */
+  private request(method: number, msg: Msg): void {
+    const reply = msg.reply;
+    if (reply === undefined || reply === '' || this.finished) return; // a publish without reply: nobody waits
+    let id = this.nextId;
+    while (this.calls.has(id)) id = id === 0xffffffff ? 1 : id + 1;
+    this.nextId = id === 0xffffffff ? 1 : id + 1;
+    this.calls.set(id, new NatsCall(reply, method, performance.now()));
+    const st = this.stats[method];
+    if (st !== undefined) st.requests++;
+    const data = msg.data;
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    // The payload is this message's own memory (NATS does not reuse it): the handler may keep it.
+    this.session.onFrame(FrameType.REQUEST, 0, method, id, bytes, 0, bytes.length, true);
+  }
+
+  // ---------------------------------------------------------------- the session's replies
+
+  protected frame(type: number, _method: number, id: number, b: Buffer, start: number, end: number): void {
+    // WELCOME and GOAWAY concern a stream's peer; NATS callers have none.
+    if (type === FrameType.REPLY || type === FrameType.ERROR) this.answer(type, id, b, start, end);
+  }
+
+  private answer(type: number, id: number, b: Buffer, start: number, end: number): void {
+    if (id === 0) {
+      if (type === FrameType.ERROR) {
+        const e = decodeErrorPayload(b, start, end);
+        process.stderr.write(`[cell ${this.membrane.cellName}] nats session error ${e.code}: ${e.message}\n`);
+      }
+      return;
+    }
+    const call = this.calls.get(id);
+    if (call === undefined) return;
+    this.calls.delete(id);
+    const st = this.stats[call.method];
+    if (st !== undefined) st.processingNs += Math.round((performance.now() - call.startedAt) * 1e6);
+    try {
+      const max = this.nc.info?.max_payload ?? Number.POSITIVE_INFINITY;
+      if (type === FrameType.REPLY && end - start <= max) {
+        this.nc.publish(call.reply, b.subarray(start, end));
+      } else {
+        const e =
+          type === FrameType.ERROR
+            ? decodeErrorPayload(b, start, end)
+            : {
+                code: 'E_FRAME_TOO_LARGE' as const,
+                message: `the reply of '${this.membrane.service.byId[call.method]?.name ?? call.method}' is ${end - start} bytes; NATS carries at most ${max} per message.`,
+                fix: 'return less per call, or raise max_payload in the nats-server configuration.',
+              };
+        if (st !== undefined) {
+          st.errors++;
+          st.lastError = `${e.code}: ${e.message}`;
+        }
+        const h = headers();
+        h.set(HEADER.serviceErrorCode, String(serviceStatusOf(e.code)));
+        h.set(HEADER.serviceError, headerValue(e.message));
+        h.set(HEADER.code, e.code);
+        h.set(HEADER.message, headerValue(e.message));
+        if (e.fix !== undefined) h.set(HEADER.fix, headerValue(e.fix));
+        if (e.details !== undefined) h.set(HEADER.details, JSON.stringify(e.details));
+        this.nc.publish(call.reply, Empty, { headers: h });
+      }
+    } catch {
+      // The connection closed under us: the caller's liveness probe reports the call as lost.
+    }
+    if (this.calls.size === 0 && this.idle !== null) this.idle();
+  }
+
+  // ---------------------------------------------------------------- control subjects
+
+  /** `$cancel`: the payload is the reply subject of a call its caller gave up on. */
+  private cancel(msg: Msg): void {
+    const reply = Buffer.from(msg.data).toString('utf8');
+    for (const [id, call] of this.calls) {
+      if (call.reply === reply) {
+        this.session.onFrame(FrameType.CANCEL, 0, 0, id, EMPTY, 0, 0, true);
+        return;
+      }
+    }
+  }
+
+  /**
+   * `$calls`: a caller asks which of its calls (`{inbox, ids}`: reply subjects `inbox + id`) this
+   * instance holds. Every instance answers, holding some or none; a call no live instance holds was
+   * lost with the instance that took it (docs/NATS.md § 4.3).
+   */
+  private probe(msg: Msg): void {
+    if (msg.reply === undefined || msg.reply === '') return;
+    let held: number[] = [];
+    try {
+      const q = JSON.parse(Buffer.from(msg.data).toString('utf8')) as { inbox?: unknown; ids?: unknown };
+      if (typeof q.inbox === 'string' && Array.isArray(q.ids)) {
+        const replies = new Set<string>();
+        for (const c of this.calls.values()) replies.add(c.reply);
+        const inbox = q.inbox;
+        held = (q.ids as unknown[]).filter((id): id is number => typeof id === 'number' && replies.has(inbox + id));
+      }
+    } catch {
+      // unreadable probe: answer that we hold nothing of it
+    }
+    msg.respond(JSON.stringify({ id: this.id, held }));
+  }
+
+  // ---------------------------------------------------------------- micro services protocol
+
+  private discovery(verb: 'PING' | 'INFO' | 'STATS', msg: Msg): void {
+    if (verb === 'PING') msg.respond(this.pingReply);
+    else if (verb === 'INFO') msg.respond(this.infoReply);
+    else msg.respond(JSON.stringify(this.statsReply()));
+  }
+
+  private ping(): Record<string, unknown> {
+    return {
+      type: SRV_TYPES.PING,
+      name: this.membrane.cellName,
+      id: this.id,
+      version: this.settings.version,
+      metadata: this.metadata,
+    };
+  }
+
+  private info(): Record<string, unknown> {
+    const service = this.membrane.service;
+    return {
+      type: SRV_TYPES.INFO,
+      name: this.membrane.cellName,
+      id: this.id,
+      version: this.settings.version,
+      description: `Cell '${this.membrane.cellName}' (service '${service.name}')`,
+      metadata: this.metadata,
+      endpoints: service.byId.map((def) => ({
+        name: def.name,
+        subject: `${this.subject}.${def.name}`,
+        queue_group: QUEUE_GROUP,
+        metadata: {
+          'cell.method.id': String(def.id),
+          'cell.input': fingerprintHex(def.input.fingerprint),
+          'cell.output': fingerprintHex(def.output.fingerprint),
+        },
+      })),
+    };
+  }
+
+  /** This instance's numbers: requests taken from NATS, errors, time from arrival to reply (async work included). */
+  statsReply(): Record<string, unknown> {
+    const service = this.membrane.service;
+    const all = this.membrane.calls.byId;
+    return {
+      type: SRV_TYPES.STATS,
+      name: this.membrane.cellName,
+      id: this.id,
+      version: this.settings.version,
+      started: this.started,
+      metadata: this.metadata,
+      endpoints: service.byId.map((def) => {
+        const st = this.stats[def.id] as EndpointStats;
+        const latency = all[def.id]?.latency;
+        return {
+          name: def.name,
+          subject: `${this.subject}.${def.name}`,
+          queue_group: QUEUE_GROUP,
+          num_requests: st.requests,
+          num_errors: st.errors,
+          last_error: st.lastError,
+          processing_time: st.processingNs,
+          average_processing_time:
+            st.requests - this.pendingOf(def.id) > 0
+              ? Math.round(st.processingNs / (st.requests - this.pendingOf(def.id)))
+              : 0,
+          data: {
+            in_flight: this.pendingOf(def.id),
+            // The Membrane's histogram covers every carrier (socket, shared memory, NATS).
+            all_carriers:
+              latency === undefined || latency.count === 0
+                ? null
+                : {
+                    requests: all[def.id]?.requests ?? 0,
+                    p50_ns: latency.percentile(0.5),
+                    p99_ns: latency.percentile(0.99),
+                  },
+          },
+        };
+      }),
+    };
+  }
+
+  private pendingOf(method: number): number {
+    let n = 0;
+    for (const c of this.calls.values()) if (c.method === method) n++;
+    return n;
+  }
+
+  /** Calls taken from NATS and not answered yet. */
+  get inFlight(): number {
+    return this.calls.size;
+  }
+
+  // ---------------------------------------------------------------- drain and shutdown
+
+  /**
+   * Graceful stop, first step of the Membrane's close(): unsubscribe from the endpoints and the `$SRV`
+   * subjects (NATS then routes new calls to the other instances of the queue group; messages already
+   * on their way here are still served), answer every call taken, push the replies out, and only then
+   * leave `$cancel` and `$calls`, so callers' probes see the calls this instance still holds.
+   */
+  drain(): Promise<void> {
+    if (this.drained === null) this.drained = this.doDrain();
+    return this.drained;
+  }
+
+  private async doDrain(): Promise<void> {
+    await Promise.allSettled([...this.workSubs, ...this.discoverySubs].map((s) => s.drain()));
+    if (this.calls.size > 0 && !this.finished) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.idle = resolve;
+        timer = setTimeout(resolve, this.membrane.drainTimeoutMs);
+      });
+      clearTimeout(timer);
+      this.idle = null;
+    }
+    if (!this.finished) {
+      try {
+        await this.nc.flush();
+      } catch {
+        // closed: nothing more to push
+      }
+      await Promise.allSettled(this.controlSubs.map((s) => s.drain()));
+    }
+    this.finish();
+  }
+
+  /** At once: drop every subscription and leave the session (the Membrane's drain timed out). */
+  destroy(): void {
+    if (this.finished) return;
+    for (const s of [...this.workSubs, ...this.discoverySubs, ...this.controlSubs]) {
+      try {
+        s.unsubscribe();
+      } catch {
+        // connection already closed
+      }
+    }
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.calls.clear();
+    this.stopStatus();
+    this.session.closed();
+    this.lease.release();
+    if (this.idle !== null) this.idle();
+  }
+}
