@@ -67,6 +67,7 @@ Start here
 
 Cells
   status [name]                 state, pid, uptime, restarts, transport, sandbox, memory
+  status --mesh                 every host's cells on the NATS cluster (CELL_NATS, docs/NATS.md)
   spawn|stop|restart <name>     start, stop or restart one cell (spawn/restart clear a crash-loop mark)
   add <name> <dir>              register a cell's DNA (a folder with its TypeScript source)
   rm <name>                     stop a cell and forget its registration
@@ -344,15 +345,25 @@ another manifest is refused unless --replace takes it over. Exit 1 when a cell f
 
 const status = command({
   usage: `usage: cell status [name] [--json]
+       cell status --mesh [--json]
 
 One row per cell the Root knows: NAME STATE PID UPTIME RESTARTS TRANSPORT SANDBOX MEMORY LAST-EXIT.
 States: stopped, building, starting, running, crashed (restart scheduled), crash-loop (5 failures within
-10 s; not restarted until \`cell restart\`), stopping. --json prints the rows as JSON.`,
-  options: { ...JSON_OPTION },
+10 s; not restarted until \`cell restart\`), stopping. --json prints the rows as JSON. --mesh lists every
+host's cells on the NATS cluster instead (through $SRV.INFO; docs/NATS.md).`,
+  options: { mesh: { type: 'boolean' }, ...JSON_OPTION },
   positionals: [0, 1],
   expects: 'at most one cell name',
   async run(values, positionals) {
     const json = values.json === true;
+    if (values.mesh === true) {
+      if (positionals.length > 0) throw new UsageError('--mesh lists every cell; it takes no name', status.usage);
+      // Loads the NATS client only here.
+      const { listMeshCells, meshTable } = await import('../nats/cli.js');
+      const rows = await listMeshCells();
+      out(json ? JSON.stringify({ cells: rows }) : meshTable(rows));
+      return 0;
+    }
     if (positionals.length === 1) {
       const name = validateCellName(positionals[0] as string);
       const row = await withRoot((root) => root.status({ name }));
