@@ -269,9 +269,9 @@ describe('cells across hosts on a three-node NATS cluster', {
       async () => {
         // The next generation on the same host: its own socket directory, as `cell swap` gives it.
         gen2 = await startCell(0, { CELL_TEST_HOST: 'alpha-gen2', CELL_SOCKET_DIR: join(dir, 'alpha', 'run2') });
-        const t = Date.now();
+        const stoppedAt = Date.now();
         await gen1.kill('SIGTERM');
-        return t;
+        return stoppedAt;
       },
       1_500,
     );
@@ -279,6 +279,24 @@ describe('cells across hosts on a three-node NATS cluster', {
     assert.deepEqual(result.failures, [], JSON.stringify(result.errors));
     assert.ok((result.byHost['alpha-gen2'] ?? 0) > 100, JSON.stringify(result.byHost));
     assert.ok(gen2 !== null);
+    t.diagnostic(`${result.ok} calls, none failed: ${JSON.stringify(result.byHost)}`);
+  });
+
+  test('drain across hosts: the instance on alpha stops while one on beta serves, no call fails', async (t) => {
+    const alpha = running.filter((p) => String(p.lines[0]?.host).startsWith('alpha'));
+    await startCell(1, { CELL_TEST_HOST: 'beta' });
+    const { result } = await underLoad(
+      { concurrency: 16, delayMs: 10, timeoutMs: 15_000 },
+      async () => {
+        const stoppedAt = Date.now();
+        await Promise.all(alpha.map((p) => p.kill('SIGTERM')));
+        return stoppedAt;
+      },
+      1_500,
+    );
+    for (const p of alpha) running.splice(running.indexOf(p), 1);
+    assert.deepEqual(result.failures, [], JSON.stringify(result.errors));
+    assert.ok((result.byHost.beta ?? 0) > 100, JSON.stringify(result.byHost));
     t.diagnostic(`${result.ok} calls, none failed: ${JSON.stringify(result.byHost)}`);
   });
 });
