@@ -32,13 +32,20 @@ let coarseNow = Date.now();
 
 /** A request sent and not answered yet. */
 class Outgoing {
+  /** Times it was sent again after "no responders". */
   retries = 0;
+  /** Waiting to be sent again: no instance has it, and none is asked about it. */
+  waiting = false;
+  /** When it last went out (the liveness probe asks about calls out for a while). */
+  lastSentAt: number;
   constructor(
     readonly method: number,
     readonly subject: string,
     readonly payload: Uint8Array,
     readonly sentAt: number,
-  ) {}
+  ) {
+    this.lastSentAt = sentAt;
+  }
 }
 
 class ClientSink extends FrameSlab {
@@ -121,6 +128,7 @@ export class NatsCarrier extends Duplex implements FrameCarrier {
         this.reply(msg);
       },
     });
+    coarseNow = Date.now();
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweeper.unref();
     lease.closed.then(() => {
@@ -252,8 +260,11 @@ export class NatsCarrier extends Duplex implements FrameCarrier {
     const waited = Date.now() - out.sentAt;
     if (waited < NO_RESPONDERS_RETRY_MS && !this.destroyed) {
       const delay = Math.min(25 * 2 ** out.retries++, 400);
+      out.waiting = true;
       setTimeout(() => {
         if (this.pending.get(id) !== out || this.destroyed) return;
+        out.waiting = false;
+        out.lastSentAt = coarseNow = Date.now();
         try {
           this.nc.publish(out.subject, out.payload, { reply: this.inbox + id });
         } catch (err) {
@@ -302,7 +313,9 @@ export class NatsCarrier extends Duplex implements FrameCarrier {
     coarseNow = Date.now();
     if (this.probing || this.pending.size === 0 || this.base === '') return;
     const stale: number[] = [];
-    for (const [id, out] of this.pending) if (coarseNow - out.sentAt >= PROBE_AFTER_MS) stale.push(id);
+    for (const [id, out] of this.pending) {
+      if (!out.waiting && coarseNow - out.lastSentAt >= PROBE_AFTER_MS) stale.push(id);
+    }
     if (stale.length > 0) void this.probe(stale);
   }
 
@@ -316,6 +329,7 @@ export class NatsCarrier extends Duplex implements FrameCarrier {
    */
   private async probe(ids: number[]): Promise<void> {
     this.probing = true;
+    const probedAt = Date.now();
     try {
       const tag = `p${++this.probeSeq}`;
       const answers = new Map<string, number[]>();
@@ -347,7 +361,8 @@ export class NatsCarrier extends Duplex implements FrameCarrier {
       for (const list of answers.values()) for (const id of list) held.add(id);
       for (const id of ids) {
         const out = this.pending.get(id);
-        if (out === undefined || held.has(id)) continue;
+        // Sent again since the probe left (after "no responders"): this round says nothing about it.
+        if (out === undefined || held.has(id) || out.waiting || out.lastSentAt > probedAt) continue;
         this.fail(
           id,
           out,
