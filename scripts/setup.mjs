@@ -1,6 +1,6 @@
 // The one set-up step behind `npm run demo` and `npm test`: on a fresh machine it installs the npm
 // packages, the Debian packages Cell relies on (bubblewrap for the Capsid sandbox, iproute2 for the
-// multi-host tests), builds the native shared-memory addon and transpiles the TypeScript. Each step
+// multi-host tests, nats-server for the NATS tests), builds the native shared-memory addon and transpiles the TypeScript. Each step
 // is skipped when its output is already current, so a second run costs well under a second.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -22,6 +22,8 @@ const DEBIAN = [
   ['tmux', '/usr/bin/tmux'],
   // the side-by-side peer of the consensus benchmark (bench/consensus)
   ['etcd-server', '/usr/bin/etcd'],
+  // the NATS cluster of the cross-host tests (test/nats, test/integration/nats) and bench/nats
+  ['nats-server', '/usr/sbin/nats-server'],
 ];
 
 function run(cmd, args, opts = {}) {

@@ -1,7 +1,8 @@
 // One benchmark client run, in its own process:
 //   node dist/bench/nats/client.js <kind> <nats url> <window> <durationMs> <warmupMs>
-// Keeps <window> calls in flight for <durationMs> after a warm-up and prints one JSON line
-// {kind, window, calls, seconds, rate, medianUs, p99Us}. Every reply is checked.
+// Keeps <window> calls in flight for <durationMs> after a warm-up and prints {"event":"measuring"} when
+// the measured phase starts, then {event:'result', kind, window, calls, seconds, rate, medianUs, p99Us,
+// clientCpuUs}. Every reply is checked.
 import { connect } from '@nats-io/transport-node';
 import { natsResolver, natsSettings } from '../../src/nats/index.js';
 import { Synapse } from '../../src/synapse/index.js';
@@ -26,13 +27,24 @@ let elapsed = 0;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+let cpuAtStart = 0;
+let cpuUs = 0;
+const cpuNow = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
+
+/** Warm-up, then the measured phase; "measuring" tells the orchestrator to read the other processes' CPU. */
 async function phases(): Promise<void> {
   await sleep(warmupMs);
+  process.stdout.write(`${JSON.stringify({ event: 'measuring' })}\n`);
+  cpuAtStart = cpuNow();
   rec.measuring = true;
   const t0 = performance.now();
   await sleep(durationMs);
   rec.measuring = false;
   elapsed = (performance.now() - t0) / 1000;
+  cpuUs = cpuNow() - cpuAtStart;
   rec.stop = true;
 }
 
@@ -60,9 +72,12 @@ async function runWindow(call: () => Promise<unknown>, verify: (reply: unknown) 
   await Promise.all(workers);
 }
 
-/** The same number of calls in flight through `many` (batches of up to 64, one promise per batch). */
+/**
+ * The same number of calls in flight through `many`: four batches of a quarter of the window each (up
+ * to 64 calls), one promise per batch, so a batch waiting for its slowest reply leaves the others going.
+ */
 async function runMany(many: (inputs: readonly Uint8Array[]) => Promise<Uint8Array[]>): Promise<void> {
-  const size = Math.min(window, 64);
+  const size = Math.max(1, Math.min(Math.floor(window / 4), 64));
   const inputs = new Array<Uint8Array>(size).fill(PAYLOAD);
   let seq = 0;
   const worker = async () => {
@@ -128,6 +143,6 @@ const sorted = rec.samples.sort((a, b) => a - b);
 const q = (p: number) =>
   sorted.length === 0 ? 0 : (sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number);
 process.stdout.write(
-  `${JSON.stringify({ kind, window, calls: rec.calls, seconds: elapsed, rate: rec.calls / elapsed, medianUs: q(0.5) * 1000, p99Us: q(0.99) * 1000 })}\n`,
+  `${JSON.stringify({ event: 'result', kind, window, calls: rec.calls, seconds: elapsed, rate: rec.calls / elapsed, medianUs: q(0.5) * 1000, p99Us: q(0.99) * 1000, clientCpuUs: cpuUs })}\n`,
 );
 process.exit(0);

@@ -1,5 +1,6 @@
 // One benchmark server, in its own process, connected to the benchmark's nats-server:
 //   node dist/bench/nats/server.js <kind> <nats url> <socket dir>
+// Prints "ready", then its CPU time ({"cpuUs"}) for every line it reads on stdin.
 // raw: the client library alone (a queue subscription answering each request with its payload);
 // cell: a Membrane serving the echo contract on NATS; moleculer: a broker with the NATS transporter.
 import { connect } from '@nats-io/transport-node';
@@ -48,6 +49,11 @@ async function main(): Promise<void> {
       throw new Error(`unknown server kind ${kind}`);
   }
   process.stdout.write('ready\n');
+  // The orchestrator asks for this process's CPU time at the start and the end of a measurement.
+  process.stdin.on('data', () => {
+    const u = process.cpuUsage();
+    process.stdout.write(`${JSON.stringify({ cpuUs: u.user + u.system })}\n`);
+  });
 }
 
 await main();
