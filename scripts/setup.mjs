@@ -1,7 +1,8 @@
 // The one set-up step behind `npm run demo` and `npm test`: on a fresh machine it installs the npm
 // packages, the Debian packages Cell relies on (bubblewrap for the Capsid sandbox, iproute2 for the
-// multi-host tests, nats-server for the NATS tests), builds the native shared-memory addon and transpiles the TypeScript. Each step
-// is skipped when its output is already current, so a second run costs well under a second.
+// multi-host tests, nats-server for the NATS tests), builds the native shared-memory addon and
+// transpiles the TypeScript. Each step is skipped when its output is already current, so a second run
+// costs well under a second.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
