@@ -3,7 +3,7 @@
 // Keeps <window> calls in flight for <durationMs> after a warm-up and prints {"event":"measuring"} when
 // the measured phase starts, then {event:'result', kind, window, calls, seconds, rate, medianUs, p99Us,
 // clientCpuUs}. Every reply is checked.
-import { connect } from '@nats-io/transport-node';
+import { connect, createInbox } from '@nats-io/transport-node';
 import { natsResolver, natsSettings } from '../../src/nats/index.js';
 import { Synapse } from '../../src/synapse/index.js';
 import { PingService } from '../transport/contract.js';
@@ -104,6 +104,37 @@ async function raw(): Promise<void> {
   await nc.close();
 }
 
+/**
+ * The client library alone, as lean as it gets: one subscription on an inbox wildcard, each request
+ * published with its own reply subject, replies matched by id in a Map (what `nc.request` does with
+ * its muxed inbox, minus its per-request timer and bookkeeping).
+ */
+async function rawMux(): Promise<void> {
+  const nc = await connect({ servers: url.replace('nats://', '') });
+  const inbox = `${createInbox()}.`;
+  const waiting = new Map<number, (data: Uint8Array) => void>();
+  nc.subscribe(`${inbox}*`, {
+    callback: (_err, m) => {
+      const id = +m.subject.substring(inbox.length);
+      const resolve = waiting.get(id);
+      if (resolve === undefined) return;
+      waiting.delete(id);
+      resolve(m.data);
+    },
+  });
+  let next = 0;
+  await runWindow(
+    () =>
+      new Promise<Uint8Array>((resolve) => {
+        const id = next++;
+        waiting.set(id, resolve);
+        nc.publish('bench.raw.ping', PAYLOAD, { reply: inbox + id });
+      }),
+    check,
+  );
+  await nc.close();
+}
+
 async function cell(many: boolean): Promise<void> {
   const settings = natsSettings(url);
   const ex = await Synapse.grow(PingService, { resolvers: [natsResolver(() => settings)] });
@@ -134,6 +165,7 @@ async function moleculer(): Promise<void> {
 }
 
 if (kind === 'raw') await raw();
+else if (kind === 'raw-mux') await rawMux();
 else if (kind === 'cell') await cell(false);
 else if (kind === 'cell-many') await cell(true);
 else if (kind === 'moleculer') await moleculer();

@@ -1,10 +1,12 @@
 // NATS benchmark: one nats-server on loopback, and against it, in one run:
-//   raw       the NATS client library alone (@nats-io/transport-node request/reply, a queue
+//   raw       the NATS client library alone (@nats-io/transport-node `nc.request`, a queue
 //             subscription echoing the payload): the floor for anything built on that client;
+//   raw-mux   the same client, as lean as it gets: one inbox subscription, publish with a reply subject,
+//             replies matched by id (what Cell's carrier does, without Cell);
 //   cell      a Membrane serving on NATS, a Synapse calling through the NATS resolver (a promise per call);
 //   cell-many the same, the window of calls sent through `many` (four batches of a quarter of it);
 //   moleculer Moleculer 0.15 with its NATS transporter (the `nats` 2.x client it requires).
-// Sequential (window 1) and pipelined (windows 16 and 256); each figure is the median of interleaved
+// Sequential (window 1) and pipelined (windows 16 and 64); each figure is the median of interleaved
 // rounds. Besides rates and round trips it reports CPU time per call of the client, the server and
 // nats-server, read over the measured phase only: on a machine shared with other work, CPU per call
 // is what the load disturbs least.
@@ -24,7 +26,7 @@ const flag = (name: string, dflt: string) => {
 const durationMs = Number(flag('duration', '2000'));
 const warmupMs = Number(flag('warmup', '700'));
 const rounds = Math.max(1, Number(flag('rounds', '3')));
-const windows = flag('windows', '1,16,256').split(',').map(Number);
+const windows = flag('windows', '1,16,64').split(',').map(Number);
 const only = flag('only', '')
   .split(',')
   .filter((s) => s !== '');
@@ -47,7 +49,8 @@ interface Peer {
   label: string;
 }
 const peers: Peer[] = [
-  { kind: 'raw', server: 'raw', label: 'NATS client alone (request/reply, floor)' },
+  { kind: 'raw', server: 'raw', label: 'NATS client alone: `nc.request` (floor)' },
+  { kind: 'raw-mux', server: 'raw', label: 'NATS client alone: one inbox, replies matched by id (lean floor)' },
   { kind: 'cell', server: 'cell', label: 'Cell over NATS' },
   { kind: 'cell-many', server: 'cell', label: 'Cell over NATS, many()' },
   { kind: 'moleculer', server: 'moleculer', label: 'Moleculer, NATS transporter' },
@@ -223,7 +226,7 @@ try {
     }
   }
   const find = (kind: string) => peers.find((p) => p.kind === kind);
-  const raw = find('raw');
+  const floors = [find('raw'), find('raw-mux')].filter((p): p is Peer => p !== undefined);
   const mol = find('moleculer');
   for (const kind of ['cell', 'cell-many']) {
     const c = find(kind);
@@ -233,10 +236,10 @@ try {
       const cell = agg(c, w) as Run;
       const parts: string[] = [];
       const cpu = (r: Run) => r.clientCpu + r.serverCpu;
-      if (raw !== undefined) {
-        const r = agg(raw, w) as Run;
+      for (const f of floors) {
+        const r = agg(f, w) as Run;
         parts.push(
-          `vs raw: calls/s ${(cell.rate / r.rate).toFixed(2)}×, RTT median ${(r.medianUs / cell.medianUs).toFixed(2)}× (target ≥ 0.9), client+server CPU/call ${(cpu(r) / cpu(cell)).toFixed(2)}×`,
+          `vs ${f.kind}: calls/s ${(cell.rate / r.rate).toFixed(2)}×, RTT median ${(r.medianUs / cell.medianUs).toFixed(2)}× (target ≥ 0.9), client+server CPU/call ${(cpu(r) / cpu(cell)).toFixed(2)}×`,
         );
       }
       if (mol !== undefined) {
