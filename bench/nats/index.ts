@@ -10,7 +10,8 @@
 // rounds. Besides rates and round trips it reports CPU time per call of the client, the server and
 // nats-server, read over the measured phase only: on a machine shared with other work, CPU per call
 // is what the load disturbs least.
-//   node dist/bench/nats/index.js [--duration ms] [--warmup ms] [--rounds n] [--windows 1,16,256] [--only raw,cell,…]
+// Then glue.ts: Cell's own CPU per call on that path, measured in one process over a stand-in for NATS.
+//   node dist/bench/nats/index.js [--duration ms] [--warmup ms] [--rounds n] [--windows 1,16,64] [--only raw,cell,…] [--glue 0]
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, release, tmpdir } from 'node:os';
@@ -251,7 +252,49 @@ try {
       console.log(`${c.label}, window ${w} — ${parts.join('; ')}`);
     }
   }
+  await glue();
 } finally {
   nats.proc.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** Cell's own CPU per call on the NATS path, over a stand-in connection in one process (glue.ts). */
+async function glue(): Promise<void> {
+  if (flag('glue', '1') === '0') return;
+  const variants = ['floor', 'cell-client', 'cell-server', 'cell'];
+  const results = new Map<string, Array<{ rate: number; cpuUs: number }>>();
+  for (let round = 0; round < Math.max(3, rounds); round++) {
+    for (const w of [1, 64]) {
+      for (const v of variants) {
+        const out = await new Promise<string>((resolve, reject) => {
+          const child = spawn(process.execPath, [here('./glue.js'), v, String(w), String(w === 1 ? 30_000 : 100_000)], {
+            stdio: ['ignore', 'pipe', 'inherit'],
+          });
+          let text = '';
+          child.stdout?.on('data', (d: Buffer) => {
+            text += d.toString();
+          });
+          child.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`glue ${v} exited ${code}`))));
+        });
+        const r = JSON.parse(out) as { rate: number; cpuUs: number };
+        const k = `${v}/${w}`;
+        results.set(k, [...(results.get(k) ?? []), r]);
+      }
+    }
+  }
+  console.log(
+    '\nCell on the NATS path without NATS (one process, a stand-in connection; glue.ts): CPU per call, median of the rounds',
+  );
+  console.log('| variant | window | calls/s | CPU µs/call | Cell adds µs/call |');
+  console.log('|---|---:|---:|---:|---:|');
+  for (const w of [1, 64]) {
+    const floorCpu = median((results.get(`floor/${w}`) ?? []).map((r) => r.cpuUs));
+    for (const v of variants) {
+      const rs = results.get(`${v}/${w}`) ?? [];
+      const cpuUs = median(rs.map((r) => r.cpuUs));
+      console.log(
+        `| ${v} | ${w} | ${Math.round(median(rs.map((r) => r.rate))).toLocaleString('en-US')} | ${cpuUs.toFixed(2)} | ${v === 'floor' ? '' : (cpuUs - floorCpu).toFixed(2)} |`,
+      );
+    }
+  }
 }

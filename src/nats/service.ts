@@ -195,8 +195,9 @@ export class NatsCellService extends FrameSlab implements FrameSink, MembraneAtt
    * to accept them, and fails with E_PERMISSION_DENIED when this process may not subscribe to the
    * cell's subjects (another host's cell name).
    */
-  static async start(membrane: Membrane, settings: NatsSettings): Promise<NatsCellService> {
-    const lease = await acquireNats(settings, membrane.cellName);
+  static async start(membrane: Membrane, settings: NatsSettings, connection?: NatsLease): Promise<NatsCellService> {
+    // `connection`: a lease brought by the caller (benchmarks drive the service over a stand-in).
+    const lease = connection ?? (await acquireNats(settings, membrane.cellName));
     let svc: NatsCellService | null = null;
     try {
       svc = new NatsCellService(membrane, lease);
@@ -416,7 +417,8 @@ export class NatsCellService extends FrameSlab implements FrameSink, MembraneAtt
     };
   }
 
-  private info(): Record<string, unknown> {
+  /** The `$SRV.INFO` answer (a micro services info_response). */
+  info(): Record<string, unknown> {
     const service = this.membrane.service;
     return {
       type: SRV_TYPES.INFO,
