@@ -717,9 +717,9 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     host.metrics.replies++;
   }
 
-  /** The carrier is about to feed one chunk of frames (see batchStart). */
-  beginBatch(): void {
-    this.batchStart = performance.now();
+  /** The carrier is about to feed one chunk of frames (see batchStart); `at` if it read the clock already. */
+  beginBatch(at: number = performance.now()): void {
+    this.batchStart = at;
     this.seen = true;
   }
 
