@@ -109,7 +109,7 @@ async function raw(): Promise<void> {
  * published with its own reply subject, replies matched by id in a Map (what `nc.request` does with
  * its muxed inbox, minus its per-request timer and bookkeeping).
  */
-async function rawMux(): Promise<void> {
+async function rawMux(subject = 'bench.raw.ping'): Promise<void> {
   const nc = await connect({ servers: url.replace('nats://', '') });
   const inbox = `${createInbox()}.`;
   const waiting = new Map<number, (data: Uint8Array) => void>();
@@ -128,7 +128,7 @@ async function rawMux(): Promise<void> {
       new Promise<Uint8Array>((resolve) => {
         const id = next++;
         waiting.set(id, resolve);
-        nc.publish('bench.raw.ping', PAYLOAD, { reply: inbox + id });
+        nc.publish(subject, PAYLOAD, { reply: inbox + id });
       }),
     check,
   );
@@ -166,6 +166,11 @@ async function moleculer(): Promise<void> {
 
 if (kind === 'raw') await raw();
 else if (kind === 'raw-mux') await rawMux();
+// The lean floor's caller against a Cell server: isolates Cell's server side.
+else if (kind === 'raw-mux-cell')
+  await rawMux(`cell.bench.${PingService.fingerprint.toString(16).padStart(16, '0')}.ping`);
+// Cell's client against a bare echo (server kind echo-cell): isolates Cell's client side.
+else if (kind === 'cell-echo') await cell(false);
 else if (kind === 'cell') await cell(false);
 else if (kind === 'cell-many') await cell(true);
 else if (kind === 'moleculer') await moleculer();

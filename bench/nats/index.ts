@@ -53,6 +53,8 @@ const peers: Peer[] = [
   { kind: 'raw', server: 'raw', label: 'NATS client alone: `nc.request` (floor)' },
   { kind: 'raw-mux', server: 'raw', label: 'NATS client alone: one inbox, replies matched by id (lean floor)' },
   { kind: 'cell', server: 'cell', label: 'Cell over NATS' },
+  { kind: 'cell-echo', server: 'echo-cell', label: 'Cell client → bare echo (client side alone)' },
+  { kind: 'raw-mux-cell', server: 'cell', label: 'lean caller → Cell server (server side alone)' },
   { kind: 'cell-many', server: 'cell', label: 'Cell over NATS, many()' },
   { kind: 'moleculer', server: 'moleculer', label: 'Moleculer, NATS transporter' },
 ].filter((p) => only.length === 0 || only.includes(p.kind));

@@ -24,6 +24,39 @@ async function main(): Promise<void> {
       process.on('SIGTERM', () => void nc.close().then(() => process.exit(0)));
       break;
     }
+    case 'echo-cell': {
+      // A bare echo on the cell's subject, found through a static $SRV.INFO answer: isolates Cell's client.
+      const nc = await connect({ servers: url.replace('nats://', '') });
+      const fp = PingService.fingerprint.toString(16).padStart(16, '0');
+      const subject = `cell.bench.${fp}`;
+      const info = JSON.stringify({
+        type: 'io.nats.micro.v1.info_response',
+        name: 'bench',
+        id: 'echo',
+        version: '0.0.0',
+        metadata: {
+          'cell.fingerprint': `0x${fp}`,
+          'cell.subject': subject,
+          'cell.service': 'bench',
+          'cell.genome': JSON.stringify(PingService.genome),
+        },
+        endpoints: [{ name: 'ping', subject: `${subject}.ping`, queue_group: 'q' }],
+      });
+      nc.subscribe(`${subject}.ping`, {
+        queue: 'q',
+        callback: (_err, m) => {
+          m.respond(m.data);
+        },
+      });
+      nc.subscribe('$SRV.INFO.bench', {
+        callback: (_err, m) => {
+          m.respond(info);
+        },
+      });
+      await nc.flush();
+      process.on('SIGTERM', () => void nc.close().then(() => process.exit(0)));
+      break;
+    }
     case 'cell':
       registerNats();
       // The Unix socket is there (every Membrane has one); the client is told to use NATS only.
