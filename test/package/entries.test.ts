@@ -77,12 +77,13 @@ test("a cell that imports only the package's main entry bundles none of the runt
     assert.doesNotMatch(input, /node_modules\//, `loaded at start: ${input}`);
     assert.doesNotMatch(input, /^src\/(root|axon\/mesh)/, `loaded at start: ${input}`);
   }
-  // Lazily, only on the path that needs it: the Root's spawn-on-demand client and Axon (CELL_LAN / CELL_PEER).
+  // Lazily, only on the path that needs it: the Root's spawn-on-demand client, Axon (CELL_LAN /
+  // CELL_PEER) and the NATS carrier with its client (CELL_NATS, docs/NATS.md).
   const lazy = g.inputs.filter((i) => !g.eager.has(i));
   for (const input of lazy) {
     assert.match(
       input,
-      /^src\/(root\/(client|contract|resolver)|axon\/)|node_modules\/(@peculiar|reflect-metadata|tsyringe|tslib|asn1js|pvtsutils|pvutils)/,
+      /^src\/(root\/(client|contract|resolver)|axon\/|nats\/)|node_modules\/(@peculiar|@nats-io|tweetnacl|reflect-metadata|tsyringe|tslib|asn1js|pvtsutils|pvutils)/,
       `unexpected lazily bundled input ${input}`,
     );
   }

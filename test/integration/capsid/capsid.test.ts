@@ -87,6 +87,7 @@ async function start(t: TestContext, ws: Workspace, spec: StartSpec) {
     socketDir: ws.socketDir,
     bindPath: join(dirs.run, `${spec.name}.sock`),
     tapPath: join(dirs.priv, 'tap.sock'),
+    inspectPath: join(dirs.priv, 'inspect.sock'),
     umbilical: '',
     lan: false,
     env: env ?? {},
@@ -340,8 +341,8 @@ test('without bubblewrap, a sandboxed spawn refuses naming the fix; sandbox:fals
 
   const refused = (err: unknown) => {
     assert.ok(isCellError(err, 'E_SANDBOX_UNAVAILABLE'), String(err));
-    assert.match(err.message, /apt-get install bubblewrap/);
-    assert.match(err.message, /--no-sandbox/);
+    assert.match(`${err.message} ${err.fix}`, /apt-get install bubblewrap/);
+    assert.match(`${err.message} ${err.fix}`, /--no-sandbox/);
     return true;
   };
   await assert.rejects(start(t, ws, { name: 'probe', bundlePath: probeBundle, bwrap: '/nonexistent/bwrap' }), refused);
@@ -539,7 +540,7 @@ test('without cgroups, a sandboxed spawn refuses with E_CGROUP_UNAVAILABLE; sand
   await assert.rejects(start(t, ws, { name: 'plain', bundlePath: path }), (err: unknown) => {
     assert.ok(isCellError(err, 'E_CGROUP_UNAVAILABLE'), String(err));
     assert.match(err.message, /no cgroup hierarchy is mounted/);
-    assert.match(err.message, /--no-sandbox/);
+    assert.match(`${err.message} ${err.fix}`, /--no-sandbox/);
     return true;
   });
   const cell = await start(t, ws, { name: 'plain', bundlePath: path, sandbox: false });

@@ -292,7 +292,6 @@ test(
     const env: NodeJS.ProcessEnv = {
       CELL_HOME: join(work, 'home'),
       CELL_SOCKET_DIR: join(work, 'run'),
-      CELL_UMBILICAL: join(work, 'run', 'mitosis.sock'),
       CELL_LAN: '0',
     };
     t.after(async () => {

@@ -26,7 +26,7 @@ test('cell up --metrics-port: the Root serves every cell it runs as Prometheus t
 
   const bad = await sb.cli('up', sb.dir, '--no-sandbox', '--metrics-port', 'eighty');
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /--metrics-port takes a port number/);
+  assert.match(bad.stderr, /--metrics-port takes a whole number/);
 
   const port = await freePort();
   const up = await sb.cli('up', sb.dir, '--no-sandbox', '--metrics-port', String(port));

@@ -126,7 +126,7 @@ await Membrane.bind(service('front', { quad: rpc(t.uint, t.uint) }), {
     // Growing it on demand does not override the supervisor's verdict.
     await assert.rejects(Synapse.grow(echoContract('crasher'), { waitMs: 2000 }), (err) => {
       assert.ok(isCellError(err, 'E_CELL_CRASH_LOOP'), String(err));
-      assert.match((err as Error).message, /cell restart crasher/);
+      assert.match(String((err as { fix?: string }).fix), /cell restart crasher/);
       return true;
     });
     assert.equal((await status('crasher')).state, 'crash-loop');

@@ -13,12 +13,22 @@ const requestsOf = (text: string, cell: string) => {
 
 test('serveMetrics over a CellProbe: live cells, a silent process by pid, shared scrapes, 404', async (t) => {
   const mesh = new LiveMesh();
+  // The probe checks each cell's identity against the operator's root key: the mesh's CELL_HOME.
+  const saved = { home: process.env.CELL_HOME, dir: process.env.CELL_SOCKET_DIR };
+  Object.assign(process.env, mesh.env);
   const probe = new CellProbe(mesh.dir, 1000);
   let server: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   t.after(async () => {
     await server?.close();
     await probe.close();
     await mesh.stop();
+    for (const [key, value] of [
+      ['CELL_HOME', saved.home],
+      ['CELL_SOCKET_DIR', saved.dir],
+    ] as const) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
   });
   await mesh.start();
   // What the Root knows: two running cells, and one whose process runs but does not answer (yet).
