@@ -29,6 +29,7 @@ import type { MethodInputView, MethodOutput, ServiceDef } from '../service/types
 import { loadNative } from '../shm/native.js';
 import { declineUpgrade, FrameControl, ShmServerGlue, UPGRADE_TIMEOUT_MS } from '../shm/wire.js';
 import { TapServer } from '../tap/index.js';
+import { InspectListener } from './inspect.js';
 import { alreadyRunning, InstanceLock, probeSocket } from './lock.js';
 import {
   type AnyHandler,
@@ -203,6 +204,14 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   tap: TapServer | null = null;
   private tapServer: TapServer | null = null;
   private readonly tapEnabled: boolean;
+  /** The operator's inspection socket, when the Root started this process as this cell. */
+  private inspect: InspectListener | null = null;
+  /**
+   * Whether `metrics` answers only on the inspection socket: so in a cell the Root started, whose
+   * public socket every other cell can reach. A process run by hand shares its socket directory
+   * (mode 0700) with nobody, and keeps answering there.
+   */
+  readonly metricsForOperatorOnly: boolean;
   private readonly admit: ((socket: Socket) => CellError | undefined) | undefined;
   readonly controlHandlers = new Map<number, ControlFrameHandler>();
   readonly startedAt = Date.now();
@@ -243,6 +252,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       reserved: options.reservedInspectionSlots ?? 8,
     });
     this.tapEnabled = options.tap ?? true;
+    this.metricsForOperatorOnly = bootInfo()?.name === this.cellName;
     this.admit = options.admit;
     this.identity = options.identity === false ? null : options.identity;
     this.calls = new ServiceMetrics(
@@ -414,6 +424,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       // Resolved before the first caller arrives (reading or creating the Root's key takes a moment).
       this.resolveIdentity();
       if (this.tapEnabled) await this.listenTap(tapPathFor(this.cellName));
+      const boot = bootInfo();
+      if (boot !== undefined && boot.name === this.cellName) await this.listenInspect(boot.inspectPath);
     } catch (err) {
       lock.release();
       throw err;
@@ -431,6 +443,16 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     } catch {
       // The tap is a diagnostic aid: a cell serves without it (`cell tap` then says it found no socket).
     }
+  }
+
+  private async listenInspect(path: string): Promise<void> {
+    this.inspect = await InspectListener.listen(path, (socket) => {
+      if (this.draining) {
+        socket.destroy();
+        return;
+      }
+      this.serveStream(socket, false, peerUidOf(socket)).operator = true;
+    });
   }
 
   private accept(socket: Socket): void {
@@ -685,6 +707,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     const server = this.server;
     if (server !== null && this.path !== null) unlinkPublicNameIfOurs(this.path, this.cellName);
     const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
+    const inspectClosed = this.inspect?.close();
+    this.inspect = null;
     // Connections we ended have nothing more to say: the server's close must not wait for their peers.
     for (const stream of this.ending) destroyWhenFlushed(stream);
     for (const s of this.sessions) {
@@ -705,6 +729,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     if (this.idleSweep !== null) clearInterval(this.idleSweep);
     this.idleSweep = null;
     await closed;
+    await inspectClosed;
     await lanClosed;
     await attachmentsDrained;
     await this.tapServer?.close();

@@ -71,6 +71,8 @@ export interface SessionHost {
   readonly controlHandlers: ReadonlyMap<number, ControlFrameHandler>;
   readonly startedAt: number;
   readonly draining: boolean;
+  /** `metrics` answers only sessions from the operator's inspection socket. */
+  readonly metricsForOperatorOnly: boolean;
   /**
    * A peer's HELLO passed the version and contract checks: give it a connection slot, or say why not
    * (E_OVERLOADED). `inspection`: fingerprint 0, only built-in methods.
@@ -202,6 +204,8 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   peerUid = -1;
   /** The connection slot the Membrane gave this session at HELLO (see ConnectionSlots). */
   slot = 0;
+  /** Came in on the operator's inspection socket (see SessionHost.metricsForOperatorOnly). */
+  operator = false;
   /** Largest frame the peer accepts (its HELLO), header included: larger replies become errors. */
   peerMaxFrame = DEFAULT_MAX_FRAME;
   /** Frames arrived since the idle sweep last looked; `quietSince` is when it last saw none. */
@@ -679,6 +683,17 @@ export class ServerSession implements FrameHandler, UpgradableSession {
         inFlight: host.metrics.inFlight,
       };
     } else if (method === BuiltinMethod.METRICS) {
+      if (host.metricsForOperatorOnly && !this.operator) {
+        this.errorReply(
+          id,
+          method,
+          new CellError('E_PERMISSION_DENIED', "the cell's metrics are for the operator only.", {
+            cell: host.cellName,
+            fix: 'read them through the Root: `cell metrics`, `cell top` or `cell up --metrics-port`.',
+          }),
+        );
+        return;
+      }
       const mem = process.memoryUsage();
       body = {
         cell: host.cellName,

@@ -17,6 +17,11 @@ export interface CellBoot {
   bindPath: string;
   /** The cell's operator-facing tap socket. */
   tapPath: string;
+  /**
+   * The cell's operator-facing inspection socket: the only place its `metrics` built-in answers (on
+   * the public socket other cells could read them).
+   */
+  inspectPath: string;
   /** The cell's narrow channel to the Root (grow the peers its manifest `calls`). */
   umbilical: string;
   /** Serve other hosts (Axon). */

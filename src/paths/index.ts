@@ -67,13 +67,21 @@ export function cellSocketPath(name: string): string {
   return join(cellRunDir(name), `${name}.sock`);
 }
 
-/** The cell's operator-facing directory (tap socket): writable by the cell, invisible to other cells. */
+/** The cell's operator-facing directory (tap and inspection sockets): writable by the cell, invisible to other cells. */
 export function cellPrivateDir(name: string): string {
   return join(cellHome(), 'cells', validateCellName(name));
 }
 
 export function tapSocketPath(name: string): string {
   return join(cellPrivateDir(name), 'tap.sock');
+}
+
+/**
+ * Where a cell started by the Root answers the operator's inspection (its metrics): the same protocol
+ * as its public socket, in a directory no other cell can see.
+ */
+export function inspectSocketPath(name: string): string {
+  return join(cellPrivateDir(name), 'inspect.sock');
 }
 
 export function cacheDir(): string {

@@ -15,6 +15,7 @@ import {
   controlDir,
   dnaDir,
   ensurePrivateDir,
+  inspectSocketPath,
   logDir,
   refusedEnvKey,
   rootSocketPath,
@@ -498,6 +499,7 @@ export class Root {
       socketDir: socketDir(),
       bindPath,
       tapPath: tapSocketPath(spec.name),
+      inspectPath: inspectSocketPath(spec.name),
       umbilical,
       lan: spec.lan,
       env,
@@ -754,7 +756,11 @@ export class Root {
     if (proc?.alive) {
       memory = safe(() => proc.capsule.memoryBytes(), null) ?? 0;
       if (sample && rec.state === 'running') {
-        const s = await this.probe.sample({ name: rec.spec.name, state: rec.state });
+        const s = await this.probe.sample({
+          name: rec.spec.name,
+          state: rec.state,
+          socketPath: inspectSocketPath(rec.spec.name),
+        });
         transport = s.transport;
         if (memory === 0 && s.rssBytes !== undefined) memory = s.rssBytes;
       }

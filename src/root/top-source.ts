@@ -1,4 +1,4 @@
-import { rootSocketPath } from '../paths/index.js';
+import { inspectSocketPath, rootSocketPath } from '../paths/index.js';
 import type { Infer } from '../protein/index.js';
 import { CellProbe } from '../top/scan.js';
 import type { CellSample, TopDataSource } from '../top/source.js';
@@ -22,7 +22,8 @@ export async function sampleRootCells(
       if (c.state !== 'running') {
         return { ...base, ...root, transport: '-', pid: c.pid || undefined, startedAt: c.startedAt || undefined };
       }
-      const s = await probe.sample({ ...base, socketPath: c.socketPath, pid: c.pid || undefined });
+      // A cell's metrics answer only on its inspection socket, which only the operator can reach.
+      const s = await probe.sample({ ...base, socketPath: inspectSocketPath(c.name), pid: c.pid || undefined });
       return { ...s, ...root, rssBytes: c.memoryBytes || s.rssBytes };
     }),
   );

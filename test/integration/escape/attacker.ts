@@ -6,7 +6,8 @@ export const ATTACKER_SOURCE = `
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { Membrane, RootService, Synapse, connectRoot, rpc, service, t } from 'cell';
+import { Membrane, Synapse, rpc, service, t } from 'cell';
+import { RootService, connectRoot } from 'cell/host';
 
 const home = process.env.PROBE_HOME;
 const port = Number(process.env.PROBE_PORT);
@@ -76,6 +77,18 @@ async function probe() {
   await attempt(r, 'writeOwnDir', () => fs.writeFileSync(path.join(own, 'note.txt'), 'mine'));
   // 16: another cell's tap is the operator's.
   await attempt(r, 'connectVictimTap', () => connect(path.join(home, 'cells', 'victim', 'tap.sock')));
+  // 17: so are its metrics: its inspection socket is out of sight, its public one refuses them.
+  await attempt(r, 'connectVictimInspect', () => connect(path.join(home, 'cells', 'victim', 'inspect.sock')));
+  await attempt(r, 'victimMetrics', async () => {
+    const victim = await Synapse.inspect('victim', { timeoutMs: 10000 });
+    try {
+      const health = await victim.health();
+      if (health?.status !== 'ok') return 'no health: ' + JSON.stringify(health);
+      return await victim.metrics();
+    } finally {
+      await victim.close();
+    }
+  });
   // 17: a setuid file in its own dir is owned by the cell's unprivileged uid and the mount is nosuid.
   await attempt(r, 'setuidFile', () => {
     const p = path.join(own, 'suid');

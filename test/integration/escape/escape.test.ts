@@ -100,7 +100,7 @@ test('a hostile cell under the Root reaches nothing it was not given', {
 
   sb.manifest(cells);
   const up = await sb.cli('up');
-  assert.equal(up.code, 0, up.stderr);
+  assert.equal(up.code, 0, `${up.stderr}\n${up.stdout}`);
   const attacker = await Synapse.grow(Attacker, { waitMs: 20_000, timeoutMs: 60_000 });
   t0.after(() => attacker.$close());
   const r = JSON.parse(await attacker.probe(undefined)) as Record<string, Attempt>;
@@ -143,6 +143,9 @@ test('a hostile cell under the Root reaches nothing it was not given', {
     }
     assert.deepEqual(r.writeOwnDir, { ok: true, value: 'done' });
     denied(r, 'connectVictimTap', 'ENOENT', 'EACCES');
+    // Its health answers any caller; its metrics only the operator, on a socket no cell sees.
+    denied(r, 'connectVictimInspect', 'ENOENT', 'EACCES');
+    denied(r, 'victimMetrics', 'E_PERMISSION_DENIED');
   });
 
   await t0.test('setuid is useless: an unprivileged owner on the host, nosuid inside', () => {

@@ -1,0 +1,52 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+
+/**
+ * The operator's inspection socket of a cell the Root started (`cells/<name>/inspect.sock`, a
+ * directory no other cell can see): the cell's own protocol, where its `metrics` built-in answers.
+ * Bound under a unique name and renamed into place, so a hot swap's new generation takes the path
+ * over without the old one unlinking it when it stops.
+ */
+export class InspectListener {
+  private constructor(
+    private readonly server: Server,
+    readonly path: string,
+    private readonly inode: number,
+  ) {}
+
+  static async listen(path: string, accept: (socket: Socket) => void): Promise<InspectListener> {
+    const unique = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    const server = createServer({ allowHalfOpen: true }, accept);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      // umask keeps the socket 0600 from the moment it exists.
+      const old = process.umask(0o177);
+      try {
+        server.listen(unique, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      } finally {
+        process.umask(old);
+      }
+    });
+    server.on('error', () => {
+      // accept errors (EMFILE) are transient; the server keeps listening
+    });
+    chmodSync(unique, 0o600);
+    const inode = statSync(unique).ino;
+    renameSync(unique, path);
+    return new InspectListener(server, path, inode);
+  }
+
+  /** Stops accepting; the path goes too unless a newer generation renamed its own socket over it. */
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    try {
+      if (statSync(this.path).ino === this.inode) unlinkSync(this.path);
+    } catch {
+      // already gone
+    }
+  }
+}
