@@ -1,4 +1,5 @@
 import { CellError } from '../errors/index.js';
+import { NATS_ENV } from '../paths/boot.js';
 
 /**
  * Where a process reaches NATS and as whom. Secrets are never values here, only paths of files
@@ -42,19 +43,7 @@ export type NatsOption =
     };
 
 /** The environment variables, each overriding the matching option field (docs/NATS.md § 5). */
-export const NATS_ENV = {
-  servers: 'CELL_NATS',
-  credsFile: 'CELL_NATS_CREDS',
-  nkeySeedFile: 'CELL_NATS_NKEY',
-  user: 'CELL_NATS_USER',
-  passwordFile: 'CELL_NATS_PASSWORD_FILE',
-  tokenFile: 'CELL_NATS_TOKEN_FILE',
-  caFile: 'CELL_NATS_TLS_CA',
-  certFile: 'CELL_NATS_TLS_CERT',
-  keyFile: 'CELL_NATS_TLS_KEY',
-  inboxPrefix: 'CELL_NATS_INBOX_PREFIX',
-  version: 'CELL_NATS_VERSION',
-} as const;
+export { NATS_ENV } from '../paths/boot.js';
 
 const SEMVER = /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
 const SUBJECT_TOKENS = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;

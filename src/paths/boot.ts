@@ -59,6 +59,24 @@ export const CELL_ENV = {
 } as const;
 
 /**
+ * The NATS settings of a cell (docs/NATS.md § 5), each overriding the matching field of the `nats`
+ * option: what the Root sets from a manifest's `nats` field, and what an operator sets by hand.
+ */
+export const NATS_ENV = {
+  servers: 'CELL_NATS',
+  credsFile: 'CELL_NATS_CREDS',
+  nkeySeedFile: 'CELL_NATS_NKEY',
+  user: 'CELL_NATS_USER',
+  passwordFile: 'CELL_NATS_PASSWORD_FILE',
+  tokenFile: 'CELL_NATS_TOKEN_FILE',
+  caFile: 'CELL_NATS_TLS_CA',
+  certFile: 'CELL_NATS_TLS_CERT',
+  keyFile: 'CELL_NATS_TLS_KEY',
+  inboxPrefix: 'CELL_NATS_INBOX_PREFIX',
+  version: 'CELL_NATS_VERSION',
+} as const;
+
+/**
  * Manifest `env` keys that are refused: they would change how the loader, Node or Cell itself behave
  * (LD_PRELOAD, NODE_OPTIONS, …) rather than configure the cell's own code.
  */

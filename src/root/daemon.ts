@@ -31,6 +31,7 @@ import { RootService } from './contract.js';
 import { type Bundle, type Encapsulated, encapsulate, synthesize } from './engine.js';
 import { RotatingLog, tailLines } from './log.js';
 import { type DnaSpec, dnaSpec, loadManifest, manifestPath } from './manifest.js';
+import { natsHandover } from './nats.js';
 
 /** Crash-loop rule (systemd's StartLimitBurst/IntervalSec defaults): this many failures within the window. */
 export const CRASH_LOOP_FAILURES = 5;
@@ -489,6 +490,8 @@ export class Root {
     const env: Record<string, string> = { HOME: '/tmp', PATH: '/usr/bin:/bin' };
     if (process.env.CELL_DISABLE_SHM !== undefined) env.CELL_DISABLE_SHM = process.env.CELL_DISABLE_SHM;
     Object.assign(env, spec.env);
+    // After the manifest's env, which may not set CELL_* itself.
+    if (spec.nats !== undefined) Object.assign(env, natsHandover(spec.name, spec.nats, dirs.priv, this.user));
     // Each generation proves to its callers that it is the process the Root started under this name
     // (docs/PROTOCOL.md § 2.3.1): a fresh key and certificate, handed over in the boot contract (a pipe,
     // never argv or the environment), with the Root's public key to check the cells it calls.
@@ -513,7 +516,8 @@ export class Root {
       writable: [dirs.run, dirs.priv],
       readOnly: [socketDir(), umbilical],
       limits: spec.limits,
-      network: spec.network || spec.lan,
+      // NATS, like Axon, is reached over the host's network.
+      network: spec.network || spec.lan || spec.nats !== undefined,
       sandbox: !this.noSandbox,
       stdout: 'pipe',
       stderr: 'pipe',

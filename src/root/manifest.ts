@@ -26,10 +26,51 @@ export interface DnaSpec {
   manifest?: string;
   /** The folder of the manifest that declared the cell (bounds the Ribosome's node_modules search). */
   manifestDir?: string;
+  /** Serve (and find peers) on NATS: the cell's settings, its files as absolute paths (docs/NATS.md § 5). */
+  nats?: NatsEntry;
+}
+
+/** A manifest's `nats` field, checked and normalised (the shape of the `nats` Membrane option). */
+export interface NatsEntry {
+  servers: string[];
+  credsFile?: string;
+  nkeySeedFile?: string;
+  user?: string;
+  passwordFile?: string;
+  tokenFile?: string;
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  inboxPrefix?: string;
+  version?: string;
 }
 
 /** Every key a cell entry may have: anything else is a typo, refused with the nearest match. */
-export const ENTRY_KEYS = ['dna', 'entry', 'limits', 'network', 'lan', 'autostart', 'env', 'calls', 'contracts'];
+export const ENTRY_KEYS = [
+  'dna',
+  'entry',
+  'limits',
+  'network',
+  'lan',
+  'autostart',
+  'env',
+  'calls',
+  'contracts',
+  'nats',
+];
+
+const NATS_KEYS = [
+  'servers',
+  'credsFile',
+  'nkeySeedFile',
+  'user',
+  'passwordFile',
+  'tokenFile',
+  'tls',
+  'inboxPrefix',
+  'version',
+];
+const NATS_FILE_KEYS = ['credsFile', 'nkeySeedFile', 'passwordFile', 'tokenFile'] as const;
+const NATS_TLS_KEYS = ['caFile', 'certFile', 'keyFile'] as const;
+const NATS_URL = /^(nats|tls|ws|wss):\/\/[^\s/]+$|^[^\s/:]+:\d+$/;
 
 export const MANIFEST_FILE = 'cell.json';
 
@@ -92,6 +133,7 @@ export function dnaSpec(name: string, raw: unknown, base: string): DnaSpec {
   }
   const calls = stringList(name, 'calls', r.calls).map((peer) => validateCellName(peer));
   const contracts = stringList(name, 'contracts', r.contracts).map((c) => (isAbsolute(c) ? c : resolve(base, c)));
+  const nats = natsEntry(name, r.nats, base);
   return {
     name,
     dir: isAbsolute(r.dna) ? r.dna : resolve(base, r.dna),
@@ -103,7 +145,74 @@ export function dnaSpec(name: string, raw: unknown, base: string): DnaSpec {
     lan: r.lan === true,
     autostart: r.autostart !== false,
     env,
+    ...(nats === undefined ? {} : { nats }),
   };
+}
+
+function unknownKey(name: string, where: string, key: string, known: readonly string[]): CellError {
+  const near = nearest(key, known);
+  return bad(
+    `entry '${name}': ${where} has an unknown field "${key}".`,
+    near === undefined ? `the fields are ${known.join(', ')}.` : `did you mean "${near}"?`,
+  );
+}
+
+/**
+ * Checks a `nats` field: false (off), a URL, a list of URLs, or the settings object. Only its shape is
+ * checked here; the cell's NATS client checks the rest when it connects. File paths are resolved
+ * against the manifest's folder, since the Root hands the files over (never their content in argv).
+ */
+function natsEntry(name: string, raw: unknown, base: string): NatsEntry | undefined {
+  if (raw === undefined || raw === false) return undefined;
+  const urls = (v: unknown): string[] => {
+    const list = typeof v === 'string' ? v.split(',') : Array.isArray(v) ? v : null;
+    const out = list?.map((u) => (typeof u === 'string' ? u.trim() : '')).filter((u) => u !== '') ?? [];
+    const badUrl = out.find((u) => !NATS_URL.test(u));
+    if (list === null || out.length === 0 || badUrl !== undefined) {
+      throw bad(
+        `entry '${name}': "nats" needs server URLs${badUrl === undefined ? '' : `; ${JSON.stringify(badUrl)} is not one`}.`,
+        'write "nats": "nats://host:4222" (or a list, or { "servers": [...] }).',
+      );
+    }
+    return out;
+  };
+  if (typeof raw === 'string' || Array.isArray(raw)) return { servers: urls(raw) };
+  if (raw === null || typeof raw !== 'object') {
+    throw bad(`entry '${name}': "nats" must be false, a URL, a list of URLs or an object.`, 'see docs/NATS.md § 5.');
+  }
+  const r = raw as Record<string, unknown>;
+  for (const key of Object.keys(r)) if (!NATS_KEYS.includes(key)) throw unknownKey(name, '"nats"', key, NATS_KEYS);
+  const text = (key: string, v: unknown): string | undefined => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || v === '') throw bad(`entry '${name}': nats.${key} must be a string.`, 'quote it.');
+    return v;
+  };
+  const file = (key: string, v: unknown) => {
+    const t = text(key, v);
+    return t === undefined ? undefined : isAbsolute(t) ? t : resolve(base, t);
+  };
+  const entry: NatsEntry = { servers: urls(r.servers) };
+  for (const key of NATS_FILE_KEYS) {
+    const f = file(key, r[key]);
+    if (f !== undefined) entry[key] = f;
+  }
+  for (const key of ['user', 'inboxPrefix', 'version'] as const) {
+    const t = text(key, r[key]);
+    if (t !== undefined) entry[key] = t;
+  }
+  if (r.tls !== undefined) {
+    if (r.tls === null || typeof r.tls !== 'object' || Array.isArray(r.tls)) {
+      throw bad(`entry '${name}': nats.tls must be an object.`, 'write "tls": { "caFile": "…" }.');
+    }
+    const tls: NonNullable<NatsEntry['tls']> = {};
+    for (const [key, v] of Object.entries(r.tls)) {
+      if (!(NATS_TLS_KEYS as readonly string[]).includes(key)) throw unknownKey(name, 'nats.tls', key, NATS_TLS_KEYS);
+      const f = file(`tls.${key}`, v);
+      if (f !== undefined) tls[key as (typeof NATS_TLS_KEYS)[number]] = f;
+    }
+    entry.tls = tls;
+  }
+  return entry;
 }
 
 function stringList(name: string, key: string, value: unknown): string[] {
