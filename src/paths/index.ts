@@ -81,6 +81,14 @@ export function cellPrivateDir(name: string): string {
   return join(cellHome(), 'cells', validateCellName(name));
 }
 
+/**
+ * Files the Root hands one cell (its NATS credentials): written by the Root, bound read-only into that
+ * cell's sandbox alone, never in a directory the cell can write (it could swap in a symlink).
+ */
+export function cellSecretsDir(name: string): string {
+  return join(cellHome(), 'secrets', validateCellName(name));
+}
+
 export function tapSocketPath(name: string): string {
   return join(cellPrivateDir(name), 'tap.sock');
 }

@@ -9,6 +9,7 @@ import {
   cacheDir,
   cellHome,
   cellPrivateDir,
+  cellSecretsDir,
   cellRunDir,
   cellSocketPath,
   channelSocketPath,
@@ -31,7 +32,7 @@ import { RootService } from './contract.js';
 import { type Bundle, type Encapsulated, encapsulate, synthesize } from './engine.js';
 import { RotatingLog, tailLines } from './log.js';
 import { type DnaSpec, dnaSpec, loadManifest, manifestPath } from './manifest.js';
-import { natsHandover } from './nats.js';
+import { natsHandover, removeSecrets } from './nats.js';
 
 /** Crash-loop rule (systemd's StartLimitBurst/IntervalSec defaults): this many failures within the window. */
 export const CRASH_LOOP_FAILURES = 5;
@@ -491,7 +492,8 @@ export class Root {
     if (process.env.CELL_DISABLE_SHM !== undefined) env.CELL_DISABLE_SHM = process.env.CELL_DISABLE_SHM;
     Object.assign(env, spec.env);
     // After the manifest's env, which may not set CELL_* itself.
-    if (spec.nats !== undefined) Object.assign(env, natsHandover(spec.name, spec.nats, dirs.priv, this.user));
+    const nats = spec.nats === undefined ? undefined : natsHandover(spec.name, spec.nats, this.user);
+    if (nats !== undefined) Object.assign(env, nats.env);
     // Each generation proves to its callers that it is the process the Root started under this name
     // (docs/PROTOCOL.md § 2.3.1): a fresh key and certificate, handed over in the boot contract (a pipe,
     // never argv or the environment), with the Root's public key to check the cells it calls.
@@ -514,7 +516,7 @@ export class Root {
       bundlePath: bundle.path,
       boot,
       writable: [dirs.run, dirs.priv],
-      readOnly: [socketDir(), umbilical],
+      readOnly: [socketDir(), umbilical, ...(nats?.dir === undefined ? [] : [nats.dir])],
       limits: spec.limits,
       // NATS, like Axon, is reached over the host's network.
       network: spec.network || spec.lan || spec.nats !== undefined,
@@ -690,6 +692,7 @@ export class Root {
     // The dirs are the cell's alone (recreated at its next start); rm never follows a link it finds.
     rmSync(cellRunDir(name), { force: true, recursive: true });
     rmSync(cellPrivateDir(name), { force: true, recursive: true });
+    removeSecrets(cellSecretsDir(name));
   }
 
   /** A generation that ended without closing (crash, kill) leaves its socket and lock: remove them. */

@@ -62,14 +62,19 @@ test('a cell.json "nats" entry: the Root hands the settings and a private copy o
 
   // The secret itself is in no process's argv or environment; the cell's copy is private to it.
   assert.ok(!everyProcessText().includes(token), 'the NATS token appears in a command line or environment');
-  const copyDir = join(sb.env.CELL_HOME as string, 'cells', 'natsecho', 'nats');
+  // Written by the Root outside anything the cell can write, bound read-only into its sandbox alone.
+  const copyDir = join(sb.env.CELL_HOME as string, 'secrets', 'natsecho');
   const [copy] = readdirSync(copyDir);
   assert.ok(copy !== undefined);
   const st = statSync(join(copyDir, copy));
   assert.equal(st.mode & 0o777, 0o400);
-  assert.equal(statSync(copyDir).mode & 0o777, 0o700);
+  assert.equal(statSync(copyDir).mode & 0o777, 0o500);
+  assert.equal(statSync(join(copyDir, '..')).mode & 0o777, 0o700);
   if (process.getuid?.() === 0) assert.notEqual(st.uid, 0, 'the copy belongs to the sandbox user');
   assert.equal(readFileSync(join(copyDir, copy), 'utf8'), token);
+  const down = await sb.cli('down');
+  assert.equal(down.code, 0, down.stderr);
+  assert.throws(() => statSync(copyDir), /ENOENT/, 'the copies go with the cell');
 });
 
 test('a malformed "nats" entry is refused before anything starts, naming the field', {
