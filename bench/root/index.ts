@@ -19,7 +19,7 @@ const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'cell-bench-root-'));
 process.env.CELL_HOME = join(dir, 'home');
 process.env.CELL_SOCKET_DIR = join(dir, 'run');
-process.env.CELL_UMBILICAL = join(dir, 'run', 'mitosis.sock');
+delete process.env.CELL_UMBILICAL; // the Root's socket stays in its private dir (CELL_HOME/root)
 process.env.CELL_LAN = '0';
 
 const Echo = service('echo', { echo: rpc(t.string, t.string), die: rpc(t.unit, t.unit) });

@@ -42,7 +42,7 @@ let env: NodeJS.ProcessEnv;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cell-call-'));
   env = { ...process.env, CELL_HOME: join(dir, 'home'), CELL_SOCKET_DIR: join(dir, 'run'), CELL_LAN: '0' };
-  env.CELL_UMBILICAL = join(dir, 'run', 'mitosis.sock');
+  delete env.CELL_UMBILICAL;
   delete env.CELL_PEER;
   writeFileSync(join(dir, 'cell.mjs'), CELL);
   cell = spawn(process.execPath, [join(dir, 'cell.mjs')], { env, stdio: ['ignore', 'pipe', 'inherit'] });

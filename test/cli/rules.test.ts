@@ -21,10 +21,10 @@ function run(args: string[], dir: string, env: NodeJS.ProcessEnv = {}): Promise<
       ...process.env,
       CELL_HOME: join(dir, 'home'),
       CELL_SOCKET_DIR: join(dir, 'run'),
-      CELL_UMBILICAL: join(dir, 'run', 'mitosis.sock'),
       XDG_CONFIG_HOME: join(dir, 'config'),
       ...env,
     };
+    delete full.CELL_UMBILICAL;
     delete full.NO_COLOR;
     delete full.FORCE_COLOR;
     Object.assign(full, env);
