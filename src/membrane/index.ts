@@ -22,6 +22,7 @@ import {
   type CellIdentity,
   cellSocketPath,
   ensurePrivateDir,
+  socketLockPath,
   tapSocketPath,
   validateCellName,
 } from '../paths/index.js';
@@ -378,7 +379,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       });
     }
     ensurePrivateDir(dirname(sockPath));
-    const lock = InstanceLock.acquire(`${sockPath.replace(/\.sock$/, '')}.lock`, this.cellName);
+    const lock = InstanceLock.acquire(socketLockPath(sockPath), this.cellName);
     try {
       const state = await probeSocket(sockPath);
       if (state === 'live') throw alreadyRunning(this.cellName, undefined, sockPath);

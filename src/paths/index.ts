@@ -1,6 +1,6 @@
 import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { CellError } from '../errors/index.js';
 
 export type { CellBoot, CellIdentity } from './boot.js';
@@ -74,6 +74,17 @@ export function cellRunDir(name: string): string {
 /** The public socket callers dial: `<socketDir>/<name>/<name>.sock`. */
 export function cellSocketPath(name: string): string {
   return join(cellRunDir(name), `${name}.sock`);
+}
+
+/** The path a generation binds: `<dir>/<name>.<gen>.sock` next to the public `<dir>/<name>.sock`. */
+export function generationSocketPath(publicPath: string, generation: number): string {
+  const name = basename(publicPath).replace(/\.sock$/, '');
+  return join(dirname(publicPath), `${name}.${generation}.sock`);
+}
+
+/** The instance lock beside a socket: `<path without .sock>.lock` (one per generation). */
+export function socketLockPath(socketPath: string): string {
+  return `${socketPath.replace(/\.sock$/, '')}.lock`;
 }
 
 /** The cell's operator-facing directory (tap and inspection sockets): writable by the cell, invisible to other cells. */

@@ -21,6 +21,7 @@ import {
   refusedEnvKey,
   rootSocketPath,
   socketDir,
+  socketLockPath,
   tapSocketPath,
   validateCellName,
 } from '../paths/index.js';
@@ -699,7 +700,7 @@ export class Root {
   private removeGenerationFiles(name: string, generation: number): void {
     const path = generationSocketPath(cellSocketPath(name), generation);
     rmSync(path, { force: true });
-    rmSync(`${path.slice(0, -'.sock'.length)}.lock`, { force: true });
+    rmSync(socketLockPath(path), { force: true });
   }
 
   // ---- swap -------------------------------------------------------------------------------------

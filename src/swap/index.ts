@@ -19,11 +19,9 @@ import { CellError } from '../errors/index.js';
  * The orchestration is here; the Root supplies the steps (Ribosome build, spawn, health, signal).
  */
 
-/** The path a generation binds: `<dir>/<name>.<gen>.sock` next to the public `<dir>/<name>.sock`. */
-export function generationSocketPath(publicPath: string, generation: number): string {
-  const name = basename(publicPath).replace(/\.sock$/, '');
-  return join(dirname(publicPath), `${name}.${generation}.sock`);
-}
+import { generationSocketPath } from '../paths/index.js';
+
+export { generationSocketPath };
 
 /**
  * Atomically points the public path at a generation's socket: a hard link to the same socket inode,
