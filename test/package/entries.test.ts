@@ -202,6 +202,8 @@ test('the runtime depends only on its dependencies; what only the repository nee
   assert.match(readFileSync(join(repo, 'native', 'binding.gyp'), 'utf8'), /node-addon-api/);
   for (const f of [
     'dist/src',
+    // the boot entry every sandboxed cell runs first
+    'dist/boot',
     'bin',
     'native/*.cc',
     'native/binding.gyp',
