@@ -15,11 +15,11 @@ export type {
 } from './membrane/index.js';
 export { addMembraneExtension, CallContext, Membrane } from './membrane/index.js';
 
-// NATS: cells as NATS micro services across hosts (docs/NATS.md). Registering only adds a resolver and
-// a Membrane extension; the NATS client loads once CELL_NATS (or a Membrane's `nats` option) asks for it.
-import { registerNats } from './nats/index.js';
+// The composition root: Synapse asks the Root and the mesh (Axon, NATS), and Membrane.bind serves the
+// tap, the mesh and NATS, drains on signals and watches the Root. Each carrier loads only once used.
+import './runtime.js';
 
-registerNats();
+// NATS: cells as NATS micro services across hosts (docs/NATS.md).
 
 export type { NatsOption, NatsSettings } from './nats/index.js';
 export { closeNats, NATS_ENV, natsResolver, natsSettings, serveOnNats } from './nats/index.js';

@@ -25,7 +25,6 @@ import type { FrameSink } from '../frame/writer.js';
 import type { ServiceMetrics } from '../metrics/index.js';
 import type { MethodDef, ServiceDef } from '../service/types.js';
 import type { TransportStatus, UpgradableSession } from '../shm/wire.js';
-import type { TapServer } from '../tap/index.js';
 import { Vesicle } from '../vesicle/index.js';
 
 /** What a session needs from the byte carrier under it (a socket, a TLS stream, a shared-memory ring). */
@@ -67,7 +66,7 @@ export interface SessionHost {
   /** Per-method counters and latency histograms (src/metrics). */
   readonly calls: ServiceMetrics;
   /** The tap while a `cell tap` client is attached, else null: the hot path tests only this field. */
-  readonly tap: TapServer | null;
+  readonly tap: CallTap | null;
   readonly controlHandlers: ReadonlyMap<number, ControlFrameHandler>;
   readonly startedAt: number;
   readonly draining: boolean;
@@ -82,6 +81,28 @@ export interface SessionHost {
   /** The cell's answer to a HELLO's attestation challenge (docs/PROTOCOL.md § 2.3.1), if it has an identity. */
   attest(challenge: Buffer): Buffer | undefined;
   connectionCount(): number;
+}
+
+/**
+ * Watches finished calls with their decoded request and reply (`cell tap`, src/tap): installed on the
+ * Membrane's `tap` field only while someone watches, so a cell nobody taps pays one null check.
+ */
+export interface CallTap {
+  /** By method id, 1 while some watcher could want a call of that method. */
+  readonly wanted: Uint8Array;
+  /** Decodes a request at arrival, while its bytes are still valid. */
+  decodeRequest(methodId: number, bytes: Uint8Array, offset: number, length: number): unknown;
+  /** One finished call: its decoded request and reply (or the error code), latency and sizes. */
+  publish(
+    methodId: number,
+    id: number,
+    request: unknown,
+    reply: unknown,
+    error: string | undefined,
+    latencyNs: number,
+    bytesIn: number,
+    bytesOut: number,
+  ): void;
 }
 
 export interface MembraneMetrics {

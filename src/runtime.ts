@@ -1,0 +1,29 @@
+// The composition root: wires the components above Synapse and Membrane into them, so neither imports
+// the Root, the mesh or the tap. Synapse alone finds only local sockets and a bare Membrane serves only
+// its socket (and the shared-memory upgrade); importing the package entry, which imports this file,
+// makes `Synapse.grow` ask the Root and the mesh, and `Membrane.bind` serve the tap, the mesh and NATS,
+// drain on signals and watch the Root that started it. Registration order is attach order; close()
+// releases the attachments in reverse.
+import { registerAxon } from './axon/register.js';
+import { addMembraneExtension } from './membrane/index.js';
+import { parentWatchExtension, signalDrain } from './membrane/process.js';
+import { registerNats } from './nats/index.js';
+import { rootSpawnResolver } from './root/spawn.js';
+import { addResolver } from './synapse/index.js';
+import { tapExtension } from './tap/register.js';
+
+let registered = false;
+
+/** Registers the built-in resolvers and Membrane extensions (idempotent; the package entry calls it). */
+export function registerRuntime(): void {
+  if (registered) return;
+  registered = true;
+  addResolver(rootSpawnResolver);
+  addMembraneExtension(tapExtension);
+  registerAxon();
+  registerNats();
+  addMembraneExtension(signalDrain);
+  addMembraneExtension(parentWatchExtension);
+}
+
+registerRuntime();
