@@ -37,8 +37,8 @@ import {
   suggestion,
   UsageError,
   type Values,
-} from './args.js';
-import { colorEnabled, type Paint, paint } from './color.js';
+} from '../terminal/args.js';
+import { colorEnabled, type Paint, paint } from '../terminal/color.js';
 
 type Row = Infer<typeof CellStatusRow>;
 
@@ -626,7 +626,7 @@ const delegated: Record<string, { run(args: string[]): Promise<number> }> = {
   },
   metrics: {
     async run(args) {
-      const { runMetricsCommand } = await import('../metrics/command.js');
+      const { runMetricsCommand } = await import('../observation/command.js');
       return runMetricsCommand(args, { rootSource });
     },
   },

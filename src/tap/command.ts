@@ -1,5 +1,5 @@
 // `cell tap <name> [filter…] [--json] [--count n]`: prints the requests a cell serves as they finish.
-import { intOption, parseCommand } from '../cli/args.js';
+import { intOption, parseCommand } from '../terminal/args.js';
 import { validateCellName } from '../paths/index.js';
 import { formatTapRecord, openTap } from './client.js';
 

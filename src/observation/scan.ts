@@ -3,10 +3,11 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { CellError } from '../errors/index.js';
-import { ProcessSampler, parseServiceMetricsSnapshot, type ServiceMetricsSnapshot } from '../metrics/index.js';
+import { parseServiceMetricsSnapshot, type ServiceMetricsSnapshot } from '../metrics/index.js';
 import { socketDir } from '../paths/index.js';
 import { service } from '../service/index.js';
 import { Synapse, type SynapseClient } from '../synapse/index.js';
+import { ProcessSampler } from './proc.js';
 import type { CellSample, TopDataSource } from './source.js';
 
 const Probe = service('probe', {});
