@@ -6,7 +6,6 @@
 
 import tls from 'node:tls';
 import { RemoteCell } from '../../src/axon/client.js';
-import { encodeFrame, FramedChannel, FrameReader, serveFrames } from '../../src/axon/framed.js';
 import { loadMeshIdentity } from '../../src/axon/identity/index.js';
 import { Pheromones } from '../../src/axon/pheromones/index.js';
 import type { MeshAttachment } from '../../src/axon/register.js';
@@ -15,6 +14,7 @@ import { Membrane } from '../../src/index.js';
 import { t } from '../../src/protein/index.js';
 import { rpc, service } from '../../src/service/index.js';
 import { Synapse } from '../../src/synapse/index.js';
+import { encodeFrame, FramedChannel, FrameReader, serveFrames } from '../../test/support/framed.js';
 
 const EchoService = service('echo', { echo: rpc(t.bytes, t.bytes) });
 

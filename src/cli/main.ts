@@ -28,7 +28,6 @@ import {
 import type { CellStatusRow } from '../root/contract.js';
 import { tailLines } from '../root/log.js';
 import { MANIFEST_FILE, manifestPath } from '../root/manifest.js';
-import { formatBytes, formatUptime } from '../top/format.js';
 import {
   type CommandSpec,
   intOption,
@@ -39,6 +38,7 @@ import {
   type Values,
 } from '../terminal/args.js';
 import { colorEnabled, type Paint, paint } from '../terminal/color.js';
+import { formatBytes, formatUptime } from '../top/format.js';
 
 type Row = Infer<typeof CellStatusRow>;
 

@@ -19,11 +19,11 @@ import { ServiceMetrics } from '../metrics/index.js';
 import { bootInfo, type CellIdentity, cellSocketPath, ensurePrivateDir, validateCellName } from '../paths/index.js';
 import type { MethodInputView, MethodOutput, ServiceDef } from '../service/types.js';
 import { loadNative } from '../shm/native.js';
-import { declineUpgrade, FrameControl, ShmServerGlue, UPGRADE_TIMEOUT_MS } from '../shm/wire.js';
+import { declineFrame, FrameControl, ShmServerGlue, UPGRADE_TIMEOUT_MS } from '../shm/wire.js';
 import { alreadyRunning, InstanceLock, probeSocket } from './lock.js';
 import {
   type AnyHandler,
-  CallContext,
+  type CallContext,
   type CallTap,
   type ControlFrameHandler,
   type MembraneMetrics,
@@ -34,8 +34,8 @@ import {
 } from './session.js';
 import { ConnectionSlots, SLOT_NONE, type Slot } from './slots.js';
 
-export type { CallTap, ControlFrameHandler, MembraneMetrics, SessionTransport };
-export { CallContext, ServerSession };
+export type { CallContext, CallTap, ControlFrameHandler, MembraneMetrics, SessionTransport };
+export { ServerSession };
 
 /** How long a connection we ended may wait for the peer to close its side. */
 const LINGER_MS = 5000;
@@ -201,7 +201,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   private readonly ending = new Set<Duplex>();
   private idleSweep: NodeJS.Timeout | null = null;
   /** The shared-memory upgrade, or null when turned off by the options. */
-  readonly shm: ShmServerGlue | null;
+  readonly shm: ShmServerGlue<ServerSession> | null;
   /** The identity proved at the handshake: undefined until resolved, null when there is none. */
   private identity: CellIdentity | null | undefined;
   /** What extensions attached, by extension name, in attach order (see MembraneExtension). */
@@ -238,18 +238,24 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       return h;
     });
     const shm = options.shm ?? true;
-    this.shm = shm === false ? null : new ShmServerGlue(shm === true ? {} : shm);
-    if (this.shm !== null) {
-      const glue = this.shm;
-      this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) =>
-        glue.onUpgradeRequest(session, requestId),
-      );
-    } else {
+    // The upgrade hands back the ring sink; the session installs it (shm writes no session field).
+    this.shm =
+      shm === false
+        ? null
+        : new ShmServerGlue<ServerSession>(shm === true ? {} : shm, (session, sink) =>
+            session.switchCarrier(sink, 'shm'),
+          );
+    const glue = this.shm;
+    this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) => {
       // Clients ask by default; an unanswered request would be a protocol error on their side.
-      this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) =>
-        declineUpgrade(session, requestId, 'server: shared memory is turned off in the Membrane options'),
-      );
-    }
+      const declined =
+        glue === null
+          ? 'server: shared memory is turned off in the Membrane options'
+          : glue.onUpgradeRequest(session, requestId);
+      if (declined === undefined) return;
+      session.stayOnCarrier(declined);
+      session.writeCold(declineFrame(requestId, declined));
+    });
   }
 
   /** Signs a HELLO's challenge with this cell's identity (resolved once); undefined without one. */

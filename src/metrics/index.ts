@@ -2,7 +2,7 @@
 // shipped to the Root. Reading them from outside the cell (sampling, Prometheus text, serving) is
 // src/observation's job.
 
-export type { MethodMetricsSnapshot, MetricsTotals, ServiceMetricsSnapshot } from './counters.js';
+export type { MethodMetricsSnapshot, ServiceMetricsSnapshot } from './counters.js';
 export { MethodMetrics, parseServiceMetricsSnapshot, ServiceMetrics, totalsOf } from './counters.js';
 export type { HistogramSnapshot } from './histogram.js';
-export { HISTOGRAM_MAX_EXPONENT, Histogram } from './histogram.js';
+export { Histogram } from './histogram.js';

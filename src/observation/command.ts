@@ -5,8 +5,6 @@ import { SocketScanSource } from './scan.js';
 import { serveMetrics, toMetricsInput } from './serve.js';
 import type { TopDataSource } from './source.js';
 
-export { toMetricsInput } from './serve.js';
-
 export const METRICS_USAGE = `usage: cell metrics [--serve <port>] [--json]
 
 Prints every cell's metrics in the Prometheus text format: state, restarts, uptime, CPU, memory and,

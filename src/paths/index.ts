@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { CellError } from '../errors/index.js';
 
 export type { CellBoot, CellIdentity } from './boot.js';
-export { BOOT_FD, bootInfo, CELL_ENV, RESERVED_ENV, readBootFrom, refusedEnvKey, setBootInfo } from './boot.js';
+export { BOOT_FD, bootInfo, readBootFrom, refusedEnvKey, setBootInfo } from './boot.js';
 
 /**
  * Where Cell keeps its files: the one place that spells the layout, so the Root, the Capsid, the

@@ -152,4 +152,3 @@ export async function swapGenerations<P extends GenerationProcess>(opts: SwapOpt
   phase('done', `generation ${opts.nextGeneration} serving`);
   return { cell, previous: current, next, durationMs: performance.now() - started, drainError };
 }
-

@@ -3,4 +3,4 @@
 export * from './generations.js';
 export { waitHealthy } from './probe.js';
 export type { ChildGeneration } from './process.js';
-export { childGeneration, childProcessSwapSteps, stopGeneration } from './process.js';
+export { childProcessSwapSteps, stopGeneration } from './process.js';

@@ -8,12 +8,10 @@ import { TopModel } from './model.js';
 import { plainLines } from './render.js';
 import { TopApp } from './view.js';
 
-export type { CellSample, KnownCell, TopDataSource } from '../observation/index.js';
-export { CellProbe, collectCellSamples, SocketScanSource } from '../observation/index.js';
-export { formatBytes, formatLatency, formatRate, formatUptime, sparkline } from './format.js';
-export type { CellRow, SortKey } from './model.js';
-export { SORT_KEYS, sortRows, TopModel } from './model.js';
-export { detailLine, HELP_LINE, headerLine, plainLines, rowLine, screenLines, titleLine } from './render.js';
+export type { CellSample, TopDataSource } from '../observation/index.js';
+export { formatLatency, formatUptime, sparkline } from './format.js';
+export { TopModel } from './model.js';
+export { plainLines, screenLines } from './render.js';
 export { TopScreen } from './view.js';
 
 export interface TopOptions {
