@@ -42,10 +42,17 @@ module.exports = {
     {
       name: 'no-entry-imports',
       comment:
-        'The package entries and the composition root (src/*.ts) sit above every layer: components never import them.',
+        'The package entries and the composition root (src/*.ts) sit above every layer: components never import them (the `cell` command uses the composition root, as a program would).',
       severity: 'error',
       from: { path: '^src/[^/]+/' },
-      to: { path: '^src/[^/]+\\.ts$' },
+      to: { path: '^src/[^/]+\\.ts$', pathNot: '^src/runtime\\.ts$' },
+    },
+    {
+      name: 'runtime-only-from-cli',
+      comment: 'Only the package entry and the `cell` command import the composition root.',
+      severity: 'error',
+      from: { path: '^src/[^/]+/', pathNot: '^src/cli/' },
+      to: { path: '^src/runtime\\.ts$' },
     },
     {
       name: 'no-circular',

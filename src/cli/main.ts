@@ -14,6 +14,8 @@ import {
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CellError, formatCellError, isCellError } from '../errors/index.js';
+// `cell call` and the other commands grow cells the way a program does: through the Root and the mesh.
+import '../runtime.js';
 import { logDir, rootSocketPath, validateCellName } from '../paths/index.js';
 import type { Infer } from '../protein/index.js';
 import {
