@@ -149,16 +149,19 @@ export function addMembraneExtension(extension: MembraneExtension): void {
 }
 
 /**
- * A cell's server. `Membrane.bind` listens on the cell's Unix socket; `serveStream` serves any other
- * duplex byte stream (a TLS socket from Axon); `openSession` lets a non-stream carrier (the
- * shared-memory ring) feed frames in and take replies out through its own FrameSink.
+ * A cell's server. `Membrane.bind` listens on the cell's Unix socket and attaches the registered
+ * extensions (see MembraneExtension); `serveStream` serves any other duplex byte stream (a TLS socket
+ * from Axon); `openSession` lets a non-stream carrier (a message bus) feed frames in and take replies
+ * out through its own FrameSink.
  *
  * Extension seams for other transports:
  * - control frames 0x10–0x1F after the handshake go to `onControlFrame(type, handler)`; the handler
  *   gets the session, whose `transport.carrier` is the net.Socket (for fd passing);
  * - `openSession(sink, transport, continues)` starts a second, already-open session for the same peer
  *   (its frames then arrive from the ring instead of the socket);
- * - ServerSession.deliverFrame(…, lease) releases borrowed ring memory when the handler settles.
+ * - ServerSession.deliverFrame(…, lease) releases borrowed ring memory when the handler settles;
+ * - ServerSession.switchCarrier(sink, transport) moves a session's replies to another carrier's sink
+ *   (the shared-memory upgrade returns one, and the Membrane installs it).
  */
 export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost {
   readonly service: S;
