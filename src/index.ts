@@ -7,20 +7,22 @@
 export type { CellErrorCode, CellErrorOptions } from './errors/index.js';
 export { CellError, formatCellError, isCellError } from './errors/index.js';
 export type {
+  CallContext,
   Handlers,
   MembraneAttachment,
   MembraneExtension,
   MembraneMetrics,
   MembraneOptions,
 } from './membrane/index.js';
-export { addMembraneExtension, CallContext, Membrane } from './membrane/index.js';
+export { addMembraneExtension, Membrane } from './membrane/index.js';
 
-// NATS: cells as NATS micro services across hosts (docs/NATS.md). Registering only adds a resolver and
-// a Membrane extension; the NATS client loads once CELL_NATS (or a Membrane's `nats` option) asks for it.
-import { registerNats } from './nats/index.js';
+// The composition root: Synapse asks the Root and the mesh (Axon, NATS), and Membrane.bind serves the
+// tap, the mesh and NATS, drains on signals and watches the Root. Each carrier loads only once used.
+import './runtime.js';
 
-registerNats();
+// NATS: cells as NATS micro services across hosts (docs/NATS.md).
 
+export type { Transport, TransportStatus } from './frame/index.js';
 export type { NatsOption, NatsSettings } from './nats/index.js';
 export { closeNats, NATS_ENV, natsResolver, natsSettings, serveOnNats } from './nats/index.js';
 export { cellSocketPath, socketDir, validateCellName } from './paths/index.js';
@@ -51,7 +53,6 @@ export type {
   ServiceMethods,
 } from './service/index.js';
 export { genomeJson, rpc, service, serviceCompatible } from './service/index.js';
-export type { Transport, TransportStatus } from './shm/wire.js';
 export type {
   CallOptions,
   CellInspector,

@@ -6,14 +6,15 @@
 
 import tls from 'node:tls';
 import { RemoteCell } from '../../src/axon/client.js';
-import { encodeFrame, FramedChannel, FrameReader, serveFrames } from '../../src/axon/framed.js';
 import { loadMeshIdentity } from '../../src/axon/identity/index.js';
 import { Pheromones } from '../../src/axon/pheromones/index.js';
+import type { MeshAttachment } from '../../src/axon/register.js';
 import { serveCellOnMesh } from '../../src/axon/server.js';
-import { Membrane } from '../../src/membrane/index.js';
+import { Membrane } from '../../src/index.js';
 import { t } from '../../src/protein/index.js';
 import { rpc, service } from '../../src/service/index.js';
 import { Synapse } from '../../src/synapse/index.js';
+import { encodeFrame, FramedChannel, FrameReader, serveFrames } from '../../test/support/framed.js';
 
 const EchoService = service('echo', { echo: rpc(t.bytes, t.bytes) });
 
@@ -81,7 +82,7 @@ if (mode === 'server-cell') {
 } else if (mode === 'server-membrane') {
   // The real cell server: Membrane, § 2 frames and handshake, served over Axon because CELL_LAN=1.
   const m = await Membrane.bind(EchoService, { echo: (bytes) => bytes.slice() }, { lan: true });
-  out({ event: 'ready', port: m.lanServer?.port });
+  out({ event: 'ready', port: (m.attachment('mesh') as MeshAttachment | undefined)?.port });
 } else if (mode === 'client-synapse') {
   // The real typed client, finding the cell through the Axon resolver (CELL_LAN=1).
   const client = await Synapse.grow(EchoService, { waitMs: 10_000, timeoutMs: 10_000 });

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KvClient } from '../../examples/kv/client.js';
 import { Kv } from '../../examples/kv/contract.js';
-import { Synapse } from '../../src/synapse/index.js';
+import { Synapse } from '../../src/index.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, def: string) => {

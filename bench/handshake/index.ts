@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Membrane } from '../../src/membrane/index.js';
+import { Membrane } from '../../src/index.js';
 import { t } from '../../src/protein/index.js';
 import { rpc, service } from '../../src/service/index.js';
 import { Synapse } from '../../src/synapse/index.js';

@@ -4,8 +4,8 @@
 // the measured phase starts, then {event:'result', kind, window, calls, seconds, rate, medianUs, p99Us,
 // clientCpuUs}. Every reply is checked.
 import { connect, createInbox } from '@nats-io/transport-node';
+import { Synapse } from '../../src/index.js';
 import { natsResolver, natsSettings } from '../../src/nats/index.js';
-import { Synapse } from '../../src/synapse/index.js';
 import { PingService } from '../transport/contract.js';
 
 const [kind, url, windowArg, durationArg, warmupArg] = process.argv.slice(2) as [

@@ -9,7 +9,7 @@
 // (bench/nats/index.ts) come on top, the same for every row. Prints JSON lines, one per run.
 //   node dist/bench/nats/glue.js <variant> <window> <calls>
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
-import { Membrane } from '../../src/membrane/index.js';
+import { Membrane } from '../../src/index.js';
 import { NatsCarrier } from '../../src/nats/carrier.js';
 import type { NatsLease } from '../../src/nats/connection.js';
 import { parseInfo } from '../../src/nats/discovery.js';

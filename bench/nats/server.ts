@@ -4,7 +4,7 @@
 // raw: the client library alone (a queue subscription answering each request with its payload);
 // cell: a Membrane serving the echo contract on NATS; moleculer: a broker with the NATS transporter.
 import { connect } from '@nats-io/transport-node';
-import { Membrane } from '../../src/membrane/index.js';
+import { Membrane } from '../../src/index.js';
 import { registerNats } from '../../src/nats/index.js';
 import { PingService } from '../transport/contract.js';
 

@@ -6,10 +6,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Synapse } from '../../src/index.js';
 import { t } from '../../src/protein/index.js';
 import { connectRoot } from '../../src/root/client.js';
 import { rpc, service } from '../../src/service/index.js';
-import { Synapse } from '../../src/synapse/index.js';
 
 const roundsFlag = process.argv.indexOf('--rounds');
 const rounds = roundsFlag >= 0 ? Number(process.argv[roundsFlag + 1]) : 7;

@@ -6,7 +6,7 @@ import { fork } from 'node:child_process';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { FrameType, HEADER_SIZE, readU32, writeHeader } from '../../src/frame/index.js';
-import { Synapse } from '../../src/synapse/index.js';
+import { Synapse } from '../../src/index.js';
 import { PingService } from './contract.js';
 import { moleculerNode } from './moleculer.js';
 

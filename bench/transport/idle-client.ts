@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Synapse } from '../../src/synapse/index.js';
+import { Synapse } from '../../src/index.js';
 import { PingService } from './contract.js';
 
 const [address, secondsArg, pidArg] = process.argv.slice(2) as [string, string, string];

@@ -3,7 +3,7 @@
 // Prints "ready" on stdout once it accepts connections. Every server echoes a 16-byte payload.
 import { createServer } from 'node:net';
 import { FrameType, HEADER_SIZE, readU32 } from '../../src/frame/index.js';
-import { Membrane } from '../../src/membrane/index.js';
+import { Membrane } from '../../src/index.js';
 import { PingService } from './contract.js';
 import { moleculerNode } from './moleculer.js';
 

@@ -1,7 +1,7 @@
 // Echo server for the shared-memory benchmark, run as its own process: a link server (socket + shm
 // upgrade) on argv[2] and a raw framed echo (the floor: no framework at all) on argv[3].
 import { createServer } from 'node:net';
-import { ShmServer } from '../../src/shm/link.js';
+import { ShmServer } from '../../test/support/shm-link.js';
 
 const [linkPath, rawPath] = process.argv.slice(2) as [string, string];
 const server = new ShmServer((_method, payload) => {

@@ -2,7 +2,7 @@
 // only what certainly did not happen (a redirect); a call whose outcome is unknown (timeout, lost
 // connection, node answered "unavailable") is reported as such and never silently retried.
 import { CellError } from '../../src/errors/index.js';
-import { Synapse, type SynapseClient } from '../../src/synapse/index.js';
+import { Synapse, type SynapseClient } from '../../src/index.js';
 import { Kv, Status } from './contract.js';
 
 export interface KvClientOptions {

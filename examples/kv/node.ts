@@ -5,7 +5,7 @@
 
 import { CellTransport, RaftNode, type SnapshotEvent } from '../../src/consensus/index.js';
 import { CellError } from '../../src/errors/index.js';
-import { Membrane } from '../../src/membrane/index.js';
+import { Membrane } from '../../src/index.js';
 import { Kv, KvCommand, Status } from './contract.js';
 import { KvMachine, type KvResult } from './machine.js';
 

@@ -1,7 +1,7 @@
 // The exchange cell: `node dist/examples/market-bench/exchange.js`. Listens on
 // <CELL_SOCKET_DIR or ~/.cell/run>/exchange.sock until SIGTERM/SIGINT.
 import { crc32 } from 'node:zlib';
-import { Membrane } from '../../src/membrane/index.js';
+import { Membrane } from '../../src/index.js';
 import { Exchange } from './contract.js';
 
 let trades = 0;

@@ -10,7 +10,7 @@
 // integrity failure.
 import { randomFillSync } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { Synapse } from '../../src/synapse/index.js';
+import { Synapse } from '../../src/index.js';
 import { Exchange } from './contract.js';
 
 const argv = process.argv.slice(2);

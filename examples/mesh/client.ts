@@ -1,6 +1,6 @@
 // `node dist/examples/mesh/client.js` after `cell up examples/mesh`: greets through the running
 // greeter and grows the counter on demand (the Root builds and starts it on the first call).
-import { Synapse } from '../../src/synapse/index.js';
+import { Synapse } from '../../src/index.js';
 import { Counter, Greeter } from './contracts.js';
 
 const greeter = await Synapse.grow(Greeter);

@@ -1,8 +1,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { intOption, parseCommand, suggestion, UsageError } from '../cli/args.js';
 import { CellError, formatCellError, isCellError } from '../errors/index.js';
+import { intOption, parseCommand, suggestion, UsageError } from '../terminal/args.js';
 import {
   createJoinRequest,
   initMesh,

@@ -43,13 +43,6 @@ export function sharedMesh(): SharedMesh {
   return shared;
 }
 
-/** Closes the shared listener (tests, graceful shutdown). */
-export async function closeSharedMesh(): Promise<void> {
-  const s = shared;
-  shared = undefined;
-  if (s !== undefined) await (await s.pheromones).close();
-}
-
 /** Serves a Membrane over mutual TLS on the LAN and announces it; `close()` withdraws and stops. */
 export async function exposeOnMesh(
   membrane: Membrane,

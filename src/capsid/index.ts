@@ -11,14 +11,11 @@ import { CellCgroup, detectCgroups } from './cgroup.js';
 import { DEFAULT_LIMITS, type Limits, parseLimits, parseMemory, resolveLimits } from './limits.js';
 import { seccompFilter } from './seccomp.js';
 
-export type { Bind } from './bwrap.js';
-export { findBwrap, probeBwrap, probeDisableUserns, probeSeccomp, systemBinds, which } from './bwrap.js';
-export type { CgroupLayout } from './cgroup.js';
+export { findBwrap, probeBwrap, which } from './bwrap.js';
 export { detectCgroups } from './cgroup.js';
-export type { DoctorCheck, DoctorOptions } from './doctor.js';
+export type { DoctorCheck } from './doctor.js';
 export { diagnose, formatDoctor } from './doctor.js';
 export type { Limits } from './limits.js';
-export type { DenialGroup, DeniedSyscall, SeccompArch } from './seccomp.js';
 export { DENIED_SYSCALLS, deniedSyscalls, openSeccompFd, seccompArch, seccompFilter } from './seccomp.js';
 export { DEFAULT_LIMITS, parseLimits, parseMemory };
 

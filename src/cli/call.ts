@@ -9,7 +9,7 @@ import type { Genome } from '../protein/types.js';
 import { serviceFromGenome } from '../service/service.js';
 import type { ServiceDef } from '../service/types.js';
 import { Synapse } from '../synapse/index.js';
-import { intOption, parseCommand, suggestion, UsageError } from './args.js';
+import { intOption, parseCommand, suggestion, UsageError } from '../terminal/args.js';
 
 export const CALL_USAGE = `usage: cell call <cell> <method> ['<json>'] [--timeout <ms>] [--json]
 

@@ -14,6 +14,8 @@ import {
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CellError, formatCellError, isCellError } from '../errors/index.js';
+// `cell call` and the other commands grow cells the way a program does: through the Root and the mesh.
+import '../runtime.js';
 import { logDir, rootSocketPath, validateCellName } from '../paths/index.js';
 import type { Infer } from '../protein/index.js';
 import {
@@ -28,7 +30,6 @@ import {
 import type { CellStatusRow } from '../root/contract.js';
 import { tailLines } from '../root/log.js';
 import { MANIFEST_FILE, manifestPath } from '../root/manifest.js';
-import { formatBytes, formatUptime } from '../top/format.js';
 import {
   type CommandSpec,
   intOption,
@@ -37,8 +38,9 @@ import {
   suggestion,
   UsageError,
   type Values,
-} from './args.js';
-import { colorEnabled, type Paint, paint } from './color.js';
+} from '../terminal/args.js';
+import { colorEnabled, type Paint, paint } from '../terminal/color.js';
+import { formatBytes, formatUptime } from '../top/format.js';
 
 type Row = Infer<typeof CellStatusRow>;
 
@@ -626,7 +628,7 @@ const delegated: Record<string, { run(args: string[]): Promise<number> }> = {
   },
   metrics: {
     async run(args) {
-      const { runMetricsCommand } = await import('../metrics/command.js');
+      const { runMetricsCommand } = await import('../observation/command.js');
       return runMetricsCommand(args, { rootSource });
     },
   },

@@ -7,7 +7,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CellError } from '../errors/index.js';
 import { validateCellName } from '../paths/index.js';
-import { parseCommand } from './args.js';
+import { parseCommand } from '../terminal/args.js';
 
 export const NEW_USAGE = `usage: cell new <name> [--dir <folder>] [--json]
 

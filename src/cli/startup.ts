@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { intOption, parseCommand } from './args.js';
+import { intOption, parseCommand } from '../terminal/args.js';
 import { ownPackage } from './scaffold.js';
 
 export const UNIT_NAME = 'cell-root.service';

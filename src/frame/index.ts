@@ -1,5 +1,6 @@
 import type { CellErrorCode } from '../errors/index.js';
 import { CellError } from '../errors/index.js';
+import type { Vesicle } from '../vesicle/index.js';
 
 /**
  * The stream framing shared by Membrane, Synapse and every byte carrier under them (Unix socket, TLS,
@@ -65,8 +66,13 @@ export const DEFAULT_MAX_FRAME = 16 * 1024 * 1024;
 /** HELLO/WELCOME are tiny; a connection that opens with a huge frame is not speaking this protocol. */
 export const MAX_HANDSHAKE_FRAME = 4096;
 
-/** Receives decoded frames. `bytes[start, end)` is the payload; `owned` says whether it was copied. */
-export interface FrameHandler {
+/**
+ * The carrier contract (docs/ARCHITECTURE.md): every carrier — a byte stream through FrameDecoder, the
+ * shared-memory ring, a message bus — hands the same decoded frames to a FrameReceiver and takes the
+ * replies through a FrameSink (./writer.ts); `TransportStatus` says which carrier a connection uses.
+ */
+export interface FrameReceiver {
+  /** One frame: `bytes[start, end)` is the payload; `owned` says whether it was copied for us. */
   onFrame(
     type: number,
     flags: number,
@@ -77,6 +83,63 @@ export interface FrameHandler {
     end: number,
     owned: boolean,
   ): void;
+  /**
+   * Optional: a receiver that keeps payloads past the call (the server, until the handler settles)
+   * gets frames in borrowed carrier memory with the lease to release; one without it gets `onFrame`
+   * and the memory is reused as soon as it returns.
+   */
+  deliverFrame?(
+    type: number,
+    flags: number,
+    method: number,
+    requestId: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    lease: Vesicle,
+  ): void;
+  /** Optional: the carrier broke its own protocol (garbage in a ring): close the connection. */
+  ringCorrupt?(err: CellError): void;
+  /** Optional: bracket a run of frames so their calls share one clock read (ServerSession). */
+  beginBatch?(): void;
+  endBatch?(): void;
+}
+
+/** How a connection's frames travel: a byte stream, the shared-memory rings, or a message bus (src/nats). */
+export type Transport = 'socket' | 'shm' | 'nats';
+
+/** Which carrier a connection uses and, when it stayed on the socket, why. */
+export interface TransportStatus {
+  transport: Transport;
+  shmDeclined: string | undefined;
+}
+
+/** The header walk: hands the frame at `b[o, end)` (header included) to `receiver.onFrame`. */
+export function emitFrame(receiver: FrameReceiver, b: Buffer, o: number, end: number, owned: boolean): void {
+  receiver.onFrame(
+    b[o + 4] as number,
+    b[o + 5] as number,
+    (b[o + 6] as number) | ((b[o + 7] as number) << 8),
+    readU32(b, o + 8),
+    b,
+    o + HEADER_SIZE,
+    end,
+    owned,
+  );
+}
+
+/** The header walk for borrowed memory: hands the frame at `b[o, end)` with its lease to `deliverFrame`. */
+export function deliverLeasedFrame(receiver: FrameReceiver, b: Buffer, o: number, end: number, lease: Vesicle): void {
+  (receiver.deliverFrame as NonNullable<FrameReceiver['deliverFrame']>)(
+    b[o + 4] as number,
+    b[o + 5] as number,
+    (b[o + 6] as number) | ((b[o + 7] as number) << 8),
+    readU32(b, o + 8),
+    b,
+    o + HEADER_SIZE,
+    end,
+    lease,
+  );
 }
 
 /**
@@ -88,7 +151,7 @@ export interface FrameHandler {
  */
 export class FrameDecoder {
   maxFrame: number;
-  private readonly handler: FrameHandler;
+  private readonly handler: FrameReceiver;
   private readonly head: Buffer = Buffer.alloc(HEADER_SIZE);
   private headFilled = 0;
   private partial: Buffer | null = null;
@@ -97,7 +160,7 @@ export class FrameDecoder {
   private paused = false;
   private rest: Buffer | null = null;
 
-  constructor(handler: FrameHandler, maxFrame: number = DEFAULT_MAX_FRAME) {
+  constructor(handler: FrameReceiver, maxFrame: number = DEFAULT_MAX_FRAME) {
     this.handler = handler;
     this.maxFrame = maxFrame;
   }
@@ -222,16 +285,7 @@ export class FrameDecoder {
   }
 
   private emit(b: Buffer, start: number, end: number, owned: boolean): void {
-    this.handler.onFrame(
-      b[start + 4],
-      b[start + 5],
-      b[start + 6] | (b[start + 7] << 8),
-      readU32(b, start + 8),
-      b,
-      start + HEADER_SIZE,
-      end,
-      owned,
-    );
+    emitFrame(this.handler, b, start, end, owned);
   }
 }
 

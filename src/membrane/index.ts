@@ -2,7 +2,6 @@ import { chmodSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { lanEnabled } from '../axon/server.js';
 import { CellError } from '../errors/index.js';
 import {
   CONTROL_FRAME_FIRST,
@@ -23,18 +22,17 @@ import {
   cellSocketPath,
   ensurePrivateDir,
   socketLockPath,
-  tapSocketPath,
   validateCellName,
 } from '../paths/index.js';
 import type { MethodInputView, MethodOutput, ServiceDef } from '../service/types.js';
 import { loadNative } from '../shm/native.js';
-import { declineUpgrade, FrameControl, ShmServerGlue, UPGRADE_TIMEOUT_MS } from '../shm/wire.js';
-import { TapServer } from '../tap/index.js';
+import { declineFrame, FrameControl, ShmServerGlue, UPGRADE_TIMEOUT_MS } from '../shm/wire.js';
 import { InspectListener } from './inspect.js';
 import { alreadyRunning, InstanceLock, probeSocket } from './lock.js';
 import {
   type AnyHandler,
-  CallContext,
+  type CallContext,
+  type CallTap,
   type ControlFrameHandler,
   type MembraneMetrics,
   ServerSession,
@@ -44,8 +42,8 @@ import {
 } from './session.js';
 import { ConnectionSlots, SLOT_NONE, type Slot } from './slots.js';
 
-export type { ControlFrameHandler, MembraneMetrics, SessionTransport };
-export { CallContext, ServerSession };
+export type { CallContext, CallTap, ControlFrameHandler, MembraneMetrics, SessionTransport };
+export { ServerSession };
 
 /** How long a connection we ended may wait for the peer to close its side. */
 const LINGER_MS = 5000;
@@ -58,18 +56,6 @@ const REFUSED_LINGER_MS = 1000;
 const HANDSHAKE_HEADROOM = 64;
 /** Unix socket paths are limited by sun_path (108 bytes with the terminating NUL). */
 const MAX_SOCKET_PATH = 107;
-
-/** Membranes that close on SIGTERM/SIGINT: all of them drain before the process exits. */
-const signalled = new Set<Membrane<ServiceDef>>();
-let signalHandlerInstalled = false;
-function onTerminate(): void {
-  process.off('SIGTERM', onTerminate);
-  process.off('SIGINT', onTerminate);
-  Promise.all([...signalled].map((m) => m.close())).then(
-    () => process.exit(0),
-    () => process.exit(1),
-  );
-}
 
 type ViewOf<M> = MethodInputView<M>;
 type OutputOf<M> = MethodOutput<M>;
@@ -112,17 +98,16 @@ export interface MembraneOptions {
   helloTimeoutMs?: number;
   /** How long close() waits for clients to finish before cutting them off (default 10 s). */
   drainTimeoutMs?: number;
-  /** Close gracefully and exit the process on SIGTERM/SIGINT (default true for `bind`). */
+  /**
+   * Close gracefully and exit the process on SIGTERM/SIGINT (default true for `bind`; the signal-drain
+   * extension, registered by the package entry, reads it).
+   */
   handleSignals?: boolean;
   /**
    * Offer same-user clients the shared-memory transport (default true; CELL_DISABLE_SHM or a missing
    * native addon turn it off, and clients are told why). `ringCapacity`: bytes per ring direction.
    */
   shm?: boolean | { ringCapacity?: number };
-  /** Also serve other mesh hosts over mutual TLS (Axon); CELL_LAN=1/0 overrides. See docs/AXON.md. */
-  lan?: boolean;
-  /** Serve `cell tap` on the cell's private tap socket (default true when listening on a socket). */
-  tap?: boolean;
   /**
    * Decides, per accepted Unix-socket connection, whether its peer may talk to this Membrane at all
    * (the Root's control socket checks SO_PEERCRED here). A returned CellError is sent as the
@@ -139,15 +124,17 @@ export interface MembraneOptions {
 }
 
 /**
- * Serves a Membrane over one more carrier (a message bus such as NATS). Components above the Membrane
- * register one with `addMembraneExtension` (the package entry does for NATS); `bind` asks each once
- * the socket listens, and `close()` drains what they attached before anything else, so a cell taking
- * calls from several carriers stops taking new ones everywhere at once.
+ * Something `Membrane.bind` adds to a cell once its socket listens: the tap, serving the mesh or a
+ * message bus, draining on signals, watching the Root. Components above the Membrane register one with
+ * `addMembraneExtension` (the package entry's composition root, src/runtime.ts, registers the built-in
+ * ones), so the Membrane never imports them. `bind` attaches them in registration order; `close()`
+ * first asks every attachment to `drain` (a cell taking calls from several carriers stops taking new
+ * ones everywhere at once), then, once the connections are gone, `close`s them last-in-first-out.
  */
 export interface MembraneExtension {
   readonly name: string;
   /** Null when this cell does not use the extension (it is not configured). Throwing fails `bind`. */
-  attach(membrane: Membrane, options: MembraneOptions): Promise<MembraneAttachment | null>;
+  attach(membrane: Membrane, options: MembraneOptions): Promise<MembraneAttachment | null> | MembraneAttachment | null;
 }
 
 export interface MembraneAttachment {
@@ -155,7 +142,9 @@ export interface MembraneAttachment {
    * Stops taking new calls through the carrier and resolves once the calls it took have been answered
    * (or `membrane.drainTimeoutMs` passed). Called once, at the start of `close()`.
    */
-  drain(): Promise<void>;
+  drain?(): Promise<void>;
+  /** Releases what `attach` took; called once, after the connections are gone, last attached first. */
+  close?(): Promise<void> | void;
 }
 
 const extensions: MembraneExtension[] = [];
@@ -168,16 +157,19 @@ export function addMembraneExtension(extension: MembraneExtension): void {
 }
 
 /**
- * A cell's server. `Membrane.bind` listens on the cell's Unix socket; `serveStream` serves any other
- * duplex byte stream (a TLS socket from Axon); `openSession` lets a non-stream carrier (the
- * shared-memory ring) feed frames in and take replies out through its own FrameSink.
+ * A cell's server. `Membrane.bind` listens on the cell's Unix socket and attaches the registered
+ * extensions (see MembraneExtension); `serveStream` serves any other duplex byte stream (a TLS socket
+ * from Axon); `openSession` lets a non-stream carrier (a message bus) feed frames in and take replies
+ * out through its own FrameSink.
  *
  * Extension seams for other transports:
  * - control frames 0x10–0x1F after the handshake go to `onControlFrame(type, handler)`; the handler
  *   gets the session, whose `transport.carrier` is the net.Socket (for fd passing);
  * - `openSession(sink, transport, continues)` starts a second, already-open session for the same peer
  *   (its frames then arrive from the ring instead of the socket);
- * - ServerSession.deliverFrame(…, lease) releases borrowed ring memory when the handler settles.
+ * - ServerSession.deliverFrame(…, lease) releases borrowed ring memory when the handler settles;
+ * - ServerSession.switchCarrier(sink, transport) moves a session's replies to another carrier's sink
+ *   (the shared-memory upgrade returns one, and the Membrane installs it).
  */
 export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost {
   readonly service: S;
@@ -201,10 +193,8 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     protocolErrors: 0,
   };
   readonly calls: ServiceMetrics;
-  /** Set only while a tap client is attached (see TapServer). */
-  tap: TapServer | null = null;
-  private tapServer: TapServer | null = null;
-  private readonly tapEnabled: boolean;
+  /** Set only while someone taps the calls (the tap extension installs and removes it). */
+  tap: CallTap | null = null;
   /** The operator's inspection socket, when the Root started this process as this cell. */
   private inspect: InspectListener | null = null;
   /**
@@ -230,13 +220,11 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   private readonly ending = new Set<Duplex>();
   private idleSweep: NodeJS.Timeout | null = null;
   /** The shared-memory upgrade, or null when turned off by the options. */
-  readonly shm: ShmServerGlue | null;
-  /** The Axon TLS listener and its announcements, when the cell serves the LAN. */
-  lanServer: { stopAccepting(): Promise<void>; address: string; port: number } | null = null;
+  readonly shm: ShmServerGlue<ServerSession> | null;
   /** The identity proved at the handshake: undefined until resolved, null when there is none. */
   private identity: CellIdentity | null | undefined;
-  /** What extensions attached (see MembraneExtension); drained first by close(). */
-  readonly attachments: MembraneAttachment[] = [];
+  /** What extensions attached, by extension name, in attach order (see MembraneExtension). */
+  private readonly attached = new Map<string, MembraneAttachment>();
 
   constructor(service: S, handlers: Handlers<S>, options: MembraneOptions = {}) {
     this.service = service;
@@ -252,7 +240,6 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       perUid: options.maxConnectionsPerUid ?? Math.ceil((this.maxConnections * 3) / 4),
       reserved: options.reservedInspectionSlots ?? 8,
     });
-    this.tapEnabled = options.tap ?? true;
     this.metricsForOperatorOnly = bootInfo()?.name === this.cellName;
     this.admit = options.admit;
     this.identity = options.identity === false ? null : options.identity;
@@ -271,18 +258,24 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       return h;
     });
     const shm = options.shm ?? true;
-    this.shm = shm === false ? null : new ShmServerGlue(shm === true ? {} : shm);
-    if (this.shm !== null) {
-      const glue = this.shm;
-      this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) =>
-        glue.onUpgradeRequest(session, requestId),
-      );
-    } else {
+    // The upgrade hands back the ring sink; the session installs it (shm writes no session field).
+    this.shm =
+      shm === false
+        ? null
+        : new ShmServerGlue<ServerSession>(shm === true ? {} : shm, (session, sink) =>
+            session.switchCarrier(sink, 'shm'),
+          );
+    const glue = this.shm;
+    this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) => {
       // Clients ask by default; an unanswered request would be a protocol error on their side.
-      this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) =>
-        declineUpgrade(session, requestId, 'server: shared memory is turned off in the Membrane options'),
-      );
-    }
+      const declined =
+        glue === null
+          ? 'server: shared memory is turned off in the Membrane options'
+          : glue.onUpgradeRequest(session, requestId);
+      if (declined === undefined) return;
+      session.stayOnCarrier(declined);
+      session.writeCold(declineFrame(requestId, declined));
+    });
   }
 
   /** Signs a HELLO's challenge with this cell's identity (resolved once); undefined without one. */
@@ -333,28 +326,23 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   ): Promise<Membrane<S>> {
     const m = new Membrane(service, handlers, options);
     await m.listen(options.socketPath);
-    if (lanEnabled(options.lan)) {
-      try {
-        // Loaded only by cells that serve the LAN.
-        const { exposeOnMesh } = await import('../axon/mesh.js');
-        m.lanServer = await exposeOnMesh(m as unknown as Membrane);
-      } catch (err) {
-        await m.close();
-        throw err;
-      }
-    }
     try {
-      for (const ext of extensions) {
-        const attached = await ext.attach(m as unknown as Membrane, options);
-        if (attached !== null) m.attachments.push(attached);
-      }
+      for (const ext of extensions) m.attach(ext.name, await ext.attach(m as unknown as Membrane, options));
     } catch (err) {
       await m.close();
       throw err;
     }
-    if (options.handleSignals ?? true) m.closeOnSignals();
-    watchRootParent();
     return m;
+  }
+
+  /** Keeps what an extension attached, for close(); null (not configured) is dropped. */
+  attach(name: string, attachment: MembraneAttachment | null): void {
+    if (attachment !== null) this.attached.set(name, attachment);
+  }
+
+  /** What the extension of that name attached to this Membrane, if anything. */
+  attachment(name: string): MembraneAttachment | undefined {
+    return this.attached.get(name);
   }
 
   /** The socket path this Membrane listens on, once listening. */
@@ -424,25 +412,11 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       this.path = sockPath;
       // Resolved before the first caller arrives (reading or creating the Root's key takes a moment).
       this.resolveIdentity();
-      if (this.tapEnabled) await this.listenTap(tapPathFor(this.cellName));
       const boot = bootInfo();
       if (boot !== undefined && boot.name === this.cellName) await this.listenInspect(boot.inspectPath);
     } catch (err) {
       lock.release();
       throw err;
-    }
-  }
-
-  private async listenTap(path: string): Promise<void> {
-    const tap = new TapServer({ cell: this.cellName, service: this.service, path });
-    tap.onActiveChange = (active) => {
-      this.tap = active ? tap : null;
-    };
-    try {
-      await tap.listen();
-      this.tapServer = tap;
-    } catch {
-      // The tap is a diagnostic aid: a cell serves without it (`cell tap` then says it found no socket).
     }
   }
 
@@ -700,11 +674,10 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
 
   private async doClose(): Promise<void> {
     this.draining = true;
-    signalled.delete(this as unknown as Membrane<ServiceDef>);
-    // Withdraw from the LAN and the extensions' carriers first, so remote clients stop choosing this
-    // instance while it drains.
-    const lanClosed = this.lanServer === null ? Promise.resolve() : this.lanServer.stopAccepting();
-    const attachmentsDrained = Promise.all(this.attachments.map((a) => a.drain().catch(() => {})));
+    // Withdraw from the extensions' carriers (the mesh, a message bus) first, so remote clients stop
+    // choosing this instance while it drains.
+    const attachments = [...this.attached.values()];
+    const attachmentsDrained = Promise.all(attachments.map((a) => a.drain?.().catch(() => {})));
     const server = this.server;
     if (server !== null && this.path !== null) unlinkPublicNameIfOurs(this.path, this.cellName);
     const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
@@ -731,49 +704,12 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     this.idleSweep = null;
     await closed;
     await inspectClosed;
-    await lanClosed;
     await attachmentsDrained;
-    await this.tapServer?.close();
-    this.tapServer = null;
+    for (const a of attachments.reverse()) await Promise.resolve(a.close?.()).catch(() => {});
     this.lock?.release();
     this.lock = null;
     if (this.path !== null) removeEmptyCellDir(this.path, this.cellName);
   }
-
-  /** On SIGTERM/SIGINT: close gracefully (with every other Membrane of the process), then exit. */
-  closeOnSignals(): void {
-    signalled.add(this as unknown as Membrane<ServiceDef>);
-    if (!signalHandlerInstalled) {
-      signalHandlerInstalled = true;
-      process.once('SIGTERM', onTerminate);
-      process.once('SIGINT', onTerminate);
-    }
-  }
-}
-
-let parentWatch: NodeJS.Timeout | null = null;
-
-/**
- * A cell the Root started without a sandbox watches its parent (`CELL_PARENT_PID`): a sandboxed one
- * dies with the Root through bubblewrap, an unsandboxed one would live on, holding its name, after a
- * crashed Root. When this process has been re-parented it stops as on SIGTERM (draining, if the
- * Membrane handles signals). A check every 500 ms costs one getppid.
- */
-function watchRootParent(): void {
-  const root = Number(process.env.CELL_PARENT_PID);
-  // Only the Root's own child watches (a process this cell starts inherits the variable, not the Root).
-  if (!(root > 0) || parentWatch !== null || process.ppid !== root) return;
-  delete process.env.CELL_PARENT_PID;
-  parentWatch = setInterval(() => {
-    if (process.ppid === root) return;
-    if (parentWatch !== null) clearInterval(parentWatch);
-    // Our output went to the Root through pipes: writing to them now fails with EPIPE, which must not
-    // crash the drain that follows.
-    process.stdout.on('error', () => {});
-    process.stderr.on('error', () => {});
-    process.kill(process.pid, 'SIGTERM');
-  }, 500);
-  parentWatch.unref();
 }
 
 /**
@@ -785,15 +721,6 @@ function bindPathFor(cell: string): string {
   const assigned = bootInfo()?.bindPath ?? process.env.CELL_BIND_PATH;
   if (assigned !== undefined && assigned !== '' && basename(assigned).startsWith(`${cell}.`)) return assigned;
   return cellSocketPath(cell);
-}
-
-/** The tap socket: where the Root said (the cell's private dir), else the layout's default. */
-function tapPathFor(cell: string): string {
-  const boot = bootInfo();
-  if (boot !== undefined && boot.name === cell) return boot.tapPath;
-  const path = tapSocketPath(cell);
-  ensurePrivateDir(dirname(path));
-  return path;
 }
 
 /**

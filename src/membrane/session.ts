@@ -11,7 +11,7 @@ import {
   encodeErrorPayload,
   encodeFrame,
   encodeHandshake,
-  type FrameHandler,
+  type FrameReceiver,
   FrameType,
   fingerprintHex,
   HandshakeFlag,
@@ -19,13 +19,13 @@ import {
   helloChallenge,
   MAX_HANDSHAKE_FRAME,
   PROTOCOL_VERSION,
+  type Transport,
+  type TransportStatus,
   writeHeader,
 } from '../frame/index.js';
 import type { FrameSink } from '../frame/writer.js';
 import type { ServiceMetrics } from '../metrics/index.js';
 import type { MethodDef, ServiceDef } from '../service/types.js';
-import type { TransportStatus, UpgradableSession } from '../shm/wire.js';
-import type { TapServer } from '../tap/index.js';
 import { Vesicle } from '../vesicle/index.js';
 
 /** What a session needs from the byte carrier under it (a socket, a TLS stream, a shared-memory ring). */
@@ -67,7 +67,7 @@ export interface SessionHost {
   /** Per-method counters and latency histograms (src/metrics). */
   readonly calls: ServiceMetrics;
   /** The tap while a `cell tap` client is attached, else null: the hot path tests only this field. */
-  readonly tap: TapServer | null;
+  readonly tap: CallTap | null;
   readonly controlHandlers: ReadonlyMap<number, ControlFrameHandler>;
   readonly startedAt: number;
   readonly draining: boolean;
@@ -86,6 +86,28 @@ export interface SessionHost {
   connectionCount(): number;
 }
 
+/**
+ * Watches finished calls with their decoded request and reply (`cell tap`, src/tap): installed on the
+ * Membrane's `tap` field only while someone watches, so a cell nobody taps pays one null check.
+ */
+export interface CallTap {
+  /** By method id, 1 while some watcher could want a call of that method. */
+  readonly wanted: Uint8Array;
+  /** Decodes a request at arrival, while its bytes are still valid. */
+  decodeRequest(methodId: number, bytes: Uint8Array, offset: number, length: number): unknown;
+  /** One finished call: its decoded request and reply (or the error code), latency and sizes. */
+  publish(
+    methodId: number,
+    id: number,
+    request: unknown,
+    reply: unknown,
+    error: string | undefined,
+    latencyNs: number,
+    bytesIn: number,
+    bytesOut: number,
+  ): void;
+}
+
 export interface MembraneMetrics {
   connectionsTotal: number;
   connectionsRefused: number;
@@ -101,23 +123,41 @@ export interface MembraneMetrics {
 export type AnyHandler = (input: any, ctx: CallContext) => unknown;
 
 /**
- * What a handler gets besides its input view: the method, the request id, the message buffer and a
- * signal that aborts when the caller's connection drops.
+ * What a handler gets besides its input view: the method, the request id, the cell, the message
+ * buffer and a signal that aborts when the caller gives up or its connection drops.
  */
-export class CallContext {
+export interface CallContext {
   readonly method: MethodDef;
   readonly requestId: number;
-  /** @internal */ readonly session: ServerSession;
-  /** @internal */ bytes: Buffer;
-  /** @internal */ start: number;
-  /** @internal */ end: number;
-  /** @internal */ owned: boolean;
-  /** @internal */ lease: Vesicle | null;
-  /** @internal performance.now() when the request was dispatched. */ startedAt: number;
-  /** @internal the decoded request, kept only while a tap is attached. */ tapped: unknown;
-  /** @internal this call's own controller, made when the handler first reads `signal`. */
+  /** The cell serving the call. */
+  readonly cell: string;
+  /** The request's payload bytes. Borrowed ones are valid until the handler settles (see Vesicle). */
+  readonly vesicle: Vesicle;
+  /**
+   * Aborts when the caller gives up on this call (its timeout or AbortSignal sends CANCEL; reason
+   * E_ABORTED) or when the connection it came on closes (E_CONNECTION_LOST). Stop the work then:
+   * the caller no longer waits for the reply and drops it.
+   */
+  readonly signal: AbortSignal;
+}
+
+/** One call in flight on a session: the CallContext its handler sees, and what the session tracks. */
+class ServerCall implements CallContext {
+  readonly method: MethodDef;
+  readonly requestId: number;
+  readonly session: ServerSession;
+  bytes: Buffer;
+  start: number;
+  end: number;
+  owned: boolean;
+  lease: Vesicle | null;
+  /** performance.now() when the request was dispatched. */
+  startedAt: number;
+  /** The decoded request, kept only while a tap is attached. */
+  tapped: unknown;
+  /** This call's own controller, made when the handler first reads `signal`. */
   controller: AbortController | null;
-  /** @internal the call has been answered (a signal read after that is never aborted). */
+  /** The call has been answered (a signal read after that is never aborted). */
   finished: boolean;
 
   constructor(
@@ -145,7 +185,6 @@ export class CallContext {
     this.finished = false;
   }
 
-  /** The request's payload bytes. Borrowed ones are valid until the handler settles (see Vesicle). */
   get vesicle(): Vesicle {
     if (this.lease === null) {
       this.lease = this.owned
@@ -155,11 +194,6 @@ export class CallContext {
     return this.lease;
   }
 
-  /**
-   * Aborts when the caller gives up on this call (its timeout or AbortSignal sends CANCEL; reason
-   * E_ABORTED) or when the connection it came on closes (E_CONNECTION_LOST). Stop the work then:
-   * the caller no longer waits for the reply and drops it.
-   */
   get signal(): AbortSignal {
     if (this.controller === null) {
       this.controller = new AbortController();
@@ -188,14 +222,12 @@ const CLOSED = 2;
  * (or `deliver`, which adds a release hook for borrowed memory), replies go out through a FrameSink.
  * Synchronous handlers are answered inline with no promise and no allocation beyond the context.
  */
-export class ServerSession implements FrameHandler, UpgradableSession {
+export class ServerSession implements FrameReceiver {
   readonly host: SessionHost;
-  /** Replaced by a ring-backed sink when the connection upgrades to shared memory. */
+  /** Replaced by a ring-backed sink when the connection upgrades to shared memory (switchCarrier). */
   sink: FrameSink;
   /** Which carrier the connection uses and, if it stayed on the socket, why. */
-  transportStatus: TransportStatus = { transport: 'socket', shmDeclined: undefined };
-  /** Ring frames come with leases: a request's slot is freed when its handler settles. */
-  readonly leasesFrames = true;
+  readonly transportStatus: TransportStatus = { transport: 'socket', shmDeclined: undefined };
   readonly transport: SessionTransport;
   /** Peer's handshake, once received. */
   peerName = '';
@@ -217,7 +249,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   private goawaySent = false;
   private peerEnded = false;
   /** Calls in flight whose handler holds their signal, by request id (for CANCEL and close). */
-  private watched: Map<number, CallContext> | null = null;
+  private watched: Map<number, ServerCall> | null = null;
   private forgotten = false;
   /**
    * performance.now() when the carrier's current chunk arrived, or 0 outside a chunk. Synchronous
@@ -244,7 +276,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   }
 
   /** @internal A call's handler asked for its signal: CANCEL or the connection closing aborts it. */
-  watch(ctx: CallContext): void {
+  watch(ctx: ServerCall): void {
     const controller = ctx.controller as AbortController;
     if (ctx.finished) return;
     if (this.state === CLOSED) {
@@ -255,7 +287,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     this.watched.set(ctx.requestId, ctx);
   }
 
-  private unwatch(ctx: CallContext): void {
+  private unwatch(ctx: ServerCall): void {
     if (this.watched !== null && this.watched.get(ctx.requestId) === ctx) this.watched.delete(ctx.requestId);
   }
 
@@ -322,6 +354,21 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     } finally {
       if (type !== FrameType.REQUEST) lease.release();
     }
+  }
+
+  /**
+   * From now on replies go out through `sink`, another carrier's (the shared-memory rings the peer
+   * picked up); the Membrane installs it when the upgrade returns it.
+   */
+  switchCarrier(sink: FrameSink, transport: Transport): void {
+    this.sink = sink;
+    this.transportStatus.transport = transport;
+    this.transportStatus.shmDeclined = undefined;
+  }
+
+  /** The connection stays on its carrier: `why` is what the metrics report. */
+  stayOnCarrier(why: string): void {
+    this.transportStatus.shmDeclined = why;
   }
 
   /** The client wrote garbage into its ring: close the connection with the reason. */
@@ -512,7 +559,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
       if (lease !== null) lease.release();
       return;
     }
-    const ctx = new CallContext(this, def, id, bytes, start, end, owned, lease, t0);
+    const ctx = new ServerCall(this, def, id, bytes, start, end, owned, lease, t0);
     const tap = host.tap;
     if (tap !== null && tap.wanted[method] === 1) ctx.tapped = tap.decodeRequest(method, bytes, start, end - start);
     let result: unknown;
@@ -538,7 +585,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
   }
 
   /** Records a finished call into the per-method metrics and, when one is attached, the tap. */
-  private finishCall(ctx: CallContext, value: unknown, err: unknown, replyBytes: number): void {
+  private finishCall(ctx: ServerCall, value: unknown, err: unknown, replyBytes: number): void {
     ctx.finished = true;
     if (ctx.controller !== null) this.unwatch(ctx);
     const failed = replyBytes < 0;
@@ -571,7 +618,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     }
   }
 
-  private settled(ctx: CallContext, value: unknown): void {
+  private settled(ctx: ServerCall, value: unknown): void {
     // A closed session already took its calls off the shared in-flight count.
     if (this.forgotten) {
       this.finishCall(ctx, undefined, connectionGone(this.host.cellName), -1);
@@ -587,7 +634,7 @@ export class ServerSession implements FrameHandler, UpgradableSession {
     this.maybeFinish();
   }
 
-  private failed(ctx: CallContext, err: unknown): void {
+  private failed(ctx: ServerCall, err: unknown): void {
     if (ctx.lease !== null) ctx.lease.release();
     if (this.forgotten) {
       this.finishCall(ctx, undefined, err, -1);

@@ -7,7 +7,7 @@ import {
   type ErrorPayload,
   encodeErrorPayload,
   encodeHandshake,
-  type FrameHandler,
+  type FrameReceiver,
   FrameType,
   HEADER_SIZE,
   PROTOCOL_VERSION,
@@ -87,7 +87,7 @@ export class NatsCarrier extends Duplex implements FrameCarrier {
   /** `<prefix>.<nuid>.`: a reply subject is this plus the request id (or `p<n>` for a probe). */
   private readonly inbox: string;
   private readonly inboxSub: Subscription;
-  private handler: FrameHandler | null = null;
+  private handler: FrameReceiver | null = null;
   private base = '';
   private methodSubjects: string[] = [];
   private readonly builtinSubjects = new Map<number, string>();
@@ -142,7 +142,7 @@ export class NatsCarrier extends Duplex implements FrameCarrier {
     });
   }
 
-  bindFrames(handler: FrameHandler): void {
+  bindFrames(handler: FrameReceiver): void {
     this.handler = handler;
   }
 

@@ -4,13 +4,6 @@ import { type CellInstance, gather, parseInfo } from './discovery.js';
 import { NATS_ENV, natsSettings } from './settings.js';
 import { SRV_PREFIX, SRV_TYPES } from './subjects.js';
 
-export const MESH_STATUS_HELP = `usage: cell status --mesh [--json]
-
-Every cell instance on every host of the NATS cluster (CELL_NATS and the CELL_NATS_* credentials, see
-docs/NATS.md): one row per instance from its $SRV.INFO answer, with the requests and errors its
-$SRV.STATS reports. Instances whose hosts may not subscribe to the bare $SRV.INFO subject are not
-listed (they are still found by name).`;
-
 export interface MeshCellRow {
   name: string;
   host: string;

@@ -179,7 +179,8 @@ export class NatsCellService extends FrameSlab implements FrameSink, MembraneAtt
       destroy: () => this.destroy(),
     };
     this.session = membrane.openSession(this, transport);
-    this.session.transportStatus = { transport: 'nats', shmDeclined: 'server: NATS carries the frames' };
+    this.session.switchCarrier(this, 'nats');
+    this.session.stayOnCarrier('server: NATS carries the frames');
     // The session expects a handshake first; NATS callers checked the contract against the metadata.
     const hello = encodeHandshake({
       version: PROTOCOL_VERSION,

@@ -4,16 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { CellError } from '../errors/index.js';
 
 export type { CellBoot, CellIdentity } from './boot.js';
-export {
-  BOOT_FD,
-  bootInfo,
-  CELL_ENV,
-  NATS_ENV,
-  RESERVED_ENV,
-  readBootFrom,
-  refusedEnvKey,
-  setBootInfo,
-} from './boot.js';
+export { BOOT_FD, bootInfo, NATS_ENV, readBootFrom, refusedEnvKey, setBootInfo } from './boot.js';
 
 /**
  * Where Cell keeps its files: the one place that spells the layout, so the Root, the Capsid, the

@@ -1,6 +1,6 @@
 // protein: schema builder, compiled codecs, lazy views, genome and fingerprint.
 
-export { CompiledCodec, isCodec } from './compile.js';
+export { isCodec } from './compile.js';
 export { canonicalJson, fingerprintOf, wireCompatible } from './genome.js';
 export { protein, t } from './schema.js';
 export type {
@@ -9,14 +9,11 @@ export type {
   EnumCodec,
   EnumValue,
   EnumView,
-  Fields,
   Genome,
   Infer,
   InferView,
-  OptionMarker,
   SeqView,
   StructCodec,
   StructValue,
   StructView,
-  Variants,
 } from './types.js';

@@ -331,4 +331,3 @@ export const rt = {
   I64_MIN,
   I64_MAX,
 };
-export type Runtime = typeof rt;

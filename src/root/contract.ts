@@ -21,16 +21,6 @@ export type CellState =
   /** Being stopped (SIGTERM sent, draining). */
   | 'stopping';
 
-export const CELL_STATES: readonly CellState[] = [
-  'stopped',
-  'building',
-  'starting',
-  'running',
-  'crashed',
-  'crash-loop',
-  'stopping',
-];
-
 /** The last Ribosome build of a cell's DNA. */
 export const BuildInfo = protein('BuildInfo', {
   /** Content hash of the DNA's sources (the cache key). */

@@ -4,6 +4,7 @@ import { type SandboxUser, sandboxUser } from '../capsid/index.js';
 import { CellError, isCellError } from '../errors/index.js';
 import { exportRootPublicKey, issueIdentity, loadOrCreateRootKey } from '../identity/index.js';
 import { Membrane } from '../membrane/index.js';
+import { CellProbe } from '../observation/index.js';
 import {
   type CellBoot,
   cacheDir,
@@ -26,7 +27,6 @@ import {
   validateCellName,
 } from '../paths/index.js';
 import { generationSocketPath, publishGeneration, swapGenerations, waitHealthy } from '../swap/index.js';
-import { CellProbe } from '../top/scan.js';
 import { authorize, OPERATOR, operatorGate, type Principal } from './access.js';
 import type { CellState, RootServiceDef } from './contract.js';
 import { RootService } from './contract.js';

@@ -3,8 +3,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { formatCellError, isCellError } from '../errors/index.js';
-import { serveMetrics } from '../metrics/serve.js';
-import { CellProbe } from '../top/scan.js';
+import { CellProbe, serveMetrics } from '../observation/index.js';
 import { rootPidPath } from './client.js';
 import { Root } from './daemon.js';
 import { sampleRootCells } from './top-source.js';

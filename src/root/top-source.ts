@@ -1,7 +1,7 @@
+import type { CellSample, TopDataSource } from '../observation/index.js';
+import { CellProbe } from '../observation/index.js';
 import { inspectSocketPath, rootSocketPath } from '../paths/index.js';
 import type { Infer } from '../protein/index.js';
-import { CellProbe } from '../top/scan.js';
-import type { CellSample, TopDataSource } from '../top/source.js';
 import { connectRoot, isSocket, type RootClient } from './client.js';
 import type { CellStatusRow } from './contract.js';
 

@@ -41,8 +41,6 @@ export type MethodsOf<S extends Record<string, RpcSpec>> = {
     : never;
 };
 
-// biome-ignore lint/suspicious/noExplicitAny: helper types over any method
-type AnyMethod = MethodDef<any, any, any, any>;
 /** Plain input value of a method. */
 export type MethodInput<M> = M extends MethodDef<infer I, unknown, unknown, unknown> ? I : never;
 /** Plain output value of a method. */
@@ -58,4 +56,3 @@ export type MethodOutputView<M> = M extends MethodDef<any, any, any, infer OV> ?
 export type ServiceMethods<S> = S extends ServiceDef<infer M> ? M : never;
 /** Method names of a service. */
 export type MethodName<S> = keyof ServiceMethods<S> & string;
-export type { AnyMethod };

@@ -77,15 +77,6 @@ function addonCandidates(): string[] {
 }
 
 /**
- * The addon file this process loads, or undefined when there is none. A process that starts cells
- * from bundles elsewhere (the Root) hands it on as CELL_NATIVE_ADDON: a bundle cannot find the addon
- * relative to itself.
- */
-export function nativeAddonPath(): string | undefined {
-  return addonCandidates().find((p) => existsSync(p));
-}
-
-/**
  * Why there is no addon, and how to build it: the package's install script records its reason in
  * native/build/NOT-BUILT; a checkout builds it with scripts/setup.mjs.
  */

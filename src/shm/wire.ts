@@ -1,6 +1,14 @@
 import type { Socket } from 'node:net';
 import { CellError } from '../errors/index.js';
-import { encodeFrame, HEADER_SIZE, readU32 } from '../frame/index.js';
+import {
+  deliverLeasedFrame,
+  emitFrame,
+  encodeFrame,
+  type FrameReceiver,
+  HEADER_SIZE,
+  readU32,
+  type TransportStatus,
+} from '../frame/index.js';
 import type { FrameSink } from '../frame/writer.js';
 import { Vesicle } from '../vesicle/index.js';
 import { type RecordSink, ShmChannel } from './channel.js';
@@ -28,25 +36,15 @@ export const FrameControl = {
   UPGRADE_DECLINED: 0x12,
 } as const;
 
-/** Answers an UPGRADE_REQUEST with the reason the connection stays on the socket (also kept in its status). */
-export function declineUpgrade(session: UpgradableSession, requestId: number, reason: string): void {
-  session.transportStatus.shmDeclined = reason;
-  session.writeCold(encodeFrame(FrameControl.UPGRADE_DECLINED, 0, requestId, Buffer.from(reason, 'utf8')));
+/** The answer to an UPGRADE_REQUEST that keeps the connection on the socket, saying why. */
+export function declineFrame(requestId: number, reason: string): Buffer {
+  return encodeFrame(FrameControl.UPGRADE_DECLINED, 0, requestId, Buffer.from(reason, 'utf8'));
 }
 
 /** Ring record kind: the payload is one or more whole wire frames. */
 export const KIND_FRAMES = 0x46;
 
 export const UPGRADE_TIMEOUT_MS = 2000;
-
-/** How a connection's frames travel: a byte stream, the shared-memory rings, or a message bus (src/nats). */
-export type Transport = 'socket' | 'shm' | 'nats';
-
-/** Which carrier a connection uses and, when it stayed on the socket, why. */
-export interface TransportStatus {
-  transport: Transport;
-  shmDeclined: string | undefined;
-}
 
 /** The socket-side sink a RingFrameSink falls back to (StreamFrameSink). */
 export interface StreamSink extends FrameSink {
@@ -156,40 +154,6 @@ export class RingFrameSink implements FrameSink {
   }
 }
 
-/**
- * Receives the frames of a ring record. A receiver with `leasesFrames` (the server) gets each frame
- * with a lease to release when done (when the handler settles); otherwise frames arrive through
- * onFrame and the record is freed as soon as onFrame returns.
- */
-export interface FrameReceiver {
-  readonly leasesFrames: boolean;
-  onFrame(
-    type: number,
-    flags: number,
-    method: number,
-    requestId: number,
-    bytes: Buffer,
-    start: number,
-    end: number,
-    owned: boolean,
-  ): void;
-  deliverFrame(
-    type: number,
-    flags: number,
-    method: number,
-    requestId: number,
-    bytes: Buffer,
-    start: number,
-    end: number,
-    lease: Vesicle,
-  ): void;
-  /** The peer broke the ring protocol: close the connection. */
-  ringCorrupt(err: CellError): void;
-  /** Optional: bracket a run of frames so their calls share one clock read (ServerSession). */
-  beginBatch?(): void;
-  endBatch?(): void;
-}
-
 /** A Vesicle over ring memory that frees its record when the last frame of the record is done. */
 class RingLease extends Vesicle {
   readonly owner: RecordFrames;
@@ -218,12 +182,15 @@ class RecordFrames implements RecordSink {
   private readonly ringBuf: Buffer;
   /** Frames still out per record token, for records holding more than one frame. */
   private readonly outstanding = new Map<number, number>();
+  /** The receiver keeps payloads past the call (it has deliverFrame): each frame gets a lease. */
+  private readonly leases: boolean;
 
   constructor(
     sab: SharedArrayBuffer,
     private readonly receiver: FrameReceiver,
   ) {
     this.ringBuf = Buffer.from(sab);
+    this.leases = receiver.deliverFrame !== undefined;
   }
 
   onRecord(kind: number, _reqId: number, _aux: number, offset: number, length: number, token: number): void {
@@ -258,22 +225,13 @@ class RecordFrames implements RecordSink {
         return;
       }
     }
-    if (!receiver.leasesFrames) {
+    if (!this.leases) {
       // The client decodes (copies) each reply at once: no lease objects, free the record right after.
       try {
         for (let o = start; o < end; ) {
-          const len = readU32(b, o);
-          receiver.onFrame(
-            b[o + 4] as number,
-            b[o + 5] as number,
-            (b[o + 6] as number) | ((b[o + 7] as number) << 8),
-            readU32(b, o + 8),
-            b,
-            o + HEADER_SIZE,
-            o + 4 + len,
-            false,
-          );
-          o += 4 + len;
+          const next = o + 4 + readU32(b, o);
+          emitFrame(receiver, b, o, next, false);
+          o = next;
         }
       } finally {
         this.channel?.release(token);
@@ -285,16 +243,7 @@ class RecordFrames implements RecordSink {
     for (let o = start; o < end; ) {
       const len = readU32(b, o);
       const lease = new RingLease(b, o + HEADER_SIZE, len + 4 - HEADER_SIZE, this, token, shared);
-      this.receiver.deliverFrame(
-        b[o + 4] as number,
-        b[o + 5] as number,
-        (b[o + 6] as number) | ((b[o + 7] as number) << 8),
-        readU32(b, o + 8),
-        b,
-        o + HEADER_SIZE,
-        o + 4 + len,
-        lease,
-      );
+      deliverLeasedFrame(receiver, b, o, o + 4 + len, lease);
       o += 4 + len;
     }
   }
@@ -317,7 +266,7 @@ class RecordFrames implements RecordSink {
   }
 
   onCorrupt(err: CellError): void {
-    this.receiver.ringCorrupt(err);
+    this.receiver.ringCorrupt?.(err);
   }
 
   beginDrain(): void {
@@ -352,22 +301,29 @@ function socketFd(carrier: unknown): number | undefined {
 
 // ------------------------------------------------------------------------------ server side
 
-/** What the server glue needs from a session (ServerSession satisfies it). */
-export interface UpgradableSession extends FrameReceiver {
-  sink: FrameSink;
-  readonly transport: { readonly carrier: unknown; destroy(): void };
-  transportStatus: TransportStatus;
+/** What the server half reads of a session: its socket, its status and its socket sink. */
+export interface ShmServerPeer extends FrameReceiver {
+  readonly sink: FrameSink;
+  readonly transport: { readonly carrier: unknown };
+  readonly transportStatus: Readonly<TransportStatus>;
   writeCold(frame: Uint8Array): void;
 }
 
-/** Server half: answers upgrade requests and serves pickup connections for one Membrane. */
-export class ShmServerGlue {
-  readonly host: ShmHost<UpgradableSession>;
+/**
+ * Server half: answers upgrade requests and serves pickup connections for one Membrane. It never
+ * touches a session's fields: a picked-up upgrade ends in `install(session, sink)`, the Membrane's own
+ * callback, which puts the ring sink in place.
+ */
+export class ShmServerGlue<S extends ShmServerPeer> {
+  readonly host: ShmHost<S>;
   upgrades = 0;
   declines = 0;
   active = 0;
 
-  constructor(options: { ringCapacity?: number } = {}) {
+  constructor(
+    options: { ringCapacity?: number },
+    private readonly install: (session: S, sink: RingFrameSink) => void,
+  ) {
     this.host = new ShmHost(options.ringCapacity === undefined ? {} : { capacity: options.ringCapacity });
   }
 
@@ -376,8 +332,11 @@ export class ShmServerGlue {
     return this.host.declineReason;
   }
 
-  /** Control frame UPGRADE_REQUEST on an open session. */
-  onUpgradeRequest(session: UpgradableSession, requestId: number): void {
+  /**
+   * Control frame UPGRADE_REQUEST on an open session: sends the challenge and returns undefined, or
+   * returns why the connection stays on the socket (the caller answers with declineFrame).
+   */
+  onUpgradeRequest(session: S, requestId: number): string | undefined {
     const fd = socketFd(session.transport.carrier);
     const offer =
       fd === undefined
@@ -389,10 +348,10 @@ export class ShmServerGlue {
             : this.host.offer(fd, session);
     if (offer.ok) {
       session.writeCold(encodeFrame(FrameControl.UPGRADE_CHALLENGE, 0, requestId, encodeChallenge(offer.challenge)));
-    } else {
-      this.declines++;
-      declineUpgrade(session, requestId, offer.reason);
+      return undefined;
     }
+    this.declines++;
+    return offer.reason;
   }
 
   /**
@@ -414,7 +373,7 @@ export class ShmServerGlue {
       if (buf.length < PICKUP_REQUEST_BYTES) return;
       socket.removeAllListeners('data');
       clearTimeout(timer);
-      let picked: { context: UpgradableSession; rings: RingPair };
+      let picked: { context: S; rings: RingPair };
       try {
         picked = this.host.pickUp(socket, buf.subarray(0, PICKUP_REQUEST_BYTES));
       } catch {
@@ -430,16 +389,13 @@ export class ShmServerGlue {
     attempt();
   }
 
-  private attachServer(session: UpgradableSession, rings: RingPair): void {
+  private attachServer(session: S, rings: RingPair): void {
     const carrier = session.transport.carrier as Socket;
     if (carrier.destroyed) {
       rings.free();
       return;
     }
     const sink = attachRings(rings, session, session.sink as StreamSink);
-    session.sink = sink;
-    session.transportStatus.transport = 'shm';
-    session.transportStatus.shmDeclined = undefined;
     this.upgrades++;
     this.active++;
     carrier.once('close', () => {
@@ -447,35 +403,22 @@ export class ShmServerGlue {
       rings.free();
       this.active--;
     });
+    this.install(session, sink);
   }
 
   /** The connection closed before picking its rings up. */
-  forget(session: UpgradableSession): void {
+  forget(session: S): void {
     this.host.forget(session);
   }
 }
 
 // ------------------------------------------------------------------------------ client side
 
-/** What the client glue needs from a connection (ClientConnection satisfies it). */
-export interface UpgradableClient extends FrameReceiver {
-  sink: FrameSink;
-  readonly stream: unknown;
-  readonly options: { readonly socketPath?: string | undefined };
-  transportStatus: TransportStatus;
-}
-
-/** Pending client upgrades: the answer frame arrives through the connection's frame handler. */
-const waiting = new WeakMap<UpgradableClient, (type: number, payload: Buffer) => void>();
+/** Pending client upgrades, by the connection's receiver: the answer arrives through its frames. */
+const waiting = new WeakMap<FrameReceiver, (type: number, payload: Buffer) => void>();
 
 /** Called by the connection for UPGRADE_CHALLENGE / UPGRADE_DECLINED frames. */
-export function onUpgradeAnswer(
-  client: UpgradableClient,
-  type: number,
-  bytes: Buffer,
-  start: number,
-  end: number,
-): void {
+export function onUpgradeAnswer(client: FrameReceiver, type: number, bytes: Buffer, start: number, end: number): void {
   const w = waiting.get(client);
   if (w === undefined) return;
   waiting.delete(client);
@@ -483,19 +426,21 @@ export function onUpgradeAnswer(
 }
 
 /**
- * Client half, run right after the handshake. Never throws and never hangs: on any refusal or
- * failure the connection stays on the socket and `transportStatus.shmDeclined` says why.
+ * Client half, run right after the handshake: asks over `sink` (the socket's), picks the rings up and
+ * returns the ring sink for the connection to install, with ring frames going to `receiver`; or
+ * returns why the connection stays on the socket. Never throws and never hangs.
  */
-export async function upgradeClient(client: UpgradableClient): Promise<void> {
-  const status = client.transportStatus;
-  const fd = socketFd(client.stream);
+export async function upgradeClient(
+  stream: unknown,
+  sink: StreamSink,
+  receiver: FrameReceiver,
+  socketPath: string | undefined,
+): Promise<RingFrameSink | string> {
+  const fd = socketFd(stream);
   const local = clientShmDecline(fd);
-  if (local !== undefined) {
-    status.shmDeclined = local;
-    return;
-  }
+  if (local !== undefined) return local;
   const addon = loadNative().addon;
-  let path = client.options.socketPath ?? '';
+  let path = socketPath ?? '';
   if (path === '') {
     try {
       path = addon?.peerPath(fd as number) ?? '';
@@ -503,39 +448,31 @@ export async function upgradeClient(client: UpgradableClient): Promise<void> {
       // fall through: no path, no upgrade
     }
   }
-  if (path === '') {
-    status.shmDeclined = 'client: the socket has no path to reach the server again';
-    return;
-  }
+  if (path === '') return 'client: the socket has no path to reach the server again';
   try {
     const answer = await new Promise<{ type: number; payload: Buffer }>((resolve, reject) => {
       const timer = setTimeout(() => {
-        waiting.delete(client);
+        waiting.delete(receiver);
         reject(new CellError('E_TIMEOUT', `no answer to the upgrade request within ${UPGRADE_TIMEOUT_MS} ms`));
       }, UPGRADE_TIMEOUT_MS);
-      waiting.set(client, (type, payload) => {
+      waiting.set(receiver, (type, payload) => {
         clearTimeout(timer);
         resolve({ type, payload });
       });
-      (client.sink as StreamSink).writeFrame(encodeFrame(FrameControl.UPGRADE_REQUEST, 0, 0));
-      client.sink.flush();
+      sink.writeFrame(encodeFrame(FrameControl.UPGRADE_REQUEST, 0, 0));
+      sink.flush();
     });
-    if (answer.type === FrameControl.UPGRADE_DECLINED) {
-      status.shmDeclined = answer.payload.toString('utf8');
-      return;
-    }
+    if (answer.type === FrameControl.UPGRADE_DECLINED) return answer.payload.toString('utf8');
     const rings = await pickUpRings(path, decodeChallenge(answer.payload), UPGRADE_TIMEOUT_MS, fd as number);
-    const stream = client.stream as Socket;
-    if (stream.destroyed) return;
-    const sink = attachRings(rings, client, client.sink as StreamSink);
-    client.sink = sink;
-    status.transport = 'shm';
-    status.shmDeclined = undefined;
-    stream.once('close', () => {
-      sink.channel.close();
+    const socket = stream as Socket;
+    if (socket.destroyed) return 'client: the connection closed during the upgrade';
+    const ringSink = attachRings(rings, receiver, sink);
+    socket.once('close', () => {
+      ringSink.channel.close();
       rings.free();
     });
+    return ringSink;
   } catch (err) {
-    status.shmDeclined = `client: ${(err as Error).message}`;
+    return `client: ${(err as Error).message}`;
   }
 }

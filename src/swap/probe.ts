@@ -1,19 +1,5 @@
-import { connect } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { CellError } from '../errors/index.js';
-import { service } from '../service/index.js';
-import { Synapse } from '../synapse/index.js';
-
-/** A contract with no methods: a contract-less (fingerprint 0) connection only reaches built-ins. */
-const Probe = service('probe', {});
-
-function connectTo(path: string): Promise<Duplex> {
-  return new Promise((resolve, reject) => {
-    const s = connect({ path, allowHalfOpen: true });
-    s.once('error', reject);
-    s.once('connect', () => resolve(s));
-  });
-}
+import { Synapse, unixConnector } from '../synapse/index.js';
 
 /**
  * Waits until the Membrane listening at exactly `path` answers its health built-in with status ok
@@ -32,21 +18,17 @@ export async function waitHealthy(
       throw new CellError('E_SPAWN_FAILED', 'the process exited before it became healthy.', { cell });
     }
     try {
-      const client = await Synapse.grow(Probe, {
-        name: cell,
-        inspectOnly: true,
+      const client = await Synapse.inspect(cell, {
         waitMs: 0,
         timeoutMs: Math.max(100, deadline - Date.now()),
-        resolvers: [
-          { name: 'generation', order: 0, resolve: () => ({ describe: path, connect: () => connectTo(path) }) },
-        ],
+        resolvers: [{ name: 'generation', order: 0, resolve: () => unixConnector(path) }],
       });
       try {
-        const health = (await client.$health()) as { status?: string };
+        const health = (await client.health()) as { status?: string };
         if (health?.status === 'ok') return health;
         last = new Error(`health status is ${JSON.stringify(health?.status)}`);
       } finally {
-        await client.$close();
+        await client.close();
       }
     } catch (err) {
       last = err;

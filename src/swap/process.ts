@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import type { GenerationProcess, SwapSteps } from './index.js';
+import type { GenerationProcess, SwapSteps } from './generations.js';
 import { waitHealthy } from './probe.js';
 
 /** A generation that is a child process of the caller (the Root, or a test harness). */

@@ -12,29 +12,22 @@ import {
   encodeFrame,
   encodeHandshake,
   FrameDecoder,
-  type FrameHandler,
+  type FrameReceiver,
   FrameType,
   fingerprintHex,
   type Handshake,
   HandshakeFlag,
   HEADER_SIZE,
   PROTOCOL_VERSION,
+  type Transport,
+  type TransportStatus,
   welcomeAttestation,
   writeHeader,
 } from '../frame/index.js';
 import { StreamFrameSink } from '../frame/writer.js';
 import { verifyAttestation } from '../identity/index.js';
 import type { MethodDef, ServiceDef } from '../service/types.js';
-import {
-  FrameControl,
-  onUpgradeAnswer,
-  type StreamSink,
-  type Transport,
-  type TransportStatus,
-  type UpgradableClient,
-  upgradeClient,
-} from '../shm/wire.js';
-import type { Vesicle } from '../vesicle/index.js';
+import { FrameControl, onUpgradeAnswer, type StreamSink, upgradeClient } from '../shm/wire.js';
 
 /** An error the cell's handler raised (or the cell reported for one call), carried back to the caller. */
 export class RemoteError extends CellError {
@@ -262,7 +255,7 @@ export interface FrameCarrier {
   readonly frameSink: StreamSink;
   /** What `transportStatus.transport` reports. */
   readonly transportName: Transport;
-  bindFrames(handler: FrameHandler): void;
+  bindFrames(handler: FrameReceiver): void;
 }
 
 function frameCarrierOf(stream: Duplex): FrameCarrier | null {
@@ -280,7 +273,7 @@ const CLOSED = 3;
  * any order, writes coalesce per tick. Calls in flight when the stream dies fail with
  * E_CONNECTION_LOST; nothing is retried, because a request that reached the cell may have run.
  */
-export class ClientConnection implements FrameHandler, UpgradableClient {
+export class ClientConnection implements FrameReceiver {
   readonly stream: Duplex;
   readonly cell: string;
   readonly options: ConnectionOptions;
@@ -308,8 +301,6 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
   transportStatus: TransportStatus = { transport: 'socket', shmDeclined: undefined };
   /** Whether the cell proved its Root-attested identity at the handshake, or why not. */
   identityStatus: IdentityStatus;
-  /** Replies are decoded (copied) on arrival, so ring slots are freed at once. */
-  readonly leasesFrames = false;
   /** The attestation challenge sent in HELLO, or null when not asking. */
   private readonly challenge: Buffer | null;
   private readonly decoder: FrameDecoder;
@@ -652,24 +643,6 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
     this.slowFrame(type, method, requestId, bytes, start, end);
   }
 
-  /** A frame from the shared-memory ring: the reply is decoded (copied) at once, then the slot freed. */
-  deliverFrame(
-    type: number,
-    flags: number,
-    method: number,
-    requestId: number,
-    bytes: Buffer,
-    start: number,
-    end: number,
-    lease: Vesicle,
-  ): void {
-    try {
-      this.onFrame(type, flags, method, requestId, bytes, start, end);
-    } finally {
-      lease.release();
-    }
-  }
-
   /** The cell wrote garbage into its ring: fail the connection with the reason. */
   ringCorrupt(err: CellError): void {
     this.fail(err);
@@ -787,7 +760,14 @@ export class ClientConnection implements FrameHandler, UpgradableClient {
       return;
     }
     // The upgrade never throws and is bounded by its own timeouts; the connection is usable either way.
-    void upgradeClient(this).then(() => {
+    // Replies are decoded (copied) on arrival, so this receiver takes no leases: ring slots free at once.
+    void upgradeClient(this.stream, this.sink, this, o.socketPath).then((upgraded) => {
+      if (typeof upgraded === 'string') this.transportStatus.shmDeclined = upgraded;
+      else {
+        this.sink = upgraded;
+        this.transportStatus.transport = 'shm';
+        this.transportStatus.shmDeclined = undefined;
+      }
       if (this.pending.size === 0) this.idle();
       if (r !== null) r();
     });

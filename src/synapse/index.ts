@@ -2,11 +2,11 @@ import type { KeyObject } from 'node:crypto';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CellError, isCellError } from '../errors/index.js';
+import type { TransportStatus } from '../frame/index.js';
 import { BuiltinMethod } from '../frame/index.js';
 import { callerRootKey } from '../identity/index.js';
 import { validateCellName } from '../paths/index.js';
 import type { MethodDef, MethodInput, MethodOutput, ServiceDef } from '../service/types.js';
-import type { TransportStatus } from '../shm/wire.js';
 import {
   type CallOptions,
   ClientConnection,

@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { cellSocketPath, rootSocketPath } from '../paths/index.js';
+import { cellSocketPath } from '../paths/index.js';
 
 /** A way to open a byte stream to one cell instance; called again on every reconnect. */
 export interface Connector {
@@ -14,7 +14,8 @@ export interface Connector {
 /**
  * Finds a cell. Synapse.grow asks the registered resolvers in ascending `order` and uses the first
  * connector that connects:
- *   100 local socket (this file) → 200 the Mycelium Root spawns the cell on demand → 300 remote (Axon).
+ *   100 local socket (this file) → 200 the Mycelium Root spawns the cell on demand → 300 remote (Axon,
+ *   NATS); src/runtime.ts registers all but the first.
  * A resolver returns null when it cannot produce the cell; it may be asked again while grow waits,
  * so resolvers with side effects (spawning) must be idempotent.
  */
@@ -62,41 +63,9 @@ export const localSocketResolver: Resolver = {
   },
 };
 
-let axon: Promise<Resolver> | undefined;
-/**
- * Axon's remote lookup (discovered instance, then CELL_PEER), loaded only when the process opted in
- * with CELL_LAN=1 or names a peer with CELL_PEER; see docs/AXON.md.
- */
-export const axonRemoteResolver: Resolver = {
-  name: 'axon',
-  order: 300,
-  async resolve(cell, context) {
-    if (process.env.CELL_LAN !== '1' && !process.env.CELL_PEER) return null;
-    axon ??= import('../axon/mesh.js').then((m) => m.axonResolver());
-    return (await axon).resolve(cell, context);
-  },
-};
-
-let root: Promise<typeof import('../root/resolver.js')> | undefined;
-/**
- * The Mycelium Root spawns the cell on demand (building its DNA) and answers once it is ready; asked
- * only when the umbilical socket exists, and loaded only then.
- */
-export const rootSpawnResolver: Resolver = {
-  name: 'root spawn',
-  order: 200,
-  async resolve(cell, context) {
-    try {
-      if (!statSync(rootSocketPath()).isSocket()) return null;
-    } catch {
-      return null;
-    }
-    root ??= import('../root/resolver.js');
-    return (await root).spawnThroughRoot(cell, context);
-  },
-};
-
-const registry: Resolver[] = [localSocketResolver, rootSpawnResolver, axonRemoteResolver];
+// Synapse knows only the local socket: the package entry's composition root (src/runtime.ts) adds the
+// Root's spawn-on-demand and the mesh carriers, so this layer never imports the ones above it.
+const registry: Resolver[] = [localSocketResolver];
 
 /** Registers a resolver (e.g. the Root's spawn-on-demand, Axon's remote lookup); replaces one of the same name. */
 export function addResolver(resolver: Resolver): void {

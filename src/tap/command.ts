@@ -1,6 +1,7 @@
 // `cell tap <name> [filter…] [--json] [--count n]`: prints the requests a cell serves as they finish.
-import { intOption, parseCommand } from '../cli/args.js';
+
 import { validateCellName } from '../paths/index.js';
+import { intOption, parseCommand } from '../terminal/args.js';
 import { formatTapRecord, openTap } from './client.js';
 
 export const TAP_USAGE = `usage: cell tap <name> [filter expression] [--json] [--count <n>]

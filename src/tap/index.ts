@@ -3,5 +3,5 @@
 export type { TapHello, TapRecord, TapSession } from './client.js';
 export { formatTapRecord, openTap } from './client.js';
 export type { TapEvent, TapFilter } from './filter.js';
-export { compileFilter, parseFilter } from './filter.js';
-export { TapServer, tapJson } from './server.js';
+export { compileFilter } from './filter.js';
+export { TapServer } from './server.js';

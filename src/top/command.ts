@@ -1,9 +1,10 @@
 // `cell top [--plain] [--interval ms] [--count n]`: the dashboard over the Root when it runs, else
 // over the cells found in the socket directory.
-import { intOption, parseCommand, positiveOption } from '../cli/args.js';
+
+import type { TopDataSource } from '../observation/index.js';
+import { SocketScanSource } from '../observation/index.js';
+import { intOption, parseCommand, positiveOption } from '../terminal/args.js';
 import { runTop } from './index.js';
-import { SocketScanSource } from './scan.js';
-import type { TopDataSource } from './source.js';
 
 export interface TopCommandDeps {
   /** The Root-backed source, when a Root answers; undefined falls back to scanning sockets. */

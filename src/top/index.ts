@@ -2,19 +2,16 @@
 // keys; otherwise it prints one plain line per cell every interval, for pipes and logs.
 
 import { createElement as h } from 'react';
+import type { TopDataSource } from '../observation/index.js';
 import { render } from './ink.js';
 import { TopModel } from './model.js';
 import { plainLines } from './render.js';
-import type { TopDataSource } from './source.js';
 import { TopApp } from './view.js';
 
-export { formatBytes, formatLatency, formatRate, formatUptime, sparkline } from './format.js';
-export type { CellRow, SortKey } from './model.js';
-export { SORT_KEYS, sortRows, TopModel } from './model.js';
-export { detailLine, HELP_LINE, headerLine, plainLines, rowLine, screenLines, titleLine } from './render.js';
-export type { KnownCell } from './scan.js';
-export { CellProbe, collectCellSamples, SocketScanSource } from './scan.js';
-export type { CellSample, TopDataSource } from './source.js';
+export type { CellSample, TopDataSource } from '../observation/index.js';
+export { formatLatency, formatUptime, sparkline } from './format.js';
+export { TopModel } from './model.js';
+export { plainLines, screenLines } from './render.js';
 export { TopScreen } from './view.js';
 
 export interface TopOptions {

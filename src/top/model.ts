@@ -1,9 +1,7 @@
 import { Histogram } from '../metrics/index.js';
-import type { CellSample, TopDataSource } from './source.js';
+import type { CellSample, TopDataSource } from '../observation/index.js';
 
 export type SortKey = 'name' | 'rate' | 'p99' | 'cpu' | 'rss' | 'restarts';
-export const SORT_KEYS: readonly SortKey[] = ['name', 'rate', 'p99', 'cpu', 'rss', 'restarts'];
-
 /** One dashboard line: the sample plus what the dashboard derived from consecutive samples. */
 export interface CellRow {
   readonly name: string;

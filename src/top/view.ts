@@ -1,5 +1,5 @@
 import { createElement as h, type ReactElement, useEffect, useState } from 'react';
-import { colorEnabled } from '../cli/color.js';
+import { colorEnabled } from '../terminal/color.js';
 import { Box, Text, useApp, useInput } from './ink.js';
 import type { SortKey, TopModel } from './model.js';
 import { detailLine, HELP_LINE, headerLine, rowLine, titleLine } from './render.js';

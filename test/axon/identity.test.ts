@@ -4,7 +4,6 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { FramedChannel, serveFrames } from '../../src/axon/framed.js';
 import {
   createJoinRequest,
   initMesh,
@@ -15,6 +14,7 @@ import {
 } from '../../src/axon/identity/index.js';
 import { connectMesh, listenMesh } from '../../src/axon/tls/index.js';
 import { isCellError } from '../../src/errors/index.js';
+import { FramedChannel, serveFrames } from '../support/framed.js';
 
 function tempHome(t: { after: (fn: () => void) => void }, label: string): string {
   const dir = mkdtempSync(join(tmpdir(), `cell-axon-${label}-`));

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { lanEnabled } from '../../src/axon/server.js';
 import { isCellError } from '../../src/errors/index.js';
-import { Membrane } from '../../src/membrane/index.js';
+import { Membrane } from '../../src/index.js';
 import { t } from '../../src/protein/index.js';
 import { rpc, service } from '../../src/service/index.js';
 import { Synapse } from '../../src/synapse/index.js';

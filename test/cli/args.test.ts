@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { editDistance, intOption, nearest, parseCommand, positiveOption, UsageError } from '../../src/cli/args.js';
+import { editDistance, intOption, nearest, parseCommand, positiveOption, UsageError } from '../../src/terminal/args.js';
 
 const SPEC = {
   usage: 'usage: cell demo <name> [--lines <n>] [--follow] [--json]',

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { isCellError } from '../../src/errors/index.js';
-import { Membrane } from '../../src/membrane/index.js';
+import { Membrane } from '../../src/index.js';
 import { t } from '../../src/protein/index.js';
 import { rpc, service } from '../../src/service/index.js';
 import { Synapse } from '../../src/synapse/index.js';

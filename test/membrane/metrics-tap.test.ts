@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Membrane } from '../../src/membrane/index.js';
+import { Membrane } from '../../src/index.js';
 import { Histogram, parseServiceMetricsSnapshot } from '../../src/metrics/index.js';
 import { protein, t } from '../../src/protein/index.js';
 import { rpc, service } from '../../src/service/index.js';

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Svcm } from '@nats-io/services';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { CellError, isCellError } from '../../src/errors/index.js';
-import { Membrane } from '../../src/membrane/index.js';
+import { Membrane } from '../../src/index.js';
 import { closeNats, natsResolver, natsSettings, registerNats } from '../../src/nats/index.js';
 import type { NatsCellService } from '../../src/nats/service.js';
 import { protein, t } from '../../src/protein/index.js';
@@ -83,7 +83,7 @@ function officialClient(nc: NatsConnection) {
 }
 
 function nats(m: Membrane): NatsCellService {
-  return m.attachments[0] as unknown as NatsCellService;
+  return m.attachment('nats') as unknown as NatsCellService;
 }
 
 const until = async (pred: () => boolean, ms = 5_000) => {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
-import { Membrane } from '../../src/membrane/index.js';
+import { Membrane } from '../../src/index.js';
 import { protein, t } from '../../src/protein/index.js';
 import { rpc, service } from '../../src/service/index.js';
 import { addResolver, type Resolver, removeResolver, resolvers, Synapse } from '../../src/synapse/index.js';
@@ -47,19 +47,20 @@ function resolverFor(getPath: () => string): Resolver {
 
 test('resolvers are asked in order; registration replaces by name', () => {
   const before = resolvers().map((r) => r.name);
-  // The Root's spawn-on-demand (200) and Axon's remote lookup (300) are built in; they stay inert
-  // unless a Root answers on the umbilical socket / CELL_LAN=1 or CELL_PEER is set.
-  assert.deepEqual(before, ['local socket', 'root spawn', 'axon']);
+  // Synapse itself knows only the local socket; the package entry (src/runtime.ts) adds the Root's
+  // spawn-on-demand (200) and the mesh lookups (300: Axon, NATS). They stay inert unless a Root answers
+  // on the umbilical socket / CELL_LAN=1, CELL_PEER or CELL_NATS is set.
+  assert.deepEqual(before, ['local socket', 'root spawn', 'axon', 'nats']);
   addResolver({ name: 'remote', order: 400, resolve: () => null });
   addResolver({ name: 'root', order: 200, resolve: () => null });
   assert.deepEqual(
     resolvers().map((r) => r.name),
-    ['local socket', 'root spawn', 'root', 'axon', 'remote'],
+    ['local socket', 'root spawn', 'root', 'axon', 'nats', 'remote'],
   );
   addResolver({ name: 'root', order: 50, resolve: () => null });
   assert.deepEqual(
     resolvers().map((r) => r.name),
-    ['root', 'local socket', 'root spawn', 'axon', 'remote'],
+    ['root', 'local socket', 'root spawn', 'axon', 'nats', 'remote'],
   );
   removeResolver('root');
   removeResolver('remote');

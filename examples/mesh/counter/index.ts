@@ -1,5 +1,5 @@
 // The counter cell: not started by `cell up` (autostart: false); the first Synapse.grow spawns it.
-import { Membrane } from '../../../src/membrane/index.js';
+import { Membrane } from '../../../src/index.js';
 import { Counter } from '../contracts.js';
 
 let value = Number(process.env.COUNTER_START ?? 0);

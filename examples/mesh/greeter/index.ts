@@ -1,5 +1,5 @@
 // The greeter cell. Grown by the Root from this folder (its DNA): `cell up examples/mesh`.
-import { Membrane } from '../../../src/membrane/index.js';
+import { Membrane } from '../../../src/index.js';
 import { Greeter } from '../contracts.js';
 
 let served = 0;

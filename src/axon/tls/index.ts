@@ -83,17 +83,6 @@ export function checkMeshPeer(cert: PeerCertificate, expect: MeshPeerExpectation
   return undefined;
 }
 
-/** The authenticated peer's mesh host name and certificate fingerprint. */
-export function meshPeer(socket: tls.TLSSocket): { hostName: string; fingerprint: string } | undefined {
-  if (!socket.authorized) return undefined;
-  const cert = socket.getPeerCertificate();
-  if (!cert?.raw) return undefined;
-  return {
-    hostName: String((cert.subject as unknown as Record<string, string>).CN ?? ''),
-    fingerprint: certFingerprint(new X509Certificate(cert.raw)),
-  };
-}
-
 export interface MeshListenOptions {
   identity: MeshIdentity;
   host: string;

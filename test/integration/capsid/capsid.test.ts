@@ -17,11 +17,11 @@ import {
 } from '../../../src/capsid/index.js';
 import { isCellError } from '../../../src/errors/index.js';
 import { exportRootPublicKey, issueIdentity, loadOrCreateRootKey } from '../../../src/identity/index.js';
+import { Synapse } from '../../../src/index.js';
 import type { CellBoot } from '../../../src/paths/index.js';
 import { t as types } from '../../../src/protein/index.js';
 import { synthesize } from '../../../src/ribosome/index.js';
 import { rpc, service } from '../../../src/service/index.js';
-import { Synapse } from '../../../src/synapse/index.js';
 
 const PROBE = fileURLToPath(new URL('./fixtures/probe.js', import.meta.url));
 

@@ -12,7 +12,7 @@ import { KvClient, KvUnknownOutcome } from '../../../examples/kv/client.js';
 import { Kv } from '../../../examples/kv/contract.js';
 import { checkOperations, type KvOperation, kvModel } from '../../../src/consensus/linearizability/index.js';
 import { Prng } from '../../../src/consensus/sim/index.js';
-import { Synapse } from '../../../src/synapse/index.js';
+import { Synapse } from '../../../src/index.js';
 
 type KvInput = { op: 'get' } | { op: 'put'; value: string } | { op: 'cas'; expected: string | null; value: string };
 /** get: the value read; put: null; cas: whether it swapped; undefined: outcome unknown (ret = +∞). */

@@ -9,9 +9,9 @@ import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSyn
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { Synapse } from '../../../src/index.js';
 import { t } from '../../../src/protein/index.js';
 import { rpc, service } from '../../../src/service/index.js';
-import { Synapse } from '../../../src/synapse/index.js';
 import { canSandbox, echoCell, makeSandbox, processesMentioning, useSandboxEnv } from '../root/harness.js';
 import { ATTACKER_SOURCE } from './attacker.js';
 

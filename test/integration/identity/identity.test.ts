@@ -19,10 +19,10 @@ import {
   PROTOCOL_VERSION,
 } from '../../../src/frame/index.js';
 import { exportRootPublicKey, issueIdentity, loadOrCreateRootKey } from '../../../src/identity/index.js';
+import { Synapse } from '../../../src/index.js';
 import { type CellBoot, cellSocketPath, ensurePrivateDir } from '../../../src/paths/index.js';
 import { t as types } from '../../../src/protein/index.js';
 import { loadNative } from '../../../src/shm/native.js';
-import { Synapse } from '../../../src/synapse/index.js';
 import { Bank } from './fixtures/contract.js';
 
 const BANK = fileURLToPath(new URL('./fixtures/bank.js', import.meta.url));

@@ -5,7 +5,7 @@ import { cpSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
-import { Synapse } from '../../../src/synapse/index.js';
+import { Synapse } from '../../../src/index.js';
 import { echoCell, echoContract, makeSandbox, sandboxFlags, useSandboxEnv, waitFor } from './harness.js';
 
 test('cell up exits 1 when one cell of several fails to start, and names it', async (t) => {

@@ -4,9 +4,9 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
+import { Synapse, unixConnector } from '../../../src/index.js';
 import { t } from '../../../src/protein/index.js';
 import { RootService } from '../../../src/root/contract.js';
-import { Synapse, unixConnector } from '../../../src/synapse/index.js';
 import {
   cellCgroupsOf,
   echoCell,

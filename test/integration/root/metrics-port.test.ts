@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { test } from 'node:test';
-import { Synapse } from '../../../src/synapse/index.js';
+import { Synapse } from '../../../src/index.js';
 import { echoCell, echoContract, makeSandbox, useSandboxEnv, waitFor } from './harness.js';
 
 /** A port nothing listens on right now. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
-import { Synapse } from '../../../src/synapse/index.js';
+import { Synapse } from '../../../src/index.js';
 import { echoContract, makeSandbox, useSandboxEnv, waitFor } from './harness.js';
 
 interface Row {

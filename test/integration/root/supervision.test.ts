@@ -3,9 +3,9 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
+import { Synapse } from '../../../src/index.js';
 import { t } from '../../../src/protein/index.js';
 import { rpc, service } from '../../../src/service/index.js';
-import { Synapse } from '../../../src/synapse/index.js';
 import {
   canSandbox,
   cellCgroupsOf,

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { type TestContext, test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
+import { isRemoteError, Synapse } from '../../../src/index.js';
 import { loadNative } from '../../../src/shm/native.js';
 import type { RingFrameSink } from '../../../src/shm/wire.js';
-import { isRemoteError, Synapse } from '../../../src/synapse/index.js';
 import { ShmTest } from './fixtures/contract.js';
 import { startCell } from './fixtures/start-cell.js';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
-import { Membrane } from '../../../src/membrane/index.js';
+import { Membrane } from '../../../src/index.js';
 import { cellSocketPath } from '../../../src/paths/index.js';
 import { loadNative } from '../../../src/shm/native.js';
 import type { RingFrameSink } from '../../../src/shm/wire.js';

@@ -7,8 +7,8 @@ import { createInterface } from 'node:readline';
 import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isCellError } from '../../../src/errors/index.js';
-import { FRAME_UPGRADE_DECLINED, ShmClient, ShmServer } from '../../../src/shm/link.js';
 import { loadNative } from '../../../src/shm/native.js';
+import { FRAME_UPGRADE_DECLINED, ShmClient, ShmServer } from '../../support/shm-link.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 

@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { serveMetrics } from '../../../src/metrics/index.js';
-import { CellProbe, collectCellSamples } from '../../../src/top/scan.js';
+import { CellProbe, collectCellSamples, serveMetrics } from '../../../src/observation/index.js';
 import { CLI, LiveMesh } from './mesh.js';
 
 const requestsOf = (text: string, cell: string) => {

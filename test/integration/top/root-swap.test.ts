@@ -3,9 +3,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
+import { Synapse, type SynapseClient } from '../../../src/index.js';
 import { t as types } from '../../../src/protein/index.js';
 import { rpc, service } from '../../../src/service/index.js';
-import { Synapse, type SynapseClient } from '../../../src/synapse/index.js';
 import { makeSandbox, sandboxFlags, useSandboxEnv, waitFor } from '../root/harness.js';
 
 const Counter = service('counter', {

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isCellError } from '../../../src/errors/index.js';
+import { Synapse } from '../../../src/index.js';
 import {
   type ChildGeneration,
   childProcessSwapSteps,
@@ -16,7 +17,6 @@ import {
   stopGeneration,
   swapGenerations,
 } from '../../../src/swap/index.js';
-import { Synapse } from '../../../src/synapse/index.js';
 import { VersionedService } from './fixtures/versioned-contract.js';
 
 const CELL = fileURLToPath(new URL('./fixtures/versioned-cell.js', import.meta.url));

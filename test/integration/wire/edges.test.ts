@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
 import { BuiltinMethod, decodeHandshake, encodeFrame, FrameType } from '../../../src/frame/index.js';
+import { Synapse } from '../../../src/index.js';
 import { cellSocketPath } from '../../../src/paths/index.js';
-import { Synapse } from '../../../src/synapse/index.js';
 import { EchoService, Id } from './fixtures/contract.js';
 import { helloFrame, RawClient, type RunningCell, removeDir, startCell, stopCell, tempSocketDir } from './helpers.js';
 

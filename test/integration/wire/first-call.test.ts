@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { Synapse } from '../../../src/synapse/index.js';
+import { Synapse } from '../../../src/index.js';
 import { EchoService } from './fixtures/contract.js';
 import { type RunningCell, removeDir, startCell, stopCell, tempSocketDir } from './helpers.js';
 

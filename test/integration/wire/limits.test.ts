@@ -8,9 +8,9 @@ import { connect, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
 import { FrameType } from '../../../src/frame/index.js';
+import { type CellInspector, Synapse } from '../../../src/index.js';
 import { cellSocketPath } from '../../../src/paths/index.js';
 import { PICKUP_MAGIC } from '../../../src/shm/upgrade.js';
-import { type CellInspector, Synapse } from '../../../src/synapse/index.js';
 import { EchoService } from './fixtures/contract.js';
 import { RawClient, type RunningCell, removeDir, startCell, stopCell, tempSocketDir, waitFor } from './helpers.js';
 

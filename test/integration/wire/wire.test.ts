@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { type CellError, isCellError } from '../../../src/errors/index.js';
 import { FrameType, HEADER_SIZE, writeHeader } from '../../../src/frame/index.js';
-import { Synapse, type SynapseClient } from '../../../src/synapse/index.js';
+import { Synapse, type SynapseClient } from '../../../src/index.js';
 import { EchoService, EchoServiceV2, Id } from './fixtures/contract.js';
 import { RawClient, type RunningCell, removeDir, startCell, stopCell, tempSocketDir, waitFor } from './helpers.js';
 

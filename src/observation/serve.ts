@@ -2,8 +2,8 @@
 // /metrics answers the text format for whatever `collect` returns at scrape time.
 import { createServer, type Server } from 'node:http';
 import { CellError } from '../errors/index.js';
-import type { CellSample } from '../top/source.js';
 import { type CellMetricsInput, formatCellMetrics } from './prometheus.js';
+import type { CellSample } from './source.js';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 

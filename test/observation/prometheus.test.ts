@@ -1,14 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  escapeLabelValue,
-  formatCellMetrics,
-  Histogram,
-  PrometheusText,
-  parseServiceMetricsSnapshot,
-  ServiceMetrics,
-  totalsOf,
-} from '../../src/metrics/index.js';
+import { Histogram, parseServiceMetricsSnapshot, ServiceMetrics, totalsOf } from '../../src/metrics/index.js';
+import { escapeLabelValue, formatCellMetrics, PrometheusText } from '../../src/observation/index.js';
 
 test('label values and HELP text are escaped', () => {
   assert.equal(escapeLabelValue('a"b\\c\nd'), 'a\\"b\\\\c\\nd');

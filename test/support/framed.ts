@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { CellError } from '../errors/index.js';
+import { CellError } from '../../src/errors/index.js';
 
 /**
  * A minimal multiplexed request/response framing: `u32 LE length | u32 LE request id | payload`,

@@ -1,11 +1,9 @@
 // `cell metrics [--serve <port>]`: Prometheus text for every cell, once or served on localhost.
-import { intOption, parseCommand, UsageError } from '../cli/args.js';
-import { SocketScanSource } from '../top/scan.js';
-import type { TopDataSource } from '../top/source.js';
+import { intOption, parseCommand, UsageError } from '../terminal/args.js';
 import { formatCellMetrics } from './prometheus.js';
+import { SocketScanSource } from './scan.js';
 import { serveMetrics, toMetricsInput } from './serve.js';
-
-export { toMetricsInput } from './serve.js';
+import type { TopDataSource } from './source.js';
 
 export const METRICS_USAGE = `usage: cell metrics [--serve <port>] [--json]
 

@@ -1,16 +1,11 @@
 import { readdirSync, statSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
-import type { Duplex } from 'node:stream';
 import { CellError } from '../errors/index.js';
-import { ProcessSampler, parseServiceMetricsSnapshot, type ServiceMetricsSnapshot } from '../metrics/index.js';
+import { parseServiceMetricsSnapshot, type ServiceMetricsSnapshot } from '../metrics/index.js';
 import { socketDir } from '../paths/index.js';
-import { service } from '../service/index.js';
-import { Synapse, type SynapseClient } from '../synapse/index.js';
+import { type CellInspector, Synapse, unixConnector } from '../synapse/index.js';
+import { ProcessSampler } from './proc.js';
 import type { CellSample, TopDataSource } from './source.js';
-
-const Probe = service('probe', {});
-type ProbeClient = SynapseClient<typeof Probe>;
 
 /** A cell's dir in the rendezvous dir is named for it; its public socket is `<name>/<name>.sock`. */
 const CELL_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -33,7 +28,7 @@ export interface KnownCell {
  * by the Root for the cells it runs and by a plain socket scan for cells started by hand.
  */
 export class CellProbe {
-  private readonly clients = new Map<string, { path: string; client: ProbeClient }>();
+  private readonly clients = new Map<string, { path: string; client: CellInspector }>();
   private readonly processes = new ProcessSampler();
 
   constructor(
@@ -41,33 +36,17 @@ export class CellProbe {
     private readonly timeoutMs = 1000,
   ) {}
 
-  private async client(name: string, path: string): Promise<ProbeClient> {
+  private async client(name: string, path: string): Promise<CellInspector> {
     const existing = this.clients.get(name);
     if (existing !== undefined && existing.path === path) return existing.client;
     if (existing !== undefined) {
       this.clients.delete(name);
-      void existing.client.$close().catch(() => {});
+      void existing.client.close().catch(() => {});
     }
-    const client = await Synapse.grow(Probe, {
-      name,
-      inspectOnly: true,
+    const client = await Synapse.inspect(name, {
       waitMs: 0,
       timeoutMs: this.timeoutMs,
-      resolvers: [
-        {
-          name: 'socket',
-          order: 0,
-          resolve: () => ({
-            describe: path,
-            connect: () =>
-              new Promise<Duplex>((resolve, reject) => {
-                const s = connect({ path, allowHalfOpen: true });
-                s.once('error', reject);
-                s.once('connect', () => resolve(s));
-              }),
-          }),
-        },
-      ],
+      resolvers: [{ name: 'socket', order: 0, resolve: () => unixConnector(path) }],
     });
     this.clients.set(name, { path, client });
     return client;
@@ -79,7 +58,7 @@ export class CellProbe {
     const path = cell.socketPath ?? join(this.dir, name, `${name}.sock`);
     try {
       const client = await this.client(name, path);
-      const [health, metrics] = (await Promise.all([client.$health(), client.$metrics()])) as [
+      const [health, metrics] = (await Promise.all([client.health(), client.metrics()])) as [
         { status?: string; pid?: number; uptimeMs?: number },
         { shm?: { active?: number } } | undefined,
       ];
@@ -139,13 +118,13 @@ export class CellProbe {
   private forget(name: string): void {
     const entry = this.clients.get(name);
     this.clients.delete(name);
-    void entry?.client.$close().catch(() => {});
+    void entry?.client.close().catch(() => {});
   }
 
   async close(): Promise<void> {
     const all = [...this.clients.values()];
     this.clients.clear();
-    await Promise.all(all.map((c) => c.client.$close().catch(() => {})));
+    await Promise.all(all.map((c) => c.client.close().catch(() => {})));
   }
 }
 

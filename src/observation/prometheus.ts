@@ -1,6 +1,6 @@
 import { CellError } from '../errors/index.js';
-import type { MethodMetricsSnapshot } from './counters.js';
-import { Histogram } from './histogram.js';
+import type { MethodMetricsSnapshot } from '../metrics/index.js';
+import { Histogram } from '../metrics/index.js';
 
 /**
  * Prometheus text exposition format 0.0.4: one HELP and one TYPE line per metric family, then its

@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { CellError } from '../errors/index.js';
-import { type RecordSink, ShmChannel } from './channel.js';
-import { loadNative } from './native.js';
-import type { RingPair } from './upgrade.js';
+import { CellError } from '../../src/errors/index.js';
+import { type RecordSink, ShmChannel } from '../../src/shm/channel.js';
+import { loadNative } from '../../src/shm/native.js';
+import type { RingPair } from '../../src/shm/upgrade.js';
 import {
   clientShmDecline,
   decodeChallenge,
@@ -12,7 +12,7 @@ import {
   PICKUP_REQUEST_BYTES,
   pickUpRings,
   ShmHost,
-} from './upgrade.js';
+} from '../../src/shm/upgrade.js';
 
 /**
  * A self-contained request/reply link over a Unix socket that upgrades to shared-memory rings: the

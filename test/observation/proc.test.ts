@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
-import { ProcessSampler, readProcess } from '../../src/metrics/index.js';
+import { ProcessSampler, readProcess } from '../../src/observation/index.js';
 
 test('reads CPU seconds and RSS of a real busy process and reports its CPU %', async (t) => {
   // A child that spins for a while: its CPU share must show up, and its name has spaces and parens.

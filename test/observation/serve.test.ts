@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isCellError } from '../../src/errors/index.js';
-import { ServiceMetrics, serveMetrics } from '../../src/metrics/index.js';
+import { ServiceMetrics } from '../../src/metrics/index.js';
+import { serveMetrics } from '../../src/observation/index.js';
 
 test('serveMetrics: exporter text from collect, 500 with the reason when collecting fails, port errors', async (t) => {
   const m = new ServiceMetrics('svc', ['get']);
