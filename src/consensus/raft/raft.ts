@@ -359,23 +359,51 @@ export class Raft {
   ready(): Ready {
     if (this.readyOut) throw new CellError('E_INTERNAL', 'raft: ready() called twice without advance()');
     this.flushProposals();
+    const prev = this.prevHard;
     const hard = this.hardChanged() ? { term: this.term, vote: this.vote, commit: this.log.committed } : null;
     const soft = this.softChanged() ? { lead: this.lead, role: this.role, term: this.term } : null;
+    const entries = this.log.unstable();
+    // The previous Ready's term and vote are durable: a Ready that changed them had to be synced
+    // before advance(). So only a change against it needs a sync (etcd-raft's MustSync).
+    const newVote = hard !== null && (hard.term !== prev.term || hard.vote !== prev.vote);
+    const mustSync = entries.length > 0 || this.pendingSnapshot !== null || newVote;
     const rd: Ready = {
       hardState: hard,
       snapshot: this.pendingSnapshot,
-      entries: this.log.unstable(),
+      entries,
+      mustSync,
       committedEntries: this.pendingSnapshot ? [] : this.log.nextCommitted(this.maxApply),
       messages: this.msgs,
+      messagesAfterSync: [],
       readStates: this.readStates,
       softState: soft,
     };
+    if (mustSync) this.splitMessages(rd, newVote);
     this.msgs = [];
     this.readStates = [];
     if (hard) this.prevHard = hard;
     if (soft) this.prevSoft = soft;
     this.readyOut = rd;
     return rd;
+  }
+
+  /** With a write pending, only a leader's appends and heartbeats of its current term may leave before
+   * it is durable, and only when the write carries no new term or vote they would depend on. */
+  private splitMessages(rd: Ready, newVote: boolean): void {
+    const all = rd.messages;
+    if (newVote || this.role !== Role.Leader) {
+      rd.messages = [];
+      rd.messagesAfterSync = all;
+      return;
+    }
+    const early: Message[] = [];
+    const after: Message[] = [];
+    for (const m of all) {
+      if ((m.type === MsgType.App || m.type === MsgType.Heartbeat) && m.term === this.term) early.push(m);
+      else after.push(m);
+    }
+    rd.messages = early;
+    rd.messagesAfterSync = after;
   }
 
   advance(): void {

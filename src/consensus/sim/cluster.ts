@@ -5,7 +5,6 @@ import {
   EntryType,
   type HardState,
   type Message,
-  MsgType,
   NONE,
   type Ready,
   Role,
@@ -79,10 +78,6 @@ interface Swarm {
   checkQuorum: boolean;
   maxMsgEntries: number;
   maxInflight: number;
-  /** The leader sends appends and heartbeats before its own write is durable. */
-  leaderSendsEarly: boolean;
-  /** A hard state that changes only the commit index is not written until the next write. */
-  lazyCommit: boolean;
 }
 
 interface DiskState {
@@ -123,9 +118,8 @@ class SimNode {
   /** Messages delivered while paused are held, as a stopped process's socket buffer would. */
   held: Message[] = [];
   rd: Ready | null = null;
-  /** The latest hard state handed out (written or, with lazyCommit, pending). */
+  /** The latest hard state handed out (written, or a commit-only change waiting for the next write). */
   lastHard: HardState = { term: 0, vote: 0, commit: 0 };
-  hardPending = false;
   constructor(readonly id: number) {}
 }
 
@@ -296,8 +290,6 @@ export class ClusterSim {
       checkQuorum: r.chance(0.8),
       maxMsgEntries: r.pick([1, 4, 64]),
       maxInflight: r.pick([1, 4, 256]),
-      leaderSendsEarly: r.chance(0.5),
-      lazyCommit: r.chance(0.5),
     };
     // Go-back-N over a lossy link with hundreds of one-entry appends in flight is correct but costs
     // millions of simulated messages per seed; keep the window proportionate to the batch size.
@@ -367,7 +359,6 @@ export class ClusterSim {
     }
     n.commitSeen = n.core.log.snapIndex;
     n.lastHard = { ...d.hardState };
-    n.hardPending = false;
     n.lastCommit = n.core.log.committed;
     n.lastRole = Role.Follower;
     n.busy = false;
@@ -492,48 +483,24 @@ export class ClusterSim {
     this.pump(n);
   }
 
-  /** Drive a node's Ready loop: persist (asynchronously, with a sync latency), then send and apply. */
+  /** Drive a node's Ready loop as RaftNode does: send what the core lets leave at once, persist
+   * (asynchronously, with a sync latency) when the Ready must be synced, then send the rest and apply. */
   private pump(n: SimNode): void {
     if (!n.up || n.busy || !n.core.hasReady()) return;
     const rd = n.core.ready();
     n.rd = rd;
     n.busy = true;
-    if (this.swarm.leaderSendsEarly && n.core.role === Role.Leader && rd.messages.length > 0) {
-      // Raft thesis §10.2.1 (and RaftNode): a leader's appends and heartbeats need not wait for its
-      // own write; it counts itself towards commit only once the write is durable.
-      const later: Message[] = [];
-      for (const m of rd.messages) {
-        if (m.type === MsgType.App || m.type === MsgType.Heartbeat) this.send(m);
-        else later.push(m);
-      }
-      rd.messages = later;
-    }
+    for (const m of rd.messages) this.send(m);
     if (rd.snapshot) n.unsynced.push({ kind: 'snapshot', s: rd.snapshot });
-    if (rd.entries.length > 0) n.unsynced.push({ kind: 'entries', es: rd.entries });
-    if (rd.hardState) {
-      const last = n.lastHard;
-      n.lastHard = rd.hardState;
-      if (
-        this.swarm.lazyCommit &&
-        rd.entries.length === 0 &&
-        !rd.snapshot &&
-        rd.hardState.term === last.term &&
-        rd.hardState.vote === last.vote
-      ) {
-        // As RaftNode does: a change of the commit index alone is not synced; it reaches the disk
-        // with the next write (a restart may then re-learn a lower commit).
-        n.hardPending = true;
-      } else {
-        n.unsynced.push({ kind: 'hard', h: rd.hardState });
-        n.hardPending = false;
-      }
-    } else if (n.hardPending && rd.entries.length > 0) {
+    if (rd.hardState) n.lastHard = rd.hardState;
+    if (rd.mustSync) {
+      if (rd.entries.length > 0) n.unsynced.push({ kind: 'entries', es: rd.entries });
+      // A commit-index change alone is not synced: it reaches the disk with the next write (a restart
+      // may then re-learn a lower commit).
       n.unsynced.push({ kind: 'hard', h: n.lastHard });
-      n.hardPending = false;
     }
-    const needsSync = n.unsynced.length > 0;
     this.schedule(
-      needsSync ? this.rng.int(this.swarm.diskMin, this.swarm.diskMax) : 0,
+      rd.mustSync ? this.rng.int(this.swarm.diskMin, this.swarm.diskMax) : 0,
       EV_SYNCED,
       n.id,
       null,
@@ -561,7 +528,7 @@ export class ClusterSim {
     n.unsynced = [];
     const rd = n.rd!;
     n.rd = null;
-    for (const m of rd.messages) this.send(m);
+    for (const m of rd.messagesAfterSync) this.send(m);
     if (rd.snapshot) {
       n.sm = decodeSm(rd.snapshot.data);
       this.checkSmAt(n, 'install snapshot');
