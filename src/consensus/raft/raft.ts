@@ -1,5 +1,6 @@
 import { CellError } from '../../errors/index.js';
 import { RaftLog } from './log.js';
+import { isQuorum, majorityIndex, VoteResult, voteResult } from './quorum.js';
 import {
   decodeVoters,
   type Entry,
@@ -158,6 +159,8 @@ export class Raft {
   private readyOut: Ready | null = null;
   private readonly maxApply: number;
   private readonly maxUncommitted: number;
+  /** Reused for quorum counts (one per acknowledgement on the leader). */
+  private readonly matchScratch: number[] = [];
 
   constructor(cfg: RaftConfig, storage: RaftStorageState) {
     this.cfg = cfg;
@@ -525,7 +528,7 @@ export class Raft {
       voteTerm = this.term;
       type = MsgType.Vote;
     }
-    if (this.poll(this.id, true) === 'won') {
+    if (this.poll(this.id, true) === VoteResult.Won) {
       if (kind === 'pre') this.campaign('elect', false);
       else this.becomeLeader();
       return;
@@ -540,19 +543,10 @@ export class Raft {
     }
   }
 
-  private poll(from: number, granted: boolean): 'won' | 'lost' | 'pending' {
+  /** Records a vote (the first from each node counts) and tallies the election. */
+  private poll(from: number, granted: boolean): VoteResult {
     if (!this.votes.has(from)) this.votes.set(from, granted);
-    let yes = 0;
-    let no = 0;
-    for (const v of this.voters) {
-      const g = this.votes.get(v);
-      if (g === true) yes++;
-      else if (g === false) no++;
-    }
-    const q = (this.voters.size >> 1) + 1;
-    if (yes >= q) return 'won';
-    if (no >= q) return 'lost';
-    return 'pending';
+    return voteResult(this.voters, this.votes);
   }
 
   // ---- per-role step --------------------------------------------------------------------------
@@ -609,10 +603,10 @@ export class Raft {
         const mine = this.role === Role.PreCandidate ? MsgType.PreVoteResp : MsgType.VoteResp;
         if (m.type !== mine) return;
         const r = this.poll(m.from, !m.reject);
-        if (r === 'won') {
+        if (r === VoteResult.Won) {
           if (this.role === Role.PreCandidate) this.campaign('elect', false);
           else this.becomeLeader();
-        } else if (r === 'lost') {
+        } else if (r === VoteResult.Lost) {
           this.becomeFollower(this.term, NONE);
         }
         return;
@@ -783,13 +777,13 @@ export class Raft {
   }
 
   private maybeCommit(): boolean {
-    const matches: number[] = [];
+    const matches = this.matchScratch;
+    matches.length = 0;
     for (const v of this.voters) {
       const p = this.prs.get(v);
       matches.push(p ? p.match : 0);
     }
-    matches.sort((a, b) => b - a);
-    const q = matches[this.voters.size >> 1];
+    const q = majorityIndex(matches);
     // Only entries of the current term commit by counting (Raft §5.4.2, Figure 8).
     if (q > this.log.committed && this.log.term(q) === this.term) {
       this.log.commitTo(q);
@@ -899,7 +893,7 @@ export class Raft {
           if (v === this.id || p?.recentActive) active++;
           if (p && v !== this.id) p.recentActive = false;
         }
-        if (active < (this.voters.size >> 1) + 1) {
+        if (!isQuorum(active, this.voters.size)) {
           this.becomeFollower(this.term, NONE);
           return;
         }
@@ -926,17 +920,16 @@ export class Raft {
     this.bcastHeartbeat(this.readSeq);
   }
 
+  /** Releases the reads whose heartbeat round a majority acknowledged (the leader acknowledges its
+   * own rounds). */
   private releaseReads(): void {
-    const q = (this.voters.size >> 1) + 1;
-    while (this.pendingReads.length > 0) {
-      const r = this.pendingReads[0];
-      let acks = 0;
-      for (const v of this.voters) {
-        if (v === this.id) acks++;
-        else if ((this.prs.get(v)?.readAck ?? 0) >= r.seq) acks++;
-      }
-      if (acks < q) return;
-      this.pendingReads.shift();
+    if (this.pendingReads.length === 0) return;
+    const acks = this.matchScratch;
+    acks.length = 0;
+    for (const v of this.voters) acks.push(v === this.id ? this.readSeq : (this.prs.get(v)?.readAck ?? 0));
+    const confirmed = majorityIndex(acks);
+    while (this.pendingReads.length > 0 && this.pendingReads[0].seq <= confirmed) {
+      const r = this.pendingReads.shift()!;
       this.answerRead(r.index, r.ctx, r.from);
     }
   }
