@@ -292,12 +292,23 @@ export class Raft {
   }
 
   step(m: Message): void {
+    if (!this.stepTerm(m)) return;
+    if (m.type === MsgType.Vote || m.type === MsgType.PreVote) this.handleVote(m);
+    else if (this.role === Role.Leader) this.stepLeader(m);
+    else if (this.role === Role.Follower) this.stepFollower(m);
+    else this.stepCandidate(m);
+  }
+
+  /** Compares the message's term with ours (Raft §5.1): a newer term makes this node a follower (unless
+   * it is a campaign the leader lease ignores, or a pre-vote); an older one is answered where that helps
+   * its sender and otherwise dropped. False when the message goes no further. */
+  private stepTerm(m: Message): boolean {
     if (m.term > this.term) {
       if (m.type === MsgType.Vote || m.type === MsgType.PreVote) {
         const force = m.ctx === 1;
         const inLease = this.cfg.checkQuorum && this.lead !== NONE && this.electionElapsed < this.cfg.electionTick;
         // A node that heard from a live leader recently ignores campaigns (thesis §4.2.3).
-        if (!force && inLease) return;
+        if (!force && inLease) return false;
       }
       if (m.type === MsgType.PreVote) {
         // Pre-votes never change our term.
@@ -317,34 +328,30 @@ export class Raft {
         r.reject = true;
         this.send(r);
       }
-      return;
+      return false;
     }
+    return true;
+  }
 
-    switch (m.type) {
-      case MsgType.Vote:
-      case MsgType.PreVote: {
-        const canVote =
-          this.vote === m.from ||
-          (this.vote === NONE && this.lead === NONE) ||
-          (m.type === MsgType.PreVote && m.term > this.term);
-        const respType = m.type === MsgType.Vote ? MsgType.VoteResp : MsgType.PreVoteResp;
-        if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
-          this.send(message(respType, m.from, this.id, m.term));
-          if (m.type === MsgType.Vote) {
-            this.electionElapsed = 0;
-            this.vote = m.from;
-          }
-        } else {
-          const r = message(respType, m.from, this.id, this.term);
-          r.reject = true;
-          this.send(r);
-        }
-        return;
+  /** Grants a vote to a candidate whose log is at least as up to date as ours (Raft §5.4.1), once per
+   * term; a pre-vote for a later term is granted on the log alone and changes nothing here. */
+  private handleVote(m: Message): void {
+    const canVote =
+      this.vote === m.from ||
+      (this.vote === NONE && this.lead === NONE) ||
+      (m.type === MsgType.PreVote && m.term > this.term);
+    const respType = m.type === MsgType.Vote ? MsgType.VoteResp : MsgType.PreVoteResp;
+    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+      this.send(message(respType, m.from, this.id, m.term));
+      if (m.type === MsgType.Vote) {
+        this.electionElapsed = 0;
+        this.vote = m.from;
       }
+    } else {
+      const r = message(respType, m.from, this.id, this.term);
+      r.reject = true;
+      this.send(r);
     }
-    if (this.role === Role.Leader) this.stepLeader(m);
-    else if (this.role === Role.Follower) this.stepFollower(m);
-    else this.stepCandidate(m);
   }
 
   // ---- Ready / advance ------------------------------------------------------------------------
@@ -615,57 +622,57 @@ export class Raft {
   }
 
   private stepLeader(m: Message): void {
+    if (m.type === MsgType.ReadIndex) {
+      this.leaderRead(m.ctx, m.from);
+      return;
+    }
     const pr = this.prs.get(m.from);
-    switch (m.type) {
-      case MsgType.ReadIndex:
-        this.leaderRead(m.ctx, m.from);
-        return;
-      case MsgType.AppResp: {
-        if (!pr) return;
-        pr.recentActive = true;
-        if (m.reject) {
-          this.handleReject(pr, m);
-          return;
-        }
-        // An acknowledgement of an append sent before the voter was found to have lost entries may
-        // describe entries it no longer holds.
-        if (pr.lostSeq > 0 && m.ctx <= pr.lostSeq) return;
-        const oldPaused = pr.paused(this.cfg.maxInflight);
-        if (m.index > pr.match) {
-          pr.match = m.index;
-          pr.matchSeq = pr.sendSeq;
-          pr.probeSent = false;
-        }
-        if (m.index + 1 > pr.next) pr.next = m.index + 1;
-        if (pr.state === ProgressState.Probe) pr.becomeReplicate();
-        else if (pr.state === ProgressState.Snapshot && pr.match >= pr.pendingSnapshot) {
-          pr.becomeProbe();
-          pr.becomeReplicate();
-        } else if (pr.state === ProgressState.Replicate) pr.freeTo(m.index);
-        if (this.maybeCommit()) {
-          this.bcastAppend();
-        } else if (oldPaused || pr.match < this.log.lastIndex()) {
-          this.sendAppendsTo(m.from, false);
-        }
-        if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
-        return;
-      }
-      case MsgType.HeartbeatResp: {
-        if (!pr) return;
-        pr.recentActive = true;
-        pr.probeSent = false;
-        if (pr.state === ProgressState.Replicate && pr.inflights.length >= this.cfg.maxInflight) {
-          // A lost append would stall the pipeline forever; let one more through to provoke a reject.
-          pr.inflights.shift();
-        }
-        // Even an empty append helps here: its rejection reveals an append lost on the way.
-        if (pr.match < this.log.lastIndex()) this.sendAppend(m.from);
-        if (m.ctx > pr.readAck) {
-          pr.readAck = m.ctx;
-          this.releaseReads();
-        }
-        return;
-      }
+    if (!pr) return;
+    if (m.type === MsgType.AppResp) {
+      pr.recentActive = true;
+      if (m.reject) this.handleReject(pr, m);
+      else this.handleAppResp(pr, m);
+    } else if (m.type === MsgType.HeartbeatResp) {
+      pr.recentActive = true;
+      this.handleHeartbeatResp(pr, m);
+    }
+  }
+
+  private handleAppResp(pr: Progress, m: Message): void {
+    // An acknowledgement of an append sent before the voter was found to have lost entries may
+    // describe entries it no longer holds.
+    if (pr.lostSeq > 0 && m.ctx <= pr.lostSeq) return;
+    const oldPaused = pr.paused(this.cfg.maxInflight);
+    if (m.index > pr.match) {
+      pr.match = m.index;
+      pr.matchSeq = pr.sendSeq;
+      pr.probeSent = false;
+    }
+    if (m.index + 1 > pr.next) pr.next = m.index + 1;
+    if (pr.state === ProgressState.Probe) pr.becomeReplicate();
+    else if (pr.state === ProgressState.Snapshot && pr.match >= pr.pendingSnapshot) {
+      pr.becomeProbe();
+      pr.becomeReplicate();
+    } else if (pr.state === ProgressState.Replicate) pr.freeTo(m.index);
+    if (this.maybeCommit()) {
+      this.bcastAppend();
+    } else if (oldPaused || pr.match < this.log.lastIndex()) {
+      this.sendAppendsTo(m.from, false);
+    }
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+  }
+
+  private handleHeartbeatResp(pr: Progress, m: Message): void {
+    pr.probeSent = false;
+    if (pr.state === ProgressState.Replicate && pr.inflights.length >= this.cfg.maxInflight) {
+      // A lost append would stall the pipeline forever; let one more through to provoke a reject.
+      pr.inflights.shift();
+    }
+    // Even an empty append helps here: its rejection reveals an append lost on the way.
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from);
+    if (m.ctx > pr.readAck) {
+      pr.readAck = m.ctx;
+      this.releaseReads();
     }
   }
 
