@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { CellError } from '../../errors/index.js';
-import { Raft } from '../raft/raft.js';
+import { Raft, type RaftConfig } from '../raft/raft.js';
 import {
   type Entry,
   EntryType,
@@ -53,7 +53,34 @@ export interface RaftNodeOptions<R> {
   segmentBytes?: number;
   /** Name used in error messages. */
   cell?: string;
+  /** Where the node's time comes from (Node's timers by default; the simulator passes a virtual clock). */
+  timers?: RaftTimers;
+  /** Randomness for the election timeout (Math.random by default; the simulator passes a seeded PRNG). */
+  random?: () => number;
+  /** Core settings beyond the defaults (pre-vote and check-quorum on, 4096 entries per append, 64
+   * appends in flight); the simulator varies them per seed. */
+  core?: Partial<Pick<RaftConfig, 'preVote' | 'checkQuorum' | 'maxMsgEntries' | 'maxInflight' | 'maxApplyEntries'>>;
 }
+
+/** The timers a RaftNode uses: its tick, read timeouts, and the turn it yields between Readies. */
+export interface RaftTimers {
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+  /** Runs `fn` after pending I/O (a later turn of the event loop). */
+  setImmediate(fn: () => void): void;
+}
+
+const nodeTimers: RaftTimers = {
+  setInterval: (fn, ms) => setInterval(fn, ms),
+  clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  setImmediate: (fn) => {
+    setImmediate(fn);
+  },
+};
 
 export interface LeaderEvent {
   leader: number;
@@ -75,8 +102,6 @@ export interface RaftNodeStats {
   wal: WalStats;
 }
 
-const yieldToIo = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 interface PendingProposal<R> {
   term: number;
   resolve: (r: R) => void;
@@ -92,7 +117,7 @@ interface ReadBatch {
   ctx: number;
   index: number;
   waiters: ReadWaiter[];
-  timer: NodeJS.Timeout;
+  timer: unknown;
 }
 
 /**
@@ -119,7 +144,8 @@ export class RaftNode<R = unknown> extends EventEmitter {
   /** Reads whose index is known, waiting for apply to reach it. */
   private readsAwaitingApply: ReadBatch[] = [];
   private readCtx = 0;
-  private ticker: NodeJS.Timeout | null = null;
+  private ticker: unknown = null;
+  private readonly timers: RaftTimers;
   private running = false;
   private again = false;
   private stopped: CellError | null = null;
@@ -137,6 +163,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
     this.id = opts.id;
     this.sm = opts.stateMachine;
     this.transport = opts.transport;
+    this.timers = opts.timers ?? nodeTimers;
     this.wal = wal;
     this.raft = raft;
     this.latestHard = hard;
@@ -174,8 +201,9 @@ export class RaftNode<R = unknown> extends EventEmitter {
         checkQuorum: true,
         maxMsgEntries: 4096,
         maxInflight: 64,
+        ...opts.core,
         maxUncommittedEntries: opts.maxUncommittedEntries ?? 65_536,
-        random: Math.random,
+        random: opts.random ?? Math.random,
         warn,
       },
       { hardState: state.hardState, snapshot: state.snapshot, entries: state.entries },
@@ -183,14 +211,23 @@ export class RaftNode<R = unknown> extends EventEmitter {
     node = new RaftNode<R>(opts, wal, raft, state.hardState, state.snapshot?.index ?? 0);
     if (early.length > 0) {
       const n = node;
-      setImmediate(() => {
+      n.timers.setImmediate(() => {
         for (const m of early) n.warn(m);
       });
     }
     await opts.transport.start(opts.id, (msgs) => node.receive(msgs));
-    node.ticker = setInterval(() => node.tick(), opts.tickMs ?? 10);
+    node.ticker = node.timers.setInterval(() => node.tick(), opts.tickMs ?? 10);
     node.wake();
     return node;
+  }
+
+  private yieldToIo(): Promise<void> {
+    return new Promise((resolve) => this.timers.setImmediate(resolve));
+  }
+
+  /** The Raft core this node runs, for tests and the simulator to inspect (never to drive). */
+  get core(): Raft {
+    return this.raft;
   }
 
   /** The leader this node knows of (0: none). */
@@ -285,7 +322,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
       for (const w of waiters) w.reject(err);
       return;
     }
-    const timer = setTimeout(() => this.failRead(ctx), this.opts.readTimeoutMs ?? 2000);
+    const timer = this.timers.setTimeout(() => this.failRead(ctx), this.opts.readTimeoutMs ?? 2000);
     this.reads.set(ctx, { ctx, index: -1, waiters, timer });
     this.wake();
   }
@@ -307,7 +344,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
   }
 
   private finishRead(b: ReadBatch): void {
-    clearTimeout(b.timer);
+    this.timers.clearTimeout(b.timer);
     this.reads.delete(b.ctx);
     for (const w of b.waiters) w.resolve();
   }
@@ -378,7 +415,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
           await this.handleReady();
           // Let the callers just resolved by apply propose again (and pending socket reads step in)
           // before the next Ready is cut, so they share its batch and its fsync.
-          await yieldToIo();
+          await this.yieldToIo();
         }
       } while (this.again && !this.stopped);
     } catch (err) {
@@ -521,7 +558,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
       // Reads in flight on a deposed leader will never be confirmed by a quorum.
       const err = this.notLeader();
       for (const b of [...this.reads.values()]) {
-        clearTimeout(b.timer);
+        this.timers.clearTimeout(b.timer);
         for (const w of b.waiters) w.reject(err);
       }
       this.reads.clear();
@@ -558,14 +595,14 @@ export class RaftNode<R = unknown> extends EventEmitter {
   private stop(err: CellError): void {
     if (this.stopped) return;
     this.stopped = err;
-    if (this.ticker) clearInterval(this.ticker);
+    if (this.ticker !== null) this.timers.clearInterval(this.ticker);
     this.ticker = null;
     for (const p of this.proposals.values()) p.reject(err);
     this.proposals.clear();
     for (const p of this.confWaiters.values()) p.reject(err);
     this.confWaiters.clear();
     for (const b of this.reads.values()) {
-      clearTimeout(b.timer);
+      this.timers.clearTimeout(b.timer);
       for (const w of b.waiters) w.reject(err);
     }
     this.reads.clear();

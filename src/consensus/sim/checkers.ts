@@ -19,10 +19,14 @@ export class SafetyChecker {
   private readonly committedIn: number[] = [];
   readonly committedData: Uint8Array[] = [];
   /** index -> state machine hash after applying it. */
-  private readonly smHash: number[] = [];
+  private readonly smHash: number[] = [0]; // the empty state's hash
   private checks = 0;
 
-  constructor(private readonly fail: (what: string) => never) {}
+  constructor(
+    private readonly fail: (what: string) => never,
+    /** The highest index a node holds durably (what it may have applied). */
+    private readonly durableIndex: (n: SimNode) => number = (n) => n.disk.lastIndex(),
+  ) {}
 
   /** Before a node applies `e`: it follows the previous entry and matches what others applied there. */
   checkApply(n: SimNode, e: Entry): void {
@@ -36,6 +40,16 @@ export class SafetyChecker {
     this.committedData[e.index] = e.data;
     this.committedTerm[e.index] = e.term;
     this.committedIn[e.index] ??= n.core.term;
+  }
+
+  /** For a shell that hands the state machine only commands (not the leader's no-ops or configuration
+   * entries): `index` follows what was applied, and holds the same data everywhere. */
+  checkCommand(n: SimNode, index: number, data: Uint8Array): void {
+    if (index <= n.sm.index) this.fail(`node ${n.id} applies ${index} after ${n.sm.index}`);
+    const prev = this.committedData[index];
+    if (prev !== undefined && !bytesEqual(prev, data))
+      this.fail(`state machine safety: node ${n.id} applies different data at ${index}`);
+    this.committedData[index] = data;
   }
 
   /** The node's state machine hash at its applied index matches every other node's there. */
@@ -66,7 +80,7 @@ export class SafetyChecker {
     if (!(log.applied <= log.committed && log.committed <= log.lastIndex())) {
       this.fail(`node ${n.id}: applied ${log.applied} committed ${log.committed} last ${log.lastIndex()}`);
     }
-    const durableLast = n.disk.lastIndex();
+    const durableLast = this.durableIndex(n);
     if (n.sm.index > durableLast) this.fail(`node ${n.id} applied ${n.sm.index} beyond durable ${durableLast}`);
     // Record newly committed entries and check them against what others committed.
     for (let i = Math.max(n.commitSeen, log.snapIndex) + 1; i <= log.committed; i++) {

@@ -57,7 +57,7 @@ export interface LostTailReport {
 }
 
 /** One seed's parameters ("swarm testing", as TigerBeetle's VOPR): each seed stresses other corners. */
-interface Swarm {
+export interface Swarm {
   nodes: number;
   initialVoters: number;
   drop: number;
@@ -78,7 +78,7 @@ interface Swarm {
   maxInflight: number;
 }
 
-function pickSwarm(r: Prng): Swarm {
+export function pickSwarm(r: Prng): Swarm {
   const nodes = r.pick([3, 3, 5, 5, 4]);
   const membership = nodes >= 4 && r.chance(0.6);
   const swarm: Swarm = {

@@ -13,6 +13,8 @@ export const EventKind = {
   Restart: 7,
   Unpause: 8,
   LoseTail: 9,
+  /** A callback: a timer of a node's shell, or a disk sync completing. */
+  Timer: 10,
 } as const;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
 
@@ -24,6 +26,7 @@ export interface SimEvent {
   /** The node's incarnation when scheduled: events of an earlier one are void after a crash. */
   inc: number;
   msg: Message | null;
+  fn: (() => void) | null;
 }
 
 function less(a: SimEvent, b: SimEvent): boolean {
@@ -83,7 +86,12 @@ export class Scheduler {
   private seq = 0;
 
   schedule(delay: number, kind: EventKind, node: number, msg: Message | null, inc = 0): void {
-    this.q.push({ at: this.now + delay, seq: this.seq++, kind, node, inc, msg });
+    this.q.push({ at: this.now + delay, seq: this.seq++, kind, node, inc, msg, fn: null });
+  }
+
+  /** Runs `fn` after `delay` virtual ms (on behalf of `node`, for the trace). */
+  after(delay: number, node: number, fn: () => void): void {
+    this.q.push({ at: this.now + delay, seq: this.seq++, kind: EventKind.Timer, node, inc: 0, msg: null, fn });
   }
 
   /** The next event due at or before `until`, with the clock moved to it; undefined when none is. */

@@ -1,5 +1,7 @@
+import type { RaftNode } from '../node/node.js';
 import type { Raft } from '../raft/raft.js';
 import { type Entry, EntryType, type Message, type Ready } from '../raft/types.js';
+import { SimDisk } from '../wal/simdisk.js';
 import { SimDiskState } from './disk.js';
 import { hashBytes, mix } from './events.js';
 
@@ -72,5 +74,10 @@ export class SimNode {
   /** Messages delivered while paused are held, as a stopped process's socket buffer would. */
   held: Message[] = [];
   rd: Ready | null = null;
+  /** In the shell simulation: the RaftNode of the current incarnation (null while down or starting),
+   * its file system, and where its transport delivers. */
+  shell: RaftNode | null = null;
+  fs: SimDisk = new SimDisk();
+  deliver: ((msgs: Message[]) => void) | null = null;
   constructor(readonly id: number) {}
 }

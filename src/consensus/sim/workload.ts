@@ -176,6 +176,86 @@ export class Workload {
     n.waitingReads = still;
   }
 
+  // ---- through a RaftNode: its propose() and read() promises are what the clients see ---------------
+
+  /** One put through a node's RaftNode, acknowledged when its promise resolves. */
+  putThroughShell(nodes: readonly SimNode[], now: number): void {
+    this.expire((id) => nodes[id - 1], now);
+    if (this.puts.size >= CLIENTS) return;
+    const leader = nodes.find((n) => n.up && n.core.role === Role.Leader);
+    const n = leader && this.rng.chance(0.9) ? leader : this.rng.pick(nodes);
+    if (!n.up || !n.shell) return;
+    const value = this.nextValue++;
+    const data = new Uint8Array(8);
+    new DataView(data.buffer).setFloat64(0, value, true);
+    const call = ++this.clock;
+    const before = n.core.log.lastIndex();
+    n.shell.propose(data).then(
+      () => this.acknowledge(value, n),
+      () => {}, // not the leader, overwritten, or the node stopped: the outcome stays unknown
+    );
+    const idx = n.core.log.lastIndex();
+    if (idx === before) return;
+    const op = this.history.length;
+    this.history.push({
+      clientId: value,
+      input: { op: 'put', key: `k${value % KEYS}`, value: String(value) },
+      output: {},
+      call,
+      ret: Number.POSITIVE_INFINITY,
+    });
+    this.puts.set(value, { node: n.id, inc: n.incarnation, index: idx, op, term: n.core.term, at: now });
+  }
+
+  private acknowledge(value: number, n: SimNode): void {
+    const p = this.puts.get(value);
+    if (!p || p.node !== n.id || p.inc !== n.incarnation) return;
+    this.puts.delete(value);
+    this.history[p.op].ret = ++this.clock;
+    this.acked.set(value, p.index);
+    if (p.index > this.maxAckedIndex) this.maxAckedIndex = p.index;
+    this.commits++;
+  }
+
+  /** One linearizable read through a node's RaftNode.read(). */
+  readThroughShell(nodes: readonly SimNode[], now: number): void {
+    for (const [ctx, r] of this.pendingReads) if (now - r.at > GIVE_UP_MS) this.pendingReads.delete(ctx);
+    if (this.pendingReads.size >= CLIENTS) return;
+    const n = this.rng.pick(nodes);
+    if (!n.up || !n.shell) return;
+    const ctx = this.nextReadCtx++;
+    this.pendingReads.set(ctx, {
+      node: n.id,
+      inc: n.incarnation,
+      minIndex: this.maxAckedIndex,
+      key: this.rng.int(0, KEYS - 1),
+      call: ++this.clock,
+      at: now,
+    });
+    n.shell.read().then(
+      () => this.readDone(ctx, n),
+      () => this.pendingReads.delete(ctx),
+    );
+  }
+
+  private readDone(ctx: number, n: SimNode): void {
+    const r = this.pendingReads.get(ctx);
+    if (!r || r.inc !== n.incarnation) return;
+    this.pendingReads.delete(ctx);
+    if (n.sm.index < r.minIndex) {
+      this.fail(`stale read: read ${ctx} at node ${n.id} saw applied index ${n.sm.index} < acknowledged ${r.minIndex}`);
+    }
+    const v = n.sm.kv.get(r.key);
+    this.history.push({
+      clientId: -ctx,
+      input: { op: 'get', key: `k${r.key}` },
+      output: { value: v === undefined ? null : String(v) },
+      call: r.call,
+      ret: ++this.clock,
+    });
+    this.reads++;
+  }
+
   /** A crashed node answers none of the reads it was asked. */
   dropReads(node: number): void {
     for (const [ctx, rd] of this.pendingReads) if (rd.node === node) this.pendingReads.delete(ctx);
