@@ -8,6 +8,7 @@ export {
   RaftNode,
   type RaftNodeOptions,
   type RaftNodeStats,
+  type RaftTimers,
   type RaftTransport,
   type SnapshotEvent,
   type StateMachine,

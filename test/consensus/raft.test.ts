@@ -90,7 +90,7 @@ class Net {
         n.disk.entries = n.disk.entries.filter((e) => e.index < first).concat(rd.entries);
       }
       if (rd.hardState) n.disk.hardState = rd.hardState;
-      for (const m of rd.messages) {
+      for (const m of rd.messages.concat(rd.messagesAfterSync)) {
         this.sent.push(m);
         this.queue.push(m);
       }
@@ -629,4 +629,72 @@ test('a follower whose log reverted to older entries is neither committed by a h
     ),
     warnings.join('\n'),
   );
+});
+
+// ---- Ready: what must be synced, and which messages may leave before the write -------------------
+
+const types = (ms: Message[]) => ms.map((m) => m.type).sort((a, b) => a - b);
+
+test('Ready: a leader sends its appends before its own write is durable; a follower acknowledges only after', () => {
+  const net = new Net([1, 2, 3]);
+  net.elect(1);
+  const leader = net.get(1).raft;
+  leader.propose(enc('x'));
+  const rd = leader.ready();
+  assert.equal(rd.mustSync, true, 'new entries must be synced');
+  assert.deepEqual(types(rd.messages), [MsgType.App, MsgType.App], 'appends leave at once');
+  assert.deepEqual(rd.messagesAfterSync, []);
+  leader.advance();
+  const follower = net.get(2).raft;
+  for (const m of rd.messages) if (m.to === 2) follower.step(m);
+  const frd = follower.ready();
+  assert.equal(frd.mustSync, true);
+  assert.deepEqual(frd.messages, [], 'nothing leaves before the entries are durable');
+  assert.deepEqual(types(frd.messagesAfterSync), [MsgType.AppResp]);
+  follower.advance();
+});
+
+test('Ready: votes and campaigns wait for the new term and vote to be synced', () => {
+  const net = new Net([1, 2, 3], { preVote: false });
+  const c = net.get(1).raft;
+  for (let i = 0; i < 20 && c.role !== Role.Candidate; i++) c.tick();
+  assert.equal(c.role, Role.Candidate);
+  const rd = c.ready();
+  assert.equal(rd.mustSync, true, 'a new term and vote must be synced');
+  assert.deepEqual(rd.messages, []);
+  assert.deepEqual(types(rd.messagesAfterSync), [MsgType.Vote, MsgType.Vote]);
+  c.advance();
+  const voter = net.get(2).raft;
+  voter.step(rd.messagesAfterSync.find((m) => m.to === 2)!);
+  const vrd = voter.ready();
+  assert.equal(vrd.mustSync, true);
+  assert.deepEqual(vrd.messages, []);
+  assert.deepEqual(types(vrd.messagesAfterSync), [MsgType.VoteResp]);
+  assert.equal(vrd.messagesAfterSync[0].reject, false);
+  voter.advance();
+});
+
+test('Ready: a change of the commit index alone needs no sync and holds nothing back', () => {
+  const net = new Net([1, 2, 3]);
+  net.elect(1);
+  const leader = net.get(1).raft;
+  const follower = net.get(2).raft;
+  const index = leader.propose(enc('y'));
+  const lrd = leader.ready();
+  leader.advance();
+  for (const m of lrd.messages) if (m.to === 2) follower.step(m);
+  follower.ready(); // stores the entry; it does not know yet that it is committed
+  follower.advance();
+  assert.ok(follower.log.committed < index);
+  const hb = message(MsgType.Heartbeat, 2, 1, leader.term);
+  hb.commit = index;
+  hb.logTerm = leader.term;
+  hb.ctx = 99;
+  follower.step(hb);
+  const rd = follower.ready();
+  assert.equal(rd.hardState?.commit, index);
+  assert.equal(rd.mustSync, false);
+  assert.deepEqual(types(rd.messages), [MsgType.HeartbeatResp]);
+  assert.deepEqual(rd.messagesAfterSync, []);
+  follower.advance();
 });

@@ -119,6 +119,18 @@ test('simulation: a seed replays exactly', () => {
   assert.deepEqual(a, b);
 });
 
+test('simulation: the same seed gives the same client history, operation for operation', () => {
+  for (const seed of [7, 42, 1000765]) {
+    const a = new ClusterSim({ seed, faultMs: 2000, livenessMs: 10_000 });
+    const b = new ClusterSim({ seed, faultMs: 2000, livenessMs: 10_000 });
+    const ra = a.run();
+    const rb = b.run();
+    assert.ok(a.history.length > 20, `seed ${seed}: a history worth comparing (${a.history.length} operations)`);
+    assert.deepEqual(a.history, b.history, `seed ${seed}: histories differ; replay: ${replayCommand(seed, 2000)}`);
+    assert.equal(ra.traceHash, rb.traceHash, `seed ${seed}`);
+  }
+});
+
 test('simulation: reads served from local state without ReadIndex are caught as non-linearizable', () => {
   let caught = 0;
   for (let seed = 1; seed <= 40; seed++) {

@@ -5,6 +5,7 @@ export {
   RaftNode,
   type RaftNodeOptions,
   type RaftNodeStats,
+  type RaftTimers,
   type SnapshotEvent,
   type StateMachine,
 } from './node.js';

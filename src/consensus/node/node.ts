@@ -1,7 +1,17 @@
 import { EventEmitter } from 'node:events';
 import { CellError } from '../../errors/index.js';
-import { Raft } from '../raft/raft.js';
-import { EntryType, type HardState, type Message, MsgType, NONE, Role, roleName } from '../raft/types.js';
+import { Raft, type RaftConfig } from '../raft/raft.js';
+import {
+  type Entry,
+  EntryType,
+  type HardState,
+  type Message,
+  NONE,
+  type ReadState,
+  Role,
+  roleName,
+  type Snapshot,
+} from '../raft/types.js';
 import type { WalFs } from '../wal/fs.js';
 import { Wal, type WalStats } from '../wal/wal.js';
 import type { RaftTransport } from './transport.js';
@@ -43,7 +53,34 @@ export interface RaftNodeOptions<R> {
   segmentBytes?: number;
   /** Name used in error messages. */
   cell?: string;
+  /** Where the node's time comes from (Node's timers by default; the simulator passes a virtual clock). */
+  timers?: RaftTimers;
+  /** Randomness for the election timeout (Math.random by default; the simulator passes a seeded PRNG). */
+  random?: () => number;
+  /** Core settings beyond the defaults (pre-vote and check-quorum on, 4096 entries per append, 64
+   * appends in flight); the simulator varies them per seed. */
+  core?: Partial<Pick<RaftConfig, 'preVote' | 'checkQuorum' | 'maxMsgEntries' | 'maxInflight' | 'maxApplyEntries'>>;
 }
+
+/** The timers a RaftNode uses: its tick, read timeouts, and the turn it yields between Readies. */
+export interface RaftTimers {
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+  /** Runs `fn` after pending I/O (a later turn of the event loop). */
+  setImmediate(fn: () => void): void;
+}
+
+const nodeTimers: RaftTimers = {
+  setInterval: (fn, ms) => setInterval(fn, ms),
+  clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  setImmediate: (fn) => {
+    setImmediate(fn);
+  },
+};
 
 export interface LeaderEvent {
   leader: number;
@@ -65,8 +102,6 @@ export interface RaftNodeStats {
   wal: WalStats;
 }
 
-const yieldToIo = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 interface PendingProposal<R> {
   term: number;
   resolve: (r: R) => void;
@@ -82,7 +117,7 @@ interface ReadBatch {
   ctx: number;
   index: number;
   waiters: ReadWaiter[];
-  timer: NodeJS.Timeout;
+  timer: unknown;
 }
 
 /**
@@ -109,14 +144,14 @@ export class RaftNode<R = unknown> extends EventEmitter {
   /** Reads whose index is known, waiting for apply to reach it. */
   private readsAwaitingApply: ReadBatch[] = [];
   private readCtx = 0;
-  private ticker: NodeJS.Timeout | null = null;
+  private ticker: unknown = null;
+  private readonly timers: RaftTimers;
   private running = false;
   private again = false;
   private stopped: CellError | null = null;
   private loopDone: Promise<void> = Promise.resolve();
   private appliedIndex = 0;
   private snapIndex = 0;
-  private syncedHard: HardState;
   private latestHard: HardState;
   private leaderId = NONE;
   private currentRole: Role = Role.Follower;
@@ -128,9 +163,9 @@ export class RaftNode<R = unknown> extends EventEmitter {
     this.id = opts.id;
     this.sm = opts.stateMachine;
     this.transport = opts.transport;
+    this.timers = opts.timers ?? nodeTimers;
     this.wal = wal;
     this.raft = raft;
-    this.syncedHard = hard;
     this.latestHard = hard;
     this.snapIndex = snapIndex;
     this.appliedIndex = snapIndex;
@@ -166,8 +201,9 @@ export class RaftNode<R = unknown> extends EventEmitter {
         checkQuorum: true,
         maxMsgEntries: 4096,
         maxInflight: 64,
+        ...opts.core,
         maxUncommittedEntries: opts.maxUncommittedEntries ?? 65_536,
-        random: Math.random,
+        random: opts.random ?? Math.random,
         warn,
       },
       { hardState: state.hardState, snapshot: state.snapshot, entries: state.entries },
@@ -175,14 +211,23 @@ export class RaftNode<R = unknown> extends EventEmitter {
     node = new RaftNode<R>(opts, wal, raft, state.hardState, state.snapshot?.index ?? 0);
     if (early.length > 0) {
       const n = node;
-      setImmediate(() => {
+      n.timers.setImmediate(() => {
         for (const m of early) n.warn(m);
       });
     }
     await opts.transport.start(opts.id, (msgs) => node.receive(msgs));
-    node.ticker = setInterval(() => node.tick(), opts.tickMs ?? 10);
+    node.ticker = node.timers.setInterval(() => node.tick(), opts.tickMs ?? 10);
     node.wake();
     return node;
+  }
+
+  private yieldToIo(): Promise<void> {
+    return new Promise((resolve) => this.timers.setImmediate(resolve));
+  }
+
+  /** The Raft core this node runs, for tests and the simulator to inspect (never to drive). */
+  get core(): Raft {
+    return this.raft;
   }
 
   /** The leader this node knows of (0: none). */
@@ -277,7 +322,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
       for (const w of waiters) w.reject(err);
       return;
     }
-    const timer = setTimeout(() => this.failRead(ctx), this.opts.readTimeoutMs ?? 2000);
+    const timer = this.timers.setTimeout(() => this.failRead(ctx), this.opts.readTimeoutMs ?? 2000);
     this.reads.set(ctx, { ctx, index: -1, waiters, timer });
     this.wake();
   }
@@ -299,7 +344,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
   }
 
   private finishRead(b: ReadBatch): void {
-    clearTimeout(b.timer);
+    this.timers.clearTimeout(b.timer);
     this.reads.delete(b.ctx);
     for (const w of b.waiters) w.resolve();
   }
@@ -370,7 +415,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
           await this.handleReady();
           // Let the callers just resolved by apply propose again (and pending socket reads step in)
           // before the next Ready is cut, so they share its batch and its fsync.
-          await yieldToIo();
+          await this.yieldToIo();
         }
       } while (this.again && !this.stopped);
     } catch (err) {
@@ -383,82 +428,81 @@ export class RaftNode<R = unknown> extends EventEmitter {
   private async handleReady(): Promise<void> {
     const rd = this.raft.ready();
     this.stats.readies++;
-    if (rd.snapshot) {
-      await this.wal.saveSnapshot(rd.snapshot);
-      this.sm.restore(rd.snapshot.data);
-      this.appliedIndex = rd.snapshot.index;
-      this.snapIndex = rd.snapshot.index;
-      this.emit('snapshot', { index: rd.snapshot.index, installed: true } satisfies SnapshotEvent);
-    }
+    if (rd.snapshot) await this.installSnapshot(rd.snapshot);
     if (rd.hardState) this.latestHard = rd.hardState;
-    const h = this.latestHard;
-    // Entries and term/vote changes must be durable before any message that depends on them goes
-    // out; a commit-index change alone need not be (it is re-learnt from the leader).
-    const mustSync = rd.entries.length > 0 || h.term !== this.syncedHard.term || h.vote !== this.syncedHard.vote;
-    let rest = rd.messages;
-    if (
-      mustSync &&
-      this.raft.role === Role.Leader &&
-      h.term === this.syncedHard.term &&
-      h.vote === this.syncedHard.vote
-    ) {
-      // A leader may replicate while its own write is in flight (Raft thesis §10.2.1): it counts itself
-      // towards a quorum only once durable (advance), and appends/heartbeats depend on no newly
-      // persisted vote. Everything else waits for the sync.
-      const early: Message[] = [];
-      rest = [];
-      for (const m of rd.messages) {
-        if ((m.type === MsgType.App || m.type === MsgType.Heartbeat) && m.term === h.term) early.push(m);
-        else rest.push(m);
-      }
-      if (early.length > 0) this.transport.send(early);
-    }
-    if (mustSync) {
-      await this.wal.append(rd.entries, h);
-      this.syncedHard = h;
-    }
-    if (rest.length > 0) this.transport.send(rest);
+    // The core says what may leave before the write (a leader's appends and heartbeats: Raft thesis
+    // §10.2.1) and what must wait for it; a commit-index change alone is not synced.
+    if (rd.messages.length > 0) this.transport.send(rd.messages);
+    if (rd.mustSync) await this.wal.append(rd.entries, this.latestHard);
+    if (rd.messagesAfterSync.length > 0) this.transport.send(rd.messagesAfterSync);
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    this.serveReads(rd.readStates);
+    const soft = rd.softState;
+    this.raft.advance();
+    if (soft) this.onSoftState(soft.lead, soft.role, soft.term);
+    if (this.currentRole !== Role.Leader && (this.proposals.size > 0 || this.confWaiters.size > 0))
+      this.dropTruncated();
     for (const e of rd.committedEntries) {
-      if (e.index <= this.appliedIndex) continue;
-      this.appliedIndex = e.index;
-      this.stats.applied++;
-      const p = this.proposals.get(e.index);
-      if (e.type === EntryType.Normal) {
-        if (e.data.byteLength > 0) {
-          let result: R;
-          try {
-            result = this.sm.apply(e.data, e.index);
-          } catch (err) {
-            // The state machine must be deterministic; a throwing apply would diverge the replicas.
-            throw new CellError(
-              'E_INTERNAL',
-              `raft node ${this.id}: state machine apply failed at index ${e.index}: ${(err as Error).message}`,
-              { cause: err },
-            );
-          }
-          if (p) {
-            this.proposals.delete(e.index);
-            if (p.term === e.term) p.resolve(result);
-            else p.reject(this.lostProposal(e.index));
-          }
-        } else if (p) {
-          this.proposals.delete(e.index);
-          p.reject(this.lostProposal(e.index));
-        }
-      } else {
-        const c = this.confWaiters.get(e.index);
-        if (c) {
-          this.confWaiters.delete(e.index);
-          if (c.term === e.term) c.resolve();
-          else c.reject(this.lostProposal(e.index));
-        }
-        if (p) {
-          this.proposals.delete(e.index);
-          p.reject(this.lostProposal(e.index));
-        }
-      }
+      if (e.type === EntryType.Config) this.emit('membership', this.voters);
     }
-    for (const rs of rd.readStates) {
+    // Not while a snapshot from the leader is being installed: the next applied batch tries again.
+    if (this.appliedIndex - this.snapIndex >= (this.opts.snapshotEvery ?? 10_000) && this.raft.canCompact()) {
+      await this.takeSnapshot();
+    }
+  }
+
+  private async installSnapshot(s: Snapshot): Promise<void> {
+    await this.wal.saveSnapshot(s);
+    this.sm.restore(s.data);
+    this.appliedIndex = s.index;
+    this.snapIndex = s.index;
+    this.emit('snapshot', { index: s.index, installed: true } satisfies SnapshotEvent);
+  }
+
+  /** Applies one committed entry and settles the proposal or membership change waiting on its index. */
+  private applyEntry(e: Entry): void {
+    if (e.index <= this.appliedIndex) return;
+    this.appliedIndex = e.index;
+    this.stats.applied++;
+    const p = this.proposals.get(e.index);
+    // Only a normal entry with a command settles its proposal after apply; anything else at its index
+    // means the proposal was overwritten.
+    if (p && (e.type !== EntryType.Normal || e.data.byteLength === 0)) this.proposals.delete(e.index);
+    if (e.type !== EntryType.Normal) {
+      const c = this.confWaiters.get(e.index);
+      if (c) {
+        this.confWaiters.delete(e.index);
+        if (c.term === e.term) c.resolve();
+        else c.reject(this.lostProposal(e.index));
+      }
+      p?.reject(this.lostProposal(e.index));
+      return;
+    }
+    // The leader's no-op: a proposal waiting at its index was overwritten.
+    if (e.data.byteLength === 0) {
+      p?.reject(this.lostProposal(e.index));
+      return;
+    }
+    let result: R;
+    try {
+      result = this.sm.apply(e.data, e.index);
+    } catch (err) {
+      // The state machine must be deterministic; a throwing apply would diverge the replicas.
+      throw new CellError(
+        'E_INTERNAL',
+        `raft node ${this.id}: state machine apply failed at index ${e.index}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    if (!p) return;
+    this.proposals.delete(e.index);
+    if (p.term === e.term) p.resolve(result);
+    else p.reject(this.lostProposal(e.index));
+  }
+
+  /** Reads whose index is known are released once apply has reached it (ReadIndex). */
+  private serveReads(readStates: readonly ReadState[]): void {
+    for (const rs of readStates) {
       const b = this.reads.get(rs.ctx);
       if (!b) continue;
       b.index = rs.index;
@@ -474,18 +518,6 @@ export class RaftNode<R = unknown> extends EventEmitter {
       this.readsAwaitingApply = still;
     }
     if (this.reads.size === 0 && this.readQueue.length > 0) this.issueRead();
-    const soft = rd.softState;
-    this.raft.advance();
-    if (soft) this.onSoftState(soft.lead, soft.role, soft.term);
-    if (this.currentRole !== Role.Leader && (this.proposals.size > 0 || this.confWaiters.size > 0))
-      this.dropTruncated();
-    for (const e of rd.committedEntries) {
-      if (e.type === EntryType.Config) this.emit('membership', this.voters);
-    }
-    // Not while a snapshot from the leader is being installed: the next applied batch tries again.
-    if (this.appliedIndex - this.snapIndex >= (this.opts.snapshotEvery ?? 10_000) && this.raft.canCompact()) {
-      await this.takeSnapshot();
-    }
   }
 
   /**
@@ -526,7 +558,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
       // Reads in flight on a deposed leader will never be confirmed by a quorum.
       const err = this.notLeader();
       for (const b of [...this.reads.values()]) {
-        clearTimeout(b.timer);
+        this.timers.clearTimeout(b.timer);
         for (const w of b.waiters) w.reject(err);
       }
       this.reads.clear();
@@ -563,14 +595,14 @@ export class RaftNode<R = unknown> extends EventEmitter {
   private stop(err: CellError): void {
     if (this.stopped) return;
     this.stopped = err;
-    if (this.ticker) clearInterval(this.ticker);
+    if (this.ticker !== null) this.timers.clearInterval(this.ticker);
     this.ticker = null;
     for (const p of this.proposals.values()) p.reject(err);
     this.proposals.clear();
     for (const p of this.confWaiters.values()) p.reject(err);
     this.confWaiters.clear();
     for (const b of this.reads.values()) {
-      clearTimeout(b.timer);
+      this.timers.clearTimeout(b.timer);
       for (const w of b.waiters) w.reject(err);
     }
     this.reads.clear();

@@ -1,5 +1,6 @@
 import { CellError } from '../../errors/index.js';
 import { RaftLog } from './log.js';
+import { isQuorum, majorityIndex, VoteResult, voteResult } from './quorum.js';
 import {
   decodeVoters,
   type Entry,
@@ -158,6 +159,8 @@ export class Raft {
   private readyOut: Ready | null = null;
   private readonly maxApply: number;
   private readonly maxUncommitted: number;
+  /** Reused for quorum counts (one per acknowledgement on the leader). */
+  private readonly matchScratch: number[] = [];
 
   constructor(cfg: RaftConfig, storage: RaftStorageState) {
     this.cfg = cfg;
@@ -289,12 +292,23 @@ export class Raft {
   }
 
   step(m: Message): void {
+    if (!this.stepTerm(m)) return;
+    if (m.type === MsgType.Vote || m.type === MsgType.PreVote) this.handleVote(m);
+    else if (this.role === Role.Leader) this.stepLeader(m);
+    else if (this.role === Role.Follower) this.stepFollower(m);
+    else this.stepCandidate(m);
+  }
+
+  /** Compares the message's term with ours (Raft §5.1): a newer term makes this node a follower (unless
+   * it is a campaign the leader lease ignores, or a pre-vote); an older one is answered where that helps
+   * its sender and otherwise dropped. False when the message goes no further. */
+  private stepTerm(m: Message): boolean {
     if (m.term > this.term) {
       if (m.type === MsgType.Vote || m.type === MsgType.PreVote) {
         const force = m.ctx === 1;
         const inLease = this.cfg.checkQuorum && this.lead !== NONE && this.electionElapsed < this.cfg.electionTick;
         // A node that heard from a live leader recently ignores campaigns (thesis §4.2.3).
-        if (!force && inLease) return;
+        if (!force && inLease) return false;
       }
       if (m.type === MsgType.PreVote) {
         // Pre-votes never change our term.
@@ -314,34 +328,30 @@ export class Raft {
         r.reject = true;
         this.send(r);
       }
-      return;
+      return false;
     }
+    return true;
+  }
 
-    switch (m.type) {
-      case MsgType.Vote:
-      case MsgType.PreVote: {
-        const canVote =
-          this.vote === m.from ||
-          (this.vote === NONE && this.lead === NONE) ||
-          (m.type === MsgType.PreVote && m.term > this.term);
-        const respType = m.type === MsgType.Vote ? MsgType.VoteResp : MsgType.PreVoteResp;
-        if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
-          this.send(message(respType, m.from, this.id, m.term));
-          if (m.type === MsgType.Vote) {
-            this.electionElapsed = 0;
-            this.vote = m.from;
-          }
-        } else {
-          const r = message(respType, m.from, this.id, this.term);
-          r.reject = true;
-          this.send(r);
-        }
-        return;
+  /** Grants a vote to a candidate whose log is at least as up to date as ours (Raft §5.4.1), once per
+   * term; a pre-vote for a later term is granted on the log alone and changes nothing here. */
+  private handleVote(m: Message): void {
+    const canVote =
+      this.vote === m.from ||
+      (this.vote === NONE && this.lead === NONE) ||
+      (m.type === MsgType.PreVote && m.term > this.term);
+    const respType = m.type === MsgType.Vote ? MsgType.VoteResp : MsgType.PreVoteResp;
+    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+      this.send(message(respType, m.from, this.id, m.term));
+      if (m.type === MsgType.Vote) {
+        this.electionElapsed = 0;
+        this.vote = m.from;
       }
+    } else {
+      const r = message(respType, m.from, this.id, this.term);
+      r.reject = true;
+      this.send(r);
     }
-    if (this.role === Role.Leader) this.stepLeader(m);
-    else if (this.role === Role.Follower) this.stepFollower(m);
-    else this.stepCandidate(m);
   }
 
   // ---- Ready / advance ------------------------------------------------------------------------
@@ -359,23 +369,51 @@ export class Raft {
   ready(): Ready {
     if (this.readyOut) throw new CellError('E_INTERNAL', 'raft: ready() called twice without advance()');
     this.flushProposals();
+    const prev = this.prevHard;
     const hard = this.hardChanged() ? { term: this.term, vote: this.vote, commit: this.log.committed } : null;
     const soft = this.softChanged() ? { lead: this.lead, role: this.role, term: this.term } : null;
+    const entries = this.log.unstable();
+    // The previous Ready's term and vote are durable: a Ready that changed them had to be synced
+    // before advance(). So only a change against it needs a sync (etcd-raft's MustSync).
+    const newVote = hard !== null && (hard.term !== prev.term || hard.vote !== prev.vote);
+    const mustSync = entries.length > 0 || this.pendingSnapshot !== null || newVote;
     const rd: Ready = {
       hardState: hard,
       snapshot: this.pendingSnapshot,
-      entries: this.log.unstable(),
+      entries,
+      mustSync,
       committedEntries: this.pendingSnapshot ? [] : this.log.nextCommitted(this.maxApply),
       messages: this.msgs,
+      messagesAfterSync: [],
       readStates: this.readStates,
       softState: soft,
     };
+    if (mustSync) this.splitMessages(rd, newVote);
     this.msgs = [];
     this.readStates = [];
     if (hard) this.prevHard = hard;
     if (soft) this.prevSoft = soft;
     this.readyOut = rd;
     return rd;
+  }
+
+  /** With a write pending, only a leader's appends and heartbeats of its current term may leave before
+   * it is durable, and only when the write carries no new term or vote they would depend on. */
+  private splitMessages(rd: Ready, newVote: boolean): void {
+    const all = rd.messages;
+    if (newVote || this.role !== Role.Leader) {
+      rd.messages = [];
+      rd.messagesAfterSync = all;
+      return;
+    }
+    const early: Message[] = [];
+    const after: Message[] = [];
+    for (const m of all) {
+      if ((m.type === MsgType.App || m.type === MsgType.Heartbeat) && m.term === this.term) early.push(m);
+      else after.push(m);
+    }
+    rd.messages = early;
+    rd.messagesAfterSync = after;
   }
 
   advance(): void {
@@ -497,7 +535,7 @@ export class Raft {
       voteTerm = this.term;
       type = MsgType.Vote;
     }
-    if (this.poll(this.id, true) === 'won') {
+    if (this.poll(this.id, true) === VoteResult.Won) {
       if (kind === 'pre') this.campaign('elect', false);
       else this.becomeLeader();
       return;
@@ -512,19 +550,10 @@ export class Raft {
     }
   }
 
-  private poll(from: number, granted: boolean): 'won' | 'lost' | 'pending' {
+  /** Records a vote (the first from each node counts) and tallies the election. */
+  private poll(from: number, granted: boolean): VoteResult {
     if (!this.votes.has(from)) this.votes.set(from, granted);
-    let yes = 0;
-    let no = 0;
-    for (const v of this.voters) {
-      const g = this.votes.get(v);
-      if (g === true) yes++;
-      else if (g === false) no++;
-    }
-    const q = (this.voters.size >> 1) + 1;
-    if (yes >= q) return 'won';
-    if (no >= q) return 'lost';
-    return 'pending';
+    return voteResult(this.voters, this.votes);
   }
 
   // ---- per-role step --------------------------------------------------------------------------
@@ -581,10 +610,10 @@ export class Raft {
         const mine = this.role === Role.PreCandidate ? MsgType.PreVoteResp : MsgType.VoteResp;
         if (m.type !== mine) return;
         const r = this.poll(m.from, !m.reject);
-        if (r === 'won') {
+        if (r === VoteResult.Won) {
           if (this.role === Role.PreCandidate) this.campaign('elect', false);
           else this.becomeLeader();
-        } else if (r === 'lost') {
+        } else if (r === VoteResult.Lost) {
           this.becomeFollower(this.term, NONE);
         }
         return;
@@ -593,57 +622,57 @@ export class Raft {
   }
 
   private stepLeader(m: Message): void {
+    if (m.type === MsgType.ReadIndex) {
+      this.leaderRead(m.ctx, m.from);
+      return;
+    }
     const pr = this.prs.get(m.from);
-    switch (m.type) {
-      case MsgType.ReadIndex:
-        this.leaderRead(m.ctx, m.from);
-        return;
-      case MsgType.AppResp: {
-        if (!pr) return;
-        pr.recentActive = true;
-        if (m.reject) {
-          this.handleReject(pr, m);
-          return;
-        }
-        // An acknowledgement of an append sent before the voter was found to have lost entries may
-        // describe entries it no longer holds.
-        if (pr.lostSeq > 0 && m.ctx <= pr.lostSeq) return;
-        const oldPaused = pr.paused(this.cfg.maxInflight);
-        if (m.index > pr.match) {
-          pr.match = m.index;
-          pr.matchSeq = pr.sendSeq;
-          pr.probeSent = false;
-        }
-        if (m.index + 1 > pr.next) pr.next = m.index + 1;
-        if (pr.state === ProgressState.Probe) pr.becomeReplicate();
-        else if (pr.state === ProgressState.Snapshot && pr.match >= pr.pendingSnapshot) {
-          pr.becomeProbe();
-          pr.becomeReplicate();
-        } else if (pr.state === ProgressState.Replicate) pr.freeTo(m.index);
-        if (this.maybeCommit()) {
-          this.bcastAppend();
-        } else if (oldPaused || pr.match < this.log.lastIndex()) {
-          this.sendAppendsTo(m.from, false);
-        }
-        if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
-        return;
-      }
-      case MsgType.HeartbeatResp: {
-        if (!pr) return;
-        pr.recentActive = true;
-        pr.probeSent = false;
-        if (pr.state === ProgressState.Replicate && pr.inflights.length >= this.cfg.maxInflight) {
-          // A lost append would stall the pipeline forever; let one more through to provoke a reject.
-          pr.inflights.shift();
-        }
-        // Even an empty append helps here: its rejection reveals an append lost on the way.
-        if (pr.match < this.log.lastIndex()) this.sendAppend(m.from);
-        if (m.ctx > pr.readAck) {
-          pr.readAck = m.ctx;
-          this.releaseReads();
-        }
-        return;
-      }
+    if (!pr) return;
+    if (m.type === MsgType.AppResp) {
+      pr.recentActive = true;
+      if (m.reject) this.handleReject(pr, m);
+      else this.handleAppResp(pr, m);
+    } else if (m.type === MsgType.HeartbeatResp) {
+      pr.recentActive = true;
+      this.handleHeartbeatResp(pr, m);
+    }
+  }
+
+  private handleAppResp(pr: Progress, m: Message): void {
+    // An acknowledgement of an append sent before the voter was found to have lost entries may
+    // describe entries it no longer holds.
+    if (pr.lostSeq > 0 && m.ctx <= pr.lostSeq) return;
+    const oldPaused = pr.paused(this.cfg.maxInflight);
+    if (m.index > pr.match) {
+      pr.match = m.index;
+      pr.matchSeq = pr.sendSeq;
+      pr.probeSent = false;
+    }
+    if (m.index + 1 > pr.next) pr.next = m.index + 1;
+    if (pr.state === ProgressState.Probe) pr.becomeReplicate();
+    else if (pr.state === ProgressState.Snapshot && pr.match >= pr.pendingSnapshot) {
+      pr.becomeProbe();
+      pr.becomeReplicate();
+    } else if (pr.state === ProgressState.Replicate) pr.freeTo(m.index);
+    if (this.maybeCommit()) {
+      this.bcastAppend();
+    } else if (oldPaused || pr.match < this.log.lastIndex()) {
+      this.sendAppendsTo(m.from, false);
+    }
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+  }
+
+  private handleHeartbeatResp(pr: Progress, m: Message): void {
+    pr.probeSent = false;
+    if (pr.state === ProgressState.Replicate && pr.inflights.length >= this.cfg.maxInflight) {
+      // A lost append would stall the pipeline forever; let one more through to provoke a reject.
+      pr.inflights.shift();
+    }
+    // Even an empty append helps here: its rejection reveals an append lost on the way.
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from);
+    if (m.ctx > pr.readAck) {
+      pr.readAck = m.ctx;
+      this.releaseReads();
     }
   }
 
@@ -755,13 +784,13 @@ export class Raft {
   }
 
   private maybeCommit(): boolean {
-    const matches: number[] = [];
+    const matches = this.matchScratch;
+    matches.length = 0;
     for (const v of this.voters) {
       const p = this.prs.get(v);
       matches.push(p ? p.match : 0);
     }
-    matches.sort((a, b) => b - a);
-    const q = matches[this.voters.size >> 1];
+    const q = majorityIndex(matches);
     // Only entries of the current term commit by counting (Raft §5.4.2, Figure 8).
     if (q > this.log.committed && this.log.term(q) === this.term) {
       this.log.commitTo(q);
@@ -871,7 +900,7 @@ export class Raft {
           if (v === this.id || p?.recentActive) active++;
           if (p && v !== this.id) p.recentActive = false;
         }
-        if (active < (this.voters.size >> 1) + 1) {
+        if (!isQuorum(active, this.voters.size)) {
           this.becomeFollower(this.term, NONE);
           return;
         }
@@ -898,17 +927,16 @@ export class Raft {
     this.bcastHeartbeat(this.readSeq);
   }
 
+  /** Releases the reads whose heartbeat round a majority acknowledged (the leader acknowledges its
+   * own rounds). */
   private releaseReads(): void {
-    const q = (this.voters.size >> 1) + 1;
-    while (this.pendingReads.length > 0) {
-      const r = this.pendingReads[0];
-      let acks = 0;
-      for (const v of this.voters) {
-        if (v === this.id) acks++;
-        else if ((this.prs.get(v)?.readAck ?? 0) >= r.seq) acks++;
-      }
-      if (acks < q) return;
-      this.pendingReads.shift();
+    if (this.pendingReads.length === 0) return;
+    const acks = this.matchScratch;
+    acks.length = 0;
+    for (const v of this.voters) acks.push(v === this.id ? this.readSeq : (this.prs.get(v)?.readAck ?? 0));
+    const confirmed = majorityIndex(acks);
+    while (this.pendingReads.length > 0 && this.pendingReads[0].seq <= confirmed) {
+      const r = this.pendingReads.shift()!;
       this.answerRead(r.index, r.ctx, r.from);
     }
   }

@@ -94,14 +94,32 @@ export interface ReadState {
   ctx: number;
 }
 
-/** What the shell must do, in this order: persist snapshot, entries, hard state (one sync); then send
- * messages; then apply committedEntries; then call advance(). */
+/**
+ * What the shell must do, in this order: send `messages` (they depend on nothing this Ready writes, so
+ * they may leave before or while it is persisted); persist snapshot, entries and hard state (one sync)
+ * when `mustSync`; then send `messagesAfterSync`; apply `committedEntries`; serve `readStates`; call
+ * advance(). The core decides which message may leave when (etcd-raft's MustSync and its messages
+ * after append), so every shell — RaftNode and the simulator — follows one rule.
+ */
 export interface Ready {
+  /** The latest term, vote and commit index when any of them changed since the last Ready. */
   hardState: HardState | null;
   snapshot: Snapshot | null;
   entries: Entry[];
+  /** Whether this Ready must be made durable (one fdatasync) before `messagesAfterSync` leave: it holds
+   * a snapshot, entries, or a new term or vote. A hard state that changes only the commit index need
+   * not be synced (a restarted node learns the commit index again from the leader); the shell writes
+   * it with the next synced batch. */
+  mustSync: boolean;
   committedEntries: Entry[];
+  /** May be sent at once: everything when nothing must be synced; otherwise a leader's appends and
+   * heartbeats of its current term when its term and vote are already durable (Raft thesis §10.2.1: a
+   * leader may replicate while its own write is in flight; it counts itself towards a quorum only for
+   * what it has persisted). */
   messages: Message[];
+  /** Sent only once the write is durable: votes, acknowledgements of entries, and anything sent in a
+   * term (or with a vote) not yet on disk. Empty when `mustSync` is false. */
+  messagesAfterSync: Message[];
   readStates: ReadState[];
   /** Set when the leader or role changed since the last Ready. */
   softState: { lead: number; role: Role; term: number } | null;

@@ -1,23 +1,19 @@
-import { type CheckResult, checkOperations, type KvOperation, kvModel } from '../linearizability/index.js';
+import type { CheckResult } from '../linearizability/index.js';
 import { Raft, type RaftConfig } from '../raft/raft.js';
-import {
-  type Entry,
-  EntryType,
-  type HardState,
-  type Message,
-  MsgType,
-  NONE,
-  type Ready,
-  Role,
-  type Snapshot,
-} from '../raft/types.js';
+import { type Entry, type Message, Role } from '../raft/types.js';
+import { checkHistory, SafetyChecker } from './checkers.js';
+import { EventKind, mix, Scheduler, type SimEvent } from './events.js';
+import { SimNetwork } from './network.js';
+import { applyToSm, decodeSm, emptySm, encodeSm, SimNode } from './node.js';
 import { Prng } from './prng.js';
+import { Workload } from './workload.js';
 
 /**
- * A deterministic cluster simulation: every node's Raft core, a simulated network (delay, drop,
- * duplicate, reorder, partitions), a simulated disk (unsynced writes lost or torn on crash), crashes,
- * restarts, pauses and clock skew, all driven by one seeded PRNG on a virtual clock. The Raft safety
- * invariants are checked after every event; a violation throws with the seed.
+ * A deterministic cluster simulation: every node's Raft core run by a shell that follows the core's
+ * Ready (what to sync, what to send before and after the sync), a simulated network (network.ts), a
+ * simulated disk per node (disk.ts), crashes, restarts, pauses and clock skew, clients (workload.ts),
+ * all driven by one seeded PRNG on a virtual clock (events.ts). The Raft safety invariants
+ * (checkers.ts) are checked after every event; a violation throws with the seed.
  */
 
 export interface SimOptions {
@@ -60,7 +56,8 @@ export interface LostTailReport {
   leadersBefore: number;
 }
 
-interface Swarm {
+/** One seed's parameters ("swarm testing", as TigerBeetle's VOPR): each seed stresses other corners. */
+export interface Swarm {
   nodes: number;
   initialVoters: number;
   drop: number;
@@ -79,127 +76,35 @@ interface Swarm {
   checkQuorum: boolean;
   maxMsgEntries: number;
   maxInflight: number;
-  /** The leader sends appends and heartbeats before its own write is durable. */
-  leaderSendsEarly: boolean;
-  /** A hard state that changes only the commit index is not written until the next write. */
-  lazyCommit: boolean;
 }
 
-interface DiskState {
-  hardState: HardState;
-  snapshot: Snapshot | null;
-  entries: Entry[];
-}
-
-type DiskRecord = { kind: 'snapshot'; s: Snapshot } | { kind: 'entries'; es: Entry[] } | { kind: 'hard'; h: HardState };
-
-/** The replicated state machine: a key-value store (each command is a put of a unique value) plus a
- * running hash of everything applied, compared across nodes at every index. */
-interface SmState {
-  index: number;
-  hash: number;
-  kv: Map<number, number>;
-}
-
-const KEYS = 3;
-/** Concurrent writers: bounded, as real clients are, so the history's concurrency stays checkable. */
-const CLIENTS = 8;
-
-class SimNode {
-  core!: Raft;
-  up = true;
-  paused = false;
-  incarnation = 0;
-  busy = false;
-  skew = 1;
-  durable: DiskState = { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: null, entries: [] };
-  unsynced: DiskRecord[] = [];
-  sm: SmState = { index: 0, hash: 0, kv: new Map() };
-  /** ReadIndex answers waiting for the state machine to reach their index. */
-  waitingReads: { index: number; ctx: number }[] = [];
-  commitSeen = 0;
-  lastRole: Role = Role.Follower;
-  lastCommit = 0;
-  /** Messages delivered while paused are held, as a stopped process's socket buffer would. */
-  held: Message[] = [];
-  rd: Ready | null = null;
-  /** The latest hard state handed out (written or, with lazyCommit, pending). */
-  lastHard: HardState = { term: 0, vote: 0, commit: 0 };
-  hardPending = false;
-  constructor(readonly id: number) {}
-}
-
-interface Event {
-  at: number;
-  seq: number;
-  kind: number;
-  node: number;
-  inc: number;
-  msg: Message | null;
-}
-
-const EV_TICK = 1;
-const EV_DELIVER = 2;
-const EV_SYNCED = 3;
-const EV_NEMESIS = 4;
-const EV_PROPOSE = 5;
-const EV_READ = 6;
-const EV_RESTART = 7;
-const EV_UNPAUSE = 8;
-const EV_LOSE_TAIL = 9;
-
-class EventQueue {
-  private heap: Event[] = [];
-  push(e: Event): void {
-    const h = this.heap;
-    h.push(e);
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (less(h[p], h[i])) break;
-      [h[p], h[i]] = [h[i], h[p]];
-      i = p;
-    }
-  }
-  pop(): Event | undefined {
-    const h = this.heap;
-    if (h.length === 0) return undefined;
-    const top = h[0];
-    const last = h.pop()!;
-    if (h.length > 0) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && less(h[l], h[m])) m = l;
-        if (r < h.length && less(h[r], h[m])) m = r;
-        if (m === i) break;
-        [h[m], h[i]] = [h[i], h[m]];
-        i = m;
-      }
-    }
-    return top;
-  }
-  get size(): number {
-    return this.heap.length;
-  }
-}
-
-function less(a: Event, b: Event): boolean {
-  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
-}
-
-function mix(h: number, x: number): number {
-  h ^= x;
-  h = Math.imul(h, 0x01000193);
-  return h >>> 0;
-}
-
-function hashBytes(h: number, b: Uint8Array): number {
-  for (let i = 0; i < b.length; i++) h = mix(h, b[i]);
-  return mix(h, b.length);
+export function pickSwarm(r: Prng): Swarm {
+  const nodes = r.pick([3, 3, 5, 5, 4]);
+  const membership = nodes >= 4 && r.chance(0.6);
+  const swarm: Swarm = {
+    nodes,
+    initialVoters: membership ? 3 : nodes,
+    drop: r.pick([0, 0.01, 0.05, 0.15, 0.3]),
+    dup: r.pick([0, 0.02, 0.1, 0.3]),
+    delayMin: r.int(0, 2),
+    delayMax: r.pick([3, 8, 25, 60]),
+    diskMin: r.pick([0, 1]),
+    diskMax: r.pick([1, 3, 12]),
+    nemesisEveryMs: r.pick([20, 60, 150, 400]),
+    proposeEveryMs: r.pick([2, 5, 15]),
+    readEveryMs: r.pick([10, 30]),
+    snapshotEvery: r.pick([8, 30, 200]),
+    membership,
+    torn: r.chance(0.7),
+    preVote: r.chance(0.8),
+    checkQuorum: r.chance(0.8),
+    maxMsgEntries: r.pick([1, 4, 64]),
+    maxInflight: r.pick([1, 4, 256]),
+  };
+  // Go-back-N over a lossy link with hundreds of one-entry appends in flight is correct but costs
+  // millions of simulated messages per seed; keep the window proportionate to the batch size.
+  if (swarm.maxMsgEntries === 1) swarm.maxInflight = Math.min(swarm.maxInflight, 8);
+  return swarm;
 }
 
 export class SimFailure extends Error {}
@@ -228,45 +133,17 @@ export class ClusterSim {
   readonly rng: Prng;
   readonly swarm: Swarm;
   readonly nodes: SimNode[] = [];
-  private q = new EventQueue();
-  private seq = 0;
-  now = 0;
-  private blocked = new Set<string>();
-  private leaderOf = new Map<number, number>();
-  /** index -> term of every entry any node has seen committed. */
-  private committedTerm: number[] = [];
-  /** index -> the term of the first node seen holding it committed: the term it was committed in, or
-   * later (a follower learns of a commit after the leader). */
-  private committedIn: number[] = [];
-  private committedData: Uint8Array[] = [];
-  /** index -> state machine hash after applying it. */
-  private smHash: number[] = [];
-  private proposals = new Map<
-    number,
-    { node: number; inc: number; index: number; value: number; op: number; term: number; at: number }
-  >();
-  /** The clients' history, checked for linearizability at the end: puts (acknowledged when the
-   * proposing node applies them) and ReadIndex gets. Times are a logical clock of history events. */
-  readonly history: KvOperation[] = [];
-  private clock = 0;
+  private readonly clock = new Scheduler();
+  private readonly net: SimNetwork;
+  private readonly checker: SafetyChecker;
+  private readonly workload: Workload;
   linearizability: CheckResult | 'skipped' = 'skipped';
-  private acked = new Map<number, number>();
-  private maxAckedIndex = 0;
-  private pendingReads = new Map<
-    number,
-    { node: number; inc: number; minIndex: number; key: number; call: number; at: number }
-  >();
-  private nextValue = 1;
-  private nextReadCtx = 1;
   private trace = 0;
   private events = 0;
-  private stats = { commits: 0, reads: 0, leaders: 0, crashes: 0 };
-  private faults = true;
+  private crashes = 0;
   /** Messages from the cores' `warn` hook, with the virtual time. */
   readonly warnings: string[] = [];
   lostTailReport: LostTailReport | null = null;
-  /** Set in the liveness phase once the marker is committed: no new client operations. */
-  private clientsStopped = false;
   /** Virtual ms from healing to the marker's commit, and to every voter having applied it and every
    * acknowledged write. */
   private recovery = { markerMs: -1, convergedMs: -1 };
@@ -275,50 +152,27 @@ export class ClusterSim {
   constructor(readonly opts: SimOptions) {
     this.rng = new Prng(opts.seed);
     const r = this.rng;
-    const nodes = r.pick([3, 3, 5, 5, 4]);
-    const membership = nodes >= 4 && r.chance(0.6);
-    this.swarm = {
-      nodes,
-      initialVoters: membership ? 3 : nodes,
-      drop: r.pick([0, 0.01, 0.05, 0.15, 0.3]),
-      dup: r.pick([0, 0.02, 0.1, 0.3]),
-      delayMin: r.int(0, 2),
-      delayMax: r.pick([3, 8, 25, 60]),
-      diskMin: r.pick([0, 1]),
-      diskMax: r.pick([1, 3, 12]),
-      nemesisEveryMs: r.pick([20, 60, 150, 400]),
-      proposeEveryMs: r.pick([2, 5, 15]),
-      readEveryMs: r.pick([10, 30]),
-      snapshotEvery: r.pick([8, 30, 200]),
-      membership,
-      torn: r.chance(0.7),
-      preVote: r.chance(0.8),
-      checkQuorum: r.chance(0.8),
-      maxMsgEntries: r.pick([1, 4, 64]),
-      maxInflight: r.pick([1, 4, 256]),
-      leaderSendsEarly: r.chance(0.5),
-      lazyCommit: r.chance(0.5),
-    };
-    // Go-back-N over a lossy link with hundreds of one-entry appends in flight is correct but costs
-    // millions of simulated messages per seed; keep the window proportionate to the batch size.
-    if (this.swarm.maxMsgEntries === 1) this.swarm.maxInflight = Math.min(this.swarm.maxInflight, 8);
+    this.swarm = pickSwarm(r);
     if (opts.snapshotEvery !== undefined) this.swarm.snapshotEvery = opts.snapshotEvery;
-    const voters = Array.from({ length: this.swarm.initialVoters }, (_, i) => i + 1);
-    this.voterHistory.push(voters);
-    for (let i = 1; i <= nodes; i++) {
+    const fail = (what: string): never => this.fail(what);
+    this.net = new SimNetwork(r, this.swarm, (delay, to, m) => this.clock.schedule(delay, EventKind.Deliver, to, m));
+    this.checker = new SafetyChecker(fail);
+    this.workload = new Workload(r, opts.sabotage === 'stale-reads', fail);
+    this.voterHistory.push(Array.from({ length: this.swarm.initialVoters }, (_, i) => i + 1));
+    for (let i = 1; i <= this.swarm.nodes; i++) {
       const n = new SimNode(i);
       n.skew = 0.8 + r.next() * 0.4;
       this.nodes.push(n);
       this.boot(n);
-      this.schedule(r.int(0, TICK_MS), EV_TICK, i, null);
+      this.clock.schedule(r.int(0, TICK_MS), EventKind.Tick, i, null);
     }
-    this.schedule(1, EV_PROPOSE, 0, null);
-    this.schedule(1, EV_READ, 0, null);
+    this.clock.schedule(1, EventKind.Propose, 0, null);
+    this.clock.schedule(1, EventKind.Read, 0, null);
     if (opts.lostTail) {
-      this.faults = false;
-      this.schedule(opts.lostTail.atMs, EV_LOSE_TAIL, 0, null);
+      this.net.faults = false;
+      this.clock.schedule(opts.lostTail.atMs, EventKind.LoseTail, 0, null);
     } else {
-      this.schedule(this.swarm.nemesisEveryMs, EV_NEMESIS, 0, null);
+      this.clock.schedule(this.swarm.nemesisEveryMs, EventKind.Nemesis, 0, null);
     }
   }
 
@@ -326,10 +180,24 @@ export class ClusterSim {
     return JSON.stringify(this.swarm);
   }
 
+  get now(): number {
+    return this.clock.now;
+  }
+
+  /** The clients' history (puts and reads), as checked for linearizability. */
+  get history() {
+    return this.workload.history;
+  }
+
   private node(id: number): SimNode {
     return this.nodes[id - 1];
   }
 
+  private leader(): SimNode | undefined {
+    return this.nodes.find((n) => n.up && n.core.role === Role.Leader);
+  }
+
+  /** Starts (or restarts) a node's core from its durable state, as a new process would. */
   private boot(n: SimNode): void {
     const peers = n.id <= this.swarm.initialVoters ? this.voterHistory[0] : [];
     const cfg: RaftConfig = {
@@ -353,32 +221,21 @@ export class ClusterSim {
     };
     const rr = this.rng.fork();
     cfg.random = () => rr.next();
-    const d = n.durable;
-    n.core = new Raft(cfg, {
-      hardState: { ...d.hardState },
-      snapshot: d.snapshot,
-      entries: d.entries.slice(),
-    });
+    const d = n.disk.durable;
+    n.core = new Raft(cfg, { hardState: { ...d.hardState }, snapshot: d.snapshot, entries: d.entries.slice() });
     if (d.snapshot) {
       n.sm = decodeSm(d.snapshot.data);
-      this.checkSmAt(n, 'restore from disk');
+      this.checker.checkSmAt(n, 'restore from disk');
     } else {
-      n.sm = { index: 0, hash: 0, kv: new Map() };
+      n.sm = emptySm();
     }
     n.commitSeen = n.core.log.snapIndex;
-    n.lastHard = { ...d.hardState };
-    n.hardPending = false;
+    n.disk.reset();
     n.lastCommit = n.core.log.committed;
-    n.lastRole = Role.Follower;
     n.busy = false;
     n.rd = null;
-    n.unsynced = [];
     n.held = [];
     n.waitingReads = [];
-  }
-
-  private schedule(delay: number, kind: number, node: number, msg: Message | null, inc = 0): void {
-    this.q.push({ at: this.now + delay, seq: this.seq++, kind, node, inc, msg });
   }
 
   private fail(what: string): never {
@@ -386,102 +243,91 @@ export class ClusterSim {
   }
 
   run(): SimResult {
-    const end = this.opts.faultMs;
-    while (this.q.size > 0) {
-      const e = this.q.pop()!;
-      if (e.at > end) {
-        this.q.push(e);
-        break;
-      }
-      this.now = e.at;
-      this.dispatch(e);
-    }
+    for (let e = this.clock.next(this.opts.faultMs); e; e = this.clock.next(this.opts.faultMs)) this.dispatch(e);
     this.heal();
     this.liveness();
+    const w = this.workload;
     return {
       seed: this.opts.seed,
       events: this.events,
       traceHash: this.trace,
-      commits: this.stats.commits,
-      acked: this.acked.size,
-      reads: this.stats.reads,
-      leaders: this.stats.leaders,
-      crashes: this.stats.crashes,
-      historyOps: this.history.length,
+      commits: w.commits,
+      acked: w.acked.size,
+      reads: w.reads,
+      leaders: this.checker.leaders,
+      crashes: this.crashes,
+      historyOps: w.history.length,
       linearizability: this.linearizability,
       recoveryMs: this.recovery.markerMs,
       convergedMs: this.recovery.convergedMs,
     };
   }
 
-  private dispatch(e: Event): void {
+  private dispatch(e: SimEvent): void {
     this.events++;
     this.trace = mix(mix(mix(this.trace, e.kind), e.node), e.at | 0);
+    const n = e.node > 0 ? this.node(e.node) : null;
     switch (e.kind) {
-      case EV_TICK: {
-        const n = this.node(e.node);
-        if (n.up && !n.paused) {
-          n.core.tick();
-          this.pump(n);
-        }
-        this.schedule(Math.max(1, Math.round(TICK_MS * n.skew)), EV_TICK, n.id, null);
+      case EventKind.Tick:
+        this.tick(n!);
         break;
-      }
-      case EV_DELIVER: {
-        const n = this.node(e.node);
-        const m = e.msg!;
-        if (!n.up) break;
-        if (n.paused) {
-          n.held.push(m);
-          break;
-        }
-        n.core.step(m);
-        this.pump(n);
+      case EventKind.Deliver:
+        this.deliver(n!, e.msg!);
         break;
-      }
-      case EV_SYNCED: {
-        const n = this.node(e.node);
-        if (!n.up || n.incarnation !== e.inc) break;
-        this.synced(n);
+      case EventKind.Synced:
+        if (n!.up && n!.incarnation === e.inc) this.synced(n!);
         break;
-      }
-      case EV_NEMESIS:
-        if (this.faults) {
+      case EventKind.Nemesis:
+        if (this.net.faults) {
           this.nemesis();
-          this.schedule(this.rng.int(1, this.swarm.nemesisEveryMs * 2), EV_NEMESIS, 0, null);
+          this.clock.schedule(this.rng.int(1, this.swarm.nemesisEveryMs * 2), EventKind.Nemesis, 0, null);
         }
         break;
-      case EV_PROPOSE:
-        if (this.clientsStopped) break;
-        this.clientPropose();
-        this.schedule(this.rng.int(1, this.swarm.proposeEveryMs), EV_PROPOSE, 0, null);
+      case EventKind.Propose:
+        if (this.workload.stopped) break;
+        this.pumpIf(this.workload.put(this.nodes, this.now));
+        this.clock.schedule(this.rng.int(1, this.swarm.proposeEveryMs), EventKind.Propose, 0, null);
         break;
-      case EV_READ:
-        if (this.clientsStopped) break;
-        this.clientRead();
-        this.schedule(this.rng.int(1, this.swarm.readEveryMs), EV_READ, 0, null);
+      case EventKind.Read:
+        if (this.workload.stopped) break;
+        this.pumpIf(this.workload.read(this.nodes, this.now));
+        this.clock.schedule(this.rng.int(1, this.swarm.readEveryMs), EventKind.Read, 0, null);
         break;
-      case EV_RESTART: {
-        const n = this.node(e.node);
-        if (!n.up) {
-          n.up = true;
-          this.boot(n);
-          this.pump(n);
-        }
+      case EventKind.Restart:
+        if (!n!.up) this.restart(n!);
         break;
-      }
-      case EV_UNPAUSE: {
-        const n = this.node(e.node);
-        if (n.paused && n.incarnation === e.inc) this.unpause(n);
+      case EventKind.Unpause:
+        if (n!.paused && n!.incarnation === e.inc) this.unpause(n!);
         break;
-      }
-      case EV_LOSE_TAIL:
+      case EventKind.LoseTail:
         this.loseTail();
         break;
     }
-    this.checkInvariants();
+    this.checker.afterEvent(this.nodes);
     const lt = this.lostTailReport;
     if (lt && lt.caughtUpMs < 0 && this.node(lt.node).sm.index >= lt.leaderCommit) lt.caughtUpMs = this.now - lt.at;
+  }
+
+  private tick(n: SimNode): void {
+    if (n.up && !n.paused) {
+      n.core.tick();
+      this.pump(n);
+    }
+    this.clock.schedule(Math.max(1, Math.round(TICK_MS * n.skew)), EventKind.Tick, n.id, null);
+  }
+
+  private deliver(n: SimNode, m: Message): void {
+    if (!n.up) return;
+    if (n.paused) {
+      n.held.push(m);
+      return;
+    }
+    n.core.step(m);
+    this.pump(n);
+  }
+
+  private pumpIf(n: SimNode | null): void {
+    if (n) this.pump(n);
   }
 
   private unpause(n: SimNode): void {
@@ -492,87 +338,52 @@ export class ClusterSim {
     this.pump(n);
   }
 
-  /** Drive a node's Ready loop: persist (asynchronously, with a sync latency), then send and apply. */
+  private restart(n: SimNode): void {
+    n.up = true;
+    this.boot(n);
+    this.pump(n);
+  }
+
+  // ---- the shell: one Ready at a time, as RaftNode runs it ---------------------------------------
+
+  /** Sends what the core lets leave at once, stages the write, and completes it after a sync latency
+   * (at once when nothing must be synced). */
   private pump(n: SimNode): void {
     if (!n.up || n.busy || !n.core.hasReady()) return;
     const rd = n.core.ready();
     n.rd = rd;
     n.busy = true;
-    if (this.swarm.leaderSendsEarly && n.core.role === Role.Leader && rd.messages.length > 0) {
-      // Raft thesis §10.2.1 (and RaftNode): a leader's appends and heartbeats need not wait for its
-      // own write; it counts itself towards commit only once the write is durable.
-      const later: Message[] = [];
-      for (const m of rd.messages) {
-        if (m.type === MsgType.App || m.type === MsgType.Heartbeat) this.send(m);
-        else later.push(m);
-      }
-      rd.messages = later;
-    }
-    if (rd.snapshot) n.unsynced.push({ kind: 'snapshot', s: rd.snapshot });
-    if (rd.entries.length > 0) n.unsynced.push({ kind: 'entries', es: rd.entries });
-    if (rd.hardState) {
-      const last = n.lastHard;
-      n.lastHard = rd.hardState;
-      if (
-        this.swarm.lazyCommit &&
-        rd.entries.length === 0 &&
-        !rd.snapshot &&
-        rd.hardState.term === last.term &&
-        rd.hardState.vote === last.vote
-      ) {
-        // As RaftNode does: a change of the commit index alone is not synced; it reaches the disk
-        // with the next write (a restart may then re-learn a lower commit).
-        n.hardPending = true;
-      } else {
-        n.unsynced.push({ kind: 'hard', h: rd.hardState });
-        n.hardPending = false;
-      }
-    } else if (n.hardPending && rd.entries.length > 0) {
-      n.unsynced.push({ kind: 'hard', h: n.lastHard });
-      n.hardPending = false;
-    }
-    const needsSync = n.unsynced.length > 0;
-    this.schedule(
-      needsSync ? this.rng.int(this.swarm.diskMin, this.swarm.diskMax) : 0,
-      EV_SYNCED,
-      n.id,
-      null,
-      n.incarnation,
-    );
+    for (const m of rd.messages) this.net.send(m);
+    n.disk.stage(rd);
+    const latency = rd.mustSync ? this.rng.int(this.swarm.diskMin, this.swarm.diskMax) : 0;
+    this.clock.schedule(latency, EventKind.Synced, n.id, null, n.incarnation);
   }
 
-  private persist(d: DiskState, r: DiskRecord): void {
-    if (r.kind === 'snapshot') {
-      d.snapshot = r.s;
-      d.entries = [];
-    } else if (r.kind === 'entries') {
-      const first = r.es[0].index;
-      let k = d.entries.length;
-      while (k > 0 && d.entries[k - 1].index >= first) k--;
-      d.entries.length = k;
-      for (const e of r.es) d.entries.push(e);
-    } else {
-      d.hardState = { ...r.h };
-    }
-  }
-
+  /** The write is durable: send the rest, install, apply, serve reads, advance. */
   private synced(n: SimNode): void {
-    for (const r of n.unsynced) this.persist(n.durable, r);
-    n.unsynced = [];
+    n.disk.synced();
     const rd = n.rd!;
     n.rd = null;
-    for (const m of rd.messages) this.send(m);
+    for (const m of rd.messagesAfterSync) this.net.send(m);
     if (rd.snapshot) {
       n.sm = decodeSm(rd.snapshot.data);
-      this.checkSmAt(n, 'install snapshot');
+      this.checker.checkSmAt(n, 'install snapshot');
     }
     for (const e of rd.committedEntries) this.apply(n, e);
     for (const rs of rd.readStates) n.waitingReads.push({ index: rs.index, ctx: rs.ctx });
-    this.serveReads(n);
+    this.workload.serveReads(n);
     n.core.advance();
     n.busy = false;
     this.maybeSnapshot(n);
     this.pump(n);
+  }
+
+  private apply(n: SimNode, e: Entry): void {
+    if (e.index <= n.sm.index) return;
+    this.checker.checkApply(n, e);
+    applyToSm(n.sm, e);
+    this.checker.checkSmAt(n, 'apply');
+    this.workload.applied(n, e);
   }
 
   private maybeSnapshot(n: SimNode): void {
@@ -583,330 +394,117 @@ export class ClusterSim {
     if (c.log.applied - (snap ? snap.index : 0) < this.swarm.snapshotEvery) return;
     if (n.sm.index !== c.log.applied) this.fail(`node ${n.id} sm index ${n.sm.index} != applied ${c.log.applied}`);
     const s = c.compact(encodeSm(n.sm), this.rng.int(0, 10));
-    // A snapshot is written to its own file, synced and renamed into place: atomic and durable.
-    n.durable.snapshot = s;
-    n.durable.entries = n.durable.entries.filter((e) => e.index > c.log.snapIndex);
+    n.disk.saveSnapshot(s, c.log.snapIndex);
   }
 
-  private apply(n: SimNode, e: Entry): void {
-    if (e.index <= n.sm.index) return;
-    if (e.index !== n.sm.index + 1) this.fail(`node ${n.id} applies ${e.index} after ${n.sm.index}`);
-    const t = this.committedTerm[e.index];
-    if (t !== undefined && t !== e.term)
-      this.fail(`state machine safety: node ${n.id} applies term ${e.term} at ${e.index}, committed term ${t}`);
-    const prev = this.committedData[e.index];
-    if (prev !== undefined && !bytesEqual(prev, e.data))
-      this.fail(`state machine safety: node ${n.id} applies different data at ${e.index}`);
-    this.committedData[e.index] = e.data;
-    this.committedTerm[e.index] = e.term;
-    this.committedIn[e.index] ??= n.core.term;
-    n.sm.hash = hashBytes(mix(n.sm.hash, e.type), e.data);
-    n.sm.index = e.index;
-    if (e.type === EntryType.Normal && e.data.length === 8) {
-      const v = new DataView(e.data.buffer, e.data.byteOffset, 8).getFloat64(0, true);
-      if (v > 0) n.sm.kv.set(v % KEYS, v);
-    }
-    this.checkSmAt(n, 'apply');
-    if (e.type === EntryType.Normal && e.data.length === 8) {
-      const v = new DataView(e.data.buffer, e.data.byteOffset, 8).getFloat64(0, true);
-      const p = this.proposals.get(v);
-      if (p && p.node === n.id && p.inc === n.incarnation) {
-        this.proposals.delete(v);
-        if (p.index !== e.index) this.fail(`proposal ${v} applied at ${e.index}, proposed at ${p.index}`);
-        this.history[p.op].ret = ++this.clock;
-        this.acked.set(v, e.index);
-        if (e.index > this.maxAckedIndex) this.maxAckedIndex = e.index;
-        this.stats.commits++;
-      }
-    }
-  }
-
-  private checkSmAt(n: SimNode, what: string): void {
-    const h = this.smHash[n.sm.index];
-    if (h === undefined) this.smHash[n.sm.index] = n.sm.hash;
-    else if (h !== n.sm.hash) this.fail(`state machine safety (${what}): node ${n.id} state at ${n.sm.index} differs`);
-  }
-
-  private send(m: Message): void {
-    const from = m.from;
-    const to = m.to;
-    if (!this.faults) {
-      this.schedule(this.rng.int(this.swarm.delayMin, Math.min(this.swarm.delayMax, 5)), EV_DELIVER, to, m);
-      return;
-    }
-    if (this.blocked.has(`${from}>${to}`)) return;
-    if (this.rng.chance(this.swarm.drop)) return;
-    this.schedule(this.rng.int(this.swarm.delayMin, this.swarm.delayMax), EV_DELIVER, to, m);
-    if (this.rng.chance(this.swarm.dup)) {
-      this.schedule(this.rng.int(this.swarm.delayMin, this.swarm.delayMax * 3), EV_DELIVER, to, m);
-    }
-  }
-
-  /** A client gives up on a put (its outcome stays unknown) when the node it asked crashed, moved to
-   * a new term, or took too long. */
-  private expireProposals(): void {
-    for (const [v, p] of this.proposals) {
-      const pn = this.node(p.node);
-      if (pn.incarnation !== p.inc || pn.core.term !== p.term || this.now - p.at > 1000) this.proposals.delete(v);
-    }
-  }
-
-  private clientPropose(): void {
-    // Closed-loop clients: at most CLIENTS puts in flight.
-    this.expireProposals();
-    if (this.proposals.size >= CLIENTS) return;
-    const leader = this.nodes.find((n) => n.up && !n.paused && n.core.role === Role.Leader);
-    const n = leader && this.rng.chance(0.9) ? leader : this.rng.pick(this.nodes);
-    if (!n.up || n.paused) return;
-    const value = this.nextValue++;
-    const data = new Uint8Array(8);
-    new DataView(data.buffer).setFloat64(0, value, true);
-    const call = ++this.clock;
-    const idx = n.core.propose(data);
-    if (idx > 0) {
-      const op = this.history.length;
-      this.history.push({
-        clientId: value,
-        input: { op: 'put', key: `k${value % KEYS}`, value: String(value) },
-        output: {},
-        call,
-        ret: Number.POSITIVE_INFINITY,
-      });
-      this.proposals.set(value, {
-        node: n.id,
-        inc: n.incarnation,
-        index: idx,
-        value,
-        op,
-        term: n.core.term,
-        at: this.now,
-      });
-    }
-    this.pump(n);
-  }
-
-  private clientRead(): void {
-    // Readers are closed-loop clients too; one that waited too long gives up (a read with no answer
-    // has no effect, so it simply leaves the history).
-    for (const [ctx, r] of this.pendingReads) if (this.now - r.at > 1000) this.pendingReads.delete(ctx);
-    if (this.pendingReads.size >= CLIENTS) return;
-    if (this.opts.sabotage === 'stale-reads') {
-      const n = this.rng.pick(this.nodes);
-      const key = this.rng.int(0, KEYS - 1);
-      const v = n.sm.kv.get(key);
-      const call = ++this.clock;
-      this.history.push({
-        clientId: -this.nextReadCtx++,
-        input: { op: 'get', key: `k${key}` },
-        output: { value: v === undefined ? null : String(v) },
-        call,
-        ret: ++this.clock,
-      });
-      return;
-    }
-    const n = this.rng.pick(this.nodes);
-    if (!n.up || n.paused) return;
-    const ctx = this.nextReadCtx++;
-    if (n.core.readIndex(ctx)) {
-      // A linearizable read must observe every write acknowledged before it was issued.
-      this.pendingReads.set(ctx, {
-        node: n.id,
-        inc: n.incarnation,
-        minIndex: this.maxAckedIndex,
-        key: this.rng.int(0, KEYS - 1),
-        call: ++this.clock,
-        at: this.now,
-      });
-      this.pump(n);
-    }
-  }
-
-  /** Answer the reads whose index the state machine has reached (ReadIndex: wait for apply). */
-  private serveReads(n: SimNode): void {
-    if (n.waitingReads.length === 0) return;
-    const still: { index: number; ctx: number }[] = [];
-    for (const w of n.waitingReads) {
-      if (w.index > n.sm.index) {
-        still.push(w);
-        continue;
-      }
-      const r = this.pendingReads.get(w.ctx);
-      if (!r) continue;
-      this.pendingReads.delete(w.ctx);
-      if (r.node !== n.id || r.inc !== n.incarnation) continue;
-      if (w.index < r.minIndex) {
-        this.fail(`stale read: read ${w.ctx} at node ${n.id} got index ${w.index} < acknowledged ${r.minIndex}`);
-      }
-      const v = n.sm.kv.get(r.key);
-      this.history.push({
-        clientId: -w.ctx,
-        input: { op: 'get', key: `k${r.key}` },
-        output: { value: v === undefined ? null : String(v) },
-        call: r.call,
-        ret: ++this.clock,
-      });
-      this.stats.reads++;
-    }
-    n.waitingReads = still;
-  }
+  // ---- faults -----------------------------------------------------------------------------------
 
   private nemesis(): void {
     const r = this.rng;
     const ids = this.nodes.map((n) => n.id);
     const action = r.int(0, 11);
-    switch (action) {
-      case 0:
-      case 1: {
-        // Split into two random groups.
-        this.blocked.clear();
-        const side = new Map(ids.map((i) => [i, r.chance(0.5)]));
-        for (const a of ids) for (const b of ids) if (side.get(a) !== side.get(b)) this.blocked.add(`${a}>${b}`);
-        break;
-      }
-      case 2: {
-        // Isolate one node (often the leader).
-        this.blocked.clear();
-        const leader = this.nodes.find((n) => n.up && n.core.role === Role.Leader);
-        const x = leader && r.chance(0.6) ? leader.id : r.pick(ids);
-        for (const o of ids) {
-          if (o === x) continue;
-          this.blocked.add(`${x}>${o}`);
-          this.blocked.add(`${o}>${x}`);
-        }
-        break;
-      }
-      case 3: {
-        // One-way link failure.
-        const a = r.pick(ids);
-        const b = r.pick(ids);
-        if (a !== b) this.blocked.add(`${a}>${b}`);
-        break;
-      }
-      case 4:
-      case 5:
-        this.blocked.clear();
-        break;
-      case 6:
-      case 7: {
-        const n = r.pick(this.nodes);
-        if (n.up) this.crash(n);
-        break;
-      }
-      case 8: {
-        const n = r.pick(this.nodes);
-        if (n.up && !n.paused) {
-          n.paused = true;
-          this.schedule(r.int(20, 400), EV_UNPAUSE, n.id, null, n.incarnation);
-        }
-        break;
-      }
-      case 9: {
-        // Clock skew: a node's timer runs fast or slow for a while.
-        const n = r.pick(this.nodes);
-        n.skew = r.pick([0.5, 0.8, 1, 1.3, 2]);
-        break;
-      }
-      case 10: {
-        const leader = this.nodes.find((n) => n.up && !n.paused && n.core.role === Role.Leader);
-        if (leader) {
-          const others = [...leader.core.voters].filter((v) => v !== leader.id);
-          if (others.length > 0) leader.core.transferLeadership(r.pick(others));
-          this.pump(leader);
-        }
-        break;
-      }
-      case 11: {
-        if (!this.swarm.membership) break;
-        const leader = this.nodes.find((n) => n.up && !n.paused && n.core.role === Role.Leader);
-        if (!leader) break;
-        const voters = [...leader.core.voters].sort((a, b) => a - b);
-        const outside = ids.filter((i) => !voters.includes(i));
-        let next: number[];
-        if ((voters.length <= 3 || r.chance(0.5)) && outside.length > 0) next = [...voters, r.pick(outside)];
-        else if (voters.length > 3) {
-          const gone = r.pick(voters);
-          next = voters.filter((v) => v !== gone);
-        } else break;
-        if (leader.core.proposeConfChange(next.sort((a, b) => a - b)) > 0) this.voterHistory.push(next);
-        this.pump(leader);
-        break;
-      }
-    }
+    if (action <= 1) this.net.split(ids);
+    else if (action === 2) {
+      // Isolate one node (often the leader).
+      const leader = this.leader();
+      this.net.isolate(leader && r.chance(0.6) ? leader.id : r.pick(ids), ids);
+    } else if (action === 3) this.net.cutOneWay(r.pick(ids), r.pick(ids));
+    else if (action <= 5) this.net.heal();
+    else if (action <= 7) {
+      const n = r.pick(this.nodes);
+      if (n.up) this.crash(n);
+    } else if (action === 8) this.pause(r.pick(this.nodes));
+    else if (action === 9) {
+      // Clock skew: a node's timer runs fast or slow for a while.
+      r.pick(this.nodes).skew = r.pick([0.5, 0.8, 1, 1.3, 2]);
+    } else if (action === 10) this.transfer();
+    else this.changeMembership(ids);
     // Crashed nodes come back after a while.
     for (const n of this.nodes) {
-      if (!n.up && r.chance(0.4)) this.schedule(r.int(1, 200), EV_RESTART, n.id, null);
+      if (!n.up && r.chance(0.4)) this.clock.schedule(r.int(1, 200), EventKind.Restart, n.id, null);
     }
+  }
+
+  private pause(n: SimNode): void {
+    if (!n.up || n.paused) return;
+    n.paused = true;
+    this.clock.schedule(this.rng.int(20, 400), EventKind.Unpause, n.id, null, n.incarnation);
+  }
+
+  private transfer(): void {
+    const leader = this.nodes.find((n) => n.up && !n.paused && n.core.role === Role.Leader);
+    if (!leader) return;
+    const others = [...leader.core.voters].filter((v) => v !== leader.id);
+    if (others.length > 0) leader.core.transferLeadership(this.rng.pick(others));
+    this.pump(leader);
+  }
+
+  /** Adds or removes one voter (in swarms with spare nodes). */
+  private changeMembership(ids: number[]): void {
+    if (!this.swarm.membership) return;
+    const r = this.rng;
+    const leader = this.nodes.find((n) => n.up && !n.paused && n.core.role === Role.Leader);
+    if (!leader) return;
+    const voters = [...leader.core.voters].sort((a, b) => a - b);
+    const outside = ids.filter((i) => !voters.includes(i));
+    let next: number[];
+    if ((voters.length <= 3 || r.chance(0.5)) && outside.length > 0) next = [...voters, r.pick(outside)];
+    else if (voters.length > 3) {
+      const gone = r.pick(voters);
+      next = voters.filter((v) => v !== gone);
+    } else return;
+    if (leader.core.proposeConfChange(next.sort((a, b) => a - b)) > 0) this.voterHistory.push(next);
+    this.pump(leader);
   }
 
   /** The lostTail scenario: a follower of a settled leader restarts without the tail of its log. */
   private loseTail(): void {
-    const leader = this.nodes.find((n) => n.up && n.core.role === Role.Leader);
+    const leader = this.leader();
     const followers = leader ? [...leader.core.voters].filter((v) => v !== leader.id) : [];
     const n = followers.length > 0 ? this.node(this.rng.pick(followers)) : null;
-    if (!leader || !n || n.durable.entries.length === 0) {
-      this.schedule(10, EV_LOSE_TAIL, 0, null); // no leader yet, or nothing to lose: try again soon
+    if (!leader || !n || n.disk.durable.entries.length === 0) {
+      this.clock.schedule(10, EventKind.LoseTail, 0, null); // no leader yet, or nothing to lose: try again soon
       return;
     }
-    const d = n.durable;
     this.crash(n);
-    const last = d.entries[d.entries.length - 1].index;
-    const keep = Math.max(0, d.entries.length - this.opts.lostTail!.entries);
-    const lostFrom = d.entries[keep].index;
-    d.entries.length = keep;
+    const lost = n.disk.loseTail(this.opts.lostTail!.entries);
     this.lostTailReport = {
       node: n.id,
       leader: leader.id,
       term: leader.core.term,
       at: this.now,
-      lostFrom,
-      lostTo: last,
+      lostFrom: lost.from,
+      lostTo: lost.to,
       leaderCommit: leader.core.log.committed,
       leaderMatch: leader.core.progress(n.id)?.match ?? 0,
       caughtUpMs: -1,
-      leadersBefore: this.stats.leaders,
+      leadersBefore: this.checker.leaders,
     };
-    n.up = true;
-    this.boot(n);
-    this.pump(n);
+    this.restart(n);
   }
 
   private crash(n: SimNode): void {
-    this.stats.crashes++;
+    this.crashes++;
     n.up = false;
     n.paused = false;
     n.incarnation++;
-    // Writes not yet synced are lost; with torn writes a prefix of them reached the disk (the WAL
-    // recovers whole records only, so a torn record is cut back to the previous record boundary).
-    if (this.swarm.torn && n.unsynced.length > 0) {
-      const recs = n.unsynced;
-      const keep = this.rng.int(0, recs.length);
-      for (let i = 0; i < keep; i++) {
-        const rec = recs[i];
-        if (rec.kind === 'entries' && i === keep - 1) {
-          const k = this.rng.int(1, rec.es.length);
-          this.persist(n.durable, { kind: 'entries', es: rec.es.slice(0, k) });
-        } else this.persist(n.durable, rec);
-      }
-    }
-    n.unsynced = [];
+    n.disk.crash(this.swarm.torn, this.rng);
     n.busy = false;
     n.rd = null;
-    for (const [ctx, rd] of this.pendingReads) if (rd.node === n.id) this.pendingReads.delete(ctx);
+    this.workload.dropReads(n.id);
   }
 
   private heal(): void {
-    this.faults = false;
-    this.blocked.clear();
+    this.net.faults = false;
+    this.net.heal();
     for (const n of this.nodes) {
       n.skew = 1;
-      if (!n.up) {
-        n.up = true;
-        this.boot(n);
-        this.pump(n);
-      }
+      if (!n.up) this.restart(n);
       if (n.paused) this.unpause(n);
     }
   }
+
+  // ---- liveness ---------------------------------------------------------------------------------
 
   /**
    * After healing: a leader must commit a new marker entry; then the clients stop, and every voter must
@@ -926,48 +524,20 @@ export class ClusterSim {
   private liveness(): void {
     const healedAt = this.now;
     const deadline = this.now + this.opts.livenessMs;
-    let markerIndex = 0;
-    let markerTerm = 0;
-    let markerNode = 0;
-    while (this.q.size > 0) {
-      const e = this.q.pop()!;
-      if (e.at > deadline) break;
-      this.now = e.at;
+    const marker = { index: 0, term: 0, node: 0 };
+    for (let e = this.clock.next(deadline); e; e = this.clock.next(deadline)) {
       this.dispatch(e);
-      if (!this.clientsStopped) {
-        if (markerIndex > 0) {
-          // The entry at markerIndex, once committed anywhere, is the marker iff it has the marker's term
-          // (one leader per term writes each index once).
-          const t = this.committedTerm[markerIndex];
-          if (t === markerTerm) {
-            this.clientsStopped = true;
-            this.recovery.markerMs = this.now - healedAt;
-          } else if (t !== undefined || this.node(markerNode).core.role !== Role.Leader) {
-            markerIndex = 0; // cut or lost with its leader before it committed; try again
-          }
-          continue;
-        }
-        const leader = this.nodes.find((n) => n.up && n.core.role === Role.Leader);
-        if (leader && leader.core.log.term(leader.core.log.committed) === leader.core.term) {
-          const data = new Uint8Array(8);
-          new DataView(data.buffer).setFloat64(0, -1, true);
-          markerIndex = leader.core.propose(data);
-          if (markerIndex > 0) {
-            markerTerm = leader.core.term;
-            markerNode = leader.id;
-            this.pump(leader);
-          }
-        }
+      if (!this.workload.stopped) {
+        if (this.markerCommitted(marker)) this.recovery.markerMs = this.now - healedAt;
         continue;
       }
       // Outstanding puts either apply on their node (acknowledged) or are given up as unknown.
-      this.expireProposals();
-      if (this.proposals.size > 0) continue;
-      const leader = this.nodes.find((n) => n.up && n.core.role === Role.Leader);
+      this.workload.expire((id) => this.node(id), this.now);
+      if (this.workload.outstanding > 0) continue;
+      const leader = this.leader();
       if (!leader) continue;
-      const voters = [...leader.core.voters];
-      const target = Math.max(markerIndex, this.maxAckedIndex);
-      if (voters.every((v) => this.node(v).sm.index >= target)) {
+      const voters = [...leader.core.voters].map((v) => this.node(v));
+      if (voters.every((n) => n.sm.index >= Math.max(marker.index, this.workload.maxAckedIndex))) {
         this.recovery.convergedMs = this.now - healedAt;
         this.finalChecks(voters);
         return;
@@ -979,53 +549,43 @@ export class ClusterSim {
           `${n.id}:${n.up ? 'up' : 'down'} role=${n.core.role} term=${n.core.term} commit=${n.core.log.committed} applied=${n.sm.index} last=${n.core.log.lastIndex()} voters=${[...n.core.voters]}`,
       )
       .join('; ');
-    const phase = this.clientsStopped
-      ? `marker ${markerIndex} committed after ${this.recovery.markerMs}ms, voters not caught up with acknowledged index ${this.maxAckedIndex}`
-      : `no marker committed (marker ${markerIndex})`;
+    const phase = this.workload.stopped
+      ? `marker ${marker.index} committed after ${this.recovery.markerMs}ms, voters not caught up with acknowledged index ${this.workload.maxAckedIndex}`
+      : `no marker committed (marker ${marker.index})`;
     this.fail(`liveness: no progress within ${this.opts.livenessMs}ms after healing (${phase}); ${status}`);
   }
 
-  private finalChecks(voters: number[]): void {
-    this.checkLogMatching();
-    this.checkHistory();
-    const target = Math.min(...voters.map((v) => this.node(v).sm.index));
-    for (const v of voters) {
-      const n = this.node(v);
-      if (n.sm.index < this.maxAckedIndex)
-        this.fail(`node ${v} applied ${n.sm.index} < acknowledged ${this.maxAckedIndex}`);
-      const h = this.smHash[n.sm.index];
-      if (h !== n.sm.hash) this.fail(`node ${v} final state differs`);
+  /** Proposes the liveness marker on a leader that has committed in its term, and stops the clients
+   * once it is committed; true then. */
+  private markerCommitted(marker: { index: number; term: number; node: number }): boolean {
+    if (marker.index > 0) {
+      // The entry at the marker's index, once committed anywhere, is the marker iff it has the marker's
+      // term (one leader per term writes each index once).
+      const t = this.checker.committedTerm[marker.index];
+      if (t === marker.term) {
+        this.workload.stopped = true;
+        return true;
+      }
+      if (t !== undefined || this.node(marker.node).core.role !== Role.Leader) marker.index = 0; // cut or lost: again
+      return false;
     }
-    for (const [value, index] of this.acked) {
-      const d = this.committedData[index];
-      if (!d || new DataView(d.buffer, d.byteOffset, 8).getFloat64(0, true) !== value) {
-        this.fail(`acknowledged write ${value} at ${index} lost`);
+    const leader = this.leader();
+    if (leader && leader.core.log.term(leader.core.log.committed) === leader.core.term) {
+      const data = new Uint8Array(8);
+      new DataView(data.buffer).setFloat64(0, -1, true);
+      marker.index = leader.core.propose(data);
+      if (marker.index > 0) {
+        marker.term = leader.core.term;
+        marker.node = leader.id;
+        this.pump(leader);
       }
     }
-    void target;
+    return false;
   }
 
-  /** The clients' view must be linearizable. A put whose outcome is unknown and whose (unique) value
-   * nobody read is equivalent to one that never took effect, so it is left out: it only widens the
-   * search. */
-  private checkHistory(): void {
-    // Values are unique, so a put observed by a read took effect before that read returned: its open
-    // end can be closed there without changing which histories are linearizable.
-    const observedBy = new Map<string, number>();
-    for (const op of this.history) {
-      if (op.input.op === 'get') {
-        const v = (op.output as { value: string | null }).value;
-        if (v !== null) observedBy.set(v, Math.min(observedBy.get(v) ?? Number.POSITIVE_INFINITY, op.ret));
-      }
-    }
-    const ops: KvOperation[] = [];
-    for (const op of this.history) {
-      if (op.ret !== Number.POSITIVE_INFINITY) ops.push(op);
-      else if (op.input.op === 'put' && observedBy.has(op.input.value)) {
-        ops.push({ ...op, ret: Math.max(op.call, observedBy.get(op.input.value)!) });
-      }
-    }
-    const out = checkOperations(kvModel, ops, { timeoutMs: this.opts.checkTimeoutMs ?? 5000 });
+  private finalChecks(voters: SimNode[]): void {
+    this.checker.checkLogMatching(this.nodes);
+    const out = checkHistory(this.workload.history, this.opts.checkTimeoutMs ?? 5000);
     this.linearizability = out.result;
     if (out.result === 'illegal') {
       const part = out.illegal ?? [];
@@ -1033,107 +593,8 @@ export class ClusterSim {
         `history not linearizable (key ${part[0]?.input.key}, ${part.length} operations, longest linearizable prefix ${out.longestPrefix?.length})`,
       );
     }
+    this.checker.checkFinal(voters, this.workload.acked, this.workload.maxAckedIndex);
   }
-
-  // ---- invariants -----------------------------------------------------------------------------
-
-  private checkInvariants(): void {
-    for (const n of this.nodes) {
-      if (!n.up) continue;
-      const c = n.core;
-      const log = c.log;
-      if (c.role === Role.Leader) {
-        const l = this.leaderOf.get(c.term);
-        if (l === undefined) {
-          this.leaderOf.set(c.term, n.id);
-          this.stats.leaders++;
-          this.checkLeaderCompleteness(n);
-        } else if (l !== n.id) this.fail(`election safety: nodes ${l} and ${n.id} both lead term ${c.term}`);
-      }
-      if (log.committed < n.lastCommit) this.fail(`node ${n.id} commit went back ${n.lastCommit} -> ${log.committed}`);
-      n.lastCommit = log.committed;
-      if (!(log.applied <= log.committed && log.committed <= log.lastIndex())) {
-        this.fail(`node ${n.id}: applied ${log.applied} committed ${log.committed} last ${log.lastIndex()}`);
-      }
-      const durableLast = Math.max(
-        n.durable.snapshot ? n.durable.snapshot.index : 0,
-        n.durable.entries.length > 0 ? n.durable.entries[n.durable.entries.length - 1].index : 0,
-      );
-      if (n.sm.index > durableLast) this.fail(`node ${n.id} applied ${n.sm.index} beyond durable ${durableLast}`);
-      // Record newly committed entries and check them against what others committed.
-      const from = Math.max(n.commitSeen, log.snapIndex) + 1;
-      for (let i = from; i <= log.committed; i++) {
-        const t = log.term(i);
-        const known = this.committedTerm[i];
-        if (known === undefined) {
-          this.committedTerm[i] = t;
-          this.committedIn[i] = c.term;
-        } else if (known !== t) this.fail(`node ${n.id} commits term ${t} at ${i}, others committed term ${known}`);
-      }
-      if (log.committed > n.commitSeen) n.commitSeen = log.committed;
-    }
-    if (this.events % 64 === 0) this.checkLogMatching();
-  }
-
-  private checkLeaderCompleteness(n: SimNode): void {
-    const log = n.core.log;
-    // Leader completeness binds leaders of later terms only: a stale candidate can still win an older
-    // term from delayed votes, and it can commit nothing.
-    for (let i = log.snapIndex + 1; i < this.committedTerm.length; i++) {
-      const t = this.committedTerm[i];
-      if (t === undefined || (this.committedIn[i] ?? 0) >= n.core.term) continue;
-      if (log.term(i) !== t)
-        this.fail(`leader completeness: leader ${n.id} (term ${n.core.term}) lacks committed entry ${i}`);
-    }
-  }
-
-  private checkLogMatching(): void {
-    const up = this.nodes.filter((n) => n.up);
-    for (let a = 0; a < up.length; a++) {
-      for (let b = a + 1; b < up.length; b++) {
-        const la = up[a].core.log;
-        const lb = up[b].core.log;
-        const lo = Math.max(la.snapIndex, lb.snapIndex) + 1;
-        let i = Math.min(la.lastIndex(), lb.lastIndex());
-        while (i >= lo && la.term(i) !== lb.term(i)) i--;
-        for (; i >= lo; i--) {
-          const ea = la.entry(i);
-          const eb = lb.entry(i);
-          if (ea.term !== eb.term || !bytesEqual(ea.data, eb.data)) {
-            this.fail(`log matching: nodes ${up[a].id} and ${up[b].id} differ at ${i}`);
-          }
-        }
-      }
-    }
-  }
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function encodeSm(s: SmState): Uint8Array {
-  const out = new Uint8Array(12 + 16 * s.kv.size);
-  const dv = new DataView(out.buffer);
-  dv.setFloat64(0, s.index, true);
-  dv.setUint32(8, s.hash, true);
-  let o = 12;
-  for (const [k, v] of s.kv) {
-    dv.setFloat64(o, k, true);
-    dv.setFloat64(o + 8, v, true);
-    o += 16;
-  }
-  return out;
-}
-
-function decodeSm(b: Uint8Array): SmState {
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const kv = new Map<number, number>();
-  for (let o = 12; o + 16 <= b.byteLength; o += 16) kv.set(dv.getFloat64(o, true), dv.getFloat64(o + 8, true));
-  return { index: dv.getFloat64(0, true), hash: dv.getUint32(8, true), kv };
 }
 
 export function runSeed(seed: number, faultMs = 3000, livenessMs = 10000): SimResult {
@@ -1144,5 +605,3 @@ export function runSeed(seed: number, faultMs = 3000, livenessMs = 10000): SimRe
 export function replayCommand(seed: number, faultMs: number): string {
   return `node dist/test/consensus/replay.js ${seed} ${faultMs}`;
 }
-
-void NONE;

@@ -1,9 +1,9 @@
 export { nodeFs, type WalFile, type WalFs } from './fs.js';
+export { RecordType, type SegmentDamage, type SegmentScan, scanSegment, type WalRecord } from './scan.js';
 export { type CrashMode, SimDisk } from './simdisk.js';
 export {
   decodeSnapshotFile,
   encodeSnapshotFile,
-  RecordType,
   Wal,
   type WalOptions,
   type WalState,

@@ -1,24 +1,25 @@
 import { dirname } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { CellError } from '../../errors/index.js';
-import type { Entry, EntryType, HardState, Snapshot } from '../raft/types.js';
+import type { Entry, HardState, Snapshot } from '../raft/types.js';
 import { joinPath, nodeFs, type WalFile, type WalFs } from './fs.js';
+import {
+  appendRecovered,
+  COMMIT_PAYLOAD,
+  REC_HEADER,
+  RecordType,
+  r64,
+  SEG_HEADER,
+  scanSegment,
+  segHeader,
+  w64,
+} from './scan.js';
 
 /*
- * On-disk format (little-endian). A segment file `wal-<seq:16 hex>.log` starts with a 16-byte header:
- * "CELLWAL1", u32 seq, u32 CRC-32 of the previous 12 bytes. Then records:
- *   u32 crc32(type .. payload end) | u32 payload length | u8 type | payload
- * Every batch ends with a COMMIT record whose payload is u32 batch length (bytes of the batch's
- * records before it) and u32 CRC-32 of those bytes. One write and one fdatasync per batch; a batch
- * counts (on recovery) only when its commit record and its CRC check out. The checksum is IEEE CRC-32
- * (node:zlib crc32), not CRC-32C: Node has no built-in Castagnoli.
+ * On-disk format: see scan.ts (segments of CRC-checked records, each batch closed by a COMMIT record).
+ * One write and one fdatasync per batch. Snapshots live in their own files (encodeSnapshotFile).
  */
 
-const MAGIC = new TextEncoder().encode('CELLWAL1');
-const SEG_HEADER = 16;
-const REC_HEADER = 9;
-export const RecordType = { Entry: 1, HardState: 2, Snapshot: 3, Commit: 4 } as const;
-const COMMIT_PAYLOAD = 8;
 const SNAP_MAGIC = new TextEncoder().encode('CELLSNP1');
 
 export interface WalOptions {
@@ -56,18 +57,18 @@ interface Segment {
   maxIndex: number;
 }
 
+/** What the segments say, accumulated in file order. */
+interface RecoveredLog {
+  hard: HardState;
+  entries: Entry[];
+  /** The latest snapshot marker (the snapshot point the log was compacted to). */
+  markIndex: number;
+  markTerm: number;
+}
+
 interface Waiter {
   resolve: () => void;
   reject: (err: Error) => void;
-}
-
-function w64(dv: DataView, off: number, n: number): void {
-  dv.setUint32(off, n % 0x100000000, true);
-  dv.setUint32(off + 4, Math.floor(n / 0x100000000), true);
-}
-
-function r64(dv: DataView, off: number): number {
-  return dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 0x100000000;
 }
 
 function segName(seq: number): string {
@@ -76,15 +77,6 @@ function segName(seq: number): string {
 
 function snapName(index: number): string {
   return `snap-${index.toString(16).padStart(16, '0')}.snap`;
-}
-
-function segHeader(seq: number): Uint8Array {
-  const h = new Uint8Array(SEG_HEADER);
-  h.set(MAGIC);
-  const dv = new DataView(h.buffer);
-  dv.setUint32(8, seq, true);
-  dv.setUint32(12, crc32(h.subarray(0, 12)), true);
-  return h;
 }
 
 /** Encodes records into one growable buffer (one per batch). */
@@ -247,149 +239,27 @@ export class Wal {
     );
   }
 
+  /** Reads the directory back: the newest valid snapshot, then every segment through the pure scanner
+   * (scan.ts), repairing a torn tail of the last one; refuses damage anywhere else. */
   private async recover(maxRecord: number): Promise<WalState> {
     await this.fs.mkdirp(this.dir);
     const names = await this.fs.list(this.dir);
     // Leftovers of a snapshot write that never reached its rename.
     for (const n of names) if (n.endsWith('.tmp')) await this.fs.unlink(joinPath(this.dir, n));
-
-    let snapshot: Snapshot | null = null;
-    const snaps = names.filter((n) => /^snap-[0-9a-f]{16}\.snap$/.test(n)).sort();
-    for (let i = snaps.length - 1; i >= 0 && !snapshot; i--) {
-      snapshot = decodeSnapshotFile(await this.fs.readFile(joinPath(this.dir, snaps[i])));
-    }
-
+    const snapshot = await this.newestSnapshot(names);
     const segs = names.filter((n) => /^wal-[0-9a-f]{16}\.log$/.test(n)).sort();
-    let hard: HardState = { term: 0, vote: 0, commit: 0 };
-    let entries: Entry[] = [];
+    const log: RecoveredLog = { hard: { term: 0, vote: 0, commit: 0 }, entries: [], markIndex: 0, markTerm: 0 };
     let truncatedBytes = 0;
-    let markIndex = 0;
-    let markTerm = 0;
-
     for (let si = 0; si < segs.length; si++) {
-      const name = segs[si];
-      const last = si === segs.length - 1;
-      const path = joinPath(this.dir, name);
-      const buf = await this.fs.readFile(path);
-      const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-      const seq = Number.parseInt(name.slice(4, 20), 16);
-      const headerOk =
-        buf.byteLength >= SEG_HEADER &&
-        MAGIC.every((b, i) => buf[i] === b) &&
-        dv.getUint32(8, true) === seq &&
-        dv.getUint32(12, true) === crc32(buf.subarray(0, 12));
-      if (!headerOk) {
-        if (!last) throw this.corrupt(name, 0, 'bad segment header');
-        // A segment whose creation was cut short never held an acknowledged batch.
-        truncatedBytes += buf.byteLength;
-        await this.fs.unlink(path);
-        await this.fs.fsyncDir(this.dir);
-        continue;
-      }
-      const seg: Segment = { seq, name, maxIndex: 0 };
-      let off = SEG_HEADER;
-      let batchStart = off;
-      let good = off;
-      // Records of the current batch, applied only once its commit record checks out.
-      let batch: { type: number; at: number; len: number }[] = [];
-      let bad = -1;
-      let why = '';
-      while (off < buf.byteLength) {
-        if (off + REC_HEADER > buf.byteLength) {
-          bad = off;
-          why = 'incomplete record header';
-          break;
-        }
-        const len = dv.getUint32(off + 4, true);
-        const type = buf[off + 8];
-        if (len > maxRecord || off + REC_HEADER + len > buf.byteLength) {
-          bad = off;
-          why = len > maxRecord ? `record length ${len} beyond the limit` : 'record runs past the end of the file';
-          break;
-        }
-        if (crc32(buf.subarray(off + 8, off + REC_HEADER + len)) !== dv.getUint32(off, true)) {
-          bad = off;
-          why = 'record checksum mismatch';
-          break;
-        }
-        if (type === RecordType.Commit) {
-          const blen = len === COMMIT_PAYLOAD ? dv.getUint32(off + REC_HEADER, true) : -1;
-          const bcrc = dv.getUint32(off + REC_HEADER + 4, true);
-          if (blen !== off - batchStart || crc32(buf.subarray(batchStart, off)) !== bcrc) {
-            bad = off;
-            why = 'batch checksum mismatch';
-            break;
-          }
-          for (const r of batch) {
-            const p = r.at + REC_HEADER;
-            if (r.type === RecordType.Entry) {
-              const e: Entry = {
-                index: r64(dv, p),
-                term: r64(dv, p + 8),
-                type: buf[p + 16] as EntryType,
-                data: buf.slice(p + 17, p + r.len),
-              };
-              entries = appendRecovered(entries, e);
-              if (e.index > seg.maxIndex) seg.maxIndex = e.index;
-            } else if (r.type === RecordType.HardState) {
-              hard = { term: r64(dv, p), vote: dv.getUint32(p + 8, true), commit: r64(dv, p + 12) };
-            } else if (r.type === RecordType.Snapshot) {
-              markIndex = r64(dv, p);
-              markTerm = r64(dv, p + 8);
-            }
-          }
-          batch = [];
-          off += REC_HEADER + len;
-          batchStart = off;
-          good = off;
-          continue;
-        }
-        if (type !== RecordType.Entry && type !== RecordType.HardState && type !== RecordType.Snapshot) {
-          bad = off;
-          why = `unknown record type ${type}`;
-          break;
-        }
-        batch.push({ type, at: off, len });
-        off += REC_HEADER + len;
-      }
-      if (bad < 0 && good < buf.byteLength) {
-        bad = good;
-        why = 'batch without a commit record';
-      }
-      if (bad >= 0) {
-        if (!last || hasCommittedBatchAfter(buf, bad)) throw this.corrupt(name, bad, why);
-        // A torn tail: the last batch never finished its fdatasync, so nobody was told it was durable.
-        truncatedBytes += buf.byteLength - good;
-        await this.fs.truncate(path, good);
-        const f = await this.fs.openAppend(path, false);
-        await f.datasync();
-        await f.close();
-      }
-      this.segments.push(seg);
-      // The last segment kept is the one appended to (a torn last one was removed above).
-      this.fileSize = good;
+      truncatedBytes += await this.recoverSegment(segs[si], si === segs.length - 1, maxRecord, log);
     }
-
-    // Entries the snapshot covers are dropped; if the log disagrees with the snapshot at its index
-    // (a snapshot installed from the leader over a divergent log), the whole log is stale.
+    const entries = this.entriesAfter(snapshot, log.entries);
     const snapIndex = snapshot ? snapshot.index : 0;
-    if (snapshot) {
-      const at = entries.find((e) => e.index === snapIndex);
-      entries = at && at.term !== snapshot.term ? [] : entries.filter((e) => e.index > snapIndex);
-      if (entries.length > 0 && entries[0].index !== snapIndex + 1) entries = [];
-    } else if (entries.length > 0 && entries[0].index !== 1) {
-      const seg = this.segments[0];
-      throw this.corrupt(
-        seg.name,
-        SEG_HEADER,
-        `log starts at index ${entries[0].index} but no snapshot file covers the entries before it`,
-      );
-    }
-    this.snapshotIndex = Math.max(snapIndex, markIndex);
-    this.snapshotTerm = snapshot ? snapshot.term : markTerm;
+    this.snapshotIndex = Math.max(snapIndex, log.markIndex);
+    this.snapshotTerm = snapshot ? snapshot.term : log.markTerm;
+    const hard = log.hard;
     if (hard.commit < snapIndex) hard.commit = snapIndex;
     this.lastHard = hard;
-
     if (this.segments.length === 0) {
       // A new log: make the data directory's own entry durable too, or a crash could lose the whole
       // directory after this node had already voted or acknowledged entries.
@@ -401,6 +271,68 @@ export class Wal {
     }
     this.stats.segments = this.segments.length;
     return { hardState: hard, snapshot, entries, truncatedBytes };
+  }
+
+  private async newestSnapshot(names: string[]): Promise<Snapshot | null> {
+    const snaps = names.filter((n) => /^snap-[0-9a-f]{16}\.snap$/.test(n)).sort();
+    for (let i = snaps.length - 1; i >= 0; i--) {
+      const s = decodeSnapshotFile(await this.fs.readFile(joinPath(this.dir, snaps[i])));
+      if (s) return s;
+    }
+    return null;
+  }
+
+  /** Scans one segment into `log`; returns the bytes cut from a torn tail. Only the last segment may
+   * end torn (its last batch never finished its fdatasync, so nobody was told it was durable). */
+  private async recoverSegment(name: string, last: boolean, maxRecord: number, log: RecoveredLog): Promise<number> {
+    const path = joinPath(this.dir, name);
+    const buf = await this.fs.readFile(path);
+    const scan = scanSegment(buf, Number.parseInt(name.slice(4, 20), 16), maxRecord);
+    if (!scan.headerOk) {
+      if (!last) throw this.corrupt(name, 0, 'bad segment header');
+      // A segment whose creation was cut short never held an acknowledged batch.
+      await this.fs.unlink(path);
+      await this.fs.fsyncDir(this.dir);
+      return buf.byteLength;
+    }
+    const d = scan.damage;
+    if (d && (!last || d.committedAfter)) throw this.corrupt(name, d.offset, d.reason);
+    for (const r of scan.records) {
+      if (r.type === RecordType.Entry) log.entries = appendRecovered(log.entries, r.entry);
+      else if (r.type === RecordType.HardState) log.hard = r.hardState;
+      else {
+        log.markIndex = r.index;
+        log.markTerm = r.term;
+      }
+    }
+    if (d) {
+      await this.fs.truncate(path, scan.validEnd);
+      const f = await this.fs.openAppend(path, false);
+      await f.datasync();
+      await f.close();
+    }
+    this.segments.push({ seq: Number.parseInt(name.slice(4, 20), 16), name, maxIndex: scan.maxIndex });
+    // The last segment kept is the one appended to.
+    this.fileSize = scan.validEnd;
+    return buf.byteLength - scan.validEnd;
+  }
+
+  /** Entries the snapshot covers are dropped; if the log disagrees with the snapshot at its index (a
+   * snapshot installed from the leader over a divergent log), the whole log is stale. */
+  private entriesAfter(snapshot: Snapshot | null, entries: Entry[]): Entry[] {
+    if (snapshot) {
+      const at = entries.find((e) => e.index === snapshot.index);
+      const kept = at && at.term !== snapshot.term ? [] : entries.filter((e) => e.index > snapshot.index);
+      return kept.length > 0 && kept[0].index !== snapshot.index + 1 ? [] : kept;
+    }
+    if (entries.length > 0 && entries[0].index !== 1) {
+      throw this.corrupt(
+        this.segments[0].name,
+        SEG_HEADER,
+        `log starts at index ${entries[0].index} but no snapshot file covers the entries before it`,
+      );
+    }
+    return entries;
   }
 
   /** New segment: header, fdatasync, then fsync of the directory so the file itself survives a crash. */
@@ -582,36 +514,4 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array<ArrayBuffer> {
   out.set(a);
   out.set(b, a.byteLength);
   return out;
-}
-
-/** Appending entry i replaces every recovered entry >= i (the Ready contract); a gap restarts the log. */
-function appendRecovered(entries: Entry[], e: Entry): Entry[] {
-  if (entries.length === 0) {
-    entries.push(e);
-    return entries;
-  }
-  const first = entries[0].index;
-  const last = entries[entries.length - 1].index;
-  if (e.index === last + 1) {
-    entries.push(e);
-    return entries;
-  }
-  if (e.index > last + 1 || e.index < first) return [e];
-  entries.length = e.index - first;
-  entries.push(e);
-  return entries;
-}
-
-/** Whether a complete, checksummed batch (its commit record and its CRC) lies after `from`. */
-function hasCommittedBatchAfter(buf: Uint8Array, from: number): boolean {
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const end = buf.byteLength - (REC_HEADER + COMMIT_PAYLOAD);
-  for (let p = from + 1; p <= end; p++) {
-    if (buf[p + 8] !== RecordType.Commit || dv.getUint32(p + 4, true) !== COMMIT_PAYLOAD) continue;
-    if (crc32(buf.subarray(p + 8, p + REC_HEADER + COMMIT_PAYLOAD)) !== dv.getUint32(p, true)) continue;
-    const blen = dv.getUint32(p + REC_HEADER, true);
-    if (blen === 0 || blen > p - SEG_HEADER) continue;
-    if (crc32(buf.subarray(p - blen, p)) === dv.getUint32(p + REC_HEADER + 4, true)) return true;
-  }
-  return false;
 }
