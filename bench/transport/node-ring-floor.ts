@@ -210,7 +210,7 @@ function pipelined(tx: Ring, rx: Ring, seconds: number): number {
 }
 
 async function main(): Promise<void> {
-  const [mode, layoutArg, secondsArg] = process.argv.slice(2);
+  const [mode, layoutArg] = process.argv.slice(2);
   const native = loadNative();
   if (native.addon === undefined) throw new Error(native.reason);
   const addon = native.addon;

@@ -1,4 +1,5 @@
 import { CellError } from '../errors/index.js';
+import { BOARD_BITS, type Board, NO_BIT } from './board.js';
 
 /**
  * A single-producer/single-consumer ring of variable-size records over a SharedArrayBuffer that two
@@ -10,6 +11,8 @@ import { CellError } from '../errors/index.js';
  *   132  bell      u32  futex word the producer bumps and wakes when `sleeping` was set
  *   192  magic     u32  'CSR1'
  *   196  capacity  u32  data bytes, a power of two
+ *   200  ready_bit u32  the readiness-board bit this ring's producer sets (board.ts), or 0xFFFFFFFF
+ *   204  board_on  u32  1 while the consumer watches the board (the producer then marks the bit)
  *   256  data
  *
  * head and tail live on separate 64-byte cache lines so the two cores don't fight over one line.
@@ -33,6 +36,8 @@ const SLEEPING = 32;
 export const BELL_INDEX = 33;
 const MAGIC = 48;
 const CAPACITY = 49;
+const READY_BIT = 50;
+const BOARD_ON = 51;
 const DATA_WORD = RING_HEADER_BYTES / 4;
 
 export const MIN_RING_CAPACITY = 4096;
@@ -110,8 +115,35 @@ export class RingBuffer {
     }
     const w = new Int32Array(sab, 0, DATA_WORD);
     w.fill(0);
+    Atomics.store(w, READY_BIT, NO_BIT | 0);
     Atomics.store(w, CAPACITY, capacity);
     Atomics.store(w, MAGIC, RING_MAGIC);
+  }
+
+  /** The creator names the board bit of a fresh ring (before the peer maps it). */
+  static setReadyBit(sab: SharedArrayBuffer, bit: number): void {
+    Atomics.store(new Int32Array(sab, 0, DATA_WORD), READY_BIT, bit | 0);
+  }
+
+  /** The readiness board this ring's producer marks (or its consumer watches), and the bit. */
+  board: Board | undefined;
+  readyBit = -1;
+
+  /**
+   * Joins the connection's readiness board. The bit comes from the header, written by the creator
+   * before the peer mapped it; a bit outside the board leaves the ring without one (it is scanned).
+   */
+  joinBoard(board: Board): boolean {
+    const bit = Atomics.load(this.words, READY_BIT) >>> 0;
+    if (bit >= BOARD_BITS) return false;
+    this.board = board;
+    this.readyBit = bit;
+    return true;
+  }
+
+  /** Consumer: asks the producer to mark the board bit after each publication (or to stop). */
+  watchBoard(on: boolean): void {
+    Atomics.store(this.words, BOARD_ON, on ? 1 : 0);
   }
 
   constructor(sab: SharedArrayBuffer, bell?: Bell) {
@@ -222,6 +254,8 @@ export class RingBuffer {
     if (this.writePos === this.publishedPos) return false;
     this.publishedPos = this.writePos;
     Atomics.store(this.words, TAIL, this.writePos | 0);
+    // After the tail: a consumer that clears the bit and then drains sees the record either way.
+    if (this.board !== undefined && Atomics.load(this.words, BOARD_ON) !== 0) this.board.mark(this.readyBit);
     if (Atomics.load(this.words, SLEEPING) !== 0) {
       Atomics.store(this.words, SLEEPING, 0);
       Atomics.add(this.words, BELL_INDEX, 1);
