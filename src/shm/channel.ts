@@ -162,11 +162,7 @@ export class ShmChannel {
         this.close();
         // The server punches its rings out when its connection closes, header page included
         // (§ 3.2): a ring that reads as zeros was let go, not corrupted.
-        sink.onCorrupt(
-          rx.released
-            ? new CellError('E_CONNECTION_LOST', 'the peer closed the connection and released its rings.')
-            : err,
-        );
+        sink.onCorrupt(rx.released ? lostRings() : err);
         return n;
       }
       throw err;
@@ -185,7 +181,17 @@ export class ShmChannel {
    * doorbell is always watched by the event loop, and the peer rings it only while `sleeping` is set.
    */
   sleep(now: number): boolean {
-    if (this.rx.prepareSleep() < 0) return false;
+    let seq: number;
+    try {
+      seq = this.rx.prepareSleep();
+    } catch (err) {
+      // tail disagrees with the records: the peer broke the ring (closed now; the sink learns why)
+      if (!(err instanceof CellError)) throw err;
+      this.close();
+      this.sink.onCorrupt(this.rx.released ? lostRings() : err);
+      return true;
+    }
+    if (seq < 0) return false;
     this.sleeps++;
     this.sleptAt = now;
     return true;
@@ -230,6 +236,10 @@ export class ShmChannel {
     this.hot = false;
     unwatchBoard(this);
   }
+}
+
+function lostRings(): CellError {
+  return new CellError('E_CONNECTION_LOST', 'the peer closed the connection and released its rings.');
 }
 
 // ------------------------------------------------------------------- idle trim
@@ -434,6 +444,7 @@ function tick(): void {
   for (let i = hot.length - 1; i >= 0; i--) {
     const ch = hot[i] as ShmChannel;
     if (ch.sleep(now)) {
+      if (ch.closed) continue; // the peer broke the ring: close() already took it off the list
       ch.hot = false;
       hot.splice(i, 1);
       if (ch.watched === null) unwatchedHot--;
