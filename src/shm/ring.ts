@@ -311,11 +311,13 @@ export class RingBuffer {
     if (this.writePos === this.publishedPos) return false;
     this.publishedPos = this.writePos;
     // tail first (a consumer that has seen a record never finds tail behind it), then the kind words,
-    // the run's first one last: a consumer that sees the first record sees the whole run.
-    Atomics.store(this.words, TAIL, this.writePos | 0);
+    // the run's first one last and the only atomic store: a consumer reads a run from its first
+    // record on, so seeing that one (which synchronises with this store) it sees everything before it.
+    // One fenced store per run, not per record: a pipelined run publishes as cheaply as a tail store.
+    this.u32[TAIL] = this.writePos;
     const q = this.unpublished;
-    for (let i = this.unpublishedCount - 1; i >= 0; i--)
-      Atomics.store(this.i32, q[2 * i] as number, q[2 * i + 1] as number);
+    for (let i = this.unpublishedCount - 1; i > 0; i--) this.i32[q[2 * i] as number] = q[2 * i + 1] as number;
+    Atomics.store(this.i32, q[0] as number, q[1] as number);
     this.unpublishedCount = 0;
     // After the tail: a consumer that clears the bit and then drains sees the record either way.
     if (this.board !== undefined && Atomics.load(this.words, BOARD_ON) !== 0) this.board.mark(this.readyBit);
