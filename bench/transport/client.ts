@@ -35,8 +35,13 @@ type Call = () => Promise<unknown>;
 
 /** `verify` checks each reply (so a caller's `await` sees the transport's own promise, not a `.then` of it). */
 async function runWindow(call: Call, verify: ((reply: unknown) => void) | null = null): Promise<void> {
+  await runWorkers(new Array<Call>(window).fill(call), verify);
+}
+
+/** One worker per call function, each keeping one call in flight. */
+async function runWorkers(calls: Call[], verify: ((reply: unknown) => void) | null): Promise<void> {
   let seq = 0;
-  const worker = async () => {
+  const worker = async (call: Call) => {
     while (!rec.stop) {
       const timed = (seq++ & sampleMask) === 0;
       const t0 = timed ? performance.now() : 0;
@@ -49,7 +54,7 @@ async function runWindow(call: Call, verify: ((reply: unknown) => void) | null =
     }
   };
   const workers: Promise<void>[] = [];
-  for (let i = 0; i < window; i++) workers.push(worker());
+  for (const call of calls) workers.push(worker(call));
   await phases();
   await Promise.all(workers);
 }
@@ -89,6 +94,29 @@ async function cell(shm: boolean, many: boolean): Promise<void> {
   if (many) await runMany(ex.ping.many, check);
   else await runWindow(() => ex.ping(PAYLOAD), check);
   await ex.$close();
+}
+
+/**
+ * `window` connections from this one process to the cell, each with one call in flight: the cell's
+ * poller serves many rings at once (and this process's poller waits on many).
+ */
+async function cellConns(): Promise<void> {
+  const exs = [];
+  for (let i = 0; i < window; i++) {
+    const ex = await Synapse.grow(PingService, {
+      resolvers: [{ name: 'bench', order: 0, resolve: () => unix() }],
+      shm: true,
+    });
+    if (ex.$synapse.transport?.transport !== 'shm') {
+      throw new Error(`${kind}: connection ${i} is on ${ex.$synapse.transport?.transport}`);
+    }
+    exs.push(ex);
+  }
+  await runWorkers(
+    exs.map((ex) => () => ex.ping(PAYLOAD)),
+    check,
+  );
+  for (const ex of exs) await ex.$close();
 }
 
 /**
@@ -293,6 +321,7 @@ const runners: Record<string, () => Promise<void>> = {
   'cell-shm': () => cell(true, false),
   'cell-many': () => cell(false, true),
   'cell-shm-many': () => cell(true, true),
+  'cell-shm-conns': cellConns,
   floor,
   grpc,
   'zmq-rep': zmqReq,

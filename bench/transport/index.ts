@@ -1,9 +1,10 @@
 // Transport benchmark: Cell over shared memory and over a Unix socket against a hand-written `net`
 // echo with the same framing (the floor), @grpc/grpc-js over unix:, zeromq over ipc:// and Node's
 // child-process IPC; plus a C program ping-ponging over a shared ring with both sides spinning (the
-// machine's physical limit for shared memory) and the CPU an idle shm connection costs.
+// machine's physical limit for shared memory), the same in Node on a sealed memfd in two ring
+// layouts (the Node floor, node-ring-floor.ts) and the CPU an idle shm connection costs.
 // Servers and clients run in separate processes; every peer is measured in the same run.
-//   node dist/bench/transport/index.js [--duration ms] [--warmup ms] [--repeat n] [--only cell-shm,cell,floor,...]
+//   node dist/bench/transport/index.js [--duration ms] [--warmup ms] [--repeat n] [--only cell-shm,cell-shm-conns,cell,floor,c-ring,node-ring,...]
 //                                      [--idle-seconds s] (0 skips the idle measurement)
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -40,6 +41,8 @@ interface Peer {
 const WINDOWS = [1, 16, 256, 4096];
 /** `many` keeps the same number of calls in flight in batches of up to 64 (one promise per batch). */
 const MANY_WINDOWS = [16, 256, 4096];
+/** `cell-shm-conns`: the "in flight" column is the number of connections, each with one call in flight. */
+const CONNS = [1, 4, 16, 64];
 const peers: Peer[] = [
   { kind: 'cell-shm', label: 'Cell (shm)', address: join(dir, 'cell-shm.sock'), windows: WINDOWS },
   {
@@ -47,6 +50,12 @@ const peers: Peer[] = [
     label: 'Cell (shm), many()',
     address: join(dir, 'cell-shm-many.sock'),
     windows: MANY_WINDOWS,
+  },
+  {
+    kind: 'cell-shm-conns',
+    label: 'Cell (shm), N connections × 1 in flight',
+    address: join(dir, 'cell-shm-conns.sock'),
+    windows: CONNS,
   },
   { kind: 'cell', label: 'Cell (UDS)', address: join(dir, 'cell.sock'), windows: WINDOWS },
   { kind: 'cell-many', label: 'Cell (UDS), many()', address: join(dir, 'cell-many.sock'), windows: MANY_WINDOWS },
@@ -197,6 +206,34 @@ if (only.length === 0 || only.includes('c-ring')) {
   }
 }
 
+// The Node floor: two Node processes spinning on a sealed memfd ring, no framing, codec or promise;
+// once with Cell's head/tail layout and once with records that publish themselves (CSR2).
+interface NodeFloor {
+  layout: string;
+  medianNs: number;
+  p99Ns: number;
+  seqPerSec: number;
+  pipelinedPerSec: number;
+}
+const nodeFloors: NodeFloor[] = [];
+if (only.length === 0 || only.includes('node-ring')) {
+  for (const layout of ['headtail', 'commit']) {
+    const r = spawnSync(process.execPath, [here('./node-ring-floor.js'), layout, String(durationMs / 1000)], {
+      encoding: 'utf8',
+      timeout: durationMs * 3 + 30_000,
+    });
+    try {
+      const f = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as NodeFloor;
+      nodeFloors.push(f);
+      console.error(
+        `Node floor (${layout.padEnd(8)}), spinning ring : ${fmtRate(f.seqPerSec)} msg/s sequential, median ${(f.medianNs / 1000).toFixed(2)} µs; ${fmtRate(f.pipelinedPerSec)} msg/s pipelined`,
+      );
+    } catch {
+      failures.push(`Node floor (${layout}): ${(r.stderr || r.stdout || r.error?.message || '').trim()}`);
+    }
+  }
+}
+
 // Idle: one upgraded connection that makes no calls; both processes should sleep on their futexes.
 const idleSeconds = Number(flag('idle-seconds', '10'));
 let idle: { server: number; client: number } | null = null;
@@ -265,6 +302,17 @@ if (cref !== null) {
   );
   console.log(`| C reference (pipelined) | 512 | ${fmtRate(cref.pipelinedPerSec)} | | | | |`);
 }
+const floorLabel: Record<string, string> = {
+  headtail: 'Node floor: 2 Node processes spinning on a sealed memfd ring, head/tail layout (CSR1)',
+  commit: 'Node floor: the same, records publish themselves (one line per direction, CSR2)',
+};
+for (const f of nodeFloors) {
+  const label = floorLabel[f.layout] ?? f.layout;
+  console.log(
+    `| ${label} | 1 | ${fmtRate(f.seqPerSec)} | ${(f.medianNs / 1000).toFixed(2)} | ${(f.p99Ns / 1000).toFixed(2)} | | |`,
+  );
+  console.log(`| ${label} (pipelined) | 256 | ${fmtRate(f.pipelinedPerSec)} | | | | |`);
+}
 console.log(
   '\nRatios: peers vs Cell (UDS); the other Cell rows (shm, many()) vs Cell (UDS) — > 1 means the first is better.',
 );
@@ -272,6 +320,35 @@ const shmSeq = results.get('cell-shm/1');
 if (shmSeq && cref !== null) {
   console.log(
     `Shared memory, sequential: median ${shmSeq.medianUs.toFixed(2)} µs, p99 ${shmSeq.p99Us.toFixed(2)} µs, ${fmtRate(shmSeq.rate)} msg/s; the C spinning reference is ${(shmSeq.medianUs / (cref.medianNs / 1000)).toFixed(1)}× faster (median).`,
+  );
+}
+if (nodeFloors.length > 0) {
+  // Cell ÷ Node floor ÷ C ring: how far Cell is from what JavaScript can do, and JavaScript from C.
+  const fastest = nodeFloors.reduce((a, b) => (b.medianNs < a.medianNs ? b : a));
+  const fastestPipe = nodeFloors.reduce((a, b) => (b.pipelinedPerSec > a.pipelinedPerSec ? b : a));
+  const cNs = cref?.medianNs;
+  if (shmSeq) {
+    console.log(
+      `Shared memory, sequential median: Cell ${shmSeq.medianUs.toFixed(2)} µs ÷ Node floor (${fastest.layout}) ${(fastest.medianNs / 1000).toFixed(2)} µs = ${(shmSeq.medianUs / (fastest.medianNs / 1000)).toFixed(2)}× (target ≤ 1.5×)` +
+        (cNs === undefined
+          ? ''
+          : `; Node floor ÷ C ring ${(cNs / 1000).toFixed(2)} µs = ${(fastest.medianNs / cNs).toFixed(2)}×; Cell ÷ C ring = ${(shmSeq.medianUs / (cNs / 1000)).toFixed(2)}×`) +
+        `; Cell p99 ÷ median = ${(shmSeq.p99Us / shmSeq.medianUs).toFixed(2)} (target ≤ 3).`,
+    );
+  }
+  const pick = (kind: string) => Math.max(...[16, 256, 4096].map((w) => results.get(`${kind}/${w}`)?.rate ?? 0));
+  const many = pick('cell-shm-many');
+  const promise = pick('cell-shm');
+  console.log(
+    `Shared memory, pipelined: Node floor (${fastestPipe.layout}) ${fmtRate(fastestPipe.pipelinedPerSec)} msg/s; Cell many() ${fmtRate(many)} = ${(many / fastestPipe.pipelinedPerSec).toFixed(2)}× (target ≥ 0.4×), a promise per call ${fmtRate(promise)} = ${(promise / fastestPipe.pipelinedPerSec).toFixed(2)}× (target ≥ 0.25×)` +
+      (cref === null ? '.' : `; C ring ${fmtRate(cref.pipelinedPerSec)}.`),
+  );
+}
+const c4 = results.get('cell-shm-conns/4');
+const c64 = results.get('cell-shm-conns/64');
+if (c4 && c64) {
+  console.log(
+    `Shared memory, connections × 1 in flight: 64 → ${fmtRate(c64.rate)} msg/s = ${(c64.rate / c4.rate).toFixed(2)}× of 4 (${fmtRate(c4.rate)}; target ≥ 0.8×), p99 at 64 ${c64.p99Us.toFixed(1)} µs (target ≤ 200 µs).`,
   );
 }
 if (idle !== null) {

@@ -17,6 +17,7 @@ async function main(): Promise<void> {
     case 'cell-shm':
     case 'cell-many':
     case 'cell-shm-many':
+    case 'cell-shm-conns':
       // The same Membrane; its callers upgrade to the shared-memory rings.
       await Membrane.bind(PingService, { ping: (payload) => payload }, { socketPath: address, handleSignals: true });
       break;

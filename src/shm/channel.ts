@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { CellError } from '../errors/index.js';
+import { BITMAP_WORD, type Board } from './board.js';
 import type { NativeAddon } from './native.js';
 import { RING_HEADER_BYTES, type RingBuffer } from './ring.js';
 
@@ -54,8 +55,12 @@ export class ShmChannel {
       this.rx.awake();
       woken(this);
     });
+    if (rx.board !== undefined) watchBoard(this, rx.board, rx.readyBit);
     wake(this);
   }
+
+  /** The board this channel's rx ring is watched on (see watchBoard), or null: scanned every tick. */
+  watched: Watched | null = null;
 
   /** Largest payload the rings carry; bigger messages must take the socket. */
   get maxPayload(): number {
@@ -157,11 +162,7 @@ export class ShmChannel {
         this.close();
         // The server punches its rings out when its connection closes, header page included
         // (§ 3.2): a ring that reads as zeros was let go, not corrupted.
-        sink.onCorrupt(
-          rx.released
-            ? new CellError('E_CONNECTION_LOST', 'the peer closed the connection and released its rings.')
-            : err,
-        );
+        sink.onCorrupt(rx.released ? lostRings() : err);
         return n;
       }
       throw err;
@@ -180,7 +181,17 @@ export class ShmChannel {
    * doorbell is always watched by the event loop, and the peer rings it only while `sleeping` is set.
    */
   sleep(now: number): boolean {
-    if (this.rx.prepareSleep() < 0) return false;
+    let seq: number;
+    try {
+      seq = this.rx.prepareSleep();
+    } catch (err) {
+      // tail disagrees with the records: the peer broke the ring (closed now; the sink learns why)
+      if (!(err instanceof CellError)) throw err;
+      this.close();
+      this.sink.onCorrupt(this.rx.released ? lostRings() : err);
+      return true;
+    }
+    if (seq < 0) return false;
     this.sleeps++;
     this.sleptAt = now;
     return true;
@@ -218,9 +229,17 @@ export class ShmChannel {
     this.watcher.close();
     dirtyChannels.delete(this);
     const i = hot.indexOf(this);
-    if (i >= 0) hot.splice(i, 1);
+    if (i >= 0) {
+      hot.splice(i, 1);
+      if (this.watched === null) unwatchedHot--;
+    }
     this.hot = false;
+    unwatchBoard(this);
   }
+}
+
+function lostRings(): CellError {
+  return new CellError('E_CONNECTION_LOST', 'the peer closed the connection and released its rings.');
 }
 
 // ------------------------------------------------------------------- idle trim
@@ -365,6 +384,7 @@ function wake(ch: ShmChannel): void {
   if (!ch.hot) {
     ch.hot = true;
     hot.push(ch);
+    if (ch.watched === null) unwatchedHot++;
   }
   if (!scheduled) {
     scheduled = true;
@@ -424,9 +444,11 @@ function tick(): void {
   for (let i = hot.length - 1; i >= 0; i--) {
     const ch = hot[i] as ShmChannel;
     if (ch.sleep(now)) {
+      if (ch.closed) continue; // the peer broke the ring: close() already took it off the list
       ch.hot = false;
       hot.splice(i, 1);
-    }
+      if (ch.watched === null) unwatchedHot--;
+    } else sweepOwed = true; // records the board may not have announced
   }
   if (hot.length > 0) {
     queueMicrotask(tick);
@@ -436,15 +458,191 @@ function tick(): void {
 }
 
 function drainHot(): number {
+  if (boardMode) return drainReady();
   let delivered = 0;
   for (let i = 0; i < hot.length; i++) delivered += (hot[i] as ShmChannel).drain();
   return delivered;
 }
 
-/** Watches the hot rings' tails for a moment; true as soon as one has a record. */
+/** Watches the hot rings' tails (or the boards) for a moment; true as soon as one has a record. */
 function spinInline(): boolean {
+  if (boardMode) {
+    for (let n = 0; n < INLINE_CHECKS; n++) {
+      if (boardsSayReady()) return true;
+      if (unwatchedHot > 0) {
+        for (let i = 0; i < hot.length; i++) {
+          const ch = hot[i] as ShmChannel;
+          if (ch.watched === null && ch.rx.hasData()) return true;
+        }
+      }
+    }
+    return false;
+  }
   for (let n = 0; n < INLINE_CHECKS; n++) {
     for (let i = 0; i < hot.length; i++) if ((hot[i] as ShmChannel).rx.hasData()) return true;
   }
   return false;
+}
+
+// ------------------------------------------------------------- readiness boards
+//
+// With a few connections the poller checks each hot ring's tail, which is cheapest: the tail line is
+// read anyway. With many, a tick that walks every ring costs more than the records it finds, and the
+// inline spin multiplies that. From BOARD_MIN watched channels on, each consumer asks its producer to
+// also mark the ring's bit on the readiness board of the connection (board.ts), and a tick reads the
+// boards' words instead: one load per 32 connections, then drains only the rings whose bits were set.
+// A full sweep of the hot rings every FULL_SWEEP_TICKS ticks (and when a ring found to hold records
+// refused to sleep) catches anything the bits did not announce: they are hints a peer could clear.
+
+/** Watched channels from which the boards take over from scanning, and below which scanning resumes. */
+const BOARD_MIN = 4;
+const BOARD_MAX_OFF = 2;
+const FULL_SWEEP_TICKS = 64;
+
+/** One board this process consumes from, and its channels by bit. */
+interface Watched {
+  board: Board;
+  channels: Map<number, ShmChannel>;
+  /** Bitmap word indices holding at least one of our bits, and our bits in each (parallel arrays). */
+  wordIdx: number[];
+  mine: number[];
+}
+
+const boards: Watched[] = [];
+let watchedChannels = 0;
+let boardMode = false;
+let sweepOwed = false;
+let sinceSweep = 0;
+/** Hot channels without a board (their rings are checked directly even in board mode). */
+let unwatchedHot = 0;
+/** Channels whose last drain stopped at DRAIN_BATCH (their bit is spent; more records wait). */
+let again: ShmChannel[] = [];
+let againNext: ShmChannel[] = [];
+
+/** The poller's view of the boards (metrics and tests): whether it reads them, and how many rings they serve. */
+export function boardStats(): {
+  boardMode: boolean;
+  watchedChannels: number;
+  boards: number;
+  viaBoard: number;
+  viaSweep: number;
+} {
+  return { boardMode, watchedChannels, boards: boards.length, viaBoard, viaSweep };
+}
+
+/** Records delivered in board mode because their bit was set, and by the full sweeps (metrics). */
+let viaBoard = 0;
+let viaSweep = 0;
+
+function watchBoard(ch: ShmChannel, board: Board, bit: number): void {
+  let w = boards.find((b) => b.board === board);
+  if (w === undefined) {
+    w = { board, channels: new Map(), wordIdx: [], mine: [] };
+    boards.push(w);
+  }
+  // A bit another of our channels holds (a confused peer) leaves this one scanned.
+  if (w.channels.has(bit)) return;
+  w.channels.set(bit, ch);
+  ch.watched = w;
+  rebuildWords(w);
+  watchedChannels++;
+  if (boardMode) {
+    ch.rx.watchBoard(true);
+    sweepOwed = true;
+  } else if (watchedChannels >= BOARD_MIN) setBoardMode(true);
+}
+
+function unwatchBoard(ch: ShmChannel): void {
+  const w = ch.watched;
+  if (w === null) return;
+  ch.watched = null;
+  for (const [bit, c] of w.channels) if (c === ch) w.channels.delete(bit);
+  rebuildWords(w);
+  if (w.channels.size === 0) boards.splice(boards.indexOf(w), 1);
+  watchedChannels--;
+  if (boardMode && watchedChannels <= BOARD_MAX_OFF) setBoardMode(false);
+}
+
+function rebuildWords(w: Watched): void {
+  const masks = new Map<number, number>();
+  for (const bit of w.channels.keys()) {
+    const i = BITMAP_WORD + (bit >>> 5);
+    masks.set(i, (masks.get(i) ?? 0) | (1 << (bit & 31)));
+  }
+  w.wordIdx = [...masks.keys()];
+  w.mine = [...masks.values()];
+}
+
+/**
+ * Switching on: every consumer asks for bits first, then one full sweep drains what was published
+ * before its producer saw the request. Switching off: scanning needs nothing from the producers.
+ */
+function setBoardMode(on: boolean): void {
+  boardMode = on;
+  for (const w of boards) for (const ch of w.channels.values()) ch.rx.watchBoard(on);
+  unwatchedHot = 0;
+  for (const ch of hot) if (ch.watched === null) unwatchedHot++;
+  sweepOwed = on;
+}
+
+function boardsSayReady(): boolean {
+  for (let b = 0; b < boards.length; b++) {
+    const w = boards[b] as Watched;
+    const words = w.board.words;
+    for (let k = 0; k < w.wordIdx.length; k++) {
+      if ((Atomics.load(words, w.wordIdx[k] as number) & (w.mine[k] as number)) !== 0) return true;
+    }
+  }
+  return again.length > 0;
+}
+
+function drainReady(): number {
+  if (sweepOwed || ++sinceSweep >= FULL_SWEEP_TICKS) {
+    sweepOwed = false;
+    sinceSweep = 0;
+    again.length = 0;
+    let n = 0;
+    for (let i = 0; i < hot.length; i++) n += (hot[i] as ShmChannel).drain();
+    viaSweep += n;
+    return n;
+  }
+  let n = 0;
+  const pending = again;
+  again = againNext;
+  againNext = pending;
+  for (let i = 0; i < pending.length; i++) n += drainOne(pending[i] as ShmChannel);
+  pending.length = 0;
+  for (let b = 0; b < boards.length; b++) {
+    const w = boards[b] as Watched;
+    const words = w.board.words;
+    for (let k = 0; k < w.wordIdx.length; k++) {
+      const i = w.wordIdx[k] as number;
+      let v = Atomics.load(words, i) & (w.mine[k] as number);
+      if (v === 0) continue;
+      // Cleared before draining: a record published meanwhile sets the bit again.
+      Atomics.and(words, i, ~v);
+      const base = (i - BITMAP_WORD) << 5;
+      while (v !== 0) {
+        const low = v & -v;
+        v ^= low;
+        const ch = w.channels.get(base + 31 - Math.clz32(low));
+        if (ch !== undefined) n += drainOne(ch);
+      }
+    }
+  }
+  viaBoard += n;
+  if (unwatchedHot > 0) {
+    for (let i = 0; i < hot.length; i++) {
+      const ch = hot[i] as ShmChannel;
+      if (ch.watched === null) n += ch.drain();
+    }
+  }
+  return n;
+}
+
+function drainOne(ch: ShmChannel): number {
+  if (ch.closed) return 0;
+  const n = ch.drain();
+  if (n === DRAIN_BATCH) again.push(ch);
+  return n;
 }

@@ -1,22 +1,33 @@
 import { CellError } from '../errors/index.js';
+import { BOARD_BITS, type Board, NO_BIT } from './board.js';
 
 /**
  * A single-producer/single-consumer ring of variable-size records over a SharedArrayBuffer that two
  * processes map. Layout (byte offsets; docs/PROTOCOL.md § 3):
  *
  *   0    head      u32  consumer's release position (monotonic byte counter, wraps at 2^32)
- *   64   tail      u32  producer's commit position (monotonic byte counter)
+ *   64   tail      u32  producer's publication position (monotonic byte counter; checked, not polled)
  *   128  sleeping  u32  1 while the consumer sleeps on `bell`
  *   132  bell      u32  futex word the producer bumps and wakes when `sleeping` was set
- *   192  magic     u32  'CSR1'
+ *   192  magic     u32  'CSR2'
  *   196  capacity  u32  data bytes, a power of two
+ *   200  ready_bit u32  the readiness-board bit this ring's producer sets (board.ts), or 0xFFFFFFFF
+ *   204  board_on  u32  1 while the consumer watches the board (the producer then marks the bit)
  *   256  data
  *
  * head and tail live on separate 64-byte cache lines so the two cores don't fight over one line.
  * A record is a 16-byte header [len u32][reqId u32][kind u32][aux u32] plus the payload padded to 16
  * bytes; a record never straddles the end: the producer fills the rest with a WRAP record and starts
- * again at offset 0. The producer writes the record, then publishes it with one Atomics.store of tail
- * (sequentially consistent, so the consumer's Atomics.load of tail sees the whole record).
+ * again at offset 0.
+ *
+ * Each record publishes itself: its kind word holds the kind in the low 16 bits and the lap of its
+ * position (position >> log2(capacity), low 16 bits) in the high 16, stored last with Atomics.store.
+ * The consumer polls the kind word of the record it expects next, which lies on the line it reads
+ * anyway: one cache line moves per record instead of two (the record's and tail's). Stale bytes can't
+ * pass for a record: before publishing a record the producer zeroes the kind word of the header that
+ * follows it, unless that word still belongs to the oldest unreleased record (a full ring), whose
+ * kind word carries the previous lap. The producer also stores tail (before the kind words), which
+ * the consumer checks against what it read whenever it is about to sleep.
  *
  * The consumer trusts nothing it reads: every length and position is checked against the ring before
  * use, and anything inconsistent throws E_PROTOCOL (the connection is then closed). Records can be
@@ -24,8 +35,12 @@ import { CellError } from '../errors/index.js';
  */
 export const RING_HEADER_BYTES = 256;
 export const RECORD_HEADER_BYTES = 16;
-export const RING_MAGIC = 0x31525343; // 'CSR1' little-endian
+export const RING_MAGIC = 0x32525343; // 'CSR2' little-endian
 export const KIND_WRAP = 0xffff;
+/** Kinds a record may carry (1 … 0xFFFE; 0 marks an unpublished header, 0xFFFF a WRAP). */
+export const MAX_KIND = 0xfffe;
+/** A tail ahead of every published record for this long is a producer that never publishes them. */
+const STUCK_TAIL_MS = 1000;
 
 const HEAD = 0;
 const TAIL = 16;
@@ -33,6 +48,8 @@ const SLEEPING = 32;
 export const BELL_INDEX = 33;
 const MAGIC = 48;
 const CAPACITY = 49;
+const READY_BIT = 50;
+const BOARD_ON = 51;
 const DATA_WORD = RING_HEADER_BYTES / 4;
 
 export const MIN_RING_CAPACITY = 4096;
@@ -66,8 +83,12 @@ export class RingBuffer {
   /** The whole mapping as bytes (payload offsets returned by reserve/next index into this). */
   readonly bytes: Uint8Array;
   private readonly words: Int32Array;
+  /** The whole mapping as words (kind words are published and polled atomically). */
+  private readonly i32: Int32Array;
   private readonly u32: Uint32Array;
   private readonly mask: number;
+  /** log2(capacity): position >>> shift is the lap. */
+  private readonly shift: number;
   private readonly bell: Bell | undefined;
 
   // producer state
@@ -76,11 +97,12 @@ export class RingBuffer {
   /** Absolute position of the last reserved record's header (for trimLast). */
   private lastRecordPos = 0;
   private cachedHead = 0;
+  /** Kind words reserved and not yet published: pairs (word index, tagged kind), in ring order. */
+  private unpublished = new Int32Array(64);
+  private unpublishedCount = 0;
 
   // consumer state
   private readPos = 0;
-  /** The producer's tail as last loaded: records up to it are read without touching its cache line. */
-  private cachedTail = 0;
   private releasedPos = 0;
   /**
    * Records handed out and not yet passed by head, indexed by token & pendingMask. Starts small and
@@ -110,8 +132,35 @@ export class RingBuffer {
     }
     const w = new Int32Array(sab, 0, DATA_WORD);
     w.fill(0);
+    Atomics.store(w, READY_BIT, NO_BIT | 0);
     Atomics.store(w, CAPACITY, capacity);
     Atomics.store(w, MAGIC, RING_MAGIC);
+  }
+
+  /** The creator names the board bit of a fresh ring (before the peer maps it). */
+  static setReadyBit(sab: SharedArrayBuffer, bit: number): void {
+    Atomics.store(new Int32Array(sab, 0, DATA_WORD), READY_BIT, bit | 0);
+  }
+
+  /** The readiness board this ring's producer marks (or its consumer watches), and the bit. */
+  board: Board | undefined;
+  readyBit = -1;
+
+  /**
+   * Joins the connection's readiness board. The bit comes from the header, written by the creator
+   * before the peer mapped it; a bit outside the board leaves the ring without one (it is scanned).
+   */
+  joinBoard(board: Board): boolean {
+    const bit = Atomics.load(this.words, READY_BIT) >>> 0;
+    if (bit >= BOARD_BITS) return false;
+    this.board = board;
+    this.readyBit = bit;
+    return true;
+  }
+
+  /** Consumer: asks the producer to mark the board bit after each publication (or to stop). */
+  watchBoard(on: boolean): void {
+    Atomics.store(this.words, BOARD_ON, on ? 1 : 0);
   }
 
   constructor(sab: SharedArrayBuffer, bell?: Bell) {
@@ -130,12 +179,14 @@ export class RingBuffer {
     this.maxPayload = capacity / 4 - RECORD_HEADER_BYTES;
     this.bytes = new Uint8Array(sab, 0, RING_HEADER_BYTES + capacity);
     this.u32 = new Uint32Array(sab, 0, (RING_HEADER_BYTES + capacity) / 4);
+    this.i32 = new Int32Array(sab, 0, (RING_HEADER_BYTES + capacity) / 4);
+    this.shift = 31 - Math.clz32(capacity);
     this.bell = bell;
     const head = Atomics.load(this.words, HEAD) >>> 0;
     const tail = Atomics.load(this.words, TAIL) >>> 0;
     this.writePos = this.publishedPos = tail;
     this.cachedHead = head;
-    this.readPos = this.releasedPos = this.cachedTail = head;
+    this.readPos = this.releasedPos = head;
     const slots = Math.min(INITIAL_PENDING_SLOTS, capacity / RECORD_HEADER_BYTES);
     this.pendingEnds = new Uint32Array(slots);
     this.pendingDone = new Uint8Array(slots);
@@ -153,6 +204,9 @@ export class RingBuffer {
     if (length > this.maxPayload || length < 0) {
       throw new CellError('E_FRAME_TOO_LARGE', `record of ${length} bytes exceeds the ring's ${this.maxPayload}.`);
     }
+    if (!(kind >= 1 && kind <= MAX_KIND)) {
+      throw new CellError('E_INVALID_ARGUMENT', `record kind ${kind} is outside 1…${MAX_KIND}.`);
+    }
     const need = RECORD_HEADER_BYTES + ((length + 15) & ~15);
     let p = this.writePos & this.mask;
     const toEnd = this.capacity - p;
@@ -169,19 +223,51 @@ export class RingBuffer {
       const w = DATA_WORD + (p >> 2);
       u32[w] = toEnd - RECORD_HEADER_BYTES;
       u32[w + 1] = 0;
-      u32[w + 2] = KIND_WRAP;
+      u32[w + 2] = 0;
       u32[w + 3] = 0;
+      this.queueKind(w + 2, this.tagged(this.writePos, KIND_WRAP));
       this.writePos = (this.writePos + toEnd) >>> 0;
       p = 0;
     }
     const w = DATA_WORD + (p >> 2);
     u32[w] = length;
     u32[w + 1] = reqId;
-    u32[w + 2] = kind;
+    u32[w + 2] = 0; // published by commit
     u32[w + 3] = aux;
+    this.queueKind(w + 2, this.tagged(this.writePos, kind));
     this.lastRecordPos = this.writePos;
     this.writePos = (this.writePos + need) >>> 0;
+    this.clearNext();
     return RING_HEADER_BYTES + p + RECORD_HEADER_BYTES;
+  }
+
+  /** The kind word of a record at absolute position `pos`: its lap above, its kind below. */
+  private tagged(pos: number, kind: number): number {
+    return ((pos >>> this.shift) << 16) | kind | 0;
+  }
+
+  private queueKind(word: number, value: number): void {
+    if (this.unpublishedCount * 2 === this.unpublished.length) {
+      const grown = new Int32Array(this.unpublished.length * 2);
+      grown.set(this.unpublished);
+      this.unpublished = grown;
+    }
+    this.unpublished[this.unpublishedCount * 2] = word;
+    this.unpublished[this.unpublishedCount * 2 + 1] = value;
+    this.unpublishedCount++;
+  }
+
+  /**
+   * Zeroes the kind word of the header after the last reservation (free space), so whatever an
+   * earlier lap left there can't pass for the next record. Not when the ring is exactly full: that
+   * word is the header of the oldest record still held, whose kind word carries the previous lap.
+   */
+  private clearNext(): void {
+    if ((this.writePos - this.cachedHead) >>> 0 === this.capacity) {
+      this.cachedHead = Atomics.load(this.words, HEAD) >>> 0;
+      if ((this.writePos - this.cachedHead) >>> 0 === this.capacity) return;
+    }
+    this.u32[DATA_WORD + ((this.writePos & this.mask) >> 2) + 2] = 0;
   }
 
   /** Shrinks the last reserved (uncommitted) record to `length` payload bytes. */
@@ -193,11 +279,14 @@ export class RingBuffer {
     }
     this.u32[w] = length;
     this.writePos = (this.lastRecordPos + RECORD_HEADER_BYTES + ((length + 15) & ~15)) >>> 0;
+    this.clearNext();
   }
 
   /** Drops the last reserved record, which its writer abandoned (an encoder failed half-way). */
   rollbackLast(): void {
+    if (this.writePos === this.publishedPos) return;
     this.writePos = this.lastRecordPos;
+    this.unpublishedCount--; // its header's kind word stays 0: the next record starts there
   }
 
   /** Copies a payload into a fresh record; false when the ring is full (nothing written). */
@@ -221,7 +310,17 @@ export class RingBuffer {
   commitQuiet(): boolean {
     if (this.writePos === this.publishedPos) return false;
     this.publishedPos = this.writePos;
-    Atomics.store(this.words, TAIL, this.writePos | 0);
+    // tail first (a consumer that has seen a record never finds tail behind it), then the kind words,
+    // the run's first one last and the only atomic store: a consumer reads a run from its first
+    // record on, so seeing that one (which synchronises with this store) it sees everything before it.
+    // One fenced store per run, not per record: a pipelined run publishes as cheaply as a tail store.
+    this.u32[TAIL] = this.writePos;
+    const q = this.unpublished;
+    for (let i = this.unpublishedCount - 1; i > 0; i--) this.i32[q[2 * i] as number] = q[2 * i + 1] as number;
+    Atomics.store(this.i32, q[0] as number, q[1] as number);
+    this.unpublishedCount = 0;
+    // After the tail: a consumer that clears the bit and then drains sees the record either way.
+    if (this.board !== undefined && Atomics.load(this.words, BOARD_ON) !== 0) this.board.mark(this.readyBit);
     if (Atomics.load(this.words, SLEEPING) !== 0) {
       Atomics.store(this.words, SLEEPING, 0);
       Atomics.add(this.words, BELL_INDEX, 1);
@@ -254,25 +353,19 @@ export class RingBuffer {
    * never reads outside the ring.
    */
   next(): number {
-    let tail = this.cachedTail;
-    if (tail === this.readPos) {
-      // Only now look at the producer's line: loading it per record made every record a cache miss.
-      tail = Atomics.load(this.words, TAIL) >>> 0;
-      if (tail === this.readPos) return -1;
-      this.cachedTail = tail;
-    }
     for (;;) {
-      if (tail === this.readPos) return -1;
-      const avail = (tail - this.readPos) >>> 0;
-      const inUse = (tail - this.releasedPos) >>> 0;
-      if (inUse > this.capacity || avail > inUse || (tail & 15) !== 0) {
-        throw corrupt('tail outside the ring', { tail, readPos: this.readPos, head: this.releasedPos });
-      }
+      // Everything up to a full ring is held: the word at readPos is the oldest record's, not a new one.
+      const held = (this.readPos - this.releasedPos) >>> 0;
+      if (held >= this.capacity) return -1;
       const p = this.readPos & this.mask;
       const w = DATA_WORD + (p >> 2);
+      const word = Atomics.load(this.i32, w + 2);
+      if (word >>> 16 !== ((this.readPos >>> this.shift) & 0xffff) || (word & 0xffff) === 0) return -1;
+      const kind = word & 0xffff;
+      // The producer may use only what the consumer does not hold.
+      const avail = this.capacity - held;
       const u32 = this.u32;
       const len = u32[w] as number;
-      const kind = u32[w + 2] as number;
       const toEnd = this.capacity - p;
       if (kind === KIND_WRAP) {
         if (len !== toEnd - RECORD_HEADER_BYTES || toEnd > avail) {
@@ -286,8 +379,7 @@ export class RingBuffer {
         throw corrupt('record length larger than the ring', { len, at: p });
       const need = RECORD_HEADER_BYTES + ((len + 15) & ~15);
       if (need > toEnd || need > avail)
-        throw corrupt('record runs past the end of the ring or the tail', { len, at: p, avail });
-      if (kind === 0) throw corrupt('record of kind 0', { at: p });
+        throw corrupt('record runs past the end of the ring or into records not yet released', { len, at: p, avail });
       this.kind = kind;
       this.reqId = u32[w + 1] as number;
       this.aux = u32[w + 3] as number;
@@ -378,28 +470,61 @@ export class RingBuffer {
     return n;
   }
 
-  /** True when a record is waiting that an earlier look at `tail` already saw (no load at all). */
+  /** True when the next record is already published (a plain read of its kind word, no fence). */
   hasKnown(): boolean {
-    return this.cachedTail !== this.readPos;
+    return this.publishedAt(this.u32[DATA_WORD + ((this.readPos & this.mask) >> 2) + 2] as number);
   }
 
-  /** True when a committed record is waiting (cheap: one atomic load). */
+  /** True when a published record is waiting (one atomic load of the line the record lies on). */
   hasData(): boolean {
-    return this.cachedTail !== this.readPos || Atomics.load(this.words, TAIL) >>> 0 !== this.readPos;
+    return this.publishedAt(Atomics.load(this.i32, DATA_WORD + ((this.readPos & this.mask) >> 2) + 2));
   }
+
+  private publishedAt(word: number): boolean {
+    if ((this.readPos - this.releasedPos) >>> 0 >= this.capacity) return false;
+    return (word & 0xffff) !== 0 && word >>> 16 === ((this.readPos >>> this.shift) & 0xffff);
+  }
+
+  private stuckTail = -1;
+  private stuckSince = 0;
 
   /**
    * Announces that the consumer is about to sleep. Returns the bell value to futex-wait on, or -1 if a
    * record arrived meanwhile (then don't sleep). The producer's commit sees `sleeping` and rings.
+   * Also checks tail against what was read (tail is stored before the kind words): behind the records
+   * read, outside the ring, or ahead of records that stay unpublished: E_PROTOCOL.
    */
   prepareSleep(): number {
     const seq = Atomics.load(this.words, BELL_INDEX);
     Atomics.store(this.words, SLEEPING, 1);
-    if (Atomics.load(this.words, TAIL) >>> 0 !== this.readPos) {
+    if (this.hasData()) {
       Atomics.store(this.words, SLEEPING, 0);
       return -1;
     }
-    return seq;
+    const tail = Atomics.load(this.words, TAIL) >>> 0;
+    if (tail === this.readPos) {
+      this.stuckTail = -1;
+      return seq;
+    }
+    Atomics.store(this.words, SLEEPING, 0);
+    const ahead = (tail - this.releasedPos) >>> 0;
+    const read = (this.readPos - this.releasedPos) >>> 0;
+    if (ahead > this.capacity || ahead < read || (tail & 15) !== 0) {
+      throw corrupt('tail disagrees with the records published', {
+        tail,
+        readPos: this.readPos,
+        head: this.releasedPos,
+      });
+    }
+    // A producer between its tail store and its kind stores: stay awake. One that stays there is broken.
+    const now = Date.now();
+    if (this.stuckTail !== tail) {
+      this.stuckTail = tail;
+      this.stuckSince = now;
+    } else if (now - this.stuckSince > STUCK_TAIL_MS) {
+      throw corrupt('tail ahead of records never published', { tail, readPos: this.readPos });
+    }
+    return -1;
   }
 
   /** Called when woken (or when giving up sleep). */

@@ -2,6 +2,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { CellError } from '../errors/index.js';
 import { decodeErrorPayload, FrameType, HEADER_SIZE, readU32 } from '../frame/index.js';
+import { attachBoard, type Board, detachBoard, freeSlot, TO_CLIENT_BIT, takeSlot } from './board.js';
 import { loadNative, type NativeAddon } from './native.js';
 import { RingBuffer, ringBytesFor } from './ring.js';
 
@@ -104,6 +105,8 @@ interface Offer<C> {
   maps: SharedArrayBuffer[];
   capacity: number;
   timer: NodeJS.Timeout;
+  /** The connection's slot on this process's readiness board (board.ts), if it got one. */
+  board: { board: Board; fd: number; slot: number } | null;
 }
 
 export type OfferResult = { ok: true; challenge: UpgradeChallenge } | { ok: false; reason: string };
@@ -153,12 +156,27 @@ export class ShmHost<C> {
       releaseRings(addon, fds, maps, ringBytesFor(this.capacity));
       return { ok: false, reason: `server: cannot create shared memory (${(err as Error).message})` };
     }
+    const board = takeSlot(addon);
+    if (board !== null) {
+      RingBuffer.setReadyBit(maps[0] as SharedArrayBuffer, board.slot);
+      RingBuffer.setReadyBit(maps[1] as SharedArrayBuffer, TO_CLIENT_BIT + board.slot);
+    }
     const challenge = randomBytes(CHALLENGE_BYTES);
     const ticket = randomBytes(TICKET_BYTES);
     const key = ticket.toString('hex');
     const timer = setTimeout(() => this.drop(key), OFFER_TTL_MS);
     timer.unref();
-    this.offers.set(key, { context, challenge, ticket: key, pid: peer.pid, fds, maps, capacity: this.capacity, timer });
+    this.offers.set(key, {
+      context,
+      challenge,
+      ticket: key,
+      pid: peer.pid,
+      fds,
+      maps,
+      capacity: this.capacity,
+      timer,
+      board,
+    });
     return { ok: true, challenge: { challenge, ticket, capacity: this.capacity } };
   }
 
@@ -183,6 +201,7 @@ export class ShmHost<C> {
     if (o === undefined) return;
     this.offers.delete(key);
     clearTimeout(o.timer);
+    if (o.board !== null) freeSlot(o.board.slot);
     releaseRings(loadNative().addon as NativeAddon, o.fds, o.maps, ringBytesFor(o.capacity));
   }
 
@@ -208,7 +227,10 @@ export class ShmHost<C> {
     if (offer === undefined) return fail('unknown or expired ticket');
     this.offers.delete(key);
     clearTimeout(offer.timer);
-    const closeFds = () => releaseRings(addon, offer.fds, offer.maps, ringBytesFor(offer.capacity));
+    const closeFds = () => {
+      if (offer.board !== null) freeSlot(offer.board.slot);
+      releaseRings(addon, offer.fds, offer.maps, ringBytesFor(offer.capacity));
+    };
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) {
       closeFds();
@@ -232,14 +254,31 @@ export class ShmHost<C> {
     const ok = Buffer.alloc(6);
     ok.write('OK', 0, 'latin1');
     ok.writeUInt32LE(offer.capacity, 2);
+    // The board travels as a fifth fd; a client that doesn't know it closes it and scans its rings.
+    const board = offer.board;
+    if (board !== null) {
+      c2s.joinBoard(board.board);
+      s2c.joinBoard(board.board);
+    }
     try {
-      addon.sendFds(fd, offer.fds, ok);
+      addon.sendFds(fd, board === null ? offer.fds : [...offer.fds, board.fd], ok);
     } catch (err) {
       closeFds();
       return fail(`sending the ring fds failed (${(err as Error).message})`);
     }
     socket.end();
-    return { context: offer.context, rings: serverPair(addon, s2c, c2s, c2sBell, offer.fds, offer.maps, size) };
+    const pair = serverPair(addon, s2c, c2s, c2sBell, offer.fds, offer.maps, size);
+    if (board === null) return { context: offer.context, rings: pair };
+    const free = pair.free;
+    let slotFreed = false;
+    pair.free = () => {
+      if (!slotFreed) {
+        slotFreed = true;
+        freeSlot(board.slot);
+      }
+      free();
+    };
+    return { context: offer.context, rings: pair };
   }
 }
 
@@ -357,7 +396,11 @@ export async function pickUpRings(
       `pickup at ${socketPath} answered by pid ${got.peer.pid} uid ${got.peer.uid}, not by the process serving this connection (pid ${main.pid} uid ${main.uid}).`,
     );
   }
-  if (got.fds.length !== 4 || got.payload.length !== 6 || got.payload.toString('latin1', 0, 2) !== 'OK') {
+  if (
+    (got.fds.length !== 4 && got.fds.length !== 5) ||
+    got.payload.length !== 6 ||
+    got.payload.toString('latin1', 0, 2) !== 'OK'
+  ) {
     closeAll();
     throw new CellError('E_SHM_AUTH', `server refused the ring pickup: ${pickupRefusal(got.payload)}.`);
   }
@@ -377,6 +420,10 @@ export async function pickUpRings(
     // The mappings hold the memory; only the doorbells stay open.
     addon.closeFd(c2sFd);
     addon.closeFd(s2cFd);
+    const board = got.fds.length === 5 ? attachBoard(addon, got.fds[4] as number) : null;
+    if (board !== null && !(c2s.joinBoard(board) && s2c.joinBoard(board))) {
+      c2s.board = s2c.board = undefined;
+    }
     let freed = false;
     return {
       tx: c2s,
@@ -390,6 +437,7 @@ export async function pickUpRings(
         releaseRings(addon, [], [c2s.sab, s2c.sab]);
         addon.closeFd(c2sBell);
         addon.closeFd(s2cBell);
+        if (board !== null) detachBoard(addon, board);
       },
     };
   } catch (err) {

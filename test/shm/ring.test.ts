@@ -252,3 +252,222 @@ test('the consumer’s bookkeeping grows with the records held, up to a full rin
   assert.equal(producer.write(1, 9, 0, new Uint8Array(0)), true);
   assert.equal(producer.producerIdle(), false, 'an unpublished reservation');
 });
+
+// ------------------------------------------------------------------ CSR2: records publish themselves
+
+import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadNative } from '../../src/shm/native.js';
+
+const kindWordAt = (sab: SharedArrayBuffer, pos: number, capacity: number) =>
+  new Uint32Array(sab)[(RING_HEADER_BYTES + (pos & (capacity - 1))) / 4 + 2] as number;
+
+test('a record is published by its kind word (lap above, kind below); tail alone publishes nothing', () => {
+  const { producer, consumer, sab } = makeRing(4096);
+  const off = producer.reserve(2, 5, 0, 8);
+  producer.bytes.fill(1, off, off + 8);
+  assert.equal(kindWordAt(sab, 0, 4096), 0, 'reserved, not published');
+  assert.equal(consumer.next(), -1);
+  producer.commit();
+  assert.equal(kindWordAt(sab, 0, 4096), 2, 'lap 0, kind 2');
+  assert.equal(kindWordAt(sab, 32, 4096), 0, 'the next header is cleared');
+  assert.ok(consumer.next() >= 0);
+  assert.equal(consumer.kind, 2);
+  // A tail moved ahead without a record behind it shows nothing to next() …
+  Atomics.store(new Int32Array(sab), 16, 64 + 32);
+  assert.equal(consumer.next(), -1);
+  assert.throws(() => producer.reserve(0, 1, 0, 1), /outside 1…/);
+  assert.throws(() => producer.reserve(KIND_WRAP, 1, 0, 1), /outside 1…/);
+});
+
+test('laps: after wrapping, every record carries the lap of its position', () => {
+  const capacity = 4096;
+  const { producer, consumer, sab } = makeRing(capacity);
+  let pos = 0;
+  for (let lap = 0; lap < 5; lap++) {
+    while (pos < (lap + 1) * capacity - 1024) {
+      assert.ok(producer.write(1, 1, 0, payload(200, 1)));
+      producer.commit();
+      assert.equal(kindWordAt(sab, pos, capacity) >>> 16, lap, `record at ${pos} in lap ${lap}`);
+      const t = consumer.next();
+      assert.ok(t >= 0);
+      consumer.release(t);
+      pos += 16 + 208;
+    }
+    // jump to the next lap through a WRAP
+    while (Math.floor(pos / capacity) === lap) {
+      assert.ok(producer.write(1, 1, 0, payload(1000, 1)));
+      producer.commit();
+      const t = consumer.next();
+      assert.ok(t >= 0);
+      consumer.release(t);
+      const end = pos + 16 + 1008;
+      pos =
+        Math.floor(end / capacity) !== Math.floor(pos / capacity) || (end & (capacity - 1)) === 0
+          ? (Math.floor(pos / capacity) + 1) * capacity + 16 + 1008
+          : end;
+    }
+  }
+});
+
+test('a full ring: the consumer never takes the oldest held record for a new one, before or after release', () => {
+  const capacity = 4096;
+  const { producer, consumer } = makeRing(capacity);
+  for (let round = 0; round < 50; round++) {
+    const tokens: number[] = [];
+    let wrote = 0;
+    while (producer.write(1, round * 1000 + wrote, 0, payload(48, wrote))) wrote++;
+    producer.commit();
+    for (let t = consumer.next(); t >= 0; t = consumer.next()) {
+      tokens.push(t);
+      assert.ok(tokens.length <= wrote, `round ${round}: a stale header read as a record`);
+    }
+    assert.equal(tokens.length, wrote, `round ${round}: every record read once`);
+    assert.equal(consumer.hasData(), false, 'a full ring read to the end shows nothing new');
+    // release in a scrambled order, then the ring must be empty of news
+    for (let k = tokens.length - 1; k >= 0; k -= 2) consumer.release(tokens[k] as number);
+    assert.equal(consumer.next(), -1);
+    for (let k = tokens.length - 2; k >= 0; k -= 2) consumer.release(tokens[k] as number);
+    assert.equal(consumer.next(), -1, `round ${round}: stale headers are not records`);
+    assert.equal(consumer.hasData(), false);
+    // vary where the next round starts
+    assert.ok(producer.write(1, 0, 0, payload(round * 16, 0)));
+    producer.commit();
+    consumer.release(consumer.next());
+  }
+});
+
+test('fuzz: random sizes, runs and release orders: every record arrives once, intact, in order', () => {
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.nat(1008), fc.nat(7), fc.boolean()), { minLength: 1, maxLength: 400 }), (plan) => {
+      const capacity = 4096;
+      const { producer, consumer } = makeRing(capacity);
+      let sent = 0;
+      let got = 0;
+      const held: number[] = [];
+      for (const [len, run, releaseNow] of plan) {
+        for (let r = 0; r <= run; r++) {
+          if (!producer.write(1 + (sent % 3), sent, len, payload(len, sent))) break;
+          sent++;
+        }
+        if (run % 2 === 0) producer.commit();
+        for (let t = consumer.next(); t >= 0; t = consumer.next()) {
+          assert.equal(consumer.reqId, got);
+          assert.equal(consumer.kind, 1 + (got % 3));
+          assert.deepEqual(
+            consumer.bytes.subarray(consumer.payloadOffset, consumer.payloadOffset + consumer.payloadLength),
+            payload(consumer.aux, got),
+          );
+          got++;
+          if (releaseNow) consumer.release(t);
+          else held.push(t);
+        }
+        if (held.length > 6 || releaseNow) while (held.length > 0) consumer.release(held.pop() as number);
+      }
+      producer.commit();
+      while (held.length > 0) consumer.release(held.pop() as number);
+      for (let t = consumer.next(); t >= 0; t = consumer.next()) {
+        assert.equal(consumer.reqId, got++);
+        consumer.release(t);
+      }
+      assert.equal(got, sent);
+    }),
+    { numRuns: 300, seed: Number(process.env.FC_SEED ?? Date.now() % 1e9) },
+  );
+});
+
+test('before sleeping the consumer checks tail: behind the records read, outside the ring or stuck ahead is E_PROTOCOL', () => {
+  const capacity = 4096;
+  {
+    const { producer, consumer } = makeRing(capacity);
+    assert.ok(producer.write(1, 1, 0, payload(8, 1)));
+    producer.commit();
+    consumer.release(consumer.next());
+    assert.ok(consumer.prepareSleep() >= 0, 'tail equals what was read: sleep');
+    consumer.awake();
+  }
+  {
+    // torn: a header published by its kind word that claims more than tail covers
+    const { consumer, sab } = makeRing(capacity);
+    const u32 = new Uint32Array(sab);
+    u32[RING_HEADER_BYTES / 4] = 1000;
+    u32[RING_HEADER_BYTES / 4 + 2] = 1;
+    Atomics.store(new Int32Array(sab), 16, 16);
+    assert.ok(consumer.next() >= 0);
+    assert.throws(
+      () => consumer.prepareSleep(),
+      (e) => isCellError(e, 'E_PROTOCOL'),
+    );
+  }
+  {
+    const { consumer, sab } = makeRing(capacity);
+    Atomics.store(new Int32Array(sab), 16, capacity * 2);
+    assert.throws(
+      () => consumer.prepareSleep(),
+      (e) => isCellError(e, 'E_PROTOCOL'),
+    );
+  }
+  {
+    const { consumer, sab } = makeRing(capacity);
+    Atomics.store(new Int32Array(sab), 16, 64);
+    assert.equal(consumer.prepareSleep(), -1, 'ahead: a producer between its stores, stay awake');
+    const realNow = Date.now;
+    try {
+      Date.now = () => realNow() + 5000;
+      assert.throws(
+        () => consumer.prepareSleep(),
+        (e) => isCellError(e, 'E_PROTOCOL'),
+        'still ahead a while later',
+      );
+    } finally {
+      Date.now = realNow;
+    }
+  }
+});
+
+test('a second process producing through wrap-arounds and full rings: every record and byte arrives, in order', async () => {
+  const addon = loadNative().addon;
+  assert.ok(addon !== undefined);
+  const capacity = 8192;
+  const records = 60_000;
+  const fd = addon.memfdCreate('test-ring', ringBytesFor(capacity));
+  const sab = addon.mmapShared(fd, ringBytesFor(capacity));
+  RingBuffer.initialize(sab, capacity);
+  const consumer = new RingBuffer(sab);
+  const here = dirname(fileURLToPath(import.meta.url));
+  const child = spawn(
+    process.execPath,
+    [join(here, 'fixtures', 'ring-producer.js'), String(records), String(12345), String(capacity)],
+    { stdio: ['ignore', 'inherit', 'inherit', fd] },
+  );
+  const exited = new Promise<number | null>((r) => child.once('exit', r));
+  let got = 0;
+  const held: number[] = [];
+  const deadline = Date.now() + 60_000;
+  while (got < records) {
+    if (Date.now() > deadline) throw new Error(`only ${got} of ${records} records`);
+    const t = consumer.next();
+    if (t < 0) {
+      while (held.length > 0) consumer.release(held.shift() as number);
+      await new Promise((r) => setImmediate(r));
+      continue;
+    }
+    got++;
+    assert.equal(consumer.reqId, got);
+    assert.equal(consumer.kind, 1 + ((got - 1) % 3));
+    const len = consumer.aux;
+    assert.equal(consumer.payloadLength, len);
+    for (let k = 0; k < len; k++) {
+      if (consumer.bytes[consumer.payloadOffset + k] !== (((got - 1) * 7 + k) & 0xff)) {
+        throw new Error(`record ${got}: byte ${k} differs`);
+      }
+    }
+    // hold a few records now and then, released out of order, so the producer meets a full ring
+    if (got % 5 === 0) held.push(t);
+    else consumer.release(t);
+    if (held.length > 20) while (held.length > 0) consumer.release(held.pop() as number);
+  }
+  assert.equal(await exited, 0);
+  addon.closeFd(fd);
+});

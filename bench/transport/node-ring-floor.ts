@@ -1,0 +1,243 @@
+// The Node floor for shared memory: two Node processes ping-pong 16-byte records over a pair of
+// single-producer/single-consumer rings in one sealed memfd (created and mapped by Cell's addon,
+// handed to the child as fd 3), both sides spinning. No framing, no codec, no promise, no poller:
+// what JavaScript itself costs on this machine, for the layouts a ring can have.
+//   node dist/bench/transport/node-ring-floor.js <layout> <seconds>
+//     layout: headtail — Cell's CSR1 layout: a record is published by storing `tail` (its own cache
+//                        line), so each direction moves two lines (the record's and tail's);
+//             commit   — the record's own header word publishes it (kind ≠ 0, the next header
+//                        cleared first, as in CSR2), so each direction moves one line.
+// Prints one JSON line: {layout, medianNs, p99Ns, seqPerSec, pipelinedPerSec}.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { loadNative } from '../../src/shm/native.js';
+
+const CAP = 65536;
+const MASK = CAP - 1;
+const HEADER = 256;
+const RING = HEADER + CAP;
+const RECORD = 32; // 16-byte header + 16-byte payload
+const HEAD = 0; // word indices inside a ring's header
+const TAIL = 16;
+const STOP = 32;
+const DATA = HEADER / 4;
+const WINDOW = 256;
+
+type Layout = 'headtail' | 'commit';
+
+/** One direction: `w` is the whole mapping as words, `base` the ring's first word. */
+class Ring {
+  pos = 0;
+  cachedHead = 0;
+  constructor(
+    readonly w: Int32Array,
+    readonly base: number,
+    readonly layout: Layout,
+  ) {}
+
+  /** Producer: writes one record; false when the ring is full. Publishes now unless `defer`. */
+  put(id: number, a: number, b: number, c: number, d: number, defer: boolean): boolean {
+    const w = this.w;
+    const room = this.layout === 'commit' ? RECORD + 16 : RECORD;
+    if (this.pos - this.cachedHead + room > CAP) {
+      this.cachedHead = Atomics.load(w, this.base + HEAD);
+      if (this.pos - this.cachedHead + room > CAP) return false;
+    }
+    const r = this.base + DATA + ((this.pos & MASK) >> 2);
+    w[r] = 16;
+    w[r + 1] = id;
+    w[r + 3] = 0;
+    w[r + 4] = a;
+    w[r + 5] = b;
+    w[r + 6] = c;
+    w[r + 7] = d;
+    this.pos += RECORD;
+    if (this.layout === 'commit') {
+      // Clear the next header's kind before publishing this one: stale bytes there never pass as a record.
+      w[this.base + DATA + ((this.pos & MASK) >> 2) + 2] = 0;
+      Atomics.store(w, r + 2, 1);
+    } else {
+      w[r + 2] = 1;
+      if (!defer) Atomics.store(w, this.base + TAIL, this.pos);
+    }
+    return true;
+  }
+
+  /** Producer: publishes deferred records (headtail: one tail store; commit: each record published itself). */
+  publish(): void {
+    if (this.layout === 'headtail') Atomics.store(this.w, this.base + TAIL, this.pos);
+  }
+
+  // consumer
+  read = 0;
+  cachedTail = 0;
+  /** True when the record at `read` is published. */
+  ready(): boolean {
+    if (this.layout === 'commit') return Atomics.load(this.w, this.base + DATA + ((this.read & MASK) >> 2) + 2) !== 0;
+    if (this.cachedTail !== this.read) return true;
+    this.cachedTail = Atomics.load(this.w, this.base + TAIL);
+    return this.cachedTail !== this.read;
+  }
+
+  /** Consumer: the word index of the record at `read`, then advance past it (head published by `free`). */
+  take(): number {
+    const r = this.base + DATA + ((this.read & MASK) >> 2);
+    this.read += RECORD;
+    return r;
+  }
+
+  free(): void {
+    Atomics.store(this.w, this.base + HEAD, this.read);
+  }
+}
+
+function rings(sab: SharedArrayBuffer, layout: Layout, server: boolean): { tx: Ring; rx: Ring } {
+  const w = new Int32Array(sab);
+  const c2s = new Ring(w, 0, layout);
+  const s2c = new Ring(w, RING / 4, layout);
+  return server ? { tx: s2c, rx: c2s } : { tx: c2s, rx: s2c };
+}
+
+function serve(sab: SharedArrayBuffer, layout: Layout): void {
+  const { tx, rx } = rings(sab, layout, true);
+  const w = tx.w;
+  let idle = 0;
+  for (;;) {
+    if (!rx.ready()) {
+      if (++idle === 4096) {
+        idle = 0;
+        if (Atomics.load(w, STOP) !== 0) return;
+      }
+      continue;
+    }
+    // Answer everything that is there, publish the replies once, give the space back once.
+    let n = 0;
+    do {
+      const r = rx.take();
+      while (
+        !tx.put(
+          w[r + 1] as number,
+          w[r + 4] as number,
+          w[r + 5] as number,
+          w[r + 6] as number,
+          w[r + 7] as number,
+          true,
+        )
+      ) {
+        tx.publish();
+        rx.free();
+      }
+      n++;
+    } while (n < WINDOW && rx.ready());
+    tx.publish();
+    rx.free();
+  }
+}
+
+function sequential(tx: Ring, rx: Ring, seconds: number): { medianNs: number; p99Ns: number; perSec: number } {
+  const w = tx.w;
+  const call = (i: number): void => {
+    tx.put(i, i, 2, 3, 4, false);
+    while (!rx.ready()) {}
+    const r = rx.take();
+    if (w[r + 1] !== i || w[r + 4] !== i) throw new Error('floor: echo mismatch');
+    rx.free();
+  };
+  const warm = performance.now() + 300;
+  let i = 0;
+  while (performance.now() < warm) call(i++);
+  // One call in 8 is timed, as in Cell's client: two clock reads would be a tenth of the round trip.
+  const samples: number[] = [];
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  let calls = 0;
+  for (;;) {
+    const t0 = performance.now();
+    call(i++);
+    samples.push(performance.now() - t0);
+    for (let k = 0; k < 7; k++) call(i++);
+    calls += 8;
+    if (performance.now() >= end) break;
+  }
+  const elapsed = performance.now() - start;
+  samples.sort((a, b) => a - b);
+  return {
+    medianNs: (samples[samples.length >> 1] as number) * 1e6,
+    p99Ns: (samples[Math.floor(samples.length * 0.99)] as number) * 1e6,
+    perSec: calls / (elapsed / 1000),
+  };
+}
+
+function pipelined(tx: Ring, rx: Ring, seconds: number): number {
+  const w = tx.w;
+  let sent = 0;
+  let got = 0;
+  const run = (ms: number): void => {
+    const end = performance.now() + ms;
+    let checks = 0;
+    for (;;) {
+      let burst = 0;
+      while (sent - got < WINDOW && tx.put(sent, sent, 2, 3, 4, true)) {
+        sent++;
+        burst++;
+      }
+      if (burst > 0) tx.publish();
+      let n = 0;
+      while (rx.ready()) {
+        const r = rx.take();
+        if (w[r + 1] !== got) throw new Error('floor: reply out of order');
+        got++;
+        n++;
+      }
+      if (n > 0) rx.free();
+      if ((++checks & 255) === 0 && performance.now() >= end) break;
+    }
+  };
+  run(300);
+  const from = got;
+  const start = performance.now();
+  run(seconds * 1000);
+  const elapsed = performance.now() - start;
+  const done = got - from;
+  // drain what is still in flight so the server is quiet before it stops
+  while (got < sent) {
+    while (!rx.ready()) {}
+    rx.take();
+    got++;
+  }
+  rx.free();
+  return done / (elapsed / 1000);
+}
+
+async function main(): Promise<void> {
+  const [mode, layoutArg] = process.argv.slice(2);
+  const native = loadNative();
+  if (native.addon === undefined) throw new Error(native.reason);
+  const addon = native.addon;
+  if (mode === '--serve') {
+    const sab = addon.mmapShared(3, 2 * RING);
+    addon.closeFd(3);
+    serve(sab, layoutArg as Layout);
+    return;
+  }
+  const layout = mode as Layout;
+  if (layout !== 'headtail' && layout !== 'commit') throw new Error(`unknown layout ${layout}`);
+  const seconds = Number(layoutArg ?? 2);
+  const fd = addon.memfdCreate('cell-floor', 2 * RING);
+  const sab = addon.mmapShared(fd, 2 * RING);
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', layout], {
+    stdio: ['ignore', 'inherit', 'inherit', fd],
+  });
+  addon.closeFd(fd);
+  const exited = new Promise((r) => child.once('exit', r));
+  const { tx, rx } = rings(sab, layout, false);
+  const seq = sequential(tx, rx, seconds);
+  const pipe = pipelined(tx, rx, seconds);
+  Atomics.store(tx.w, STOP, 1);
+  await exited;
+  console.log(
+    JSON.stringify({ layout, medianNs: seq.medianNs, p99Ns: seq.p99Ns, seqPerSec: seq.perSec, pipelinedPerSec: pipe }),
+  );
+}
+
+await main();
