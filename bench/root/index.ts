@@ -51,6 +51,8 @@ interface Run {
   coldBuild: number;
   grow: number[];
   bare: number[];
+  /** Each grow over the mean of the bare starts just before and after it (the load drifts). */
+  ratio: number[];
   restart: number[];
   swap: number[];
   recover: number[];
@@ -85,7 +87,18 @@ await Membrane.bind(Echo, { echo: (s) => s, die: () => process.exit(1) });
 `,
   );
   writeFileSync(join(dir, 'cell.json'), JSON.stringify({ cells: { echo: { dna: './echo', autostart: false } } }));
-  const run: Run = { stems, up: 0, cold: 0, coldBuild: 0, grow: [], bare: [], restart: [], swap: [], recover: [] };
+  const run: Run = {
+    stems,
+    up: 0,
+    cold: 0,
+    coldBuild: 0,
+    grow: [],
+    bare: [],
+    ratio: [],
+    restart: [],
+    swap: [],
+    recover: [],
+  };
   try {
     let t0 = now();
     cell(dir, 'up', dir, ...(sandboxed ? [] : ['--no-sandbox']), '--json');
@@ -99,12 +112,15 @@ await Membrane.bind(Echo, { echo: (s) => s, die: () => process.exit(1) });
     for (let i = 0; i < rounds; i++) {
       await root.stop({ name: 'echo' });
       await stemsReady(root, stems);
-      run.bare.push(await bareNode());
+      const before = await bareNode();
       t0 = now();
       const c = await Synapse.grow(Echo, { waitMs: 30_000 });
       await c.echo('x');
-      run.grow.push(now() - t0);
-      run.bare.push(await bareNode());
+      const grow = now() - t0;
+      const after = await bareNode();
+      run.grow.push(grow);
+      run.bare.push(before, after);
+      run.ratio.push(grow / ((before + after) / 2));
 
       await stemsReady(root, stems);
       t0 = now();
@@ -157,7 +173,7 @@ row('first spawn: cold build + start + ready', (r) => `${ms(r.cold)} (build ${r.
 row('  of which not esbuild', (r) => ms(r.cold - r.coldBuild));
 row('Synapse.grow of a stopped cell (cached), 1st reply', (r) => ms(median(r.grow)));
 row("bare `node -e ''` start, same rounds", (r) => ms(median(r.bare)));
-row('  grow ÷ bare node', (r) => `${(median(r.grow) / median(r.bare)).toFixed(2)}×`);
+row('  grow ÷ bare node (median of rounds)', (r) => `${median(r.ratio).toFixed(2)}×`);
 row('restart (stop + cached start + ready)', (r) => ms(median(r.restart)));
 row('hot swap (build cached, start, ready, drain)', (r) => ms(median(r.swap)));
 row('crash → restarted → next call answered', (r) => ms(median(r.recover)));

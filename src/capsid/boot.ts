@@ -7,7 +7,8 @@
 // With `--stem` the process is a stem cell: started (sandboxed, in its own cgroup) before any cell
 // was chosen for it, it says so on fd 5 and blocks reading fd 3 until the Root hands it a cell's
 // contract, whose `bundle` names what to load. No cell code runs before that read returns.
-import { closeSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { BOOT_FD, CELL_ENV, readBootFrom, STEM_READY_FD, setBootInfo } from '../paths/boot.js';
 
@@ -16,7 +17,39 @@ if (process.argv[2] === undefined) {
   process.stderr.write('cell-boot: usage: node cell-boot.mjs <bundle>\n');
   process.exit(64);
 }
+/**
+ * What a cell's runtime loads first, loaded while a stem waits: Node's own modules are compiled on
+ * first use, which is time a cell would otherwise spend after its contract arrived.
+ */
+const WARM = [
+  'node:buffer',
+  'node:crypto',
+  'node:dgram',
+  'node:dns',
+  'node:events',
+  'node:fs',
+  'node:module',
+  'node:net',
+  'node:os',
+  'node:path',
+  'node:perf_hooks',
+  'node:stream',
+  'node:tls',
+  'node:url',
+  'node:util',
+  'node:worker_threads',
+];
+/** Where the Capsid binds the shared-memory addon (src/capsid INSIDE.addon). */
+const ADDON_INSIDE = '/cell/cell_native.node';
+
 if (stem) {
+  await Promise.all(WARM.map((m) => import(m)));
+  // The runtime requires the addon by this same path; the module cache then hands it the loaded one.
+  try {
+    if (existsSync(ADDON_INSIDE)) createRequire(import.meta.url)(ADDON_INSIDE);
+  } catch {
+    // the cell reports it when it needs the addon
+  }
   try {
     writeSync(STEM_READY_FD, '1');
     closeSync(STEM_READY_FD);

@@ -675,7 +675,7 @@ export class Root {
       throw err;
     } finally {
       // Replacements start once this cell answered, not while it competes with them for the CPU.
-      this.stems?.fill();
+      this.stems?.fillSoon();
     }
     proc.phase = 'running';
     publishGeneration(bindPath, publicPath);

@@ -9,6 +9,8 @@ const STEM_CELLS_MAX = 64;
 /** Stems that die before they said they wait, in a row, before the pool gives up (a broken host). */
 const STEM_FAILURES_MAX = 5;
 const STEM_RETRY_FIRST_MS = 200;
+/** How long after a cell became ready its replacement starts (it would compete with the cell's first calls). */
+const REFILL_DELAY_MS = 300;
 
 /** The pool size: the option, else CELL_STEM_CELLS, else the default; 0 turns the pool off. */
 export function stemCellsWanted(option: number | undefined, env = process.env.CELL_STEM_CELLS): number {
@@ -45,6 +47,7 @@ export class StemPool {
   private closed = false;
   private failures = 0;
   private retry: NodeJS.Timeout | null = null;
+  private refill: NodeJS.Timeout | null = null;
   /** Why the pool stopped starting stems (undefined while it works). */
   off: string | undefined;
 
@@ -54,9 +57,19 @@ export class StemPool {
     private readonly note: (line: string) => void,
   ) {}
 
-  /** Starts stems until `size` are waiting or starting. */
+  /**
+   * Starts stems until `size` are waiting or starting, one at a time: each is a Node start in
+   * bubblewrap, and several at once would take the CPU from the cells that are running.
+   */
   fill(): void {
-    while (!this.closed && this.off === undefined && this.waiting.length + this.starting.size < this.size) {
+    if (this.refill !== null) clearTimeout(this.refill);
+    this.refill = null;
+    while (
+      !this.closed &&
+      this.off === undefined &&
+      this.starting.size === 0 &&
+      this.waiting.length + this.starting.size < this.size
+    ) {
       const p: Promise<void> = Stem.germinate(this.opts).then(
         (stem) => {
           this.starting.delete(p);
@@ -69,6 +82,13 @@ export class StemPool {
       );
       this.starting.add(p);
     }
+  }
+
+  /** fill(), a little later (after a stem was taken, once the cell it became answers). */
+  fillSoon(): void {
+    if (this.refill !== null || this.closed) return;
+    this.refill = setTimeout(() => this.fill(), REFILL_DELAY_MS);
+    this.refill.unref();
   }
 
   /** A waiting stem (one that said it waits, if any), out of the pool for good. */
@@ -107,6 +127,7 @@ export class StemPool {
     }
     this.waiting.push(stem);
     stem.child.once('exit', (code, signal) => this.died(stem, code, signal));
+    this.fill();
   }
 
   private died(stem: Stem, code: number | null, signal: NodeJS.Signals | null): void {
@@ -145,6 +166,7 @@ export class StemPool {
   async close(): Promise<void> {
     this.closed = true;
     if (this.retry !== null) clearTimeout(this.retry);
+    if (this.refill !== null) clearTimeout(this.refill);
     await Promise.all([...this.starting]);
     const stems = this.waiting.splice(0);
     await Promise.all(stems.map((s) => s.dispose().catch(() => {})));
