@@ -6,7 +6,8 @@ export const ATTACKER_SOURCE = `
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { Membrane, RootService, Synapse, connectRoot, rpc, service, t } from 'cell';
+import { Membrane, Synapse, rpc, service, t } from 'cell';
+import { RootService, connectRoot } from 'cell/host';
 
 const home = process.env.PROBE_HOME;
 const port = Number(process.env.PROBE_PORT);
