@@ -69,6 +69,8 @@ export class Stem {
   /** True once the boot entry said it waits for its contract. */
   ready = false;
   private used = false;
+  /** Set once the contract was written: from then on the process is a cell, disposed as one. */
+  private handedOver = false;
   private disposed: Promise<void> | undefined;
 
   private constructor(
@@ -192,15 +194,16 @@ export class Stem {
       };
     }
     writeFd(this.child, 3, Buffer.from(JSON.stringify(bootFor(this.host, boot))));
+    this.handedOver = true;
     const capsule = capsuleOf(this.child, this.host, this.cgroupOf, limits);
     const dispose = capsule.dispose;
     capsule.dispose = () => dispose().finally(() => removeSlots(slots && { dna: slots.dna }));
     return capsule;
   }
 
-  /** Kills a stem that was never adopted, and removes its cgroup and slots. */
+  /** Kills a stem that did not become a cell (never taken, or its adoption failed), with its cgroup and slots. */
   dispose(): Promise<void> {
-    if (this.used) return Promise.resolve();
+    if (this.handedOver) return Promise.resolve();
     this.disposed ??= capsuleOf(this.child, this.host, this.cgroupOf, DEFAULT_LIMITS)
       .dispose()
       .finally(() => removeSlots(this.slots));
