@@ -171,6 +171,7 @@ console.log(`${''.padEnd(52)}${head}`);
 row('cell up (Root start, no cells)', (r) => ms(r.up));
 row('first spawn: cold build + start + ready', (r) => `${ms(r.cold)} (build ${r.coldBuild})`);
 row('  of which not esbuild', (r) => ms(r.cold - r.coldBuild));
+row('  not esbuild ÷ bare node', (r) => `${((r.cold - r.coldBuild) / median(r.bare)).toFixed(2)}×`);
 row('Synapse.grow of a stopped cell (cached), 1st reply', (r) => ms(median(r.grow)));
 row("bare `node -e ''` start, same rounds", (r) => ms(median(r.bare)));
 row('  grow ÷ bare node (median of rounds)', (r) => `${median(r.ratio).toFixed(2)}×`);
