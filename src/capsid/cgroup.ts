@@ -143,6 +143,31 @@ export class CellCgroup {
     return new CellCgroup(layout, created);
   }
 
+  /**
+   * Replaces the limits (a stem cell taking a cell's identity). Under v1, memory+swap must stay ≥
+   * memory at every step, so the order depends on whether the limit grows. Throws when the kernel
+   * refuses (a memory limit below what the cgroup already uses and cannot reclaim: EBUSY).
+   */
+  setLimits(limits: Limits): void {
+    const [mem, ...rest] = this.dirs as [string, ...string[]];
+    if (this.layout.version === 2) {
+      writeFileSync(join(mem, 'memory.max'), String(limits.memoryBytes));
+      writeFileSync(join(mem, 'cpu.max'), `${cpuQuota(limits.cpu)} ${CPU_PERIOD}`);
+      writeFileSync(join(mem, 'pids.max'), String(limits.pids));
+      return;
+    }
+    const memsw = join(mem, 'memory.memsw.limit_in_bytes');
+    const files = [join(mem, 'memory.limit_in_bytes'), ...(existsSync(memsw) ? [memsw] : [])];
+    const current = Number.parseInt(read(files[0] as string) ?? '0', 10);
+    for (const f of limits.memoryBytes > current ? files.reverse() : files)
+      writeFileSync(f, String(limits.memoryBytes));
+    for (const d of rest) {
+      if (existsSync(join(d, 'cpu.cfs_quota_us')))
+        writeFileSync(join(d, 'cpu.cfs_quota_us'), String(cpuQuota(limits.cpu)));
+      if (existsSync(join(d, 'pids.max'))) writeFileSync(join(d, 'pids.max'), String(limits.pids));
+    }
+  }
+
   /** The cgroup.procs files a process writes its pid into to join every controller. */
   procsFiles(): string[] {
     return this.dirs.map((d) => join(d, 'cgroup.procs'));

@@ -11,12 +11,16 @@ import { CellCgroup, detectCgroups } from './cgroup.js';
 import { DEFAULT_LIMITS, type Limits, parseLimits, parseMemory, resolveLimits } from './limits.js';
 import { seccompFilter } from './seccomp.js';
 
-export { findBwrap, probeBwrap, which } from './bwrap.js';
+export type { Bind } from './bwrap.js';
+export { findBwrap, probeBwrap, probeDisableUserns, probeSeccomp, systemBinds, which } from './bwrap.js';
+export type { CellCgroup, CgroupLayout } from './cgroup.js';
 export { detectCgroups } from './cgroup.js';
 export type { DoctorCheck } from './doctor.js';
 export { diagnose, formatDoctor } from './doctor.js';
 export type { Limits } from './limits.js';
 export { DENIED_SYSCALLS, deniedSyscalls, openSeccompFd, seccompArch, seccompFilter } from './seccomp.js';
+export type { Adoption, StemOptions } from './stem.js';
+export { Stem } from './stem.js';
 export { DEFAULT_LIMITS, parseLimits, parseMemory };
 
 export interface CapsidSpec {
@@ -102,7 +106,13 @@ export function sandboxUser(): SandboxUser | undefined {
 }
 
 /** Where the cell's files appear inside the sandbox. */
-export const INSIDE = { boot: '/cell/boot.mjs', bundle: '/cell/bundle.mjs', addon: '/cell/cell_native.node' } as const;
+export const INSIDE = {
+  boot: '/cell/boot.mjs',
+  bundle: '/cell/bundle.mjs',
+  addon: '/cell/cell_native.node',
+  /** A stem cell's read-only slot: the Root links the bundle and the channel socket into it at adoption. */
+  dna: '/cell/dna',
+} as const;
 
 /** Where the Root looks for setpriv; host-side helpers themselves run with an empty environment. */
 const HOST_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
@@ -129,6 +139,11 @@ export interface SandboxPlan {
   user: SandboxUser | undefined;
   setpriv: string | undefined;
   seccomp: boolean;
+  /**
+   * A stem cell: `bundlePath` is its (still empty) slot directory, bound read-only at INSIDE.dna, and
+   * the boot entry waits for its contract (and the bundle it names) before loading anything.
+   */
+  stem?: boolean;
 }
 
 /**
@@ -162,7 +177,8 @@ export function sandboxArgs(name: string, plan: SandboxPlan): { args: string[]; 
       if (existsSync(f)) binds.push(['--ro-bind', f, f]);
     }
   }
-  binds.push(['--ro-bind', plan.bootEntry, INSIDE.boot], ['--ro-bind', plan.bundlePath, INSIDE.bundle]);
+  binds.push(['--ro-bind', plan.bootEntry, INSIDE.boot]);
+  binds.push(['--ro-bind', plan.bundlePath, plan.stem === true ? INSIDE.dna : INSIDE.bundle]);
   if (plan.addon !== undefined) binds.push(['--ro-bind', plan.addon, INSIDE.addon]);
   if (plan.setpriv !== undefined) binds.push(['--ro-bind', plan.setpriv, plan.setpriv]);
   for (const p of plan.readOnly) binds.push(['--ro-bind', p, p]);
@@ -179,7 +195,12 @@ export function sandboxArgs(name: string, plan: SandboxPlan): { args: string[]; 
   // /tmp and the cell's own dirs, separate mounts, stay writable.
   args.push('--remount-ro', '/', '--chdir', '/tmp', '--clearenv');
   if (plan.seccomp) args.push('--seccomp', String(SECCOMP_FD));
-  const node = [process.execPath, '--enable-source-maps', INSIDE.boot, INSIDE.bundle];
+  const node = [
+    process.execPath,
+    '--enable-source-maps',
+    INSIDE.boot,
+    ...(plan.stem === true ? ['--stem'] : [INSIDE.bundle]),
+  ];
   const drop =
     plan.user === undefined || plan.setpriv === undefined
       ? []
@@ -243,7 +264,7 @@ function findBwrapOrThrow(name: string, explicit: string | undefined): string {
   return found.path;
 }
 
-function createCgroup(name: string, limits: Limits, required: boolean): CellCgroup | undefined {
+export function createCgroup(name: string, limits: Limits, required: boolean): CellCgroup | undefined {
   const detected = detectCgroups();
   let problem: string | undefined = detected.reason;
   if (detected.layout !== undefined) {
@@ -262,6 +283,90 @@ function createCgroup(name: string, limits: Limits, required: boolean): CellCgro
   return undefined;
 }
 
+/** What a sandbox needs from the host, checked before anything starts (E_SANDBOX_UNAVAILABLE otherwise). */
+export interface Host {
+  bwrap: string | undefined;
+  user: SandboxUser | undefined;
+  setpriv: string | undefined;
+  program: Buffer | undefined;
+  addon: string | undefined;
+}
+
+/** bubblewrap, the sandbox user, setpriv and the seccomp program for a (sandboxed or raw) start. */
+export function hostFor(name: string, sandbox: boolean, explicitBwrap?: string, explicitUser?: SandboxUser): Host {
+  const bwrap = sandbox ? findBwrapOrThrow(name, explicitBwrap) : undefined;
+  const user = bwrap === undefined ? undefined : (explicitUser ?? sandboxUser());
+  const setpriv = user === undefined ? undefined : which('setpriv', HOST_PATH);
+  if (user !== undefined && setpriv === undefined) {
+    throw new CellError('E_SANDBOX_UNAVAILABLE', 'cannot drop the cell to an unprivileged user: setpriv is missing.', {
+      cell: name,
+      fix: 'install util-linux (`apt-get install util-linux`), which provides setpriv.',
+    });
+  }
+  const program = bwrap === undefined ? undefined : syscallFilterOrThrow(name, bwrap, user);
+  // The shm addon cannot be bundled: the cell loads it from where CELL_NATIVE_ADDON says.
+  const hostAddon = nativeAddonPath();
+  const addon = hostAddon !== undefined && existsSync(hostAddon) ? hostAddon : undefined;
+  return { bwrap, user, setpriv, program, addon };
+}
+
+/** The boot contract as the process reads it: the addon's path where it sees it, the Root's pid when raw. */
+export function bootFor(host: Host, boot: CellBoot): CellBoot {
+  const out: CellBoot = { ...boot, env: { ...boot.env } };
+  if (host.addon !== undefined) out.env.CELL_NATIVE_ADDON = host.bwrap === undefined ? host.addon : INSIDE.addon;
+  // bwrap --die-with-parent ties a sandboxed cell to us; an unsandboxed one watches our pid instead.
+  if (host.bwrap === undefined) out.parentPid = process.pid;
+  return out;
+}
+
+/** Fds of a started process: 0 stdin, 1/2 logs, 3 the boot contract, 4 the seccomp program, 5 readiness. */
+export interface StartPlan {
+  name: string;
+  host: Host;
+  cgroup: CellCgroup | undefined;
+  /** The process's argv after the shell's cgroup join (bwrap … node … or node …). */
+  command: string[];
+  stdout: 'pipe' | number;
+  stderr: 'pipe' | number;
+  /** Open fd 5 as a pipe the process may report on (a stem cell says it is waiting). */
+  readyFd?: boolean;
+}
+
+/**
+ * Spawns `/bin/sh` that joins the cgroup and execs the command, with an empty environment and the
+ * seccomp program on fd 4. The boot contract's pipe (fd 3) is left open for the caller to write.
+ */
+export async function startIn(plan: StartPlan): Promise<ChildProcess> {
+  const procs = plan.cgroup?.procsFiles() ?? [];
+  const program = plan.host.program;
+  let child: ChildProcess;
+  try {
+    child = spawn(
+      '/bin/sh',
+      ['-c', JOIN_CGROUP_THEN_EXEC, `capsid-${plan.name}`, String(procs.length), ...procs, ...plan.command],
+      {
+        // Nothing of the Root's or the manifest's environment reaches the shell, bwrap or setpriv;
+        // the cell's own environment arrives on fd 3.
+        env: {},
+        cwd: '/',
+        stdio: [
+          'ignore',
+          plan.stdout,
+          plan.stderr,
+          'pipe',
+          program === undefined ? 'ignore' : 'pipe',
+          ...(plan.readyFd === true ? (['pipe'] as const) : []),
+        ],
+      },
+    );
+  } catch (err) {
+    await plan.cgroup?.destroy().catch(() => {});
+    throw new CellError('E_SPAWN_FAILED', `cannot start: ${(err as Error).message}.`, { cell: plan.name, cause: err });
+  }
+  if (program !== undefined) writeFd(child, SECCOMP_FD, program);
+  return child;
+}
+
 /**
  * Starts a cell: its cgroup first (limits written), then the process inside it, sandboxed with
  * bubblewrap unless `sandbox` is false. Refuses with E_SANDBOX_UNAVAILABLE / E_CGROUP_UNAVAILABLE
@@ -277,27 +382,12 @@ export async function encapsulate(spec: CapsidSpec): Promise<Encapsulated> {
     });
   }
   const bootEntry = bootEntryPath();
-  const bwrap = spec.sandbox ? findBwrapOrThrow(name, spec.bwrap) : undefined;
-  const user = bwrap === undefined ? undefined : (spec.user ?? sandboxUser());
-  const setpriv = user === undefined ? undefined : which('setpriv', HOST_PATH);
-  if (user !== undefined && setpriv === undefined) {
-    throw new CellError('E_SANDBOX_UNAVAILABLE', 'cannot drop the cell to an unprivileged user: setpriv is missing.', {
-      cell: name,
-      fix: 'install util-linux (`apt-get install util-linux`), which provides setpriv.',
-    });
-  }
-  const program = bwrap === undefined ? undefined : syscallFilterOrThrow(name, bwrap, user);
+  const host = hostFor(name, spec.sandbox, spec.bwrap, spec.user);
+  const { bwrap, user } = host;
   // The cell's own dirs belong to the user it runs as (another uid when the Root is root).
   if (user !== undefined) for (const dir of spec.writable) chownSync(dir, user.uid, user.gid);
   const cgroup = createCgroup(name, limits, spec.requireCgroup ?? spec.sandbox);
-
-  // The shm addon cannot be bundled: the cell loads it from where CELL_NATIVE_ADDON says.
-  const hostAddon = nativeAddonPath();
-  const addon = hostAddon !== undefined && existsSync(hostAddon) ? hostAddon : undefined;
-  const boot: CellBoot = { ...spec.boot, env: { ...spec.boot.env } };
-  if (addon !== undefined) boot.env.CELL_NATIVE_ADDON = bwrap === undefined ? addon : INSIDE.addon;
-  // bwrap --die-with-parent ties a sandboxed cell to us; an unsandboxed one watches our pid instead.
-  if (bwrap === undefined) boot.parentPid = process.pid;
+  const boot = bootFor(host, spec.boot);
 
   const cell =
     bwrap === undefined
@@ -305,36 +395,35 @@ export async function encapsulate(spec: CapsidSpec): Promise<Encapsulated> {
       : sandboxArgs(name, {
           bundlePath: spec.bundlePath,
           bootEntry,
-          addon,
+          addon: host.addon,
           writable: spec.writable,
           readOnly: spec.readOnly,
           network: spec.network === true,
           user,
-          setpriv,
-          seccomp: program !== undefined,
+          setpriv: host.setpriv,
+          seccomp: host.program !== undefined,
         });
   const command = bwrap === undefined ? cell.command : [bwrap, ...cell.args, '--', ...cell.command];
-  const procs = cgroup?.procsFiles() ?? [];
-  let child: ChildProcess;
-  try {
-    child = spawn(
-      '/bin/sh',
-      ['-c', JOIN_CGROUP_THEN_EXEC, `capsid-${name}`, String(procs.length), ...procs, ...command, ...(spec.args ?? [])],
-      {
-        // Nothing of the Root's or the manifest's environment reaches the shell, bwrap or setpriv;
-        // the cell's own environment arrives on fd 3.
-        env: {},
-        cwd: '/',
-        stdio: ['ignore', spec.stdout, spec.stderr, 'pipe', program === undefined ? 'ignore' : 'pipe'],
-      },
-    );
-  } catch (err) {
-    await cgroup?.destroy().catch(() => {});
-    throw new CellError('E_SPAWN_FAILED', `cannot start: ${(err as Error).message}.`, { cell: name, cause: err });
-  }
+  const child = await startIn({
+    name,
+    host,
+    cgroup,
+    command: [...command, ...(spec.args ?? [])],
+    stdout: spec.stdout,
+    stderr: spec.stderr,
+  });
   writeFd(child, 3, Buffer.from(JSON.stringify(boot)));
-  if (program !== undefined) writeFd(child, SECCOMP_FD, program);
+  return capsuleOf(child, host, cgroup, limits);
+}
 
+/** The Encapsulated handle of a started process in its cgroup. */
+export function capsuleOf(
+  child: ChildProcess,
+  host: Host,
+  cgroup: CellCgroup | undefined,
+  limits: Limits,
+): Encapsulated {
+  const bwrap = host.bwrap;
   let disposed: Promise<void> | undefined;
   return {
     child,
@@ -392,7 +481,7 @@ export function bootEntryPath(): string {
 }
 
 /** Hands `data` to the child on fd `fd` and closes our end; a child that died first is noticed by 'exit'. */
-function writeFd(child: ChildProcess, fd: number, data: Buffer): void {
+export function writeFd(child: ChildProcess, fd: number, data: Buffer): void {
   const stream = child.stdio[fd] as Writable | null | undefined;
   if (stream === null || stream === undefined) return;
   stream.on('error', () => {});

@@ -32,6 +32,11 @@ export interface CellBoot {
   identity?: CellIdentity;
   /** The Root's public key (SPKI DER, base64): callers verify every local cell's identity with it. */
   rootKey?: string;
+  /**
+   * The bundle to load, for a process started before its cell was known (a stem cell, started with
+   * `--stem`); otherwise the bundle is the boot entry's argument.
+   */
+  bundle?: string;
   /** Set for an unsandboxed cell: it stops when this process (the Root) is gone. */
   parentPid?: number;
 }
@@ -46,6 +51,8 @@ export interface CellIdentity {
 
 /** The file descriptor the boot JSON arrives on. */
 export const BOOT_FD = 3;
+/** A stem cell writes one byte here once Node is up and it waits for its contract on BOOT_FD. */
+export const STEM_READY_FD = 5;
 
 /** The environment variables of the contract (also set by the boot entry, for code that reads env). */
 export const CELL_ENV = {

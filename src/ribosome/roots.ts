@@ -234,16 +234,38 @@ export function readInside(roots: Roots, p: string): { real: string; content: Bu
 
 const chunk = Buffer.allocUnsafe(256 * 1024);
 
+/**
+ * Hashes already computed, by real path, with the identity of the file they were computed from
+ * (device, inode, size, mtime and ctime in ns): a cache hit re-checks every input of a bundle, and
+ * most of them (the runtime, packages) never change. Any write changes ctime; a file written in the
+ * last two seconds is hashed again each time (a write in the same clock tick as the hash could
+ * otherwise go unseen, as with git's racy index entries).
+ */
+const hashed = new Map<string, { id: string; sha: string }>();
+const HASH_MEMO_MAX = 50_000;
+const RACY_NS = 2_000_000_000n;
+
 /** SHA-256 of a file the build may read (see openInside), read through one reused buffer. */
 export function hashInside(roots: Roots, p: string): string {
-  const { fd } = openInside(roots, p);
+  const { fd, real } = openInside(roots, p);
   try {
+    const st = fstatSync(fd, { bigint: true });
+    const id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    const known = hashed.get(real);
+    if (known !== undefined && known.id === id) return known.sha;
     const h = createHash('sha256');
     for (;;) {
       const n = readSync(fd, chunk, 0, chunk.length, null);
-      if (n === 0) return h.digest('hex');
+      if (n === 0) break;
       h.update(chunk.subarray(0, n));
     }
+    const sha = h.digest('hex');
+    const settled = BigInt(Date.now()) * 1_000_000n - st.ctimeNs > RACY_NS;
+    if (settled) {
+      if (hashed.size >= HASH_MEMO_MAX) hashed.clear();
+      hashed.set(real, { id, sha });
+    }
+    return sha;
   } finally {
     closeSync(fd);
   }

@@ -70,6 +70,8 @@ export const CellList = protein('CellList', {
   rootPid: t.uint,
   rootStartedAt: t.uint,
   noSandbox: t.bool,
+  /** Stem cells waiting for a cell to grow into (docs/SANDBOX.md § Stem cells); none when the pool is off. */
+  stemCells: t.option(t.struct('StemCells', { ready: t.uint, starting: t.uint, off: t.string })),
 });
 
 export const CellName = protein('CellName', { name: t.string });

@@ -30,10 +30,11 @@ import { generationSocketPath, publishGeneration, swapGenerations, waitHealthy }
 import { authorize, OPERATOR, operatorGate, type Principal } from './access.js';
 import type { CellState, RootServiceDef } from './contract.js';
 import { RootService } from './contract.js';
-import { type Bundle, type Encapsulated, encapsulate, synthesize } from './engine.js';
+import { type Bundle, type Encapsulated, encapsulate, type StemOptions, synthesize } from './engine.js';
 import { RotatingLog, tailLines } from './log.js';
 import { type DnaSpec, dnaSpec, loadManifest, manifestPath } from './manifest.js';
 import { natsHandover, removeSecrets } from './nats.js';
+import { removeStaleSlots, StemPool, stemCellsWanted } from './stems.js';
 
 /** Crash-loop rule (systemd's StartLimitBurst/IntervalSec defaults): this many failures within the window. */
 export const CRASH_LOOP_FAILURES = 5;
@@ -86,6 +87,11 @@ export interface RootOptions {
   readyTimeoutMs?: number;
   /** Called after a shutdown request was answered and everything stopped (the daemon exits there). */
   onShutdown?: () => void;
+  /**
+   * Stem cells kept waiting for a cell to grow into (default CELL_STEM_CELLS, else 2; 0 = none:
+   * every cell starts its own sandbox, as a swap always does).
+   */
+  stemCells?: number;
 }
 
 function describeExit(code: number | null, signal: NodeJS.Signals | null, oom: boolean): string {
@@ -122,10 +128,14 @@ export class Root {
   private readonly onShutdown: (() => void) | undefined;
   /** The host user sandboxed cells run as when this Root runs as root; undefined otherwise. */
   private readonly user: SandboxUser | undefined;
+  private readonly stemCells: number;
+  /** Pre-started sandboxed boot processes a fresh start adopts; null when the pool is off. */
+  private stems: StemPool | null = null;
 
   private constructor(opts: RootOptions) {
     this.noSandbox = opts.noSandbox === true;
     this.user = this.noSandbox ? undefined : sandboxUser();
+    this.stemCells = stemCellsWanted(opts.stemCells);
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
     this.onShutdown = opts.onShutdown;
   }
@@ -142,9 +152,14 @@ export class Root {
         lan: false,
         handleSignals: false,
         admit: operatorGate({
-          pids: () => [...root.cells.values()].flatMap((r) => (r.proc?.alive ? [r.proc.pid] : [])),
-          cgroups: () =>
-            [...root.cells.values()].flatMap((r) => (r.proc?.capsule.cgroup ? [r.proc.capsule.cgroup] : [])),
+          pids: () => [
+            ...[...root.cells.values()].flatMap((r) => (r.proc?.alive ? [r.proc.pid] : [])),
+            ...(root.stems?.pids() ?? []),
+          ],
+          cgroups: () => [
+            ...[...root.cells.values()].flatMap((r) => (r.proc?.capsule.cgroup ? [r.proc.capsule.cgroup] : [])),
+            ...(root.stems?.cgroups() ?? []),
+          ],
         }),
       });
     } catch (err) {
@@ -157,7 +172,29 @@ export class Root {
       );
     }
     root.restoreRegistry();
+    root.startStems();
     return root;
+  }
+
+  private stemOptions(): StemOptions {
+    return {
+      sandbox: !this.noSandbox,
+      ...(this.user === undefined ? {} : { user: this.user }),
+      socketDir: socketDir(),
+      privateParent: dirname(cellPrivateDir('x')),
+      stemsDir: join(controlDir(), 'stems'),
+    };
+  }
+
+  /** Starts the stem-cell pool (docs/SANDBOX.md § Stem cells), after removing what a killed Root left. */
+  private startStems(): void {
+    const opts = this.stemOptions();
+    removeStaleSlots(opts);
+    if (this.stemCells === 0) return;
+    this.stems = new StemPool(this.stemCells, opts, (line) =>
+      process.stdout.write(`[root ${new Date().toISOString()}] ${line}\n`),
+    );
+    this.stems.fill();
   }
 
   /**
@@ -482,7 +519,13 @@ export class Root {
     }
   }
 
-  private async launch(rec: CellRecord, bundle: Bundle, generation: number, bindPath: string): Promise<Proc> {
+  private async launch(
+    rec: CellRecord,
+    bundle: Bundle,
+    generation: number,
+    bindPath: string,
+    fresh = false,
+  ): Promise<Proc> {
     const { spec } = rec;
     const dirs = this.cellDirs(spec.name);
     rmSync(bindPath, { force: true });
@@ -512,20 +555,24 @@ export class Root {
       identity: issueIdentity(rootKey, { cell: spec.name, generation }),
       rootKey: exportRootPublicKey(rootKey),
     };
-    const capsule = await encapsulate({
-      name: spec.name,
-      bundlePath: bundle.path,
-      boot,
-      writable: [dirs.run, dirs.priv],
-      readOnly: [socketDir(), umbilical, ...(nats?.dir === undefined ? [] : [nats.dir])],
-      limits: spec.limits,
-      // NATS, like Axon, is reached over the host's network.
-      network: spec.network || spec.lan || spec.nats !== undefined,
-      sandbox: !this.noSandbox,
-      stdout: 'pipe',
-      stderr: 'pipe',
-      ...(this.user === undefined ? {} : { user: this.user }),
-    });
+    // NATS, like Axon, is reached over the host's network; its files are bound in: no stem cell then.
+    const network = spec.network || spec.lan || spec.nats !== undefined;
+    const adopted = fresh && !network ? this.adoptStem(rec, { bundle, boot, dirs, umbilical }) : undefined;
+    const capsule =
+      adopted ??
+      (await encapsulate({
+        name: spec.name,
+        bundlePath: bundle.path,
+        boot,
+        writable: [dirs.run, dirs.priv],
+        readOnly: [socketDir(), umbilical, ...(nats?.dir === undefined ? [] : [nats.dir])],
+        limits: spec.limits,
+        network,
+        sandbox: !this.noSandbox,
+        stdout: 'pipe',
+        stderr: 'pipe',
+        ...(this.user === undefined ? {} : { user: this.user }),
+      }));
     const child = capsule.child;
     child.stdout?.on('data', (d: Buffer) => rec.log.write(d));
     child.stderr?.on('data', (d: Buffer) => rec.log.write(d));
@@ -542,12 +589,43 @@ export class Root {
       phase: 'starting',
       alive: true,
     };
-    rec.log.note(`started generation ${generation} (pid ${proc.pid}, sandbox ${capsule.sandbox})`);
+    rec.log.note(
+      `started generation ${generation} (pid ${proc.pid}, sandbox ${capsule.sandbox}${adopted ? ', stem cell' : ''})`,
+    );
     void exited.then(({ code, signal }) => {
       proc.alive = false;
       this.onExit(rec, proc, code, signal);
     });
     return proc;
+  }
+
+  /**
+   * A waiting stem cell made into this cell (its limits, dirs, bundle, contract), or undefined when
+   * none waits or it cannot take the cell (it died meanwhile): the cell then starts its own sandbox.
+   * Only a fresh start without network uses one: a stem has no network namespace to share, and a
+   * swap's new generation shares the run dir the old one still holds.
+   */
+  private adoptStem(
+    rec: CellRecord,
+    c: { bundle: Bundle; boot: CellBoot; dirs: { run: string; priv: string }; umbilical: string },
+  ): Encapsulated | undefined {
+    const stem = this.stems?.take();
+    if (stem === undefined) return undefined;
+    try {
+      return stem.adopt({
+        name: rec.spec.name,
+        boot: c.boot,
+        bundlePath: c.bundle.path,
+        limits: rec.spec.limits,
+        runDir: c.dirs.run,
+        privateDir: c.dirs.priv,
+        umbilical: c.umbilical,
+      });
+    } catch (err) {
+      rec.log.note(`stem cell ${stem.id} could not take the cell (${errorText(err)}); starting it on its own`);
+      void stem.dispose();
+      return undefined;
+    }
   }
 
   /** Waits for readiness at the generation's own path; on failure, the reason with the log's tail. */
@@ -586,7 +664,7 @@ export class Root {
     rec.state = 'starting';
     let proc: Proc;
     try {
-      proc = await this.launch(rec, bundle, generation, bindPath);
+      proc = await this.launch(rec, bundle, generation, bindPath, true);
     } catch (err) {
       rec.error = errorText(err);
       rec.state = 'stopped';
@@ -604,6 +682,9 @@ export class Root {
       rmSync(bindPath, { force: true });
       this.failed(rec, proc);
       throw err;
+    } finally {
+      // Replacements start once this cell answered, not while it competes with them for the CPU.
+      this.stems?.fillSoon();
     }
     proc.phase = 'running';
     publishGeneration(bindPath, publicPath);
@@ -798,7 +879,14 @@ export class Root {
     const names = [...this.cells.keys()].sort();
     this.probe.retain(names);
     const cells = await Promise.all(names.map((n) => this.row(this.cells.get(n) as CellRecord, true)));
-    return { cells, rootPid: process.pid, rootStartedAt: this.startedAt, noSandbox: this.noSandbox };
+    const stems = this.stems?.state();
+    return {
+      cells,
+      rootPid: process.pid,
+      rootStartedAt: this.startedAt,
+      noSandbox: this.noSandbox,
+      ...(stems === undefined ? {} : { stemCells: stems }),
+    };
   }
 
   // ---- shutdown ---------------------------------------------------------------------------------
@@ -826,6 +914,7 @@ export class Root {
         if (rec.proc !== null) await rec.proc.capsule.dispose().catch(() => {});
       }),
     );
+    await this.stems?.close();
     await this.probe.close();
     await Promise.all([...this.cells.values()].map((rec) => rec.channel?.close()));
     await this.membrane?.close();
@@ -834,6 +923,7 @@ export class Root {
 
   /** Synchronous last resort for process exit: SIGKILL every child. */
   killAll(): void {
+    this.stems?.killAll();
     for (const rec of this.cells.values()) if (rec.proc?.alive) rec.proc.capsule.child.kill('SIGKILL');
   }
 }
