@@ -29,16 +29,19 @@ import { authorize, OPERATOR, operatorGate, type Principal } from './access.js';
 import type { CellState, RootServiceDef } from './contract.js';
 import { RootService } from './contract.js';
 import { type Bundle, type Encapsulated, encapsulate, synthesize } from './engine.js';
-import { RotatingLog, tailLines } from './log.js';
-import { type DnaSpec, dnaSpec, loadManifest, manifestPath } from './manifest.js';
+import { LineSplitter, RotatingLog, tailLines } from './log.js';
+import {
+  DEFAULT_RESTART_POLICY,
+  type DnaSpec,
+  dnaSpec,
+  loadManifest,
+  manifestPath,
+  restartPolicy,
+} from './manifest.js';
 
-/** Crash-loop rule (systemd's StartLimitBurst/IntervalSec defaults): this many failures within the window. */
-export const CRASH_LOOP_FAILURES = 5;
-export const CRASH_LOOP_WINDOW_MS = 10_000;
-const BACKOFF_FIRST_MS = 100;
-const BACKOFF_MAX_MS = 10_000;
-/** A process that stayed up this long resets the backoff. */
-const BACKOFF_RESET_UPTIME_MS = 10_000;
+/** The default crash-loop rule (systemd's StartLimitBurst/IntervalSec); cell.json's "restart" overrides it. */
+export const CRASH_LOOP_FAILURES = DEFAULT_RESTART_POLICY.failures;
+export const CRASH_LOOP_WINDOW_MS = DEFAULT_RESTART_POLICY.windowMs;
 const STOP_GRACE_MS = 5_000;
 const LOG_TAIL_LINES = 20;
 
@@ -97,6 +100,12 @@ function procRss(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+function cellLog(name: string): RotatingLog {
+  const log = new RotatingLog(join(logDir(), `${name}.log`));
+  log.cell = name;
+  return log;
 }
 
 function errorText(err: unknown): string {
@@ -344,7 +353,7 @@ export class Root {
       oomKills: 0,
       error: '',
       build: null,
-      log: new RotatingLog(join(logDir(), `${spec.name}.log`)),
+      log: cellLog(spec.name),
       timer: null,
       queue: Promise.resolve(),
       channel: null,
@@ -425,8 +434,21 @@ export class Root {
     });
   }
 
+  /**
+   * Builds first: a source that does not compile fails the restart with the compiler's message and
+   * leaves the running process alone. Then stop + spawn (the spawn's build is a cache hit).
+   */
   async restart(name: string): Promise<CellRecord> {
     const rec = this.record(name);
+    await this.exclusive(rec, async () => {
+      try {
+        await this.build(rec, rec.proc === null);
+      } catch (err) {
+        if (rec.proc !== null) rec.log.note(`restart refused; generation ${rec.proc.generation} keeps running`);
+        rec.error = errorText(err);
+        throw err;
+      }
+    });
     await this.stop(rec);
     rec.restarts = 0;
     return this.spawn(name, true);
@@ -454,9 +476,11 @@ export class Root {
     rec.timer = null;
   }
 
-  private async build(rec: CellRecord): Promise<Bundle> {
+  /** Runs the Ribosome; `showState` is false while a running process stays the cell's state. */
+  private async build(rec: CellRecord, showState = true): Promise<Bundle> {
     const { spec } = rec;
-    rec.state = 'building';
+    const before = rec.state;
+    if (showState) rec.state = 'building';
     try {
       const bundle = await synthesize(
         {
@@ -475,6 +499,7 @@ export class Root {
       return bundle;
     } catch (err) {
       rec.log.note(`build failed: ${errorText(err)}`);
+      if (showState) rec.state = before;
       throw err;
     }
   }
@@ -520,8 +545,14 @@ export class Root {
       ...(this.user === undefined ? {} : { user: this.user }),
     });
     const child = capsule.child;
-    child.stdout?.on('data', (d: Buffer) => rec.log.write(d));
-    child.stderr?.on('data', (d: Buffer) => rec.log.write(d));
+    // Line by line, each with its time, cell and stream; an unfinished last line is kept until its
+    // stream ends (the pipe's end, which comes after its last data; 'exit' may come before), then written.
+    const out = new LineSplitter(rec.log, 'stdout');
+    const errs = new LineSplitter(rec.log, 'stderr');
+    child.stdout?.on('data', (d: Buffer) => out.push(d));
+    child.stdout?.once('end', () => out.end());
+    child.stderr?.on('data', (d: Buffer) => errs.push(d));
+    child.stderr?.once('end', () => errs.end());
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
       if (child.exitCode !== null || child.signalCode !== null) res({ code: child.exitCode, signal: child.signalCode });
       else child.once('exit', (code, signal) => res({ code, signal }));
@@ -620,30 +651,37 @@ export class Root {
       rec.state = 'stopped';
       return;
     }
-    if (Date.now() - proc.startedAt >= BACKOFF_RESET_UPTIME_MS) rec.consecutiveFailures = 0;
+    if (Date.now() - proc.startedAt >= restartPolicy(rec.spec).stableMs) rec.consecutiveFailures = 0;
     this.failed(rec, proc);
   }
 
-  /** Counts a failure, then either schedules a restart with backoff or marks the cell crash-looping. */
+  /**
+   * Counts a failure, then either schedules a restart with backoff or marks the cell crash-looping:
+   * `failures` exits within the window, or as many in a row without a stable run — a cell that dies a
+   * few seconds after each start spaces its exits out with the backoff and would never fill the window.
+   */
   private failed(rec: CellRecord, proc: Proc): void {
+    const policy = restartPolicy(rec.spec);
     const now = Date.now();
-    rec.failures = rec.failures.filter((t) => now - t < CRASH_LOOP_WINDOW_MS);
+    rec.failures = rec.failures.filter((t) => now - t < policy.windowMs);
     rec.failures.push(now);
     rec.consecutiveFailures++;
     if (this.shuttingDown || !rec.wanted) {
       rec.state = 'stopped';
       return;
     }
-    if (rec.failures.length >= CRASH_LOOP_FAILURES) {
+    if (rec.failures.length >= policy.failures || rec.consecutiveFailures >= policy.failures) {
       rec.state = 'crash-loop';
-      rec.log.note(
-        `crash-looping: ${rec.failures.length} failures within ${CRASH_LOOP_WINDOW_MS / 1000} s; not restarting until \`cell restart ${rec.spec.name}\``,
-      );
+      const why =
+        rec.failures.length >= policy.failures
+          ? `${rec.failures.length} failures within ${policy.windowMs / 1000} s`
+          : `${rec.consecutiveFailures} failures in a row, none up ${policy.stableMs / 1000} s`;
+      rec.log.note(`crash-looping: ${why}; not restarting until \`cell restart ${rec.spec.name}\``);
       this.removeSockets(rec.spec.name);
       return;
     }
     rec.state = 'crashed';
-    const delay = Math.min(BACKOFF_FIRST_MS * 2 ** (rec.consecutiveFailures - 1), BACKOFF_MAX_MS);
+    const delay = Math.min(policy.backoffMs * 2 ** (rec.consecutiveFailures - 1), policy.maxBackoffMs);
     rec.log.note(`restarting in ${delay} ms (failure ${rec.consecutiveFailures}, generation ${proc.generation})`);
     this.clearTimer(rec);
     rec.timer = setTimeout(() => {
