@@ -125,7 +125,8 @@ function explode(): never {
   throw new TypeError('handler bug');
 }
 process.stdout.write('half a line');
-setTimeout(() => process.stdout.write(' and the rest\\n'), 100);
+await new Promise((resolve) => setTimeout(resolve, 100));
+process.stdout.write(' and the rest\\n');
 console.error('to stderr');
 await Membrane.bind(Svc, {
   boom: () => explode(),
@@ -180,11 +181,11 @@ console.log('talker ready');
     bugStack.some((l) => new RegExp(`at explode \\((file://)?${file}:4:\\d+\\)`).test(l)),
     bugStack.join('\n'),
   );
-  // The crash: Node's own report of the uncaught exception, mapped the same way (line 13).
+  // The crash: Node's own report of the uncaught exception, mapped the same way (line 14).
   const crash = entries.findIndex((e) => e.stream === 'stderr' && /RangeError: crash bug/.test(e.line));
   const crashStack = entries.slice(crash, crash + 8).map((e) => e.line);
   assert.ok(
-    crashStack.some((l) => new RegExp(`\\(?(file://)?${file}:13:\\d+\\)?`).test(l)),
+    crashStack.some((l) => new RegExp(`\\(?(file://)?${file}:14:\\d+\\)?`).test(l)),
     crashStack.join('\n'),
   );
   // The plain text view has the same lines with their prefixes; -f --json gives one entry per line.
