@@ -1,4 +1,4 @@
-import { chmodSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { type SandboxUser, sandboxUser } from '../capsid/index.js';
 import { CellError, isCellError } from '../errors/index.js';
@@ -53,6 +53,8 @@ interface Proc {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** starting: not yet published; running: the published one; retired: stopping on purpose. */
   phase: 'starting' | 'running' | 'retired';
+  /** The host pid of the cell's own process (inside bubblewrap: found once it runs), 0 until known. */
+  cellPid: number;
   alive: boolean;
 }
 
@@ -91,6 +93,55 @@ export interface RootOptions {
 function describeExit(code: number | null, signal: NodeJS.Signals | null, oom: boolean): string {
   if (oom) return `oom-killed (${signal ?? `exit ${code}`})`;
   return signal !== null ? `signal ${signal}` : `exit ${code}`;
+}
+
+/** Direct children of a process (the kernel's list of each of its threads). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      if (text !== '') for (const c of text.split(' ')) out.push(Number(c));
+    }
+  } catch {
+    // gone, or a kernel without the children file: no answer rather than a wrong one
+  }
+  return out;
+}
+
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The host pid of a sandboxed cell's own process: bubblewrap's first descendant that is not
+ * bubblewrap (its pid-namespace init). The cell's health reply gives its pid inside the namespace,
+ * which names another process on the host; CPU and RSS must come from this one.
+ */
+function sandboxedPid(bwrapPid: number): number {
+  let level = [bwrapPid];
+  for (let depth = 0; depth < 4 && level.length > 0; depth++) {
+    const next: number[] = [];
+    for (const p of level) {
+      for (const c of childrenOf(p)) {
+        if (commOf(c) !== 'bwrap') return c;
+        next.push(c);
+      }
+    }
+    level = next;
+  }
+  return 0;
+}
+
+/** The cell's own host pid, looked up once and forgotten if that process is gone. */
+function cellPidOf(proc: Proc): number {
+  if (proc.cellPid !== 0 && !existsSync(`/proc/${proc.cellPid}`)) proc.cellPid = 0;
+  if (proc.cellPid === 0 && proc.alive) proc.cellPid = sandboxedPid(proc.pid);
+  return proc.cellPid;
 }
 
 function procRss(pid: number): number {
@@ -463,7 +514,7 @@ export class Root {
         rec.state = 'stopping';
         await this.terminate(proc, STOP_GRACE_MS);
         rec.proc = null;
-        rec.log.note(`stopped generation ${proc.generation} (pid ${proc.pid})`);
+        rec.log.note(`stopped generation ${proc.generation} (pid ${proc.cellPid || proc.pid})`);
       }
       this.removeSockets(rec.spec.name);
       rec.state = 'stopped';
@@ -565,8 +616,11 @@ export class Root {
       exited,
       phase: 'starting',
       alive: true,
+      cellPid: capsule.sandbox === 'none' ? (child.pid ?? 0) : 0,
     };
-    rec.log.note(`started generation ${generation} (pid ${proc.pid}, sandbox ${capsule.sandbox})`);
+    rec.log.note(
+      `started generation ${generation} (${capsule.sandbox === 'none' ? 'pid' : 'bubblewrap pid'} ${proc.pid}, sandbox ${capsule.sandbox})`,
+    );
     void exited.then(({ code, signal }) => {
       proc.alive = false;
       this.onExit(rec, proc, code, signal);
@@ -590,6 +644,8 @@ export class Root {
         fix: `see \`cell logs ${rec.spec.name}\`; the cell must bind its Membrane under the same name.`,
       });
     }
+    // It answered, so its own process exists: note its host pid while it can still be found.
+    cellPidOf(proc);
   }
 
   private async startProcess(rec: CellRecord): Promise<void> {
@@ -632,14 +688,14 @@ export class Root {
     proc.phase = 'running';
     publishGeneration(bindPath, publicPath);
     rec.state = 'running';
-    rec.log.note(`generation ${generation} ready at ${publicPath}`);
+    rec.log.note(`generation ${generation} (pid ${proc.cellPid || proc.pid}) ready at ${publicPath}`);
   }
 
   private onExit(rec: CellRecord, proc: Proc, code: number | null, signal: NodeJS.Signals | null): void {
     const oom = safe(() => proc.capsule.oomKilled(), false);
     if (oom) rec.oomKills++;
     const reason = describeExit(code, signal, oom);
-    rec.log.note(`generation ${proc.generation} (pid ${proc.pid}) ended: ${reason}`);
+    rec.log.note(`generation ${proc.generation} (pid ${proc.cellPid || proc.pid}) ended: ${reason}`);
     void proc.capsule.dispose().catch(() => {});
     this.removeGenerationFiles(rec.spec.name, proc.generation);
     if (proc.phase === 'retired') return;
@@ -775,8 +831,8 @@ export class Root {
         name,
         generation: result.next.generation,
         previousGeneration: current.generation,
-        pid: result.next.pid,
-        previousPid: current.pid,
+        pid: result.next.cellPid || result.next.pid,
+        previousPid: current.cellPid || current.pid,
         durationMs: Math.round(result.durationMs),
         drainError: result.drainError === undefined ? '' : errorText(result.drainError),
         build: rec.build === null ? undefined : buildInfo(rec.build),
@@ -789,7 +845,8 @@ export class Root {
   async row(rec: CellRecord, sample = false) {
     const proc = rec.proc;
     let transport = '-';
-    const pid = proc?.pid ?? 0;
+    // The cell's own process on the host; bubblewrap's pid until the cell's process is there.
+    const pid = proc === null ? 0 : cellPidOf(proc) || proc.pid;
     let memory = 0;
     if (proc?.alive) {
       memory = safe(() => proc.capsule.memoryBytes(), null) ?? 0;
@@ -798,6 +855,7 @@ export class Root {
           name: rec.spec.name,
           state: rec.state,
           socketPath: inspectSocketPath(rec.spec.name),
+          pid,
         });
         transport = s.transport;
         if (memory === 0 && s.rssBytes !== undefined) memory = s.rssBytes;

@@ -89,7 +89,10 @@ export class CellProbe {
       } catch {
         snapshot = undefined;
       }
-      const pid = typeof health.pid === 'number' ? health.pid : undefined;
+      // A host pid the caller knows (the Root's, for a sandboxed cell) wins over the cell's own
+      // answer, which is its pid inside its pid namespace: another process on the host.
+      const pid =
+        cell.pid !== undefined && cell.pid > 0 ? cell.pid : typeof health.pid === 'number' ? health.pid : undefined;
       const proc = pid === undefined ? undefined : this.processes.sample(pid);
       const shmActive = typeof metrics?.shm?.active === 'number' && metrics.shm.active > 0;
       return {
