@@ -78,6 +78,8 @@ interface CellRecord {
   queue: Promise<unknown>;
   /** The cell's own narrow channel to the Root (bound into its sandbox), once it was first started. */
   channel: Membrane<RootServiceDef> | null;
+  /** The bundle `cell restart` built before stopping the old process, for the start that follows. */
+  prebuilt: Bundle | null;
 }
 
 export interface RootOptions {
@@ -408,6 +410,7 @@ export class Root {
       timer: null,
       queue: Promise.resolve(),
       channel: null,
+      prebuilt: null,
     };
     this.cells.set(spec.name, rec);
     return rec;
@@ -493,16 +496,20 @@ export class Root {
     const rec = this.record(name);
     await this.exclusive(rec, async () => {
       try {
-        await this.build(rec, rec.proc === null);
+        rec.prebuilt = await this.build(rec, rec.proc === null);
       } catch (err) {
         if (rec.proc !== null) rec.log.note(`restart refused; generation ${rec.proc.generation} keeps running`);
         rec.error = errorText(err);
         throw err;
       }
     });
-    await this.stop(rec);
-    rec.restarts = 0;
-    return this.spawn(name, true);
+    try {
+      await this.stop(rec);
+      rec.restarts = 0;
+      return await this.spawn(name, true);
+    } finally {
+      rec.prebuilt = null;
+    }
   }
 
   stop(rec: CellRecord): Promise<CellRecord> {
@@ -652,7 +659,9 @@ export class Root {
     rec.error = '';
     let bundle: Bundle;
     try {
-      bundle = await this.build(rec);
+      // What `cell restart` just built (and reported) is what starts; otherwise build now.
+      bundle = rec.prebuilt ?? (await this.build(rec));
+      rec.prebuilt = null;
     } catch (err) {
       // Deterministic: retrying the same source would fail the same way.
       rec.error = errorText(err);
