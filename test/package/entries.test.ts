@@ -214,6 +214,8 @@ test('the runtime depends only on its dependencies; what only the repository nee
   assert.match(readFileSync(join(repo, 'native', 'binding.gyp'), 'utf8'), /node-addon-api/);
   for (const f of [
     'dist/src',
+    // The boot entry every cell process starts with (the Capsid runs it before the cell's bundle).
+    'dist/boot',
     'bin',
     'native/*.cc',
     'native/binding.gyp',

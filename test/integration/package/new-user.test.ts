@@ -131,6 +131,7 @@ test('the tarball: built JavaScript, declarations for every export, the addon so
     'scripts/install-native.mjs',
     'dist/src/cli/main.js',
     'dist/src/root/main.js',
+    'dist/boot/cell-boot.mjs',
     'docs/CLI.md',
   ]) {
     assert.ok(packedFiles.includes(f), `the tarball has ${f}`);
@@ -140,7 +141,11 @@ test('the tarball: built JavaScript, declarations for every export, the addon so
     assert.ok(packedFiles.includes(`dist/src/${entry}.d.ts`), `${entry}.d.ts`);
   }
   for (const f of packedFiles) {
-    assert.match(f, /^(dist\/src\/|bin\/|native\/[^/]+$|schemas\/|scripts\/install-native\.mjs$|docs\/|[^/]+$)/, f);
+    assert.match(
+      f,
+      /^(dist\/src\/|dist\/boot\/cell-boot\.mjs$|bin\/|native\/[^/]+$|schemas\/|scripts\/install-native\.mjs$|docs\/|[^/]+$)/,
+      f,
+    );
     assert.doesNotMatch(f, /^(dist\/(test|bench|examples)|src|test|node_modules)\//, f);
     assert.doesNotMatch(f, /(^|\/)[^/]+(?<!\.d)\.ts$/, `no TypeScript source: ${f}`);
   }
