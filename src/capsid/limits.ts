@@ -1,5 +1,6 @@
 import { availableParallelism, totalmem } from 'node:os';
 import { CellError } from '../errors/index.js';
+import { nearest } from '../errors/suggest.js';
 
 /** A cell's resource limits, enforced by its cgroup. */
 export interface Limits {
@@ -98,8 +99,12 @@ export function parseLimits(obj: unknown): Partial<Limits> {
       }
       out.pids = value;
     } else {
+      const near = nearest(key, ['memory', 'cpu', 'pids']);
       throw new CellError('E_INVALID_ARGUMENT', `unknown field limits.${key}.`, {
-        fix: 'limits takes only memory, cpu and pids, e.g. { "memory": "256M", "cpu": 0.5, "pids": 128 }.',
+        fix:
+          near === undefined
+            ? 'limits takes only memory, cpu and pids, e.g. { "memory": "256M", "cpu": 0.5, "pids": 128 }.'
+            : `did you mean "${near}"?`,
       });
     }
   }

@@ -28,7 +28,7 @@ import {
   withRoot,
 } from '../root/client.js';
 import type { CellStatusRow } from '../root/contract.js';
-import { tailLines } from '../root/log.js';
+import { parseLogLine, tailLines } from '../root/log.js';
 import { MANIFEST_FILE, manifestPath } from '../root/manifest.js';
 import {
   type CommandSpec,
@@ -350,8 +350,8 @@ const status = command({
        cell status --mesh [--json]
 
 One row per cell the Root knows: NAME STATE PID UPTIME RESTARTS TRANSPORT SANDBOX MEMORY LAST-EXIT.
-States: stopped, building, starting, running, crashed (restart scheduled), crash-loop (5 failures within
-10 s; not restarted until \`cell restart\`), stopping. --json prints the rows as JSON. --mesh lists every
+States: stopped, building, starting, running, crashed (restart scheduled), crash-loop (its restart policy's
+failures: 5 within 10 s or in a row by default; not restarted until \`cell restart\`), stopping. --json prints the rows as JSON. --mesh lists every
 host's cells on the NATS cluster instead (through $SRV.INFO; docs/NATS.md).`,
   options: { mesh: { type: 'boolean' }, ...JSON_OPTION },
   positionals: [0, 1],
@@ -518,8 +518,9 @@ const logs = command({
   usage: `usage: cell logs <name> [-f|--follow] [-n|--lines <lines>] [--json]
 
 Prints the last lines (default 50) of ~/.cell/logs/<name>.log, the cell's stdout and stderr plus the
-Root's notes (starts, exits, restarts). -f keeps printing new lines until interrupted. --json prints
-{"path", "lines": [...]} (with -f: one {"line"} object per line).`,
+Root's notes (starts, exits, restarts), each line as "[<stream> <time> <cell>] <text>". -f keeps
+printing new lines until interrupted. --json prints {"path", "lines": [...], "entries": [{"time",
+"cell", "stream", "line"}]} (with -f: one {"time", "cell", "stream", "line"} object per line).`,
   options: { follow: { type: 'boolean', short: 'f' }, lines: { type: 'string', short: 'n' }, ...JSON_OPTION },
   positionals: [1, 1],
   expects: 'exactly one cell name',
@@ -535,16 +536,18 @@ Root's notes (starts, exits, restarts). -f keeps printing new lines until interr
       });
     }
     const tail = tailLines(path, n);
-    if (json && values.follow !== true) out(JSON.stringify({ path, lines: tail }));
-    else for (const line of tail) out(json ? JSON.stringify({ line }) : line);
+    const entry = (text: string) => JSON.stringify(parseLogLine(text, name));
+    if (json && values.follow !== true) {
+      out(JSON.stringify({ path, lines: tail, entries: tail.map((l) => parseLogLine(l, name)) }));
+    } else for (const line of tail) out(json ? entry(line) : line);
     if (values.follow !== true) return 0;
-    await followLog(path, json);
+    await followLog(path, json ? entry : undefined);
     return 0;
   },
 });
 
 /** Prints what is appended to `path` (across rotations) until SIGINT/SIGTERM. */
-async function followLog(path: string, json: boolean): Promise<void> {
+async function followLog(path: string, json: ((line: string) => string) | undefined): Promise<void> {
   const first = statSync(path);
   let offset = first.size;
   let inode = first.ino;
@@ -568,11 +571,11 @@ async function followLog(path: string, json: boolean): Promise<void> {
         try {
           const buf = Buffer.alloc(size - offset);
           readSync(fd, buf, 0, buf.length, offset);
-          if (!json) process.stdout.write(buf);
+          if (json === undefined) process.stdout.write(buf);
           else {
             const lines = (partial + buf.toString('utf8')).split('\n');
             partial = lines.pop() ?? '';
-            for (const line of lines) out(JSON.stringify({ line }));
+            for (const line of lines) out(json(line));
           }
         } finally {
           closeSync(fd);
@@ -691,7 +694,8 @@ Stops the cell gracefully; the Root will not restart it until \`cell spawn\`.`,
     'restart',
     `usage: cell restart <name> [--json]
 
-Stops and starts the cell (rebuilding if its source changed) and clears a crash-loop mark.`,
+Builds the cell first: when its source does not build, exits 1 with the compiler's message and the
+running process keeps serving. Otherwise stops and starts it and clears a crash-loop mark.`,
   ),
   add,
   rm,

@@ -566,6 +566,7 @@ export class ServerSession implements FrameReceiver {
     try {
       result = host.handlers[method](input, ctx);
     } catch (err) {
+      if (!isCellError(err)) logHandlerError(host.cellName, def.name, err);
       this.errorReply(id, method, err);
       this.finishCall(ctx, undefined, err, -1);
       if (lease !== null) lease.release();
@@ -642,6 +643,7 @@ export class ServerSession implements FrameReceiver {
     }
     this.inFlight--;
     this.host.metrics.inFlight--;
+    if (!isCellError(err)) logHandlerError(this.host.cellName, ctx.method.name, err);
     if (this.state !== CLOSED) this.errorReply(ctx.requestId, ctx.method.id, err);
     this.finishCall(ctx, undefined, err, -1);
     this.maybeFinish();
@@ -931,6 +933,35 @@ export function schemaMismatch(
       details: { expected: fingerprintHex(clientFp), actual: fingerprintHex(serverFp), clientName, serverName },
     },
   );
+}
+
+/** At most this many handler stacks per second reach stderr; the rest are counted. */
+const HANDLER_LOG_PER_SECOND = 10;
+let handlerLogWindow = 0;
+let handlerLogCount = 0;
+let handlerLogSuppressed = 0;
+
+/**
+ * A handler that threw something other than a CellError has a bug: the caller gets E_REMOTE with
+ * the message, and the cell's stderr (its log under the Root) gets the stack — mapped to the cell's
+ * .ts source when Node runs with --enable-source-maps, as the Root's cells do.
+ */
+function logHandlerError(cell: string, method: string, err: unknown): void {
+  const now = Math.floor(Date.now() / 1000);
+  if (now !== handlerLogWindow) {
+    if (handlerLogSuppressed > 0) {
+      process.stderr.write(`cell ${cell}: ${handlerLogSuppressed} more handler errors not shown\n`);
+    }
+    handlerLogWindow = now;
+    handlerLogCount = 0;
+    handlerLogSuppressed = 0;
+  }
+  if (++handlerLogCount > HANDLER_LOG_PER_SECOND) {
+    handlerLogSuppressed++;
+    return;
+  }
+  const text = err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : String(err);
+  process.stderr.write(`cell ${cell}: method '${method}' threw: ${text}\n`);
 }
 
 export function toErrorPayload(err: unknown): ErrorPayload {

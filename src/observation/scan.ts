@@ -60,7 +60,7 @@ export class CellProbe {
       const client = await this.client(name, path);
       const [health, metrics] = (await Promise.all([client.health(), client.metrics()])) as [
         { status?: string; pid?: number; uptimeMs?: number },
-        { shm?: { active?: number } } | undefined,
+        { shm?: { connections?: number } } | undefined,
       ];
       let snapshot: ServiceMetricsSnapshot | undefined;
       try {
@@ -68,9 +68,13 @@ export class CellProbe {
       } catch {
         snapshot = undefined;
       }
-      const pid = typeof health.pid === 'number' ? health.pid : undefined;
+      // A host pid the caller knows (the Root's, for a sandboxed cell) wins over the cell's own
+      // answer, which is its pid inside its pid namespace: another process on the host.
+      const pid =
+        cell.pid !== undefined && cell.pid > 0 ? cell.pid : typeof health.pid === 'number' ? health.pid : undefined;
       const proc = pid === undefined ? undefined : this.processes.sample(pid);
-      const shmActive = typeof metrics?.shm?.active === 'number' && metrics.shm.active > 0;
+      // The Membrane's count of connections running on shared-memory rings right now.
+      const shmActive = typeof metrics?.shm?.connections === 'number' && metrics.shm.connections > 0;
       return {
         name,
         state: cell.state ?? (health.status === 'ok' ? 'running' : String(health.status ?? 'unknown')),

@@ -39,6 +39,10 @@ export const BUILD_OPTIONS = Object.freeze({
   banner: { js: BANNER },
   // Native addons cannot be inlined; the runtime loads the shm addon from CELL_NATIVE_ADDON.
   external: ['*.node', 'esbuild'],
+  // Stacks name the cell's own .ts files and lines (the boot runs Node with --enable-source-maps).
+  // Positions only: the sources' text stays out of the bundle.
+  sourcemap: 'inline',
+  sourcesContent: false,
 } as const);
 
 export interface CompileRequest {
@@ -299,6 +303,8 @@ async function compileWith(esbuild: Esbuild, req: CompileRequest): Promise<Compi
       external: [...BUILD_OPTIONS.external],
       entryPoints: [req.entry],
       absWorkingDir: dir,
+      // Sources are named relative to the DNA folder; rooted there, a stack shows the real file.
+      sourceRoot: `${dir}/`,
       write: false,
       metafile: true,
       logLevel: 'silent',

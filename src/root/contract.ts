@@ -16,7 +16,7 @@ export type CellState =
   | 'running'
   /** Exited unexpectedly; a restart is scheduled (exponential backoff). */
   | 'crashed'
-  /** Failed too often too fast (5 exits within 10 s): no more restarts until `cell restart`/`spawn`. */
+  /** Failed too often too fast (its restart policy): no more restarts until `cell restart`/`spawn`. */
   | 'crash-loop'
   /** Being stopped (SIGTERM sent, draining). */
   | 'stopping';
@@ -135,7 +135,7 @@ export const RootService = service('mitosis', {
   spawn: rpc(SpawnRequest, CellStatusRow),
   /** Stops the cell gracefully (SIGTERM → GOAWAY → drain), SIGKILL after a grace period. */
   stop: rpc(CellName, CellStatusRow),
-  /** Stops then starts the cell, rebuilding if its sources changed; clears a crash-loop mark. */
+  /** Builds, then stops and starts the cell (a failed build leaves it running); clears a crash-loop mark. */
   restart: rpc(SpawnRequest, CellStatusRow),
   status: rpc(CellName, CellStatusRow),
   list: rpc(t.unit, CellList),

@@ -1,4 +1,4 @@
-import { chmodSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { type SandboxUser, sandboxUser } from '../capsid/index.js';
 import { CellError, isCellError } from '../errors/index.js';
@@ -31,18 +31,21 @@ import { authorize, OPERATOR, operatorGate, type Principal } from './access.js';
 import type { CellState, RootServiceDef } from './contract.js';
 import { RootService } from './contract.js';
 import { type Bundle, type Encapsulated, encapsulate, type StemOptions, synthesize } from './engine.js';
-import { RotatingLog, tailLines } from './log.js';
-import { type DnaSpec, dnaSpec, loadManifest, manifestPath } from './manifest.js';
+import { LineSplitter, RotatingLog, tailLines } from './log.js';
+import {
+  DEFAULT_RESTART_POLICY,
+  type DnaSpec,
+  dnaSpec,
+  loadManifest,
+  manifestPath,
+  restartPolicy,
+} from './manifest.js';
 import { natsHandover, removeSecrets } from './nats.js';
 import { removeStaleSlots, StemPool, stemCellsWanted } from './stems.js';
 
-/** Crash-loop rule (systemd's StartLimitBurst/IntervalSec defaults): this many failures within the window. */
-export const CRASH_LOOP_FAILURES = 5;
-export const CRASH_LOOP_WINDOW_MS = 10_000;
-const BACKOFF_FIRST_MS = 100;
-const BACKOFF_MAX_MS = 10_000;
-/** A process that stayed up this long resets the backoff. */
-const BACKOFF_RESET_UPTIME_MS = 10_000;
+/** The default crash-loop rule (systemd's StartLimitBurst/IntervalSec); cell.json's "restart" overrides it. */
+export const CRASH_LOOP_FAILURES = DEFAULT_RESTART_POLICY.failures;
+export const CRASH_LOOP_WINDOW_MS = DEFAULT_RESTART_POLICY.windowMs;
 const STOP_GRACE_MS = 5_000;
 const LOG_TAIL_LINES = 20;
 
@@ -54,6 +57,8 @@ interface Proc {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** starting: not yet published; running: the published one; retired: stopping on purpose. */
   phase: 'starting' | 'running' | 'retired';
+  /** The host pid of the cell's own process (inside bubblewrap: found once it runs), 0 until known. */
+  cellPid: number;
   alive: boolean;
 }
 
@@ -77,6 +82,8 @@ interface CellRecord {
   queue: Promise<unknown>;
   /** The cell's own narrow channel to the Root (bound into its sandbox), once it was first started. */
   channel: Membrane<RootServiceDef> | null;
+  /** The bundle `cell restart` built before stopping the old process, for the start that follows. */
+  prebuilt: Bundle | null;
 }
 
 export interface RootOptions {
@@ -99,6 +106,55 @@ function describeExit(code: number | null, signal: NodeJS.Signals | null, oom: b
   return signal !== null ? `signal ${signal}` : `exit ${code}`;
 }
 
+/** Direct children of a process (the kernel's list of each of its threads). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      if (text !== '') for (const c of text.split(' ')) out.push(Number(c));
+    }
+  } catch {
+    // gone, or a kernel without the children file: no answer rather than a wrong one
+  }
+  return out;
+}
+
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The host pid of a sandboxed cell's own process: bubblewrap's first descendant that is not
+ * bubblewrap (its pid-namespace init). The cell's health reply gives its pid inside the namespace,
+ * which names another process on the host; CPU and RSS must come from this one.
+ */
+function sandboxedPid(bwrapPid: number): number {
+  let level = [bwrapPid];
+  for (let depth = 0; depth < 4 && level.length > 0; depth++) {
+    const next: number[] = [];
+    for (const p of level) {
+      for (const c of childrenOf(p)) {
+        if (commOf(c) !== 'bwrap') return c;
+        next.push(c);
+      }
+    }
+    level = next;
+  }
+  return 0;
+}
+
+/** The cell's own host pid, looked up once and forgotten if that process is gone. */
+function cellPidOf(proc: Proc): number {
+  if (proc.cellPid !== 0 && !existsSync(`/proc/${proc.cellPid}`)) proc.cellPid = 0;
+  if (proc.cellPid === 0 && proc.alive) proc.cellPid = sandboxedPid(proc.pid);
+  return proc.cellPid;
+}
+
 function procRss(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -106,6 +162,12 @@ function procRss(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+function cellLog(name: string): RotatingLog {
+  const log = new RotatingLog(join(logDir(), `${name}.log`));
+  log.cell = name;
+  return log;
 }
 
 function errorText(err: unknown): string {
@@ -384,10 +446,11 @@ export class Root {
       oomKills: 0,
       error: '',
       build: null,
-      log: new RotatingLog(join(logDir(), `${spec.name}.log`)),
+      log: cellLog(spec.name),
       timer: null,
       queue: Promise.resolve(),
       channel: null,
+      prebuilt: null,
     };
     this.cells.set(spec.name, rec);
     return rec;
@@ -465,11 +528,28 @@ export class Root {
     });
   }
 
+  /**
+   * Builds first: a source that does not compile fails the restart with the compiler's message and
+   * leaves the running process alone. Then stop + spawn (the spawn's build is a cache hit).
+   */
   async restart(name: string): Promise<CellRecord> {
     const rec = this.record(name);
-    await this.stop(rec);
-    rec.restarts = 0;
-    return this.spawn(name, true);
+    await this.exclusive(rec, async () => {
+      try {
+        rec.prebuilt = await this.build(rec, rec.proc === null);
+      } catch (err) {
+        if (rec.proc !== null) rec.log.note(`restart refused; generation ${rec.proc.generation} keeps running`);
+        rec.error = errorText(err);
+        throw err;
+      }
+    });
+    try {
+      await this.stop(rec);
+      rec.restarts = 0;
+      return await this.spawn(name, true);
+    } finally {
+      rec.prebuilt = null;
+    }
   }
 
   stop(rec: CellRecord): Promise<CellRecord> {
@@ -481,7 +561,7 @@ export class Root {
         rec.state = 'stopping';
         await this.terminate(proc, STOP_GRACE_MS);
         rec.proc = null;
-        rec.log.note(`stopped generation ${proc.generation} (pid ${proc.pid})`);
+        rec.log.note(`stopped generation ${proc.generation} (pid ${proc.cellPid || proc.pid})`);
       }
       this.removeSockets(rec.spec.name);
       rec.state = 'stopped';
@@ -494,9 +574,11 @@ export class Root {
     rec.timer = null;
   }
 
-  private async build(rec: CellRecord): Promise<Bundle> {
+  /** Runs the Ribosome; `showState` is false while a running process stays the cell's state. */
+  private async build(rec: CellRecord, showState = true): Promise<Bundle> {
     const { spec } = rec;
-    rec.state = 'building';
+    const before = rec.state;
+    if (showState) rec.state = 'building';
     try {
       const bundle = await synthesize(
         {
@@ -515,6 +597,7 @@ export class Root {
       return bundle;
     } catch (err) {
       rec.log.note(`build failed: ${errorText(err)}`);
+      if (showState) rec.state = before;
       throw err;
     }
   }
@@ -574,8 +657,14 @@ export class Root {
         ...(this.user === undefined ? {} : { user: this.user }),
       }));
     const child = capsule.child;
-    child.stdout?.on('data', (d: Buffer) => rec.log.write(d));
-    child.stderr?.on('data', (d: Buffer) => rec.log.write(d));
+    // Line by line, each with its time, cell and stream; an unfinished last line is kept until its
+    // stream ends (the pipe's end, which comes after its last data; 'exit' may come before), then written.
+    const out = new LineSplitter(rec.log, 'stdout');
+    const errs = new LineSplitter(rec.log, 'stderr');
+    child.stdout?.on('data', (d: Buffer) => out.push(d));
+    child.stdout?.once('end', () => out.end());
+    child.stderr?.on('data', (d: Buffer) => errs.push(d));
+    child.stderr?.once('end', () => errs.end());
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
       if (child.exitCode !== null || child.signalCode !== null) res({ code: child.exitCode, signal: child.signalCode });
       else child.once('exit', (code, signal) => res({ code, signal }));
@@ -588,9 +677,10 @@ export class Root {
       exited,
       phase: 'starting',
       alive: true,
+      cellPid: capsule.sandbox === 'none' ? (child.pid ?? 0) : 0,
     };
     rec.log.note(
-      `started generation ${generation} (pid ${proc.pid}, sandbox ${capsule.sandbox}${adopted ? ', stem cell' : ''})`,
+      `started generation ${generation} (${capsule.sandbox === 'none' ? 'pid' : 'bubblewrap pid'} ${proc.pid}, sandbox ${capsule.sandbox}${adopted ? ', stem cell' : ''})`,
     );
     void exited.then(({ code, signal }) => {
       proc.alive = false;
@@ -644,13 +734,17 @@ export class Root {
         fix: `see \`cell logs ${rec.spec.name}\`; the cell must bind its Membrane under the same name.`,
       });
     }
+    // It answered, so its own process exists: note its host pid while it can still be found.
+    cellPidOf(proc);
   }
 
   private async startProcess(rec: CellRecord): Promise<void> {
     rec.error = '';
     let bundle: Bundle;
     try {
-      bundle = await this.build(rec);
+      // What `cell restart` just built (and reported) is what starts; otherwise build now.
+      bundle = rec.prebuilt ?? (await this.build(rec));
+      rec.prebuilt = null;
     } catch (err) {
       // Deterministic: retrying the same source would fail the same way.
       rec.error = errorText(err);
@@ -689,14 +783,14 @@ export class Root {
     proc.phase = 'running';
     publishGeneration(bindPath, publicPath);
     rec.state = 'running';
-    rec.log.note(`generation ${generation} ready at ${publicPath}`);
+    rec.log.note(`generation ${generation} (pid ${proc.cellPid || proc.pid}) ready at ${publicPath}`);
   }
 
   private onExit(rec: CellRecord, proc: Proc, code: number | null, signal: NodeJS.Signals | null): void {
     const oom = safe(() => proc.capsule.oomKilled(), false);
     if (oom) rec.oomKills++;
     const reason = describeExit(code, signal, oom);
-    rec.log.note(`generation ${proc.generation} (pid ${proc.pid}) ended: ${reason}`);
+    rec.log.note(`generation ${proc.generation} (pid ${proc.cellPid || proc.pid}) ended: ${reason}`);
     void proc.capsule.dispose().catch(() => {});
     this.removeGenerationFiles(rec.spec.name, proc.generation);
     if (proc.phase === 'retired') return;
@@ -708,30 +802,37 @@ export class Root {
       rec.state = 'stopped';
       return;
     }
-    if (Date.now() - proc.startedAt >= BACKOFF_RESET_UPTIME_MS) rec.consecutiveFailures = 0;
+    if (Date.now() - proc.startedAt >= restartPolicy(rec.spec).stableMs) rec.consecutiveFailures = 0;
     this.failed(rec, proc);
   }
 
-  /** Counts a failure, then either schedules a restart with backoff or marks the cell crash-looping. */
+  /**
+   * Counts a failure, then either schedules a restart with backoff or marks the cell crash-looping:
+   * `failures` exits within the window, or as many in a row without a stable run — a cell that dies a
+   * few seconds after each start spaces its exits out with the backoff and would never fill the window.
+   */
   private failed(rec: CellRecord, proc: Proc): void {
+    const policy = restartPolicy(rec.spec);
     const now = Date.now();
-    rec.failures = rec.failures.filter((t) => now - t < CRASH_LOOP_WINDOW_MS);
+    rec.failures = rec.failures.filter((t) => now - t < policy.windowMs);
     rec.failures.push(now);
     rec.consecutiveFailures++;
     if (this.shuttingDown || !rec.wanted) {
       rec.state = 'stopped';
       return;
     }
-    if (rec.failures.length >= CRASH_LOOP_FAILURES) {
+    if (rec.failures.length >= policy.failures || rec.consecutiveFailures >= policy.failures) {
       rec.state = 'crash-loop';
-      rec.log.note(
-        `crash-looping: ${rec.failures.length} failures within ${CRASH_LOOP_WINDOW_MS / 1000} s; not restarting until \`cell restart ${rec.spec.name}\``,
-      );
+      const why =
+        rec.failures.length >= policy.failures
+          ? `${rec.failures.length} failures within ${policy.windowMs / 1000} s`
+          : `${rec.consecutiveFailures} failures in a row, none up ${policy.stableMs / 1000} s`;
+      rec.log.note(`crash-looping: ${why}; not restarting until \`cell restart ${rec.spec.name}\``);
       this.removeSockets(rec.spec.name);
       return;
     }
     rec.state = 'crashed';
-    const delay = Math.min(BACKOFF_FIRST_MS * 2 ** (rec.consecutiveFailures - 1), BACKOFF_MAX_MS);
+    const delay = Math.min(policy.backoffMs * 2 ** (rec.consecutiveFailures - 1), policy.maxBackoffMs);
     rec.log.note(`restarting in ${delay} ms (failure ${rec.consecutiveFailures}, generation ${proc.generation})`);
     this.clearTimer(rec);
     rec.timer = setTimeout(() => {
@@ -826,8 +927,8 @@ export class Root {
         name,
         generation: result.next.generation,
         previousGeneration: current.generation,
-        pid: result.next.pid,
-        previousPid: current.pid,
+        pid: result.next.cellPid || result.next.pid,
+        previousPid: current.cellPid || current.pid,
         durationMs: Math.round(result.durationMs),
         drainError: result.drainError === undefined ? '' : errorText(result.drainError),
         build: rec.build === null ? undefined : buildInfo(rec.build),
@@ -840,7 +941,8 @@ export class Root {
   async row(rec: CellRecord, sample = false) {
     const proc = rec.proc;
     let transport = '-';
-    const pid = proc?.pid ?? 0;
+    // The cell's own process on the host; bubblewrap's pid until the cell's process is there.
+    const pid = proc === null ? 0 : cellPidOf(proc) || proc.pid;
     let memory = 0;
     if (proc?.alive) {
       memory = safe(() => proc.capsule.memoryBytes(), null) ?? 0;
@@ -849,6 +951,7 @@ export class Root {
           name: rec.spec.name,
           state: rec.state,
           socketPath: inspectSocketPath(rec.spec.name),
+          pid,
         });
         transport = s.transport;
         if (memory === 0 && s.rssBytes !== undefined) memory = s.rssBytes;

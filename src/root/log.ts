@@ -12,6 +12,70 @@ import {
 } from 'node:fs';
 import { dirname } from 'node:path';
 
+export type LogStream = 'stdout' | 'stderr' | 'root';
+
+const NEWLINE = Buffer.from('\n');
+/** A partial line longer than this is written as a line of its own rather than held without bound. */
+const MAX_PARTIAL = 64 * 1024;
+
+/**
+ * Cuts one output stream of a cell into lines for its log. A chunk may end mid-line: the rest waits
+ * for the next chunk (or for `end`, when the process is gone), so no byte is dropped and lines of
+ * stdout and stderr never interleave inside one another.
+ */
+export class LineSplitter {
+  private partial: Buffer | null = null;
+
+  constructor(
+    private readonly log: RotatingLog,
+    private readonly stream: LogStream,
+  ) {}
+
+  push(chunk: Buffer): void {
+    let start = 0;
+    let nl = chunk.indexOf(10, start);
+    while (nl !== -1) {
+      let line = chunk.subarray(start, nl);
+      if (this.partial !== null) {
+        line = Buffer.concat([this.partial, line]);
+        this.partial = null;
+      }
+      this.log.line(this.stream, line);
+      start = nl + 1;
+      nl = chunk.indexOf(10, start);
+    }
+    if (start < chunk.length) {
+      const rest = chunk.subarray(start);
+      this.partial = this.partial === null ? Buffer.from(rest) : Buffer.concat([this.partial, rest]);
+      if (this.partial.length >= MAX_PARTIAL) this.end();
+    }
+  }
+
+  /** Writes what is left of an unfinished last line. */
+  end(): void {
+    if (this.partial === null) return;
+    this.log.line(this.stream, this.partial);
+    this.partial = null;
+  }
+}
+
+/** One parsed log line (`cell logs --json`); time and stream are null for a line without the prefix. */
+export interface LogEntry {
+  time: string | null;
+  cell: string;
+  stream: LogStream | null;
+  line: string;
+}
+
+const PREFIX = /^\[(stdout|stderr|root) (\d{4}-\d\d-\d\dT[\d:.]+Z)(?: ([a-z0-9][a-z0-9_-]*))?\] ?/;
+
+/** Splits a stored line into its fields; a line written before the prefix existed keeps only its text. */
+export function parseLogLine(text: string, cell: string): LogEntry {
+  const m = PREFIX.exec(text);
+  if (m === null) return { time: null, cell, stream: null, line: text };
+  return { time: m[2] as string, cell: m[3] ?? cell, stream: m[1] as LogStream, line: text.slice(m[0].length) };
+}
+
 /**
  * An append-only log file rotated by size: `<path>` → `<path>.1` → … → `<path>.<keep>` (oldest dropped).
  * Writes are synchronous appends of whole chunks, so a crash loses nothing already handed over.
@@ -41,9 +105,21 @@ export class RotatingLog {
     }
   }
 
+  /**
+   * The cell this log belongs to: set, every line carries it — `[<stream> <time> <cell>] <text>`
+   * (see parseLogLine) — and the Root's notes are stream `root`.
+   */
+  cell = '';
+
   /** A line from the Root itself (spawn, exit, restart), timestamped. */
   note(line: string): void {
-    this.write(`[root ${new Date().toISOString()}] ${line}\n`);
+    this.write(`[root ${new Date().toISOString()}${this.cell === '' ? '' : ` ${this.cell}`}] ${line}\n`);
+  }
+
+  /** One line of a cell's output: the prefix, the bytes exactly as the cell wrote them, a newline. */
+  line(stream: LogStream, bytes: Buffer): void {
+    const prefix = Buffer.from(`[${stream} ${new Date().toISOString()} ${this.cell}] `);
+    this.write(Buffer.concat([prefix, bytes, NEWLINE]));
   }
 
   private rotate(): void {

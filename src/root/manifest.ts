@@ -28,6 +28,8 @@ export interface DnaSpec {
   manifestDir?: string;
   /** Serve (and find peers) on NATS: the cell's settings, its files as absolute paths (docs/NATS.md § 5). */
   nats?: NatsEntry;
+  /** How the Root restarts it after a crash (absent: the defaults). */
+  restart?: Partial<RestartPolicy>;
 }
 
 /** A manifest's `nats` field, checked and normalised (the shape of the `nats` Membrane option). */
@@ -43,6 +45,83 @@ export interface NatsEntry {
   version?: string;
 }
 
+/**
+ * How the Root restarts a cell that exits on its own. The defaults follow systemd's
+ * StartLimitBurst/IntervalSec: 5 failures within 10 s.
+ */
+export interface RestartPolicy {
+  /** The first restart's delay; each consecutive failure doubles it. */
+  backoffMs: number;
+  /** The longest delay between restarts. */
+  maxBackoffMs: number;
+  /** `failures` exits within this window mark the cell crash-loop. */
+  windowMs: number;
+  /** How many failures mark it crash-loop: within `windowMs`, or in a row without a stable run. */
+  failures: number;
+  /** A process that stayed up this long was stable: the backoff and the run of failures start over. */
+  stableMs: number;
+}
+
+export const DEFAULT_RESTART_POLICY: Readonly<RestartPolicy> = Object.freeze({
+  backoffMs: 100,
+  maxBackoffMs: 10_000,
+  windowMs: 10_000,
+  failures: 5,
+  stableMs: 10_000,
+});
+
+/** The bounds of each policy field, in ms (failures: a count). */
+const RESTART_BOUNDS: Record<keyof RestartPolicy, [number, number]> = {
+  backoffMs: [10, 3_600_000],
+  maxBackoffMs: [10, 3_600_000],
+  windowMs: [100, 86_400_000],
+  failures: [1, 1000],
+  stableMs: [100, 86_400_000],
+};
+const RESTART_KEYS = Object.keys(RESTART_BOUNDS) as (keyof RestartPolicy)[];
+
+/** A spec's policy with the defaults filled in (also for specs saved before the field existed). */
+export function restartPolicy(spec: Pick<DnaSpec, 'restart'>): RestartPolicy {
+  const p = { ...DEFAULT_RESTART_POLICY };
+  for (const key of RESTART_KEYS) {
+    const v = spec.restart?.[key];
+    if (typeof v === 'number' && Number.isFinite(v)) p[key] = v;
+  }
+  return p;
+}
+
+function parseRestart(name: string, raw: unknown): Partial<RestartPolicy> | undefined {
+  if (raw === undefined) return undefined;
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw bad(
+      `entry '${name}': "restart" must be an object.`,
+      `write "restart": { "failures": 5, "windowMs": 10000 }.`,
+    );
+  }
+  const out: Partial<RestartPolicy> = {};
+  for (const [key, v] of Object.entries(raw as Record<string, unknown>)) {
+    const bounds = RESTART_BOUNDS[key as keyof RestartPolicy];
+    if (bounds === undefined) {
+      const near = nearest(key, RESTART_KEYS);
+      throw bad(
+        `entry '${name}': "restart" has an unknown field "${key}".`,
+        near === undefined ? `the fields are ${RESTART_KEYS.join(', ')}.` : `did you mean "${near}"?`,
+      );
+    }
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < bounds[0] || v > bounds[1]) {
+      throw bad(
+        `entry '${name}': restart.${key} must be an integer from ${bounds[0]} to ${bounds[1]}.`,
+        `write "${key}": ${DEFAULT_RESTART_POLICY[key as keyof RestartPolicy]} or remove it.`,
+      );
+    }
+    out[key as keyof RestartPolicy] = v;
+  }
+  if ((out.maxBackoffMs ?? DEFAULT_RESTART_POLICY.maxBackoffMs) < (out.backoffMs ?? DEFAULT_RESTART_POLICY.backoffMs)) {
+    throw bad(`entry '${name}': restart.maxBackoffMs is below restart.backoffMs.`, 'raise maxBackoffMs.');
+  }
+  return out;
+}
+
 /** Every key a cell entry may have: anything else is a typo, refused with the nearest match. */
 export const ENTRY_KEYS = [
   'dna',
@@ -55,7 +134,11 @@ export const ENTRY_KEYS = [
   'calls',
   'contracts',
   'nats',
+  'restart',
 ];
+
+/** The keys a manifest itself may have. */
+const TOP_KEYS = ['$schema', 'cells'];
 
 const NATS_KEYS = [
   'servers',
@@ -134,6 +217,7 @@ export function dnaSpec(name: string, raw: unknown, base: string): DnaSpec {
   const calls = stringList(name, 'calls', r.calls).map((peer) => validateCellName(peer));
   const contracts = stringList(name, 'contracts', r.contracts).map((c) => (isAbsolute(c) ? c : resolve(base, c)));
   const nats = natsEntry(name, r.nats, base);
+  const restart = parseRestart(name, r.restart);
   return {
     name,
     dir: isAbsolute(r.dna) ? r.dna : resolve(base, r.dna),
@@ -146,6 +230,7 @@ export function dnaSpec(name: string, raw: unknown, base: string): DnaSpec {
     autostart: r.autostart !== false,
     env,
     ...(nats === undefined ? {} : { nats }),
+    ...(restart === undefined ? {} : { restart }),
   };
 }
 
@@ -248,6 +333,16 @@ export function loadManifest(path: string): DnaSpec[] {
   } catch (err) {
     // Position only: V8's own message quotes the text, and the file may not be a manifest at all.
     throw bad((err as Error).message, 'fix the syntax at that position.');
+  }
+  if (json !== null && typeof json === 'object' && !Array.isArray(json)) {
+    for (const key of Object.keys(json)) {
+      if (TOP_KEYS.includes(key)) continue;
+      const near = nearest(key, TOP_KEYS);
+      throw bad(
+        `${path} has an unknown field "${key}".`,
+        near === undefined ? 'a manifest has "cells" (and "$schema").' : `did you mean "${near}"?`,
+      );
+    }
   }
   const cells = (json as { cells?: unknown } | null)?.cells;
   if (cells === null || typeof cells !== 'object' || Array.isArray(cells)) {

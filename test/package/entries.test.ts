@@ -111,6 +111,7 @@ test('every export of package.json points at a source entry that exists, and the
     './observation',
     './mesh',
     './consensus',
+    './testing',
     './schemas/cell.schema.json',
     './package.json',
   ]);
@@ -159,6 +160,17 @@ test('every export of package.json points at a source entry that exists, and the
     assert.ok(name in mesh, `mesh exports ${name}`);
   const consensus = await import('../../src/consensus/index.js');
   for (const name of ['RaftNode', 'Wal', 'CellTransport']) assert.ok(name in consensus, `consensus exports ${name}`);
+  const testing = await import('../../src/testing/index.js');
+  assert.deepEqual(Object.keys(testing).sort(), ['startTestCell', 'tempCellHome']);
+});
+
+test('the testing subpath carries the Membrane and Synapse, never the Root, the sandbox or a dev tool', async () => {
+  const g = await graph("import * as testing from './src/testing/index.ts';\nconsole.log(testing);\n");
+  for (const input of g.inputs) {
+    for (const re of HEAVY) assert.doesNotMatch(input, re, `cell-runtime/testing carries ${input}`);
+    assert.doesNotMatch(input, /node_modules\/(typescript|fast-check|@biomejs|ajv)\//, input);
+  }
+  assert.ok(g.inputs.includes('src/membrane/index.ts') && g.inputs.includes('src/synapse/index.ts'));
 });
 
 /** Bare specifiers imported (statically or dynamically) anywhere under src/. */
@@ -202,7 +214,7 @@ test('the runtime depends only on its dependencies; what only the repository nee
   assert.match(readFileSync(join(repo, 'native', 'binding.gyp'), 'utf8'), /node-addon-api/);
   for (const f of [
     'dist/src',
-    // the boot entry every sandboxed cell runs first
+    // The boot entry every cell process starts with (the Capsid runs it before the cell's bundle).
     'dist/boot',
     'bin',
     'native/*.cc',

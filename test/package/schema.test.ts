@@ -30,6 +30,7 @@ const EVERY_FIELD = {
       env: { LEVEL: 'debug' },
       calls: ['ledger'],
       contracts: ['./contracts'],
+      restart: { backoffMs: 50, maxBackoffMs: 2000, windowMs: 5000, failures: 3, stableMs: 3000 },
       nats: { servers: ['nats://127.0.0.1:4222'], credsFile: '/etc/cell/nats.creds', tls: { caFile: '/etc/ca.pem' } },
     },
     ledger: { dna: './ledger', limits: { memory: 268435456 }, nats: 'nats://127.0.0.1:4222' },
@@ -81,6 +82,9 @@ test('typos are refused at every level, naming the key', () => {
     [{ cells: { A: { dna: './a' } } }, /property name/],
     [{ cells: { a: { entry: 'x.ts' } } }, /dna/],
     [{ cells: { a: { dna: './a', limits: { pids: 2 } } } }, />= 8/],
+    [{ cells: { a: { dna: './a', restart: { failure: 3 } } } }, /failure/],
+    [{ cells: { a: { dna: './a', restart: { failures: 0 } } } }, />= 1/],
+    [{ cells: { a: { dna: './a', restart: { windowMs: '10s' } } } }, /must be integer/],
   ];
   for (const [manifest, re] of cases) {
     assert.equal(validate(manifest), false, JSON.stringify(manifest));

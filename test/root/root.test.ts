@@ -4,8 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCellError } from '../../src/errors/index.js';
-import { RotatingLog, tailLines } from '../../src/root/log.js';
-import { loadManifest, manifestPath } from '../../src/root/manifest.js';
+import { LineSplitter, parseLogLine, RotatingLog, tailLines } from '../../src/root/log.js';
+import {
+  DEFAULT_RESTART_POLICY,
+  type DnaSpec,
+  loadManifest,
+  manifestPath,
+  restartPolicy,
+} from '../../src/root/manifest.js';
 
 function tmp(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'cell-root-unit-'));
@@ -135,4 +141,89 @@ test('log: appends, rotates by size keeping N files, tails the last lines', (t) 
   assert.match(all.at(-2) as string, /^line 29/);
   assert.equal(tailLines(path, 1).length, 1);
   assert.deepEqual(tailLines(join(dir, 'nope.log'), 5), []);
+});
+
+test('manifest: a typo at every level is refused with the nearest field as the fix', (t) => {
+  const dir = tmp(t);
+  const path = join(dir, 'cell.json');
+  const cases: Array<[unknown, RegExp, RegExp]> = [
+    [{ cels: { a: { dna: '.' } } }, /unknown field "cels"/, /did you mean "cells"/],
+    [{ cells: { a: { dna: '.' } }, $shema: 'x' }, /unknown field "\$shema"/, /did you mean "\$schema"/],
+    [{ cells: { a: { dna: '.', autoStart: false } } }, /entry 'a' has an unknown field "autoStart"/, /"autostart"/],
+    [{ cells: { a: { dna: '.', contract: [] } } }, /unknown field "contract"/, /did you mean "contracts"/],
+    [{ cells: { a: { dna: '.', limits: { memroy: '1G' } } } }, /limits\.memroy/, /did you mean "memory"/],
+    [{ cells: { a: { dna: '.', restart: { failure: 3 } } } }, /"restart" has an unknown field "failure"/, /"failures"/],
+    [{ cells: { a: { dna: '.', restart: { windowMS: 3 } } } }, /unknown field "windowMS"/, /"windowMs"/],
+    [{ cells: { a: { dna: '.', restart: { failures: 0 } } } }, /restart\.failures must be an integer from 1/, /5/],
+    [{ cells: { a: { dna: '.', restart: { backoffMs: 1.5 } } } }, /restart\.backoffMs/, /100/],
+    [{ cells: { a: { dna: '.', restart: 3 } } }, /"restart" must be an object/, /failures/],
+    [{ cells: { a: { dna: '.', restart: { backoffMs: 5000, maxBackoffMs: 100 } } } }, /maxBackoffMs is below/, /raise/],
+  ];
+  for (const [manifest, message, fix] of cases) {
+    writeFileSync(path, JSON.stringify(manifest));
+    assert.throws(
+      () => loadManifest(path),
+      (err) => isCellError(err, 'E_INVALID_ARGUMENT') && message.test(err.message) && fix.test(err.fix ?? ''),
+      JSON.stringify(manifest),
+    );
+  }
+});
+
+test('manifest: a restart policy overrides the defaults field by field', (t) => {
+  const dir = tmp(t);
+  const path = join(dir, 'cell.json');
+  writeFileSync(
+    path,
+    JSON.stringify({
+      $schema: './node_modules/cell-runtime/schemas/cell.schema.json',
+      cells: { a: { dna: '.', restart: { failures: 3, windowMs: 2000 } }, b: { dna: '.' } },
+    }),
+  );
+  const [a, b] = loadManifest(path);
+  assert.deepEqual(restartPolicy(a as DnaSpec), { ...DEFAULT_RESTART_POLICY, failures: 3, windowMs: 2000 });
+  assert.deepEqual(restartPolicy(b as DnaSpec), DEFAULT_RESTART_POLICY);
+  assert.equal(b?.restart, undefined);
+});
+
+test('log: lines carry stream, time and cell; partial lines wait for the rest and no byte is lost', (t) => {
+  const dir = tmp(t);
+  const path = join(dir, 'c.log');
+  const log = new RotatingLog(path);
+  log.cell = 'echo';
+  const out = new LineSplitter(log, 'stdout');
+  const err = new LineSplitter(log, 'stderr');
+  out.push(Buffer.from('hel'));
+  err.push(Buffer.from('oops: half'));
+  out.push(Buffer.from('lo\nsecond line\nthird '));
+  err.push(Buffer.from(' an error\n'));
+  log.note('the Root speaks');
+  out.push(Buffer.from([0xff, 0x00, 0x41]));
+  out.end();
+  err.end();
+  log.close();
+  const lines = readFileSync(path).toString('latin1').split('\n');
+  assert.equal(lines.pop(), '');
+  const entries = lines.map((l) => parseLogLine(l, 'echo'));
+  assert.deepEqual(
+    entries.map((e) => [e.stream, e.cell, e.line]),
+    [
+      ['stdout', 'echo', 'hello'],
+      ['stdout', 'echo', 'second line'],
+      ['stderr', 'echo', 'oops: half an error'],
+      ['root', 'echo', 'the Root speaks'],
+      ['stdout', 'echo', 'third \xff\x00A'],
+    ],
+  );
+  for (const e of entries) {
+    assert.ok(e.time !== null && Math.abs(Date.parse(e.time) - Date.now()) < 60_000, String(e.time));
+  }
+  // A line without the prefix (an older log) keeps its text; a partial line that never ends is
+  // written once it is long enough rather than held without bound.
+  assert.deepEqual(parseLogLine('plain', 'x'), { time: null, cell: 'x', stream: null, line: 'plain' });
+  const big = new RotatingLog(join(dir, 'big.log'));
+  big.cell = 'big';
+  const s = new LineSplitter(big, 'stdout');
+  s.push(Buffer.alloc(70 * 1024, 0x61));
+  big.close();
+  assert.ok(readFileSync(join(dir, 'big.log')).length > 70 * 1024);
 });

@@ -136,12 +136,16 @@ test('the tarball: built JavaScript, declarations for every export, the addon so
   ]) {
     assert.ok(packedFiles.includes(f), `the tarball has ${f}`);
   }
-  for (const entry of ['index', 'host', 'observation', 'mesh', 'consensus/index']) {
+  for (const entry of ['index', 'host', 'observation', 'mesh', 'consensus/index', 'testing/index']) {
     assert.ok(packedFiles.includes(`dist/src/${entry}.js`), entry);
     assert.ok(packedFiles.includes(`dist/src/${entry}.d.ts`), `${entry}.d.ts`);
   }
   for (const f of packedFiles) {
-    assert.match(f, /^(dist\/src\/|dist\/boot\/cell-boot\.mjs$|bin\/|native\/[^/]+$|schemas\/|scripts\/install-native\.mjs$|docs\/|[^/]+$)/, f);
+    assert.match(
+      f,
+      /^(dist\/src\/|dist\/boot\/cell-boot\.mjs$|bin\/|native\/[^/]+$|schemas\/|scripts\/install-native\.mjs$|docs\/|[^/]+$)/,
+      f,
+    );
     assert.doesNotMatch(f, /^(dist\/(test|bench|examples)|src|test|node_modules)\//, f);
     assert.doesNotMatch(f, /(^|\/)[^/]+(?<!\.d)\.ts$/, `no TypeScript source: ${f}`);
   }
@@ -182,6 +186,7 @@ import { connectRoot } from 'cell-runtime/host';
 import { CellProbe } from 'cell-runtime/observation';
 import { growAcrossMesh } from 'cell-runtime/mesh';
 import { RaftNode } from 'cell-runtime/consensus';
+import { startTestCell, tempCellHome } from 'cell-runtime/testing';
 
 export const Side = t.enum('Side', { Buy: null, Sell: null });
 export const Order = protein('Order', {
@@ -220,7 +225,19 @@ export async function call(): Promise<bigint> {
   return placed + amount + BigInt(note?.length ?? 0);
 }
 
-export const subpaths = [connectRoot, CellProbe, growAcrossMesh, RaftNode];
+// The testing helpers keep the contract's types: the client is the same typed proxy.
+export async function tested(): Promise<bigint> {
+  const cell = await startTestCell(Exchange, { place: (o) => o.amount * 2n, ping: () => undefined });
+  try {
+    const doubled: bigint = await cell.client.place(order);
+    const home: string = cell.home.socketDir;
+    return doubled + BigInt(home.length);
+  } finally {
+    await cell.close();
+  }
+}
+
+export const subpaths = [connectRoot, CellProbe, growAcrossMesh, RaftNode, tempCellHome];
 `;
 
 function tsconfig(resolution: 'nodenext' | 'bundler'): string {
@@ -266,6 +283,33 @@ test('types flow: strict tsc passes with nodenext and with bundler, and reports 
   }
   // Out of the way of the scaffold's tsconfig, which compiles every .ts in the project.
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('cell-runtime/testing serves a cell in-process on a temporary CELL_HOME, from the installed package', () => {
+  const script = join(app, 'testing-check.mjs');
+  writeFileSync(
+    script,
+    `import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { rpc, service, t } from 'cell-runtime';
+import { startTestCell } from 'cell-runtime/testing';
+const Greeter = service('greeter', { greet: rpc(t.string, t.string) });
+const cell = await startTestCell(Greeter, { greet: (name) => 'hello ' + name });
+assert.equal(process.env.CELL_HOME, cell.home.home);
+assert.equal(await cell.client.greet('you'), 'hello you');
+assert.ok(existsSync(cell.home.socketDir + '/greeter/greeter.sock'));
+await cell.close();
+assert.equal(existsSync(cell.home.home), false);
+assert.equal(process.env.CELL_HOME, undefined);
+console.log('testing ok');
+`,
+  );
+  const env = { ...process.env };
+  delete env.CELL_HOME;
+  const r = spawnSync(process.execPath, [script], { cwd: app, env, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /testing ok/);
+  rmSync(script);
 });
 
 function runCell(
