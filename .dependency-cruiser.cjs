@@ -10,7 +10,8 @@ const LAYERS = [
   ['shm'],
   ['synapse', 'membrane'],
   // observation: probing cells and sampling their processes from the host; the Root serves it too.
-  ['observation'],
+  // testing: a cell served in a test's own process and a client to it (`cell-runtime/testing`).
+  ['observation', 'testing'],
   ['root', 'capsid', 'ribosome', 'swap'],
   ['axon', 'nats', 'consensus'],
   ['tap', 'top'],

@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { CellError } from '../errors/index.js';
 import type { CellBoot } from '../paths/index.js';
 import type { CellCgroup } from './cgroup.js';
+import { DEFAULT_LIMITS, type Limits, resolveLimits } from './limits.js';
 import {
   bootEntryPath,
   bootFor,
@@ -19,8 +20,7 @@ import {
   sandboxArgs,
   startIn,
   writeFd,
-} from './index.js';
-import { DEFAULT_LIMITS, type Limits, resolveLimits } from './limits.js';
+} from './sandbox.js';
 
 /**
  * Stem cells: sandboxed boot processes started before any cell is chosen for them. Each one already
