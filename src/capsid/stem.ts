@@ -191,6 +191,7 @@ export class Stem {
         umbilical: `${INSIDE.dna}/umbilical.sock`,
         // Inside, the private dir is mounted where the slot was created.
         tapPath: join(slots.priv, 'tap.sock'),
+        inspectPath: join(slots.priv, 'inspect.sock'),
       };
     }
     writeFd(this.child, 3, Buffer.from(JSON.stringify(bootFor(this.host, boot))));
