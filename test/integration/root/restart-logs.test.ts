@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
 import { t } from '../../../src/protein/index.js';
 import { rpc, service } from '../../../src/service/index.js';
-import { Synapse } from '../../../src/synapse/index.js';
+import { Synapse } from '../../../src/index.js';
 import { echoCell, echoContract, makeSandbox, sandboxFlags, useSandboxEnv, waitFor } from './harness.js';
 
 interface Row {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { t } from '../../../src/protein/index.js';
 import { rpc, service } from '../../../src/service/index.js';
-import { Synapse } from '../../../src/synapse/index.js';
+import { Synapse } from '../../../src/index.js';
 import {
   canSandbox,
   cellCgroupsOf,
