@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { Synapse } from '../../../src/index.js';
 import { t } from '../../../src/protein/index.js';
 import { rpc, service } from '../../../src/service/index.js';
-import { Synapse } from '../../../src/index.js';
 import {
   canSandbox,
   cellCgroupsOf,
@@ -137,8 +137,8 @@ test('cells grown from stem cells are isolated, limited, fresh; dead stems are r
   const a = JSON.parse(await alpha.look('beta')) as Look;
   const b = JSON.parse(await beta.look('alpha')) as Look;
   const log = (n: string) => readFileSync(join(sb.env.CELL_HOME as string, 'logs', `${n}.log`), 'utf8');
-  assert.match(log('alpha'), /started generation 1 \(pid \d+, sandbox bwrap, stem cell\)/);
-  assert.match(log('beta'), /started generation 1 \(pid \d+, sandbox bwrap, stem cell\)/);
+  assert.match(log('alpha'), /started generation 1 \(bubblewrap pid \d+, sandbox bwrap, stem cell\)/);
+  assert.match(log('beta'), /started generation 1 \(bubblewrap pid \d+, sandbox bwrap, stem cell\)/);
   for (const [me, other] of [
     [a, 'beta'],
     [b, 'alpha'],
@@ -172,7 +172,7 @@ test('cells grown from stem cells are isolated, limited, fresh; dead stems are r
   const a2 = JSON.parse(await again.look('beta')) as Look;
   assert.equal(a2.tmpMarker, 'ENOENT', 'nothing of the earlier holder');
   assert.notEqual(a2.key, a.key, 'a new generation, a new identity key');
-  assert.match(log('alpha'), /started generation 2 \(pid \d+, sandbox bwrap, stem cell\)/);
+  assert.match(log('alpha'), /started generation 2 \(bubblewrap pid \d+, sandbox bwrap, stem cell\)/);
 
   // A stem that dies while waiting is replaced.
   await waitFor('the pool refilled', async () => (await stemState(sb))?.ready === 2, 60_000);
@@ -224,7 +224,7 @@ test('CELL_STEM_CELLS=0 turns the pool off: cells start their own sandbox as bef
   assert.equal(a.writeOwn, 'ok');
   assert.equal(a.writeRun, 'EROFS');
   const log = readFileSync(join(sb.env.CELL_HOME as string, 'logs', 'alpha.log'), 'utf8');
-  assert.match(log, /started generation 1 \(pid \d+, sandbox bwrap\)/);
+  assert.match(log, /started generation 1 \(bubblewrap pid \d+, sandbox bwrap\)/);
   assert.doesNotMatch(log, /stem cell/);
   assert.deepEqual(await waitingStems(sb), []);
   assert.deepEqual(slotsLeft(sb), []);

@@ -3,7 +3,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { loadNative } from '../../../src/shm/native.js';
 import { CLI, LiveMesh, runCli } from './mesh.js';
+
+/** beta calls alpha over shared memory whenever the addon loads: the column shows what is in use. */
+const TRANSPORT = loadNative().addon === undefined ? 'socket' : 'socket\\+shm';
+
 import { TmuxSession } from './tmux.js';
 
 test('cell top in tmux against a live mesh: live rates and latencies, sorting, actions without a Root', {
@@ -25,8 +30,10 @@ test('cell top in tmux against a live mesh: live rates and latencies, sorting, a
   });
 
   // alpha serves beta's calls: a non-zero rate, a sparkline, and latencies in µs or ms.
-  const alphaLive =
-    /^[ >]alpha +running +\d+ +\d+s +0 socket +[\d.]+k? +[▁▂▃▄▅▆▇█ ]*[▁▂▃▄▅▆▇█] +[\d.]+(µs|ms|ns) +[\d.]+(µs|ms|ns) +0 +[\d.]+% +[\d.]+M/m;
+  const alphaLive = new RegExp(
+    `^[ >]alpha +running +\\d+ +\\d+s +0 ${TRANSPORT} +[\\d.]+k? +[▁▂▃▄▅▆▇█ ]*[▁▂▃▄▅▆▇█] +[\\d.]+(µs|ms|ns) +[\\d.]+(µs|ms|ns) +0 +[\\d.]+% +[\\d.]+M`,
+    'm',
+  );
   let screen = await tmux.waitFor((s) => alphaLive.test(s) && /^[ >]beta +running/m.test(s), 'alpha with live metrics');
   assert.match(screen, /cell top — 2 cells/);
   tmux.sendKeys('t');
@@ -53,7 +60,10 @@ test('cell top without a terminal prints plain lines; cell metrics prints Promet
   assert.equal(top.code, 0, top.stderr);
   const lines = top.stdout.trim().split('\n');
   assert.equal(lines.length, 6, top.stdout);
-  assert.match(lines[4], /cell=alpha state=running pid=\d+ .*transport=socket .*req_s=[\d.]+k? p50=[\d.]+(ns|µs|ms) /);
+  assert.match(
+    lines[4],
+    new RegExp(`cell=alpha state=running pid=\\d+ .*transport=${TRANSPORT} .*req_s=[\\d.]+k? p50=[\\d.]+(ns|µs|ms) `),
+  );
   assert.doesNotMatch(lines[4], /req_s=0 /);
 
   const metrics = await runCli(mesh, ['metrics']);
