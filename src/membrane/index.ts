@@ -165,8 +165,6 @@ export function addMembraneExtension(extension: MembraneExtension): void {
  * Extension seams for other transports:
  * - control frames 0x10–0x1F after the handshake go to `onControlFrame(type, handler)`; the handler
  *   gets the session, whose `transport.carrier` is the net.Socket (for fd passing);
- * - `openSession(sink, transport, continues)` starts a second, already-open session for the same peer
- *   (its frames then arrive from the ring instead of the socket);
  * - ServerSession.deliverFrame(…, lease) releases borrowed ring memory when the handler settles;
  * - ServerSession.switchCarrier(sink, transport) moves a session's replies to another carrier's sink
  *   (the shared-memory upgrade returns one, and the Membrane installs it).
@@ -603,12 +601,10 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
 
   /**
    * Creates a session fed by a custom carrier: the carrier calls `session.onFrame` (or `deliver`, with
-   * a release hook for borrowed memory) per frame and gets replies through `sink`. Pass `continues`
-   * when the peer already completed the handshake on another session (an upgrade to shared memory):
-   * the new session starts open, with the same contract.
+   * a release hook for borrowed memory) per frame and gets replies through `sink`.
    */
-  openSession(sink: FrameSink, transport: SessionTransport, continues: ServerSession | null = null): ServerSession {
-    const session = new ServerSession(this, sink, transport, continues);
+  openSession(sink: FrameSink, transport: SessionTransport): ServerSession {
+    const session = new ServerSession(this, sink, transport);
     session.quietSince = Date.now();
     this.sessions.add(session);
     this.metrics.connectionsTotal++;

@@ -5,6 +5,7 @@ import {
   bigintToString,
   CONTROL_FRAME_FIRST,
   CONTROL_FRAME_LAST,
+  type ControlFrameCallback,
   DEFAULT_MAX_FRAME,
   decodeHandshake,
   type ErrorPayload,
@@ -41,19 +42,8 @@ export interface SessionTransport {
   readonly carrier: unknown;
 }
 
-/**
- * Handles a frame in the control range (0x10–0x1F) after the handshake. It owns the reply, if any;
- * `bytes[start, end)` is only valid during the call.
- */
-export type ControlFrameHandler = (
-  session: ServerSession,
-  flags: number,
-  method: number,
-  requestId: number,
-  bytes: Buffer,
-  start: number,
-  end: number,
-) => void;
+/** Handles a frame in the control range (0x10–0x1F) after the handshake, given its session. */
+export type ControlFrameHandler = ControlFrameCallback<ServerSession>;
 
 /** The state a Membrane shares with all of its sessions. */
 export interface SessionHost {
@@ -262,17 +252,10 @@ export class ServerSession implements FrameReceiver {
   /** Called when the handshake succeeded, so the carrier can raise its frame limit. */
   onOpen: ((session: ServerSession) => void) | null = null;
 
-  constructor(host: SessionHost, sink: FrameSink, transport: SessionTransport, continues: ServerSession | null = null) {
+  constructor(host: SessionHost, sink: FrameSink, transport: SessionTransport) {
     this.host = host;
     this.sink = sink;
     this.transport = transport;
-    if (continues !== null) {
-      // A second carrier for a peer that already shook hands (e.g. its shared-memory rings).
-      this.state = continues.state === OPEN ? OPEN : CLOSED;
-      this.builtinsOnly = continues.builtinsOnly;
-      this.peerName = continues.peerName;
-      this.peerPid = continues.peerPid;
-    }
   }
 
   /** @internal A call's handler asked for its signal: CANCEL or the connection closing aborts it. */
