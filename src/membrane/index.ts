@@ -29,10 +29,10 @@ import { loadNative } from '../shm/native.js';
 import { declineFrame, FrameControl, ShmServerGlue, UPGRADE_TIMEOUT_MS } from '../shm/wire.js';
 import { InspectListener } from './inspect.js';
 import { alreadyRunning, InstanceLock, probeSocket } from './lock.js';
+import { CallMetrics, type CallObserver } from './observer.js';
 import {
   type AnyHandler,
   type CallContext,
-  type CallTap,
   type ControlFrameHandler,
   type MembraneMetrics,
   ServerSession,
@@ -42,7 +42,8 @@ import {
 } from './session.js';
 import { ConnectionSlots, SLOT_NONE, type Slot } from './slots.js';
 
-export type { CallContext, CallTap, ControlFrameHandler, MembraneMetrics, SessionTransport };
+export { CallMetrics } from './observer.js';
+export type { CallContext, CallObserver, ControlFrameHandler, MembraneMetrics, SessionTransport };
 export { ServerSession };
 
 /** How long a connection we ended may wait for the peer to close its side. */
@@ -190,9 +191,15 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     inFlight: 0,
     protocolErrors: 0,
   };
+  /** Per-method counters and latency histograms, read by the `metrics` built-in. */
   readonly calls: ServiceMetrics;
-  /** Set only while someone taps the calls (the tap extension installs and removes it). */
-  tap: CallTap | null = null;
+  /** The default call observer, over `calls`. */
+  readonly callMetrics: CallMetrics;
+  /**
+   * The other call observer, set only while someone watches the calls: the tap extension installs
+   * itself here and removes itself when its last client leaves.
+   */
+  observer: CallObserver | null = null;
   /** The operator's inspection socket, when the Root started this process as this cell. */
   private inspect: InspectListener | null = null;
   /**
@@ -245,6 +252,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       service.name,
       service.byId.map((m) => m.name),
     );
+    this.callMetrics = new CallMetrics(this.calls);
     this.handlers = service.byId.map((m) => {
       const h = (handlers as Record<string, AnyHandler | undefined>)[m.name];
       if (typeof h !== 'function') {
