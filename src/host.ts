@@ -14,9 +14,7 @@ export { rootSocketPath } from './paths/index.js';
 export type { Bundle, Dna } from './ribosome/index.js';
 export { synthesize } from './ribosome/index.js';
 // The Mycelium Root's control contract and client (docs/PROTOCOL.md § 4).
-export type { RootClient } from './root/client.js';
-export { connectRoot, withRoot } from './root/client.js';
-export type { CellState } from './root/contract.js';
-export { RootService } from './root/contract.js';
+export type { CellState, RootClient } from './root/index.js';
+export { connectRoot, RootService, withRoot } from './root/index.js';
 export type { SwapResult, SwapSteps } from './swap/index.js';
 export { generationSocketPath, swapGenerations } from './swap/index.js';

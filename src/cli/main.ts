@@ -19,17 +19,19 @@ import '../runtime.js';
 import { logDir, rootSocketPath, validateCellName } from '../paths/index.js';
 import type { Infer } from '../protein/index.js';
 import {
+  type CellStatusRow,
   connectRoot,
   isSocket,
+  MANIFEST_FILE,
+  manifestPath,
+  parseLogLine,
   processAlive,
   type RootClient,
   rootPid,
   rootPidPath,
+  tailLines,
   withRoot,
-} from '../root/client.js';
-import type { CellStatusRow } from '../root/contract.js';
-import { parseLogLine, tailLines } from '../root/log.js';
-import { MANIFEST_FILE, manifestPath } from '../root/manifest.js';
+} from '../root/index.js';
 import {
   type CommandSpec,
   intOption,

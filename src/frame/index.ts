@@ -105,6 +105,21 @@ export interface FrameReceiver {
   endBatch?(): void;
 }
 
+/**
+ * A control frame (0x10–0x1F) handed to its handler: `who` is the frame type on the client
+ * (`ClientConnection.onControlFrame`) and the session on the server (`Membrane.onControlFrame`, routed
+ * by type). The handler owns the reply, if any; `bytes[start, end)` is only valid during the call.
+ */
+export type ControlFrameCallback<Who> = (
+  who: Who,
+  flags: number,
+  method: number,
+  requestId: number,
+  bytes: Buffer,
+  start: number,
+  end: number,
+) => void;
+
 /** How a connection's frames travel: a byte stream, the shared-memory rings, or a message bus (src/nats). */
 export type Transport = 'socket' | 'shm' | 'nats';
 

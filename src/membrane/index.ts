@@ -29,10 +29,10 @@ import { loadNative } from '../shm/native.js';
 import { declineFrame, FrameControl, ShmServerGlue, UPGRADE_TIMEOUT_MS } from '../shm/wire.js';
 import { InspectListener } from './inspect.js';
 import { alreadyRunning, InstanceLock, probeSocket } from './lock.js';
+import { CallMetrics, type CallObserver } from './observer.js';
 import {
   type AnyHandler,
   type CallContext,
-  type CallTap,
   type ControlFrameHandler,
   type MembraneMetrics,
   ServerSession,
@@ -42,7 +42,8 @@ import {
 } from './session.js';
 import { ConnectionSlots, SLOT_NONE, type Slot } from './slots.js';
 
-export type { CallContext, CallTap, ControlFrameHandler, MembraneMetrics, SessionTransport };
+export { CallMetrics } from './observer.js';
+export type { CallContext, CallObserver, ControlFrameHandler, MembraneMetrics, SessionTransport };
 export { ServerSession };
 
 /** How long a connection we ended may wait for the peer to close its side. */
@@ -165,8 +166,6 @@ export function addMembraneExtension(extension: MembraneExtension): void {
  * Extension seams for other transports:
  * - control frames 0x10–0x1F after the handshake go to `onControlFrame(type, handler)`; the handler
  *   gets the session, whose `transport.carrier` is the net.Socket (for fd passing);
- * - `openSession(sink, transport, continues)` starts a second, already-open session for the same peer
- *   (its frames then arrive from the ring instead of the socket);
  * - ServerSession.deliverFrame(…, lease) releases borrowed ring memory when the handler settles;
  * - ServerSession.switchCarrier(sink, transport) moves a session's replies to another carrier's sink
  *   (the shared-memory upgrade returns one, and the Membrane installs it).
@@ -192,9 +191,15 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
     inFlight: 0,
     protocolErrors: 0,
   };
+  /** Per-method counters and latency histograms, read by the `metrics` built-in. */
   readonly calls: ServiceMetrics;
-  /** Set only while someone taps the calls (the tap extension installs and removes it). */
-  tap: CallTap | null = null;
+  /** The default call observer, over `calls`. */
+  readonly callMetrics: CallMetrics;
+  /**
+   * The other call observer, set only while someone watches the calls: the tap extension installs
+   * itself here and removes itself when its last client leaves.
+   */
+  observer: CallObserver | null = null;
   /** The operator's inspection socket, when the Root started this process as this cell. */
   private inspect: InspectListener | null = null;
   /**
@@ -247,6 +252,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       service.name,
       service.byId.map((m) => m.name),
     );
+    this.callMetrics = new CallMetrics(this.calls);
     this.handlers = service.byId.map((m) => {
       const h = (handlers as Record<string, AnyHandler | undefined>)[m.name];
       if (typeof h !== 'function') {
@@ -603,12 +609,10 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
 
   /**
    * Creates a session fed by a custom carrier: the carrier calls `session.onFrame` (or `deliver`, with
-   * a release hook for borrowed memory) per frame and gets replies through `sink`. Pass `continues`
-   * when the peer already completed the handshake on another session (an upgrade to shared memory):
-   * the new session starts open, with the same contract.
+   * a release hook for borrowed memory) per frame and gets replies through `sink`.
    */
-  openSession(sink: FrameSink, transport: SessionTransport, continues: ServerSession | null = null): ServerSession {
-    const session = new ServerSession(this, sink, transport, continues);
+  openSession(sink: FrameSink, transport: SessionTransport): ServerSession {
+    const session = new ServerSession(this, sink, transport);
     session.quietSince = Date.now();
     this.sessions.add(session);
     this.metrics.connectionsTotal++;

@@ -5,6 +5,7 @@ import {
   bigintToString,
   CONTROL_FRAME_FIRST,
   CONTROL_FRAME_LAST,
+  type ControlFrameCallback,
   DEFAULT_MAX_FRAME,
   decodeHandshake,
   type ErrorPayload,
@@ -24,9 +25,9 @@ import {
   writeHeader,
 } from '../frame/index.js';
 import type { FrameSink } from '../frame/writer.js';
-import type { ServiceMetrics } from '../metrics/index.js';
 import type { MethodDef, ServiceDef } from '../service/types.js';
 import { Vesicle } from '../vesicle/index.js';
+import type { CallMetrics, CallObserver } from './observer.js';
 
 /** What a session needs from the byte carrier under it (a socket, a TLS stream, a shared-memory ring). */
 export interface SessionTransport {
@@ -41,19 +42,8 @@ export interface SessionTransport {
   readonly carrier: unknown;
 }
 
-/**
- * Handles a frame in the control range (0x10–0x1F) after the handshake. It owns the reply, if any;
- * `bytes[start, end)` is only valid during the call.
- */
-export type ControlFrameHandler = (
-  session: ServerSession,
-  flags: number,
-  method: number,
-  requestId: number,
-  bytes: Buffer,
-  start: number,
-  end: number,
-) => void;
+/** Handles a frame in the control range (0x10–0x1F) after the handshake, given its session. */
+export type ControlFrameHandler = ControlFrameCallback<ServerSession>;
 
 /** The state a Membrane shares with all of its sessions. */
 export interface SessionHost {
@@ -64,10 +54,10 @@ export interface SessionHost {
   readonly maxFrameSize: number;
   readonly maxInFlight: number;
   readonly metrics: MembraneMetrics;
-  /** Per-method counters and latency histograms (src/metrics). */
-  readonly calls: ServiceMetrics;
-  /** The tap while a `cell tap` client is attached, else null: the hot path tests only this field. */
-  readonly tap: CallTap | null;
+  /** The default call observer: per-method counters and latency histograms (src/metrics). */
+  readonly callMetrics: CallMetrics;
+  /** The other call observer (the tap) while someone watches, else null: the hot path tests only this field. */
+  readonly observer: CallObserver | null;
   readonly controlHandlers: ReadonlyMap<number, ControlFrameHandler>;
   readonly startedAt: number;
   readonly draining: boolean;
@@ -84,28 +74,6 @@ export interface SessionHost {
   /** The cell's answer to a HELLO's attestation challenge (docs/PROTOCOL.md § 2.3.1), if it has an identity. */
   attest(challenge: Buffer): Buffer | undefined;
   connectionCount(): number;
-}
-
-/**
- * Watches finished calls with their decoded request and reply (`cell tap`, src/tap): installed on the
- * Membrane's `tap` field only while someone watches, so a cell nobody taps pays one null check.
- */
-export interface CallTap {
-  /** By method id, 1 while some watcher could want a call of that method. */
-  readonly wanted: Uint8Array;
-  /** Decodes a request at arrival, while its bytes are still valid. */
-  decodeRequest(methodId: number, bytes: Uint8Array, offset: number, length: number): unknown;
-  /** One finished call: its decoded request and reply (or the error code), latency and sizes. */
-  publish(
-    methodId: number,
-    id: number,
-    request: unknown,
-    reply: unknown,
-    error: string | undefined,
-    latencyNs: number,
-    bytesIn: number,
-    bytesOut: number,
-  ): void;
 }
 
 export interface MembraneMetrics {
@@ -153,8 +121,8 @@ class ServerCall implements CallContext {
   lease: Vesicle | null;
   /** performance.now() when the request was dispatched. */
   startedAt: number;
-  /** The decoded request, kept only while a tap is attached. */
-  tapped: unknown;
+  /** What the observer's `begin` returned (the tap's decoded request), kept only while one watches. */
+  observed: unknown;
   /** This call's own controller, made when the handler first reads `signal`. */
   controller: AbortController | null;
   /** The call has been answered (a signal read after that is never aborted). */
@@ -180,7 +148,7 @@ class ServerCall implements CallContext {
     this.owned = owned;
     this.lease = lease;
     this.startedAt = startedAt;
-    this.tapped = undefined;
+    this.observed = undefined;
     this.controller = null;
     this.finished = false;
   }
@@ -262,17 +230,10 @@ export class ServerSession implements FrameReceiver {
   /** Called when the handshake succeeded, so the carrier can raise its frame limit. */
   onOpen: ((session: ServerSession) => void) | null = null;
 
-  constructor(host: SessionHost, sink: FrameSink, transport: SessionTransport, continues: ServerSession | null = null) {
+  constructor(host: SessionHost, sink: FrameSink, transport: SessionTransport) {
     this.host = host;
     this.sink = sink;
     this.transport = transport;
-    if (continues !== null) {
-      // A second carrier for a peer that already shook hands (e.g. its shared-memory rings).
-      this.state = continues.state === OPEN ? OPEN : CLOSED;
-      this.builtinsOnly = continues.builtinsOnly;
-      this.peerName = continues.peerName;
-      this.peerPid = continues.peerPid;
-    }
   }
 
   /** @internal A call's handler asked for its signal: CANCEL or the connection closing aborts it. */
@@ -533,12 +494,12 @@ export class ServerSession implements FrameReceiver {
       if (lease !== null) lease.release();
       return;
     }
-    const calls = host.calls;
+    const calls = host.callMetrics;
     const t0 = this.batchStart !== 0 ? this.batchStart : performance.now();
-    calls.begin(method, end - start);
+    calls.begin(method, bytes, start, end - start);
     if (this.inFlight >= host.maxInFlight) {
       metrics.shed++;
-      calls.end(method, 0, 0, true);
+      calls.end(method, id, undefined, undefined, undefined, 0, end - start, -1);
       this.errorReply(
         id,
         method,
@@ -555,13 +516,14 @@ export class ServerSession implements FrameReceiver {
       input = def.input.view(bytes, start, end - start);
     } catch (err) {
       this.errorReply(id, method, err);
-      calls.end(method, (performance.now() - t0) * 1e6, 0, true);
+      calls.end(method, id, undefined, undefined, err, (performance.now() - t0) * 1e6, end - start, -1);
       if (lease !== null) lease.release();
       return;
     }
     const ctx = new ServerCall(this, def, id, bytes, start, end, owned, lease, t0);
-    const tap = host.tap;
-    if (tap !== null && tap.wanted[method] === 1) ctx.tapped = tap.decodeRequest(method, bytes, start, end - start);
+    const observer = host.observer;
+    if (observer !== null && observer.wanted[method] === 1)
+      ctx.observed = observer.begin(method, bytes, start, end - start);
     let result: unknown;
     try {
       result = host.handlers[method](input, ctx);
@@ -585,37 +547,28 @@ export class ServerSession implements FrameReceiver {
     if (lease !== null) lease.release();
   }
 
-  /** Records a finished call into the per-method metrics and, when one is attached, the tap. */
+  /** Hands a finished call to the metrics and, when one watches this method, the other observer. */
   private finishCall(ctx: ServerCall, value: unknown, err: unknown, replyBytes: number): void {
     ctx.finished = true;
     if (ctx.controller !== null) this.unwatch(ctx);
-    const failed = replyBytes < 0;
-    // A tap whose filters rule this method out costs it nothing, like no tap at all.
-    const tap = this.host.tap !== null && this.host.tap.wanted[ctx.method.id] === 1 ? this.host.tap : null;
-    if (this.batchStart !== 0 && tap === null) {
-      this.host.calls.endCounts(ctx.method.id, failed ? 0 : replyBytes, failed);
+    const id = ctx.method.id;
+    // An observer whose filters rule this method out costs it nothing, like no observer at all.
+    const observer = this.host.observer !== null && this.host.observer.wanted[id] === 1 ? this.host.observer : null;
+    if (this.batchStart !== 0 && observer === null) {
+      this.host.callMetrics.endUntimed(id, replyBytes);
       if (this.batchLength === this.batchMethods.length) {
         const grown = new Int32Array(this.batchMethods.length * 2);
         grown.set(this.batchMethods);
         this.batchMethods = grown;
       }
-      this.batchMethods[this.batchLength++] = ctx.method.id;
+      this.batchMethods[this.batchLength++] = id;
       return;
     }
     const ns = (performance.now() - ctx.startedAt) * 1e6;
-    this.host.calls.end(ctx.method.id, ns, failed ? 0 : replyBytes, failed);
-    if (tap !== null) {
-      const why = failed ? (isCellError(err) ? err.code : err instanceof Error ? err.message : 'E_ENCODE') : undefined;
-      tap.publish(
-        ctx.method.id,
-        ctx.requestId,
-        ctx.tapped,
-        failed ? undefined : value,
-        why,
-        ns,
-        ctx.end - ctx.start,
-        failed ? 0 : replyBytes,
-      );
+    const bytesIn = ctx.end - ctx.start;
+    this.host.callMetrics.end(id, ctx.requestId, undefined, value, err, ns, bytesIn, replyBytes);
+    if (observer !== null) {
+      observer.end(id, ctx.requestId, ctx.observed, replyBytes < 0 ? undefined : value, err, ns, bytesIn, replyBytes);
     }
   }
 
@@ -752,8 +705,8 @@ export class ServerSession implements FrameReceiver {
         ...host.metrics,
         shm: host.shmStatus(),
         service: host.service.name,
-        since: host.calls.since,
-        methods: host.calls.snapshot().methods,
+        since: host.callMetrics.metrics.since,
+        methods: host.callMetrics.metrics.snapshot().methods,
         rssBytes: mem.rss,
         heapUsedBytes: mem.heapUsed,
       };
@@ -791,10 +744,7 @@ export class ServerSession implements FrameReceiver {
   endBatch(): void {
     const n = this.batchLength;
     if (n > 0) {
-      const ns = (performance.now() - this.batchStart) * 1e6;
-      const byId = this.host.calls.byId;
-      const methods = this.batchMethods;
-      for (let i = 0; i < n; i++) byId[methods[i]].latency.record(ns);
+      this.host.callMetrics.recordBatch(this.batchMethods, n, (performance.now() - this.batchStart) * 1e6);
       this.batchLength = 0;
     }
     this.batchStart = 0;

@@ -32,20 +32,10 @@ import type { CellState, RootServiceDef } from './contract.js';
 import { RootService } from './contract.js';
 import { type Bundle, type Encapsulated, encapsulate, type StemOptions, synthesize } from './engine.js';
 import { LineSplitter, RotatingLog, tailLines } from './log.js';
-import {
-  DEFAULT_RESTART_POLICY,
-  type DnaSpec,
-  dnaSpec,
-  loadManifest,
-  manifestPath,
-  restartPolicy,
-} from './manifest.js';
+import { type DnaSpec, dnaSpec, loadManifest, manifestPath, restartPolicy } from './manifest.js';
 import { natsHandover, removeSecrets } from './nats.js';
 import { removeStaleSlots, StemPool, stemCellsWanted } from './stems.js';
 
-/** The default crash-loop rule (systemd's StartLimitBurst/IntervalSec); cell.json's "restart" overrides it. */
-export const CRASH_LOOP_FAILURES = DEFAULT_RESTART_POLICY.failures;
-export const CRASH_LOOP_WINDOW_MS = DEFAULT_RESTART_POLICY.windowMs;
 const STOP_GRACE_MS = 5_000;
 const LOG_TAIL_LINES = 20;
 

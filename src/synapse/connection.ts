@@ -5,6 +5,7 @@ import {
   ATTEST_CHALLENGE_BYTES,
   CONTROL_FRAME_FIRST,
   CONTROL_FRAME_LAST,
+  type ControlFrameCallback,
   DEFAULT_MAX_FRAME,
   decodeErrorPayload,
   decodeHandshake,
@@ -284,17 +285,7 @@ export class ClientConnection implements FrameReceiver {
    * Receives frames in the control range (0x10–0x1F) from the cell, e.g. the shared-memory upgrade
    * answer. Without a handler such a frame is a protocol error.
    */
-  onControlFrame:
-    | ((
-        type: number,
-        flags: number,
-        method: number,
-        requestId: number,
-        bytes: Buffer,
-        start: number,
-        end: number,
-      ) => void)
-    | null = null;
+  onControlFrame: ControlFrameCallback<number> | null = null;
   /** The socket's sink, or a ring-backed one after the shared-memory upgrade. */
   sink: StreamSink;
   /** Which carrier the connection uses and, if it stayed on the socket, why. */

@@ -1,5 +1,5 @@
 // Serves `cell tap` beside every bound Membrane, as a Membrane extension the composition root
-// (src/runtime.ts) registers: the Membrane only sees the CallTap it installs while someone watches.
+// (src/runtime.ts) registers: the tap server is a CallObserver the Membrane holds only while someone watches.
 import { dirname } from 'node:path';
 import type { MembraneExtension } from '../membrane/index.js';
 import { bootInfo, ensurePrivateDir, tapSocketPath } from '../paths/index.js';
@@ -31,7 +31,7 @@ export const tapExtension: MembraneExtension = {
       path: tapPathFor(membrane.cellName),
     });
     tap.onActiveChange = (active) => {
-      membrane.tap = active ? tap : null;
+      membrane.observer = active ? tap : null;
     };
     try {
       await tap.listen();

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { isCellError } from '../errors/index.js';
+import type { CallObserver } from '../membrane/index.js';
 import type { ServiceDef } from '../service/types.js';
 import { compileFilter, type MethodShape, methodsFilterCanMatch, structFieldNames, type TapFilter } from './filter.js';
 
@@ -37,7 +39,7 @@ export function tapJson(value: unknown): string {
   });
 }
 
-export class TapServer {
+export class TapServer implements CallObserver {
   readonly cell: string;
   readonly path: string;
   private readonly service: ServiceDef;
@@ -145,6 +147,33 @@ export class TapServer {
     } catch (err) {
       return { undecodable: (err as Error).message };
     }
+  }
+
+  /** CallObserver: a wanted call arrived; its decoded request comes back to `end`. */
+  begin(methodId: number, bytes: Uint8Array, offset: number, length: number): unknown {
+    return this.decodeRequest(methodId, bytes, offset, length);
+  }
+
+  /** CallObserver: a wanted call finished; a failure is published with its error code. */
+  end(
+    methodId: number,
+    requestId: number,
+    request: unknown,
+    reply: unknown,
+    error: unknown,
+    latencyNs: number,
+    bytesIn: number,
+    bytesOut: number,
+  ): void {
+    const failed = bytesOut < 0;
+    const why = failed
+      ? isCellError(error)
+        ? error.code
+        : error instanceof Error
+          ? error.message
+          : 'E_ENCODE'
+      : undefined;
+    this.publish(methodId, requestId, request, reply, why, latencyNs, bytesIn, failed ? 0 : bytesOut);
   }
 
   /** Sends one finished request to every attached client whose filter it passes. */

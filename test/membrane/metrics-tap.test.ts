@@ -95,15 +95,15 @@ test('the Membrane counts per method and ships its histograms through the metric
 test('cell tap: decoded requests and replies, filtered, only while attached', async (t) => {
   const { dir, membrane, client } = await setup(t);
   assert.ok(existsSync(join(dir, 'cells', 'market', 'tap.sock')));
-  assert.equal(membrane.tap, null);
+  assert.equal(membrane.observer, null);
   const tap = await openTap(
     'market',
     'method == place_order && amount > 100',
     join(dir, 'cells', 'market', 'tap.sock'),
   );
   t.after(() => tap.close());
-  for (let i = 0; i < 100 && membrane.tap === null; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.notEqual(membrane.tap, null);
+  for (let i = 0; i < 100 && membrane.observer === null; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.notEqual(membrane.observer, null);
 
   await client.ping(1);
   await client.place_order({ symbol: 'ACME', amount: 50, price: 1n });
@@ -124,6 +124,6 @@ test('cell tap: decoded requests and replies, filtered, only while attached', as
   );
 
   tap.close();
-  for (let i = 0; i < 100 && membrane.tap !== null; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.equal(membrane.tap, null);
+  for (let i = 0; i < 100 && membrane.observer !== null; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(membrane.observer, null);
 });

@@ -30,7 +30,7 @@ class MemorySink implements FrameSink {
   flush(): void {}
 }
 
-test('control frames reach the registered handler; a continuing session serves frames from another carrier', async (ctx) => {
+test('control frames reach the registered handler; after switchCarrier the session serves frames from another carrier', async (ctx) => {
   const dir = mkdtempSync(join(tmpdir(), 'cell-session-'));
   ctx.after(() => rmSync(dir, { recursive: true, force: true }));
   let resolveLater: (() => void) | null = null;
@@ -66,10 +66,13 @@ test('control frames reach the registered handler; a continuing session serves f
   assert.equal(await ack, '1f:7:upgrade?');
   assert.ok(socketSession !== null);
 
-  // The peer's frames now arrive through another carrier, with borrowed memory and a release hook.
+  // The shared-memory upgrade hands the session a new sink: the peer's frames now arrive through
+  // another carrier, with borrowed memory and a release hook, and the replies go out through it.
   const sink = new MemorySink();
-  const ring = membrane.openSession(sink, { carrier: null, end() {}, destroy() {} }, socketSession);
+  const ring = socketSession as ServerSession;
+  ring.switchCarrier(sink, 'shm');
   assert.equal(ring.isOpen, true);
+  assert.equal(ring.transportStatus.transport, 'shm');
   const slot = Buffer.alloc(64);
   const payload = Num.encode({ n: 9 });
   writeHeader(slot, 0, payload.length, FrameType.REQUEST, Svc.methods.later.id, 5);

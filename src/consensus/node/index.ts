@@ -1,5 +1,4 @@
 export { CellTransport, type CellTransportOptions } from './cell-transport.js';
-export { decodeBatch, encodeBatch, RaftPeerService } from './codec.js';
 export {
   type LeaderEvent,
   RaftNode,
@@ -9,4 +8,4 @@ export {
   type SnapshotEvent,
   type StateMachine,
 } from './node.js';
-export { byDestination, InMemoryNetwork, type RaftTransport } from './transport.js';
+export { InMemoryNetwork, type RaftTransport } from './transport.js';

@@ -597,10 +597,6 @@ export class ClusterSim {
   }
 }
 
-export function runSeed(seed: number, faultMs = 3000, livenessMs = 10000): SimResult {
-  return new ClusterSim({ seed, faultMs, livenessMs }).run();
-}
-
 /** The one-line command that replays a seed. */
 export function replayCommand(seed: number, faultMs: number): string {
   return `node dist/test/consensus/replay.js ${seed} ${faultMs}`;
