@@ -1,7 +1,5 @@
 // The Capsid: the sandbox and resource limits a cell runs in (docs/SANDBOX.md).
-export type { Bind } from './bwrap.js';
-export { findBwrap, probeBwrap, probeDisableUserns, probeSeccomp, systemBinds, which } from './bwrap.js';
-export type { CellCgroup, CgroupLayout } from './cgroup.js';
+export { findBwrap, probeBwrap, which } from './bwrap.js';
 export { detectCgroups } from './cgroup.js';
 export type { DoctorCheck } from './doctor.js';
 export { diagnose, formatDoctor } from './doctor.js';
@@ -9,5 +7,5 @@ export type { Limits } from './limits.js';
 export { DEFAULT_LIMITS, parseLimits, parseMemory } from './limits.js';
 export * from './sandbox.js';
 export { DENIED_SYSCALLS, deniedSyscalls, openSeccompFd, seccompArch, seccompFilter } from './seccomp.js';
-export type { Adoption, StemOptions } from './stem.js';
+export type { StemOptions } from './stem.js';
 export { Stem } from './stem.js';
