@@ -73,6 +73,9 @@ export class SimNode {
   lastCommit = 0;
   /** Messages delivered while paused are held, as a stopped process's socket buffer would. */
   held: Message[] = [];
+  /** In the shell simulation: what the process would have run while it was paused (timers, fsync
+   * completions, incoming messages), in order, for when it resumes. */
+  heldCalls: (() => void)[] = [];
   rd: Ready | null = null;
   /** In the shell simulation: the RaftNode of the current incarnation (null while down or starting),
    * its file system, and where its transport delivers. */

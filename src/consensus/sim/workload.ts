@@ -182,9 +182,9 @@ export class Workload {
   putThroughShell(nodes: readonly SimNode[], now: number): void {
     this.expire((id) => nodes[id - 1], now);
     if (this.puts.size >= CLIENTS) return;
-    const leader = nodes.find((n) => n.up && n.core.role === Role.Leader);
+    const leader = nodes.find((n) => n.up && !n.paused && n.core.role === Role.Leader);
     const n = leader && this.rng.chance(0.9) ? leader : this.rng.pick(nodes);
-    if (!n.up || !n.shell) return;
+    if (!n.up || n.paused || !n.shell) return;
     const value = this.nextValue++;
     const data = new Uint8Array(8);
     new DataView(data.buffer).setFloat64(0, value, true);
@@ -221,8 +221,12 @@ export class Workload {
   readThroughShell(nodes: readonly SimNode[], now: number): void {
     for (const [ctx, r] of this.pendingReads) if (now - r.at > GIVE_UP_MS) this.pendingReads.delete(ctx);
     if (this.pendingReads.size >= CLIENTS) return;
+    if (this.staleReads) {
+      this.staleRead(nodes);
+      return;
+    }
     const n = this.rng.pick(nodes);
-    if (!n.up || !n.shell) return;
+    if (!n.up || n.paused || !n.shell) return;
     const ctx = this.nextReadCtx++;
     this.pendingReads.set(ctx, {
       node: n.id,
