@@ -1,3 +1,3 @@
-export { ClusterSim, replayCommand, runSeed, SimFailure, type SimOptions, type SimResult } from './cluster.js';
 export { Prng } from './prng.js';
-export { ShellSim, type ShellSimOptions, type ShellSimResult } from './shell.js';
+export { replayCommand, ShellSim, type ShellSimOptions, type ShellSimResult } from './shell.js';
+export { type LostTailReport, pickSwarm, SimFailure, type Swarm } from './swarm.js';

@@ -1,7 +1,7 @@
 import type { CheckResult } from '../linearizability/index.js';
 import { RaftNode, type RaftTimers, type StateMachine } from '../node/node.js';
 import type { RaftTransport } from '../node/transport.js';
-import { type Message, Role } from '../raft/types.js';
+import { Role } from '../raft/types.js';
 import type { WalFile, WalFs } from '../wal/fs.js';
 import { checkHistory, SafetyChecker } from './checkers.js';
 import { EventKind, mix, Scheduler, type SimEvent } from './events.js';
@@ -496,7 +496,7 @@ export class ShellSim {
     const leader = this.leader();
     const followers = leader ? leader.shell!.voters.filter((v) => v !== leader.id) : [];
     const n = followers.length > 0 ? this.node(this.rng.pick(followers)) : null;
-    if (!leader || !n || !n.up || n.paused) {
+    if (!leader || !n?.up || n.paused) {
       this.clock.schedule(10, EventKind.LoseTail, 0, null); // no leader yet: try again soon
       return;
     }
