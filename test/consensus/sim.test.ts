@@ -11,7 +11,8 @@ import { replayCommand, ShellSim, type ShellSimOptions } from '../../src/consens
 const faultMs = Number(process.env.CELL_SIM_FAULT_MS ?? 3000);
 const only = process.env.CELL_SIM_SEED;
 const base = Number(process.env.CELL_SIM_BASE ?? 1);
-const count = only !== undefined ? 1 : Number(process.env.CELL_SIM_SEEDS ?? 100);
+const CI_SEEDS = 100;
+const count = only !== undefined ? 1 : Number(process.env.CELL_SIM_SEEDS ?? CI_SEEDS);
 const first = only !== undefined ? Number(only) : base;
 
 const replay = (seed: number, ms: number) =>
@@ -49,7 +50,8 @@ test(`simulation: ${count} seeds of RaftNodes under faults, safety after every e
   );
   assert.ok(unknown <= Math.ceil(count / 100), `${unknown} of ${count} histories could not be checked in time`);
   assert.ok(commits > count, 'the workload made progress');
-  assert.ok(crashes > 0 && pauses > 0 && changes > 0, 'crashes, pauses and membership changes happened');
+  if (count >= 20)
+    assert.ok(crashes > 0 && pauses > 0 && changes > 0, 'crashes, pauses and membership changes happened');
 });
 
 // Seeds that once missed the 10 s liveness bound, each for the reason noted; they must now converge
@@ -181,14 +183,14 @@ async function withSendBeforeSync<T>(run: () => Promise<T>): Promise<T> {
 test('simulation: a RaftNode that sends messagesAfterSync before its fsync fails within the CI seeds', async () => {
   const caught: string[] = [];
   await withSendBeforeSync(async () => {
-    for (let seed = first; seed < first + count && caught.length === 0; seed++) {
+    for (let seed = 1; seed <= CI_SEEDS && caught.length === 0; seed++) {
       try {
-        await new ShellSim({ seed, faultMs, livenessMs: 10_000 }).run();
+        await new ShellSim({ seed, faultMs: 3000, livenessMs: 10_000 }).run();
       } catch (e) {
         caught.push(`seed ${seed}: ${(e as Error).message.split('\n')[0]}`);
       }
     }
   });
   console.log(`# send-before-sync shell: ${caught[0] ?? 'not caught'}`);
-  assert.ok(caught.length > 0, `a shell that acknowledges before its fsync went unnoticed in ${count} seeds`);
+  assert.ok(caught.length > 0, `a shell that acknowledges before its fsync went unnoticed in ${CI_SEEDS} seeds`);
 });
