@@ -94,10 +94,13 @@ export class Workload {
     new DataView(data.buffer).setFloat64(0, value, true);
     const call = ++this.clock;
     const before = n.core.log.lastIndex();
-    n.shell.propose(data).then(
-      () => this.acknowledge(value, n),
-      () => {}, // not the leader, overwritten, or the node stopped: the outcome stays unknown
-    );
+    n.shell
+      .propose(data)
+      .then(
+        () => this.acknowledge(value, n),
+        () => {}, // not the leader, overwritten, or the node stopped: the outcome stays unknown
+      )
+      .catch(() => {}); // a failed check: the simulator has recorded it and throws it after this event
     const idx = n.core.log.lastIndex();
     if (idx === before) return;
     const op = this.history.length;
@@ -140,10 +143,13 @@ export class Workload {
       call: ++this.clock,
       at: now,
     });
-    n.shell.read().then(
-      () => this.readDone(ctx, n),
-      () => this.pendingReads.delete(ctx),
-    );
+    n.shell
+      .read()
+      .then(
+        () => this.readDone(ctx, n),
+        () => this.pendingReads.delete(ctx),
+      )
+      .catch(() => {}); // a failed check: the simulator has recorded it and throws it after this event
   }
 
   private readDone(ctx: number, n: SimNode): void {
