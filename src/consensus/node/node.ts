@@ -169,6 +169,9 @@ export class RaftNode<R = unknown> extends EventEmitter {
     this.latestHard = hard;
     this.snapIndex = snapIndex;
     this.appliedIndex = snapIndex;
+    // Read numbers start at random: a ReadIndex answer still in flight for the previous incarnation
+    // of this node must not release a read of this one (it would carry an older read index).
+    this.readCtx = Math.floor((opts.random ?? Math.random)() * 2 ** 31);
     this.stats = { applied: 0, readies: 0, wal: wal.stats };
   }
 

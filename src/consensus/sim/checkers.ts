@@ -1,5 +1,4 @@
 import { type CheckOutcome, checkOperations, type KvOperation, kvModel } from '../linearizability/index.js';
-import type { Entry } from '../raft/types.js';
 import { Role } from '../raft/types.js';
 import type { SimNode } from './node.js';
 
@@ -25,22 +24,8 @@ export class SafetyChecker {
   constructor(
     private readonly fail: (what: string) => never,
     /** The highest index a node holds durably (what it may have applied). */
-    private readonly durableIndex: (n: SimNode) => number = (n) => n.disk.lastIndex(),
+    private readonly durableIndex: (n: SimNode) => number,
   ) {}
-
-  /** Before a node applies `e`: it follows the previous entry and matches what others applied there. */
-  checkApply(n: SimNode, e: Entry): void {
-    if (e.index !== n.sm.index + 1) this.fail(`node ${n.id} applies ${e.index} after ${n.sm.index}`);
-    const t = this.committedTerm[e.index];
-    if (t !== undefined && t !== e.term)
-      this.fail(`state machine safety: node ${n.id} applies term ${e.term} at ${e.index}, committed term ${t}`);
-    const prev = this.committedData[e.index];
-    if (prev !== undefined && !bytesEqual(prev, e.data))
-      this.fail(`state machine safety: node ${n.id} applies different data at ${e.index}`);
-    this.committedData[e.index] = e.data;
-    this.committedTerm[e.index] = e.term;
-    this.committedIn[e.index] ??= n.core.term;
-  }
 
   /** For a shell that hands the state machine only commands (not the leader's no-ops or configuration
    * entries): `index` follows what was applied, and holds the same data everywhere. */

@@ -1,8 +1,7 @@
 import type { RaftNode } from '../node/node.js';
 import type { Raft } from '../raft/raft.js';
-import { type Entry, EntryType, type Message, type Ready } from '../raft/types.js';
+import { type Entry, EntryType, type Message } from '../raft/types.js';
 import { SimDisk } from '../wal/simdisk.js';
-import { SimDiskState } from './disk.js';
 import { hashBytes, mix } from './events.js';
 
 /** Keys of the simulated store: few, so that reads and writes collide. */
@@ -54,28 +53,24 @@ export function decodeSm(b: Uint8Array): SmState {
   return { index: dv.getFloat64(0, true), hash: dv.getUint32(8, true), kv };
 }
 
-/** One simulated process: its Raft core, its disk, its state machine and what its shell is doing. */
+/** One simulated process: its RaftNode (and the core it runs), its disk, its state machine, and what
+ * it holds while paused. */
 export class SimNode {
   core!: Raft;
   up = true;
   paused = false;
   incarnation = 0;
-  /** A Ready is out: being persisted, not yet advanced. */
-  busy = false;
   /** Tick period factor (clock skew). */
   skew = 1;
-  readonly disk = new SimDiskState();
   sm: SmState = emptySm();
-  /** ReadIndex answers waiting for the state machine to reach their index. */
-  waitingReads: { index: number; ctx: number }[] = [];
   /** Highest commit index the checkers have recorded for this node. */
   commitSeen = 0;
   lastCommit = 0;
-  /** Messages delivered while paused are held, as a stopped process's socket buffer would. */
-  held: Message[] = [];
-  rd: Ready | null = null;
-  /** In the shell simulation: the RaftNode of the current incarnation (null while down or starting),
-   * its file system, and where its transport delivers. */
+  /** What the process would have run while it was paused (timers, fsync completions, incoming
+   * messages, as a stopped process's socket buffer holds them), in order, for when it resumes. */
+  heldCalls: (() => void)[] = [];
+  /** The RaftNode of the current incarnation (null while down or starting), its file system, and where
+   * its transport delivers. */
   shell: RaftNode | null = null;
   fs: SimDisk = new SimDisk();
   deliver: ((msgs: Message[]) => void) | null = null;

@@ -2,11 +2,61 @@ import { dirname } from 'node:path';
 import { CellError } from '../../errors/index.js';
 import type { WalFile, WalFs } from './fs.js';
 
-/** One file's bytes: what a datasync made durable, and the writes since (which a crash may lose or tear). */
+/** One file's bytes: what a datasync made durable, and the writes since (which a crash may lose or tear).
+ * Appends go into a buffer that grows by doubling, and the durable bytes are a prefix of it until a
+ * truncate cuts into them, so a long log costs no copy of the whole file per write or per sync. */
 class Inode {
-  durable = new Uint8Array(0);
-  current = new Uint8Array(0);
+  private buf = new Uint8Array(0);
+  private len = 0;
+  private durableLen = 0;
+  /** The durable bytes when they are no longer a prefix of `buf` (a truncate cut into them). */
+  private durableCopy: Uint8Array | null = null;
   unsynced: { off: number; len: number }[] = [];
+
+  get current(): Uint8Array {
+    return this.buf.subarray(0, this.len);
+  }
+
+  get durable(): Uint8Array {
+    return this.durableCopy ?? this.buf.subarray(0, this.durableLen);
+  }
+
+  append(data: Uint8Array): number {
+    const off = this.len;
+    if (off + data.byteLength > this.buf.byteLength) {
+      const next = new Uint8Array(Math.max(off + data.byteLength, this.buf.byteLength * 2, 4096));
+      next.set(this.buf.subarray(0, off));
+      this.buf = next;
+    }
+    this.buf.set(data, off);
+    this.len = off + data.byteLength;
+    this.unsynced.push({ off, len: data.byteLength });
+    return off;
+  }
+
+  sync(): void {
+    this.durableCopy = null;
+    this.durableLen = this.len;
+    this.unsynced = [];
+  }
+
+  truncate(length: number): void {
+    if (length < this.durableLen && !this.durableCopy) this.durableCopy = this.buf.slice(0, this.durableLen);
+    this.len = Math.min(length, this.len);
+    this.unsynced = this.unsynced.filter((w) => w.off + w.len <= length);
+  }
+
+  /** Both durable and current become `bytes` (a file as found after a crash). */
+  reset(bytes: Uint8Array): void {
+    this.buf = bytes.slice();
+    this.len = bytes.byteLength;
+    this.sync();
+  }
+
+  flip(offset: number): void {
+    this.buf[offset] ^= 0xff;
+    this.sync();
+  }
 }
 
 export type CrashMode = 'clean' | 'torn';
@@ -70,12 +120,7 @@ export class SimDisk implements WalFs {
     return {
       write: async (data) => {
         this.op(`write ${path} ${data.byteLength}`);
-        const off = inode.current.byteLength;
-        const next = new Uint8Array(off + data.byteLength);
-        next.set(inode.current);
-        next.set(data, off);
-        inode.current = next;
-        inode.unsynced.push({ off, len: data.byteLength });
+        inode.append(data);
       },
       datasync: async () => {
         this.op(`datasync ${path}`);
@@ -83,8 +128,7 @@ export class SimDisk implements WalFs {
         if (this.syncs >= this.failSyncAt) {
           throw Object.assign(new Error(`EIO: fdatasync ${path}`), { code: 'EIO' });
         }
-        inode.durable = inode.current.slice();
-        inode.unsynced = [];
+        inode.sync();
       },
       close: async () => {},
     };
@@ -94,8 +138,7 @@ export class SimDisk implements WalFs {
     const f = this.names.get(path);
     if (!f) throw Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' });
     this.op(`truncate ${path} ${length}`);
-    f.current = f.current.slice(0, length);
-    f.unsynced = f.unsynced.filter((w) => w.off + w.len <= length);
+    f.truncate(length);
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -148,8 +191,7 @@ export class SimDisk implements WalFs {
             // else: lost, reads back as zeros
           }
         }
-        c.durable = bytes;
-        c.current = bytes.slice();
+        c.reset(bytes);
         copies.set(f, c);
       }
       d.names.set(p, c);
@@ -162,8 +204,7 @@ export class SimDisk implements WalFs {
   corrupt(path: string, offset: number): void {
     const f = this.names.get(path);
     if (!f) throw new Error(`no file ${path}`);
-    f.current[offset] ^= 0xff;
-    f.durable = f.current.slice();
+    f.flip(offset);
   }
 
   size(path: string): number {
