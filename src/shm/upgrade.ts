@@ -476,10 +476,14 @@ export async function pickUpRings(
     if (slotted) {
       // mmapShared refuses a file shorter than asked or not sealed against shrinking (no SIGBUS);
       // the slot we only read is mapped read-only.
-      txSlot = addon.mmapShared(got.fds[4] as number, slotBytes);
-      maps.push(txSlot);
-      rxSlot = addon.mmapShared(got.fds[5] as number, slotBytes, true);
-      maps.push(rxSlot);
+      try {
+        txSlot = addon.mmapShared(got.fds[4] as number, slotBytes);
+        maps.push(txSlot);
+        rxSlot = addon.mmapShared(got.fds[5] as number, slotBytes, true);
+        maps.push(rxSlot);
+      } catch (err) {
+        throw new CellError('E_PROTOCOL', `big slot refused: ${(err as Error).message}.`);
+      }
       closeOne(got.fds[4] as number);
       closeOne(got.fds[5] as number);
     }

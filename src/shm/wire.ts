@@ -226,7 +226,7 @@ function releaseLease(v: Vesicle): void {
 }
 
 /** Walks the frames of each FRAMES record, bounds-checking every length against the record. */
-class RecordFrames implements RecordSink {
+export class RecordFrames implements RecordSink {
   channel: ShmChannel | null = null;
   /** This side's ring sink: replies written during a drain are corked until no request is left waiting. */
   sink: RingFrameSink | null = null;
