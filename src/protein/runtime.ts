@@ -244,8 +244,12 @@ let copySlab = new Uint8Array(COPY_SLAB);
 let copyBuffer = copySlab.buffer;
 let copyPos = 0;
 
+const uint8Slice = Uint8Array.prototype.slice;
+
 export function copyBytes(u8: Uint8Array, p: number, len: number): Uint8Array {
-  if (len > COPY_SLAB / 16) return u8.slice(p, p + len);
+  // Uint8Array's slice, never Buffer's: on a Buffer `slice` is a view (a decoded field of a ring
+  // record or socket chunk would then change when that memory is reused).
+  if (len > COPY_SLAB / 16) return uint8Slice.call(u8, p, p + len) as Uint8Array;
   if (len > COPY_SLAB - copyPos) {
     copySlab = new Uint8Array(COPY_SLAB);
     copyBuffer = copySlab.buffer;

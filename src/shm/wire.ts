@@ -270,12 +270,8 @@ export class RecordFrames implements RecordSink {
       return;
     }
     if (!this.leases) {
-      // A client's replies are decoded at once, but a decoded value may still view the bytes it came
-      // from (large `bytes` fields), and the value outlives the call: copied out of the slot first, so
-      // the slot goes back now and no value ever views memory the server writes again.
-      const copy = Buffer.allocUnsafe(aux);
-      slot.copy(copy, 0, 0, aux);
-      this.frames(copy, 0, aux, token);
+      // A client decodes (copies) each reply at once: the slot is released before this returns.
+      this.frames(slot, 0, aux, token);
       return;
     }
     // A server's handler reads the request in place; its lease keeps the slot held until it settles.
