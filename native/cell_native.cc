@@ -98,8 +98,9 @@ Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
-// mmapShared(fd, size) -> SharedArrayBuffer over a MAP_SHARED mapping. Refuses a file that is
-// smaller than `size` or not sealed against shrinking: either would let the peer fault our reads.
+// mmapShared(fd, size, readOnly?) -> SharedArrayBuffer over a MAP_SHARED mapping. Refuses a file that
+// is smaller than `size` or not sealed against shrinking: either would let the peer fault our reads.
+// readOnly maps PROT_READ: a consumer's view of memory only its peer may write (a big slot).
 // The mapping lives as long as any JS object references the buffer; the deleter unmaps it.
 Napi::Value MmapShared(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -113,7 +114,8 @@ Napi::Value MmapShared(const Napi::CallbackInfo& info) {
   if (seals < 0 || (seals & F_SEAL_SHRINK) == 0) {
     throw Napi::Error::New(env, "shared memory file is not sealed against shrinking");
   }
-  void* p = mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const bool readOnly = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+  void* p = mmap(nullptr, static_cast<size_t>(size), readOnly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) throw SysError(env, "mmap", errno);
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   std::unique_ptr<v8::BackingStore> store = v8::SharedArrayBuffer::NewBackingStore(

@@ -272,12 +272,12 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
             session.switchCarrier(sink, 'shm'),
           );
     const glue = this.shm;
-    this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, _method, requestId) => {
+    this.controlHandlers.set(FrameControl.UPGRADE_REQUEST, (session, _flags, features, requestId) => {
       // Clients ask by default; an unanswered request would be a protocol error on their side.
       const declined =
         glue === null
           ? 'server: shared memory is turned off in the Membrane options'
-          : glue.onUpgradeRequest(session, requestId);
+          : glue.onUpgradeRequest(session, requestId, features);
       if (declined === undefined) return;
       session.stayOnCarrier(declined);
       session.writeCold(declineFrame(requestId, declined));

@@ -30,6 +30,8 @@ export class ShmChannel {
   private readonly sink: RecordSink;
   private readonly watcher: { close(): void };
   private readonly addon: NativeAddon;
+  /** This side's big slot (§ 3.3.2), trimmed with the tx ring; null without slots. */
+  txSlot: SharedArrayBuffer | null = null;
   /** Committed since the last trim sweep looked (see trimIdle). */
   active = false;
   /** The tx ring holds pages written since it was last trimmed. */
@@ -212,6 +214,8 @@ export class ShmChannel {
     try {
       // Whole pages after the first: the header page stays (it holds head, tail and the doorbell word).
       this.addon.trimShared(this.tx.sab, RING_HEADER_BYTES, this.tx.capacity);
+      // Every record is released, so the slot is free too: its pages go back the same way.
+      if (this.txSlot !== null) this.addon.trimShared(this.txSlot, 0, this.txSlot.byteLength);
     } catch {
       // a kernel without MADV_REMOVE on shared memory: the pages stay until the connection closes
     }

@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 /** The C++ addon's surface (native/cell_native.cc). */
 export interface NativeAddon {
   memfdCreate(name: string, size: number): number;
-  mmapShared(fd: number, size: number): SharedArrayBuffer;
+  /** readOnly maps PROT_READ (a slot only the peer writes); the file must be ≥ size and sealed against shrinking. */
+  mmapShared(fd: number, size: number, readOnly?: boolean): SharedArrayBuffer;
   closeFd(fd: number): void;
   releaseMemory(fd: number, size: number): void;
   /** Gives back the whole pages of `[offset, offset + length)` of a shared mapping (MADV_REMOVE); returns the bytes released. */

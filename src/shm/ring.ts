@@ -282,6 +282,21 @@ export class RingBuffer {
     this.clearNext();
   }
 
+  /** Sets the `aux` word of the last reserved (uncommitted) record: a BIG record's frame length. */
+  setLastAux(aux: number): void {
+    this.u32[DATA_WORD + ((this.lastRecordPos & this.mask) >> 2) + 3] = aux;
+  }
+
+  /** Position just past the last reserved record (a BIG record's slot is free once head reaches it). */
+  get reservedEnd(): number {
+    return this.writePos;
+  }
+
+  /** The consumer released every record before `pos` (head reached it; positions wrap at 2^32). */
+  releasedThrough(pos: number): boolean {
+    return (((Atomics.load(this.words, HEAD) >>> 0) - pos) | 0) >= 0;
+  }
+
   /** Drops the last reserved record, which its writer abandoned (an encoder failed half-way). */
   rollbackLast(): void {
     if (this.writePos === this.publishedPos) return;

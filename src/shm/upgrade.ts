@@ -1,10 +1,10 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { CellError } from '../errors/index.js';
-import { decodeErrorPayload, FrameType, HEADER_SIZE, readU32 } from '../frame/index.js';
+import { DEFAULT_MAX_FRAME, decodeErrorPayload, FrameType, HEADER_SIZE, readU32 } from '../frame/index.js';
 import { attachBoard, type Board, detachBoard, freeSlot, TO_CLIENT_BIT, takeSlot } from './board.js';
 import { loadNative, type NativeAddon } from './native.js';
-import { RingBuffer, ringBytesFor } from './ring.js';
+import { RING_HEADER_BYTES, RingBuffer, ringBytesFor } from './ring.js';
 
 /**
  * The upgrade from a Unix-socket connection to a pair of shared-memory rings (docs/PROTOCOL.md § 3).
@@ -29,6 +29,21 @@ export const PROOF_BYTES = 32;
 export const PICKUP_REQUEST_BYTES = PICKUP_MAGIC.length + TICKET_BYTES + PROOF_BYTES;
 export const DEFAULT_RING_CAPACITY = 1 << 20;
 const OFFER_TTL_MS = 5000;
+/**
+ * UPGRADE_REQUEST's method field holds feature bits the client supports (an old server ignores it).
+ * BIG_SLOTS: one big slot per direction, a sealed memfd carrying a frame too large for its ring (§ 3.3.2).
+ */
+export const UPGRADE_FEATURE_BIG_SLOTS = 0x01;
+/**
+ * Bytes of each big slot for rings of `capacity`: 16 rings' worth, at most the frame limit. Scaling
+ * with the ring keeps `ringCapacity` the one memory knob of § 3.6 (a cell that lowers it to bound
+ * its shared memory bounds its slots too); with the default 1 MiB rings a slot takes any frame.
+ */
+export function slotBytesFor(capacity: number): number {
+  return Math.min(DEFAULT_MAX_FRAME, capacity * 16);
+}
+/** Smallest big slot a client accepts (anything smaller than a ring's quarter is of no use). */
+const MIN_BIG_SLOT_BYTES = 4096;
 const PROOF_LABEL = Buffer.from('cell-shm-v1', 'utf8');
 
 /** HMAC-SHA256(challenge, "cell-shm-v1" ‖ ticket): proves the pickup comes from whoever read the offer. */
@@ -61,6 +76,9 @@ export interface RingPair {
   rx: RingBuffer;
   /** The rx ring's doorbell (an eventfd this side watches; the peer signals it). */
   rxBell: number;
+  /** The big slots (§ 3.3.2), when both sides agreed on them: tx this side writes, rx it reads. */
+  txSlot: SharedArrayBuffer | null;
+  rxSlot: SharedArrayBuffer | null;
   addon: NativeAddon;
   /** Frees the shared pages at once (the mappings themselves go when the buffers are collected). */
   free(): void;
@@ -101,8 +119,10 @@ interface Offer<C> {
   ticket: string;
   pid: number;
   fds: number[];
-  /** The server's mappings of the two rings [c2s, s2c], made to initialise them and kept for pickup. */
+  /** The server's mappings [c2s ring, s2c ring, c2s slot?, s2c slot?], made at the offer, kept for pickup. */
   maps: SharedArrayBuffer[];
+  /** Bytes of each big slot, 0 without them. */
+  slotBytes: number;
   capacity: number;
   timer: NodeJS.Timeout;
   /** The connection's slot on this process's readiness board (board.ts), if it got one. */
@@ -127,7 +147,7 @@ export class ShmHost<C> {
   }
 
   /** Step 2: called with the fd of the connection that asked. */
-  offer(socketFd: number, context: C): OfferResult {
+  offer(socketFd: number, context: C, features = 0): OfferResult {
     if (this.declineReason !== undefined) return { ok: false, reason: `server: ${this.declineReason}` };
     const addon = loadNative().addon as NativeAddon;
     let peer: { pid: number; uid: number };
@@ -152,6 +172,13 @@ export class ShmHost<C> {
         RingBuffer.initialize(map, this.capacity);
       }
       fds.push(addon.eventfdCreate(), addon.eventfdCreate());
+      if ((features & UPGRADE_FEATURE_BIG_SLOTS) !== 0) {
+        for (const dir of ['c2s', 's2c']) {
+          const fd = addon.memfdCreate(`cell-slot-${dir}`, slotBytesFor(this.capacity));
+          fds.push(fd);
+          maps.push(addon.mmapShared(fd, slotBytesFor(this.capacity)));
+        }
+      }
     } catch (err) {
       releaseRings(addon, fds, maps, ringBytesFor(this.capacity));
       return { ok: false, reason: `server: cannot create shared memory (${(err as Error).message})` };
@@ -173,6 +200,7 @@ export class ShmHost<C> {
       pid: peer.pid,
       fds,
       maps,
+      slotBytes: fds.length === 6 ? slotBytesFor(this.capacity) : 0,
       capacity: this.capacity,
       timer,
       board,
@@ -251,9 +279,11 @@ export class ShmHost<C> {
     const [c2sMap, s2cMap] = offer.maps as [SharedArrayBuffer, SharedArrayBuffer];
     const c2s = new RingBuffer(c2sMap);
     const s2c = new RingBuffer(s2cMap, ringBell(addon, s2cBell));
-    const ok = Buffer.alloc(6);
+    // "OK" ‖ capacity, and ‖ slot bytes when the client asked for big slots (an old client never does).
+    const ok = Buffer.alloc(offer.slotBytes > 0 ? 10 : 6);
     ok.write('OK', 0, 'latin1');
     ok.writeUInt32LE(offer.capacity, 2);
+    if (offer.slotBytes > 0) ok.writeUInt32LE(offer.slotBytes, 6);
     // The board travels as a fifth fd; a client that doesn't know it closes it and scans its rings.
     const board = offer.board;
     if (board !== null) {
@@ -268,6 +298,10 @@ export class ShmHost<C> {
     }
     socket.end();
     const pair = serverPair(addon, s2c, c2s, c2sBell, offer.fds, offer.maps, size);
+    if (offer.slotBytes > 0) {
+      pair.rxSlot = offer.maps[2] as SharedArrayBuffer;
+      pair.txSlot = offer.maps[3] as SharedArrayBuffer;
+    }
     if (board === null) return { context: offer.context, rings: pair };
     const free = pair.free;
     let slotFreed = false;
@@ -309,7 +343,9 @@ function releaseRings(addon: NativeAddon, fds: readonly number[], maps: readonly
   }
   for (let i = 0; i < fds.length; i++) {
     try {
-      if (i < 2 && size > 0) addon.releaseMemory(fds[i] as number, size);
+      // [c2s ring, s2c ring, bells ×2, slots ×2]: the creator punches rings and slots out.
+      if (size > 0 && i < 2) addon.releaseMemory(fds[i] as number, size);
+      if (size > 0 && i >= 4) addon.releaseMemory(fds[i] as number, slotBytesFor(size - RING_HEADER_BYTES));
     } catch {
       // punched already through a mapping
     } finally {
@@ -332,6 +368,8 @@ function serverPair(
     tx,
     rx,
     rxBell,
+    txSlot: null,
+    rxSlot: null,
     addon,
     free() {
       if (freed) return;
@@ -380,14 +418,20 @@ export async function pickUpRings(
   offer: UpgradeChallenge,
   timeoutMs: number,
   mainFd: number,
+  askedSlots = false,
+  maxFrame = DEFAULT_MAX_FRAME,
 ): Promise<RingPair> {
   const addon = loadNative().addon;
   if (addon === undefined) throw new CellError('E_SHM_UNAVAILABLE', 'native addon missing.');
   const main = addon.peerCred(mainFd);
   const request = Buffer.concat([PICKUP_MAGIC, offer.ticket, shmProof(offer.challenge, offer.ticket)]);
   const got = await addon.fetchFds(socketPath, request, timeoutMs);
+  const open = new Set(got.fds);
+  const closeOne = (fd: number) => {
+    if (open.delete(fd)) addon.closeFd(fd);
+  };
   const closeAll = () => {
-    for (const fd of got.fds) addon.closeFd(fd);
+    for (const fd of open) closeOne(fd);
   };
   if (got.peer.pid !== main.pid || got.peer.uid !== main.uid) {
     closeAll();
@@ -396,9 +440,13 @@ export async function pickUpRings(
       `pickup at ${socketPath} answered by pid ${got.peer.pid} uid ${got.peer.uid}, not by the process serving this connection (pid ${main.pid} uid ${main.uid}).`,
     );
   }
+  // Without big slots: "OK" ‖ capacity and 4 fds (+ board). With them (asked for only): "OK" ‖ capacity
+  // ‖ slot bytes and 6 fds (+ board). Anything else is refused, so an answer is never misread.
+  const slotted = got.payload.length === 10 && askedSlots;
+  const fixed = slotted ? 6 : 4;
   if (
-    (got.fds.length !== 4 && got.fds.length !== 5) ||
-    got.payload.length !== 6 ||
+    (got.fds.length !== fixed && got.fds.length !== fixed + 1) ||
+    (got.payload.length !== 6 && !slotted) ||
     got.payload.toString('latin1', 0, 2) !== 'OK'
   ) {
     closeAll();
@@ -409,32 +457,61 @@ export async function pickUpRings(
     closeAll();
     throw new CellError('E_PROTOCOL', `ring capacity ${capacity} differs from the offer's ${offer.capacity}.`);
   }
+  const slotBytes = slotted ? got.payload.readUInt32LE(6) : 0;
+  if (slotted && (slotBytes < MIN_BIG_SLOT_BYTES || slotBytes > maxFrame)) {
+    closeAll();
+    throw new CellError(
+      'E_FRAME_TOO_LARGE',
+      `big slot of ${slotBytes} bytes is outside ${MIN_BIG_SLOT_BYTES}…${maxFrame} (the frame limit).`,
+    );
+  }
   const size = ringBytesFor(capacity);
   const [c2sFd, s2cFd, c2sBell, s2cBell] = got.fds as [number, number, number, number];
   const maps: SharedArrayBuffer[] = [];
   try {
     maps.push(addon.mmapShared(c2sFd, size));
     maps.push(addon.mmapShared(s2cFd, size));
+    let txSlot: SharedArrayBuffer | null = null;
+    let rxSlot: SharedArrayBuffer | null = null;
+    if (slotted) {
+      // mmapShared refuses a file shorter than asked or not sealed against shrinking (no SIGBUS);
+      // the slot we only read is mapped read-only.
+      try {
+        txSlot = addon.mmapShared(got.fds[4] as number, slotBytes);
+        maps.push(txSlot);
+        rxSlot = addon.mmapShared(got.fds[5] as number, slotBytes, true);
+        maps.push(rxSlot);
+      } catch (err) {
+        throw new CellError('E_PROTOCOL', `big slot refused: ${(err as Error).message}.`);
+      }
+      closeOne(got.fds[4] as number);
+      closeOne(got.fds[5] as number);
+    }
     const c2s = new RingBuffer(maps[0] as SharedArrayBuffer, ringBell(addon, c2sBell));
     const s2c = new RingBuffer(maps[1] as SharedArrayBuffer);
     // The mappings hold the memory; only the doorbells stay open.
-    addon.closeFd(c2sFd);
-    addon.closeFd(s2cFd);
-    const board = got.fds.length === 5 ? attachBoard(addon, got.fds[4] as number) : null;
+    closeOne(c2sFd);
+    closeOne(s2cFd);
+    const boardFd = got.fds[fixed];
+    if (boardFd !== undefined) open.delete(boardFd); // attachBoard takes it (maps or closes it)
+    const board = boardFd === undefined ? null : attachBoard(addon, boardFd);
     if (board !== null && !(c2s.joinBoard(board) && s2c.joinBoard(board))) {
       c2s.board = s2c.board = undefined;
     }
     let freed = false;
+    const held = [...maps];
     return {
       tx: c2s,
       rx: s2c,
       rxBell: s2cBell,
+      txSlot,
+      rxSlot,
       addon,
       free() {
         if (freed) return;
         freed = true;
         // When the server died without freeing them, our mappings were the last reference.
-        releaseRings(addon, [], [c2s.sab, s2c.sab]);
+        releaseRings(addon, [], held);
         addon.closeFd(c2sBell);
         addon.closeFd(s2cBell);
         if (board !== null) detachBoard(addon, board);

@@ -22,6 +22,7 @@ import {
   pickUpRings,
   type RingPair,
   ShmHost,
+  UPGRADE_FEATURE_BIG_SLOTS,
 } from './upgrade.js';
 
 /**
@@ -43,6 +44,11 @@ export function declineFrame(requestId: number, reason: string): Buffer {
 
 /** Ring record kind: the payload is one or more whole wire frames. */
 export const KIND_FRAMES = 0x46;
+/**
+ * Ring record kind: no payload; the frames are the first `aux` bytes of the sender's big slot
+ * (§ 3.3.2). The slot is the sender's again once the consumer released this record (head passed it).
+ */
+export const KIND_BIG = 0x42;
 
 export const UPGRADE_TIMEOUT_MS = 2000;
 
@@ -61,6 +67,14 @@ export class RingFrameSink implements FrameSink {
   private readonly ringBuf: Buffer;
   private onRing = false;
   private ringOff = 0;
+  /** The tx big slot as bytes (null without slots), and whether the open reservation is in it. */
+  private readonly slotBuf: Buffer | null;
+  private onSlot = false;
+  /** Ring position just past the last BIG record; the slot is free once head reached it. */
+  private slotEnd = 0;
+  private slotUsed = false;
+  /** Frames that went through the big slot (metrics; also counted in ringFrames). */
+  slotFrames = 0;
   /** Frames that went through the ring / over the socket (metrics). */
   ringFrames = 0;
   socketFrames = 0;
@@ -68,13 +82,16 @@ export class RingFrameSink implements FrameSink {
   constructor(
     readonly channel: ShmChannel,
     readonly socket: StreamSink,
+    txSlot: SharedArrayBuffer | null = null,
   ) {
     this.ringBuf = Buffer.from(channel.tx.sab, 0, channel.tx.bytes.length);
     this.buf = this.ringBuf;
+    this.slotBuf = txSlot === null ? null : Buffer.from(txSlot);
   }
 
   reserve(size: number): number {
     if (this.onRing) this.channel.tx.rollbackLast(); // a reservation was never committed (encoder threw)
+    this.onSlot = false;
     const o = this.channel.reserve(KIND_FRAMES, 0, 0, size);
     if (o >= 0) {
       this.onRing = true;
@@ -82,13 +99,46 @@ export class RingFrameSink implements FrameSink {
       this.buf = this.ringBuf;
       return o;
     }
+    if (size > this.channel.maxPayload && this.slotFree(size)) {
+      // Too large for the ring: the frame is encoded straight into the big slot, and an empty BIG
+      // record (its length in aux, set at commit) hands it over in ring order.
+      const r = this.channel.reserve(KIND_BIG, 0, 0, 0);
+      if (r >= 0) {
+        this.onRing = true;
+        this.onSlot = true;
+        this.ringOff = r;
+        this.buf = this.slotBuf as Buffer;
+        return 0;
+      }
+    }
     this.onRing = false;
     const so = this.socket.reserve(size);
     this.buf = this.socket.buf;
     return so;
   }
 
+  /** The slot exists, holds `size` bytes and the peer released the last BIG record. */
+  private slotFree(size: number): boolean {
+    const slot = this.slotBuf;
+    if (slot === null || size > slot.length) return false;
+    if (this.slotUsed && !this.channel.tx.releasedThrough(this.slotEnd)) return false;
+    return true;
+  }
+
   commit(end: number): void {
+    if (this.onSlot) {
+      this.onSlot = false;
+      this.onRing = false;
+      const tx = this.channel.tx;
+      tx.setLastAux(end);
+      this.slotEnd = tx.reservedEnd;
+      this.slotUsed = true;
+      this.ringFrames++;
+      this.slotFrames++;
+      if (this.corked > 0) this.held = true;
+      else this.publish();
+      return;
+    }
     if (this.onRing) {
       this.onRing = false;
       this.channel.tx.trimLast(end - this.ringOff);
@@ -141,6 +191,7 @@ export class RingFrameSink implements FrameSink {
       // Reserve and commit run back to back; a reservation still open here was abandoned by a writer
       // that threw. It must not be published.
       this.onRing = false;
+      this.onSlot = false;
       this.channel.tx.rollbackLast();
     }
     this.channel.commit();
@@ -175,7 +226,7 @@ function releaseLease(v: Vesicle): void {
 }
 
 /** Walks the frames of each FRAMES record, bounds-checking every length against the record. */
-class RecordFrames implements RecordSink {
+export class RecordFrames implements RecordSink {
   channel: ShmChannel | null = null;
   /** This side's ring sink: replies written during a drain are corked until no request is left waiting. */
   sink: RingFrameSink | null = null;
@@ -185,22 +236,60 @@ class RecordFrames implements RecordSink {
   /** The receiver keeps payloads past the call (it has deliverFrame): each frame gets a lease. */
   private readonly leases: boolean;
 
+  /** The peer's big slot as bytes (mapped read-only by a client), or null without slots. */
+  private readonly slotBuf: Buffer | null;
+
   constructor(
     sab: SharedArrayBuffer,
     private readonly receiver: FrameReceiver,
+    rxSlot: SharedArrayBuffer | null = null,
   ) {
     this.ringBuf = Buffer.from(sab);
+    this.slotBuf = rxSlot === null ? null : Buffer.from(rxSlot);
     this.leases = receiver.deliverFrame !== undefined;
   }
 
-  onRecord(kind: number, _reqId: number, _aux: number, offset: number, length: number, token: number): void {
-    if (kind !== KIND_FRAMES) {
+  onRecord(kind: number, _reqId: number, aux: number, offset: number, length: number, token: number): void {
+    if (kind === KIND_FRAMES) {
+      this.frames(this.ringBuf, offset, offset + length, token);
+      return;
+    }
+    if (kind !== KIND_BIG) {
       this.onCorrupt(new CellError('E_PROTOCOL', `ring record of unknown kind 0x${kind.toString(16)}.`));
       return;
     }
-    const b = this.ringBuf;
-    const start = offset;
-    const end = start + length;
+    const slot = this.slotBuf;
+    if (slot === null || length !== 0 || aux > slot.length || this.slotToken >= 0) {
+      this.badFrame(
+        slot === null
+          ? 'a big-slot record on a connection without big slots'
+          : this.slotToken >= 0
+            ? 'a big-slot record while the previous one is still held'
+            : `a big-slot record of ${aux} bytes (${length} in the ring) for a slot of ${slot.length}`,
+      );
+      return;
+    }
+    if (!this.leases) {
+      // A client decodes (copies) each reply at once: the slot is released before this returns.
+      this.frames(slot, 0, aux, token);
+      return;
+    }
+    // A server's handler reads the request in place; its lease keeps the slot held until it settles.
+    this.slotToken = token;
+    this.frames(slot, 0, aux, token);
+  }
+
+  /** The slot's record while it is held (its frames are in use), or -1. */
+  private slotToken = -1;
+
+  /** Releases a record; the slot's record frees the slot for the peer's next big frame. */
+  private free(token: number): void {
+    if (token === this.slotToken) this.slotToken = -1;
+    this.channel?.release(token);
+  }
+
+  private frames(b: Buffer, start: number, end: number, token: number): void {
+    const length = end - start;
     const receiver = this.receiver;
     let count = 1;
     // The usual record is one frame filling it exactly; anything else is walked and checked in full
@@ -234,7 +323,7 @@ class RecordFrames implements RecordSink {
           o = next;
         }
       } finally {
-        this.channel?.release(token);
+        this.free(token);
       }
       return;
     }
@@ -257,7 +346,7 @@ class RecordFrames implements RecordSink {
       }
       this.outstanding.delete(token);
     }
-    this.channel?.release(token);
+    this.free(token);
   }
 
   private badFrame(why: string): void {
@@ -287,10 +376,11 @@ class RecordFrames implements RecordSink {
 
 /** Ties a ring pair to a receiver: returns the channel and the sink to install. */
 function attachRings(rings: RingPair, receiver: FrameReceiver, socketSink: StreamSink): RingFrameSink {
-  const frames = new RecordFrames(rings.rx.sab, receiver);
+  const frames = new RecordFrames(rings.rx.sab, receiver, rings.rxSlot);
   const channel = new ShmChannel(rings.addon, rings.tx, rings.rx, rings.rxBell, frames);
+  channel.txSlot = rings.txSlot;
   frames.channel = channel;
-  frames.sink = new RingFrameSink(channel, socketSink);
+  frames.sink = new RingFrameSink(channel, socketSink, rings.txSlot);
   return frames.sink;
 }
 
@@ -336,7 +426,7 @@ export class ShmServerGlue<S extends ShmServerPeer> {
    * Control frame UPGRADE_REQUEST on an open session: sends the challenge and returns undefined, or
    * returns why the connection stays on the socket (the caller answers with declineFrame).
    */
-  onUpgradeRequest(session: S, requestId: number): string | undefined {
+  onUpgradeRequest(session: S, requestId: number, features = 0): string | undefined {
     const fd = socketFd(session.transport.carrier);
     const offer =
       fd === undefined
@@ -345,7 +435,7 @@ export class ShmServerGlue<S extends ShmServerPeer> {
           ? { ok: false as const, reason: 'server: connection already upgraded' }
           : this.host.hasOffer(session)
             ? { ok: false as const, reason: 'server: an upgrade of this connection is already under way' }
-            : this.host.offer(fd, session);
+            : this.host.offer(fd, session, features);
     if (offer.ok) {
       session.writeCold(encodeFrame(FrameControl.UPGRADE_CHALLENGE, 0, requestId, encodeChallenge(offer.challenge)));
       return undefined;
@@ -449,6 +539,8 @@ export async function upgradeClient(
     }
   }
   if (path === '') return 'client: the socket has no path to reach the server again';
+  // CELL_SHM_BIG_SLOTS=0 asks as an older client would (frames over a ring's limit take the socket).
+  const features = process.env.CELL_SHM_BIG_SLOTS === '0' ? 0 : UPGRADE_FEATURE_BIG_SLOTS;
   try {
     const answer = await new Promise<{ type: number; payload: Buffer }>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -459,11 +551,17 @@ export async function upgradeClient(
         clearTimeout(timer);
         resolve({ type, payload });
       });
-      sink.writeFrame(encodeFrame(FrameControl.UPGRADE_REQUEST, 0, 0));
+      sink.writeFrame(encodeFrame(FrameControl.UPGRADE_REQUEST, features, 0));
       sink.flush();
     });
     if (answer.type === FrameControl.UPGRADE_DECLINED) return answer.payload.toString('utf8');
-    const rings = await pickUpRings(path, decodeChallenge(answer.payload), UPGRADE_TIMEOUT_MS, fd as number);
+    const rings = await pickUpRings(
+      path,
+      decodeChallenge(answer.payload),
+      UPGRADE_TIMEOUT_MS,
+      fd as number,
+      features !== 0,
+    );
     const socket = stream as Socket;
     if (socket.destroyed) return 'client: the connection closed during the upgrade';
     const ringSink = attachRings(rings, receiver, sink);
