@@ -9,7 +9,7 @@ import { type CellBoot, validateCellName } from '../paths/index.js';
 import { nativeAddonPath } from '../ribosome/index.js';
 import { findBwrap, probeBwrap, probeDisableUserns, probeSeccomp, systemBinds, which } from './bwrap.js';
 import { CellCgroup, detectCgroups } from './cgroup.js';
-import { DEFAULT_LIMITS, type Limits, parseMemory, resolveLimits } from './limits.js';
+import { type Limits, resolveLimits } from './limits.js';
 import { seccompFilter } from './seccomp.js';
 
 export interface CapsidSpec {

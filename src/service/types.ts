@@ -10,12 +10,14 @@ export interface MethodDef<I = unknown, O = unknown, IV = I, OV = O> {
 
 /** A cell's contract: imported by both the cell (Membrane) and its callers (Synapse). */
 export interface ServiceDef<
+  // biome-ignore lint/suspicious/noExplicitAny: any method shape: each method keeps its own precise types in M
   M extends Record<string, MethodDef<any, any, any, any>> = Record<string, MethodDef<any, any, any, any>>,
 > {
   readonly name: string;
   /** Methods by name. */
   readonly methods: M;
   /** Methods by id (index = id). */
+  // biome-ignore lint/suspicious/noExplicitAny: the wire dispatch table holds methods of every shape
   readonly byId: ReadonlyArray<MethodDef<any, any, any, any>>;
   readonly genome: Genome;
   /** Fingerprint of the whole service genome (names, ids, input/output shapes). */

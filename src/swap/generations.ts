@@ -1,5 +1,4 @@
 import { linkSync, renameSync, rmSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
 import { CellError } from '../errors/index.js';
 import { generationSocketPath } from '../paths/index.js';
 

@@ -141,6 +141,7 @@ test('read commands take --json and print JSON, on success and on failure', asyn
   const dir = scratch(t);
   mkdirSync(join(dir, 'home', 'logs'), { recursive: true });
   writeFileSync(join(dir, 'home', 'logs', 'x.log'), 'a\nb\n');
+  // biome-ignore lint/suspicious/noExplicitAny: each check reads the JSON of a different command
   const ok: Array<[string[], (v: any) => void]> = [
     [['logs', 'x', '--json'], (v) => assert.deepEqual(v.lines, ['a', 'b'])],
     [['doctor', '--json'], (v) => assert.ok(Array.isArray(v.checks))],
@@ -211,13 +212,18 @@ test('an error prints its cause once and its fix on one line; --json carries the
 test('colour only when asked for and never under NO_COLOR', async (t) => {
   const dir = scratch(t);
   const plain = await run(['doctor'], dir);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: looks for ANSI colour escapes
   assert.doesNotMatch(plain.stdout, /\x1b\[/, 'a pipe gets no colour');
   const forced = await run(['doctor'], dir, { FORCE_COLOR: '1' });
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: looks for ANSI colour escapes
   assert.match(forced.stdout, /\x1b\[3\dm/);
   const refused = await run(['doctor'], dir, { FORCE_COLOR: '1', NO_COLOR: '1' });
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: looks for ANSI colour escapes
   assert.doesNotMatch(refused.stdout, /\x1b\[/);
   const err = await run(['status'], dir, { FORCE_COLOR: '1', NO_COLOR: '1' });
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: looks for ANSI colour escapes
   assert.doesNotMatch(err.stderr, /\x1b\[/);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: looks for ANSI colour escapes
   assert.match((await run(['status'], dir, { FORCE_COLOR: '1' })).stderr, /\x1b\[31mcell:/);
 });
 

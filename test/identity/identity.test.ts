@@ -59,7 +59,8 @@ test('a root key other users may read is refused with the fix', (t) => {
   chmodSync(rootKeyPath(), 0o644);
   assert.throws(
     () => loadOrCreateRootKey(),
-    (e: unknown) => isCellError(e, 'E_PERMISSION_DENIED') && /mode 644/.test(e.message) && /chmod 600/.test(e.fix ?? ''),
+    (e: unknown) =>
+      isCellError(e, 'E_PERMISSION_DENIED') && /mode 644/.test(e.message) && /chmod 600/.test(e.fix ?? ''),
   );
   // A caller without a usable key skips the check and says why.
   const caller = callerRootKey();

@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { Synapse } from '../../../src/index.js';
 import { t } from '../../../src/protein/index.js';
 import { rpc, service } from '../../../src/service/index.js';
-import { Synapse } from '../../../src/index.js';
 import { canSandbox, cellCgroupsOf, makeSandbox, useSandboxEnv } from './harness.js';
 
 const Busy = service('busy', { spin: rpc(t.uint, t.uint), hold: rpc(t.uint, t.uint) });

@@ -129,7 +129,7 @@ describe('wire: connection limits', () => {
     assert.equal(ex.$synapse.transport?.transport, 'socket');
     assert.equal(
       ex.$synapse.transport?.shmDeclined,
-      "client: server refused the ring pickup: E_OVERLOADED: the cell already holds 65 connections.",
+      'client: server refused the ring pickup: E_OVERLOADED: the cell already holds 65 connections.',
     );
     assert.deepEqual(await ex.echo({ id: 3, delay: 0 }), { id: 3 });
   });
