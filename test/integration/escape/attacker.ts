@@ -50,6 +50,8 @@ async function probe() {
   await attempt(r, 'readRegistry', () => fs.readdirSync(path.join(home, 'dna')));
   await attempt(r, 'readVictimLog', () => fs.readFileSync(path.join(home, 'logs', 'victim.log'), 'utf8').length);
   await attempt(r, 'readSigningKey', () => fs.readFileSync(path.join(home, 'root', 'identity.key'), 'utf8').length);
+  // Credentials the Root hands other cells (their manifest's nats files) are not in this sandbox.
+  await attempt(r, 'readSecrets', () => fs.readdirSync(path.join(home, 'secrets')));
   // 5-11: the cell's channel answers only 'spawn'/'status' of the peers it calls.
   await attempt(r, 'rootList', () => rootCall('list', undefined));
   await attempt(r, 'rootAdd', () => rootCall('add', { name: 'evil', dna: own }));

@@ -51,6 +51,12 @@ test('a hostile cell under the Root reaches nothing it was not given', {
   // A loose CELL_HOME left by someone: the Root tightens it.
   mkdirSync(home, { recursive: true, mode: 0o755 });
   chmodSync(home, 0o755);
+  // What the Root hands a cell whose manifest names NATS credentials: present on the host, so the
+  // probe below proves the attacker cannot see it, not merely that it does not exist.
+  mkdirSync(join(home, 'secrets', 'victim'), { recursive: true, mode: 0o700 });
+  writeFileSync(join(home, 'secrets', 'victim', 'tokenFile-nats.token'), randomBytes(8).toString('hex'), {
+    mode: 0o400,
+  });
   const listener = createServer((s) => s.destroy());
   await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
   t0.after(() => listener.close());
@@ -114,6 +120,7 @@ test('a hostile cell under the Root reaches nothing it was not given', {
       'readRegistry',
       'readVictimLog',
       'readSigningKey',
+      'readSecrets',
     ]) {
       denied(r, name, 'ENOENT', 'EROFS', 'EACCES');
     }
