@@ -27,9 +27,9 @@ import {
 import type { MethodInputView, MethodOutput, ServiceDef } from '../service/types.js';
 import { loadNative } from '../shm/native.js';
 import { declineFrame, FrameControl, ShmServerGlue, UPGRADE_TIMEOUT_MS } from '../shm/wire.js';
-import { InspectListener } from './inspect.js';
 import { alreadyRunning, InstanceLock, probeSocket } from './lock.js';
 import { CallMetrics, type CallObserver } from './observer.js';
+import { PrivateListener } from './private-listener.js';
 import {
   type AnyHandler,
   type CallContext,
@@ -43,6 +43,7 @@ import {
 import { ConnectionSlots, SLOT_NONE, type Slot } from './slots.js';
 
 export { CallMetrics } from './observer.js';
+export { PrivateListener } from './private-listener.js';
 export type { CallContext, CallObserver, ControlFrameHandler, MembraneMetrics, SessionTransport };
 export { ServerSession };
 
@@ -201,7 +202,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
    */
   observer: CallObserver | null = null;
   /** The operator's inspection socket, when the Root started this process as this cell. */
-  private inspect: InspectListener | null = null;
+  private inspect: PrivateListener | null = null;
   /**
    * Whether `metrics` answers only on the inspection socket: so in a cell the Root started, whose
    * public socket every other cell can reach. A process run by hand shares its socket directory
@@ -427,7 +428,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   }
 
   private async listenInspect(path: string): Promise<void> {
-    this.inspect = await InspectListener.listen(path, (socket) => {
+    this.inspect = await PrivateListener.listen(path, (socket) => {
       if (this.draining) {
         socket.destroy();
         return;

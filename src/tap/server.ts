@@ -1,8 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { chmodSync, renameSync, statSync, unlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { isCellError } from '../errors/index.js';
-import type { CallObserver } from '../membrane/index.js';
+import { type CallObserver, PrivateListener } from '../membrane/index.js';
 import type { ServiceDef } from '../service/types.js';
 import { compileFilter, type MethodShape, methodsFilterCanMatch, structFieldNames, type TapFilter } from './filter.js';
 
@@ -43,9 +41,7 @@ export class TapServer implements CallObserver {
   readonly cell: string;
   readonly path: string;
   private readonly service: ServiceDef;
-  private server: Server | undefined;
-  /** Inode of the socket this instance bound, to tell whether the public path still points at it. */
-  private inode = -1;
+  private listener: PrivateListener | undefined;
   private readonly subscribers = new Set<Subscriber>();
   /**
    * By method id, 1 while some attached client's filter could match a call of that method. The
@@ -81,19 +77,8 @@ export class TapServer implements CallObserver {
   }
 
   async listen(): Promise<void> {
-    const unique = `${this.path}.${process.pid}.${randomBytes(4).toString('hex')}`;
-    const server = createServer((socket) => this.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(unique, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    chmodSync(unique, 0o600);
-    this.inode = statSync(unique).ino;
-    renameSync(unique, this.path);
-    this.server = server;
+    // Half-open off: a tap client that ends its side is done.
+    this.listener = await PrivateListener.listen(this.path, (socket) => this.accept(socket), false);
   }
 
   private accept(socket: Socket): void {
@@ -213,22 +198,14 @@ export class TapServer implements CallObserver {
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
+    const listener = this.listener;
+    this.listener = undefined;
     for (const s of this.subscribers) s.socket.end();
     if (this.subscribers.size > 0) {
       this.subscribers.clear();
       this.recomputeWanted();
       this.onActiveChange?.(false);
     }
-    if (!server) return;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    // server.close() unlinked only the unique name it bound; remove the public name too unless a newer
-    // instance has already renamed its own socket over it.
-    try {
-      if (statSync(this.path).ino === this.inode) unlinkSync(this.path);
-    } catch {
-      // already gone
-    }
+    await listener?.close();
   }
 }

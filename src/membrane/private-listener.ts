@@ -3,21 +3,21 @@ import { chmodSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 
 /**
- * The operator's inspection socket of a cell the Root started (`cells/<name>/inspect.sock`, a
- * directory no other cell can see): the cell's own protocol, where its `metrics` built-in answers.
- * Bound under a unique name and renamed into place, so a hot swap's new generation takes the path
- * over without the old one unlinking it when it stops.
+ * A cell's operator-facing socket in its private directory: the inspection socket of a cell the Root
+ * started (`cells/<name>/inspect.sock`, the cell's own protocol, where its `metrics` built-in
+ * answers) and its tap (`tap.sock`). Bound 0600 under a unique name and renamed into place, so a hot
+ * swap's new generation takes the path over without the old one unlinking it when it stops.
  */
-export class InspectListener {
+export class PrivateListener {
   private constructor(
     private readonly server: Server,
     readonly path: string,
     private readonly inode: number,
   ) {}
 
-  static async listen(path: string, accept: (socket: Socket) => void): Promise<InspectListener> {
+  static async listen(path: string, accept: (socket: Socket) => void, allowHalfOpen = true): Promise<PrivateListener> {
     const unique = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
-    const server = createServer({ allowHalfOpen: true }, accept);
+    const server = createServer({ allowHalfOpen }, accept);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       // umask keeps the socket 0600 from the moment it exists.
@@ -37,7 +37,7 @@ export class InspectListener {
     chmodSync(unique, 0o600);
     const inode = statSync(unique).ino;
     renameSync(unique, path);
-    return new InspectListener(server, path, inode);
+    return new PrivateListener(server, path, inode);
   }
 
   /** Stops accepting; the path goes too unless a newer generation renamed its own socket over it. */
