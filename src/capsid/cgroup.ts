@@ -20,6 +20,14 @@ function cgroupRoot(): string {
 }
 const V2_NEEDED = ['memory', 'cpu', 'pids'];
 
+/** Still running: neither gone nor a zombie (Z) or dead (X) awaiting its reaper. */
+function running(pid: number): boolean {
+  const stat = read(`/proc/${pid}/stat`);
+  if (stat === undefined) return false;
+  const state = stat.charAt(stat.lastIndexOf(')') + 2);
+  return state !== 'Z' && state !== 'X';
+}
+
 function read(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8');
@@ -214,16 +222,23 @@ export class CellCgroup {
   async destroy(timeoutMs = 5000): Promise<void> {
     this.oomKilled();
     const deadline = Date.now() + timeoutMs;
+    const killed = new Set<number>();
     for (;;) {
       const pids = this.pids();
       if (pids.length === 0) break;
       for (const pid of pids) {
+        killed.add(pid);
         try {
           process.kill(pid, 'SIGKILL');
         } catch {}
       }
       if (Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 10));
+    }
+    // A task leaves cgroup.procs early in its exit, before it stops running (the state turns Z
+    // only later): "disposed" promises nothing of the cell still runs, so wait for that too.
+    while ([...killed].some(running) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
     }
     let lastError: unknown;
     for (const d of [...this.dirs].reverse()) {
