@@ -1,5 +1,5 @@
 import { CellError } from '../errors/index.js';
-import { NATS_ENV } from '../paths/boot.js';
+import { NATS_ENV, type NatsConnectionFields } from '../paths/boot.js';
 
 /**
  * Where a process reaches NATS and as whom. Secrets are never values here, only paths of files
@@ -30,17 +30,7 @@ export type NatsOption =
   | false
   | string
   | readonly string[]
-  | {
-      servers: string | readonly string[];
-      credsFile?: string;
-      nkeySeedFile?: string;
-      user?: string;
-      passwordFile?: string;
-      tokenFile?: string;
-      tls?: { caFile?: string; certFile?: string; keyFile?: string };
-      inboxPrefix?: string;
-      version?: string;
-    };
+  | (NatsConnectionFields & { servers: string | readonly string[] });
 
 /** The environment variables, each overriding the matching option field (docs/NATS.md § 5). */
 export { NATS_ENV } from '../paths/boot.js';

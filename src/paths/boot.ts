@@ -84,6 +84,21 @@ export const NATS_ENV = {
 } as const;
 
 /**
+ * The connection fields of the `nats` option beside its server list (docs/NATS.md § 5): one shape for
+ * the Membrane option and a manifest's checked `nats` field, whose file paths the Root hands over.
+ */
+export interface NatsConnectionFields {
+  credsFile?: string;
+  nkeySeedFile?: string;
+  user?: string;
+  passwordFile?: string;
+  tokenFile?: string;
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  inboxPrefix?: string;
+  version?: string;
+}
+
+/**
  * Manifest `env` keys that are refused: they would change how the loader, Node or Cell itself behave
  * (LD_PRELOAD, NODE_OPTIONS, …) rather than configure the cell's own code.
  */

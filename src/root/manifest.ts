@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { CellError } from '../errors/index.js';
 import { nearest } from '../errors/suggest.js';
+import type { NatsConnectionFields } from '../paths/boot.js';
 import { refusedEnvKey, validateCellName } from '../paths/index.js';
 import { parseJsonText } from '../ribosome/json.js';
 import { type Limits, parseLimits } from './engine.js';
@@ -33,16 +34,8 @@ export interface DnaSpec {
 }
 
 /** A manifest's `nats` field, checked and normalised (the shape of the `nats` Membrane option). */
-export interface NatsEntry {
+export interface NatsEntry extends NatsConnectionFields {
   servers: string[];
-  credsFile?: string;
-  nkeySeedFile?: string;
-  user?: string;
-  passwordFile?: string;
-  tokenFile?: string;
-  tls?: { caFile?: string; certFile?: string; keyFile?: string };
-  inboxPrefix?: string;
-  version?: string;
 }
 
 /**
