@@ -32,7 +32,7 @@ function walk(dir, out) {
 const files = roots.flatMap((r) => walk(join(root, r), []));
 const tsFiles = files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
 // Fixtures and assets (JSON manifests, certificates, C sources for references) travel with the code.
-const assets = files.filter((f) => /\.(json|c|txt|pem)$/.test(f));
+const assets = files.filter((f) => /\.(json|c|txt|pem|py)$/.test(f));
 
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 await esbuild.build({
