@@ -232,69 +232,87 @@ export async function compileHere(req: CompileRequest): Promise<CompileOutcome> 
   }
 }
 
-async function compileWith(esbuild: Esbuild, req: CompileRequest): Promise<CompileOutcome> {
-  const { dir, roots } = req;
-  const served = new Map<string, { real: string; sha256: string }>();
-  const refusals: Refusal[] = [];
-  // esbuild reports a load's error at the import that asked for it: the marker finds it again.
-  const refuse = (r: Refusal): OnResolveResult => {
-    refusals.push(r);
-    return { errors: [{ text: `${REFUSED}${refusals.length - 1}` }] };
-  };
-  const asRefusal = (err: unknown, specifier?: string, importer?: string): Refusal => {
-    if (!(err instanceof RefusedPath)) throw err;
-    return {
-      reason: err.reason,
-      path: err.path,
-      kind: err.kind,
-      ...(specifier === undefined ? {} : { specifier }),
-      ...(importer ? { importer } : {}),
-    };
-  };
+/**
+ * The build's guard: every path esbuild resolves or loads must lie inside the roots, and what it
+ * served is remembered (real path and hash) so the bundle's inputs can be checked and cached.
+ */
+class Guard {
+  readonly served = new Map<string, { real: string; sha256: string }>();
+  private readonly refusals: Refusal[] = [];
 
-  const guard: Plugin = {
-    name: 'cell-ribosome',
-    setup(build) {
-      build.onResolve({ filter: PATH_OR_CELL }, (args) => {
-        const named = RUNTIME.exec(args.path);
-        const runtime = named !== null;
-        try {
-          const target =
-            named !== null ? runtimeModule(req.runtime, named[1]) : resolve(args.resolveDir || dir, args.path);
-          const real = checkPath(roots, target, { allowDirectory: !runtime });
-          return runtime ? { path: real } : undefined;
-        } catch (err) {
-          return refuse(asRefusal(err, args.path, args.importer));
-        }
-      });
-      build.onLoad({ filter: /.*/ }, (args) => {
-        if (args.namespace !== 'file') return refuse({ reason: 'namespace', path: args.path, kind: args.namespace });
-        try {
-          const { real, content } = readInside(roots, args.path);
-          served.set(args.path, { real, sha256: createHash('sha256').update(content).digest('hex') });
-          return { contents: content, loader: 'default' };
-        } catch (err) {
-          return refuse(asRefusal(err));
-        }
-      });
-    },
-  };
-  const firstRefusal = (messages: Message[]): Refusal | undefined => {
+  constructor(private readonly req: CompileRequest) {}
+
+  plugin(): Plugin {
+    const { req } = this;
+    return {
+      name: 'cell-ribosome',
+      setup: (build) => {
+        build.onResolve({ filter: PATH_OR_CELL }, (args) => {
+          const named = RUNTIME.exec(args.path);
+          const runtime = named !== null;
+          try {
+            const target =
+              named !== null ? runtimeModule(req.runtime, named[1]) : resolve(args.resolveDir || req.dir, args.path);
+            const real = checkPath(req.roots, target, { allowDirectory: !runtime });
+            return runtime ? { path: real } : undefined;
+          } catch (err) {
+            return this.refuse(asRefusal(err, args.path, args.importer));
+          }
+        });
+        build.onLoad({ filter: /.*/ }, (args) => {
+          if (args.namespace !== 'file') {
+            return this.refuse({ reason: 'namespace', path: args.path, kind: args.namespace });
+          }
+          try {
+            const { real, content } = readInside(req.roots, args.path);
+            this.served.set(args.path, { real, sha256: createHash('sha256').update(content).digest('hex') });
+            return { contents: content, loader: 'default' };
+          } catch (err) {
+            return this.refuse(asRefusal(err));
+          }
+        });
+      },
+    };
+  }
+
+  /** esbuild reports a load's error at the import that asked for it: the marker finds it again. */
+  private refuse(r: Refusal): OnResolveResult {
+    this.refusals.push(r);
+    return { errors: [{ text: `${REFUSED}${this.refusals.length - 1}` }] };
+  }
+
+  /** The refusal behind the first marked message, with the importer and specifier esbuild knew. */
+  firstRefusal(messages: Message[]): Refusal | undefined {
     for (const m of messages) {
       if (!m.text.startsWith(REFUSED)) continue;
-      const r = refusals[Number(m.text.slice(REFUSED.length))];
+      const r = this.refusals[Number(m.text.slice(REFUSED.length))];
       if (r === undefined) continue;
       const loc = m.location;
       if (r.importer === undefined && loc !== null && (loc.namespace === '' || loc.namespace === 'file')) {
-        r.importer = resolve(dir, loc.file);
+        r.importer = resolve(this.req.dir, loc.file);
         const quoted = loc.lineText.slice(loc.column, loc.column + loc.length);
         if (r.specifier === undefined && quoted.length >= 2) r.specifier = quoted.slice(1, -1);
       }
       return r;
     }
-    return refusals[0];
-  };
+    return this.refusals[0];
+  }
+}
 
+function asRefusal(err: unknown, specifier?: string, importer?: string): Refusal {
+  if (!(err instanceof RefusedPath)) throw err;
+  return {
+    reason: err.reason,
+    path: err.path,
+    kind: err.kind,
+    ...(specifier === undefined ? {} : { specifier }),
+    ...(importer ? { importer } : {}),
+  };
+}
+
+async function compileWith(esbuild: Esbuild, req: CompileRequest): Promise<CompileOutcome> {
+  const { dir, roots } = req;
+  const guard = new Guard(req);
   let result: Awaited<ReturnType<Esbuild['build']>>;
   try {
     result = await esbuild.build({
@@ -309,11 +327,11 @@ async function compileWith(esbuild: Esbuild, req: CompileRequest): Promise<Compi
       metafile: true,
       logLevel: 'silent',
       tsconfigRaw: req.tsconfig,
-      plugins: [guard],
+      plugins: [guard.plugin()],
     });
   } catch (err) {
     const failure = err as { errors?: Message[] };
-    const refusal = firstRefusal(failure.errors ?? []);
+    const refusal = guard.firstRefusal(failure.errors ?? []);
     if (refusal !== undefined) return { ok: false, refusal };
     const text = failure.errors?.length
       ? (
@@ -327,13 +345,13 @@ async function compileWith(esbuild: Esbuild, req: CompileRequest): Promise<Compi
       : 'esbuild stopped without a message.';
     return { ok: false, failure: text };
   }
-  const refusal = firstRefusal([...result.errors, ...result.warnings]);
+  const refusal = guard.firstRefusal([...result.errors, ...result.warnings]);
   if (refusal !== undefined) return { ok: false, refusal };
 
   // Second line: every input esbuild reports must be a file the plugin served.
   const inputs: [string, string][] = [];
   for (const key of Object.keys(result.metafile?.inputs ?? {})) {
-    const file = served.get(resolve(dir, key));
+    const file = guard.served.get(resolve(dir, key));
     if (file === undefined) return { ok: false, refusal: { reason: 'unserved', path: key } };
     inputs.push([file.real, file.sha256]);
   }
