@@ -605,29 +605,7 @@ export class Root {
     const umbilical = await this.channelFor(rec);
     // The bundle sits in the Root's private cache; a cell running as another uid reads just this file.
     if (this.user !== undefined) chmodSync(bundle.path, 0o644);
-    const env: Record<string, string> = { HOME: '/tmp', PATH: '/usr/bin:/bin' };
-    if (process.env.CELL_DISABLE_SHM !== undefined) env.CELL_DISABLE_SHM = process.env.CELL_DISABLE_SHM;
-    Object.assign(env, spec.env);
-    // After the manifest's env, which may not set CELL_* itself.
-    const nats = spec.nats === undefined ? undefined : natsHandover(spec.name, spec.nats, this.user);
-    if (nats !== undefined) Object.assign(env, nats.env);
-    // Each generation proves to its callers that it is the process the Root started under this name
-    // (docs/PROTOCOL.md § 2.3.1): a fresh key and certificate, handed over in the boot contract (a pipe,
-    // never argv or the environment), with the Root's public key to check the cells it calls.
-    const rootKey = loadOrCreateRootKey();
-    const boot: CellBoot = {
-      name: spec.name,
-      generation,
-      socketDir: socketDir(),
-      bindPath,
-      tapPath: tapSocketPath(spec.name),
-      inspectPath: inspectSocketPath(spec.name),
-      umbilical,
-      lan: spec.lan,
-      env,
-      identity: issueIdentity(rootKey, { cell: spec.name, generation }),
-      rootKey: exportRootPublicKey(rootKey),
-    };
+    const { boot, nats } = this.bootFor(spec, generation, bindPath, umbilical);
     // NATS, like Axon, is reached over the host's network; its files are bound in: no stem cell then.
     const network = spec.network || spec.lan || spec.nats !== undefined;
     const adopted = fresh && !network ? this.adoptStem(rec, { bundle, boot, dirs, umbilical }) : undefined;
@@ -646,6 +624,45 @@ export class Root {
         stderr: 'pipe',
         ...(this.user === undefined ? {} : { user: this.user }),
       }));
+    const proc = this.watch(rec, capsule, generation);
+    rec.log.note(
+      `started generation ${generation} (${capsule.sandbox === 'none' ? 'pid' : 'bubblewrap pid'} ${proc.pid}, sandbox ${capsule.sandbox}${adopted ? ', stem cell' : ''})`,
+    );
+    return proc;
+  }
+
+  /**
+   * The boot contract of one generation: its environment (the manifest's, then the CELL_NATS*
+   * settings, which the manifest may not set) and its identity. Each generation proves to its callers
+   * that it is the process the Root started under this name (docs/PROTOCOL.md § 2.3.1): a fresh key
+   * and certificate, handed over through a pipe, never argv or the environment, with the Root's
+   * public key to check the cells it calls.
+   */
+  private bootFor(spec: DnaSpec, generation: number, bindPath: string, umbilical: string) {
+    const env: Record<string, string> = { HOME: '/tmp', PATH: '/usr/bin:/bin' };
+    if (process.env.CELL_DISABLE_SHM !== undefined) env.CELL_DISABLE_SHM = process.env.CELL_DISABLE_SHM;
+    Object.assign(env, spec.env);
+    const nats = spec.nats === undefined ? undefined : natsHandover(spec.name, spec.nats, this.user);
+    if (nats !== undefined) Object.assign(env, nats.env);
+    const rootKey = loadOrCreateRootKey();
+    const boot: CellBoot = {
+      name: spec.name,
+      generation,
+      socketDir: socketDir(),
+      bindPath,
+      tapPath: tapSocketPath(spec.name),
+      inspectPath: inspectSocketPath(spec.name),
+      umbilical,
+      lan: spec.lan,
+      env,
+      identity: issueIdentity(rootKey, { cell: spec.name, generation }),
+      rootKey: exportRootPublicKey(rootKey),
+    };
+    return { boot, nats };
+  }
+
+  /** The running generation's record: its output logged line by line, its exit reported. */
+  private watch(rec: CellRecord, capsule: Encapsulated, generation: number): Proc {
     const child = capsule.child;
     // Line by line, each with its time, cell and stream; an unfinished last line is kept until its
     // stream ends (the pipe's end, which comes after its last data; 'exit' may come before), then written.
@@ -669,9 +686,6 @@ export class Root {
       alive: true,
       cellPid: capsule.sandbox === 'none' ? (child.pid ?? 0) : 0,
     };
-    rec.log.note(
-      `started generation ${generation} (${capsule.sandbox === 'none' ? 'pid' : 'bubblewrap pid'} ${proc.pid}, sandbox ${capsule.sandbox}${adopted ? ', stem cell' : ''})`,
-    );
     void exited.then(({ code, signal }) => {
       proc.alive = false;
       this.onExit(rec, proc, code, signal);
