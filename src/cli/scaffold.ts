@@ -157,25 +157,14 @@ export async function runNewCommand(args: string[]): Promise<number> {
     });
   }
   const manifestFile = join(dir, 'cell.json');
-  let manifest: { $schema?: string; cells?: Record<string, unknown> } & Record<string, unknown> = {};
-  if (existsSync(manifestFile)) {
-    try {
-      manifest = JSON.parse(readFileSync(manifestFile, 'utf8'));
-    } catch (err) {
-      throw new CellError('E_INVALID_ARGUMENT', `${manifestFile} is not valid JSON: ${(err as Error).message}`, {
-        fix: 'fix it first: `cell new` adds the cell to it.',
-      });
-    }
-    if (manifest.cells?.[name] !== undefined) {
-      throw new CellError('E_INVALID_ARGUMENT', `${manifestFile} already registers '${name}'.`, {
-        cell: name,
-        fix: 'pick another name.',
-      });
-    }
-  }
+  const manifest = existingManifest(manifestFile, name);
+  // Read before anything is written: a package.json `cell new` cannot use stops it with no files left behind.
+  const pkgFile = join(dir, 'package.json');
+  const project = existsSync(pkgFile)
+    ? readJsonObject(pkgFile, 'fix it first: `cell new` sets "type": "module" in it.')
+    : undefined;
 
   const created: string[] = [];
-  const notes: string[] = [];
   const write = (path: string, text: string) => {
     mkdirSync(dirname(path), { recursive: true });
     writeFileSync(path, text, { flag: 'wx' });
@@ -186,41 +175,16 @@ export async function runNewCommand(args: string[]): Promise<number> {
   write(join(dir, `call-${name}.ts`), callerSource(name, pkg.name));
 
   const schema = posix(relative(dir, join(pkg.root, 'schemas', 'cell.schema.json')));
-  manifest = {
+  const updated = {
     $schema: manifest.$schema ?? (schema.startsWith('.') ? schema : `./${schema}`),
     ...manifest,
-    cells: { ...(manifest.cells ?? {}), [name]: { dna: `./${name}` } },
+    cells: { ...((manifest.cells as object | undefined) ?? {}), [name]: { dna: `./${name}` } },
   };
-  writeFileSync(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
+  writeFileSync(manifestFile, `${JSON.stringify(updated, null, 2)}\n`);
   created.push('cell.json');
 
   if (!existsSync(join(dir, 'tsconfig.json'))) write(join(dir, 'tsconfig.json'), TSCONFIG);
-  const pkgFile = join(dir, 'package.json');
-  if (!existsSync(pkgFile)) {
-    const project = {
-      name: name,
-      private: true,
-      type: 'module',
-      scripts: { build: 'tsc', call: `node dist/call-${name}.js` },
-      dependencies: { [pkg.name]: `^${packageVersion(pkg.root)}` },
-      devDependencies: { '@types/node': '^20.0.0', typescript: '^5.9.0' },
-    };
-    write(pkgFile, `${JSON.stringify(project, null, 2)}\n`);
-    notes.push(`install the dependencies: npm install`);
-  } else {
-    const text = readFileSync(pkgFile, 'utf8');
-    const project = JSON.parse(text) as Record<string, unknown>;
-    if (project.type !== 'module') {
-      if (project.type === undefined || project.type === 'commonjs') {
-        project.type = 'module';
-        writeFileSync(pkgFile, `${JSON.stringify(project, null, 2)}\n`);
-        notes.push('package.json: set "type": "module" (the scaffold is an ES module project)');
-      }
-    }
-    const deps = { ...(project.dependencies as object), ...(project.devDependencies as object) };
-    const missing = ['typescript', '@types/node'].filter((d) => !(d in deps));
-    if (missing.length > 0) notes.push(`for \`tsc\`: npm install -D ${missing.join(' ')}`);
-  }
+  const notes = project === undefined ? newProject(pkgFile, name, pkg, write) : adaptProject(pkgFile, project);
 
   if (parsed.values.json === true) {
     process.stdout.write(`${JSON.stringify({ name, dir, created, notes })}\n`);
@@ -238,6 +202,72 @@ export async function runNewCommand(args: string[]): Promise<number> {
   );
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
+}
+
+/** A JSON file that must hold an object, or a CellError naming the file, what is wrong and `fix`. */
+function readJsonObject(file: string, fix: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new CellError('E_INVALID_ARGUMENT', `${file} is not valid JSON: ${(err as Error).message}`, { fix });
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new CellError('E_INVALID_ARGUMENT', `${file} does not hold a JSON object.`, { fix });
+  }
+  return value as Record<string, unknown>;
+}
+
+/** The cell.json the new cell joins (empty when there is none); refuses one that registers it already. */
+function existingManifest(file: string, name: string): Record<string, unknown> {
+  if (!existsSync(file)) return {};
+  const manifest = readJsonObject(file, 'fix it first: `cell new` adds the cell to it.');
+  const cells = manifest.cells;
+  if (cells !== undefined && (cells === null || typeof cells !== 'object' || Array.isArray(cells))) {
+    throw new CellError('E_INVALID_ARGUMENT', `${file}: "cells" is not an object.`, {
+      fix: 'make "cells" an object of cell names, or remove it: `cell new` adds the cell to it.',
+    });
+  }
+  if ((cells as Record<string, unknown> | undefined)?.[name] !== undefined) {
+    throw new CellError('E_INVALID_ARGUMENT', `${file} already registers '${name}'.`, {
+      cell: name,
+      fix: 'pick another name.',
+    });
+  }
+  return manifest;
+}
+
+/** A package.json for a folder that has none: the runtime, TypeScript, an ES module project. */
+function newProject(
+  file: string,
+  name: string,
+  pkg: PackageInfo,
+  write: (path: string, text: string) => void,
+): string[] {
+  const project = {
+    name: name,
+    private: true,
+    type: 'module',
+    scripts: { build: 'tsc', call: `node dist/call-${name}.js` },
+    dependencies: { [pkg.name]: `^${packageVersion(pkg.root)}` },
+    devDependencies: { '@types/node': '^20.0.0', typescript: '^5.9.0' },
+  };
+  write(file, `${JSON.stringify(project, null, 2)}\n`);
+  return ['install the dependencies: npm install'];
+}
+
+/** An existing package.json made an ES module project (the scaffold is one); what is missing, noted. */
+function adaptProject(file: string, project: Record<string, unknown>): string[] {
+  const notes: string[] = [];
+  if (project.type === undefined || project.type === 'commonjs') {
+    project.type = 'module';
+    writeFileSync(file, `${JSON.stringify(project, null, 2)}\n`);
+    notes.push('package.json: set "type": "module" (the scaffold is an ES module project)');
+  }
+  const deps = { ...(project.dependencies as object), ...(project.devDependencies as object) };
+  const missing = ['typescript', '@types/node'].filter((d) => !(d in deps));
+  if (missing.length > 0) notes.push(`for \`tsc\`: npm install -D ${missing.join(' ')}`);
+  return notes;
 }
 
 function packageVersion(root: string): string {

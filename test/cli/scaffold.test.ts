@@ -85,6 +85,28 @@ test('an existing package.json gets "type": "module" and is told what tsc needs'
   assert.equal((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type: string }).type, 'module');
 });
 
+test('a cell.json or package.json it cannot use: a clear error naming the file, and nothing written', async (t) => {
+  const cases: [string, string, RegExp][] = [
+    ['cell.json', '{ "cells": ', /cell\.json is not valid JSON/],
+    ['cell.json', 'null', /cell\.json does not hold a JSON object/],
+    ['cell.json', '[1, 2]', /cell\.json does not hold a JSON object/],
+    ['cell.json', '{ "cells": [] }', /"cells" is not an object/],
+    ['package.json', '{ "name": ', /package\.json is not valid JSON/],
+    ['package.json', '"mine"', /package\.json does not hold a JSON object/],
+  ];
+  for (const [file, text, message] of cases) {
+    const dir = scratch(t);
+    writeFileSync(join(dir, file), text);
+    const r = await run(['new', 'echo'], dir);
+    assert.equal(r.code, 1, `${file} ${text}: ${r.stdout}`);
+    assert.match(r.stderr, message);
+    assert.match(r.stderr, /fix/i);
+    assert.doesNotMatch(r.stderr, /at .*\.js:\d+/, 'no stack trace');
+    assert.equal(existsSync(join(dir, 'echo')), false, `${file} ${text}: the cell folder was written`);
+    assert.equal(readFileSync(join(dir, file), 'utf8'), text, `${file} was changed`);
+  }
+});
+
 test("the scaffold type-checks under its own strict tsconfig (against this checkout's source)", async (t) => {
   const dir = scratch(t);
   assert.equal((await run(['new', 'hello'], dir)).code, 0);
