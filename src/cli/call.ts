@@ -10,6 +10,7 @@ import { serviceFromGenome } from '../service/service.js';
 import type { ServiceDef } from '../service/types.js';
 import { Synapse } from '../synapse/index.js';
 import { intOption, parseCommand, suggestion, UsageError } from '../terminal/args.js';
+import { visible } from '../terminal/visible.js';
 
 export const CALL_USAGE = `usage: cell call <cell> <method> ['<json>'] [--timeout <ms>] [--json]
 
@@ -148,7 +149,8 @@ export async function runGenomeCommand(args: string[]): Promise<number> {
   for (const m of svc.byId) {
     lines.push(`  ${m.id}  ${m.name}(${describeGenome(m.input.genome)}) → ${describeGenome(m.output.genome)}`);
   }
-  process.stdout.write(`${lines.join('\n')}\n`);
+  // Names come from the cell's genome reply: shown, never obeyed by the terminal.
+  process.stdout.write(`${visible(lines.join('\n'))}\n`);
   return 0;
 }
 

@@ -14,6 +14,7 @@ import {
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CellError, formatCellError, isCellError } from '../errors/index.js';
+import { visible } from '../terminal/visible.js';
 // `cell call` and the other commands grow cells the way a program does: through the Root and the mesh.
 import '../runtime.js';
 import { logDir, rootSocketPath, validateCellName } from '../paths/index.js';
@@ -538,18 +539,21 @@ printing new lines until interrupted. --json prints {"path", "lines": [...], "en
       });
     }
     const tail = tailLines(path, n);
-    const entry = (text: string) => JSON.stringify(parseLogLine(text, name));
+    // The cell wrote these lines: JSON escapes them; for a terminal, only colour passes (visible()).
+    const render = json
+      ? (text: string) => JSON.stringify(parseLogLine(text, name))
+      : (text: string) => visible(text, { keepColor: true });
     if (json && values.follow !== true) {
       out(JSON.stringify({ path, lines: tail, entries: tail.map((l) => parseLogLine(l, name)) }));
-    } else for (const line of tail) out(json ? entry(line) : line);
+    } else for (const line of tail) out(render(line));
     if (values.follow !== true) return 0;
-    await followLog(path, json ? entry : undefined);
+    await followLog(path, render);
     return 0;
   },
 });
 
 /** Prints what is appended to `path` (across rotations) until SIGINT/SIGTERM. */
-async function followLog(path: string, json: ((line: string) => string) | undefined): Promise<void> {
+async function followLog(path: string, render: (line: string) => string): Promise<void> {
   const first = statSync(path);
   let offset = first.size;
   let inode = first.ino;
@@ -573,12 +577,9 @@ async function followLog(path: string, json: ((line: string) => string) | undefi
         try {
           const buf = Buffer.alloc(size - offset);
           readSync(fd, buf, 0, buf.length, offset);
-          if (json === undefined) process.stdout.write(buf);
-          else {
-            const lines = (partial + buf.toString('utf8')).split('\n');
-            partial = lines.pop() ?? '';
-            for (const line of lines) out(json(line));
-          }
+          const lines = (partial + buf.toString('utf8')).split('\n');
+          partial = lines.pop() ?? '';
+          for (const line of lines) out(render(line));
         } finally {
           closeSync(fd);
         }
@@ -739,7 +740,8 @@ export function printFailure(error: unknown, json: boolean): number {
   }
   const prefix = paint('cell:', 'red', process.stderr);
   if (isCellError(error)) {
-    err(`${prefix} ${formatCellError(error)}`);
+    // A cell's error travels here verbatim (its message and fix): shown, never obeyed by the terminal.
+    err(`${prefix} ${visible(formatCellError(error))}`);
     // A name that breaks the naming rule is a bad argument, like an unknown option.
     return isCellError(error, 'E_NAME_INVALID') ? 2 : 1;
   }

@@ -177,3 +177,53 @@ test('cell logs prints the tail and follows appends across a rotation', async (t
   assert.equal(code, 0);
   assert.doesNotMatch(seen, /one|two/);
 });
+
+test('cell logs shows what a cell wrote without letting it drive the terminal: colour stays, other escapes are shown', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cell-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const logs = join(dir, 'home', 'logs');
+  mkdirSync(logs, { recursive: true });
+  const hostile = [
+    '[stdout 2026-01-01T00:00:00.000Z x] \x1b[31mred\x1b[0m',
+    '[stdout 2026-01-01T00:00:00.000Z x] \x1b]52;c;ZXZpbA==\x07clipboard',
+    '[stdout 2026-01-01T00:00:00.000Z x] \x1b[1A\x1b[2Kok\r[root 2026-01-01T00:00:00.000Z x] forged',
+  ];
+  writeFileSync(join(logs, 'x.log'), `${hostile.join('\n')}\n`);
+  for (const follow of [false, true]) {
+    let stdout: string;
+    if (follow) {
+      const env = { ...process.env, CELL_HOME: join(dir, 'home'), CELL_SOCKET_DIR: join(dir, 'run') };
+      const child = spawn(process.execPath, [cli, 'logs', 'x', '-f', '-n', '1'], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      t.after(() => child.kill('SIGKILL'));
+      let seen = '';
+      child.stdout.on('data', (d) => (seen += d));
+      // The tail first: then the follower has taken the file's size, and the append is new to it.
+      const start = Date.now() + 10_000;
+      while (!seen.includes('forged') && Date.now() < start) await new Promise((r) => setTimeout(r, 20));
+      appendFileSync(join(logs, 'x.log'), `${hostile.join('\n')}\n`);
+      const deadline = Date.now() + 10_000;
+      while ((seen.match(/forged/g) ?? []).length < 2 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      child.kill('SIGTERM');
+      stdout = seen;
+    } else {
+      const r = await run(['logs', 'x'], dir);
+      assert.equal(r.code, 0);
+      stdout = r.stdout;
+    }
+    assert.match(stdout, /\x1b\[31mred\x1b\[0m/, `colour passes (follow ${follow}): ${JSON.stringify(stdout)}`);
+    assert.match(stdout, /\\x1b\]52;c;ZXZpbA==\\x07clipboard/);
+    assert.match(stdout, /\\x1b\[1A\\x1b\[2Kok\\x0d\[root/);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: only SGR colour may reach the terminal
+    assert.doesNotMatch(stdout.replace(/\x1b\[[0-9;]*m/g, ''), /[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
+  }
+  const json = await run(['logs', 'x', '--json'], dir);
+  assert.equal(
+    (JSON.parse(json.stdout) as { lines: string[] }).lines[1],
+    hostile[1],
+    '--json keeps the bytes, escaped by JSON',
+  );
+});

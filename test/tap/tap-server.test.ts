@@ -88,3 +88,89 @@ test('a tap client receives filtered, decoded events; no client means inactive',
   await until(() => !server.active, 'the subscriber to detach');
   assert.deepEqual(changes, [true, false]);
 });
+
+/** A tap socket that answers whatever `lines` say: what a cell that does not run Cell's tap can do. */
+async function hostileTap(t: { after(fn: () => void): void }, payload: string): Promise<string> {
+  const { createServer } = await import('node:net');
+  const dir = mkdtempSync(join(tmpdir(), 'cell-tap-hostile-'));
+  const path = join(dir, 'tap.sock');
+  const server = createServer((s) => {
+    s.on('error', () => {});
+    s.write(payload);
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  t.after(() => {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return path;
+}
+
+test('a hostile tap socket: unreadable greetings and records are E_PROTOCOL naming the cell; escapes are shown, not obeyed', async (t) => {
+  const hello = `${JSON.stringify({ hello: { cell: 'evil', service: 'evil', pid: 7 } })}\n`;
+  const badGreetings = [
+    'not json\n',
+    'null\n',
+    '[1]\n',
+    '{"hello": 5}\n',
+    '{"hello": {"cell": "x", "service": "y"}}\n',
+  ];
+  for (const g of badGreetings) {
+    const path = await hostileTap(t, g);
+    await assert.rejects(openTap('evil', '', path), (err: unknown) => {
+      const e = err as { code?: string; cell?: string; fix?: string };
+      assert.equal(e.code, 'E_PROTOCOL', g);
+      assert.equal(e.cell, 'evil');
+      assert.match(e.fix ?? '', /cell restart evil/);
+      return true;
+    });
+  }
+  const badRecords = [
+    'garbage\n',
+    'null\n',
+    '{"dropped": "x"}\n',
+    '{"t": 1e300, "method": "m", "id": 1, "ok": true}\n',
+  ];
+  for (const r of badRecords) {
+    const session = await openTap('evil', '', await hostileTap(t, hello + r));
+    await assert.rejects(
+      (async () => {
+        for await (const _ of session.records()) {
+        }
+      })(),
+      (err: unknown) => (err as { code?: string }).code === 'E_PROTOCOL',
+      r,
+    );
+  }
+  const record = {
+    t: 0,
+    method: 'pay\x1b]52;c;ZXZpbA==\x07',
+    id: 1,
+    ok: false,
+    error: 'E_X\r[forged line]\x1b[2J',
+    latency_ns: 1000,
+    bytesIn: 1,
+    bytesOut: 1,
+  };
+  const session = await openTap('evil', '', await hostileTap(t, `${hello}${JSON.stringify(record)}\n`));
+  for await (const r of session.records()) {
+    const line = formatTapRecord(r);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the printed line must hold no control character
+    assert.doesNotMatch(line, /[\x00-\x08\x0b-\x1f\x7f-\x9f]/, line);
+    assert.match(line, /pay\\x1b\]52/);
+    break;
+  }
+  session.close();
+});
+
+test('a tap line that never ends is cut off, not buffered without bound', async (t) => {
+  const hello = `${JSON.stringify({ hello: { cell: 'evil', service: 'evil', pid: 7 } })}\n`;
+  const session = await openTap('evil', '', await hostileTap(t, hello + 'x'.repeat(3 << 20)));
+  await assert.rejects(
+    (async () => {
+      for await (const _ of session.records()) {
+      }
+    })(),
+    (err: unknown) => (err as { code?: string }).code === 'E_PROTOCOL',
+  );
+});
