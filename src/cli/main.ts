@@ -366,7 +366,8 @@ host's cells on the NATS cluster instead (through $SRV.INFO; docs/NATS.md).`,
       // Loads the NATS client only here.
       const { listMeshCells, meshTable } = await import('../nats/cli.js');
       const rows = await listMeshCells();
-      out(json ? JSON.stringify({ cells: rows }) : meshTable(rows));
+      // Rows come from every host on the bus: shown, never obeyed by the terminal.
+      out(json ? JSON.stringify({ cells: rows }) : visible(meshTable(rows)));
       return 0;
     }
     if (positionals.length === 1) {
