@@ -83,6 +83,7 @@ export function parseLogLine(text: string, cell: string): LogEntry {
 export class RotatingLog {
   private fd: number;
   private size: number;
+  private closed = false;
 
   constructor(
     readonly path: string,
@@ -96,12 +97,15 @@ export class RotatingLog {
 
   write(chunk: Buffer | string): void {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    if (this.size > 0 && this.size + buf.length > this.maxBytes) this.rotate();
+    if (this.closed) return;
     try {
+      if (this.fd < 0) this.reopen();
+      else if (this.size > 0 && this.size + buf.length > this.maxBytes) this.rotate();
       writeSync(this.fd, buf);
       this.size += buf.length;
     } catch {
-      // a full disk must not take the Root down with it
+      // A full disk, or a log directory removed under the Root, must not take it down: the line is
+      // lost, and the next write tries again (rotate reopens the file by name).
     }
   }
 
@@ -122,18 +126,29 @@ export class RotatingLog {
     this.write(Buffer.concat([prefix, bytes, NEWLINE]));
   }
 
+  /** Opens the file by name again (after a failed rotation, or a directory removed under the Root). */
+  private reopen(): void {
+    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+    this.fd = openSync(this.path, 'a', 0o600);
+    this.size = fstatSync(this.fd).size;
+  }
+
   private rotate(): void {
-    closeSync(this.fd);
+    const fd = this.fd;
+    // Never left pointing at a closed descriptor, whose number the process may hand to another file.
+    this.fd = -1;
+    closeSync(fd);
     rmSync(`${this.path}.${this.keep}`, { force: true });
     for (let i = this.keep - 1; i >= 1; i--) {
       if (existsSync(`${this.path}.${i}`)) renameSync(`${this.path}.${i}`, `${this.path}.${i + 1}`);
     }
-    renameSync(this.path, `${this.path}.1`);
-    this.fd = openSync(this.path, 'a', 0o600);
-    this.size = 0;
+    if (existsSync(this.path)) renameSync(this.path, `${this.path}.1`);
+    this.reopen();
   }
 
   close(): void {
+    this.closed = true;
+    if (this.fd < 0) return;
     try {
       closeSync(this.fd);
     } catch {

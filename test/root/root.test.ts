@@ -125,6 +125,21 @@ test('manifest: contracts are files or folders relative to the manifest; the man
   }
 });
 
+test('log: a directory removed under it, or rotation failing, loses lines but never throws, and writes resume', (t) => {
+  const dir = tmp(t);
+  const path = join(dir, 'logs', 'x.log');
+  const log = new RotatingLog(path, 100, 2);
+  log.write('first\n');
+  rmSync(join(dir, 'logs'), { recursive: true, force: true });
+  // The next rotation finds neither the directory nor the file: nothing may escape write().
+  for (let i = 0; i < 20; i++) assert.doesNotThrow(() => log.write(`line ${i} ..............................\n`));
+  assert.ok(existsSync(path), 'the log is written again by name');
+  assert.match(readFileSync(path, 'utf8'), /line 19/);
+  log.close();
+  assert.doesNotThrow(() => log.write('after close\n'));
+  assert.doesNotMatch(readFileSync(path, 'utf8'), /after close/);
+});
+
 test('log: appends, rotates by size keeping N files, tails the last lines', (t) => {
   const dir = tmp(t);
   const path = join(dir, 'logs', 'x.log');
