@@ -708,6 +708,22 @@ running process keeps serving. Otherwise stops and starts it and clears a crash-
   doctor,
 };
 
+/** What a PM2 user types, and the Cell command that does it (named in the unknown-command error). */
+const PM2_WORDS: Record<string, string> = {
+  list: '`cell status`',
+  ls: '`cell status`',
+  start: '`cell up` (every cell of cell.json) or `cell spawn <name>`',
+  delete: '`cell rm <name>`',
+  del: '`cell rm <name>`',
+  monit: '`cell top`',
+  reload: '`cell swap <name>` (zero-downtime)',
+  describe: '`cell status <name>`',
+  show: '`cell status <name>`',
+  kill: '`cell down`',
+  resurrect: 'not needed: a restarted Root knows the registrations in ~/.cell/dna',
+  save: 'not needed: registrations persist in ~/.cell/dna',
+};
+
 /** The ATTRIBUTION notice (the original Cell design and its licence), for `cell --about`. */
 export function about(): string {
   try {
@@ -777,7 +793,9 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === undefined && other === undefined) {
     const known = [...Object.keys(COMMANDS), ...Object.keys(delegated)];
     const what = name.startsWith('-') ? `unknown option ${name}` : `unknown command '${name}'`;
-    err(`cell: ${what}${suggestion(name.replace(/^-+/, ''), known)}\n(\`cell --help\` lists the commands)`);
+    const pm2 = PM2_WORDS[name];
+    const hint = pm2 !== undefined ? `; PM2's \`${name}\` is ${pm2}` : suggestion(name.replace(/^-+/, ''), known);
+    err(`cell: ${what}${hint}\n(\`cell --help\` lists the commands)`);
     return 2;
   }
   const json = args.includes('--json');

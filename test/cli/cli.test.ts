@@ -71,6 +71,16 @@ test('help, version, usage errors and exit codes; errors as `cell: …` with the
   const unknown = await run(['frobnicate'], dir);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /unknown command 'frobnicate'/);
+  // A PM2 user's words lead to the command that does the same.
+  for (const [word, answer] of [
+    ['list', /PM2's `list` is `cell status`/],
+    ['reload', /`cell swap <name>`/],
+    ['monit', /`cell top`/],
+  ] as const) {
+    const r = await run([word], dir);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, answer);
+  }
   const missing = await run(['spawn'], dir);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /expected exactly one cell name/);
