@@ -39,6 +39,26 @@ function run(
   });
 }
 
+/** `cell logs x -f -n 1` in `dir`, running until the test ends: what it printed so far, and a wait for a pattern. */
+function followLogs(t: { after(fn: () => void): void }, dir: string) {
+  const env = { ...process.env, CELL_HOME: join(dir, 'home'), CELL_SOCKET_DIR: join(dir, 'run') };
+  const child = spawn(process.execPath, [cli, 'logs', 'x', '-f', '-n', '1'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => child.kill('SIGKILL'));
+  let seen = '';
+  child.stdout.on('data', (d) => (seen += d));
+  const until = async (re: RegExp) => {
+    const deadline = Date.now() + 10_000;
+    while (!re.test(seen)) {
+      if (Date.now() > deadline) throw new Error(`never saw ${re} in ${JSON.stringify(seen)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  return { child, seen: () => seen, until };
+}
+
 test('help, version, usage errors and exit codes; errors as `cell: …` with the fix; --json', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'cell-cli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -159,21 +179,7 @@ test('cell logs prints the tail and follows appends across a rotation', async (t
   assert.equal(tail.code, 0);
   assert.equal(tail.stdout, 'two\nthree\n');
 
-  const env = { ...process.env, CELL_HOME: join(dir, 'home'), CELL_SOCKET_DIR: join(dir, 'run') };
-  const child = spawn(process.execPath, [cli, 'logs', 'x', '-f', '-n', '1'], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.after(() => child.kill('SIGKILL'));
-  let seen = '';
-  child.stdout.on('data', (d) => (seen += d));
-  const until = async (re: RegExp) => {
-    const deadline = Date.now() + 10_000;
-    while (!re.test(seen)) {
-      if (Date.now() > deadline) throw new Error(`never saw ${re} in ${JSON.stringify(seen)}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
+  const { child, seen: output, until } = followLogs(t, dir);
   await until(/^three\n/);
   appendFileSync(path, 'four\n');
   await until(/four\n/);
@@ -185,7 +191,7 @@ test('cell logs prints the tail and follows appends across a rotation', async (t
     child.kill('SIGTERM');
   });
   assert.equal(code, 0);
-  assert.doesNotMatch(seen, /one|two/);
+  assert.doesNotMatch(output(), /one|two/);
 });
 
 test('cell logs shows what a cell wrote without letting it drive the terminal: colour stays, other escapes are shown', async (t) => {
@@ -202,23 +208,13 @@ test('cell logs shows what a cell wrote without letting it drive the terminal: c
   for (const follow of [false, true]) {
     let stdout: string;
     if (follow) {
-      const env = { ...process.env, CELL_HOME: join(dir, 'home'), CELL_SOCKET_DIR: join(dir, 'run') };
-      const child = spawn(process.execPath, [cli, 'logs', 'x', '-f', '-n', '1'], {
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      t.after(() => child.kill('SIGKILL'));
-      let seen = '';
-      child.stdout.on('data', (d) => (seen += d));
+      const { child, seen, until } = followLogs(t, dir);
       // The tail first: then the follower has taken the file's size, and the append is new to it.
-      const start = Date.now() + 10_000;
-      while (!seen.includes('forged') && Date.now() < start) await new Promise((r) => setTimeout(r, 20));
+      await until(/forged/);
       appendFileSync(join(logs, 'x.log'), `${hostile.join('\n')}\n`);
-      const deadline = Date.now() + 10_000;
-      while ((seen.match(/forged/g) ?? []).length < 2 && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 20));
+      await until(/forged[\s\S]*forged/);
       child.kill('SIGTERM');
-      stdout = seen;
+      stdout = seen();
     } else {
       const r = await run(['logs', 'x'], dir);
       assert.equal(r.code, 0);

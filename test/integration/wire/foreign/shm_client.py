@@ -22,24 +22,11 @@ import struct
 import sys
 import time
 
-HELLO, WELCOME, REQUEST, REPLY, ERROR = 1, 2, 3, 4, 5
+from cellwire import GENOME, HELLO, REPLY, REQUEST, WELCOME, frame, handshake, report
+
 UPGRADE_REQUEST, UPGRADE_CHALLENGE, UPGRADE_DECLINED = 0x10, 0x11, 0x12
-GENOME = 0xFFFF
 HEADER = 256
 FRAMES, WRAP = 0x46, 0xFFFF
-
-
-def report(check, ok, detail=None):
-    print(json.dumps({"check": check, "ok": bool(ok), "detail": detail}), flush=True)
-
-
-def frame(ftype, method, rid, payload=b""):
-    return struct.pack("<IBBHI", 8 + len(payload), ftype, 0, method, rid) + payload
-
-
-def handshake(fingerprint, name):
-    raw = name.encode()
-    return b"CELL" + struct.pack("<HHQIIIH", 1, 0, fingerprint, 0, 0, os.getpid(), len(raw)) + raw
 
 
 def frames_in(data):
