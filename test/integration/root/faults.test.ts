@@ -1,7 +1,7 @@
 // Faults seen from outside: `cell up` must report a cell of several that failed to start, and a
 // crash-restart must not leave the dead generation's socket and lock behind.
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCellError } from '../../../src/errors/index.js';
@@ -83,4 +83,45 @@ test('a name registered from one manifest is not re-pointed by another unless --
   assert.equal(taken.code, 0, taken.stderr);
   const row = (JSON.parse(taken.stdout) as { cells: Array<{ name: string; dna: string }> }).cells[0];
   assert.equal(row?.dna, join(other, 'dna', 'shared'));
+});
+
+test('a cell flooding its output: the Root keeps answering, the log stays bounded, the cell keeps serving', async (t) => {
+  const sb = makeSandbox();
+  const restoreEnv = useSandboxEnv(sb);
+  t.after(async () => {
+    restoreEnv();
+    await sb.cleanup();
+  });
+  // Serves like echoCell and writes 1 KiB lines as fast as the pipe takes them.
+  sb.cell(
+    'loud',
+    `${echoCell('loud')}
+const line = 'x'.repeat(1023) + '\\n';
+// Writes to a pipe are synchronous on Linux: a burst, then the event loop, so calls are still served.
+const flood = () => { for (let i = 0; i < 64; i++) process.stdout.write(line); setImmediate(flood); };
+flood();
+`,
+  );
+  sb.manifest({ loud: { dna: './dna/loud' } });
+  assert.equal((await sb.cli('up', ...sandboxFlags())).code, 0);
+  const logs = join(sb.env.CELL_HOME as string, 'logs');
+  const written = () =>
+    readdirSync(logs)
+      .filter((f) => f.startsWith('loud.log'))
+      .reduce((n, f) => n + statSync(join(logs, f)).size, 0);
+  // Past two rotations (10 MiB each) of flooding, the Root still answers and the cell still serves.
+  await waitFor(
+    'the flood to fill two log files',
+    () => (existsSync(join(logs, 'loud.log.2')) ? true : undefined),
+    120_000,
+  );
+  const status = await sb.cli('status', 'loud', '--json');
+  assert.equal(status.code, 0, status.stderr);
+  assert.equal((JSON.parse(status.stdout) as { state: string }).state, 'running');
+  const client = await Synapse.grow(echoContract('loud'), { waitMs: 20_000, timeoutMs: 20_000 });
+  t.after(() => client.$close());
+  assert.equal(await client.echo('still here'), 'loud:still here');
+  // Rotation keeps the current file and three old ones of 10 MiB.
+  assert.ok(written() <= 4 * 10 * 1024 * 1024 + 64 * 1024, `logs hold ${written()} bytes`);
+  assert.equal(existsSync(join(logs, 'loud.log.4')), false);
 });
