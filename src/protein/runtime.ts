@@ -244,8 +244,21 @@ let copySlab = new Uint8Array(COPY_SLAB);
 let copyBuffer = copySlab.buffer;
 let copyPos = 0;
 
+/**
+ * Copies of at least this many bytes go to `bigCopy` when one is installed: fresh memory of that size
+ * faults every page in on first touch, which costs far more than the copy (the shm addon recycles).
+ */
+const BIG_COPY = 64 * 1024;
+let bigCopy: ((u8: Uint8Array, p: number, len: number) => Uint8Array) | null = null;
+
+/** Installs (or with null removes) the source of big `bytes` copies; it must return memory of its own. */
+export function setBigCopy(fn: ((u8: Uint8Array, p: number, len: number) => Uint8Array) | null): void {
+  bigCopy = fn;
+}
+
 export function copyBytes(u8: Uint8Array, p: number, len: number): Uint8Array {
   if (len > COPY_SLAB / 16) {
+    if (len >= BIG_COPY && bigCopy !== null) return bigCopy(u8, p, len);
     // A real copy, never Buffer#slice (a view: a decoded field of a ring record or socket chunk would
     // change when that memory is reused); set() between plain Uint8Arrays is a memcpy, where
     // Uint8Array#slice called on a Buffer takes the species path (25× slower for 1 MiB).
