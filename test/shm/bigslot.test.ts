@@ -264,7 +264,10 @@ test('a hostile peer writing into its slot after the hand-over: a decoded reply 
   const v = got.decoded[0];
   assert.equal(v?.id, 3);
   assert.equal(v?.body.length, 60_000);
-  assert.ok(v?.body.every((x) => x === 0x11), 'decode copied the body before the peer could change it');
+  assert.ok(
+    v?.body.every((x) => x === 0x11),
+    'decode copied the body before the peer could change it',
+  );
   assert.ok(!(v?.body.buffer instanceof SharedArrayBuffer));
 });
 
@@ -282,10 +285,16 @@ test('a hostile peer rewriting a request in its slot while the handler holds a v
   const slotAt = 12 + 4 + 8; // frame header, struct header, id and delay
   const offset = u32.getUint32(slotAt, true);
   u32.setUint32(slotAt, frame.length + 1000, true);
-  assert.throws(() => view.body, (e: CellError) => e.code === 'E_DECODE');
+  assert.throws(
+    () => view.body,
+    (e: CellError) => e.code === 'E_DECODE',
+  );
   u32.setUint32(slotAt, offset, true);
   u32.setUint32(slotAt + 4, SLOT, true);
-  assert.throws(() => view.body, (e: CellError) => e.code === 'E_DECODE');
+  assert.throws(
+    () => view.body,
+    (e: CellError) => e.code === 'E_DECODE',
+  );
   // Rewritten in place within its bounds the handler sees the new bytes (shared memory); the copy does not.
   u32.setUint32(slotAt + 4, 50_000, true);
   new Uint8Array(slot, 12 + offset, 10).fill(0x99);
