@@ -633,6 +633,11 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
 // recycles: an ArrayBuffer's chunk returns to the pool when the garbage collector frees the buffer,
 // and the next copy of that size class reuses its pages, already faulted in.
 
+// Start address of a typed array's bytes (any backing: plain, shared, external).
+char* ViewBytes(v8::Local<v8::ArrayBufferView> view) {
+  return static_cast<char*>(view->Buffer()->GetBackingStore()->Data()) + view->ByteOffset();
+}
+
 struct CopyPool {
   std::mutex mutex;
   // Idle chunks per size class (index from ClassOf), and their total bytes.
@@ -707,8 +712,7 @@ Napi::Value TakeCopy(const Napi::CallbackInfo& info) {
   if (offset < 0 || length <= 0 || static_cast<uint64_t>(offset + length) > view->ByteLength()) {
     throw Napi::RangeError::New(env, "range outside the typed array");
   }
-  std::shared_ptr<v8::BackingStore> from = view->Buffer()->GetBackingStore();
-  const char* bytes = static_cast<const char*>(from->Data()) + view->ByteOffset() + offset;
+  const char* bytes = ViewBytes(view) + offset;
   size_t cls;
   size_t size = ChunkFor(static_cast<size_t>(length), &cls);
   void* data = nullptr;
@@ -736,6 +740,25 @@ Napi::Value TakeCopy(const Napi::CallbackInfo& info) {
   std::unique_ptr<v8::BackingStore> store =
       v8::ArrayBuffer::NewBackingStore(data, static_cast<size_t>(length), GiveBack, new Chunk{data, size, cls});
   return Napi::Value(env, FromV8(v8::ArrayBuffer::New(isolate, std::move(store))));
+}
+
+// copyInto(target, offset, source): memcpy of the whole source to target[offset…]. V8 copies between
+// typed arrays of which one is shared byte by byte unless both sit at the same alignment (a frame's
+// payload starts 12 bytes into its slot); memcpy does not care.
+Napi::Value CopyInto(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  v8::Local<v8::Value> to = ToV8(info[0]);
+  v8::Local<v8::Value> from = ToV8(info[2]);
+  if (!to->IsArrayBufferView() || !from->IsArrayBufferView()) throw Napi::TypeError::New(env, "expected typed arrays");
+  v8::Local<v8::ArrayBufferView> target = to.As<v8::ArrayBufferView>();
+  v8::Local<v8::ArrayBufferView> source = from.As<v8::ArrayBufferView>();
+  int64_t offset = ToInt(info[1], "offset");
+  size_t length = source->ByteLength();
+  if (offset < 0 || static_cast<uint64_t>(offset) + length > target->ByteLength()) {
+    throw Napi::RangeError::New(env, "source does not fit the target at that offset");
+  }
+  if (length > 0) memmove(ViewBytes(target) + offset, ViewBytes(source), length);
+  return env.Undefined();
 }
 
 // trimCopyPool() -> bytes unmapped: the idle chunks go back to the system (the pool was quiet).
@@ -782,6 +805,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfdSignal", Napi::Function::New(env, EventfdSignal));
   exports.Set("FdWatcher", FdWatcher::Init(env));
   exports.Set("takeCopy", Napi::Function::New(env, TakeCopy));
+  exports.Set("copyInto", Napi::Function::New(env, CopyInto));
   exports.Set("trimCopyPool", Napi::Function::New(env, TrimCopyPool));
   exports.Set("copyPoolStats", Napi::Function::New(env, CopyPoolStats));
   return exports;

@@ -245,15 +245,33 @@ let copyBuffer = copySlab.buffer;
 let copyPos = 0;
 
 /**
- * Copies of at least this many bytes go to `bigCopy` when one is installed: fresh memory of that size
- * faults every page in on first touch, which costs far more than the copy (the shm addon recycles).
+ * Big `bytes` go through native copies when a native layer installed them (the shm addon):
+ * - decode's copies of at least BIG_COPY bytes come from `copy`, in memory it recycles: fresh memory
+ *   of that size faults every page in on first touch, which costs far more than the copy;
+ * - encode's writes of at least BIG_WRITE bytes go through `write` (memcpy): V8 copies into or out of
+ *   a SharedArrayBuffer (a ring, a big slot) byte by byte when source and target are not aligned
+ *   alike, and a frame puts the payload 12 bytes into its slot (7× slower for 1 MiB).
  */
 const BIG_COPY = 64 * 1024;
+const BIG_WRITE = 16 * 1024;
 let bigCopy: ((u8: Uint8Array, p: number, len: number) => Uint8Array) | null = null;
+let bigWrite: ((target: Uint8Array, p: number, source: Uint8Array) => void) | null = null;
 
-/** Installs (or with null removes) the source of big `bytes` copies; it must return memory of its own. */
-export function setBigCopy(fn: ((u8: Uint8Array, p: number, len: number) => Uint8Array) | null): void {
-  bigCopy = fn;
+/** Installs (or with null removes) the native copies; `copy` must return memory of its own. */
+export function setBigBytes(
+  hooks: {
+    copy: (u8: Uint8Array, p: number, len: number) => Uint8Array;
+    write: (target: Uint8Array, p: number, source: Uint8Array) => void;
+  } | null,
+): void {
+  bigCopy = hooks?.copy ?? null;
+  bigWrite = hooks?.write ?? null;
+}
+
+/** Writes `x` at `u8[p]` (a bytes field's body, 32 bytes or more). */
+function writeBytes(x: Uint8Array, u8: Uint8Array, p: number): void {
+  if (bigWrite !== null && x.length >= BIG_WRITE) bigWrite(u8, p, x);
+  else u8.set(x, p);
 }
 
 export function copyBytes(u8: Uint8Array, p: number, len: number): Uint8Array {
@@ -345,6 +363,7 @@ export const rt = {
   utf8Length,
   readString,
   copyBytes,
+  writeBytes,
   viewBytes,
   MAX_SAFE,
   U64_MAX,

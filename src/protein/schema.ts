@@ -243,7 +243,7 @@ function bytesCodec(): Codec<Uint8Array, Uint8Array> {
 function w(x, u8, p) {
   if (!(x instanceof Uint8Array)) rt.invalid();
   const n = x.length;
-  if (n < 32) { for (let i = 0; i < n; i++) u8[p + i] = x[i]; } else u8.set(x, p);
+  if (n < 32) { for (let i = 0; i < n; i++) u8[p + i] = x[i]; } else rt.writeBytes(x, u8, p);
   return p + n;
 }
 function m(x) { return x.length; }

@@ -50,6 +50,8 @@ export interface NativeAddon {
    * buffers the garbage collector freed (no page faults once warm). Absent from older builds.
    */
   takeCopy?(view: Uint8Array, offset: number, length: number): ArrayBuffer;
+  /** memcpy of the whole `source` to `target[offset…]` (any alignment, shared or not). Absent from older builds. */
+  copyInto?(target: Uint8Array, offset: number, source: Uint8Array): void;
   /** Unmaps the pool's idle chunks; returns the bytes freed. */
   trimCopyPool?(): number;
   /** The pool's idle bytes and the chunks held by live buffers. */

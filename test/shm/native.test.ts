@@ -189,3 +189,22 @@ test('with the addon loaded, decode copies big bytes fields into the pool: the v
   assert.equal(big[(128 << 10) - 1], 3);
   assert.ok(!(big.buffer instanceof SharedArrayBuffer));
 });
+
+test('copyInto copies a whole source into a shared target at any offset; encode writes big bytes with it', () => {
+  const copyInto = addon.copyInto as NonNullable<NativeAddon['copyInto']>;
+  const target = new Uint8Array(new SharedArrayBuffer(100_000));
+  const source = new Uint8Array(50_000);
+  for (let i = 0; i < source.length; i++) source[i] = i & 0xff;
+  copyInto(target, 13, source);
+  assert.equal(target[12], 0);
+  assert.equal(target[13], 0);
+  assert.equal(target[14], 1);
+  assert.equal(target[13 + 49_999], 49_999 & 0xff);
+  assert.equal(target[13 + 50_000], 0);
+  assert.throws(() => copyInto(target, 50_001, source), /does not fit/);
+  assert.throws(() => copyInto(target, -1, source), /does not fit/);
+  // The same through the codec (a frame puts its payload 12 bytes into the slot).
+  const slot = Buffer.from(new SharedArrayBuffer(100_000));
+  assert.equal(t.bytes.encodeInto(source, slot, 12), 12 + 50_000);
+  assert.ok(slot.subarray(12, 12 + 50_000).equals(source));
+});
