@@ -644,6 +644,9 @@ struct CopyPool {
   std::vector<std::vector<void*>> idle = std::vector<std::vector<void*>>(64);
   size_t idleBytes = 0;
   size_t liveChunks = 0;
+  // Chunks mapped fresh (no idle chunk of their class) and taken from the pool, since start.
+  size_t mapped = 0;
+  size_t reused = 0;
 };
 
 // Never destroyed: a buffer may be freed (its deleter run) during process teardown, on any thread.
@@ -723,6 +726,9 @@ Napi::Value TakeCopy(const Napi::CallbackInfo& info) {
       data = pool.idle[cls].back();
       pool.idle[cls].pop_back();
       pool.idleBytes -= size;
+      pool.reused++;
+    } else {
+      pool.mapped++;
     }
     pool.liveChunks++;
   }
@@ -777,12 +783,14 @@ Napi::Value TrimCopyPool(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(freed));
 }
 
-// copyPoolStats() -> {idleBytes, liveChunks} (tests and metrics).
+// copyPoolStats() -> {idleBytes, liveChunks, mapped, reused} (tests and metrics).
 Napi::Value CopyPoolStats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   std::lock_guard<std::mutex> lock(Pool().mutex);
   o.Set("idleBytes", Napi::Number::New(info.Env(), static_cast<double>(Pool().idleBytes)));
   o.Set("liveChunks", Napi::Number::New(info.Env(), static_cast<double>(Pool().liveChunks)));
+  o.Set("mapped", Napi::Number::New(info.Env(), static_cast<double>(Pool().mapped)));
+  o.Set("reused", Napi::Number::New(info.Env(), static_cast<double>(Pool().reused)));
   return o;
 }
 

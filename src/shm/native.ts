@@ -54,8 +54,8 @@ export interface NativeAddon {
   copyInto?(target: Uint8Array, offset: number, source: Uint8Array): void;
   /** Unmaps the pool's idle chunks; returns the bytes freed. */
   trimCopyPool?(): number;
-  /** The pool's idle bytes and the chunks held by live buffers. */
-  copyPoolStats?(): { idleBytes: number; liveChunks: number };
+  /** The pool's idle bytes, the chunks held by live buffers, and chunks mapped fresh / reused so far. */
+  copyPoolStats?(): { idleBytes: number; liveChunks: number; mapped: number; reused: number };
 }
 
 export interface PeerCredentials {
