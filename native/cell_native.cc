@@ -640,7 +640,7 @@ char* ViewBytes(v8::Local<v8::ArrayBufferView> view) {
 
 struct CopyPool {
   std::mutex mutex;
-  // Idle chunks per size class (index from ClassOf), and their total bytes.
+  // Idle chunks per size class (the index ChunkFor gives), and their total bytes.
   std::vector<std::vector<void*>> idle = std::vector<std::vector<void*>>(64);
   size_t idleBytes = 0;
   size_t liveChunks = 0;
