@@ -248,9 +248,9 @@ let copyPos = 0;
  * Big `bytes` go through native copies when a native layer installed them (the shm addon):
  * - decode's copies of at least BIG_COPY bytes come from `copy`, in memory it recycles: fresh memory
  *   of that size faults every page in on first touch, which costs far more than the copy;
- * - encode's writes of at least BIG_WRITE bytes go through `write` (memcpy): V8 copies into or out of
- *   a SharedArrayBuffer (a ring, a big slot) byte by byte when source and target are not aligned
- *   alike, and a frame puts the payload 12 bytes into its slot (7× slower for 1 MiB).
+ * - other writes and copies of at least BIG_WRITE bytes go through `write` (memcpy): V8 copies into
+ *   or out of a SharedArrayBuffer (a ring, a big slot) byte by byte when source and target are not
+ *   aligned alike, and a frame puts the payload 12 bytes into its slot (7× slower for 1 MiB).
  */
 const BIG_COPY = 64 * 1024;
 const BIG_WRITE = 16 * 1024;
@@ -281,7 +281,9 @@ export function copyBytes(u8: Uint8Array, p: number, len: number): Uint8Array {
     // change when that memory is reused); set() between plain Uint8Arrays is a memcpy, where
     // Uint8Array#slice called on a Buffer takes the species path (25× slower for 1 MiB).
     const out = new Uint8Array(len);
-    out.set(new Uint8Array(u8.buffer, u8.byteOffset + p, len));
+    const from = new Uint8Array(u8.buffer, u8.byteOffset + p, len);
+    if (bigWrite !== null && len >= BIG_WRITE) bigWrite(out, 0, from);
+    else out.set(from);
     return out;
   }
   if (len > COPY_SLAB - copyPos) {

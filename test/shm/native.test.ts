@@ -189,6 +189,13 @@ test('with the addon loaded, decode copies big bytes fields into the pool: the v
   assert.equal(small[999], 3);
   assert.equal(big[(128 << 10) - 1], 3);
   assert.ok(!(big.buffer instanceof SharedArrayBuffer));
+  // Between 16 and 64 KiB: a fresh buffer filled by memcpy, from any offset of the shared source.
+  for (let i = 0; i < 40_000; i++) source[i] = (i * 7) & 0xff;
+  const mid = t.bytes.decode(source, 13, 30_000);
+  assert.equal(takes(), before + 1);
+  assert.ok(Buffer.from(mid).equals(source.subarray(13, 30_013)));
+  source.fill(0);
+  assert.equal(mid[0], 91);
 });
 
 test('copyInto copies a whole source into a shared target at any offset; encode writes big bytes with it', () => {
