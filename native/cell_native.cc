@@ -625,6 +625,175 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   std::unique_ptr<Napi::AsyncContext> context_;
 };
 
+// ------------------------------------------------------------------ recycled memory for big copies
+//
+// A decoded big `bytes` field must be the receiver's own memory (the peer may rewrite a shared slot),
+// so it is one copy. Copied into fresh memory, every page of it faults on first touch: on a VM that
+// cost ~9 ms per MiB against ~60 µs for the copy itself. takeCopy therefore copies into chunks it
+// recycles: an ArrayBuffer's chunk returns to the pool when the garbage collector frees the buffer,
+// and the next copy of that size class reuses its pages, already faulted in.
+
+// Start address of a typed array's bytes (any backing: plain, shared, external).
+char* ViewBytes(v8::Local<v8::ArrayBufferView> view) {
+  return static_cast<char*>(view->Buffer()->GetBackingStore()->Data()) + view->ByteOffset();
+}
+
+struct CopyPool {
+  std::mutex mutex;
+  // Idle chunks per size class (the index ChunkFor gives), and their total bytes.
+  std::vector<std::vector<void*>> idle = std::vector<std::vector<void*>>(64);
+  size_t idleBytes = 0;
+  size_t liveChunks = 0;
+  // Chunks mapped fresh (no idle chunk of their class) and taken from the pool, since start.
+  size_t mapped = 0;
+  size_t reused = 0;
+};
+
+// Never destroyed: a buffer may be freed (its deleter run) during process teardown, on any thread.
+CopyPool& Pool() {
+  static CopyPool* pool = new CopyPool();
+  return *pool;
+}
+
+// Idle bytes kept for reuse; a chunk freed beyond this is unmapped.
+constexpr size_t kPoolIdleMax = 128u << 20;
+constexpr size_t kPoolMinChunk = 64u << 10;
+
+// Chunk size for `length`: 64 KiB, or the next of 1, 1.25, 1.5, 1.75 × a power of two (≤ 25 % slack).
+size_t ChunkFor(size_t length, size_t* cls) {
+  if (length <= kPoolMinChunk) {
+    *cls = 0;
+    return kPoolMinChunk;
+  }
+  size_t k = 63 - static_cast<size_t>(__builtin_clzll(static_cast<unsigned long long>(length - 1)));
+  size_t base = size_t{1} << k;
+  size_t step = base >> 2;
+  size_t quarters = (length - base + step - 1) / step;  // 1..4
+  *cls = (k - 16) * 4 + quarters;
+  return base + quarters * step;
+}
+
+// The chunk size of class `cls` (the inverse of ChunkFor).
+size_t ClassSize(size_t cls) {
+  if (cls == 0) return kPoolMinChunk;
+  size_t base = size_t{1} << ((cls - 1) / 4 + 16);
+  return base + ((cls - 1) % 4 + 1) * (base >> 2);
+}
+
+struct Chunk {
+  void* data;
+  size_t size;
+  size_t cls;
+};
+
+void GiveBack(void*, size_t, void* hint) {
+  Chunk* c = static_cast<Chunk*>(hint);
+  CopyPool& pool = Pool();
+  bool keep = false;
+  {
+    std::lock_guard<std::mutex> lock(pool.mutex);
+    pool.liveChunks--;
+    if (pool.idleBytes + c->size <= kPoolIdleMax && c->cls < pool.idle.size()) {
+      pool.idle[c->cls].push_back(c->data);
+      pool.idleBytes += c->size;
+      keep = true;
+    }
+  }
+  if (!keep) munmap(c->data, c->size);
+  delete c;
+}
+
+// takeCopy(view, offset, length) -> ArrayBuffer of `length` bytes holding view[offset, offset + length),
+// in recycled memory (see above). A plain ArrayBuffer: nothing else maps it.
+Napi::Value TakeCopy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  v8::Local<v8::Value> src = ToV8(info[0]);
+  if (!src->IsArrayBufferView()) throw Napi::TypeError::New(env, "expected a typed array");
+  v8::Local<v8::ArrayBufferView> view = src.As<v8::ArrayBufferView>();
+  int64_t offset = ToInt(info[1], "offset");
+  int64_t length = ToInt(info[2], "length");
+  if (offset < 0 || length <= 0 || static_cast<uint64_t>(offset + length) > view->ByteLength()) {
+    throw Napi::RangeError::New(env, "range outside the typed array");
+  }
+  const char* bytes = ViewBytes(view) + offset;
+  size_t cls;
+  size_t size = ChunkFor(static_cast<size_t>(length), &cls);
+  void* data = nullptr;
+  CopyPool& pool = Pool();
+  {
+    std::lock_guard<std::mutex> lock(pool.mutex);
+    if (cls < pool.idle.size() && !pool.idle[cls].empty()) {
+      data = pool.idle[cls].back();
+      pool.idle[cls].pop_back();
+      pool.idleBytes -= size;
+      pool.reused++;
+    } else {
+      pool.mapped++;
+    }
+    pool.liveChunks++;
+  }
+  if (data == nullptr) {
+    // Populated at once: cheaper than faulting the pages in one by one during the copy.
+    data = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (data == MAP_FAILED) {
+      std::lock_guard<std::mutex> lock(pool.mutex);
+      pool.liveChunks--;
+      throw SysError(env, "mmap", errno);
+    }
+  }
+  memcpy(data, bytes, static_cast<size_t>(length));
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  std::unique_ptr<v8::BackingStore> store =
+      v8::ArrayBuffer::NewBackingStore(data, static_cast<size_t>(length), GiveBack, new Chunk{data, size, cls});
+  return Napi::Value(env, FromV8(v8::ArrayBuffer::New(isolate, std::move(store))));
+}
+
+// copyInto(target, offset, source): memcpy of the whole source to target[offset…]. V8 copies between
+// typed arrays of which one is shared byte by byte unless both sit at the same alignment (a frame's
+// payload starts 12 bytes into its slot); memcpy does not care.
+Napi::Value CopyInto(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  v8::Local<v8::Value> to = ToV8(info[0]);
+  v8::Local<v8::Value> from = ToV8(info[2]);
+  if (!to->IsArrayBufferView() || !from->IsArrayBufferView()) throw Napi::TypeError::New(env, "expected typed arrays");
+  v8::Local<v8::ArrayBufferView> target = to.As<v8::ArrayBufferView>();
+  v8::Local<v8::ArrayBufferView> source = from.As<v8::ArrayBufferView>();
+  int64_t offset = ToInt(info[1], "offset");
+  size_t length = source->ByteLength();
+  if (offset < 0 || static_cast<uint64_t>(offset) + length > target->ByteLength()) {
+    throw Napi::RangeError::New(env, "source does not fit the target at that offset");
+  }
+  if (length > 0) memmove(ViewBytes(target) + offset, ViewBytes(source), length);
+  return env.Undefined();
+}
+
+// trimCopyPool() -> bytes unmapped: the idle chunks go back to the system (the pool was quiet).
+Napi::Value TrimCopyPool(const Napi::CallbackInfo& info) {
+  std::vector<std::vector<void*>> idle(Pool().idle.size());
+  size_t freed = 0;
+  {
+    std::lock_guard<std::mutex> lock(Pool().mutex);
+    idle.swap(Pool().idle);
+    freed = Pool().idleBytes;
+    Pool().idleBytes = 0;
+  }
+  for (size_t cls = 0; cls < idle.size(); cls++) {
+    for (void* p : idle[cls]) munmap(p, ClassSize(cls));
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(freed));
+}
+
+// copyPoolStats() -> {idleBytes, liveChunks, mapped, reused} (tests and metrics).
+Napi::Value CopyPoolStats(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  std::lock_guard<std::mutex> lock(Pool().mutex);
+  o.Set("idleBytes", Napi::Number::New(info.Env(), static_cast<double>(Pool().idleBytes)));
+  o.Set("liveChunks", Napi::Number::New(info.Env(), static_cast<double>(Pool().liveChunks)));
+  o.Set("mapped", Napi::Number::New(info.Env(), static_cast<double>(Pool().mapped)));
+  o.Set("reused", Napi::Number::New(info.Env(), static_cast<double>(Pool().reused)));
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate));
   exports.Set("mmapShared", Napi::Function::New(env, MmapShared));
@@ -643,6 +812,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfdCreate", Napi::Function::New(env, EventfdCreate));
   exports.Set("eventfdSignal", Napi::Function::New(env, EventfdSignal));
   exports.Set("FdWatcher", FdWatcher::Init(env));
+  exports.Set("takeCopy", Napi::Function::New(env, TakeCopy));
+  exports.Set("copyInto", Napi::Function::New(env, CopyInto));
+  exports.Set("trimCopyPool", Napi::Function::New(env, TrimCopyPool));
+  exports.Set("copyPoolStats", Napi::Function::New(env, CopyPoolStats));
   return exports;
 }
 

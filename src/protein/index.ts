@@ -2,6 +2,7 @@
 
 export { isCodec } from './compile.js';
 export { canonicalJson, fingerprintOf, wireCompatible } from './genome.js';
+export { setBigBytes } from './runtime.js';
 export { protein, t } from './schema.js';
 export type {
   AnyCodec,

@@ -244,13 +244,46 @@ let copySlab = new Uint8Array(COPY_SLAB);
 let copyBuffer = copySlab.buffer;
 let copyPos = 0;
 
+/**
+ * Big `bytes` go through native copies when a native layer installed them (the shm addon):
+ * - decode's copies of at least BIG_COPY bytes come from `copy`, in memory it recycles: fresh memory
+ *   of that size faults every page in on first touch, which costs far more than the copy;
+ * - other writes and copies of at least BIG_WRITE bytes go through `write` (memcpy): V8 copies into
+ *   or out of a SharedArrayBuffer (a ring, a big slot) byte by byte when source and target are not
+ *   aligned alike, and a frame puts the payload 12 bytes into its slot (7× slower for 1 MiB).
+ */
+const BIG_COPY = 64 * 1024;
+const BIG_WRITE = 16 * 1024;
+let bigCopy: ((u8: Uint8Array, p: number, len: number) => Uint8Array) | null = null;
+let bigWrite: ((target: Uint8Array, p: number, source: Uint8Array) => void) | null = null;
+
+/** Installs (or with null removes) the native copies; `copy` must return memory of its own. */
+export function setBigBytes(
+  hooks: {
+    copy: (u8: Uint8Array, p: number, len: number) => Uint8Array;
+    write: (target: Uint8Array, p: number, source: Uint8Array) => void;
+  } | null,
+): void {
+  bigCopy = hooks?.copy ?? null;
+  bigWrite = hooks?.write ?? null;
+}
+
+/** Writes `x` at `u8[p]` (a bytes field's body, 32 bytes or more). */
+function writeBytes(x: Uint8Array, u8: Uint8Array, p: number): void {
+  if (bigWrite !== null && x.length >= BIG_WRITE) bigWrite(u8, p, x);
+  else u8.set(x, p);
+}
+
 export function copyBytes(u8: Uint8Array, p: number, len: number): Uint8Array {
   if (len > COPY_SLAB / 16) {
+    if (len >= BIG_COPY && bigCopy !== null) return bigCopy(u8, p, len);
     // A real copy, never Buffer#slice (a view: a decoded field of a ring record or socket chunk would
     // change when that memory is reused); set() between plain Uint8Arrays is a memcpy, where
     // Uint8Array#slice called on a Buffer takes the species path (25× slower for 1 MiB).
     const out = new Uint8Array(len);
-    out.set(new Uint8Array(u8.buffer, u8.byteOffset + p, len));
+    const from = new Uint8Array(u8.buffer, u8.byteOffset + p, len);
+    if (bigWrite !== null && len >= BIG_WRITE) bigWrite(out, 0, from);
+    else out.set(from);
     return out;
   }
   if (len > COPY_SLAB - copyPos) {
@@ -332,6 +365,7 @@ export const rt = {
   utf8Length,
   readString,
   copyBytes,
+  writeBytes,
   viewBytes,
   MAX_SAFE,
   U64_MAX,

@@ -243,7 +243,7 @@ function bytesCodec(): Codec<Uint8Array, Uint8Array> {
 function w(x, u8, p) {
   if (!(x instanceof Uint8Array)) rt.invalid();
   const n = x.length;
-  if (n < 32) { for (let i = 0; i < n; i++) u8[p + i] = x[i]; } else u8.set(x, p);
+  if (n < 32) { for (let i = 0; i < n; i++) u8[p + i] = x[i]; } else rt.writeBytes(x, u8, p);
   return p + n;
 }
 function m(x) { return x.length; }
@@ -594,8 +594,12 @@ export function protein<F extends Fields>(name: string, fields: F): StructCodec<
       vd.push(`${present}${slotRead} h = a + l; }`);
       obj.push(`${f.name}: ${x}`);
       const absent = f.off + 8 <= minF ? '' : `if (this.$F < ${f.off + 8}) return undefined;`;
+      // The slot is read again on access and checked against the view's own range: in shared memory
+      // the peer may rewrite it after the view was made, and a read must still stay inside the input.
       getters.push(`get ${f.name}() { ${absent} const u8 = this.$u, p = this.$p;
-    return ${vctx.ref(f.node.fns.v)}(u8, p + rt.r32(u8, p + ${4 + f.off}), rt.r32(u8, p + ${4 + f.off + 4})); }`);
+    const a = rt.r32(u8, p + ${4 + f.off}), l = rt.r32(u8, p + ${4 + f.off + 4});
+    if (a > this.$n || l > this.$n - a) rt.decodeError(${JSON.stringify(`struct ${name} field ${f.name} out of range`)});
+    return ${vctx.ref(f.node.fns.v)}(u8, p + a, l); }`);
     }
     k++;
   }

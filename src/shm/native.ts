@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { installCopyPool } from './copy-pool.js';
 
 /** The C++ addon's surface (native/cell_native.cc). */
 export interface NativeAddon {
@@ -44,6 +45,17 @@ export interface NativeAddon {
     fd: number,
     callback: () => void,
   ) => { close(): void };
+  /**
+   * A plain ArrayBuffer holding a copy of `view[offset, offset + length)`, in memory recycled from
+   * buffers the garbage collector freed (no page faults once warm). Absent from older builds.
+   */
+  takeCopy?(view: Uint8Array, offset: number, length: number): ArrayBuffer;
+  /** memcpy of the whole `source` to `target[offset…]` (any alignment, shared or not). Absent from older builds. */
+  copyInto?(target: Uint8Array, offset: number, source: Uint8Array): void;
+  /** Unmaps the pool's idle chunks; returns the bytes freed. */
+  trimCopyPool?(): number;
+  /** The pool's idle bytes, the chunks held by live buffers, and chunks mapped fresh / reused so far. */
+  copyPoolStats?(): { idleBytes: number; liveChunks: number; mapped: number; reused: number };
 }
 
 export interface PeerCredentials {
@@ -106,7 +118,9 @@ export function loadNative(): NativeLoad {
   }
   try {
     const require = createRequire(import.meta.url);
-    cached = { addon: require(path) as NativeAddon, reason: undefined };
+    const addon = require(path) as NativeAddon;
+    installCopyPool(addon);
+    cached = { addon, reason: undefined };
   } catch (err) {
     cached = { addon: undefined, reason: `native addon failed to load: ${(err as Error).message}` };
   }

@@ -234,3 +234,70 @@ test('decode copies large bytes fields out of a Buffer: the value survives the m
   buf.fill(9);
   assert.equal(v.body[50_000], 7);
 });
+
+/** A RecordFrames whose receiver keeps what it is handed: decoded (client) or a view (server handler). */
+function holding(leases: boolean, slot: SharedArrayBuffer) {
+  const got: { decoded: ReturnType<typeof Delayed.decode>[]; views: ReturnType<typeof Delayed.view>[] } = {
+    decoded: [],
+    views: [],
+  };
+  const r: FrameReceiver = {
+    onFrame(_t, _f, _m, _id, b, s, e) {
+      got.decoded.push(Delayed.decode(b, s, e - s));
+    },
+  };
+  if (leases) {
+    r.deliverFrame = (_t, _f, _m, _id, b, s, e) => {
+      got.views.push(Delayed.view(b, s, e - s));
+    };
+  }
+  return { frames: new RecordFrames(new SharedArrayBuffer(ringBytesFor(CAPACITY)), r, slot), got };
+}
+
+test('a hostile peer writing into its slot after the hand-over: a decoded reply keeps its bytes', () => {
+  const body = new Uint8Array(60_000).fill(0x11);
+  const frame = encodeFrame(FrameType.REPLY, 1, 7, Buffer.from(Delayed.encode({ id: 3, delay: 0, body })));
+  const slot = slotWith(frame);
+  const { frames, got } = holding(false, slot);
+  frames.onRecord(KIND_BIG, 0, frame.length, 256, 0, 0);
+  new Uint8Array(slot).fill(0xee); // the peer rewrites everything once the record is released
+  const v = got.decoded[0];
+  assert.equal(v?.id, 3);
+  assert.equal(v?.body.length, 60_000);
+  assert.ok(
+    v?.body.every((x) => x === 0x11),
+    'decode copied the body before the peer could change it',
+  );
+  assert.ok(!(v?.body.buffer instanceof SharedArrayBuffer));
+});
+
+test('a hostile peer rewriting a request in its slot while the handler holds a view: reads stay inside the request', () => {
+  const body = new Uint8Array(50_000).fill(0x22);
+  const frame = encodeFrame(FrameType.REQUEST, 1, 7, Buffer.from(Delayed.encode({ id: 4, delay: 0, body })));
+  const slot = slotWith(frame);
+  const { frames, got } = holding(true, slot);
+  frames.onRecord(KIND_BIG, 0, frame.length, 256, 0, 0);
+  const view = got.views[0] as ReturnType<typeof Delayed.view>;
+  assert.equal(view.body.length, 50_000);
+  const kept = Delayed.decode(Buffer.from(slot), 12, frame.length - 12); // copy-on-validate
+  // The body's slot (offset, length) now points past the request, then at a length that leaves it.
+  const u32 = new DataView(slot);
+  const slotAt = 12 + 4 + 8; // frame header, struct header, id and delay
+  const offset = u32.getUint32(slotAt, true);
+  u32.setUint32(slotAt, frame.length + 1000, true);
+  assert.throws(
+    () => view.body,
+    (e: CellError) => e.code === 'E_DECODE',
+  );
+  u32.setUint32(slotAt, offset, true);
+  u32.setUint32(slotAt + 4, SLOT, true);
+  assert.throws(
+    () => view.body,
+    (e: CellError) => e.code === 'E_DECODE',
+  );
+  // Rewritten in place within its bounds the handler sees the new bytes (shared memory); the copy does not.
+  u32.setUint32(slotAt + 4, 50_000, true);
+  new Uint8Array(slot, 12 + offset, 10).fill(0x99);
+  assert.equal(view.body[0], 0x99);
+  assert.equal(kept.body[0], 0x22);
+});

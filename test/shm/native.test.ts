@@ -6,6 +6,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { t } from '../../src/protein/index.js';
 import { loadNative, type NativeAddon } from '../../src/shm/native.js';
 
 // dist/test/shm → the repository root
@@ -138,4 +141,78 @@ test('peerCred reports the connecting process; fetchFds receives SCM_RIGHTS fds 
     addon.closeFd(memfd);
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('takeCopy copies into memory of its own, recycled once the buffer is collected; trimCopyPool frees the idle chunks', async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const take = addon.takeCopy as NonNullable<NativeAddon['takeCopy']>;
+  const stats = addon.copyPoolStats as NonNullable<NativeAddon['copyPoolStats']>;
+  const src = new Uint8Array(new SharedArrayBuffer(300_000)).fill(5);
+  src[299_999] = 6;
+  const copy = new Uint8Array(take(src, 1000, 299_000));
+  assert.ok(copy.buffer instanceof ArrayBuffer && !(copy.buffer instanceof SharedArrayBuffer));
+  assert.equal(copy.length, 299_000);
+  src.fill(9);
+  assert.equal(copy[0], 5, 'the copy does not follow the source');
+  assert.equal(copy[298_999], 6);
+  assert.throws(() => take(src, 1, 300_000), /outside/);
+  addon.trimCopyPool?.();
+  const live = stats().liveChunks;
+  // The garbage collector frees the buffer; its chunk goes back to the pool (possibly from a helper thread).
+  await (async () => {
+    for (let i = 0; i < 5; i++) take(src, 0, 200_000);
+    for (let i = 0; i < 50 && stats().idleBytes === 0; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  })();
+  assert.ok(stats().idleBytes > 0, 'collected copies return their chunks to the pool');
+  assert.ok(stats().liveChunks <= live + 4, 'chunks of the dropped copies are no longer counted live');
+  const reused = stats().reused;
+  const again = new Uint8Array(take(src, 0, 200_000));
+  assert.equal(stats().reused, reused + 1, 'a copy of the same size class reuses an idle chunk');
+  assert.equal(again[199_999], 9);
+  assert.ok((addon.trimCopyPool?.() ?? 0) > 0);
+  assert.equal(stats().idleBytes, 0);
+});
+
+test('with the addon loaded, decode copies big bytes fields into the pool: the value is the caller’s own', () => {
+  const stats = addon.copyPoolStats as NonNullable<NativeAddon['copyPoolStats']>;
+  const source = Buffer.from(new SharedArrayBuffer(256 << 10)).fill(3);
+  const takes = () => stats().mapped + stats().reused;
+  const before = takes();
+  const small = t.bytes.decode(source, 0, 1000);
+  const big = t.bytes.decode(source, 0, 128 << 10);
+  assert.equal(takes(), before + 1, 'only the copy over 64 KiB comes from the pool');
+  source.fill(4);
+  assert.equal(small[999], 3);
+  assert.equal(big[(128 << 10) - 1], 3);
+  assert.ok(!(big.buffer instanceof SharedArrayBuffer));
+  // Between 16 and 64 KiB: a fresh buffer filled by memcpy, from any offset of the shared source.
+  for (let i = 0; i < 40_000; i++) source[i] = (i * 7) & 0xff;
+  const mid = t.bytes.decode(source, 13, 30_000);
+  assert.equal(takes(), before + 1);
+  assert.ok(Buffer.from(mid).equals(source.subarray(13, 30_013)));
+  source.fill(0);
+  assert.equal(mid[0], 91);
+});
+
+test('copyInto copies a whole source into a shared target at any offset; encode writes big bytes with it', () => {
+  const copyInto = addon.copyInto as NonNullable<NativeAddon['copyInto']>;
+  const target = new Uint8Array(new SharedArrayBuffer(100_000));
+  const source = new Uint8Array(50_000);
+  for (let i = 0; i < source.length; i++) source[i] = i & 0xff;
+  copyInto(target, 13, source);
+  assert.equal(target[12], 0);
+  assert.equal(target[13], 0);
+  assert.equal(target[14], 1);
+  assert.equal(target[13 + 49_999], 49_999 & 0xff);
+  assert.equal(target[13 + 50_000], 0);
+  assert.throws(() => copyInto(target, 50_001, source), /does not fit/);
+  assert.throws(() => copyInto(target, -1, source), /does not fit/);
+  // The same through the codec (a frame puts its payload 12 bytes into the slot).
+  const slot = Buffer.from(new SharedArrayBuffer(100_000));
+  assert.equal(t.bytes.encodeInto(source, slot, 12), 12 + 50_000);
+  assert.ok(slot.subarray(12, 12 + 50_000).equals(source));
 });

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { type TestContext, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { CellError } from '../../../src/errors/index.js';
 import { loadNative } from '../../../src/shm/native.js';
 import { slotBytesFor } from '../../../src/shm/upgrade.js';
 import type { RingFrameSink } from '../../../src/shm/wire.js';
@@ -16,6 +19,7 @@ const RING_MAX = RING / 4 - 16;
 const SLOT = slotBytesFor(RING);
 /** An echo request frame: the 12-byte header, then the body (a top-level bytes value has no length prefix). */
 const FRAME_OVERHEAD = 12;
+const HOLDER = fileURLToPath(new URL('./fixtures/holder.js', import.meta.url));
 
 async function grow(t: TestContext) {
   const c = await Synapse.grow(ShmTest, { waitMs: 3000 });
@@ -44,7 +48,8 @@ test('frames over the ring limit travel in the big slot both ways; sizes around 
   assert.equal(c.$synapse.transport?.transport, 'shm');
   const sink = ringSink(c);
   const sizes: number[] = [];
-  for (const edge of [RING_MAX - FRAME_OVERHEAD, SLOT - FRAME_OVERHEAD]) {
+  // ring record limit, the size from which decode copies into recycled memory (64 KiB), the slot
+  for (const edge of [RING_MAX - FRAME_OVERHEAD, 1 << 16, SLOT - FRAME_OVERHEAD]) {
     for (let d = -3; d <= 3; d++) sizes.push(edge + d);
   }
   // property: random sizes across the whole range, seeded so a failure repeats
@@ -124,4 +129,62 @@ test('connections with big slots leave no fd behind once closed', async (t) => {
   }
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(openFds(), before);
+});
+
+test('a handler holding the slot does not hold up other big calls: they take the socket and finish first', async (t) => {
+  await startCell(t);
+  const c = await grow(t);
+  const sink = ringSink(c);
+  const order: string[] = [];
+  const slow = c.delayed({ id: 1, delay: 400, body: body(200_000, 1) }).then((r) => {
+    order.push('slow');
+    return r;
+  });
+  const quick: Promise<void>[] = [];
+  for (let i = 0; i < 4; i++) {
+    const b = body(150_000 + i, i + 2);
+    quick.push(
+      c.echo(b).then((r) => {
+        assert.ok(Buffer.from(r).equals(Buffer.from(b)), `echo ${i}`);
+        order.push(`quick${i}`);
+      }),
+    );
+  }
+  await Promise.all([slow, ...quick]);
+  assert.equal(order.at(-1), 'slow', `the held slot queued nothing behind it: ${order.join(', ')}`);
+  assert.ok(sink.slotFrames >= 1 && sink.socketFrames >= 4);
+  assert.ok(Buffer.from((await slow).body).equals(Buffer.from(body(200_000, 1))));
+});
+
+test('the cell dies while its handler holds a big request in the slot: the call fails with E_CONNECTION_LOST', async (t) => {
+  const { child } = await startCell(t);
+  const c = await grow(t);
+  const call = c.delayed({ id: 1, delay: 5000, body: body(300_000, 5) });
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(ringSink(c).slotFrames >= 1);
+  child.kill('SIGKILL');
+  await assert.rejects(call, (e: CellError) => e.code === 'E_CONNECTION_LOST');
+});
+
+test('a caller dies while the cell holds its big request in the slot: the cell serves the next caller', async (t) => {
+  const { child: cell } = await startCell(t);
+  const holder = spawn(process.execPath, [HOLDER, '1', 'big'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => holder.kill('SIGKILL'));
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    holder.stdout?.on('data', (d) => {
+      out += d;
+      if (out.includes('sent')) resolve();
+    });
+    holder.once('exit', (code) => reject(new Error(`holder exited with ${code}`)));
+  });
+  holder.kill('SIGKILL');
+  await new Promise((r) => holder.once('exit', r));
+  const c = await grow(t);
+  for (let i = 0; i < 3; i++) {
+    const b = body(400_000, 20 + i);
+    assert.ok(Buffer.from(await c.echo(b)).equals(Buffer.from(b)));
+  }
+  assert.ok(ringSink(c).slotFrames >= 3);
+  assert.equal(cell.exitCode, null, 'the cell is still running');
 });
