@@ -181,7 +181,8 @@ export class ShmHost<C> {
         maps.push(map);
         RingBuffer.initialize(map, this.capacity);
       }
-      if ((features & UPGRADE_FEATURE_SHARED_BELLS) !== 0) {
+      // pid 0: a caller in a pid namespace this process cannot see; two such callers would look alike.
+      if ((features & UPGRADE_FEATURE_SHARED_BELLS) !== 0 && peer.pid > 0) {
         bells = shareBells(addon, peer.pid);
         fds.push(bells.c2s, bells.s2c);
         for (const map of maps) RingBuffer.setBellId(map, bells.id);
