@@ -588,9 +588,12 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   static void OnReadable(uv_poll_t* handle, int status, int events) {
     auto* self = static_cast<FdWatcher*>(handle->data);
     if (self == nullptr) return;
+    // One read takes the whole counter (not a semaphore eventfd); a write after it makes the fd
+    // readable again, so a second read would only cost a system call that fails with EAGAIN.
     uint64_t count;
-    while (read(self->fd_, &count, sizeof(count)) > 0) {
-    }
+    ssize_t n;
+    do n = read(self->fd_, &count, sizeof(count));
+    while (n < 0 && errno == EINTR);
     Napi::Env env = self->callback_.Env();
     Napi::HandleScope scope(env);
     try {

@@ -28,7 +28,7 @@ export class ShmChannel {
   readonly tx: RingBuffer;
   readonly rx: RingBuffer;
   private readonly sink: RecordSink;
-  private readonly watcher: { close(): void };
+  private readonly bell: BellWatch;
   private readonly addon: NativeAddon;
   /** This side's big slot (§ 3.3.2), trimmed with the tx ring; null without slots. */
   txSlot: SharedArrayBuffer | null = null;
@@ -45,18 +45,16 @@ export class ShmChannel {
   sleeps = 0;
   wakeups = 0;
 
-  /** `rxBell`: the eventfd the peer signals when it commits while we sleep. */
+  /**
+   * `rxBell`: the eventfd the peer signals when it commits while we sleep; channels given the same fd
+   * (the doorbell shared by the connections between two processes) share one watcher.
+   */
   constructor(addon: NativeAddon, tx: RingBuffer, rx: RingBuffer, rxBell: number, sink: RecordSink) {
     this.tx = tx;
     this.rx = rx;
     this.sink = sink;
     this.addon = addon;
-    this.watcher = new addon.FdWatcher(rxBell, () => {
-      if (this.closed) return;
-      this.wakeups++;
-      this.rx.awake();
-      woken(this);
-    });
+    this.bell = joinBell(addon, rxBell, this);
     if (rx.board !== undefined) watchBoard(this, rx.board, rx.readyBit);
     wake(this);
   }
@@ -230,7 +228,7 @@ export class ShmChannel {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.watcher.close();
+    leaveBell(this.bell, this);
     dirtyChannels.delete(this);
     const i = hot.indexOf(this);
     if (i >= 0) {
@@ -374,11 +372,67 @@ function machineCrowded(now: number): boolean {
   return crowded;
 }
 
-function woken(ch: ShmChannel): void {
-  const gap = performance.now() - ch.sleptAt;
+/** A doorbell woke the poller `gap` ms after the ring it rang for fell asleep. */
+function woken(gap: number): void {
   if (gap < MISSED_BY_MS && !starved) spinBudget = Math.min(MAX_SPIN_MS, Math.max(spinBudget * 2, gap * 2));
   starved = false;
-  wake(ch);
+}
+
+// ------------------------------------------------------------------- doorbells
+//
+// One watcher per doorbell fd. A connection's own doorbell serves one channel; a doorbell shared by
+// the connections between two processes (doorbell.ts) serves all of them: one wake-up per round of
+// records instead of one per ring. A shared doorbell says only that some ring rang, so the woken side
+// looks at each of its sleeping channels once (one load of `sleeping`, one of the next kind word) and
+// wakes those whose producer cleared `sleeping` or that hold records; the rest sleep on.
+
+interface BellWatch {
+  watcher: { close(): void };
+  channels: ShmChannel[];
+}
+
+const bells = new Map<number, BellWatch>();
+
+function joinBell(addon: NativeAddon, fd: number, ch: ShmChannel): BellWatch {
+  let w = bells.get(fd);
+  if (w === undefined) {
+    const fresh: BellWatch = { watcher: { close() {} }, channels: [] };
+    fresh.watcher = new addon.FdWatcher(fd, () => bellRang(fresh));
+    bells.set(fd, fresh);
+    w = fresh;
+  }
+  w.channels.push(ch);
+  return w;
+}
+
+function leaveBell(w: BellWatch, ch: ShmChannel): void {
+  const i = w.channels.indexOf(ch);
+  if (i >= 0) w.channels.splice(i, 1);
+  if (w.channels.length > 0) return;
+  w.watcher.close();
+  for (const [fd, x] of bells) if (x === w) bells.delete(fd);
+}
+
+/** Exposed for tests: doorbell watchers this process runs, and the channels on them. */
+export function bellStats(): { watchers: number; channels: number } {
+  let channels = 0;
+  for (const w of bells.values()) channels += w.channels.length;
+  return { watchers: bells.size, channels };
+}
+
+function bellRang(w: BellWatch): void {
+  const now = performance.now();
+  const shared = w.channels.length > 1;
+  let gap = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < w.channels.length; i++) {
+    const ch = w.channels[i] as ShmChannel;
+    if (ch.closed || (shared && (ch.hot || !ch.rx.peerWoke()))) continue;
+    ch.wakeups++;
+    ch.rx.awake();
+    gap = Math.min(gap, now - ch.sleptAt);
+    wake(ch);
+  }
+  if (gap !== Number.POSITIVE_INFINITY) woken(gap);
 }
 
 function wake(ch: ShmChannel): void {

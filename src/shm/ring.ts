@@ -13,6 +13,8 @@ import { BOARD_BITS, type Board, NO_BIT } from './board.js';
  *   196  capacity  u32  data bytes, a power of two
  *   200  ready_bit u32  the readiness-board bit this ring's producer sets (board.ts), or 0xFFFFFFFF
  *   204  board_on  u32  1 while the consumer watches the board (the producer then marks the bit)
+ *   208  bell_id   8 bytes naming the doorbell pair this ring's connection shares with the other
+ *                  connections between the same two processes (all zero: the connection's own bells)
  *   256  data
  *
  * head and tail live on separate 64-byte cache lines so the two cores don't fight over one line.
@@ -50,6 +52,8 @@ const MAGIC = 48;
 const CAPACITY = 49;
 const READY_BIT = 50;
 const BOARD_ON = 51;
+const BELL_ID_BYTE = 208;
+export const BELL_ID_BYTES = 8;
 const DATA_WORD = RING_HEADER_BYTES / 4;
 
 export const MIN_RING_CAPACITY = 4096;
@@ -140,6 +144,20 @@ export class RingBuffer {
   /** The creator names the board bit of a fresh ring (before the peer maps it). */
   static setReadyBit(sab: SharedArrayBuffer, bit: number): void {
     Atomics.store(new Int32Array(sab, 0, DATA_WORD), READY_BIT, bit | 0);
+  }
+
+  /**
+   * The creator names the doorbell pair of a fresh ring (before the peer maps it): connections
+   * between the same two processes carry the same id and the same two eventfds (docs/PROTOCOL.md § 3.3).
+   */
+  static setBellId(sab: SharedArrayBuffer, id: Uint8Array): void {
+    new Uint8Array(sab, BELL_ID_BYTE, BELL_ID_BYTES).set(id.subarray(0, BELL_ID_BYTES));
+  }
+
+  /** The doorbell pair's id as hex, or '' when the ring has its own doorbells. */
+  get bellId(): string {
+    const id = this.bytes.subarray(BELL_ID_BYTE, BELL_ID_BYTE + BELL_ID_BYTES);
+    return id.every((b) => b === 0) ? '' : Buffer.from(id).toString('hex');
   }
 
   /** The readiness board this ring's producer marks (or its consumer watches), and the bit. */
@@ -540,6 +558,15 @@ export class RingBuffer {
       throw corrupt('tail ahead of records never published', { tail, readPos: this.readPos });
     }
     return -1;
+  }
+
+  /**
+   * Consumer, while asleep on a doorbell other rings share: true when this ring is what rang it (its
+   * producer cleared `sleeping`) or holds a record anyway. A sleeping ring of a shared doorbell is
+   * woken only then, so one ring's traffic does not keep the others awake.
+   */
+  peerWoke(): boolean {
+    return Atomics.load(this.words, SLEEPING) === 0 || this.hasData();
   }
 
   /** Called when woken (or when giving up sleep). */

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { CellError } from '../errors/index.js';
 import { DEFAULT_MAX_FRAME, decodeErrorPayload, FrameType, HEADER_SIZE, readU32 } from '../frame/index.js';
 import { attachBoard, type Board, detachBoard, freeSlot, TO_CLIENT_BIT, takeSlot } from './board.js';
+import { adoptBells, type BellPair, Ringer, releaseBells, shareBells } from './doorbell.js';
 import { loadNative, type NativeAddon } from './native.js';
 import { RING_HEADER_BYTES, RingBuffer, ringBytesFor } from './ring.js';
 
@@ -34,6 +35,12 @@ const OFFER_TTL_MS = 5000;
  * BIG_SLOTS: one big slot per direction, a sealed memfd carrying a frame too large for its ring (§ 3.3.2).
  */
 export const UPGRADE_FEATURE_BIG_SLOTS = 0x01;
+/**
+ * SHARED_BELLS: the client watches one doorbell per server process, so the server may hand every
+ * connection from that client process the same two eventfds, named by `bell_id` in the ring headers
+ * (§ 3.3, Sleeping). A client without the bit gets two eventfds of its own per connection, as before.
+ */
+export const UPGRADE_FEATURE_SHARED_BELLS = 0x02;
 /**
  * Bytes of each big slot for rings of `capacity`: 16 rings' worth, at most the frame limit. Scaling
  * with the ring keeps `ringCapacity` the one memory knob of § 3.6 (a cell that lowers it to bound
@@ -127,6 +134,8 @@ interface Offer<C> {
   timer: NodeJS.Timeout;
   /** The connection's slot on this process's readiness board (board.ts), if it got one. */
   board: { board: Board; fd: number; slot: number } | null;
+  /** The doorbells it shares with the caller's other connections (fds[2], fds[3]), if it asked. */
+  bells: BellPair | null;
 }
 
 export type OfferResult = { ok: true; challenge: UpgradeChallenge } | { ok: false; reason: string };
@@ -163,6 +172,7 @@ export class ShmHost<C> {
     // [c2s ring, s2c ring, c2s doorbell, s2c doorbell]
     const fds: number[] = [];
     const maps: SharedArrayBuffer[] = [];
+    let bells: BellPair | null = null;
     try {
       for (const dir of ['c2s', 's2c']) {
         const fd = addon.memfdCreate(`cell-ring-${dir}`, ringBytesFor(this.capacity));
@@ -171,7 +181,12 @@ export class ShmHost<C> {
         maps.push(map);
         RingBuffer.initialize(map, this.capacity);
       }
-      fds.push(addon.eventfdCreate(), addon.eventfdCreate());
+      // pid 0: a caller in a pid namespace this process cannot see; two such callers would look alike.
+      if ((features & UPGRADE_FEATURE_SHARED_BELLS) !== 0 && peer.pid > 0) {
+        bells = shareBells(addon, peer.pid);
+        fds.push(bells.c2s, bells.s2c);
+        for (const map of maps) RingBuffer.setBellId(map, bells.id);
+      } else fds.push(addon.eventfdCreate(), addon.eventfdCreate());
       if ((features & UPGRADE_FEATURE_BIG_SLOTS) !== 0) {
         for (const dir of ['c2s', 's2c']) {
           const fd = addon.memfdCreate(`cell-slot-${dir}`, slotBytesFor(this.capacity));
@@ -180,7 +195,7 @@ export class ShmHost<C> {
         }
       }
     } catch (err) {
-      releaseRings(addon, fds, maps, ringBytesFor(this.capacity));
+      releaseRings(addon, fds, maps, ringBytesFor(this.capacity), bells);
       return { ok: false, reason: `server: cannot create shared memory (${(err as Error).message})` };
     }
     const board = takeSlot(addon);
@@ -204,6 +219,7 @@ export class ShmHost<C> {
       capacity: this.capacity,
       timer,
       board,
+      bells,
     });
     return { ok: true, challenge: { challenge, ticket, capacity: this.capacity } };
   }
@@ -230,7 +246,7 @@ export class ShmHost<C> {
     this.offers.delete(key);
     clearTimeout(o.timer);
     if (o.board !== null) freeSlot(o.board.slot);
-    releaseRings(loadNative().addon as NativeAddon, o.fds, o.maps, ringBytesFor(o.capacity));
+    releaseRings(loadNative().addon as NativeAddon, o.fds, o.maps, ringBytesFor(o.capacity), o.bells);
   }
 
   /**
@@ -257,7 +273,7 @@ export class ShmHost<C> {
     clearTimeout(offer.timer);
     const closeFds = () => {
       if (offer.board !== null) freeSlot(offer.board.slot);
-      releaseRings(addon, offer.fds, offer.maps, ringBytesFor(offer.capacity));
+      releaseRings(addon, offer.fds, offer.maps, ringBytesFor(offer.capacity), offer.bells);
     };
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) {
@@ -278,7 +294,8 @@ export class ShmHost<C> {
     const [, , c2sBell, s2cBell] = offer.fds as [number, number, number, number];
     const [c2sMap, s2cMap] = offer.maps as [SharedArrayBuffer, SharedArrayBuffer];
     const c2s = new RingBuffer(c2sMap);
-    const s2c = new RingBuffer(s2cMap, ringBell(addon, s2cBell));
+    const ringer = offer.bells?.tx ?? new Ringer(addon, s2cBell);
+    const s2c = new RingBuffer(s2cMap, ringer.ring);
     // "OK" ‖ capacity, and ‖ slot bytes when the client asked for big slots (an old client never does).
     const ok = Buffer.alloc(offer.slotBytes > 0 ? 10 : 6);
     ok.write('OK', 0, 'latin1');
@@ -297,7 +314,7 @@ export class ShmHost<C> {
       return fail(`sending the ring fds failed (${(err as Error).message})`);
     }
     socket.end();
-    const pair = serverPair(addon, s2c, c2s, c2sBell, offer.fds, offer.maps, size);
+    const pair = serverPair(addon, s2c, c2s, c2sBell, offer, size, ringer);
     if (offer.slotBytes > 0) {
       pair.rxSlot = offer.maps[2] as SharedArrayBuffer;
       pair.txSlot = offer.maps[3] as SharedArrayBuffer;
@@ -317,23 +334,19 @@ export class ShmHost<C> {
 }
 
 /**
- * Wakes the peer's consumer through its eventfd doorbell. (A futex wake would reach JavaScript only
- * through a helper thread, two context switches; libuv watches the eventfd directly, one switch.)
- */
-function ringBell(addon: NativeAddon, bellFd: number) {
-  return () => {
-    addon.eventfdSignal(bellFd);
-  };
-}
-
-/**
  * Frees a connection's rings at once, whoever holds what: each mapping is replaced by untouched
  * private memory (no reference to the memfd survives until the garbage collector gets to the
  * buffer), the creator (`size` > 0) punches the pages out of each memfd, and the fds are closed.
  * Punching reaches the peer's mapping too: its consumer then reads a zero magic word and knows the
  * ring was let go (ShmChannel). Every step is attempted.
  */
-function releaseRings(addon: NativeAddon, fds: readonly number[], maps: readonly SharedArrayBuffer[], size = 0): void {
+function releaseRings(
+  addon: NativeAddon,
+  fds: readonly number[],
+  maps: readonly SharedArrayBuffer[],
+  size = 0,
+  bells: BellPair | null = null,
+): void {
   for (const map of maps) {
     try {
       addon.unmapShared(map);
@@ -341,7 +354,10 @@ function releaseRings(addon: NativeAddon, fds: readonly number[], maps: readonly
       // already replaced; the fds below still go
     }
   }
+  if (bells !== null) releaseBells(addon, bells);
   for (let i = 0; i < fds.length; i++) {
+    // Shared doorbells belong to the pair, closed with its last connection (releaseBells).
+    if (bells !== null && (i === 2 || i === 3)) continue;
     try {
       // [c2s ring, s2c ring, bells ×2, slots ×2]: the creator punches rings and slots out.
       if (size > 0 && i < 2) addon.releaseMemory(fds[i] as number, size);
@@ -359,9 +375,9 @@ function serverPair(
   tx: RingBuffer,
   rx: RingBuffer,
   rxBell: number,
-  fds: number[],
-  maps: SharedArrayBuffer[],
+  offer: Offer<unknown>,
   size: number,
+  ringer: Ringer,
 ): RingPair {
   let freed = false;
   return {
@@ -374,7 +390,9 @@ function serverPair(
     free() {
       if (freed) return;
       freed = true;
-      releaseRings(addon, fds, maps, size);
+      // An own doorbell's ringer stops before its fd closes (a shared one stops with the pair).
+      if (offer.bells === null) ringer.close();
+      releaseRings(addon, offer.fds, offer.maps, size, offer.bells);
     },
   };
 }
@@ -487,7 +505,9 @@ export async function pickUpRings(
       closeOne(got.fds[4] as number);
       closeOne(got.fds[5] as number);
     }
-    const c2s = new RingBuffer(maps[0] as SharedArrayBuffer, ringBell(addon, c2sBell));
+    // The tx ring rings whichever doorbell the connection ends up with (its own or the pair's).
+    let ringer: Ringer | undefined;
+    const c2s = new RingBuffer(maps[0] as SharedArrayBuffer, () => ringer?.ring());
     const s2c = new RingBuffer(maps[1] as SharedArrayBuffer);
     // The mappings hold the memory; only the doorbells stay open.
     closeOne(c2sFd);
@@ -498,12 +518,20 @@ export async function pickUpRings(
     if (board !== null && !(c2s.joinBoard(board) && s2c.joinBoard(board))) {
       c2s.board = s2c.board = undefined;
     }
+    // A bell id (only a server asked for SHARED_BELLS writes one): the same eventfds as every other
+    // connection to that process; adoptBells keeps one copy of each.
+    const id = s2c.bellId;
+    open.delete(c2sBell);
+    open.delete(s2cBell);
+    const bells = id === '' ? null : adoptBells(addon, main.pid, id, c2sBell, s2cBell);
+    const tx = bells?.tx ?? new Ringer(addon, c2sBell);
+    ringer = tx;
     let freed = false;
     const held = [...maps];
     return {
       tx: c2s,
       rx: s2c,
-      rxBell: s2cBell,
+      rxBell: bells?.s2c ?? s2cBell,
       txSlot,
       rxSlot,
       addon,
@@ -512,8 +540,12 @@ export async function pickUpRings(
         freed = true;
         // When the server died without freeing them, our mappings were the last reference.
         releaseRings(addon, [], held);
-        addon.closeFd(c2sBell);
-        addon.closeFd(s2cBell);
+        if (bells !== null) releaseBells(addon, bells);
+        else {
+          tx.close();
+          addon.closeFd(c2sBell);
+          addon.closeFd(s2cBell);
+        }
         if (board !== null) detachBoard(addon, board);
       },
     };

@@ -23,6 +23,7 @@ import {
   type RingPair,
   ShmHost,
   UPGRADE_FEATURE_BIG_SLOTS,
+  UPGRADE_FEATURE_SHARED_BELLS,
 } from './upgrade.js';
 
 /**
@@ -540,7 +541,9 @@ export async function upgradeClient(
   }
   if (path === '') return 'client: the socket has no path to reach the server again';
   // CELL_SHM_BIG_SLOTS=0 asks as an older client would (frames over a ring's limit take the socket).
-  const features = process.env.CELL_SHM_BIG_SLOTS === '0' ? 0 : UPGRADE_FEATURE_BIG_SLOTS;
+  // CELL_SHM_SHARED_BELLS=0 keeps two doorbells per connection (an older client's request).
+  const slots = process.env.CELL_SHM_BIG_SLOTS === '0' ? 0 : UPGRADE_FEATURE_BIG_SLOTS;
+  const features = slots | (process.env.CELL_SHM_SHARED_BELLS === '0' ? 0 : UPGRADE_FEATURE_SHARED_BELLS);
   try {
     const answer = await new Promise<{ type: number; payload: Buffer }>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -560,7 +563,7 @@ export async function upgradeClient(
       decodeChallenge(answer.payload),
       UPGRADE_TIMEOUT_MS,
       fd as number,
-      features !== 0,
+      slots !== 0,
     );
     const socket = stream as Socket;
     if (socket.destroyed) return 'client: the connection closed during the upgrade';

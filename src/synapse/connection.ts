@@ -39,7 +39,7 @@ export class RemoteError extends CellError {
   }
 }
 
-/** How often a connection's sweep looks for calls past their default timeout. */
+/** How often the sweep looks for calls past their default timeout. */
 const SWEEP_MS = 50;
 
 /**
@@ -302,7 +302,6 @@ export class ClientConnection implements FrameReceiver {
   private closeError: CellError | null = null;
   private handshakeResolve: (() => void) | null = null;
   private handshakeReject: ((e: unknown) => void) | null = null;
-  private sweeper: NodeJS.Timeout;
   private readonly canRef: boolean;
   /** Set when the stream carries frames itself (no byte decoding, no shared-memory upgrade). */
   private readonly carrier: FrameCarrier | null;
@@ -349,8 +348,8 @@ export class ClientConnection implements FrameReceiver {
       }
     });
     stream.on('close', () => this.closed());
-    this.sweeper = setInterval(sweep, SWEEP_MS, this);
-    this.sweeper.unref();
+    swept.add(this);
+    sweeper ??= setInterval(sweepAll, SWEEP_MS).unref();
   }
 
   /** Sends HELLO on `stream` and resolves once the cell's WELCOME matches the contract. */
@@ -790,7 +789,11 @@ export class ClientConnection implements FrameReceiver {
     if (this.state === CLOSED) return;
     const wasHandshake = this.state === HANDSHAKE;
     this.state = CLOSED;
-    clearInterval(this.sweeper);
+    swept.delete(this);
+    if (swept.size === 0 && sweeper !== undefined) {
+      clearInterval(sweeper);
+      sweeper = undefined;
+    }
     this.decoder.stop();
     const reason =
       this.closeError ??
@@ -863,9 +866,19 @@ export class ClientConnection implements FrameReceiver {
   }
 }
 
-function sweep(conn: ClientConnection): void {
-  if (conn.inFlight > 0) conn.expireDue(Date.now());
-  else if (conn.unrefDue) conn.unrefIfIdle();
+/**
+ * One sweep timer for every open connection of the process: a caller with many connections wakes up
+ * 20 times a second, not 20 times per connection (unaligned timers, each its own wake-up when idle).
+ */
+const swept = new Set<ClientConnection>();
+let sweeper: NodeJS.Timeout | undefined;
+
+function sweepAll(): void {
+  let now = 0;
+  for (const conn of swept) {
+    if (conn.inFlight > 0) conn.expireDue(now === 0 ? (now = Date.now()) : now);
+    else if (conn.unrefDue) conn.unrefIfIdle();
+  }
 }
 
 function noop(): void {}

@@ -137,3 +137,32 @@ test("a new connection's first call takes its deadline from the current clock, n
   t.after(() => second.$close());
   assert.equal(await second.wait(150), 'clock waited 150');
 });
+
+test('one sweep timer serves every connection of the process, and each still times out its calls', async (t) => {
+  const h = host('sweep');
+  t.after(() => {
+    h.server.close();
+    rmSync(h.dir, { recursive: true, force: true });
+  });
+  // Sweep intervals (every 50 ms) started while the connections open.
+  const real = globalThis.setInterval;
+  let intervals = 0;
+  globalThis.setInterval = ((...args: Parameters<typeof real>) => {
+    if (args[1] === 50) intervals++;
+    return real(...args);
+  }) as typeof real;
+  const grow = () => Synapse.grow(Svc, { resolvers: [resolverFor(() => h.path)], timeoutMs: 200, shm: false });
+  const clients: Array<Awaited<ReturnType<typeof grow>>> = [];
+  try {
+    for (let i = 0; i < 8; i++) clients.push(await grow());
+  } finally {
+    globalThis.setInterval = real;
+  }
+  t.after(() => Promise.all(clients.map((c) => c.$close())));
+  assert.ok(intervals <= 1, `${intervals} interval timers for 8 connections`);
+  const outcomes = await Promise.allSettled(clients.map((c) => c.wait(2000)));
+  for (const o of outcomes) {
+    assert.equal(o.status, 'rejected');
+    assert.match(String((o as PromiseRejectedResult).reason), /E_TIMEOUT|no reply within/);
+  }
+});
