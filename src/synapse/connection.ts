@@ -876,8 +876,10 @@ let sweeper: NodeJS.Timeout | undefined;
 function sweepAll(): void {
   let now = 0;
   for (const conn of swept) {
-    if (conn.inFlight > 0) conn.expireDue(now === 0 ? (now = Date.now()) : now);
-    else if (conn.unrefDue) conn.unrefIfIdle();
+    if (conn.inFlight > 0) {
+      if (now === 0) now = Date.now();
+      conn.expireDue(now);
+    } else if (conn.unrefDue) conn.unrefIfIdle();
   }
 }
 
