@@ -6,6 +6,7 @@
 // server is installed (Debian package etcd-server), a 3-member etcd cluster on the same disk runs in
 // the same run as a peer, driven through its HTTP/JSON gateway (PUT to the leader).
 // BENCH_NODE_FLAGS adds node flags to the Cell node processes; BENCH_NO_ETCD=1 skips the peer.
+// CPU/commit: user + system time of the three server processes (all threads, from /proc) per commit.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -42,6 +43,9 @@ interface Row {
   /** fdatasyncs per commit: on the leader, and summed over the three nodes. */
   leaderFsyncsPerCommit: number;
   clusterFsyncsPerCommit: number;
+  /** CPU time (user + system) of the three server processes per commit, µs: on a shared machine the
+   * latency moves with the neighbours' load, the work per commit much less. */
+  cpuUsPerCommit: number;
 }
 
 const rows: Row[] = [];
@@ -69,6 +73,16 @@ function spawnReady(cmd: string, argv: string[], env: NodeJS.ProcessEnv, ready: 
     child.stderr?.on('data', on);
     child.on('exit', (code) => reject(new Error(`${cmd} exited ${code}:\n${out.slice(-2000)}`)));
   });
+}
+
+/** CPU time (user + system, all threads) the processes used so far, in ms (Linux, USER_HZ = 100). */
+function cpuMs(procs: readonly ChildProcess[]): number {
+  let ticks = 0;
+  for (const p of procs) {
+    const f = readFileSync(`/proc/${p.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks * 10;
 }
 
 function quantiles(lat: number[]): { p50: number; p99: number } {
@@ -147,14 +161,17 @@ async function setupCell(): Promise<{ measures: Measure[]; stop: () => Promise<v
   for (const n of LEVELS)
     measures.push(async () => {
       let before = await stats();
+      let cpu0 = cpuMs(procs);
       let r = await admin[leader - 1].bench({ concurrency: n, durationMs: DURATION_MS, valueBytes: VALUE_BYTES });
       for (let retry = 0; r.status !== 0 && retry < 3; retry++) {
         // Leadership moved (a stalled process on a busy machine): measure again on the new leader.
         leader = await findLeader();
         if (!JSON_OUT) console.log(`  (leader changed during the run; measuring again on node ${leader})`);
         before = await stats();
+        cpu0 = cpuMs(procs);
         r = await admin[leader - 1].bench({ concurrency: n, durationMs: DURATION_MS, valueBytes: VALUE_BYTES });
       }
+      const cpu = cpuMs(procs) - cpu0;
       const after = await stats();
       if (r.status !== 0) throw new Error(`bench on leader ${leader} failed (status ${r.status})`);
       const cluster = after.reduce((s, x, i) => s + x.syncs - before[i].syncs, 0);
@@ -167,6 +184,7 @@ async function setupCell(): Promise<{ measures: Measure[]; stop: () => Promise<v
         p99ms: r.p99us / 1000,
         leaderFsyncsPerCommit: r.leaderSyncs / r.commits,
         clusterFsyncsPerCommit: cluster / r.commits,
+        cpuUsPerCommit: (cpu * 1000) / r.commits,
       });
       report(rows[rows.length - 1]);
     });
@@ -182,7 +200,9 @@ async function setupCell(): Promise<{ measures: Measure[]; stop: () => Promise<v
   for (const n of LEVELS)
     measures.push(async () => {
       const before = await stats();
+      const cpu0 = cpuMs(procs);
       const r = await drive(n, (w, i) => client.put(`c${w}-${i % 1000}`, value));
+      const cpu = cpuMs(procs) - cpu0;
       const after = await stats();
       rows.push({
         system: 'cell',
@@ -193,6 +213,7 @@ async function setupCell(): Promise<{ measures: Measure[]; stop: () => Promise<v
         p99ms: r.p99,
         leaderFsyncsPerCommit: Math.max(...after.map((x, i) => x.syncs - before[i].syncs)) / r.commits,
         clusterFsyncsPerCommit: after.reduce((s, x, i) => s + x.syncs - before[i].syncs, 0) / r.commits,
+        cpuUsPerCommit: (cpu * 1000) / r.commits,
       });
       report(rows[rows.length - 1]);
     });
@@ -307,6 +328,7 @@ async function setupEtcd(): Promise<{ measures: Measure[]; stop: () => Promise<v
   for (const n of LEVELS)
     measures.push(async () => {
       const before = await fsyncs();
+      const cpu0 = cpuMs(procs);
       const r = await drive(n, (w, i) =>
         http(
           agent,
@@ -315,6 +337,7 @@ async function setupEtcd(): Promise<{ measures: Measure[]; stop: () => Promise<v
           `{"key":"${Buffer.from(`c${w}-${i % 1000}`).toString('base64')}","value":"${value}"}`,
         ).then(() => {}),
       );
+      const cpu = cpuMs(procs) - cpu0;
       const after = await fsyncs();
       rows.push({
         system: 'etcd 3.4',
@@ -325,6 +348,7 @@ async function setupEtcd(): Promise<{ measures: Measure[]; stop: () => Promise<v
         p99ms: r.p99,
         leaderFsyncsPerCommit: (after.leader - before.leader) / r.commits,
         clusterFsyncsPerCommit: (after.total - before.total) / r.commits,
+        cpuUsPerCommit: (cpu * 1000) / r.commits,
       });
       report(rows[rows.length - 1]);
     });
@@ -339,7 +363,7 @@ async function setupEtcd(): Promise<{ measures: Measure[]; stop: () => Promise<v
 function report(r: Row, force = false): void {
   if (JSON_OUT || (!force && !VERBOSE)) return;
   console.log(
-    `${r.system.padEnd(9)} ${r.path.padEnd(24)} ${String(r.proposers).padStart(4)} proposers: ${Math.round(r.commitsPerS).toString().padStart(7)} commits/s  p50 ${r.p50ms.toFixed(2).padStart(6)} ms  p99 ${r.p99ms.toFixed(2).padStart(6)} ms  fsyncs/commit leader ${r.leaderFsyncsPerCommit.toFixed(3)} cluster ${r.clusterFsyncsPerCommit.toFixed(3)}`,
+    `${r.system.padEnd(9)} ${r.path.padEnd(24)} ${String(r.proposers).padStart(4)} proposers: ${Math.round(r.commitsPerS).toString().padStart(7)} commits/s  p50 ${r.p50ms.toFixed(2).padStart(6)} ms  p99 ${r.p99ms.toFixed(2).padStart(6)} ms  fsyncs/commit leader ${r.leaderFsyncsPerCommit.toFixed(3)} cluster ${r.clusterFsyncsPerCommit.toFixed(3)}  CPU/commit ${r.cpuUsPerCommit.toFixed(1).padStart(6)} µs`,
   );
 }
 
@@ -378,6 +402,7 @@ for (const key of [...new Set(rows.map((r) => `${r.system}|${r.path}|${r.propose
     p99ms: median(rs.map((r) => r.p99ms)),
     leaderFsyncsPerCommit: median(rs.map((r) => r.leaderFsyncsPerCommit)),
     clusterFsyncsPerCommit: median(rs.map((r) => r.clusterFsyncsPerCommit)),
+    cpuUsPerCommit: median(rs.map((r) => r.cpuUsPerCommit)),
   });
 }
 if (JSON_OUT)
@@ -387,13 +412,15 @@ if (JSON_OUT)
 else {
   console.log(`\nmedians over ${ROUNDS} rounds:`);
   for (const r of summary) report(r, true);
-  console.log('\nratios (cell client put / etcd put, same run; p99 as etcd / cell, so > 1 is better for cell):');
+  console.log(
+    '\nratios (cell client put / etcd put, same run; p99 and CPU/commit as etcd / cell, so > 1 is better for cell):',
+  );
   for (const n of LEVELS) {
     const c = summary.find((r) => r.system === 'cell' && r.path.startsWith('client') && r.proposers === n);
     const e = summary.find((r) => r.system.startsWith('etcd') && r.proposers === n);
     if (c && e)
       console.log(
-        `  ${String(n).padStart(4)} proposers: throughput ×${(c.commitsPerS / e.commitsPerS).toFixed(2)}, p99 ×${(e.p99ms / c.p99ms).toFixed(2)}`,
+        `  ${String(n).padStart(4)} proposers: throughput ×${(c.commitsPerS / e.commitsPerS).toFixed(2)}, p99 ×${(e.p99ms / c.p99ms).toFixed(2)}, CPU/commit ×${(e.cpuUsPerCommit / c.cpuUsPerCommit).toFixed(2)}`,
       );
   }
 }

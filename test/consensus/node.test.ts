@@ -294,4 +294,8 @@ test('raft peer codec: a batch of every message shape round-trips, with copied b
   // Decoded data must not alias the frame (frames are reused by the transport).
   bytes.fill(0);
   assert.equal(Buffer.from(out[0].entries![0].data).toString(), 'cmd');
+  assert.equal(Buffer.from(out[1].snapshot!.data).toString(), 'state');
+  // Nor a frame decoded later (small byte fields share the decoder's slab).
+  decodeBatch(encodeBatch([{ ...app, entries: [{ term: 7, index: 42, type: 0, data: Buffer.from('xyz') }] }]));
+  assert.equal(Buffer.from(out[0].entries![0].data).toString(), 'cmd');
 });

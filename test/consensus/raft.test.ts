@@ -9,6 +9,7 @@ import {
   MsgType,
   message,
   type ReadState,
+  type Ready,
   Role,
   type Snapshot,
 } from '../../src/consensus/raft/types.js';
@@ -79,25 +80,28 @@ class Net {
 
   drain(id: number): void {
     const n = this.get(id);
-    while (n.raft.hasReady()) {
-      const rd = n.raft.ready();
-      if (rd.snapshot) {
-        n.disk.snapshot = rd.snapshot;
-        n.disk.entries = [];
-      }
-      if (rd.entries.length > 0) {
-        const first = rd.entries[0].index;
-        n.disk.entries = n.disk.entries.filter((e) => e.index < first).concat(rd.entries);
-      }
-      if (rd.hardState) n.disk.hardState = rd.hardState;
-      for (const m of rd.messages.concat(rd.messagesAfterSync)) {
-        this.sent.push(m);
-        this.queue.push(m);
-      }
-      for (const e of rd.committedEntries) n.applied.push(e);
-      for (const r of rd.readStates) n.reads.push(r);
-      n.raft.advance();
+    while (n.raft.hasReady()) this.handle(id, n.raft.ready());
+  }
+
+  /** Persists, sends and applies one Ready, then advances. */
+  handle(id: number, rd: Ready): void {
+    const n = this.get(id);
+    if (rd.snapshot) {
+      n.disk.snapshot = rd.snapshot;
+      n.disk.entries = [];
     }
+    if (rd.entries.length > 0) {
+      const first = rd.entries[0].index;
+      n.disk.entries = n.disk.entries.filter((e) => e.index < first).concat(rd.entries);
+    }
+    if (rd.hardState) n.disk.hardState = rd.hardState;
+    for (const m of rd.messages.concat(rd.messagesAfterSync)) {
+      this.sent.push(m);
+      this.queue.push(m);
+    }
+    for (const e of rd.committedEntries) n.applied.push(e);
+    for (const r of rd.readStates) n.reads.push(r);
+    n.raft.advance();
   }
 
   /** Deliver messages until the cluster is quiet. */
@@ -487,6 +491,82 @@ test('single-node cluster commits only what is durable', () => {
   r.advance();
   net.drain(1);
   assert.deepEqual(net.data(1), ['solo']);
+});
+
+/** Delivers queued messages and handles every node's Readies except `held`'s, until quiet. */
+function exchange(net: Net, held: number): void {
+  for (let i = 0; i < 50; i++) {
+    for (const id of net.nodes.keys()) if (id !== held) net.drain(id);
+    if (net.queue.length === 0) return;
+    const q = net.queue;
+    net.queue = [];
+    for (const m of q) if (net.nodes.has(m.to)) net.get(m.to).raft.step(m);
+  }
+  throw new Error('no quiet');
+}
+
+const appsOf = (ms: Message[]) =>
+  ms.filter((m) => m.type === MsgType.App).map((m) => [m.to, (m.entries ?? []).map((e) => dec(e.data))]);
+
+test('early messages: while its Ready is written a leader replicates new entries at once, and applies them only once written', () => {
+  const net = new Net([1, 2, 3]);
+  net.elect(1);
+  const r = net.get(1).raft;
+  r.propose(enc('a'));
+  const rd = r.ready();
+  assert.deepEqual(appsOf(rd.messages), [
+    [2, ['a']],
+    [3, ['a']],
+  ]);
+  net.queue.push(...rd.messages);
+  r.propose(enc('b'));
+  const early = r.earlyMessages();
+  assert.deepEqual(appsOf(early), [
+    [2, ['b']],
+    [3, ['b']],
+  ]);
+  net.queue.push(...early);
+  exchange(net, 1);
+  const b = r.log.lastIndex();
+  assert.equal(r.log.committed, b, 'both followers hold b: committed without the leader');
+  net.handle(1, { ...rd, messages: [] });
+  const next = r.ready();
+  assert.deepEqual(
+    next.entries.map((e) => dec(e.data)),
+    ['b'],
+    'the next Ready writes b',
+  );
+  assert.deepEqual(
+    next.committedEntries.map((e) => dec(e.data)),
+    ['a'],
+    'b is not applied before the leader has written it',
+  );
+  net.handle(1, next);
+  assert.deepEqual(r.earlyMessages(), [], 'nothing early without a Ready out');
+  net.settle();
+  for (const id of [1, 2, 3]) assert.deepEqual(net.data(id), ['a', 'b']);
+});
+
+test('early messages: none while the Ready out writes a new term or vote', () => {
+  const net = new Net([1, 2, 3]);
+  const r = net.get(1).raft;
+  for (let i = 0; i < 40 && r.role === Role.Follower; i++) r.tick();
+  assert.equal(r.role, Role.PreCandidate);
+  net.drain(1);
+  exchange(net, 1);
+  assert.equal(r.role, Role.Candidate);
+  const rd = r.ready();
+  assert.ok(rd.mustSync && rd.hardState?.vote === 1, 'the candidate writes its vote');
+  // Written, and the votes sent; advance() not called yet when the votes come back.
+  net.queue.push(...rd.messages, ...rd.messagesAfterSync);
+  exchange(net, 1);
+  assert.equal(r.role, Role.Leader);
+  r.propose(enc('x'));
+  assert.deepEqual(r.earlyMessages(), []);
+  net.handle(1, { ...rd, messages: [], messagesAfterSync: [] });
+  // A heartbeat carries the commit index to the follower whose vote came last.
+  net.tick(1, 2);
+  for (const id of [1, 2, 3]) assert.deepEqual(net.data(id), ['x']);
 });
 
 test('flow control: proposals are refused while too many entries await commit', () => {

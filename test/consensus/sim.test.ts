@@ -194,3 +194,57 @@ test('simulation: a RaftNode that sends messagesAfterSync before its fsync fails
   console.log(`# send-before-sync shell: ${caught[0] ?? 'not caught'}`);
   assert.ok(caught.length > 0, `a shell that acknowledges before its fsync went unnoticed in ${CI_SEEDS} seeds`);
 });
+
+interface ShellInternals {
+  raft: Raft;
+  proposals: Map<number, { term: number; resolve(r: unknown): void }>;
+}
+
+/** The shell bug this variant of RaftNode has: a proposal is acknowledged as soon as this node's own
+ * WAL write of its entry is durable, before a quorum holds it (the entry is applied later as usual). */
+async function withAckOnLocalWrite<T>(run: () => Promise<T>): Promise<T> {
+  const proto = RaftNode.prototype as unknown as { handleReady(this: ShellInternals): Promise<void> };
+  const handleReady = proto.handleReady;
+  proto.handleReady = async function (this: ShellInternals) {
+    const core = this.raft;
+    const ready = core.ready;
+    let written: Ready['entries'] = [];
+    core.ready = (): Ready => {
+      core.ready = ready;
+      const rd = ready.call(core);
+      written = rd.entries;
+      return rd;
+    };
+    await handleReady.call(this);
+    for (const e of written) {
+      const p = this.proposals.get(e.index);
+      if (p && p.term === e.term) {
+        this.proposals.delete(e.index);
+        p.resolve(undefined);
+      }
+    }
+  };
+  try {
+    return await run();
+  } finally {
+    proto.handleReady = handleReady;
+  }
+}
+
+test('simulation: a RaftNode that acknowledges writes once its own WAL holds them fails within the CI seeds', async () => {
+  const caught: string[] = [];
+  await withAckOnLocalWrite(async () => {
+    for (let seed = 1; seed <= CI_SEEDS && caught.length === 0; seed++) {
+      try {
+        await new ShellSim({ seed, faultMs: 3000, livenessMs: 10_000 }).run();
+      } catch (e) {
+        caught.push(`seed ${seed}: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+  });
+  console.log(`# ack-on-local-write shell: ${caught[0] ?? 'not caught'}`);
+  assert.ok(
+    caught.length > 0,
+    `a shell that acknowledges before a quorum holds the write went unnoticed in ${CI_SEEDS} seeds`,
+  );
+});

@@ -1,10 +1,21 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  constants,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Entry, HardState, Snapshot } from '../../src/consensus/raft/types.js';
 import { Prng } from '../../src/consensus/sim/index.js';
+import type { WalFs } from '../../src/consensus/wal/fs.js';
 import { SimDisk } from '../../src/consensus/wal/simdisk.js';
 import { Wal } from '../../src/consensus/wal/wal.js';
 import { CellError } from '../../src/errors/index.js';
@@ -291,4 +302,69 @@ test('wal: any sequence of batches round-trips through recovery (property)', asy
     ),
     { numRuns: 150 },
   );
+});
+
+test('wal: on the real disk a batch is one durable write (O_DSYNC), and nothing else syncs it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cell-wal-dsync-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { wal } = await Wal.open({ dir: join(dir, 'w') });
+  // The open segment's descriptor, from /proc: its flags must carry O_DSYNC.
+  const seg = join(dir, 'w', wal.segmentNames()[0]);
+  const fd = readdirSync('/proc/self/fd').find((n) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${n}`) === seg;
+    } catch {
+      return false;
+    }
+  });
+  assert.ok(fd, 'the segment is open');
+  const flags = Number.parseInt(/flags:\s*([0-7]+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1], 8);
+  assert.equal(flags & constants.O_DSYNC, constants.O_DSYNC);
+  await wal.append([ent(1, 1), ent(2, 1)], { term: 1, vote: 1, commit: 0 });
+  assert.equal(wal.stats.syncs, 1);
+  await wal.close();
+  const again = await Wal.open({ dir: join(dir, 'w') });
+  same(again.state.entries, [ent(1, 1), ent(2, 1)]);
+  await again.wal.close();
+});
+
+test('wal: a file that offers writeDurable gets each batch through it alone', async () => {
+  const disk = new SimDisk();
+  const calls: string[] = [];
+  const fs: WalFs = {
+    mkdirp: (d) => disk.mkdirp(d),
+    list: (d) => disk.list(d),
+    readFile: (p) => disk.readFile(p),
+    truncate: (p, n) => disk.truncate(p, n),
+    rename: (a, b) => disk.rename(a, b),
+    unlink: (p) => disk.unlink(p),
+    fsyncDir: (d) => disk.fsyncDir(d),
+    openAppend: async (p, create) => {
+      const f = await disk.openAppend(p, create);
+      return {
+        write: (d) => {
+          calls.push('write');
+          return f.write(d);
+        },
+        datasync: () => {
+          calls.push('datasync');
+          return f.datasync();
+        },
+        writeDurable: async (d) => {
+          calls.push('writeDurable');
+          await f.write(d);
+          await f.datasync();
+        },
+        close: () => f.close(),
+      };
+    },
+  };
+  const { wal } = await Wal.open({ dir: '/w', fs });
+  calls.length = 0;
+  await wal.append([ent(1, 1)], { term: 1, vote: 1, commit: 0 });
+  await wal.append([ent(2, 1)], null);
+  assert.deepEqual(calls, ['writeDurable', 'writeDurable']);
+  await wal.close();
+  const again = await Wal.open({ dir: '/w', fs: disk });
+  same(again.state.entries, [ent(1, 1), ent(2, 1)]);
 });

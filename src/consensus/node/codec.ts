@@ -53,13 +53,15 @@ export function toWire(m: Message): WireMessage {
   };
 }
 
-/** Copies byte fields out of the frame they were decoded from (frames are reused). */
+/** The decoded byte fields are already copies (protein's decode copies them out of the frame, small
+ * ones into a shared slab), so they are kept as they are: a second copy per entry would cost an
+ * ArrayBuffer each, which the garbage collector then sweeps. */
 export function fromWire(w: WireMessage): Message {
   const entries: Entry[] = w.entries.map((e) => ({
     term: e.term,
     index: e.index,
     type: e.type as EntryType,
-    data: e.data.slice(),
+    data: e.data,
   }));
   const s = w.snapshot;
   return {
@@ -74,7 +76,7 @@ export function fromWire(w: WireMessage): Message {
     hint: w.hint,
     ctx: w.ctx,
     entries,
-    snapshot: s ? { index: s.index, term: s.term, voters: [...s.voters], data: s.data.slice() } : null,
+    snapshot: s ? { index: s.index, term: s.term, voters: [...s.voters], data: s.data } : null,
   };
 }
 

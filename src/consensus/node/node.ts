@@ -8,6 +8,7 @@ import {
   type Message,
   NONE,
   type ReadState,
+  type Ready,
   Role,
   roleName,
   type Snapshot,
@@ -72,6 +73,8 @@ export interface RaftTimers {
   setImmediate(fn: () => void): void;
 }
 
+const isConfig = (e: Entry): boolean => e.type === EntryType.Config;
+
 const nodeTimers: RaftTimers = {
   setInterval: (fn, ms) => setInterval(fn, ms),
   clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
@@ -121,9 +124,10 @@ interface ReadBatch {
 }
 
 /**
- * One member of a Raft group: drives the deterministic core's Ready loop — persist (one WAL batch,
- * one fdatasync per iteration), send, apply, advance — on a tick timer. Proposals that arrive while
- * a sync is in flight are appended together and ride the next sync (group commit).
+ * One member of a Raft group: drives the deterministic core's Ready loop — send, persist (one WAL
+ * batch, one fdatasync per iteration) while applying what was already committed, send what had to
+ * wait for the write, advance — on a tick timer. Proposals that arrive while a sync is in flight are
+ * appended together and ride the next sync (group commit).
  *
  * Events: 'leader' (LeaderEvent) on every leader or role change; 'membership' (voters: number[]) when
  * a configuration entry is applied; 'snapshot' (SnapshotEvent); 'warning' (string) when the core finds
@@ -148,6 +152,9 @@ export class RaftNode<R = unknown> extends EventEmitter {
   private readonly timers: RaftTimers;
   private running = false;
   private again = false;
+  /** A Ready's WAL write is in flight. */
+  private writing = false;
+  private earlyScheduled = false;
   private stopped: CellError | null = null;
   private loopDone: Promise<void> = Promise.resolve();
   private appliedIndex = 0;
@@ -404,10 +411,24 @@ export class RaftNode<R = unknown> extends EventEmitter {
     if (this.stopped) return;
     if (this.running) {
       this.again = true;
+      if (this.writing && !this.earlyScheduled) {
+        // Once the callers of this turn have proposed: one append per follower for all of them.
+        this.earlyScheduled = true;
+        this.timers.setImmediate(() => this.sendEarly());
+      }
       return;
     }
     this.running = true;
     this.loopDone = this.loop();
+  }
+
+  /** A leader replicates what arrived while its own WAL write is in flight instead of waiting for the
+   * write (and the next Ready): the followers' fsyncs overlap its own. */
+  private sendEarly(): void {
+    this.earlyScheduled = false;
+    if (this.stopped || !this.writing) return;
+    const msgs = this.raft.earlyMessages();
+    if (msgs.length > 0) this.transport.send(msgs);
   }
 
   private async loop(): Promise<void> {
@@ -436,10 +457,25 @@ export class RaftNode<R = unknown> extends EventEmitter {
     // The core says what may leave before the write (a leader's appends and heartbeats: Raft thesis
     // §10.2.1) and what must wait for it; a commit-index change alone is not synced.
     if (rd.messages.length > 0) this.transport.send(rd.messages);
-    if (rd.mustSync) await this.wal.append(rd.entries, this.latestHard);
+    // Committed entries are durable here (the core hands out none beyond its stabled index) and on a
+    // quorum: apply them and release their callers while this Ready's own write is in flight, so an
+    // acknowledgement never waits for an unrelated fsync. Not with a configuration entry among them:
+    // its caller may propose the next change, which the core accepts only after advance().
+    const early = !rd.committedEntries.some(isConfig);
+    const write = rd.mustSync ? this.wal.append(rd.entries, this.latestHard) : null;
+    // Awaited below; if apply throws first, a later WAL failure must not surface as unhandled.
+    write?.catch(() => {});
+    if (early) this.applyReady(rd);
+    if (write) {
+      this.writing = true;
+      try {
+        await write;
+      } finally {
+        this.writing = false;
+      }
+    }
     if (rd.messagesAfterSync.length > 0) this.transport.send(rd.messagesAfterSync);
-    for (const e of rd.committedEntries) this.applyEntry(e);
-    this.serveReads(rd.readStates);
+    if (!early) this.applyReady(rd);
     const soft = rd.softState;
     this.raft.advance();
     if (soft) this.onSoftState(soft.lead, soft.role, soft.term);
@@ -452,6 +488,11 @@ export class RaftNode<R = unknown> extends EventEmitter {
     if (this.appliedIndex - this.snapIndex >= (this.opts.snapshotEvery ?? 10_000) && this.raft.canCompact()) {
       await this.takeSnapshot();
     }
+  }
+
+  private applyReady(rd: Ready): void {
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    this.serveReads(rd.readStates);
   }
 
   private async installSnapshot(s: Snapshot): Promise<void> {

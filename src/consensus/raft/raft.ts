@@ -157,6 +157,8 @@ export class Raft {
   private prevHard: HardState = { term: 0, vote: 0, commit: 0 };
   private prevSoft = { lead: NONE, role: Role.Follower as Role, term: 0 };
   private readyOut: Ready | null = null;
+  /** The Ready handed out writes a new term or vote (nothing of this term may leave before it). */
+  private readyOutNewVote = false;
   private readonly maxApply: number;
   private readonly maxUncommitted: number;
   /** Reused for quorum counts (one per acknowledgement on the leader). */
@@ -389,6 +391,7 @@ export class Raft {
       softState: soft,
     };
     if (mustSync) this.splitMessages(rd, newVote);
+    this.readyOutNewVote = newVote;
     this.msgs = [];
     this.readStates = [];
     if (hard) this.prevHard = hard;
@@ -414,6 +417,29 @@ export class Raft {
     }
     rd.messages = early;
     rd.messagesAfterSync = after;
+  }
+
+  /**
+   * While a Ready is being persisted: a leader's appends and heartbeats of its current term produced
+   * since (new proposals, answers to acknowledgements) may leave at once, under the same rule as
+   * `Ready.messages` — the term and vote they carry are durable or already being written without a
+   * change, and the leader counts itself only for what it has persisted. Their entries are written by
+   * the next Ready. Everything else stays for the next Ready. Empty when no Ready is out.
+   */
+  earlyMessages(): Message[] {
+    const h = this.prevHard;
+    if (!this.readyOut || this.readyOutNewVote || this.role !== Role.Leader) return [];
+    if (h.term !== this.term || h.vote !== this.vote) return [];
+    this.flushProposals();
+    if (this.msgs.length === 0) return [];
+    const early: Message[] = [];
+    const rest: Message[] = [];
+    for (const m of this.msgs) {
+      if ((m.type === MsgType.App || m.type === MsgType.Heartbeat) && m.term === this.term) early.push(m);
+      else rest.push(m);
+    }
+    this.msgs = rest;
+    return early;
   }
 
   advance(): void {

@@ -98,7 +98,8 @@ export interface ReadState {
  * What the shell must do, in this order: send `messages` (they depend on nothing this Ready writes, so
  * they may leave before or while it is persisted); persist snapshot, entries and hard state (one sync)
  * when `mustSync`; then send `messagesAfterSync`; apply `committedEntries`; serve `readStates`; call
- * advance(). The core decides which message may leave when (etcd-raft's MustSync and its messages
+ * advance(). `committedEntries` are already durable on this node and a quorum, so they (and
+ * `readStates`) may be applied while the write is in flight. The core decides which message may leave when (etcd-raft's MustSync and its messages
  * after append), so every shell — RaftNode and the simulator — follows one rule.
  */
 export interface Ready {

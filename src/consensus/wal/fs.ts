@@ -23,6 +23,9 @@ export interface WalFile {
   write(data: Uint8Array): Promise<void>;
   /** fdatasync(2): the written bytes (and the size) are durable when it resolves. */
   datasync(): Promise<void>;
+  /** Optional: write() then datasync() as one operation (a file opened O_DSYNC: one system call, one
+   * trip through the thread pool instead of two). */
+  writeDurable?(data: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -39,6 +42,11 @@ class NodeFile implements WalFile {
 
   datasync(): Promise<void> {
     return this.fh.datasync();
+  }
+
+  /** The file is open with O_DSYNC: each write returns once its bytes (and the size) are durable. */
+  writeDurable(data: Uint8Array): Promise<void> {
+    return this.write(data);
   }
 
   close(): Promise<void> {
@@ -63,9 +71,9 @@ export const nodeFs: WalFs = {
     return new Uint8Array(await fsp.readFile(path));
   },
   async openAppend(path, create) {
-    const flags = create
-      ? constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_EXCL
-      : constants.O_WRONLY | constants.O_APPEND;
+    // O_DSYNC: a WAL batch is one durable write (see writeDurable); the explicit datasync() stays valid.
+    const base = constants.O_WRONLY | constants.O_APPEND | constants.O_DSYNC;
+    const flags = create ? base | constants.O_CREAT | constants.O_EXCL : base;
     return new NodeFile(await fsp.open(path, flags, 0o600));
   },
   async truncate(path, length) {

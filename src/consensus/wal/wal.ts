@@ -419,8 +419,13 @@ export class Wal {
   private async writeBatch(b: BatchWriter): Promise<void> {
     if (b.len === 0) return;
     b.commit();
-    await this.file!.write(b.buf.subarray(0, b.len));
-    await this.file!.datasync();
+    const f = this.file!;
+    const bytes = b.buf.subarray(0, b.len);
+    if (f.writeDurable) await f.writeDurable(bytes);
+    else {
+      await f.write(bytes);
+      await f.datasync();
+    }
     this.fileSize += b.len;
     const seg = this.segments[this.segments.length - 1];
     if (b.maxIndex > seg.maxIndex) seg.maxIndex = b.maxIndex;
