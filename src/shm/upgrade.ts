@@ -10,14 +10,15 @@ import { RING_HEADER_BYTES, RingBuffer, ringBytesFor } from './ring.js';
 /**
  * The upgrade from a Unix-socket connection to a pair of shared-memory rings (docs/PROTOCOL.md § 3).
  *
- *  1. client → server on the connection: UPGRADE_REQUEST.
+ *  1. client → server on the connection: UPGRADE_REQUEST (feature bits: big slots, shared doorbells).
  *  2. server checks SO_PEERCRED (same uid), creates two sealed memfds and answers UPGRADE_CHALLENGE
  *     { challenge[32], ticket[16], capacity u32 }, or UPGRADE_DECLINED { reason } (never silence).
  *  3. client opens a second, short-lived connection to the same socket and sends the pickup request
- *     "CELLSHM1" ‖ ticket ‖ HMAC-SHA256(token, "cell-shm-v1" ‖ challenge ‖ ticket).
+ *     "CELLSHM1" ‖ ticket ‖ HMAC-SHA256(key = challenge, "cell-shm-v1" ‖ ticket).
  *  4. server checks that connection's SO_PEERCRED (same uid and pid as the first) and the proof, then
- *     sends "OK" ‖ capacity with SCM_RIGHTS [client→server ring, server→client ring, client→server
- *     doorbell, server→client doorbell] and closes it. Doorbells are eventfds.
+ *     sends "OK" ‖ capacity (‖ slot bytes) with SCM_RIGHTS [client→server ring, server→client ring,
+ *     client→server doorbell, server→client doorbell, (big slots,) (board)] and closes it. Doorbells
+ *     are eventfds. docs/PROTOCOL.md § 3.2 has the exact answer shapes.
  *
  * The fds travel on their own connection because Node reads the main socket continuously: a
  * recvmsg there would race libuv for the bytes. The client receives them on a native worker thread
