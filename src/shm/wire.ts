@@ -217,6 +217,11 @@ export class RingFrameSink implements FrameSink {
   private corked = 0;
   private held = false;
 
+  /** Committed ring frames wait for a publication (corked, or held by a drain or commitSoon). */
+  get holding(): boolean {
+    return this.held;
+  }
+
   flush(): void {
     this.publish();
     this.socket.flush();
@@ -402,7 +407,8 @@ export class RecordFrames implements RecordSink {
 
   /** After each record: with no further record known to be waiting, what the run wrote goes out now. */
   afterRecord(): void {
-    if (this.sink !== null && this.channel !== null && !this.channel.rx.hasKnown()) this.sink.publishHeld();
+    const sink = this.sink;
+    if (sink?.holding && this.channel !== null && !this.channel.rx.hasKnown()) sink.publishHeld();
   }
 
   endDrain(): void {
