@@ -21,6 +21,11 @@ export interface FrameSink {
    */
   cork?(): void;
   uncork?(): void;
+  /**
+   * Optional: commit, letting the frame wait (at the latest until a microtask runs) to go out with
+   * frames committed after it. For a frame whose peer is busy anyway (calls already in flight).
+   */
+  commitSoon?(end: number): void;
 }
 
 const SLAB_SIZE = 64 * 1024;

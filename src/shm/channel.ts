@@ -118,7 +118,7 @@ export class ShmChannel {
     }
     if (this.tx.commitQuiet() && !this.bellOwed) {
       this.bellOwed = true;
-      queueMicrotask(this.ringOwed);
+      soon(this.ringOwed);
     }
   }
 
@@ -317,6 +317,47 @@ const INLINE_CHECKS = 128;
  */
 const STALL_MS = 0.03;
 
+/**
+ * Queues `fn` as a microtask through a resolved promise: a third of what queueMicrotask costs (which
+ * wraps each callback for async context), and the poller queues one per tick.
+ */
+const resolved = Promise.resolve();
+export function soon(fn: () => void): void {
+  void resolved.then(fn);
+}
+
+/**
+ * Publications deferred by their producers (RingFrameSink.commitSoon) until this process next looks
+ * at its rings: the next tick makes them before it drains or spins, or a microtask when no tick is
+ * queued before it (one queued through setImmediate, or none).
+ */
+let owed: Array<() => void> = [];
+let owedQueued = false;
+
+export function publishSoon(publish: () => void): void {
+  owed.push(publish);
+  if (!owedQueued) {
+    owedQueued = true;
+    soon(publishOwed);
+  }
+}
+
+function publishOwed(): void {
+  owedQueued = false;
+  const list = owed;
+  owed = [];
+  for (let i = 0; i < list.length; i++) {
+    try {
+      (list[i] as () => void)();
+    } catch (err) {
+      // The other producers still publish; the error surfaces as uncaught, as from any callback.
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }
+}
+
 const hot: ShmChannel[] = [];
 let scheduled = false;
 let ticksSinceYield = 0;
@@ -447,7 +488,7 @@ function wake(ch: ShmChannel): void {
   if (!scheduled) {
     scheduled = true;
     ticksSinceYield = 0;
-    queueMicrotask(tick);
+    soon(tick);
   }
 }
 
@@ -458,11 +499,14 @@ function wake(ch: ShmChannel): void {
 function tick(): void {
   let delivered = 0;
   try {
+    if (owed.length > 0) publishOwed();
     delivered = drainHot();
     if (delivered === 0 && hot.length > 0 && spinInline()) delivered = drainHot();
   } catch (err) {
-    queueMicrotask(tick); // keep polling the other channels; the error surfaces as uncaught
-    throw err;
+    // Keep polling the other channels; the error surfaces as uncaught, as from any callback.
+    queueMicrotask(() => {
+      throw err;
+    });
   }
   if (hot.length === 0) {
     scheduled = false;
@@ -480,7 +524,7 @@ function tick(): void {
   }
   if (emptyTicks === 0) {
     lastEmptyTick = -1;
-    queueMicrotask(tick);
+    soon(tick);
     return;
   }
   // An empty tick spun inline for a microsecond or two, so one clock read per tick is cheap.
@@ -493,7 +537,7 @@ function tick(): void {
   const wall = now - idleSince;
   const crowd = machineCrowded(now);
   if (wall < spinBudget && !crowd) {
-    queueMicrotask(tick);
+    soon(tick);
     return;
   }
   lastEmptyTick = -1;
@@ -509,7 +553,7 @@ function tick(): void {
     } else sweepOwed = true; // records the board may not have announced
   }
   if (hot.length > 0) {
-    queueMicrotask(tick);
+    soon(tick);
     return;
   }
   scheduled = false;

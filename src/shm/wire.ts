@@ -11,7 +11,7 @@ import {
 } from '../frame/index.js';
 import type { FrameSink } from '../frame/writer.js';
 import { Vesicle } from '../vesicle/index.js';
-import { type RecordSink, ShmChannel } from './channel.js';
+import { publishSoon, type RecordSink, ShmChannel } from './channel.js';
 import { loadNative } from './native.js';
 import {
   clientShmDecline,
@@ -136,16 +136,14 @@ export class RingFrameSink implements FrameSink {
       this.slotUsed = true;
       this.ringFrames++;
       this.slotFrames++;
-      if (this.corked > 0) this.held = true;
-      else this.publish();
+      this.settle();
       return;
     }
     if (this.onRing) {
       this.onRing = false;
       this.channel.tx.trimLast(end - this.ringOff);
       this.ringFrames++;
-      if (this.corked > 0) this.held = true;
-      else this.publish();
+      this.settle();
     } else {
       this.socket.commit(end);
       this.socketFrames++;
@@ -153,10 +151,55 @@ export class RingFrameSink implements FrameSink {
   }
 
   /**
-   * Holds ring frames back until uncork(): a `many` call's requests, or the replies written while a
-   * run of waiting requests is handled, then cost one `tail` store (one cache-line transfer to the
-   * polling peer) instead of one per frame. Nothing waits for a later tick: uncork() runs at the end
-   * of the same synchronous run, and a drain publishes as soon as no further request is waiting.
+   * A committed ring frame goes out now, unless a run of frames is being written: corked (see cork),
+   * or a drain answering requests while another one already waits in the ring (its reply will go out
+   * with this one). The last reply of a drain goes out at once, before the call's bookkeeping.
+   */
+  private settle(): void {
+    if (this.corked > 0 || (this.draining && this.channel.rx.hasKnown())) this.held = true;
+    else this.publish();
+  }
+
+  /** Set while the channel delivers a run of records to this side (see settle). */
+  draining = false;
+
+  /** The drain is over: whatever it held goes out now. */
+  endDrain(): void {
+    this.draining = false;
+    this.publishHeld();
+  }
+
+  /**
+   * Commits a frame that may go out a little later, with the others committed before this side next
+   * looks at its rings (at the latest in a microtask): the requests that a drain's continuations send
+   * while earlier ones are still in flight cost one publication (one fenced store, one cache line
+   * moving to the peer) instead of one each. The peer is busy with those earlier requests meanwhile.
+   */
+  commitSoon(end: number): void {
+    if (!this.onRing || this.onSlot) {
+      this.commit(end);
+      return;
+    }
+    this.onRing = false;
+    this.channel.tx.trimLast(end - this.ringOff);
+    this.ringFrames++;
+    this.held = true;
+    if (!this.owed) {
+      this.owed = true;
+      publishSoon(this.publishOwed);
+    }
+  }
+
+  private owed = false;
+  private readonly publishOwed = (): void => {
+    this.owed = false;
+    this.publishHeld();
+  };
+
+  /**
+   * Holds ring frames back until uncork(): a `many` call's requests then cost one publication (one
+   * cache-line transfer to the polling peer) instead of one per frame. Nothing waits for a later
+   * tick: uncork() runs at the end of the same synchronous run.
    */
   cork(): void {
     this.corked++;
@@ -164,30 +207,29 @@ export class RingFrameSink implements FrameSink {
 
   uncork(): void {
     if (this.corked === 0) return;
-    if (--this.corked === 0 && this.held) {
-      this.held = false;
-      this.publish();
-    }
+    if (--this.corked === 0 && this.held) this.publish();
   }
 
-  /** Publishes what is held now and stays corked (the drain found no further request waiting). */
+  /** Publishes what is held now, unless corked (the drain found no further request waiting). */
   publishHeld(): void {
-    if (this.held) {
-      this.held = false;
-      this.publish();
-    }
+    if (this.held && this.corked === 0) this.publish();
   }
 
   private corked = 0;
   private held = false;
 
+  /** Committed ring frames wait for a publication (corked, or held by a drain or commitSoon). */
+  get holding(): boolean {
+    return this.held;
+  }
+
   flush(): void {
-    this.held = false;
     this.publish();
     this.socket.flush();
   }
 
   private publish(): void {
+    this.held = false;
     if (this.onRing) {
       // Reserve and commit run back to back; a reservation still open here was abandoned by a writer
       // that threw. It must not be published.
@@ -360,18 +402,19 @@ export class RecordFrames implements RecordSink {
   }
 
   beginDrain(): void {
-    this.sink?.cork();
+    if (this.sink !== null) this.sink.draining = true;
     this.receiver.beginBatch?.();
   }
 
   /** After each record: with no further record known to be waiting, what the run wrote goes out now. */
   afterRecord(): void {
-    if (this.sink !== null && this.channel !== null && !this.channel.rx.hasKnown()) this.sink.publishHeld();
+    const sink = this.sink;
+    if (sink?.holding && this.channel !== null && !this.channel.rx.hasKnown()) sink.publishHeld();
   }
 
   endDrain(): void {
+    this.sink?.endDrain();
     this.receiver.endBatch?.();
-    this.sink?.uncork();
   }
 }
 

@@ -422,7 +422,11 @@ export class ClientConnection implements FrameReceiver {
       this.nextId = id === 0xffffffff ? 1 : id + 1;
       const sink = this.sink;
       const o = sink.reserve(HEADER_SIZE + size);
-      sink.commit(enc.encodeInto(input, sink.buf, writeHeader(sink.buf, o, size, FrameType.REQUEST, def.id, id)));
+      const end = enc.encodeInto(input, sink.buf, writeHeader(sink.buf, o, size, FrameType.REQUEST, def.id, id));
+      // With calls in flight the cell is busy with those: this request may join the others sent
+      // before this process next looks for replies. A lone call goes out at once.
+      if (this.pending.size > 0 && sink.commitSoon !== undefined) sink.commitSoon(end);
+      else sink.commit(end);
     } catch (err) {
       return Promise.reject(err);
     }

@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { CellError } from '../../src/errors/index.js';
+import { type RecordSink, ShmChannel } from '../../src/shm/channel.js';
+import { loadNative, type NativeAddon } from '../../src/shm/native.js';
+import { RingBuffer, ringBytesFor } from '../../src/shm/ring.js';
+import { KIND_FRAMES, RingFrameSink, type StreamSink } from '../../src/shm/wire.js';
+
+const native = loadNative();
+const addon = native.addon as NativeAddon;
+if (addon === undefined) throw new Error(`native addon unavailable: ${native.reason}`);
+
+function ringPair(capacity = 1 << 16) {
+  const a = new SharedArrayBuffer(ringBytesFor(capacity));
+  const b = new SharedArrayBuffer(ringBytesFor(capacity));
+  RingBuffer.initialize(a, capacity);
+  RingBuffer.initialize(b, capacity);
+  // peerTx produces into our rx; peerRx consumes our tx.
+  return { peerTx: new RingBuffer(a), rx: new RingBuffer(a), tx: new RingBuffer(b), peerRx: new RingBuffer(b) };
+}
+
+const quiet: RecordSink = {
+  onRecord: () => {},
+  onCorrupt: (err: CellError) => {
+    throw err;
+  },
+  beginDrain: () => {},
+  endDrain: () => {},
+};
+
+const noSocket: StreamSink = {
+  buf: Buffer.alloc(1 << 16),
+  reserve: () => 0,
+  commit: () => assert.fail('a frame went to the socket'),
+  flush: () => {},
+  writeFrame: () => assert.fail('a frame went to the socket'),
+};
+
+function setup() {
+  const rings = ringPair();
+  const bell = addon.eventfdCreate();
+  const channel = new ShmChannel(addon, rings.tx, rings.rx, bell, quiet);
+  const sink = new RingFrameSink(channel, noSocket);
+  const frame = (n: number, soon = false) => {
+    const o = sink.reserve(16);
+    sink.buf.fill(n, o, o + 16);
+    if (soon) sink.commitSoon(o + 16);
+    else sink.commit(o + 16);
+  };
+  /** The first byte of each record the peer can read now, releasing them. */
+  const read = () => {
+    const got: number[] = [];
+    for (let t = rings.peerRx.next(); t >= 0; t = rings.peerRx.next()) {
+      got.push(rings.peerRx.bytes[rings.peerRx.payloadOffset] as number);
+      rings.peerRx.release(t);
+    }
+    return got;
+  };
+  const done = () => {
+    channel.close();
+    addon.closeFd(bell);
+  };
+  return { ...rings, channel, sink, frame, read, done };
+}
+
+test('commitSoon holds frames until a microtask later and publishes them as one run', async () => {
+  const { sink, frame, read, done } = setup();
+  try {
+    frame(1, true);
+    frame(2, true);
+    frame(3, true);
+    assert.deepEqual(read(), [], 'nothing visible in the same synchronous run');
+    await Promise.resolve();
+    await Promise.resolve();
+    assert.deepEqual(read(), [1, 2, 3]);
+    // An immediate commit publishes the held frames before it, in order.
+    frame(4, true);
+    frame(5);
+    assert.deepEqual(read(), [4, 5]);
+    // A reservation abandoned by a writer that threw is never published by the deferred publication.
+    frame(6, true);
+    sink.reserve(16);
+    await Promise.resolve();
+    await Promise.resolve();
+    assert.deepEqual(read(), [6]);
+    frame(7);
+    assert.deepEqual(read(), [7]);
+  } finally {
+    done();
+  }
+});
+
+test('while corked, commitSoon frames wait for uncork', async () => {
+  const { sink, frame, read, done } = setup();
+  try {
+    sink.cork();
+    frame(1, true);
+    await Promise.resolve();
+    await Promise.resolve();
+    assert.deepEqual(read(), [], 'the deferred publication leaves a corked sink alone');
+    frame(2);
+    sink.uncork();
+    assert.deepEqual(read(), [1, 2]);
+  } finally {
+    done();
+  }
+});
+
+test('a drain holds its replies while another request waits, and publishes the last one at commit', () => {
+  const { sink, frame, read, peerTx, rx, done } = setup();
+  try {
+    assert.ok(peerTx.write(KIND_FRAMES, 0, 0, new Uint8Array(16)));
+    assert.ok(peerTx.write(KIND_FRAMES, 0, 0, new Uint8Array(16)));
+    peerTx.commit();
+    sink.draining = true;
+    const first = rx.next();
+    frame(1);
+    assert.deepEqual(read(), [], 'held: the next request is already in the ring');
+    rx.release(first);
+    rx.release(rx.next());
+    frame(2);
+    assert.deepEqual(read(), [1, 2], 'no request left waiting: out at commit, before the drain ends');
+    sink.endDrain();
+    assert.deepEqual(read(), []);
+  } finally {
+    done();
+  }
+});
