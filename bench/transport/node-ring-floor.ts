@@ -102,11 +102,18 @@ function serve(sab: SharedArrayBuffer, layout: Layout): void {
   const { tx, rx } = rings(sab, layout, true);
   const w = tx.w;
   let idle = 0;
+  let looks = 0;
+  const parent = process.ppid;
   for (;;) {
     if (!rx.ready()) {
       if (++idle === 4096) {
         idle = 0;
         if (Atomics.load(w, STOP) !== 0) return;
+        // A measuring side that died without STOP (a crash, a kill) must not leave this one spinning.
+        if (++looks === 256) {
+          looks = 0;
+          if (process.ppid !== parent) return;
+        }
       }
       continue;
     }
@@ -231,10 +238,18 @@ async function main(): Promise<void> {
   addon.closeFd(fd);
   const exited = new Promise((r) => child.once('exit', r));
   const { tx, rx } = rings(sab, layout, false);
-  const seq = sequential(tx, rx, seconds);
-  const pipe = pipelined(tx, rx, seconds);
-  Atomics.store(tx.w, STOP, 1);
-  await exited;
+  let seq: ReturnType<typeof sequential>;
+  let pipe: number;
+  try {
+    seq = sequential(tx, rx, seconds);
+    pipe = pipelined(tx, rx, seconds);
+  } finally {
+    // Whatever happened, the spinning echo stops (and is killed if it does not look at STOP).
+    Atomics.store(tx.w, STOP, 1);
+    const kill = setTimeout(() => child.kill('SIGKILL'), 2000);
+    await exited;
+    clearTimeout(kill);
+  }
   console.log(
     JSON.stringify({ layout, medianNs: seq.medianNs, p99Ns: seq.p99Ns, seqPerSec: seq.perSec, pipelinedPerSec: pipe }),
   );
