@@ -84,6 +84,53 @@ export function encodeBatch(msgs: readonly Message[]): Uint8Array {
   return RaftBatchWire.encode({ messages: msgs.map(toWire) });
 }
 
+const u32 = (b: Uint8Array, p: number): number => (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0;
+
+/** A slot (§ 1.2 of docs/PROTOCOL.md) is 8 bytes; RaftMessage declares its two variable fields
+ * (entries, snapshot) last, so the fixed section is the scalar fields, then those two slots. */
+const SLOT = 8;
+
+function sameEntries(a: readonly Entry[] | null | undefined, b: readonly Entry[] | null | undefined): boolean {
+  if (a === b) return true;
+  const x = a ?? [];
+  const y = b ?? [];
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/** Same message types carrying the same entry objects and no snapshot: the encodings differ only in
+ * their scalar fields (to, ctx, index, …). */
+function sameShape(a: readonly Message[], b: readonly Message[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i].snapshot || b[i].snapshot || !sameEntries(a[i].entries, b[i].entries)) return false;
+  }
+  return true;
+}
+
+/**
+ * The encoding of `msgs` made from `like`, the encoding of `likeMsgs`, when both batches carry the
+ * same entries (a leader's append of the same range to every follower): a copy of those bytes with
+ * each message's scalar fields rewritten, instead of encoding every entry again. Byte for byte what
+ * encodeBatch(msgs) returns. Null when the shapes differ.
+ */
+export function encodeBatchLike(likeMsgs: readonly Message[], like: Uint8Array, msgs: readonly Message[]): Uint8Array | null {
+  if (!sameShape(likeMsgs, msgs)) return null;
+  const out = like.slice();
+  // RaftBatch is one field, a slot to the vec of messages; the vec holds a count then one slot per
+  // message, offsets relative to the vec's start.
+  const vec = u32(out, 4 + u32(out, 0) - SLOT);
+  for (let i = 0; i < msgs.length; i++) {
+    const at = vec + u32(out, vec + 4 + i * SLOT);
+    const head = RaftMessageWire.encode(toWire({ ...msgs[i], entries: [], snapshot: null }));
+    const fixed = u32(head, 0);
+    if (u32(out, at) !== fixed) return null;
+    out.set(head.subarray(4, 4 + fixed - 2 * SLOT), at + 4);
+  }
+  return out;
+}
+
 export function decodeBatch(bytes: Uint8Array): Message[] {
   return RaftBatchWire.decode(bytes).messages.map(fromWire);
 }
