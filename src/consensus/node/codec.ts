@@ -115,7 +115,11 @@ function sameShape(a: readonly Message[], b: readonly Message[]): boolean {
  * each message's scalar fields rewritten, instead of encoding every entry again. Byte for byte what
  * encodeBatch(msgs) returns. Null when the shapes differ.
  */
-export function encodeBatchLike(likeMsgs: readonly Message[], like: Uint8Array, msgs: readonly Message[]): Uint8Array | null {
+export function encodeBatchLike(
+  likeMsgs: readonly Message[],
+  like: Uint8Array,
+  msgs: readonly Message[],
+): Uint8Array | null {
   if (!sameShape(likeMsgs, msgs)) return null;
   const out = like.slice();
   // RaftBatch is one field, a slot to the vec of messages; the vec holds a count then one slot per
