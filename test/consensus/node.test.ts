@@ -301,7 +301,9 @@ test('raft peer codec: a batch of every message shape round-trips, with copied b
 });
 
 test('raft peer codec: a batch copied from another with the same entries is the batch encoded', async () => {
-  const { encodeBatch, encodeBatchLike } = await import('../../src/consensus/node/codec.js');
+  const { BatchEncoder, encodeBatch } = await import('../../src/consensus/node/codec.js');
+  const enc = new BatchEncoder();
+  const encodeBatchLike = enc.encodeLike.bind(enc);
   const { message, MsgType } = await import('../../src/consensus/raft/types.js');
   const entries = Array.from({ length: 50 }, (_, i) => ({
     term: 7,
@@ -314,9 +316,14 @@ test('raft peer codec: a batch copied from another with the same entries is the 
   const hb = (to: number, ctx: number) => Object.assign(message(MsgType.Heartbeat, to, 1, 7), { commit: 90, ctx });
   const a = [app(2, 11, 99), hb(2, 3)];
   const b = [app(3, 2_000_000_000_123, 99), hb(3, 4)];
-  const like = encodeBatchLike(a, encodeBatch(a), b);
+  const first = enc.encode(a);
+  assert.deepEqual([...first], [...encodeBatch(a)]);
+  const like = encodeBatchLike(a, first, b);
   assert.ok(like);
   assert.deepEqual([...like], [...encodeBatch(b)]);
+  // Earlier results stay valid while more are encoded (a call may go out only once connected).
+  for (let i = 0; i < 20; i++) enc.encode(b);
+  assert.deepEqual([...first], [...encodeBatch(a)]);
   // Anything beyond the scalar fields differs: encoded afresh.
   assert.equal(encodeBatchLike(a, encodeBatch(a), [app(3, 1, 99, entries.slice(1))]), null);
   assert.equal(encodeBatchLike(a, encodeBatch(a), [app(3, 1, 99)]), null);

@@ -2,7 +2,7 @@ import { CellError } from '../../errors/index.js';
 import { Membrane } from '../../membrane/index.js';
 import { Synapse, type SynapseClient } from '../../synapse/index.js';
 import type { Message } from '../raft/types.js';
-import { decodeBatch, encodeBatch, encodeBatchLike, RaftPeerService } from './codec.js';
+import { BatchEncoder, decodeBatch, RaftPeerService } from './codec.js';
 import { byDestination, type RaftTransport } from './transport.js';
 
 export interface CellTransportOptions {
@@ -39,6 +39,7 @@ export class CellTransport implements RaftTransport {
   private membrane: Membrane<typeof RaftPeerService> | null = null;
   private closed = false;
   /** Within one send(): the last batch encoded, which the next peer's batch may be copied from. */
+  private readonly encoder = new BatchEncoder();
   private sharing = false;
   private lastBatch: Message[] | null = null;
   private lastBytes: Uint8Array | null = null;
@@ -136,9 +137,10 @@ export class CellTransport implements RaftTransport {
   /** A leader appends the same entries to every follower that is caught up: encode them once per
    * send() and copy the bytes for the other followers (only their scalar fields differ). */
   private encode(batch: Message[]): Uint8Array {
-    const like = this.lastBatch && this.lastBytes ? encodeBatchLike(this.lastBatch, this.lastBytes, batch) : null;
+    const like =
+      this.lastBatch && this.lastBytes ? this.encoder.encodeLike(this.lastBatch, this.lastBytes, batch) : null;
     if (like) this.sharedBatches++;
-    const bytes = like ?? encodeBatch(batch);
+    const bytes = like ?? this.encoder.encode(batch);
     if (this.sharing) {
       this.lastBatch = batch;
       this.lastBytes = bytes;
