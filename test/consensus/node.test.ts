@@ -299,3 +299,36 @@ test('raft peer codec: a batch of every message shape round-trips, with copied b
   decodeBatch(encodeBatch([{ ...app, entries: [{ term: 7, index: 42, type: 0, data: Buffer.from('xyz') }] }]));
   assert.equal(Buffer.from(out[0].entries![0].data).toString(), 'cmd');
 });
+
+test('raft peer codec: a batch copied from another with the same entries is the batch encoded', async () => {
+  const { BatchEncoder, encodeBatch } = await import('../../src/consensus/node/codec.js');
+  const enc = new BatchEncoder();
+  const encodeBatchLike = enc.encodeLike.bind(enc);
+  const { message, MsgType } = await import('../../src/consensus/raft/types.js');
+  const entries = Array.from({ length: 50 }, (_, i) => ({
+    term: 7,
+    index: 100 + i,
+    type: 0,
+    data: Buffer.from(`command ${i} `.repeat(1 + (i % 5))),
+  }));
+  const app = (to: number, ctx: number, index: number, ents = entries) =>
+    Object.assign(message(MsgType.App, to, 1, 7), { logTerm: 6, index, commit: 95 + to, ctx, entries: ents });
+  const hb = (to: number, ctx: number) => Object.assign(message(MsgType.Heartbeat, to, 1, 7), { commit: 90, ctx });
+  const a = [app(2, 11, 99), hb(2, 3)];
+  const b = [app(3, 2_000_000_000_123, 99), hb(3, 4)];
+  const first = enc.encode(a);
+  assert.deepEqual([...first], [...encodeBatch(a)]);
+  const like = encodeBatchLike(a, first, b);
+  assert.ok(like);
+  assert.deepEqual([...like], [...encodeBatch(b)]);
+  // Earlier results stay valid while more are encoded (a call may go out only once connected).
+  for (let i = 0; i < 20; i++) enc.encode(b);
+  assert.deepEqual([...first], [...encodeBatch(a)]);
+  // Anything beyond the scalar fields differs: encoded afresh.
+  assert.equal(encodeBatchLike(a, encodeBatch(a), [app(3, 1, 99, entries.slice(1))]), null);
+  assert.equal(encodeBatchLike(a, encodeBatch(a), [app(3, 1, 99)]), null);
+  const snap = Object.assign(message(MsgType.Snap, 3, 1, 7), {
+    snapshot: { index: 1, term: 1, voters: [1], data: Buffer.from('s') },
+  });
+  assert.equal(encodeBatchLike([hb(2, 1)], encodeBatch([hb(2, 1)]), [snap]), null);
+});

@@ -2,7 +2,7 @@ import { CellError } from '../../errors/index.js';
 import { Membrane } from '../../membrane/index.js';
 import { Synapse, type SynapseClient } from '../../synapse/index.js';
 import type { Message } from '../raft/types.js';
-import { decodeBatch, encodeBatch, RaftPeerService } from './codec.js';
+import { BatchEncoder, decodeBatch, RaftPeerService } from './codec.js';
 import { byDestination, type RaftTransport } from './transport.js';
 
 export interface CellTransportOptions {
@@ -38,8 +38,15 @@ export class CellTransport implements RaftTransport {
   private readonly shm: boolean;
   private membrane: Membrane<typeof RaftPeerService> | null = null;
   private closed = false;
+  /** Within one send(): the last batch encoded, which the next peer's batch may be copied from. */
+  private readonly encoder = new BatchEncoder();
+  private sharing = false;
+  private lastBatch: Message[] | null = null;
+  private lastBytes: Uint8Array | null = null;
   sentCalls = 0;
   droppedMessages = 0;
+  /** Batches sent as a patched copy of another peer's (their entries encoded once). */
+  sharedBatches = 0;
 
   constructor(opts: CellTransportOptions) {
     const entries =
@@ -68,6 +75,17 @@ export class CellTransport implements RaftTransport {
 
   send(msgs: readonly Message[]): void {
     if (this.closed) return;
+    this.sharing = true;
+    try {
+      this.sendEach(msgs);
+    } finally {
+      this.sharing = false;
+      this.lastBatch = null;
+      this.lastBytes = null;
+    }
+  }
+
+  private sendEach(msgs: readonly Message[]): void {
     for (const [to, batch] of byDestination(msgs)) {
       const p = this.peers.get(to);
       if (!p) continue;
@@ -98,7 +116,7 @@ export class CellTransport implements RaftTransport {
     const client = p.client;
     p.inFlight++;
     this.sentCalls++;
-    client.step(encodeBatch(batch), { timeoutMs: this.timeoutMs }).then(
+    client.step(this.encode(batch), { timeoutMs: this.timeoutMs }).then(
       () => {
         p.inFlight--;
         this.pump(p);
@@ -114,6 +132,20 @@ export class CellTransport implements RaftTransport {
         }
       },
     );
+  }
+
+  /** A leader appends the same entries to every follower that is caught up: encode them once per
+   * send() and copy the bytes for the other followers (only their scalar fields differ). */
+  private encode(batch: Message[]): Uint8Array {
+    const like =
+      this.lastBatch && this.lastBytes ? this.encoder.encodeLike(this.lastBatch, this.lastBytes, batch) : null;
+    if (like) this.sharedBatches++;
+    const bytes = like ?? this.encoder.encode(batch);
+    if (this.sharing) {
+      this.lastBatch = batch;
+      this.lastBytes = bytes;
+    }
+    return bytes;
   }
 
   private async connect(p: Peer): Promise<void> {

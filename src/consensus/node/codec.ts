@@ -84,6 +84,87 @@ export function encodeBatch(msgs: readonly Message[]): Uint8Array {
   return RaftBatchWire.encode({ messages: msgs.map(toWire) });
 }
 
+const u32 = (b: Uint8Array, p: number): number => (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0;
+
+/** A slot (§ 1.2 of docs/PROTOCOL.md) is 8 bytes; RaftMessage declares its two variable fields
+ * (entries, snapshot) last, so the fixed section is the scalar fields, then those two slots. */
+const SLOT = 8;
+
+function sameEntries(a: readonly Entry[] | null | undefined, b: readonly Entry[] | null | undefined): boolean {
+  if (a === b) return true;
+  const x = a ?? [];
+  const y = b ?? [];
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/** Same message types carrying the same entry objects and no snapshot: the encodings differ only in
+ * their scalar fields (to, ctx, index, …). */
+function sameShape(a: readonly Message[], b: readonly Message[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i].snapshot || b[i].snapshot || !sameEntries(a[i].entries, b[i].entries)) return false;
+  }
+  return true;
+}
+
+const BATCH_SLAB = 256 * 1024;
+
+/**
+ * Encodes batches for the wire into slabs of its own instead of protein's shared one: the commands a
+ * node keeps in its log are often encoded into that shared slab, and a batch's bytes beside them would
+ * then live as long as the log keeps them. A slab is replaced when full, never rewritten, so the bytes
+ * returned stay valid (a call may be encoded only once its connection is up).
+ */
+export class BatchEncoder {
+  private slab: Buffer = Buffer.allocUnsafe(0);
+  private pos = 0;
+
+  private reserve(size: number): number {
+    if (this.pos + size > this.slab.length) {
+      this.slab = Buffer.allocUnsafe(Math.max(size, BATCH_SLAB));
+      this.pos = 0;
+    }
+    return this.pos;
+  }
+
+  private take(at: number, end: number): Uint8Array {
+    this.pos = (end + 7) & ~7;
+    return this.slab.subarray(at, end);
+  }
+
+  encode(msgs: readonly Message[]): Uint8Array {
+    const wire = { messages: msgs.map(toWire) };
+    const at = this.reserve(RaftBatchWire.sizeOf(wire));
+    return this.take(at, RaftBatchWire.encodeInto(wire, this.slab, at));
+  }
+
+  /**
+   * The encoding of `msgs` made from `like`, the encoding of `likeMsgs`, when both batches carry the
+   * same entries (a leader's append of one range to every follower): a copy of those bytes with each
+   * message's scalar fields rewritten, instead of encoding every entry again. Byte for byte what
+   * encode(msgs) returns. Null when the shapes differ.
+   */
+  encodeLike(likeMsgs: readonly Message[], like: Uint8Array, msgs: readonly Message[]): Uint8Array | null {
+    if (!sameShape(likeMsgs, msgs)) return null;
+    const at = this.reserve(like.length);
+    const out = this.slab;
+    out.set(like, at);
+    // RaftBatch is one field, a slot to the vec of messages; the vec holds a count, then one slot per
+    // message with its offset relative to the vec's start.
+    const vec = at + u32(out, at + 4 + u32(out, at) - SLOT);
+    for (let i = 0; i < msgs.length; i++) {
+      const m = vec + u32(out, vec + 4 + i * SLOT);
+      const head = RaftMessageWire.encode(toWire({ ...msgs[i], entries: [], snapshot: null }));
+      const fixed = u32(head, 0);
+      if (u32(out, m) !== fixed) return null;
+      out.set(head.subarray(4, 4 + fixed - 2 * SLOT), m + 4);
+    }
+    return this.take(at, at + like.length);
+  }
+}
+
 export function decodeBatch(bytes: Uint8Array): Message[] {
   return RaftBatchWire.decode(bytes).messages.map(fromWire);
 }
