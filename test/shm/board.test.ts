@@ -3,42 +3,16 @@ import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { CellError } from '../../src/errors/index.js';
 import { BITMAP_WORD, BOARD_BYTES, Board, TO_CLIENT_BIT } from '../../src/shm/board.js';
-import { boardStats, type RecordSink, ShmChannel } from '../../src/shm/channel.js';
+import { boardStats, ShmChannel } from '../../src/shm/channel.js';
 import { loadNative, type NativeAddon } from '../../src/shm/native.js';
 import { RingBuffer, ringBytesFor } from '../../src/shm/ring.js';
+import { OrderedSink, until } from './ordered-sink.js';
 
 const native = loadNative();
 const addon = native.addon as NativeAddon;
 if (addon === undefined) throw new Error(`native addon unavailable: ${native.reason}`);
 const here = dirname(fileURLToPath(import.meta.url));
-
-/** Counts what each channel delivers and checks every ring's records arrive in order, once. */
-class Counter implements RecordSink {
-  channel: ShmChannel | null = null;
-  next = 1;
-  constructor(readonly ring: number) {}
-  onRecord(_kind: number, reqId: number, aux: number, _offset: number, _length: number, token: number): void {
-    assert.equal(aux, this.ring, 'a record of another ring');
-    assert.equal(reqId, this.next, `ring ${this.ring}: record ${reqId} out of order`);
-    this.next++;
-    this.channel?.release(token);
-  }
-  onCorrupt(err: CellError): void {
-    throw err;
-  }
-  beginDrain(): void {}
-  endDrain(): void {}
-}
-
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
 
 function freshBoard(): Board {
   const sab = new SharedArrayBuffer(BOARD_BYTES);
@@ -81,7 +55,7 @@ test('a ring takes its board bit from its header; a bit outside the board leaves
 
 /** `n` ring pairs whose rx rings share one board, as a serving process's connections do. */
 function channels(n: number, board: Board, capacity = 1 << 14) {
-  const out: Array<{ peerTx: RingBuffer; channel: ShmChannel; sink: Counter; bell: number }> = [];
+  const out: Array<{ peerTx: RingBuffer; channel: ShmChannel; sink: OrderedSink; bell: number }> = [];
   for (let i = 0; i < n; i++) {
     const a = new SharedArrayBuffer(ringBytesFor(capacity));
     const b = new SharedArrayBuffer(ringBytesFor(capacity));
@@ -93,7 +67,7 @@ function channels(n: number, board: Board, capacity = 1 << 14) {
     assert.ok(peerTx.joinBoard(board));
     const rx = new RingBuffer(a);
     assert.ok(rx.joinBoard(board));
-    const sink = new Counter(i);
+    const sink = new OrderedSink(i, (ring, _reqId, aux) => assert.equal(aux, ring, 'a record of another ring'));
     const channel = new ShmChannel(addon, new RingBuffer(b), rx, bell, sink);
     sink.channel = channel;
     out.push({ peerTx, channel, sink, bell });
@@ -147,7 +121,7 @@ test('a second process producing into 24 rings: every record arrives once, in or
   const board = new Board(boardSab);
   const ringFds: number[] = [];
   const bells: number[] = [];
-  const list: Array<{ channel: ShmChannel; sink: Counter }> = [];
+  const list: Array<{ channel: ShmChannel; sink: OrderedSink }> = [];
   for (let i = 0; i < rings; i++) {
     const fd = addon.memfdCreate('test-ring', ringBytesFor(capacity));
     const sab = addon.mmapShared(fd, ringBytesFor(capacity));
@@ -160,7 +134,7 @@ test('a second process producing into 24 rings: every record arrives once, in or
     assert.ok(rx.joinBoard(board));
     const tx = new SharedArrayBuffer(ringBytesFor(4096));
     RingBuffer.initialize(tx, 4096);
-    const sink = new Counter(i);
+    const sink = new OrderedSink(i, (ring, _reqId, aux) => assert.equal(aux, ring, 'a record of another ring'));
     const channel = new ShmChannel(addon, new RingBuffer(tx), rx, bell, sink);
     sink.channel = channel;
     list.push({ channel, sink });

@@ -3,12 +3,12 @@ import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { CellError } from '../../src/errors/index.js';
 import { BOARD_BYTES, Board } from '../../src/shm/board.js';
-import { bellStats, boardStats, type RecordSink, ShmChannel } from '../../src/shm/channel.js';
+import { bellStats, boardStats, ShmChannel } from '../../src/shm/channel.js';
 import { adoptBells, Ringer, releaseBells, shareBells } from '../../src/shm/doorbell.js';
 import { loadNative, type NativeAddon } from '../../src/shm/native.js';
 import { RingBuffer, ringBytesFor } from '../../src/shm/ring.js';
+import { OrderedSink, until } from './ordered-sink.js';
 
 const native = loadNative();
 const addon = native.addon as NativeAddon;
@@ -17,31 +17,6 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 /** Every delivery of every channel, in one global order. */
 const delivered: Array<{ ring: number; reqId: number }> = [];
-
-class Sink implements RecordSink {
-  channel: ShmChannel | null = null;
-  next = 1;
-  constructor(readonly ring: number) {}
-  onRecord(_kind: number, reqId: number, _aux: number, _offset: number, _length: number, token: number): void {
-    assert.equal(reqId, this.next, `ring ${this.ring}: record ${reqId} out of order`);
-    this.next++;
-    delivered.push({ ring: this.ring, reqId });
-    this.channel?.release(token);
-  }
-  onCorrupt(err: CellError): void {
-    throw err;
-  }
-  beginDrain(): void {}
-  endDrain(): void {}
-}
-
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
 
 /** An addon whose eventfd writes are counted (the rest is never called by a Ringer). */
 function countingAddon(): { addon: NativeAddon; writes: () => number } {
@@ -58,7 +33,7 @@ function countingAddon(): { addon: NativeAddon; writes: () => number } {
 interface Conn {
   peerTx: RingBuffer;
   channel: ShmChannel;
-  sink: Sink;
+  sink: OrderedSink;
 }
 
 /** `n` connections whose rx rings all sleep on the one eventfd `bell` (a shared doorbell). */
@@ -75,7 +50,7 @@ function connections(n: number, bell: number, ring: () => void, board?: Board, c
       RingBuffer.setReadyBit(a, i);
       assert.ok(peerTx.joinBoard(board) && rx.joinBoard(board));
     }
-    const sink = new Sink(i);
+    const sink = new OrderedSink(i, (ring, reqId) => delivered.push({ ring, reqId }));
     const channel = new ShmChannel(addon, new RingBuffer(b), rx, bell, sink);
     sink.channel = channel;
     out.push({ peerTx, channel, sink });
@@ -179,7 +154,7 @@ test('a process producing into 24 rings that share one doorbell (one fd each, as
   Board.initialize(board.sab);
   const bell = addon.eventfdCreate();
   const ringFds: number[] = [];
-  const list: Array<{ channel: ShmChannel; sink: Sink }> = [];
+  const list: Array<{ channel: ShmChannel; sink: OrderedSink }> = [];
   for (let i = 0; i < rings; i++) {
     const fd = addon.memfdCreate('test-ring', ringBytesFor(capacity));
     const sab = addon.mmapShared(fd, ringBytesFor(capacity));
@@ -190,7 +165,7 @@ test('a process producing into 24 rings that share one doorbell (one fd each, as
     assert.ok(rx.joinBoard(board));
     const tx = new SharedArrayBuffer(ringBytesFor(4096));
     RingBuffer.initialize(tx, 4096);
-    const sink = new Sink(i);
+    const sink = new OrderedSink(i, (ring, reqId) => delivered.push({ ring, reqId }));
     const channel = new ShmChannel(addon, new RingBuffer(tx), rx, bell, sink);
     sink.channel = channel;
     list.push({ channel, sink });
