@@ -5,12 +5,11 @@
 //   node dist/bench/transport/big.js [--duration ms] [--repeat n]
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { Synapse } from '../../src/synapse/index.js';
+import { Synapse, unixConnector } from '../../src/synapse/index.js';
 import { PingService } from './contract.js';
 
 const args = process.argv.slice(2);
@@ -54,15 +53,7 @@ async function grow(shm: boolean, slots: boolean) {
         {
           name: 'bench',
           order: 0,
-          resolve: () => ({
-            describe: address,
-            connect: () =>
-              new Promise<import('node:stream').Duplex>((res, rej) => {
-                const s = connect(address);
-                s.once('error', rej);
-                s.once('connect', () => res(s));
-              }),
-          }),
+          resolve: () => unixConnector(address),
         },
       ],
       shm,

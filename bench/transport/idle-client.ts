@@ -3,9 +3,8 @@
 //   node dist/bench/transport/idle-client.js <socket> <seconds> <cellPid> [connections, default 1]
 
 import { readFileSync } from 'node:fs';
-import { connect } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { Synapse } from '../../src/index.js';
+import { unixConnector } from '../../src/synapse/index.js';
 import { PingService } from './contract.js';
 
 const [address, secondsArg, pidArg, connsArg] = process.argv.slice(2) as [string, string, string, string?];
@@ -25,15 +24,7 @@ const grow = () =>
       {
         name: 'bench',
         order: 0,
-        resolve: () => ({
-          describe: address,
-          connect: () =>
-            new Promise<Duplex>((resolve, reject) => {
-              const s = connect(address);
-              s.once('error', reject);
-              s.once('connect', () => resolve(s));
-            }),
-        }),
+        resolve: () => unixConnector(address),
       },
     ],
   });
