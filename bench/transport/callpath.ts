@@ -67,19 +67,24 @@ function publish(tx: RingBuffer): void {
   if (tx.commitQuiet()) bell();
 }
 
+/** HELLO and WELCOME of the ping contract (both sides of the harness send the same one). */
+function pingHandshake(): Buffer {
+  return encodeHandshake({
+    version: PROTOCOL_VERSION,
+    fingerprint: PingService.fingerprint,
+    name: PingService.name,
+    maxFrame: DEFAULT_MAX_FRAME,
+    maxInFlight: 0,
+    pid: process.pid,
+  });
+}
+
 async function client(): Promise<number> {
   const stream = new Duplex({
     read() {},
     write(chunk: Buffer, _enc, done) {
       if (chunk[4] === FrameType.HELLO) {
-        const welcome = encodeHandshake({
-          version: PROTOCOL_VERSION,
-          fingerprint: PingService.fingerprint,
-          name: PingService.name,
-          maxFrame: DEFAULT_MAX_FRAME,
-          maxInFlight: 0,
-          pid: process.pid,
-        });
+        const welcome = pingHandshake();
         setImmediate(() => this.push(encodeFrame(FrameType.WELCOME, 0, 0, welcome)));
       }
       done();
@@ -132,14 +137,7 @@ async function server(): Promise<number> {
   process.env.CELL_HOME = dir;
   const membrane = await Membrane.bind(PingService, { ping: (p) => p }, { socketPath: join(dir, 'cell.sock') });
   const session = membrane.openSession(noSocket, { end() {}, destroy() {}, carrier: null });
-  const hello = encodeHandshake({
-    version: PROTOCOL_VERSION,
-    fingerprint: PingService.fingerprint,
-    name: PingService.name,
-    maxFrame: DEFAULT_MAX_FRAME,
-    maxInFlight: 0,
-    pid: process.pid,
-  });
+  const hello = pingHandshake();
   session.onFrame(FrameType.HELLO, 0, 0, 0, hello, 0, hello.length, true);
   const { c2s, s2c } = rings();
   const frames = new RecordFrames(c2s, session);
