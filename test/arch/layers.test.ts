@@ -1,33 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { check, repo, tree as scratch } from './scratch.js';
 
-// dist/test/arch/layers.test.js → the repository
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const script = join(repo, 'scripts', 'layers.mjs');
-
-function layers(cwd: string) {
-  return spawnSync(process.execPath, [script, '--cwd', cwd], { encoding: 'utf8' });
-}
+const layers = (cwd: string) => check('layers.mjs', cwd);
 
 /** A scratch tree with the repository's rule file and the given sources. */
-function tree(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'cell-layers-'));
-  copyFileSync(join(repo, '.dependency-cruiser.cjs'), join(dir, '.dependency-cruiser.cjs'));
-  writeFileSync(
-    join(dir, 'tsconfig.json'),
-    JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext' }, include: ['src'] }),
-  );
-  for (const [path, text] of Object.entries(files)) {
-    mkdirSync(dirname(join(dir, path)), { recursive: true });
-    writeFileSync(join(dir, path), text);
-  }
-  return dir;
-}
+const tree = (files: Record<string, string>) => scratch('cell-layers-', ['.dependency-cruiser.cjs'], files);
 
 test('the layering of src/ holds', () => {
   const r = layers(repo);

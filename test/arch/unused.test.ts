@@ -1,32 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { check, repo, tree as scratch } from './scratch.js';
 
-// dist/test/arch/unused.test.js → the repository
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const script = join(repo, 'scripts', 'unused.mjs');
-
-function unused(cwd: string) {
-  return spawnSync(process.execPath, [script, '--cwd', cwd], { encoding: 'utf8' });
-}
+const unused = (cwd: string) => check('unused.mjs', cwd);
 
 /** A scratch package with the repository's knip.json and the given sources. */
 function tree(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'cell-unused-'));
-  copyFileSync(join(repo, 'knip.json'), join(dir, 'knip.json'));
+  const dir = scratch('cell-unused-', ['knip.json'], files);
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'scratch', type: 'module', private: true }));
-  writeFileSync(
-    join(dir, 'tsconfig.json'),
-    JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext' }, include: ['src'] }),
-  );
-  for (const [path, text] of Object.entries(files)) {
-    mkdirSync(dirname(join(dir, path)), { recursive: true });
-    writeFileSync(join(dir, path), text);
-  }
   return dir;
 }
 
