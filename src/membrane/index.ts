@@ -1,4 +1,4 @@
-import { chmodSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -29,7 +29,7 @@ import { loadNative } from '../shm/native.js';
 import { declineFrame, FrameControl, ShmServerGlue, UPGRADE_TIMEOUT_MS } from '../shm/wire.js';
 import { alreadyRunning, InstanceLock, probeSocket } from './lock.js';
 import { CallMetrics, type CallObserver } from './observer.js';
-import { PrivateListener } from './private-listener.js';
+import { listenPrivately, PrivateListener } from './private-listener.js';
 import {
   type AnyHandler,
   type CallContext,
@@ -387,33 +387,17 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       }
       const server = createServer({ allowHalfOpen: true, pauseOnConnect: false });
       server.on('connection', (socket) => this.accept(socket));
-      await new Promise<void>((resolve, reject) => {
-        const onError = (err: NodeJS.ErrnoException) => {
-          reject(
-            err.code === 'EADDRINUSE'
-              ? alreadyRunning(this.cellName, undefined, sockPath)
-              : new CellError('E_INTERNAL', `cannot listen on ${sockPath}: ${err.message}`, {
-                  cell: this.cellName,
-                  cause: err,
-                }),
-          );
-        };
-        server.once('error', onError);
-        // umask makes the socket 0600 from the moment it exists; chmod below is the belt to its braces.
-        const old = process.umask(0o177);
-        try {
-          server.listen(sockPath, () => {
-            server.off('error', onError);
-            resolve();
-          });
-        } finally {
-          process.umask(old);
-        }
-      });
-      chmodSync(sockPath, 0o600);
-      server.on('error', () => {
-        // accept errors (EMFILE) are transient; the server keeps listening
-      });
+      try {
+        await listenPrivately(server, sockPath);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw e.code === 'EADDRINUSE'
+          ? alreadyRunning(this.cellName, undefined, sockPath)
+          : new CellError('E_INTERNAL', `cannot listen on ${sockPath}: ${e.message}`, {
+              cell: this.cellName,
+              cause: e,
+            });
+      }
       this.server = server;
       this.lock = lock;
       this.path = sockPath;

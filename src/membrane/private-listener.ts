@@ -18,23 +18,7 @@ export class PrivateListener {
   static async listen(path: string, accept: (socket: Socket) => void, allowHalfOpen = true): Promise<PrivateListener> {
     const unique = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
     const server = createServer({ allowHalfOpen }, accept);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      // umask keeps the socket 0600 from the moment it exists.
-      const old = process.umask(0o177);
-      try {
-        server.listen(unique, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      } finally {
-        process.umask(old);
-      }
-    });
-    server.on('error', () => {
-      // accept errors (EMFILE) are transient; the server keeps listening
-    });
-    chmodSync(unique, 0o600);
+    await listenPrivately(server, unique);
     const inode = statSync(unique).ino;
     renameSync(unique, path);
     return new PrivateListener(server, path, inode);
@@ -49,4 +33,26 @@ export class PrivateListener {
       // already gone
     }
   }
+}
+
+/**
+ * Listens on a Unix socket at `path` that is 0600 from the moment it exists (umask), then again by
+ * chmod; after listening, accept errors (EMFILE) are transient and the server keeps listening.
+ * Rejects with the listen error (EADDRINUSE, …) for the caller to name.
+ */
+export async function listenPrivately(server: Server, path: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const old = process.umask(0o177);
+    try {
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    } finally {
+      process.umask(old);
+    }
+  });
+  server.on('error', () => {});
+  chmodSync(path, 0o600);
 }
