@@ -180,17 +180,20 @@ async function withSendBeforeSync<T>(run: () => Promise<T>): Promise<T> {
   }
 }
 
-test('simulation: a RaftNode that sends messagesAfterSync before its fsync fails within the CI seeds', async () => {
-  const caught: string[] = [];
-  await withSendBeforeSync(async () => {
-    for (let seed = 1; seed <= CI_SEEDS && caught.length === 0; seed++) {
-      try {
-        await new ShellSim({ seed, faultMs: 3000, livenessMs: 10_000 }).run();
-      } catch (e) {
-        caught.push(`seed ${seed}: ${(e as Error).message.split('\n')[0]}`);
-      }
+/** The first CI seed whose run fails (its first message line), as a one-element list; empty if none does. */
+async function firstFailingSeed(): Promise<string[]> {
+  for (let seed = 1; seed <= CI_SEEDS; seed++) {
+    try {
+      await new ShellSim({ seed, faultMs: 3000, livenessMs: 10_000 }).run();
+    } catch (e) {
+      return [`seed ${seed}: ${(e as Error).message.split('\n')[0]}`];
     }
-  });
+  }
+  return [];
+}
+
+test('simulation: a RaftNode that sends messagesAfterSync before its fsync fails within the CI seeds', async () => {
+  const caught = await withSendBeforeSync(firstFailingSeed);
   console.log(`# send-before-sync shell: ${caught[0] ?? 'not caught'}`);
   assert.ok(caught.length > 0, `a shell that acknowledges before its fsync went unnoticed in ${CI_SEEDS} seeds`);
 });
@@ -232,16 +235,7 @@ async function withAckOnLocalWrite<T>(run: () => Promise<T>): Promise<T> {
 }
 
 test('simulation: a RaftNode that acknowledges writes once its own WAL holds them fails within the CI seeds', async () => {
-  const caught: string[] = [];
-  await withAckOnLocalWrite(async () => {
-    for (let seed = 1; seed <= CI_SEEDS && caught.length === 0; seed++) {
-      try {
-        await new ShellSim({ seed, faultMs: 3000, livenessMs: 10_000 }).run();
-      } catch (e) {
-        caught.push(`seed ${seed}: ${(e as Error).message.split('\n')[0]}`);
-      }
-    }
-  });
+  const caught = await withAckOnLocalWrite(firstFailingSeed);
   console.log(`# ack-on-local-write shell: ${caught[0] ?? 'not caught'}`);
   assert.ok(
     caught.length > 0,
