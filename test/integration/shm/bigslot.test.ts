@@ -9,7 +9,7 @@ import { slotBytesFor } from '../../../src/shm/upgrade.js';
 import type { RingFrameSink } from '../../../src/shm/wire.js';
 import { Synapse } from '../../../src/synapse/index.js';
 import { ShmTest } from './fixtures/contract.js';
-import { startCell } from './fixtures/start-cell.js';
+import { printed, startCell } from './fixtures/start-cell.js';
 
 if (loadNative().addon === undefined) throw new Error(`needs the native addon: ${loadNative().reason}`);
 
@@ -170,14 +170,7 @@ test('a caller dies while the cell holds its big request in the slot: the cell s
   const { child: cell } = await startCell(t);
   const holder = spawn(process.execPath, [HOLDER, '1', 'big'], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => holder.kill('SIGKILL'));
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    holder.stdout?.on('data', (d) => {
-      out += d;
-      if (out.includes('sent')) resolve();
-    });
-    holder.once('exit', (code) => reject(new Error(`holder exited with ${code}`)));
-  });
+  await printed(holder, 'sent', 'holder');
   holder.kill('SIGKILL');
   await new Promise((r) => holder.once('exit', r));
   const c = await grow(t);
