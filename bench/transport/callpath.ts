@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
+import { getHeapStatistics } from 'node:v8';
 import {
   DEFAULT_MAX_FRAME,
   encodeFrame,
@@ -28,8 +29,10 @@ import { KIND_FRAMES, RecordFrames, RingFrameSink, type StreamSink } from '../..
 import { ClientConnection } from '../../src/synapse/connection.js';
 import { PingService } from './contract.js';
 
-const [side = 'client', callsArg = '1000000'] = process.argv.slice(2);
+const [side = 'client', callsArg = '1000000', batchArg = '1'] = process.argv.slice(2);
 const calls = Number(callsArg);
+/** Requests in flight together: > 1 measures the pipelined path (many() on the client, one drain of them all on the server). */
+const batch = Number(batchArg);
 const PAYLOAD = Buffer.from('0123456789abcdef');
 const def = PingService.byId[0] as (typeof PingService.byId)[number];
 
@@ -117,7 +120,16 @@ async function client(): Promise<number> {
     }
     publish(tx);
   };
+  const inputs = new Array<Buffer>(batch).fill(PAYLOAD);
   const run = async (n: number) => {
+    if (batch > 1) {
+      for (let i = 0; i < n; i += batch) {
+        const replies = conn.callMany(def, inputs, undefined);
+        answer();
+        await replies;
+      }
+      return;
+    }
     for (let i = 0; i < n; i++) {
       const reply = conn.call(def, PAYLOAD, undefined);
       answer();
@@ -125,9 +137,11 @@ async function client(): Promise<number> {
     }
   };
   await run(100_000);
+  const heap = usedHeap();
   const cpu = process.cpuUsage();
   await run(calls);
   const used = process.cpuUsage(cpu);
+  heapBytes = usedHeap() - heap;
   channel.close();
   return used.user + used.system;
 }
@@ -149,25 +163,54 @@ async function server(): Promise<number> {
   const tx = new RingBuffer(c2s);
   const rx = new RingBuffer(s2c);
   const size = def.input.sizeOf(PAYLOAD);
-  const once = (id: number) => {
-    const o = tx.reserve(KIND_FRAMES, 0, 0, HEADER_SIZE + size);
-    def.input.encodeInto(PAYLOAD, tx.bytes, writeHeader(tx.bytes, o, size, FrameType.REQUEST, def.id, id));
+  // `batch` requests published together, one drain for them all (a pipelining caller).
+  const once = (first: number) => {
+    for (let id = first; id < first + batch; id++) {
+      const o = tx.reserve(KIND_FRAMES, 0, 0, HEADER_SIZE + size);
+      def.input.encodeInto(PAYLOAD, tx.bytes, writeHeader(tx.bytes, o, size, FrameType.REQUEST, def.id, id));
+    }
     publish(tx);
-    if (channel.drain() !== 1) throw new Error('the request was not drained');
-    const t = rx.next();
-    if (t < 0) throw new Error('no reply');
-    rx.release(t);
+    let drained = 0;
+    for (let n = channel.drain(); n > 0; n = channel.drain()) drained += n;
+    if (drained !== batch) throw new Error('the requests were not drained');
+    for (let left = batch; left > 0; ) {
+      // one reply per record
+      const t = rx.next();
+      if (t < 0) throw new Error('no reply');
+      left--;
+      rx.release(t);
+    }
   };
-  for (let i = 1; i <= 100_000; i++) once(i);
+  for (let i = 1; i <= 100_000; i += batch) once(i);
+  const heap = usedHeap();
   const cpu = process.cpuUsage();
-  for (let i = 1; i <= calls; i++) once(i);
+  for (let i = 1; i <= calls; i += batch) once(i);
   const used = process.cpuUsage(cpu);
+  heapBytes = usedHeap() - heap;
   channel.close();
   await membrane.close();
   rmSync(dir, { recursive: true, force: true });
   return used.user + used.system;
 }
 
+/**
+ * Heap growth over the measured calls: the bytes allocated per call when no collection ran in
+ * between, so read it from a run with a young generation large enough to hold them all
+ * (`node --max-semi-space-size=1024 dist/bench/transport/callpath.js client 200000`).
+ */
+let heapBytes = 0;
+function usedHeap(): number {
+  return getHeapStatistics().used_heap_size;
+}
+
 const micros = side === 'server' ? await server() : await client();
-console.log(JSON.stringify({ side, calls, cpuNsPerCall: Math.round((micros * 1000) / calls) }));
+console.log(
+  JSON.stringify({
+    side,
+    calls,
+    batch,
+    cpuNsPerCall: Math.round((micros * 1000) / calls),
+    heapBytesPerCall: Math.round(heapBytes / calls),
+  }),
+);
 process.exit(0);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CellError } from '../../src/errors/index.js';
-import { type RecordSink, ShmChannel } from '../../src/shm/channel.js';
+import { ignoreCrowding, type RecordSink, ShmChannel } from '../../src/shm/channel.js';
 import { loadNative, type NativeAddon } from '../../src/shm/native.js';
 import { RingBuffer, ringBytesFor } from '../../src/shm/ring.js';
 import { KIND_FRAMES, RingFrameSink, type StreamSink } from '../../src/shm/wire.js';
@@ -125,4 +125,48 @@ test('a drain holds its replies while another request waits, and publishes the l
   } finally {
     done();
   }
+});
+
+test('a poller that always finds records still lets timers and immediates run', async (t) => {
+  // The peer answers every record at once, inside the drain that delivered the previous one: the
+  // chain of ticks never runs dry, so only its own turns give the event loop a chance.
+  ignoreCrowding(true);
+  t.after(() => ignoreCrowding(false));
+  const rings = ringPair();
+  const bell = addon.eventfdCreate();
+  const CAP = 2_000_000;
+  let delivered = 0;
+  const feed = () => {
+    if (delivered >= CAP) return;
+    rings.peerTx.write(KIND_FRAMES, 0, 0, new Uint8Array(16));
+    rings.peerTx.commit();
+  };
+  const channel = new ShmChannel(addon, rings.tx, rings.rx, bell, {
+    ...quiet,
+    onRecord: (_k, _r, _a, _o, _l, token) => {
+      delivered++;
+      channel.release(token);
+      feed();
+    },
+  });
+  t.after(() => {
+    channel.close();
+    addon.closeFd(bell);
+  });
+  let atTimer = -1;
+  let atImmediate = -1;
+  const fired = new Promise<void>((resolve) => {
+    setTimeout(() => {
+      atTimer = delivered;
+      resolve();
+    }, 1);
+  });
+  setImmediate(() => {
+    atImmediate = delivered;
+  });
+  feed();
+  channel.expect();
+  await fired;
+  assert.ok(atImmediate >= 0 && atImmediate < CAP, `the immediate ran after ${atImmediate} records`);
+  assert.ok(atTimer > 0 && atTimer < CAP, `the 1 ms timer ran after ${atTimer} of ${CAP} records`);
 });
