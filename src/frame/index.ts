@@ -1,6 +1,5 @@
 import type { CellErrorCode } from '../errors/index.js';
 import { CellError } from '../errors/index.js';
-import type { Vesicle } from '../vesicle/index.js';
 
 /**
  * The stream framing shared by Membrane, Synapse and every byte carrier under them (Unix socket, TLS,
@@ -85,8 +84,9 @@ export interface FrameReceiver {
   ): void;
   /**
    * Optional: a receiver that keeps payloads past the call (the server, until the handler settles)
-   * gets frames in borrowed carrier memory with the lease to release; one without it gets `onFrame`
-   * and the memory is reused as soon as it returns.
+   * gets frames in borrowed carrier memory with the loan to give back (`loan.done(token)`, once per
+   * frame); one without it gets `onFrame` and the memory is reused as soon as it returns. A token
+   * instead of a lease object per frame: a call answered at once needs no object to give it back.
    */
   deliverFrame?(
     type: number,
@@ -96,7 +96,8 @@ export interface FrameReceiver {
     bytes: Buffer,
     start: number,
     end: number,
-    lease: Vesicle,
+    loan: FrameLoan,
+    token: number,
   ): void;
   /** Optional: the carrier broke its own protocol (garbage in a ring): close the connection. */
   ringCorrupt?(err: CellError): void;
@@ -143,8 +144,20 @@ export function emitFrame(receiver: FrameReceiver, b: Buffer, o: number, end: nu
   );
 }
 
-/** The header walk for borrowed memory: hands the frame at `b[o, end)` with its lease to `deliverFrame`. */
-export function deliverLeasedFrame(receiver: FrameReceiver, b: Buffer, o: number, end: number, lease: Vesicle): void {
+/** Carrier memory lent with delivered frames: `done(token)` gives one frame's share back. */
+export interface FrameLoan {
+  done(token: number): void;
+}
+
+/** The header walk for borrowed memory: hands the frame at `b[o, end)` with its loan to `deliverFrame`. */
+export function deliverLeasedFrame(
+  receiver: FrameReceiver,
+  b: Buffer,
+  o: number,
+  end: number,
+  loan: FrameLoan,
+  token: number,
+): void {
   (receiver.deliverFrame as NonNullable<FrameReceiver['deliverFrame']>)(
     b[o + 4] as number,
     b[o + 5] as number,
@@ -153,7 +166,8 @@ export function deliverLeasedFrame(receiver: FrameReceiver, b: Buffer, o: number
     b,
     o + HEADER_SIZE,
     end,
-    lease,
+    loan,
+    token,
   );
 }
 

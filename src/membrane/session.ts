@@ -12,6 +12,7 @@ import {
   encodeErrorPayload,
   encodeFrame,
   encodeHandshake,
+  type FrameLoan,
   type FrameReceiver,
   FrameType,
   fingerprintHex,
@@ -118,7 +119,11 @@ class ServerCall implements CallContext {
   start: number;
   end: number;
   owned: boolean;
-  lease: Vesicle | null;
+  /** The carrier that lent the request's memory and the token to give it back by, or null. */
+  loan: FrameLoan | null;
+  token: number;
+  /** The request's Vesicle, made when the handler first reads `vesicle`. */
+  lent: Vesicle | null;
   /** performance.now() when the request was dispatched. */
   startedAt: number;
   /** What the observer's `begin` returned (the tap's decoded request), kept only while one watches. */
@@ -136,7 +141,8 @@ class ServerCall implements CallContext {
     start: number,
     end: number,
     owned: boolean,
-    lease: Vesicle | null,
+    loan: FrameLoan | null,
+    token: number,
     startedAt = 0,
   ) {
     this.session = session;
@@ -146,7 +152,9 @@ class ServerCall implements CallContext {
     this.start = start;
     this.end = end;
     this.owned = owned;
-    this.lease = lease;
+    this.loan = loan;
+    this.token = token;
+    this.lent = null;
     this.startedAt = startedAt;
     this.observed = undefined;
     this.controller = null;
@@ -154,12 +162,27 @@ class ServerCall implements CallContext {
   }
 
   get vesicle(): Vesicle {
-    if (this.lease === null) {
-      this.lease = this.owned
-        ? new Vesicle(this.bytes, this.start, this.end - this.start, false, null)
-        : Vesicle.borrowed(this.bytes, this.start, this.end - this.start, null);
+    if (this.lent === null) {
+      const length = this.end - this.start;
+      // Released (or retained) by the handler, a lent request goes back to its carrier at once.
+      this.lent = this.owned
+        ? new Vesicle(this.bytes, this.start, length, false, null)
+        : Vesicle.borrowed(this.bytes, this.start, length, this.loan === null ? null : () => this.giveBack());
     }
-    return this.lease;
+    return this.lent;
+  }
+
+  /** The call is over: its request's memory goes back to the carrier, its Vesicle reads released. */
+  release(): void {
+    if (this.lent !== null) this.lent.release();
+    else this.giveBack();
+  }
+
+  private giveBack(): void {
+    const loan = this.loan;
+    if (loan === null) return;
+    this.loan = null;
+    loan.done(this.token);
   }
 
   get signal(): AbortSignal {
@@ -286,15 +309,15 @@ export class ServerSession implements FrameReceiver {
     owned: boolean,
   ): void {
     if (type === FrameType.REQUEST && this.state === OPEN && requestId !== 0) {
-      this.dispatch(method, requestId, bytes, start, end, owned, null);
+      this.dispatch(method, requestId, bytes, start, end, owned, null, 0);
       return;
     }
-    this.slowFrame(type, flags, method, requestId, bytes, start, end, owned, null);
+    this.slowFrame(type, flags, method, requestId, bytes, start, end, owned, null, 0);
   }
 
   /**
    * Entry point for carriers whose payload memory must be given back (a shared-memory ring slot):
-   * `lease.release()` runs when the handler settles (or at once if the frame is not a request).
+   * `loan.done(token)` runs when the handler settles (or at once if the frame is not a request).
    */
   deliverFrame(
     type: number,
@@ -304,16 +327,17 @@ export class ServerSession implements FrameReceiver {
     bytes: Buffer,
     start: number,
     end: number,
-    lease: Vesicle,
+    loan: FrameLoan,
+    token: number,
   ): void {
     if (type === FrameType.REQUEST && this.state === OPEN && requestId !== 0) {
-      this.dispatch(method, requestId, bytes, start, end, false, lease);
+      this.dispatch(method, requestId, bytes, start, end, false, loan, token);
       return;
     }
     try {
-      this.slowFrame(type, flags, method, requestId, bytes, start, end, false, lease);
+      this.slowFrame(type, flags, method, requestId, bytes, start, end, false, loan, token);
     } finally {
-      if (type !== FrameType.REQUEST) lease.release();
+      if (type !== FrameType.REQUEST) loan.done(token);
     }
   }
 
@@ -352,7 +376,8 @@ export class ServerSession implements FrameReceiver {
     start: number,
     end: number,
     owned: boolean,
-    lease: Vesicle | null,
+    loan: FrameLoan | null,
+    token: number,
   ): void {
     if (this.state === CLOSED) return;
     if (this.state === AWAITING_HELLO) {
@@ -379,7 +404,7 @@ export class ServerSession implements FrameReceiver {
         );
         return;
       }
-      this.dispatch(method, requestId, bytes, start, end, owned, lease);
+      this.dispatch(method, requestId, bytes, start, end, owned, loan, token);
       return;
     }
     if (type === FrameType.CANCEL) {
@@ -466,14 +491,15 @@ export class ServerSession implements FrameReceiver {
     start: number,
     end: number,
     owned: boolean,
-    lease: Vesicle | null,
+    loan: FrameLoan | null,
+    token: number,
   ): void {
     const host = this.host;
     const metrics = host.metrics;
     metrics.requests++;
     if (method >= BUILTIN_METHOD_FIRST) {
       this.builtin(method, id);
-      if (lease !== null) lease.release();
+      if (loan !== null) loan.done(token);
       return;
     }
     const def = host.service.byId[method];
@@ -491,7 +517,7 @@ export class ServerSession implements FrameReceiver {
               fix: 'open the connection with the service definition to call its methods.',
             }),
       );
-      if (lease !== null) lease.release();
+      if (loan !== null) loan.done(token);
       return;
     }
     const calls = host.callMetrics;
@@ -508,7 +534,7 @@ export class ServerSession implements FrameReceiver {
           fix: 'lower the caller’s concurrency or raise maxInFlight on the Membrane; this call was not run.',
         }),
       );
-      if (lease !== null) lease.release();
+      if (loan !== null) loan.done(token);
       return;
     }
     let input: unknown;
@@ -517,10 +543,10 @@ export class ServerSession implements FrameReceiver {
     } catch (err) {
       this.errorReply(id, method, err);
       calls.end(method, id, undefined, undefined, err, (performance.now() - t0) * 1e6, end - start, -1);
-      if (lease !== null) lease.release();
+      if (loan !== null) loan.done(token);
       return;
     }
-    const ctx = new ServerCall(this, def, id, bytes, start, end, owned, lease, t0);
+    const ctx = new ServerCall(this, def, id, bytes, start, end, owned, loan, token, t0);
     const observer = host.observer;
     if (observer !== null && observer.wanted[method] === 1)
       ctx.observed = observer.begin(method, bytes, start, end - start);
@@ -531,7 +557,7 @@ export class ServerSession implements FrameReceiver {
       if (!isCellError(err)) logHandlerError(host.cellName, def.name, err);
       this.errorReply(id, method, err);
       this.finishCall(ctx, undefined, err, -1);
-      if (lease !== null) lease.release();
+      if (loan !== null) loan.done(token);
       return;
     }
     if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
@@ -544,7 +570,7 @@ export class ServerSession implements FrameReceiver {
       return;
     }
     this.finishCall(ctx, result, undefined, this.reply(def, id, result));
-    if (lease !== null) lease.release();
+    ctx.release();
   }
 
   /** Hands a finished call to the metrics and, when one watches this method, the other observer. */
@@ -576,7 +602,7 @@ export class ServerSession implements FrameReceiver {
     // A closed session already took its calls off the shared in-flight count.
     if (this.forgotten) {
       this.finishCall(ctx, undefined, connectionGone(this.host.cellName), -1);
-      if (ctx.lease !== null) ctx.lease.release();
+      ctx.release();
       return;
     }
     this.inFlight--;
@@ -584,12 +610,12 @@ export class ServerSession implements FrameReceiver {
     if (this.state !== CLOSED) this.finishCall(ctx, value, undefined, this.reply(ctx.method, ctx.requestId, value));
     else this.finishCall(ctx, undefined, connectionGone(this.host.cellName), -1);
     // Released after the reply: the value may still view the request's bytes (a ring slot the peer reuses).
-    if (ctx.lease !== null) ctx.lease.release();
+    ctx.release();
     this.maybeFinish();
   }
 
   private failed(ctx: ServerCall, err: unknown): void {
-    if (ctx.lease !== null) ctx.lease.release();
+    ctx.release();
     if (this.forgotten) {
       this.finishCall(ctx, undefined, err, -1);
       return;

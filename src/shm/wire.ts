@@ -4,13 +4,13 @@ import {
   deliverLeasedFrame,
   emitFrame,
   encodeFrame,
+  type FrameLoan,
   type FrameReceiver,
   HEADER_SIZE,
   readU32,
   type TransportStatus,
 } from '../frame/index.js';
 import type { FrameSink } from '../frame/writer.js';
-import { Vesicle } from '../vesicle/index.js';
 import { publishSoon, type RecordSink, ShmChannel } from './channel.js';
 import { loadNative } from './native.js';
 import {
@@ -248,35 +248,15 @@ export class RingFrameSink implements FrameSink {
   }
 }
 
-/** A Vesicle over ring memory that frees its record when the last frame of the record is done. */
-class RingLease extends Vesicle {
-  readonly owner: RecordFrames;
-  readonly token: number;
-  /** The record holds other frames too (their count is kept in RecordFrames.outstanding). */
-  readonly shared: boolean;
-
-  constructor(bytes: Buffer, offset: number, length: number, owner: RecordFrames, token: number, shared: boolean) {
-    super(bytes, offset, length, true, releaseLease);
-    this.owner = owner;
-    this.token = token;
-    this.shared = shared;
-  }
-}
-
-function releaseLease(v: Vesicle): void {
-  const lease = v as RingLease;
-  lease.owner.done(lease.token, lease.shared);
-}
-
 /** Walks the frames of each FRAMES record, bounds-checking every length against the record. */
-export class RecordFrames implements RecordSink {
+export class RecordFrames implements RecordSink, FrameLoan {
   channel: ShmChannel | null = null;
   /** This side's ring sink: replies written during a drain are corked until no request is left waiting. */
   sink: RingFrameSink | null = null;
   private readonly ringBuf: Buffer;
-  /** Frames still out per record token, for records holding more than one frame. */
+  /** Frames still out per record token, for records holding more than one frame (given back by done()). */
   private readonly outstanding = new Map<number, number>();
-  /** The receiver keeps payloads past the call (it has deliverFrame): each frame gets a lease. */
+  /** The receiver keeps payloads past the call (it has deliverFrame): each frame is lent, done() gives it back. */
   private readonly leases: boolean;
 
   /** The peer's big slot as bytes (mapped read-only by a client), or null without slots. */
@@ -317,7 +297,7 @@ export class RecordFrames implements RecordSink {
       this.frames(slot, 0, aux, token);
       return;
     }
-    // A server's handler reads the request in place; its lease keeps the slot held until it settles.
+    // A server's handler reads the request in place; the slot stays lent until the handler settles.
     this.slotToken = token;
     this.frames(slot, 0, aux, token);
   }
@@ -370,24 +350,25 @@ export class RecordFrames implements RecordSink {
       }
       return;
     }
-    const shared = count > 1;
-    if (shared) this.outstanding.set(token, count);
+    if (count > 1) this.outstanding.set(token, count);
     for (let o = start; o < end; ) {
-      const len = readU32(b, o);
-      const lease = new RingLease(b, o + HEADER_SIZE, len + 4 - HEADER_SIZE, this, token, shared);
-      deliverLeasedFrame(receiver, b, o, o + 4 + len, lease);
-      o += 4 + len;
+      const next = o + 4 + readU32(b, o);
+      deliverLeasedFrame(receiver, b, o, next, this, token);
+      o = next;
     }
   }
 
-  done(token: number, shared: boolean): void {
-    const left = shared ? this.outstanding.get(token) : undefined;
-    if (left !== undefined) {
-      if (left > 1) {
-        this.outstanding.set(token, left - 1);
-        return;
+  /** One frame of record `token` is done with: the record is freed when its last frame is. */
+  done(token: number): void {
+    if (this.outstanding.size !== 0) {
+      const left = this.outstanding.get(token);
+      if (left !== undefined) {
+        if (left > 1) {
+          this.outstanding.set(token, left - 1);
+          return;
+        }
+        this.outstanding.delete(token);
       }
-      this.outstanding.delete(token);
     }
     this.free(token);
   }

@@ -11,7 +11,6 @@ import type { ServerSession } from '../../src/membrane/index.js';
 import { protein, t } from '../../src/protein/index.js';
 import { rpc, service } from '../../src/service/index.js';
 import { Synapse } from '../../src/synapse/index.js';
-import { Vesicle } from '../../src/vesicle/index.js';
 
 const Num = protein('Num', { n: t.u32 });
 const Svc = service('adder', { inc: rpc(Num, t.u32), later: rpc(Num, t.u32) });
@@ -78,7 +77,12 @@ test('control frames reach the registered handler; after switchCarrier the sessi
   writeHeader(slot, 0, payload.length, FrameType.REQUEST, Svc.methods.later.id, 5);
   slot.set(payload, HEADER_SIZE);
   let released = 0;
-  const lease = Vesicle.borrowed(slot, HEADER_SIZE, payload.length, () => released++);
+  const loan = {
+    done(token: number) {
+      assert.equal(token, 77);
+      released++;
+    },
+  };
   ring.deliverFrame(
     FrameType.REQUEST,
     0,
@@ -87,7 +91,8 @@ test('control frames reach the registered handler; after switchCarrier the sessi
     slot,
     HEADER_SIZE,
     HEADER_SIZE + payload.length,
-    lease,
+    loan,
+    77,
   );
   assert.equal(released, 0, 'the slot stays borrowed while the handler runs');
   resolveLater!();

@@ -171,9 +171,9 @@ function receiver(leases: boolean) {
     },
   };
   if (leases) {
-    r.deliverFrame = (_t, _f, _m, _id, _b, _s, _e, lease) => {
+    r.deliverFrame = (_t, _f, _m, _id, _b, _s, _e, loan, token) => {
       seen.frames++;
-      seen.leases.push(lease);
+      seen.leases.push({ release: () => loan.done(token) });
     };
   }
   return { r, seen };
