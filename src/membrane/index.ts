@@ -175,6 +175,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
   readonly service: S;
   readonly cellName: string;
   readonly handlers: AnyHandler[];
+  readonly contextFree: Uint8Array;
   readonly maxFrameSize: number;
   readonly maxInFlight: number;
   readonly maxConnections: number;
@@ -264,6 +265,7 @@ export class Membrane<S extends ServiceDef = ServiceDef> implements SessionHost 
       }
       return h;
     });
+    this.contextFree = Uint8Array.from(this.handlers, (h) => (h.length === 1 ? 1 : 0));
     const shm = options.shm ?? true;
     // The upgrade hands back the ring sink; the session installs it (shm writes no session field).
     this.shm =

@@ -52,6 +52,8 @@ export interface SessionHost {
   readonly cellName: string;
   /** Handlers indexed by method id. */
   readonly handlers: ReadonlyArray<AnyHandler>;
+  /** By method id, 1 when the handler declares its input alone (it gets no CallContext). */
+  readonly contextFree: Uint8Array;
   readonly maxFrameSize: number;
   readonly maxInFlight: number;
   readonly metrics: MembraneMetrics;
@@ -504,19 +506,7 @@ export class ServerSession implements FrameReceiver {
     }
     const def = host.service.byId[method];
     if (def === undefined || this.builtinsOnly) {
-      this.errorReply(
-        id,
-        method,
-        def === undefined
-          ? new CellError('E_UNKNOWN_METHOD', `method id ${method} does not exist.`, {
-              cell: host.cellName,
-              fix: `the caller's contract differs from the cell's; compare fingerprints (\`cell genome ${host.cellName}\`).`,
-            })
-          : new CellError('E_SCHEMA_MISMATCH', 'this connection was opened without a contract (fingerprint 0).', {
-              cell: host.cellName,
-              fix: 'open the connection with the service definition to call its methods.',
-            }),
-      );
+      this.errorReply(id, method, this.notServed(method, def));
       if (loan !== null) loan.done(token);
       return;
     }
@@ -524,16 +514,7 @@ export class ServerSession implements FrameReceiver {
     const t0 = this.batchStart !== 0 ? this.batchStart : performance.now();
     calls.begin(method, bytes, start, end - start);
     if (this.inFlight >= host.maxInFlight) {
-      metrics.shed++;
-      calls.end(method, id, undefined, undefined, undefined, 0, end - start, -1);
-      this.errorReply(
-        id,
-        method,
-        new CellError('E_OVERLOADED', `more than ${host.maxInFlight} requests in flight on one connection.`, {
-          cell: host.cellName,
-          fix: 'lower the caller’s concurrency or raise maxInFlight on the Membrane; this call was not run.',
-        }),
-      );
+      this.shed(method, id, end - start);
       if (loan !== null) loan.done(token);
       return;
     }
@@ -546,38 +527,121 @@ export class ServerSession implements FrameReceiver {
       if (loan !== null) loan.done(token);
       return;
     }
-    const ctx = new ServerCall(this, def, id, bytes, start, end, owned, loan, token, t0);
+    this.run(def, input, id, bytes, start, end, owned, loan, token, t0);
+  }
+
+  /** Runs the handler of a dispatched request and answers it now, or when its promise settles. */
+  private run(
+    def: MethodDef,
+    input: unknown,
+    id: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    owned: boolean,
+    loan: FrameLoan | null,
+    token: number,
+    t0: number,
+  ): void {
+    const host = this.host;
+    const method = def.id;
     const observer = host.observer;
-    if (observer !== null && observer.wanted[method] === 1)
-      ctx.observed = observer.begin(method, bytes, start, end - start);
+    const observed =
+      observer !== null && observer.wanted[method] === 1
+        ? observer.begin(method, bytes, start, end - start)
+        : undefined;
+    // A handler declared with its input alone can't reach its context: none is made for it unless
+    // its call goes on after the handler returns.
+    let ctx: ServerCall | undefined;
+    if (host.contextFree[method] !== 1) {
+      ctx = new ServerCall(this, def, id, bytes, start, end, owned, loan, token, t0);
+      ctx.observed = observed;
+    }
     let result: unknown;
     try {
-      result = host.handlers[method](input, ctx);
+      result = host.handlers[method](input, ctx as ServerCall);
     } catch (err) {
       if (!isCellError(err)) logHandlerError(host.cellName, def.name, err);
       this.errorReply(id, method, err);
-      this.finishCall(ctx, undefined, err, -1);
+      if (ctx !== undefined) this.finishCall(ctx, undefined, err, -1);
+      else this.finish(method, id, t0, end - start, observed, undefined, err, -1);
       if (loan !== null) loan.done(token);
       return;
     }
     if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
-      this.inFlight++;
-      metrics.inFlight++;
-      (result as PromiseLike<unknown>).then(
-        (value) => this.settled(ctx, value),
-        (err) => this.failed(ctx, err),
-      );
+      if (ctx === undefined) {
+        ctx = new ServerCall(this, def, id, bytes, start, end, owned, loan, token, t0);
+        ctx.observed = observed;
+      }
+      this.pending(ctx, result as PromiseLike<unknown>);
       return;
     }
-    this.finishCall(ctx, result, undefined, this.reply(def, id, result));
-    ctx.release();
+    const replyBytes = this.reply(def, id, result);
+    if (ctx !== undefined) {
+      this.finishCall(ctx, result, undefined, replyBytes);
+      ctx.release();
+      return;
+    }
+    this.finish(method, id, t0, end - start, observed, result, undefined, replyBytes);
+    if (loan !== null) loan.done(token);
+  }
+
+  /** Why a request for `method` can't run on this connection. */
+  private notServed(method: number, def: MethodDef | undefined): CellError {
+    const cell = this.host.cellName;
+    return def === undefined
+      ? new CellError('E_UNKNOWN_METHOD', `method id ${method} does not exist.`, {
+          cell,
+          fix: `the caller's contract differs from the cell's; compare fingerprints (\`cell genome ${cell}\`).`,
+        })
+      : new CellError('E_SCHEMA_MISMATCH', 'this connection was opened without a contract (fingerprint 0).', {
+          cell,
+          fix: 'open the connection with the service definition to call its methods.',
+        });
+  }
+
+  /** Refuses a request over the connection's in-flight limit: counted, answered E_OVERLOADED, not run. */
+  private shed(method: number, id: number, bytesIn: number): void {
+    const host = this.host;
+    host.metrics.shed++;
+    host.callMetrics.end(method, id, undefined, undefined, undefined, 0, bytesIn, -1);
+    this.errorReply(
+      id,
+      method,
+      new CellError('E_OVERLOADED', `more than ${host.maxInFlight} requests in flight on one connection.`, {
+        cell: host.cellName,
+        fix: 'lower the caller’s concurrency or raise maxInFlight on the Membrane; this call was not run.',
+      }),
+    );
+  }
+
+  /** The handler returned a promise: the call stays in flight until it settles. */
+  private pending(ctx: ServerCall, result: PromiseLike<unknown>): void {
+    this.inFlight++;
+    this.host.metrics.inFlight++;
+    result.then(
+      (value) => this.settled(ctx, value),
+      (err) => this.failed(ctx, err),
+    );
   }
 
   /** Hands a finished call to the metrics and, when one watches this method, the other observer. */
   private finishCall(ctx: ServerCall, value: unknown, err: unknown, replyBytes: number): void {
     ctx.finished = true;
     if (ctx.controller !== null) this.unwatch(ctx);
-    const id = ctx.method.id;
+    this.finish(ctx.method.id, ctx.requestId, ctx.startedAt, ctx.end - ctx.start, ctx.observed, value, err, replyBytes);
+  }
+
+  private finish(
+    id: number,
+    requestId: number,
+    startedAt: number,
+    bytesIn: number,
+    observed: unknown,
+    value: unknown,
+    err: unknown,
+    replyBytes: number,
+  ): void {
     // An observer whose filters rule this method out costs it nothing, like no observer at all.
     const observer = this.host.observer !== null && this.host.observer.wanted[id] === 1 ? this.host.observer : null;
     if (this.batchStart !== 0 && observer === null) {
@@ -590,11 +654,10 @@ export class ServerSession implements FrameReceiver {
       this.batchMethods[this.batchLength++] = id;
       return;
     }
-    const ns = (performance.now() - ctx.startedAt) * 1e6;
-    const bytesIn = ctx.end - ctx.start;
-    this.host.callMetrics.end(id, ctx.requestId, undefined, value, err, ns, bytesIn, replyBytes);
+    const ns = (performance.now() - startedAt) * 1e6;
+    this.host.callMetrics.end(id, requestId, undefined, value, err, ns, bytesIn, replyBytes);
     if (observer !== null) {
-      observer.end(id, ctx.requestId, ctx.observed, replyBytes < 0 ? undefined : value, err, ns, bytesIn, replyBytes);
+      observer.end(id, requestId, observed, replyBytes < 0 ? undefined : value, err, ns, bytesIn, replyBytes);
     }
   }
 

@@ -106,3 +106,47 @@ test('control frames reach the registered handler; after switchCarrier the sessi
   }).push(sink.buf.subarray(0, sink.end));
   assert.deepEqual(replies, [[FrameType.REPLY, 5, 18]]);
 });
+
+test('a handler declared with its input alone gets no context; one that declares ctx gets it, sync or async', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cell-session-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const seen: unknown[] = [];
+  let release: (() => void) | null = null;
+  const membrane = new Membrane(Svc, {
+    inc: function (v) {
+      // biome-ignore lint/complexity/noArguments: `arguments` shows what the handler got beyond its declared input
+      seen.push(arguments[1]);
+      if (v.n === 0) throw new Error('zero');
+      return v.n + 1;
+    },
+    later: (v, ctx) => {
+      seen.push(ctx.requestId);
+      return new Promise<number>((r) => (release = () => r(v.n * 2)));
+    },
+  });
+  const path = join(dir, 'b.sock');
+  const server = createServer({ allowHalfOpen: true }, (s) => membrane.serveStream(s));
+  await new Promise<void>((r) => server.listen(path, r));
+  t.after(() => server.close());
+  const stream = connect({ path, allowHalfOpen: true });
+  await new Promise((r) => stream.once('connect', r));
+  const ex = await Synapse.attach(Svc, stream);
+  t.after(() => ex.$close());
+  assert.equal(await ex.inc({ n: 1 }), 2);
+  await assert.rejects(ex.inc({ n: 0 }), /zero/);
+  const pending = ex.later({ n: 4 });
+  while (release === null) await new Promise((r) => setImmediate(r));
+  assert.equal(((await ex.$metrics()) as { inFlight: number }).inFlight, 1);
+  (release as () => void)();
+  assert.equal(await pending, 8);
+  assert.deepEqual(seen.slice(0, 2), [undefined, undefined]);
+  assert.equal(typeof seen[2], 'number');
+  const m = membrane.calls.snapshot().methods;
+  assert.deepEqual(
+    m.map((x) => [x.method, x.requests, x.errors, x.latency.count]),
+    [
+      ['inc', 2, 1, 2],
+      ['later', 1, 0, 1],
+    ],
+  );
+});
