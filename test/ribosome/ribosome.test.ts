@@ -12,6 +12,9 @@ function workspace(t: TestContext): { dna: string; cache: string } {
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const dna = join(dir, 'dna');
   mkdirSync(join(dna, 'lib'), { recursive: true });
+  // The project's own node_modules: without it the nearest one would be whatever the temp folder's
+  // ancestors hold, and a node_modules made in the DNA later would change which one resolves imports.
+  mkdirSync(join(dir, 'node_modules'));
   writeFileSync(
     join(dna, 'lib', 'greet.ts'),
     'export const greet = (who: string): string => ["hello", who].join(" ");\n',
