@@ -670,10 +670,18 @@ export class ServerSession implements FrameReceiver {
     }
     this.inFlight--;
     this.host.metrics.inFlight--;
-    if (this.state !== CLOSED) this.finishCall(ctx, value, undefined, this.reply(ctx.method, ctx.requestId, value));
-    else this.finishCall(ctx, undefined, connectionGone(this.host.cellName), -1);
-    // Released after the reply: the value may still view the request's bytes (a ring slot the peer reuses).
-    ctx.release();
+    // Released after the reply is encoded (the value may still view the request's bytes, in memory the
+    // peer reuses) but before it goes out: a caller that sends its next big request as soon as it
+    // has this reply finds its big slot free again.
+    const sink = this.sink;
+    sink.cork?.();
+    try {
+      if (this.state !== CLOSED) this.finishCall(ctx, value, undefined, this.reply(ctx.method, ctx.requestId, value));
+      else this.finishCall(ctx, undefined, connectionGone(this.host.cellName), -1);
+      ctx.release();
+    } finally {
+      sink.uncork?.();
+    }
     this.maybeFinish();
   }
 

@@ -6,10 +6,11 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { CellError } from '../../src/errors/index.js';
 import { encodeFrame, type FrameReceiver, FrameType } from '../../src/frame/index.js';
+import { ShmChannel } from '../../src/shm/channel.js';
 import { loadNative, type NativeAddon } from '../../src/shm/native.js';
 import { RingBuffer, ringBytesFor } from '../../src/shm/ring.js';
 import { PICKUP_REQUEST_BYTES, pickUpRings, slotBytesFor } from '../../src/shm/upgrade.js';
-import { KIND_BIG, RecordFrames } from '../../src/shm/wire.js';
+import { KIND_BIG, RecordFrames, RingFrameSink, type StreamSink } from '../../src/shm/wire.js';
 import { Delayed } from '../integration/shm/fixtures/contract.js';
 
 const native = loadNative();
@@ -300,4 +301,58 @@ test('a hostile peer rewriting a request in its slot while the handler holds a v
   new Uint8Array(slot, 12 + offset, 10).fill(0x99);
   assert.equal(view.body[0], 0x99);
   assert.equal(kept.body[0], 0x22);
+});
+
+test('a server hands the big slot back before its reply goes out: the caller may send the next big frame at once', () => {
+  const capacity = 1 << 16;
+  const c2s = new SharedArrayBuffer(ringBytesFor(capacity));
+  const s2c = new SharedArrayBuffer(ringBytesFor(capacity));
+  RingBuffer.initialize(c2s, capacity);
+  RingBuffer.initialize(s2c, capacity);
+  const slot = new SharedArrayBuffer(slotBytesFor(capacity));
+  const peerTx = new RingBuffer(c2s);
+  const tx = new RingBuffer(s2c);
+  const bell = addon.eventfdCreate();
+  const noSocket: StreamSink = {
+    buf: Buffer.alloc(1 << 16),
+    reserve: () => 0,
+    commit: () => assert.fail('a frame went to the socket'),
+    flush: () => {},
+    writeFrame: () => assert.fail('a frame went to the socket'),
+  };
+  // The handler echoes the request, then is done with it (as a Membrane answers a synchronous call).
+  const receiver: FrameReceiver = {
+    onFrame: () => assert.fail('a server frame without its loan'),
+    deliverFrame(_type, _flags, method, id, b, s, e, loan, token) {
+      sink.writeFrame(encodeFrame(FrameType.REPLY, method, id, b.subarray(s, e)));
+      loan.done(token);
+    },
+  };
+  const frames = new RecordFrames(c2s, receiver, slot);
+  const channel = new ShmChannel(addon, tx, new RingBuffer(c2s), bell, frames);
+  const sink = new RingFrameSink(channel, noSocket);
+  frames.channel = channel;
+  frames.sink = sink;
+  try {
+    const request = encodeFrame(FrameType.REQUEST, 0, 1, Buffer.alloc(5000, 3));
+    new Uint8Array(slot).set(request);
+    peerTx.reserve(KIND_BIG, 0, request.length, 0);
+    const slotEnd = peerTx.reservedEnd;
+    peerTx.commit();
+    let slotFreeAtReply: boolean | null = null;
+    const publish = tx.commitQuiet.bind(tx);
+    tx.commitQuiet = () => {
+      slotFreeAtReply ??= peerTx.releasedThrough(slotEnd);
+      return publish();
+    };
+    assert.equal(channel.drain(), 1);
+    assert.equal(slotFreeAtReply, true, 'the slot was free when the reply became visible');
+    const peerRx = new RingBuffer(s2c);
+    const t = peerRx.next();
+    assert.ok(t >= 0);
+    assert.equal(peerRx.payloadLength, request.length);
+  } finally {
+    channel.close();
+    addon.closeFd(bell);
+  }
 });

@@ -47,12 +47,16 @@ function setup() {
     if (soon) sink.commitSoon(o + 16);
     else sink.commit(o + 16);
   };
-  /** The first byte of each record the peer can read now, releasing them. */
+  /**
+   * The first byte of each 16-byte frame the peer can read now, releasing their records (frames
+   * committed before one publication share a record).
+   */
   const read = () => {
     const got: number[] = [];
-    for (let t = rings.peerRx.next(); t >= 0; t = rings.peerRx.next()) {
-      got.push(rings.peerRx.bytes[rings.peerRx.payloadOffset] as number);
-      rings.peerRx.release(t);
+    const peer = rings.peerRx;
+    for (let t = peer.next(); t >= 0; t = peer.next()) {
+      for (let o = 0; o < peer.payloadLength; o += 16) got.push(peer.bytes[peer.payloadOffset + o] as number);
+      peer.release(t);
     }
     return got;
   };
