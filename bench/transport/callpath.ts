@@ -112,10 +112,15 @@ async function client(): Promise<number> {
   const tx = new RingBuffer(s2c);
   const answer = () => {
     for (let t = rx.next(); t >= 0; t = rx.next()) {
-      const o = rx.payloadOffset;
-      const r = tx.reserve(KIND_FRAMES, 0, 0, rx.payloadLength);
-      writeHeader(tx.bytes, r, rx.payloadLength - HEADER_SIZE, FrameType.REPLY, def.id, readU32(rx.bytes, o + 8));
-      tx.bytes.copyWithin(r + HEADER_SIZE, o + HEADER_SIZE, o + rx.payloadLength);
+      // A record holds one frame or several (requests committed before one publication share one).
+      const end = rx.payloadOffset + rx.payloadLength;
+      for (let o = rx.payloadOffset; o < end; ) {
+        const length = readU32(rx.bytes, o) + 4;
+        const r = tx.reserve(KIND_FRAMES, 0, 0, length);
+        writeHeader(tx.bytes, r, length - HEADER_SIZE, FrameType.REPLY, def.id, readU32(rx.bytes, o + 8));
+        tx.bytes.copyWithin(r + HEADER_SIZE, o + HEADER_SIZE, o + length);
+        o += length;
+      }
       rx.release(t);
     }
     publish(tx);
@@ -174,10 +179,10 @@ async function server(): Promise<number> {
     for (let n = channel.drain(); n > 0; n = channel.drain()) drained += n;
     if (drained !== batch) throw new Error('the requests were not drained');
     for (let left = batch; left > 0; ) {
-      // one reply per record
       const t = rx.next();
       if (t < 0) throw new Error('no reply');
-      left--;
+      const end = rx.payloadOffset + rx.payloadLength;
+      for (let o = rx.payloadOffset; o < end; o += readU32(rx.bytes, o) + 4) left--;
       rx.release(t);
     }
   };
