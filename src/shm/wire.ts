@@ -295,8 +295,14 @@ export class RecordFrames implements RecordSink, FrameLoan {
   /** This side's ring sink: replies written during a drain are corked until no request is left waiting. */
   sink: RingFrameSink | null = null;
   private readonly ringBuf: Buffer;
-  /** Frames still out per record token, for records holding more than one frame (given back by done()). */
+  /**
+   * Frames still out per record token, for records holding more than one frame (given back by
+   * done()). The newest such record is counted in `shared`/`sharedLeft` instead: with handlers that
+   * answer at once it is the only one, and its frames are given back without a Map lookup.
+   */
   private readonly outstanding = new Map<number, number>();
+  private shared = -1;
+  private sharedLeft = 0;
   /** The receiver keeps payloads past the call (it has deliverFrame): each frame is lent, done() gives it back. */
   private readonly leases: boolean;
 
@@ -400,7 +406,11 @@ export class RecordFrames implements RecordSink, FrameLoan {
       }
       return;
     }
-    if (count > 1) this.outstanding.set(token, count);
+    if (count > 1) {
+      if (this.shared >= 0) this.outstanding.set(this.shared, this.sharedLeft);
+      this.shared = token;
+      this.sharedLeft = count;
+    }
     for (let o = start; o < end; ) {
       const next = o + 4 + readU32(b, o);
       deliverLeasedFrame(receiver, b, o, next, this, token);
@@ -410,7 +420,10 @@ export class RecordFrames implements RecordSink, FrameLoan {
 
   /** One frame of record `token` is done with: the record is freed when its last frame is. */
   done(token: number): void {
-    if (this.outstanding.size !== 0) {
+    if (token === this.shared) {
+      if (--this.sharedLeft > 0) return;
+      this.shared = -1;
+    } else if (this.outstanding.size !== 0) {
       const left = this.outstanding.get(token);
       if (left !== undefined) {
         if (left > 1) {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CellError } from '../../src/errors/index.js';
+import { encodeFrame, type FrameLoan, type FrameReceiver, FrameType } from '../../src/frame/index.js';
 import { type RecordSink, ShmChannel } from '../../src/shm/channel.js';
 import { loadNative, type NativeAddon } from '../../src/shm/native.js';
 import { RingBuffer, ringBytesFor } from '../../src/shm/ring.js';
-import { RingFrameSink, type StreamSink } from '../../src/shm/wire.js';
+import { KIND_FRAMES, RecordFrames, RingFrameSink, type StreamSink } from '../../src/shm/wire.js';
 
 const native = loadNative();
 const addon = native.addon as NativeAddon;
@@ -201,4 +202,51 @@ test('rings the peer let go (zeroed by its punch) read as E_CONNECTION_LOST, on 
       addon.closeFd(bell);
     }
   }
+});
+
+test('a record of several requests is freed when the last of them is done, in any order, however records interleave', () => {
+  const ring = new SharedArrayBuffer(ringBytesFor(4096));
+  const bytes = Buffer.from(ring);
+  const lent: Array<[token: number, loan: FrameLoan]> = [];
+  const receiver: FrameReceiver = {
+    onFrame: () => assert.fail('a server frame without its loan'),
+    deliverFrame: (_t, _f, _m, _id, _b, _s, _e, loan, token) => {
+      lent.push([token, loan]);
+    },
+  };
+  const frames = new RecordFrames(ring, receiver);
+  const freed: number[] = [];
+  frames.channel = { release: (token: number) => freed.push(token) } as unknown as ShmChannel;
+  /** Writes `n` request frames at `at` as one record's payload and delivers it as record `token`. */
+  const record = (at: number, n: number, token: number) => {
+    let o = at;
+    for (let i = 0; i < n; i++) {
+      const f = encodeFrame(FrameType.REQUEST, 0, token * 10 + i, Buffer.alloc(4, i));
+      bytes.set(f, o);
+      o += f.length;
+    }
+    frames.onRecord(KIND_FRAMES, 0, 0, at, o - at, token);
+  };
+  const done = (token: number, count: number) => {
+    for (const [t, loan] of lent.filter(([t]) => t === token).slice(0, count)) {
+      loan.done(t);
+      lent.splice(
+        lent.findIndex(([x, l]) => x === t && l === loan),
+        1,
+      );
+    }
+  };
+  record(256, 3, 1);
+  done(1, 2);
+  assert.deepEqual(freed, [], 'one of three still out');
+  record(512, 2, 2); // a second shared record while the first is still held
+  record(768, 1, 3);
+  done(3, 1);
+  assert.deepEqual(freed, [3], 'a record of one frame is freed at once');
+  done(2, 1);
+  done(1, 1);
+  assert.deepEqual(freed, [3, 1]);
+  done(2, 1);
+  assert.deepEqual(freed, [3, 1, 2]);
+  assert.equal(lent.length, 0);
 });
