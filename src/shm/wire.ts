@@ -53,13 +53,6 @@ export const KIND_BIG = 0x42;
 
 export const UPGRADE_TIMEOUT_MS = 2000;
 
-/**
- * Payload a ring record of frames grows to at most by taking the frames committed after it before
- * the next publication (a corked `many`, a drain's replies): the peer's drain delivers a record's
- * frames together, so this also bounds the calls a record makes the peer run in one go.
- */
-const SHARED_RECORD_BYTES = 4096;
-
 /** The socket-side sink a RingFrameSink falls back to (StreamFrameSink). */
 export interface StreamSink extends FrameSink {
   writeFrame(frame: Uint8Array): void;
@@ -75,13 +68,6 @@ export class RingFrameSink implements FrameSink {
   private readonly ringBuf: Buffer;
   private onRing = false;
   private ringOff = 0;
-  /**
-   * Payload offset of the last ring record while it is unpublished and holds only frames (frames
-   * committed before the next publication join it), or -1.
-   */
-  private recordStart = -1;
-  /** The open reservation extends that record rather than being a record of its own. */
-  private extending = false;
   /** The tx big slot as bytes (null without slots), and whether the open reservation is in it. */
   private readonly slotBuf: Buffer | null;
   private onSlot = false;
@@ -105,25 +91,12 @@ export class RingFrameSink implements FrameSink {
   }
 
   reserve(size: number): number {
-    if (this.onRing) this.abandon(); // a reservation was never committed (encoder threw)
+    if (this.onRing) this.channel.tx.rollbackLast(); // a reservation was never committed (encoder threw)
     this.onSlot = false;
-    if (this.recordStart >= 0) {
-      // Frames that will be published together share the open record.
-      const o = this.channel.tx.extendLast(KIND_FRAMES, this.recordStart, size, SHARED_RECORD_BYTES);
-      if (o >= 0) {
-        this.onRing = true;
-        this.extending = true;
-        this.ringOff = o;
-        this.buf = this.ringBuf;
-        return o;
-      }
-    }
     const o = this.channel.reserve(KIND_FRAMES, 0, 0, size);
     if (o >= 0) {
       this.onRing = true;
-      this.extending = false;
       this.ringOff = o;
-      this.recordStart = o;
       this.buf = this.ringBuf;
       return o;
     }
@@ -131,7 +104,6 @@ export class RingFrameSink implements FrameSink {
       // Too large for the ring: the frame is encoded straight into the big slot, and an empty BIG
       // record (its length in aux, set at commit) hands it over in ring order.
       const r = this.channel.reserve(KIND_BIG, 0, 0, 0);
-      this.recordStart = -1;
       if (r >= 0) {
         this.onRing = true;
         this.onSlot = true;
@@ -144,22 +116,6 @@ export class RingFrameSink implements FrameSink {
     const so = this.socket.reserve(size);
     this.buf = this.socket.buf;
     return so;
-  }
-
-  /**
-   * Drops the open reservation: a whole record, or what an extension added to the open record (its
-   * earlier frames stay).
-   */
-  private abandon(): void {
-    this.onRing = false;
-    this.onSlot = false;
-    if (this.extending) {
-      this.extending = false;
-      this.channel.tx.trimLast(this.ringOff - this.recordStart);
-      return;
-    }
-    this.channel.tx.rollbackLast();
-    this.recordStart = -1;
   }
 
   /** The slot exists, holds `size` bytes and the peer released the last BIG record. */
@@ -185,7 +141,7 @@ export class RingFrameSink implements FrameSink {
     }
     if (this.onRing) {
       this.onRing = false;
-      this.channel.tx.trimLast(end - this.recordStart);
+      this.channel.tx.trimLast(end - this.ringOff);
       this.ringFrames++;
       this.settle();
     } else {
@@ -225,7 +181,7 @@ export class RingFrameSink implements FrameSink {
       return;
     }
     this.onRing = false;
-    this.channel.tx.trimLast(end - this.recordStart);
+    this.channel.tx.trimLast(end - this.ringOff);
     this.ringFrames++;
     this.held = true;
     if (!this.owed) {
@@ -274,10 +230,13 @@ export class RingFrameSink implements FrameSink {
 
   private publish(): void {
     this.held = false;
-    // Reserve and commit run back to back; a reservation still open here was abandoned by a writer
-    // that threw. It must not be published.
-    if (this.onRing) this.abandon();
-    this.recordStart = -1;
+    if (this.onRing) {
+      // Reserve and commit run back to back; a reservation still open here was abandoned by a writer
+      // that threw. It must not be published.
+      this.onRing = false;
+      this.onSlot = false;
+      this.channel.tx.rollbackLast();
+    }
     this.channel.commit();
     this.channel.expect(); // an answer is likely soon: keep polling hot for a while
   }

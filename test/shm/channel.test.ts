@@ -140,7 +140,7 @@ test('a corked ring sink publishes its run of frames with one tail store at unco
     assert.equal(tail(), before, 'still held: one uncork of two');
     assert.equal(peer.hasData(), false);
     sink.uncork();
-    assert.equal(tail(), before + 16 + 3 * 16, 'three frames published together, in one record');
+    assert.equal(tail(), before + 3 * 32, 'three records published together');
     const got: number[] = [];
     for (let t = peer.next(); t >= 0; t = peer.next()) {
       for (let o = 0; o < peer.payloadLength; o += 16) got.push(peer.bytes[peer.payloadOffset + o] as number);
