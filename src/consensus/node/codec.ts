@@ -29,9 +29,13 @@ export const RaftBatchWire = protein('RaftBatch', { messages: t.vec(RaftMessageW
 /**
  * The peer service every Raft node serves: one call carries every message queued for that peer, as a
  * RaftBatch encoded by the sender (decoded with copies on arrival, since the frame is reused).
+ * `exchange` answers with the messages the receiver has for the caller by the time the batch's Ready
+ * is done (its acknowledgements among them), so a replication round is one call instead of two;
+ * `step` only delivers. docs/PROTOCOL.md § 7.
  */
 export const RaftPeerService = service('raft', {
   step: rpc(t.bytes, t.unit),
+  exchange: rpc(t.bytes, t.bytes),
 });
 
 type WireMessage = Parameters<typeof RaftMessageWire.encode>[0];

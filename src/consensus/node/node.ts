@@ -442,6 +442,9 @@ export class RaftNode<R = unknown> extends EventEmitter {
           await this.yieldToIo();
         }
       } while (this.again && !this.stopped);
+      // Nothing is left to answer what was delivered: replies held open for it go back empty.
+      const t = this.transport;
+      if (t.mark && t.settle) t.settle(t.mark());
     } catch (err) {
       this.fatal(err);
     } finally {
@@ -451,6 +454,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
 
   private async handleReady(): Promise<void> {
     const rd = this.raft.ready();
+    const mark = this.transport.mark?.() ?? 0;
     this.stats.readies++;
     if (rd.snapshot) await this.installSnapshot(rd.snapshot);
     if (rd.hardState) this.latestHard = rd.hardState;
@@ -476,6 +480,8 @@ export class RaftNode<R = unknown> extends EventEmitter {
     }
     if (rd.messagesAfterSync.length > 0) this.transport.send(rd.messagesAfterSync);
     if (!early) this.applyReady(rd);
+    // Every message this Ready owed its senders is out (acknowledgements only after the write above).
+    this.transport.settle?.(mark);
     const soft = rd.softState;
     this.raft.advance();
     if (soft) this.onSoftState(soft.lead, soft.role, soft.term);
