@@ -411,7 +411,8 @@ export class RaftNode<R = unknown> extends EventEmitter {
     if (this.stopped) return;
     if (this.running) {
       this.again = true;
-      if (this.writing && !this.earlyScheduled) {
+      // Only a leader has early messages: a follower would schedule a turn per batch for nothing.
+      if (this.writing && !this.earlyScheduled && this.raft.role === Role.Leader) {
         // Once the callers of this turn have proposed: one append per follower for all of them.
         this.earlyScheduled = true;
         this.timers.setImmediate(() => this.sendEarly());
