@@ -1,11 +1,14 @@
 // Consensus benchmark: commits/s and commit latency for a 3-node Raft group of local processes
 // (examples/kv nodes, each with its own WAL on the same disk), at 1, 16 and 256 concurrent proposers.
-//   node dist/bench/consensus/index.js [--duration seconds] [--rounds n] [--levels 1,16,256] [--verbose] [--json]
+//   node dist/bench/consensus/index.js [--duration seconds] [--rounds n] [--levels 1,16,256]
+//     [--paths in-leader,client] [--verbose] [--json]
 // Two paths are measured: proposers inside the leader process (RaftNode.propose: consensus alone),
 // and clients in this process calling `put` over Cell (a Synapse call per write). When the etcd
 // server is installed (Debian package etcd-server), a 3-member etcd cluster on the same disk runs in
 // the same run as a peer, driven through its HTTP/JSON gateway (PUT to the leader).
 // BENCH_NODE_FLAGS adds node flags to the Cell node processes; BENCH_NO_ETCD=1 skips the peer.
+// --paths in-leader measures consensus alone (no client connections, so the nodes' CPU and system
+// calls are those of replication only).
 // CPU/commit: user + system time of the three server processes (all threads, from /proc) per commit.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -27,6 +30,9 @@ const JSON_OUT = args.includes('--json');
 const ROUNDS = Number(flag('rounds', '3'));
 const VERBOSE = args.includes('--verbose');
 const LEVELS = flag('levels', '1,16,256').split(',').map(Number);
+const PATHS = flag('paths', 'in-leader,client').split(',');
+/** The levels to measure on a Cell path ('in-leader' or 'client'): none when --paths leaves it out. */
+const levelsOf = (path: string): number[] => (PATHS.includes(path) ? LEVELS : []);
 const VALUE_BYTES = 64;
 /** Extra flags for the node processes (e.g. GC tuning), space-separated. */
 const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
@@ -158,7 +164,7 @@ async function setupCell(): Promise<{ measures: Measure[]; stop: () => Promise<v
   let leader = await findLeader();
   const measures: Measure[] = [];
 
-  for (const n of LEVELS)
+  for (const n of levelsOf('in-leader'))
     measures.push(async () => {
       let before = await stats();
       let cpu0 = cpuMs(procs);
@@ -197,7 +203,7 @@ async function setupCell(): Promise<{ measures: Measure[]; stop: () => Promise<v
     shm: process.env.CELL_RAFT_SHM === '1',
   });
   const value = 'v'.repeat(VALUE_BYTES);
-  for (const n of LEVELS)
+  for (const n of levelsOf('client'))
     measures.push(async () => {
       const before = await stats();
       const cpu0 = cpuMs(procs);

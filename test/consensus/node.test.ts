@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { RaftNode, type StateMachine } from '../../src/consensus/node/node.js';
-import { InMemoryNetwork } from '../../src/consensus/node/transport.js';
+import { byDestination, InMemoryNetwork, type RaftTransport } from '../../src/consensus/node/transport.js';
+import { MsgType } from '../../src/consensus/raft/types.js';
 import { SimDisk } from '../../src/consensus/wal/simdisk.js';
 import { CellError } from '../../src/errors/index.js';
 
@@ -331,4 +332,57 @@ test('raft peer codec: a batch copied from another with the same entries is the 
     snapshot: { index: 1, term: 1, voters: [1], data: Buffer.from('s') },
   });
   assert.equal(encodeBatchLike([hb(2, 1)], encodeBatch([hb(2, 1)]), [snap]), null);
+});
+
+test('raftnode: under load a leader tells its followers a new commit index in the call with the next entries', async (t) => {
+  const net = new InMemoryNetwork();
+  const root = mkdtempSync(join(tmpdir(), 'cell-raftnode-'));
+  const ids = [1, 2, 3];
+  // Per node: batches it sent, and those holding nothing but appends without entries.
+  const sent = new Map(ids.map((id) => [id, { batches: 0, commitOnly: 0 }]));
+  const nodes = await Promise.all(
+    ids.map((id) => {
+      const inner = net.transport();
+      const transport: RaftTransport = {
+        start: (i, deliver) => inner.start(i, deliver),
+        close: () => inner.close(),
+        send: (msgs) => {
+          const s = sent.get(id)!;
+          for (const batch of byDestination(msgs).values()) {
+            s.batches++;
+            if (batch.every((m) => m.type === MsgType.App && (m.entries?.length ?? 0) === 0)) s.commitOnly++;
+          }
+          inner.send(msgs);
+        },
+      };
+      return RaftNode.open<number>({
+        id,
+        peers: ids,
+        dir: join(root, `n${id}`),
+        stateMachine: new ListMachine(),
+        transport,
+        tickMs: 5,
+        electionTick: 40,
+      });
+    }),
+  );
+  t.after(async () => {
+    for (const n of nodes) await n.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+  const leader = await waitFor('a leader', () => nodes.find((n) => n.isLeader));
+  const before = { ...sent.get(leader.id)! };
+  // 32 proposers in a closed loop: every commit releases callers who propose again at once.
+  let n = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async (_, w) => {
+      for (let i = 0; i < 30; i++) await leader.propose(Buffer.from(`w${w}-${i}-${n++}`));
+    }),
+  );
+  const s = sent.get(leader.id)!;
+  const batches = s.batches - before.batches;
+  const commitOnly = s.commitOnly - before.commitOnly;
+  // Without holding them, about every other batch to a follower would carry only the commit index.
+  assert.ok(batches > 20, `${batches} batches`);
+  assert.ok(commitOnly * 10 < batches, `${commitOnly} of ${batches} batches carried only a commit index`);
 });

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import type { Entry, HardState } from '../../src/consensus/raft/types.js';
+import { crc32Range } from '../../src/consensus/wal/crc.js';
 import { RecordType, type SegmentScan, scanSegment, type WalRecord } from '../../src/consensus/wal/scan.js';
 
 // The segment format written out from its description (scan.ts), independently of the WAL's writer,
@@ -227,3 +228,14 @@ function isDeepEqual(a: unknown, b: unknown): boolean {
     return false;
   }
 }
+
+test('wal crc: crc32Range of any range equals node:zlib crc32 of that range', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 600 }), fc.nat(), fc.nat(), (bytes, a, b) => {
+      const start = bytes.length === 0 ? 0 : a % (bytes.length + 1);
+      const end = start + (bytes.length === 0 ? 0 : b % (bytes.length - start + 1));
+      assert.equal(crc32Range(bytes, start, end), crc32(bytes.subarray(start, end)));
+    }),
+    { numRuns: 2000 },
+  );
+});

@@ -16,20 +16,37 @@ export interface CellTransportOptions {
   shm?: boolean;
 }
 
+/** A call from a peer whose reply is held open for what this node has to say back. */
+interface Held {
+  /** Batches delivered up to and including this one (RaftTransport.mark). */
+  seq: number;
+  at: number;
+  resolve: (reply: Uint8Array) => void;
+}
+
+const EMPTY = new Uint8Array(0);
+
 class Peer {
   client: SynapseClient<typeof RaftPeerService> | null = null;
   connecting = false;
   retryAt = 0;
   inFlight = 0;
   queue: Message[] = [];
+  /** Its calls to this node whose replies are still open, oldest first. */
+  held: Held[] = [];
   constructor(readonly cell: string) {}
 }
 
 /**
  * Raft over Cell: each node serves a `raft` peer service on its own Membrane and reaches the others
- * through Synapse clients. Messages for one peer are coalesced into one `step` call while earlier
+ * through Synapse clients. Messages for one peer are coalesced into one `exchange` call while earlier
  * calls are in flight (bounded pipelining); a peer that cannot be reached loses its messages until a
  * reconnect succeeds, which Raft tolerates (it retransmits).
+ *
+ * A call's reply is held open until the node has handled the batch it carried (mark/settle) and
+ * carries the messages this node has for the caller meanwhile — a follower's acknowledgement rides
+ * the reply to the leader's append instead of a call of its own. Messages for a peer go into the
+ * oldest reply it is waiting for, else into a call.
  */
 export class CellTransport implements RaftTransport {
   private readonly peers = new Map<number, Peer>();
@@ -38,6 +55,10 @@ export class CellTransport implements RaftTransport {
   private readonly shm: boolean;
   private membrane: Membrane<typeof RaftPeerService> | null = null;
   private closed = false;
+  private deliver: (msgs: Message[]) => void = () => {};
+  /** Batches delivered so far (the mark of RaftTransport). */
+  private delivered = 0;
+  private sweeper: NodeJS.Timeout | null = null;
   /** Within one send(): the last batch encoded, which the next peer's batch may be copied from. */
   private readonly encoder = new BatchEncoder();
   private sharing = false;
@@ -47,6 +68,8 @@ export class CellTransport implements RaftTransport {
   droppedMessages = 0;
   /** Batches sent as a patched copy of another peer's (their entries encoded once). */
   sharedBatches = 0;
+  /** Batches that went back in the reply to a peer's call instead of a call of their own. */
+  repliedBatches = 0;
 
   constructor(opts: CellTransportOptions) {
     const entries =
@@ -61,6 +84,7 @@ export class CellTransport implements RaftTransport {
     const me = this.peers.get(id);
     if (!me) throw new CellError('E_INVALID_ARGUMENT', `raft transport: node ${id} has no cell name in peers.`);
     this.peers.delete(id);
+    this.deliver = deliver;
     this.membrane = await Membrane.bind(
       RaftPeerService,
       {
@@ -68,9 +92,47 @@ export class CellTransport implements RaftTransport {
           deliver(decodeBatch(bytes));
           return undefined;
         },
+        exchange: (bytes) => this.exchange(bytes),
       },
       { name: me.cell, handleSignals: false, shm: this.shm },
     );
+    // A reply is held for one Ready; should the node stall (a disk that hangs), answer before the
+    // caller's timeout would drop the connection.
+    this.sweeper = setInterval(() => this.sweep(Date.now() - this.timeoutMs / 4), this.timeoutMs / 8);
+    this.sweeper.unref();
+  }
+
+  /** The receiving side of a call: holds its reply open for the messages this node will have for the
+   * caller (the slot is registered before delivery, which may answer at once). */
+  private exchange(bytes: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    const msgs = decodeBatch(bytes);
+    const p = msgs.length > 0 && !this.closed ? this.peers.get(msgs[0].from) : undefined;
+    if (!p) {
+      this.deliver(msgs);
+      return EMPTY;
+    }
+    const seq = ++this.delivered;
+    const reply = new Promise<Uint8Array>((resolve) => {
+      p.held.push({ seq, at: Date.now(), resolve });
+    });
+    this.deliver(msgs);
+    return reply;
+  }
+
+  mark(): number {
+    return this.delivered;
+  }
+
+  settle(mark: number): void {
+    for (const p of this.peers.values()) {
+      while (p.held.length > 0 && p.held[0].seq <= mark) p.held.shift()?.resolve(EMPTY);
+    }
+  }
+
+  private sweep(before: number): void {
+    for (const p of this.peers.values()) {
+      while (p.held.length > 0 && p.held[0].at <= before) p.held.shift()?.resolve(EMPTY);
+    }
   }
 
   send(msgs: readonly Message[]): void {
@@ -90,6 +152,14 @@ export class CellTransport implements RaftTransport {
       const p = this.peers.get(to);
       if (!p) continue;
       for (const m of batch) p.queue.push(m);
+      const held = p.held.shift();
+      if (held) {
+        const all = p.queue;
+        p.queue = [];
+        this.repliedBatches++;
+        held.resolve(this.encode(all));
+        continue;
+      }
       if (p.queue.length > 4096) {
         // A stalled peer: keep the newest messages only (older appends will be resent from the log).
         this.droppedMessages += p.queue.length - 1024;
@@ -116,9 +186,10 @@ export class CellTransport implements RaftTransport {
     const client = p.client;
     p.inFlight++;
     this.sentCalls++;
-    client.step(this.encode(batch), { timeoutMs: this.timeoutMs }).then(
-      () => {
+    client.exchange(this.encode(batch), { timeoutMs: this.timeoutMs }).then(
+      (reply) => {
         p.inFlight--;
+        if (reply.byteLength > 0 && !this.closed) this.deliver(decodeBatch(reply));
         this.pump(p);
       },
       () => {
@@ -174,6 +245,8 @@ export class CellTransport implements RaftTransport {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.settle(Number.POSITIVE_INFINITY);
     const closing: Promise<void>[] = [];
     for (const p of this.peers.values()) {
       if (p.client) closing.push(p.client.$close().catch(() => {}));

@@ -1,6 +1,6 @@
 import { protein, t } from '../../protein/index.js';
 import { rpc, service } from '../../service/index.js';
-import type { Entry, EntryType, Message, MsgType } from '../raft/types.js';
+import type { Entry, Message, MsgType } from '../raft/types.js';
 
 /** Raft messages on the wire between peers (protein-encoded). */
 export const RaftEntryWire = protein('RaftEntry', { term: t.uint, index: t.uint, type: t.u8, data: t.bytes });
@@ -29,9 +29,13 @@ export const RaftBatchWire = protein('RaftBatch', { messages: t.vec(RaftMessageW
 /**
  * The peer service every Raft node serves: one call carries every message queued for that peer, as a
  * RaftBatch encoded by the sender (decoded with copies on arrival, since the frame is reused).
+ * `exchange` answers with the messages the receiver has for the caller by the time the batch's Ready
+ * is done (its acknowledgements among them), so a replication round is one call instead of two;
+ * `step` only delivers. docs/PROTOCOL.md § 7.
  */
 export const RaftPeerService = service('raft', {
   step: rpc(t.bytes, t.unit),
+  exchange: rpc(t.bytes, t.bytes),
 });
 
 type WireMessage = Parameters<typeof RaftMessageWire.encode>[0];
@@ -55,14 +59,12 @@ export function toWire(m: Message): WireMessage {
 
 /** The decoded byte fields are already copies (protein's decode copies them out of the frame, small
  * ones into a shared slab), so they are kept as they are: a second copy per entry would cost an
- * ArrayBuffer each, which the garbage collector then sweeps. */
+ * ArrayBuffer each, which the garbage collector then sweeps. So are the decoded entries themselves:
+ * protein builds each as a fresh `{ term, index, type, data }`, an Entry already (its type byte
+ * taken as an EntryType unchecked, as the copy did); a copy would be one more object per entry per follower
+ * for the log to keep. */
 export function fromWire(w: WireMessage): Message {
-  const entries: Entry[] = w.entries.map((e) => ({
-    term: e.term,
-    index: e.index,
-    type: e.type as EntryType,
-    data: e.data,
-  }));
+  const entries = w.entries as Entry[];
   const s = w.snapshot;
   return {
     type: w.type as MsgType,

@@ -6,6 +6,7 @@ import {
   EntryType,
   type HardState,
   type Message,
+  MsgType,
   NONE,
   type ReadState,
   type Ready,
@@ -74,6 +75,8 @@ export interface RaftTimers {
 }
 
 const isConfig = (e: Entry): boolean => e.type === EntryType.Config;
+/** An append without entries: it only tells a follower the leader's commit index. */
+const commitOnly = (m: Message): boolean => m.type === MsgType.App && (m.entries?.length ?? 0) === 0;
 
 const nodeTimers: RaftTimers = {
   setInterval: (fn, ms) => setInterval(fn, ms),
@@ -155,6 +158,8 @@ export class RaftNode<R = unknown> extends EventEmitter {
   /** A Ready's WAL write is in flight. */
   private writing = false;
   private earlyScheduled = false;
+  /** A leader's appends that only carry a new commit index, held for its next send (see send()). */
+  private held: Message[] = [];
   private stopped: CellError | null = null;
   private loopDone: Promise<void> = Promise.resolve();
   private appliedIndex = 0;
@@ -411,7 +416,8 @@ export class RaftNode<R = unknown> extends EventEmitter {
     if (this.stopped) return;
     if (this.running) {
       this.again = true;
-      if (this.writing && !this.earlyScheduled) {
+      // Only a leader has early messages: a follower would schedule a turn per batch for nothing.
+      if (this.writing && !this.earlyScheduled && this.raft.role === Role.Leader) {
         // Once the callers of this turn have proposed: one append per follower for all of them.
         this.earlyScheduled = true;
         this.timers.setImmediate(() => this.sendEarly());
@@ -427,8 +433,7 @@ export class RaftNode<R = unknown> extends EventEmitter {
   private sendEarly(): void {
     this.earlyScheduled = false;
     if (this.stopped || !this.writing) return;
-    const msgs = this.raft.earlyMessages();
-    if (msgs.length > 0) this.transport.send(msgs);
+    this.send(this.raft.earlyMessages());
   }
 
   private async loop(): Promise<void> {
@@ -442,6 +447,10 @@ export class RaftNode<R = unknown> extends EventEmitter {
           await this.yieldToIo();
         }
       } while (this.again && !this.stopped);
+      this.sendHeld();
+      // Nothing is left to answer what was delivered: replies held open for it go back empty.
+      const t = this.transport;
+      if (t.mark && t.settle) t.settle(t.mark());
     } catch (err) {
       this.fatal(err);
     } finally {
@@ -451,12 +460,13 @@ export class RaftNode<R = unknown> extends EventEmitter {
 
   private async handleReady(): Promise<void> {
     const rd = this.raft.ready();
+    const mark = this.transport.mark?.() ?? 0;
     this.stats.readies++;
     if (rd.snapshot) await this.installSnapshot(rd.snapshot);
     if (rd.hardState) this.latestHard = rd.hardState;
     // The core says what may leave before the write (a leader's appends and heartbeats: Raft thesis
     // §10.2.1) and what must wait for it; a commit-index change alone is not synced.
-    if (rd.messages.length > 0) this.transport.send(rd.messages);
+    this.send(rd.messages);
     // Committed entries are durable here (the core hands out none beyond its stabled index) and on a
     // quorum: apply them and release their callers while this Ready's own write is in flight, so an
     // acknowledgement never waits for an unrelated fsync. Not with a configuration entry among them:
@@ -474,8 +484,10 @@ export class RaftNode<R = unknown> extends EventEmitter {
         this.writing = false;
       }
     }
-    if (rd.messagesAfterSync.length > 0) this.transport.send(rd.messagesAfterSync);
+    this.send(rd.messagesAfterSync);
     if (!early) this.applyReady(rd);
+    // Every message this Ready owed its senders is out (acknowledgements only after the write above).
+    this.transport.settle?.(mark);
     const soft = rd.softState;
     this.raft.advance();
     if (soft) this.onSoftState(soft.lead, soft.role, soft.term);
@@ -488,6 +500,33 @@ export class RaftNode<R = unknown> extends EventEmitter {
     if (this.appliedIndex - this.snapIndex >= (this.opts.snapshotEvery ?? 10_000) && this.raft.canCompact()) {
       await this.takeSnapshot();
     }
+  }
+
+  /**
+   * A leader's appends without entries only tell the followers a new commit index. While callers
+   * wait on proposals, they are about to be released (by this Ready's apply or the next) and to
+   * propose again in the same turn, so such appends are held and go out in the same call per
+   * follower as the next messages (the new entries' appends carry the commit index too) instead of
+   * a call of their own. A message may be delayed anyway (Raft assumes nothing about delivery time);
+   * held appends go out with the next send, a heartbeat's included, or when the loop goes idle.
+   */
+  private send(msgs: readonly Message[]): void {
+    if (msgs.length === 0) return;
+    if (this.proposals.size > 0 && this.raft.role === Role.Leader && msgs.every(commitOnly)) {
+      for (const m of msgs) this.held.push(m);
+      return;
+    }
+    this.transport.send(this.held.length > 0 ? this.takeHeld().concat(msgs) : msgs);
+  }
+
+  private takeHeld(): Message[] {
+    const held = this.held;
+    this.held = [];
+    return held;
+  }
+
+  private sendHeld(): void {
+    if (this.held.length > 0 && !this.stopped) this.transport.send(this.takeHeld());
   }
 
   private applyReady(rd: Ready): void {

@@ -7,6 +7,15 @@ export interface RaftTransport {
   start(id: number, deliver: (msgs: Message[]) => void): Promise<void>;
   send(msgs: readonly Message[]): void;
   close(): Promise<void>;
+  /**
+   * A transport that answers a delivered batch with the receiver's messages for its sender (in the
+   * reply to the call that carried it) holds that reply open until the node says it is done with the
+   * batch. The node calls `mark()` when it cuts a Ready (every batch delivered so far is in it) and
+   * `settle(mark)` once that Ready's messages are sent: replies still open for batches up to the mark
+   * then go back empty.
+   */
+  mark?(): number;
+  settle?(mark: number): void;
 }
 
 /** Groups messages by destination, keeping their order. */

@@ -2,6 +2,7 @@ import { dirname } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { CellError } from '../../errors/index.js';
 import type { Entry, HardState, Snapshot } from '../raft/types.js';
+import { crc32Range } from './crc.js';
 import { joinPath, nodeFs, type WalFile, type WalFs } from './fs.js';
 import {
   appendRecovered,
@@ -79,10 +80,6 @@ function snapName(index: number): string {
   return `snap-${index.toString(16).padStart(16, '0')}.snap`;
 }
 
-/** An entry record's type byte and fixed fields (index, term, entry type), ahead of its data. */
-const entryHead = new Uint8Array(18);
-const entryHeadDv = new DataView(entryHead.buffer);
-
 /** Encodes records into one growable buffer (one per batch). */
 class BatchWriter {
   buf = new Uint8Array(64 * 1024);
@@ -116,18 +113,16 @@ class BatchWriter {
     this.dv.setUint32(recStart, crc32(this.buf.subarray(recStart + 8, this.len)), true);
   }
 
-  /** The checksum is chained over the record's head (built in a scratch) and the entry's own bytes:
-   * no view of the batch per record, and the result is the CRC of the record as written. */
+  /** The checksum is computed over the record as written in the batch buffer (crc32Range: no view of
+   * the batch per record, no native call). */
   entry(e: Entry): void {
     const start = this.len;
     const p = this.begin(RecordType.Entry, 17 + e.data.byteLength);
-    entryHead[0] = RecordType.Entry;
-    w64(entryHeadDv, 1, e.index);
-    w64(entryHeadDv, 9, e.term);
-    entryHead[17] = e.type;
-    this.buf.set(entryHead, p - 1);
+    w64(this.dv, p, e.index);
+    w64(this.dv, p + 8, e.term);
+    this.buf[p + 16] = e.type;
     this.buf.set(e.data, p + 17);
-    this.dv.setUint32(start, crc32(e.data, crc32(entryHead)), true);
+    this.dv.setUint32(start, crc32Range(this.buf, start + 8, this.len), true);
     if (e.index > this.maxIndex) this.maxIndex = e.index;
   }
 
