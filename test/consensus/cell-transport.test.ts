@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { CellTransport } from '../../src/consensus/node/cell-transport.js';
 import { RaftNode, type StateMachine } from '../../src/consensus/node/node.js';
 import { type Message, MsgType, message } from '../../src/consensus/raft/types.js';
+import { waitFor } from '../support/wait-for.js';
 
 /** Each test gets its own socket directory and cell names. */
 function sockets(t: { after(f: () => void): void }): (id: number) => string {
@@ -18,16 +19,6 @@ function sockets(t: { after(f: () => void): void }): (id: number) => string {
     rmSync(dir, { recursive: true, force: true });
   });
   return (id) => `rtx-${process.pid}-${id}`;
-}
-
-async function waitFor<T>(what: string, f: () => T | undefined | false, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 function pair(name: (id: number) => string, timeoutMs = 2000) {

@@ -8,6 +8,7 @@ import { byDestination, InMemoryNetwork, type RaftTransport } from '../../src/co
 import { MsgType } from '../../src/consensus/raft/types.js';
 import { SimDisk } from '../../src/consensus/wal/simdisk.js';
 import { CellError } from '../../src/errors/index.js';
+import { waitFor } from '../support/wait-for.js';
 
 /** Appends every command to a list; apply returns the list length (so results are checkable). */
 class ListMachine implements StateMachine<number> {
@@ -21,16 +22,6 @@ class ListMachine implements StateMachine<number> {
   }
   restore(data: Uint8Array): void {
     this.items = JSON.parse(Buffer.from(data).toString());
-  }
-}
-
-async function waitFor<T>(what: string, f: () => T | undefined | false, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
   }
 }
 
