@@ -104,6 +104,8 @@ export class RingBuffer {
   /** Kind words reserved and not yet published: pairs (word index, tagged kind), in ring order. */
   private unpublished = new Int32Array(64);
   private unpublishedCount = 0;
+  /** The record at lastRecordPos is reserved and unpublished (extendLast may grow it). */
+  private lastOpen = false;
 
   // consumer state
   private readPos = 0;
@@ -254,6 +256,7 @@ export class RingBuffer {
     u32[w + 3] = aux;
     this.queueKind(w + 2, this.tagged(this.writePos, kind));
     this.lastRecordPos = this.writePos;
+    this.lastOpen = true;
     this.writePos = (this.writePos + need) >>> 0;
     this.clearNext();
     return RING_HEADER_BYTES + p + RECORD_HEADER_BYTES;
@@ -300,6 +303,35 @@ export class RingBuffer {
     this.clearNext();
   }
 
+  /**
+   * Grows the last reserved record by `length` payload bytes while it is still unpublished, so a run
+   * of frames committed together shares one record (one header, one kind word, one release). Returns
+   * the offset of the new bytes, or -1: nothing unpublished, the last record is not the one whose
+   * payload starts at `payload` or not of `kind`, it would pass `limit` bytes or the ring's end
+   * (records never wrap), or the ring is full.
+   */
+  extendLast(kind: number, payload: number, length: number, limit: number): number {
+    if (!this.lastOpen) return -1;
+    const p = this.lastRecordPos & this.mask;
+    if (RING_HEADER_BYTES + p + RECORD_HEADER_BYTES !== payload) return -1;
+    if (((this.unpublished[this.unpublishedCount * 2 - 1] as number) & 0xffff) !== kind) return -1;
+    const w = DATA_WORD + (p >> 2);
+    const old = this.u32[w] as number;
+    const grown = old + length;
+    const size = RECORD_HEADER_BYTES + ((grown + 15) & ~15);
+    if (grown > limit || grown > this.maxPayload || p + size > this.capacity) return -1;
+    const end = (this.lastRecordPos + size) >>> 0;
+    const growth = (end - this.writePos) >>> 0;
+    if (((this.writePos - this.cachedHead) >>> 0) + growth > this.capacity) {
+      this.cachedHead = Atomics.load(this.words, HEAD) >>> 0;
+      if (((this.writePos - this.cachedHead) >>> 0) + growth > this.capacity) return -1;
+    }
+    this.u32[w] = grown;
+    this.writePos = end;
+    this.clearNext();
+    return RING_HEADER_BYTES + p + RECORD_HEADER_BYTES + old;
+  }
+
   /** Sets the `aux` word of the last reserved (uncommitted) record: a BIG record's frame length. */
   setLastAux(aux: number): void {
     this.u32[DATA_WORD + ((this.lastRecordPos & this.mask) >> 2) + 3] = aux;
@@ -320,6 +352,7 @@ export class RingBuffer {
     if (this.writePos === this.publishedPos) return;
     this.writePos = this.lastRecordPos;
     this.unpublishedCount--; // its header's kind word stays 0: the next record starts there
+    this.lastOpen = false;
   }
 
   /** Copies a payload into a fresh record; false when the ring is full (nothing written). */
@@ -343,6 +376,7 @@ export class RingBuffer {
   commitQuiet(): boolean {
     if (this.writePos === this.publishedPos) return false;
     this.publishedPos = this.writePos;
+    this.lastOpen = false;
     // tail first (a consumer that has seen a record never finds tail behind it), then the kind words,
     // the run's first one last and the only atomic store: a consumer reads a run from its first
     // record on, so seeing that one (which synchronises with this store) it sees everything before it.

@@ -174,3 +174,34 @@ test('a poller that always finds records still lets timers and immediates run', 
   assert.ok(atImmediate >= 0 && atImmediate < CAP, `the immediate ran after ${atImmediate} records`);
   assert.ok(atTimer > 0 && atTimer < CAP, `the 1 ms timer ran after ${atTimer} of ${CAP} records`);
 });
+
+test('the replies a drain holds back share one record; a corked run of requests keeps one record per frame', () => {
+  const { sink, frame, peerTx, rx, peerRx, done } = setup();
+  const records = () => {
+    const sizes: number[] = [];
+    for (let t = peerRx.next(); t >= 0; t = peerRx.next()) {
+      sizes.push(peerRx.payloadLength);
+      peerRx.release(t);
+    }
+    return sizes;
+  };
+  try {
+    for (let i = 0; i < 3; i++) assert.ok(peerTx.write(KIND_FRAMES, 0, 0, new Uint8Array(16)));
+    peerTx.commit();
+    sink.draining = true;
+    for (let i = 1; i <= 3; i++) {
+      const t = rx.next();
+      frame(i);
+      rx.release(t);
+    }
+    sink.endDrain();
+    assert.deepEqual(records(), [48], 'three replies, one record');
+    sink.cork();
+    frame(4);
+    frame(5);
+    sink.uncork();
+    assert.deepEqual(records(), [16, 16]);
+  } finally {
+    done();
+  }
+});

@@ -184,6 +184,51 @@ test('trimLast shrinks the last reservation and rollbackLast drops an abandoned 
   assert.throws(() => producer.trimLast(10_000), /cannot grow/);
 });
 
+test('extendLast grows the open record only: same record, same kind, unpublished, within the limit and the ring', () => {
+  const { producer, consumer } = makeRing(4096);
+  const a = producer.reserve(1, 7, 0, 16);
+  producer.bytes.set(payload(16, 1), a);
+  const b = producer.extendLast(1, a, 20, 1000);
+  assert.equal(b, a + 16, 'the new bytes follow the record’s payload');
+  producer.bytes.set(payload(20, 2), b);
+  assert.equal(producer.extendLast(2, a, 4, 1000), -1, 'another kind');
+  assert.equal(producer.extendLast(1, a + 16, 4, 1000), -1, 'not the open record');
+  assert.equal(producer.extendLast(1, a, 1000, 1000), -1, 'past the limit');
+  assert.equal(producer.extendLast(1, a, producer.maxPayload, 1 << 20), -1, 'past the ring’s record limit');
+  producer.commit();
+  assert.equal(producer.extendLast(1, a, 4, 1000), -1, 'published');
+  assert.ok(consumer.next() >= 0);
+  assert.deepEqual([consumer.reqId, consumer.payloadLength], [7, 36]);
+  const got = consumer.bytes.subarray(consumer.payloadOffset, consumer.payloadOffset + 36);
+  assert.deepEqual(Buffer.from(got), Buffer.concat([payload(16, 1), payload(20, 2)]));
+  assert.equal(consumer.next(), -1);
+  // A rolled-back record can't be grown (the one before it is not the open record either).
+  const c = producer.reserve(1, 8, 0, 16);
+  producer.rollbackLast();
+  assert.equal(producer.extendLast(1, c, 4, 1000), -1, 'rolled back');
+  // Records never wrap: a record that ends at the ring's end stays as it is.
+  const { producer: p2 } = makeRing(4096);
+  for (let i = 0; i < 3; i++) assert.ok(p2.write(1, i, 0, payload(1000, i))); // 3 × 1024 bytes
+  assert.ok(p2.write(1, 3, 0, payload(400, 3))); // ends at 3488
+  const last = p2.reserve(1, 4, 0, 16); // 3488 + 32: 576 bytes of the lap left after it
+  assert.ok(last >= 0);
+  assert.equal(p2.extendLast(1, last, 600, 1 << 20), -1, 'would pass the end of the ring');
+  assert.ok(p2.extendLast(1, last, 560, 1 << 20) > 0, 'up to the end of the ring');
+  // Past the ring's record limit, or past the room the consumer left before head: refused.
+  const { producer: p3, consumer: c3 } = makeRing(4096);
+  for (let i = 0; i < 8; i++) assert.ok(p3.write(1, i, 0, payload(496, i))); // 8 × 512 bytes: full
+  p3.commit();
+  c3.release(c3.next()); // head at 512
+  const open = p3.reserve(1, 9, 0, 16); // wraps to 0: 32 bytes, 480 left before head
+  assert.equal(open, new RingBuffer(p3.sab).bytes.length - 4096 + 16);
+  assert.equal(p3.extendLast(1, open, 481, 1 << 20), -1, 'more than the room before head');
+  assert.ok(p3.extendLast(1, open, 480, 1 << 20) > 0, 'exactly the room before head');
+  const { producer: p4 } = makeRing(4096);
+  const big = p4.reserve(1, 1, 0, 16);
+  assert.equal(p4.extendLast(1, big, p4.maxPayload - 15, 1 << 20), -1, 'past the ring’s record limit');
+  assert.ok(p4.extendLast(1, big, p4.maxPayload - 16, 1 << 20) > 0);
+});
+
 test('the consumer reads up to the tail it loaded, then looks again; later commits are not missed', () => {
   const { producer, consumer } = makeRing(4096);
   assert.ok(producer.write(1, 1, 0, payload(8, 1)));
