@@ -10,8 +10,9 @@ import { ShmChannel } from '../../src/shm/channel.js';
 import { loadNative, type NativeAddon } from '../../src/shm/native.js';
 import { RingBuffer, ringBytesFor } from '../../src/shm/ring.js';
 import { PICKUP_REQUEST_BYTES, pickUpRings, slotBytesFor } from '../../src/shm/upgrade.js';
-import { KIND_BIG, RecordFrames, RingFrameSink, type StreamSink } from '../../src/shm/wire.js';
+import { KIND_BIG, RecordFrames, RingFrameSink } from '../../src/shm/wire.js';
 import { Delayed } from '../integration/shm/fixtures/contract.js';
+import { noSocket } from './no-socket.js';
 
 const native = loadNative();
 if (native.addon === undefined) throw new Error(`needs the native addon: ${native.reason}`);
@@ -313,13 +314,6 @@ test('a server hands the big slot back before its reply goes out: the caller may
   const peerTx = new RingBuffer(c2s);
   const tx = new RingBuffer(s2c);
   const bell = addon.eventfdCreate();
-  const noSocket: StreamSink = {
-    buf: Buffer.alloc(1 << 16),
-    reserve: () => 0,
-    commit: () => assert.fail('a frame went to the socket'),
-    flush: () => {},
-    writeFrame: () => assert.fail('a frame went to the socket'),
-  };
   // The handler echoes the request, then is done with it (as a Membrane answers a synchronous call).
   const receiver: FrameReceiver = {
     onFrame: () => assert.fail('a server frame without its loan'),

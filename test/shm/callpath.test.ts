@@ -4,7 +4,8 @@ import type { CellError } from '../../src/errors/index.js';
 import { ignoreCrowding, type RecordSink, ShmChannel } from '../../src/shm/channel.js';
 import { loadNative, type NativeAddon } from '../../src/shm/native.js';
 import { RingBuffer, ringBytesFor } from '../../src/shm/ring.js';
-import { KIND_FRAMES, RingFrameSink, type StreamSink } from '../../src/shm/wire.js';
+import { KIND_FRAMES, RingFrameSink } from '../../src/shm/wire.js';
+import { noSocket } from './no-socket.js';
 
 const native = loadNative();
 const addon = native.addon as NativeAddon;
@@ -26,14 +27,6 @@ const quiet: RecordSink = {
   },
   beginDrain: () => {},
   endDrain: () => {},
-};
-
-const noSocket: StreamSink = {
-  buf: Buffer.alloc(1 << 16),
-  reserve: () => 0,
-  commit: () => assert.fail('a frame went to the socket'),
-  flush: () => {},
-  writeFrame: () => assert.fail('a frame went to the socket'),
 };
 
 function setup() {
