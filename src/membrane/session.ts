@@ -145,7 +145,8 @@ class ServerCall implements CallContext {
     owned: boolean,
     loan: FrameLoan | null,
     token: number,
-    startedAt = 0,
+    startedAt: number,
+    observed: unknown,
   ) {
     this.session = session;
     this.method = method;
@@ -158,7 +159,7 @@ class ServerCall implements CallContext {
     this.token = token;
     this.lent = null;
     this.startedAt = startedAt;
-    this.observed = undefined;
+    this.observed = observed;
     this.controller = null;
     this.finished = false;
   }
@@ -552,11 +553,10 @@ export class ServerSession implements FrameReceiver {
         : undefined;
     // A handler declared with its input alone can't reach its context: none is made for it unless
     // its call goes on after the handler returns.
-    let ctx: ServerCall | undefined;
-    if (host.contextFree[method] !== 1) {
-      ctx = new ServerCall(this, def, id, bytes, start, end, owned, loan, token, t0);
-      ctx.observed = observed;
-    }
+    let ctx =
+      host.contextFree[method] === 1
+        ? undefined
+        : new ServerCall(this, def, id, bytes, start, end, owned, loan, token, t0, observed);
     let result: unknown;
     try {
       result = host.handlers[method](input, ctx as ServerCall);
@@ -569,10 +569,7 @@ export class ServerSession implements FrameReceiver {
       return;
     }
     if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
-      if (ctx === undefined) {
-        ctx = new ServerCall(this, def, id, bytes, start, end, owned, loan, token, t0);
-        ctx.observed = observed;
-      }
+      ctx ??= new ServerCall(this, def, id, bytes, start, end, owned, loan, token, t0, observed);
       this.pending(ctx, result as PromiseLike<unknown>);
       return;
     }

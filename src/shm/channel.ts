@@ -350,6 +350,13 @@ export function publishSoon(publish: () => void): void {
   }
 }
 
+/** Surfaces `err` as uncaught, as from any callback, without stopping the caller's loop. */
+function rethrowLater(err: unknown): void {
+  queueMicrotask(() => {
+    throw err;
+  });
+}
+
 function publishOwed(): void {
   owedQueued = false;
   const list = owed;
@@ -358,10 +365,7 @@ function publishOwed(): void {
     try {
       (list[i] as () => void)();
     } catch (err) {
-      // The other producers still publish; the error surfaces as uncaught, as from any callback.
-      queueMicrotask(() => {
-        throw err;
-      });
+      rethrowLater(err); // the other producers still publish
     }
   }
 }
@@ -525,10 +529,7 @@ function tick(): void {
     delivered = drainHot();
     if (delivered === 0 && hot.length > 0 && spinInline()) delivered = drainHot();
   } catch (err) {
-    // Keep polling the other channels; the error surfaces as uncaught, as from any callback.
-    queueMicrotask(() => {
-      throw err;
-    });
+    rethrowLater(err); // the other channels keep being polled
   }
   if (hot.length === 0) {
     scheduled = false;

@@ -185,14 +185,19 @@ export class RingFrameSink implements FrameSink {
       return;
     }
     if (this.onRing) {
-      this.onRing = false;
-      this.channel.tx.trimLast(end - this.recordStart);
-      this.ringFrames++;
+      this.closeRingFrame(end);
       this.settle();
     } else {
       this.socket.commit(end);
       this.socketFrames++;
     }
+  }
+
+  /** The open ring reservation ends at `end`: its record shrinks (or grows) to what was written. */
+  private closeRingFrame(end: number): void {
+    this.onRing = false;
+    this.channel.tx.trimLast(end - this.recordStart);
+    this.ringFrames++;
   }
 
   /**
@@ -225,9 +230,7 @@ export class RingFrameSink implements FrameSink {
       this.commit(end);
       return;
     }
-    this.onRing = false;
-    this.channel.tx.trimLast(end - this.recordStart);
-    this.ringFrames++;
+    this.closeRingFrame(end);
     this.held = true;
     if (!this.owed) {
       this.owed = true;

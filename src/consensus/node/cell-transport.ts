@@ -124,14 +124,17 @@ export class CellTransport implements RaftTransport {
   }
 
   settle(mark: number): void {
-    for (const p of this.peers.values()) {
-      while (p.held.length > 0 && p.held[0].seq <= mark) p.held.shift()?.resolve(EMPTY);
-    }
+    this.answerEmpty((h) => h.seq <= mark);
   }
 
   private sweep(before: number): void {
+    this.answerEmpty((h) => h.at <= before);
+  }
+
+  /** Sends back empty each peer's oldest held replies, as long as `due` says so. */
+  private answerEmpty(due: (h: Held) => boolean): void {
     for (const p of this.peers.values()) {
-      while (p.held.length > 0 && p.held[0].at <= before) p.held.shift()?.resolve(EMPTY);
+      while (p.held.length > 0 && due(p.held[0])) p.held.shift()?.resolve(EMPTY);
     }
   }
 
