@@ -382,7 +382,10 @@ if (!JSON_OUT) {
 }
 const cell = await setupCell();
 const etcd = existsSync(ETCD) && !process.env.BENCH_NO_ETCD ? await setupEtcd() : null;
-if (!etcd && !JSON_OUT) console.log(`etcd peer skipped: ${ETCD} not installed (Debian package etcd-server)`);
+if (!etcd && !JSON_OUT)
+  console.log(
+    `etcd peer skipped: ${process.env.BENCH_NO_ETCD ? 'BENCH_NO_ETCD is set' : `${ETCD} not installed (Debian package etcd-server)`}`,
+  );
 // Rounds interleave the systems so a noisy neighbour hits both alike; the summary takes medians.
 for (let round = 1; round <= ROUNDS; round++) {
   if (!JSON_OUT) console.log(`-- round ${round}/${ROUNDS}`);

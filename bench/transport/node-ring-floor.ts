@@ -22,13 +22,15 @@ const TAIL = 16;
 const STOP = 32;
 const DATA = HEADER / 4;
 const WINDOW = 256;
+/** Where positions start: just short of 2^31, so every run crosses the int32 sign change and wraps. */
+const START = 0x7fffe000;
 
 type Layout = 'headtail' | 'commit';
 
 /** One direction: `w` is the whole mapping as words, `base` the ring's first word. */
 class Ring {
-  pos = 0;
-  cachedHead = 0;
+  pos = START;
+  cachedHead = START;
   constructor(
     readonly w: Int32Array,
     readonly base: number,
@@ -39,9 +41,11 @@ class Ring {
   put(id: number, a: number, b: number, c: number, d: number, defer: boolean): boolean {
     const w = this.w;
     const room = this.layout === 'commit' ? RECORD + 16 : RECORD;
-    if (this.pos - this.cachedHead + room > CAP) {
+    // Positions are byte counters stored in int32 words: they wrap at 2^32, as in Cell's ring (a fast
+    // pipelined run passes 2^31 bytes in a few seconds), so every difference is taken modulo 2^32.
+    if (((this.pos - this.cachedHead) | 0) + room > CAP) {
       this.cachedHead = Atomics.load(w, this.base + HEAD);
-      if (this.pos - this.cachedHead + room > CAP) return false;
+      if (((this.pos - this.cachedHead) | 0) + room > CAP) return false;
     }
     const r = this.base + DATA + ((this.pos & MASK) >> 2);
     w[r] = 16;
@@ -51,7 +55,7 @@ class Ring {
     w[r + 5] = b;
     w[r + 6] = c;
     w[r + 7] = d;
-    this.pos += RECORD;
+    this.pos = (this.pos + RECORD) | 0;
     if (this.layout === 'commit') {
       // Clear the next header's kind before publishing this one: stale bytes there never pass as a record.
       w[this.base + DATA + ((this.pos & MASK) >> 2) + 2] = 0;
@@ -69,8 +73,8 @@ class Ring {
   }
 
   // consumer
-  read = 0;
-  cachedTail = 0;
+  read = START;
+  cachedTail = START;
   /** True when the record at `read` is published. */
   ready(): boolean {
     if (this.layout === 'commit') return Atomics.load(this.w, this.base + DATA + ((this.read & MASK) >> 2) + 2) !== 0;
@@ -82,7 +86,7 @@ class Ring {
   /** Consumer: the word index of the record at `read`, then advance past it (head published by `free`). */
   take(): number {
     const r = this.base + DATA + ((this.read & MASK) >> 2);
-    this.read += RECORD;
+    this.read = (this.read + RECORD) | 0;
     return r;
   }
 
@@ -232,6 +236,11 @@ async function main(): Promise<void> {
   const seconds = Number(layoutArg ?? 2);
   const fd = addon.memfdCreate('cell-floor', 2 * RING);
   const sab = addon.mmapShared(fd, 2 * RING);
+  const words = new Int32Array(sab);
+  for (const base of [0, RING / 4]) {
+    words[base + HEAD] = START;
+    words[base + TAIL] = START;
+  }
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', layout], {
     stdio: ['ignore', 'inherit', 'inherit', fd],
   });
