@@ -11,7 +11,7 @@
 // calls are those of replication only).
 // CPU/commit: user + system time of the three server processes (all threads, from /proc) per commit.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,15 +62,24 @@ process.on('exit', () => {
   rmSync(root, { recursive: true, force: true });
 });
 
+/** BENCH_NODE_LOG=dir: each server's output also goes to dir/<n>.log (with BENCH_NODE_FLAGS=--trace-gc, say). */
+const NODE_LOG = process.env.BENCH_NODE_LOG;
+
 function spawnReady(cmd: string, argv: string[], env: NodeJS.ProcessEnv, ready: RegExp): Promise<ChildProcess> {
   const child = spawn(cmd, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
+  const log = NODE_LOG ? createWriteStream(join(NODE_LOG, `${children.length}.log`)) : null;
   return new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`${cmd} not ready in 20 s:\n${out.slice(-2000)}`)), 20_000);
+    let started = false;
     const on = (d: Buffer) => {
+      log?.write(d);
+      if (started) return;
       out += d;
       if (ready.test(out)) {
+        started = true;
+        out = '';
         clearTimeout(timer);
         resolve(child);
       }

@@ -7,7 +7,11 @@
 //                        line), so each direction moves two lines (the record's and tail's);
 //             commit   — the record's own header word publishes it (kind ≠ 0, the next header
 //                        cleared first, as in CSR2), so each direction moves one line.
-// Prints one JSON line: {layout, medianNs, p99Ns, seqPerSec, pipelinedPerSec}.
+// Each layout is also measured with a promise per call (the `await*` fields): callers await a promise
+// that a poller, re-queued as a microtask while calls are out, resolves when the reply is there. That
+// is the least an awaited call can cost, against which Cell's promise-per-call rows are read.
+// Prints one JSON line: {layout, medianNs, p99Ns, seqPerSec, pipelinedPerSec, awaitMedianNs,
+// awaitP99Ns, awaitSeqPerSec, awaitPipelinedPerSec}.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadNative } from '../../src/shm/native.js';
@@ -220,6 +224,80 @@ function pipelined(tx: Ring, rx: Ring, seconds: number): number {
   return done / (elapsed / 1000);
 }
 
+/**
+ * Calls that each await a promise: `workers` callers with one call in flight each; a poller (one
+ * microtask, queued again while calls are out, so resolved callers run before its next look) takes
+ * the replies and resolves their callers. One call in 8 is timed, as in sequential().
+ */
+async function awaited(
+  tx: Ring,
+  rx: Ring,
+  workers: number,
+  ms: number,
+): Promise<{ medianNs: number; p99Ns: number; perSec: number }> {
+  const w = tx.w;
+  const waiting: ((id: number) => void)[] = [];
+  let out = 0;
+  let polling = false;
+  const poll = (): void => {
+    while (rx.ready()) {
+      const r = rx.take();
+      const id = w[r + 1] as number;
+      rx.free();
+      out--;
+      (waiting[id & (WINDOW - 1)] as (id: number) => void)(id);
+    }
+    if (out > 0) queueMicrotask(poll);
+    else polling = false;
+  };
+  const call = (id: number): Promise<number> => {
+    while (!tx.put(id, id, 2, 3, 4, false)) {}
+    out++;
+    const p = new Promise<number>((resolve) => {
+      waiting[id & (WINDOW - 1)] = resolve;
+    });
+    if (!polling) {
+      polling = true;
+      queueMicrotask(poll);
+    }
+    return p;
+  };
+  // The callers never leave the microtask queue, so no timer can fire: timed calls read the clock
+  // and end the run themselves.
+  const start = performance.now() + 300;
+  const end = start + ms;
+  const samples: number[] = [];
+  let calls = 0;
+  let measuring = false;
+  let stop = false;
+  let stoppedAt = 0;
+  const worker = async (slot: number): Promise<void> => {
+    for (let n = 0; !stop; n++) {
+      const id = (n * WINDOW + slot) | 0;
+      const timed = (n & 7) === 0;
+      const t0 = timed ? performance.now() : 0;
+      if ((await call(id)) !== id) throw new Error('floor: awaited reply out of order');
+      if (measuring) calls++;
+      if (!timed) continue;
+      const now = performance.now();
+      if (measuring) samples.push(now - t0);
+      else if (now >= start) measuring = true;
+      if (now >= end && !stop) {
+        stop = true;
+        stoppedAt = now;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: workers }, (_, slot) => worker(slot)));
+  const elapsed = stoppedAt - start;
+  samples.sort((a, b) => a - b);
+  return {
+    medianNs: (samples[samples.length >> 1] as number) * 1e6,
+    p99Ns: (samples[Math.floor(samples.length * 0.99)] as number) * 1e6,
+    perSec: calls / (elapsed / 1000),
+  };
+}
+
 async function main(): Promise<void> {
   const [mode, layoutArg] = process.argv.slice(2);
   const native = loadNative();
@@ -249,9 +327,13 @@ async function main(): Promise<void> {
   const { tx, rx } = rings(sab, layout, false);
   let seq: ReturnType<typeof sequential>;
   let pipe: number;
+  let seqAwait: Awaited<ReturnType<typeof awaited>>;
+  let pipeAwait: Awaited<ReturnType<typeof awaited>>;
   try {
     seq = sequential(tx, rx, seconds);
     pipe = pipelined(tx, rx, seconds);
+    seqAwait = await awaited(tx, rx, 1, seconds * 1000);
+    pipeAwait = await awaited(tx, rx, WINDOW, seconds * 1000);
   } finally {
     // Whatever happened, the spinning echo stops (and is killed if it does not look at STOP).
     Atomics.store(tx.w, STOP, 1);
@@ -260,7 +342,17 @@ async function main(): Promise<void> {
     clearTimeout(kill);
   }
   console.log(
-    JSON.stringify({ layout, medianNs: seq.medianNs, p99Ns: seq.p99Ns, seqPerSec: seq.perSec, pipelinedPerSec: pipe }),
+    JSON.stringify({
+      layout,
+      medianNs: seq.medianNs,
+      p99Ns: seq.p99Ns,
+      seqPerSec: seq.perSec,
+      pipelinedPerSec: pipe,
+      awaitMedianNs: seqAwait.medianNs,
+      awaitP99Ns: seqAwait.p99Ns,
+      awaitSeqPerSec: seqAwait.perSec,
+      awaitPipelinedPerSec: pipeAwait.perSec,
+    }),
   );
 }
 

@@ -9,12 +9,13 @@ const floor = fileURLToPath(new URL('../../../bench/transport/node-ring-floor.js
 // position compared without wrapping reads stale records (the floor throws "reply out of order") or
 // finds the ring full forever (no pipelined rate).
 for (const layout of ['headtail', 'commit']) {
-  test(`the Node shared-memory floor (${layout}) echoes in order across the position wrap`, () => {
+  test(`the Node shared-memory floor (${layout}) echoes in order across the position wrap, with and without a promise per call`, () => {
     const r = spawnSync(process.execPath, [floor, layout, '0.3'], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
-    const out = JSON.parse(r.stdout.trim()) as { medianNs: number; seqPerSec: number; pipelinedPerSec: number };
-    assert.ok(out.medianNs > 0 && Number.isFinite(out.medianNs), r.stdout);
-    assert.ok(out.seqPerSec > 1000, r.stdout);
-    assert.ok(out.pipelinedPerSec > 1000, r.stdout);
+    const out = JSON.parse(r.stdout.trim()) as Record<string, number>;
+    for (const k of ['medianNs', 'awaitMedianNs'])
+      assert.ok((out[k] as number) > 0 && Number.isFinite(out[k]), `${k}: ${r.stdout}`);
+    for (const k of ['seqPerSec', 'pipelinedPerSec', 'awaitSeqPerSec', 'awaitPipelinedPerSec'])
+      assert.ok((out[k] as number) > 1000, `${k}: ${r.stdout}`);
   });
 }
