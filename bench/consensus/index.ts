@@ -75,11 +75,10 @@ function spawnReady(cmd: string, argv: string[], env: NodeJS.ProcessEnv, ready: 
     let started = false;
     const on = (d: Buffer) => {
       log?.write(d);
-      if (started) return;
-      out += d;
-      if (ready.test(out)) {
+      // Only the tail is kept once started: a long run's output is not held in memory.
+      out = started ? (out + d).slice(-2000) : out + d;
+      if (!started && ready.test(out)) {
         started = true;
-        out = '';
         clearTimeout(timer);
         resolve(child);
       }
