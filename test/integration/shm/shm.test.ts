@@ -21,6 +21,14 @@ interface Proc {
   next(): Promise<Record<string, unknown>>;
 }
 
+/** The first directory on the way to `path` that other users may not search, if any. */
+function closedToOthers(path: string): string | undefined {
+  for (let d = path; ; d = dirname(d)) {
+    if ((statSync(d).mode & 0o001) === 0) return d;
+    if (dirname(d) === d) return undefined;
+  }
+}
+
 function home(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'cell-shm-it-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -225,8 +233,10 @@ test('a peer of another uid is refused by the server (SO_PEERCRED)', async (t) =
     t.skip('needs root to start a process as another user');
     return;
   }
-  if ((statSync(tmpdir()).mode & 0o001) === 0) {
-    t.skip(`the other uid cannot reach ${tmpdir()} (mode ${(statSync(tmpdir()).mode & 0o777).toString(8)})`);
+  // The other uid must reach the test's directory (under tmpdir) and its fixtures (in the checkout).
+  const closed = closedToOthers(tmpdir()) ?? closedToOthers(fixtures);
+  if (closed !== undefined) {
+    t.skip(`the other uid cannot reach ${closed} (mode ${(statSync(closed).mode & 0o777).toString(8)})`);
     return;
   }
   const dir = home(t);
