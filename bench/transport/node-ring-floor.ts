@@ -149,7 +149,23 @@ function serve(sab: SharedArrayBuffer, layout: Layout): void {
   }
 }
 
-function sequential(tx: Ring, rx: Ring, seconds: number): { medianNs: number; p99Ns: number; perSec: number } {
+interface Latency {
+  medianNs: number;
+  p99Ns: number;
+  perSec: number;
+}
+
+/** Median and p99 of the timed calls (ms), and the rate of all calls over `elapsed` ms. */
+function latency(samples: number[], calls: number, elapsed: number): Latency {
+  samples.sort((a, b) => a - b);
+  return {
+    medianNs: (samples[samples.length >> 1] as number) * 1e6,
+    p99Ns: (samples[Math.floor(samples.length * 0.99)] as number) * 1e6,
+    perSec: calls / (elapsed / 1000),
+  };
+}
+
+function sequential(tx: Ring, rx: Ring, seconds: number): Latency {
   const w = tx.w;
   const call = (i: number): void => {
     tx.put(i, i, 2, 3, 4, false);
@@ -175,12 +191,7 @@ function sequential(tx: Ring, rx: Ring, seconds: number): { medianNs: number; p9
     if (performance.now() >= end) break;
   }
   const elapsed = performance.now() - start;
-  samples.sort((a, b) => a - b);
-  return {
-    medianNs: (samples[samples.length >> 1] as number) * 1e6,
-    p99Ns: (samples[Math.floor(samples.length * 0.99)] as number) * 1e6,
-    perSec: calls / (elapsed / 1000),
-  };
+  return latency(samples, calls, elapsed);
 }
 
 function pipelined(tx: Ring, rx: Ring, seconds: number): number {
@@ -229,12 +240,7 @@ function pipelined(tx: Ring, rx: Ring, seconds: number): number {
  * microtask, queued again while calls are out, so resolved callers run before its next look) takes
  * the replies and resolves their callers. One call in 8 is timed, as in sequential().
  */
-async function awaited(
-  tx: Ring,
-  rx: Ring,
-  workers: number,
-  ms: number,
-): Promise<{ medianNs: number; p99Ns: number; perSec: number }> {
+async function awaited(tx: Ring, rx: Ring, workers: number, ms: number): Promise<Latency> {
   const w = tx.w;
   const waiting: ((id: number) => void)[] = [];
   let out = 0;
@@ -290,12 +296,7 @@ async function awaited(
   };
   await Promise.all(Array.from({ length: workers }, (_, slot) => worker(slot)));
   const elapsed = stoppedAt - start;
-  samples.sort((a, b) => a - b);
-  return {
-    medianNs: (samples[samples.length >> 1] as number) * 1e6,
-    p99Ns: (samples[Math.floor(samples.length * 0.99)] as number) * 1e6,
-    perSec: calls / (elapsed / 1000),
-  };
+  return latency(samples, calls, elapsed);
 }
 
 async function main(): Promise<void> {
@@ -325,10 +326,10 @@ async function main(): Promise<void> {
   addon.closeFd(fd);
   const exited = new Promise((r) => child.once('exit', r));
   const { tx, rx } = rings(sab, layout, false);
-  let seq: ReturnType<typeof sequential>;
+  let seq: Latency;
   let pipe: number;
-  let seqAwait: Awaited<ReturnType<typeof awaited>>;
-  let pipeAwait: Awaited<ReturnType<typeof awaited>>;
+  let seqAwait: Latency;
+  let pipeAwait: Latency;
   try {
     seq = sequential(tx, rx, seconds);
     pipe = pipelined(tx, rx, seconds);
