@@ -29,6 +29,8 @@ import { StreamFrameSink } from '../frame/writer.js';
 import { verifyAttestation } from '../identity/index.js';
 import type { MethodDef, ServiceDef } from '../service/types.js';
 import { FrameControl, onUpgradeAnswer, type StreamSink, upgradeClient } from '../shm/wire.js';
+import { BatchCall, OWN_TIMER, PendingCall, PendingTable, UNSTAMPED } from './pending.js';
+import { SendWindow } from './window.js';
 
 /** An error the cell's handler raised (or the cell reported for one call), carried back to the caller. */
 export class RemoteError extends CellError {
@@ -55,155 +57,6 @@ function remoteError(e: ErrorPayload, cell: string, method: string | undefined, 
     fix: e.fix,
     details,
   });
-}
-
-/**
- * The deadline of a call on the connection's default timeout until the first sweep after it was made
- * stamps it (see expireDue). A call has no clock read of its own: Date.now() on every call is
- * measurable at millions of calls per second, and the default 30 s timeout needs no millisecond
- * precision. A clock kept between sweeps instead would be as old as the last sweep of any connection:
- * after a spell with no connection open, or with the event loop blocked, a new call's deadline would
- * already have passed and the next sweep would fail it with E_TIMEOUT before its reply was read.
- */
-const UNSTAMPED = 0;
-/** The deadline of a call with a timer of its own (an explicit `timeoutMs`): the sweep ignores it. */
-const OWN_TIMER = Number.POSITIVE_INFINITY;
-
-export class PendingCall {
-  readonly id: number;
-  readonly def: MethodDef | null;
-  readonly resolve: (v: unknown) => void;
-  readonly reject: (e: unknown) => void;
-  /** UNSTAMPED, OWN_TIMER, or the Date.now() after which the sweep fails the call with E_TIMEOUT. */
-  deadline: number;
-  /** The call is one item of a `many` batch (its reply goes into the batch's array at `index`). */
-  readonly batch: BatchCall | null;
-  readonly index: number;
-  timer: NodeJS.Timeout | null = null;
-  signal: AbortSignal | null = null;
-  onAbort: (() => void) | null = null;
-
-  constructor(
-    id: number,
-    def: MethodDef | null,
-    resolve: (v: unknown) => void,
-    reject: (e: unknown) => void,
-    deadline: number,
-    batch: BatchCall | null,
-    index: number,
-  ) {
-    this.id = id;
-    this.def = def;
-    this.resolve = resolve;
-    this.reject = reject;
-    this.deadline = deadline;
-    this.batch = batch;
-    this.index = index;
-  }
-}
-
-/**
- * The shared state of one `many` call: one promise for a run of requests that each travel and run
- * as their own call. Replies land in `results` by index; the first failure settles the batch, and
- * replies still to come are dropped.
- */
-export class BatchCall {
-  readonly results: unknown[];
-  readonly items: PendingCall[];
-  left: number;
-  settled = false;
-  timer: NodeJS.Timeout | null = null;
-  signal: AbortSignal | null = null;
-  onAbort: (() => void) | null = null;
-  private readonly resolveAll: (v: unknown) => void;
-  private readonly rejectAll: (e: unknown) => void;
-  /** Given to every item as its `reject`: settles the batch once. */
-  readonly fail = (err: unknown): void => {
-    if (this.settled) return;
-    this.settled = true;
-    this.cleanup();
-    this.rejectAll(err);
-  };
-
-  constructor(n: number, resolve: (v: unknown) => void, reject: (e: unknown) => void) {
-    this.results = new Array(n);
-    this.items = new Array(n);
-    this.left = n;
-    this.resolveAll = resolve;
-    this.rejectAll = reject;
-  }
-
-  deliver(index: number, value: unknown): void {
-    if (this.settled) return;
-    this.results[index] = value;
-    if (--this.left === 0) {
-      this.settled = true;
-      this.cleanup();
-      this.resolveAll(this.results);
-    }
-  }
-
-  private cleanup(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
-    if (this.signal !== null && this.onAbort !== null) this.signal.removeEventListener('abort', this.onAbort);
-  }
-}
-
-/**
- * Calls in flight, indexed by `id & mask`. Ids are handed out sequentially and the table is kept at
- * most half full, so the next id's slot is almost always free; an id whose slot is still held by an old
- * call (a long poll among a stream of short calls) is skipped rather than growing the table. Cheaper
- * than a Map under heavy churn, and lookups of a late reply just miss.
- */
-export class PendingTable {
-  private slots: Array<PendingCall | undefined> = new Array(64).fill(undefined);
-  /** Slots in the table (for diagnostics and tests). */
-  get capacity(): number {
-    return this.slots.length;
-  }
-  private mask = 63;
-  size = 0;
-
-  get(id: number): PendingCall | undefined {
-    const p = this.slots[id & this.mask];
-    return p !== undefined && p.id === id ? p : undefined;
-  }
-
-  /** The first id at or after `id` (skipping 0) whose slot is free. */
-  claim(id: number): number {
-    if (this.size * 2 >= this.slots.length) this.grow();
-    let i = id;
-    while (this.slots[i & this.mask] !== undefined) i = i === 0xffffffff ? 1 : i + 1;
-    return i;
-  }
-
-  /** Stores a call whose id came from claim(). */
-  set(p: PendingCall): void {
-    this.slots[p.id & this.mask] = p;
-    this.size++;
-  }
-
-  delete(p: PendingCall): void {
-    const i = p.id & this.mask;
-    if (this.slots[i] === p) {
-      this.slots[i] = undefined;
-      this.size--;
-    }
-  }
-
-  /** A snapshot of the pending calls (unordered). */
-  list(): PendingCall[] {
-    const out: PendingCall[] = [];
-    for (const p of this.slots) if (p !== undefined) out.push(p);
-    return out;
-  }
-
-  private grow(): void {
-    const old = this.slots;
-    this.slots = new Array(old.length * 2).fill(undefined);
-    this.mask = this.slots.length - 1;
-    for (const p of old) if (p !== undefined) this.slots[p.id & this.mask] = p;
-  }
 }
 
 // One shared executor: avoids allocating a closure per call just to capture resolve/reject.
@@ -296,6 +149,8 @@ export class ClientConnection implements FrameReceiver {
   private readonly challenge: Buffer | null;
   private readonly decoder: FrameDecoder;
   private readonly pending = new PendingTable();
+  /** Holds requests past the cell's in-flight limit until answers make room. */
+  private readonly window = new SendWindow();
   private nextId = 1;
   private state = HANDSHAKE;
   private serverMaxFrame = DEFAULT_MAX_FRAME;
@@ -418,8 +273,8 @@ export class ClientConnection implements FrameReceiver {
           { cell: this.cell, fix: 'split the payload into smaller calls or raise maxFrameSize on the cell.' },
         );
       }
-      id = this.pending.claim(this.nextId);
-      this.nextId = id === 0xffffffff ? 1 : id + 1;
+      id = this.claimId();
+      if (this.window.full) return this.track(def, id, options, this.encodeHeld(def, input, size, id));
       const sink = this.sink;
       const o = sink.reserve(HEADER_SIZE + size);
       const end = enc.encodeInto(input, sink.buf, writeHeader(sink.buf, o, size, FrameType.REQUEST, def.id, id));
@@ -427,6 +282,7 @@ export class ClientConnection implements FrameReceiver {
       // before this process next looks for replies. A lone call goes out at once.
       if (this.pending.size > 0 && sink.commitSoon !== undefined) sink.commitSoon(end);
       else sink.commit(end);
+      this.window.sent();
     } catch (err) {
       return Promise.reject(err);
     }
@@ -483,11 +339,14 @@ export class ClientConnection implements FrameReceiver {
     try {
       for (; i < n; i++) {
         const size = sizes[i] as number;
-        const id = pending.claim(this.nextId);
-        this.nextId = id === 0xffffffff ? 1 : id + 1;
-        const o = sink.reserve(HEADER_SIZE + size);
-        sink.commit(enc.encodeInto(inputs[i], sink.buf, writeHeader(sink.buf, o, size, FrameType.REQUEST, def.id, id)));
+        const id = this.claimId();
         const p = new PendingCall(id, def, noop, batch.fail, deadline, batch, i);
+        if (this.window.full) this.window.hold(p, this.encodeHeld(def, inputs[i], size, id));
+        else {
+          const o = sink.reserve(HEADER_SIZE + size);
+          sink.commit(enc.encodeInto(inputs[i], sink.buf, writeHeader(sink.buf, o, size, FrameType.REQUEST, def.id, id)));
+          this.window.sent();
+        }
         pending.set(p);
         batch.items[i] = p;
       }
@@ -517,8 +376,7 @@ export class ClientConnection implements FrameReceiver {
     if (batch.settled) return;
     for (const p of batch.items) {
       if (p === undefined || this.pending.get(p.id) !== p) continue;
-      this.forget(p);
-      this.cancel(p.id);
+      this.giveUp(p);
     }
     batch.fail(err);
   }
@@ -531,13 +389,33 @@ export class ClientConnection implements FrameReceiver {
   /** Calls a built-in method (genome, health, metrics); the reply is JSON. */
   callBuiltin(method: number, options?: CallOptions): Promise<unknown> {
     if (this.state !== OPEN) return Promise.reject(this.notOpen());
-    const id = this.pending.claim(this.nextId);
-    this.nextId = id === 0xffffffff ? 1 : id + 1;
+    // Built-in methods are answered at once and never shed, so they pass the in-flight window.
+    const id = this.claimId();
     this.sink.writeFrame(encodeFrame(FrameType.REQUEST, method, id));
     return this.track(null, id, options);
   }
 
-  private track(def: MethodDef | null, id: number, options: CallOptions | undefined): Promise<unknown> {
+  /** A request past the in-flight limit, encoded into a buffer of its own to wait in the window. */
+  private encodeHeld(def: MethodDef, input: unknown, size: number, id: number): Buffer {
+    const frame = Buffer.allocUnsafe(HEADER_SIZE + size);
+    def.input.encodeInto(input, frame, writeHeader(frame, 0, size, FrameType.REQUEST, def.id, id));
+    return frame;
+  }
+
+  /** The next request id: free in the pending table and not still owed an answer for an abandoned call. */
+  private claimId(): number {
+    let id = this.pending.claim(this.nextId);
+    while (this.window.inUse(id)) id = this.pending.claim(id === 0xffffffff ? 1 : id + 1);
+    this.nextId = id === 0xffffffff ? 1 : id + 1;
+    return id;
+  }
+
+  private track(
+    def: MethodDef | null,
+    id: number,
+    options: CallOptions | undefined,
+    held: Buffer | null = null,
+  ): Promise<unknown> {
     if (this.pending.size === 0) this.ref();
     const timeoutMs = options?.timeoutMs;
     const signal = options?.signal;
@@ -552,6 +430,7 @@ export class ClientConnection implements FrameReceiver {
       0,
     );
     this.pending.set(p);
+    if (held !== null) this.window.hold(p, held);
     if (timeoutMs !== undefined) {
       p.timer = setTimeout(() => this.expire(p, timeoutMs), timeoutMs);
     }
@@ -559,8 +438,7 @@ export class ClientConnection implements FrameReceiver {
       p.signal = signal;
       p.onAbort = () => {
         if (this.pending.get(id) !== p) return;
-        this.forget(p);
-        this.cancel(id);
+        this.giveUp(p);
         p.reject(aborted(this.cell, def === null ? 'built-in' : def.name));
       };
       signal.addEventListener('abort', p.onAbort, { once: true });
@@ -587,13 +465,46 @@ export class ClientConnection implements FrameReceiver {
   private expire(p: PendingCall, timeoutMs: number): void {
     const id = p.id;
     if (this.pending.get(id) !== p) return;
-    this.forget(p);
-    this.cancel(id);
-    p.reject(timeoutError(this.cell, p.def === null ? 'built-in method' : `'${p.def.name}'`, timeoutMs, id));
+    const name = p.def === null ? 'built-in method' : `'${p.def.name}'`;
+    if (p.frame !== null) {
+      this.giveUp(p);
+      p.reject(
+        new CellError('E_TIMEOUT', `call to ${name} was not sent within ${timeoutMs} ms: ${this.window.describe()}.`, {
+          cell: this.cell,
+          fix: 'lower the caller’s concurrency, raise maxInFlight on the Membrane, or raise timeoutMs; the call did not run.',
+          details: { requestId: id, timeoutMs, sent: false },
+        }),
+      );
+      return;
+    }
+    this.giveUp(p);
+    p.reject(timeoutError(this.cell, name, timeoutMs, id));
   }
 
-  private cancel(id: number): void {
-    if (this.state === OPEN || this.state === DRAINING) this.sink.writeFrame(encodeFrame(FrameType.CANCEL, 0, id));
+  /**
+   * The caller stopped waiting for `p`: a request still waiting in the window is dropped unsent; one on
+   * the wire is cancelled and keeps its place in the window until the cell answers it.
+   */
+  private giveUp(p: PendingCall): void {
+    this.forget(p);
+    if (p.frame !== null) {
+      p.frame = null;
+      return;
+    }
+    if (this.state !== OPEN && this.state !== DRAINING) return;
+    this.sink.writeFrame(encodeFrame(FrameType.CANCEL, 0, p.id));
+    if (p.def !== null) this.window.abandon(p.id);
+  }
+
+  /** Writes waiting requests while the window has room (an answer just made some). */
+  private pump(): void {
+    const sink = this.sink;
+    for (let frame = this.window.take(); frame !== undefined; frame = this.window.take()) {
+      const o = sink.reserve(frame.length);
+      sink.buf.set(frame, o);
+      if (sink.commitSoon !== undefined) sink.commitSoon(o + frame.length);
+      else sink.commit(o + frame.length);
+    }
   }
 
   private forget(p: PendingCall): void {
@@ -614,8 +525,12 @@ export class ClientConnection implements FrameReceiver {
   ): void {
     if (type === FrameType.REPLY) {
       const p = this.pending.get(requestId);
-      if (p === undefined) return; // timed out or aborted earlier: the late reply is dropped
+      if (p === undefined || p.frame !== null) {
+        this.unmatched(requestId);
+        return;
+      }
       this.pending.delete(p);
+      if (p.def !== null && this.window.answered()) this.pump();
       if (p.timer !== null) clearTimeout(p.timer);
       if (p.onAbort !== null) p.signal!.removeEventListener('abort', p.onAbort);
       let value: unknown;
@@ -635,6 +550,14 @@ export class ClientConnection implements FrameReceiver {
       return;
     }
     this.slowFrame(type, method, requestId, bytes, start, end);
+  }
+
+  /**
+   * An answer for no call waiting on the wire: a call the caller gave up on (its late answer frees its
+   * place in the window; the answer itself is dropped), or an id never sent, which is ignored.
+   */
+  private unmatched(requestId: number): void {
+    if (this.window.lateAnswer(requestId)) this.pump();
   }
 
   /** The cell wrote garbage into its ring: fail the connection with the reason. */
@@ -660,8 +583,12 @@ export class ClientConnection implements FrameReceiver {
         return;
       }
       const p = this.pending.get(requestId);
-      if (p === undefined) return;
+      if (p === undefined || p.frame !== null) {
+        this.unmatched(requestId);
+        return;
+      }
       this.forget(p);
+      if (p.def !== null && this.window.answered()) this.pump();
       const what = p.def === null ? `built-in 0x${method.toString(16)}` : p.def.name;
       if (p.batch === null) p.reject(remoteError(e, this.cell, what));
       else p.reject(remoteError(e, this.cell, what, { ...e.details, index: p.index }));
@@ -696,6 +623,7 @@ export class ClientConnection implements FrameReceiver {
       return;
     }
     this.server = h;
+    this.window.setLimit(h.maxInFlight);
     const o = this.options;
     if (h.version !== PROTOCOL_VERSION) {
       this.fail(
@@ -820,11 +748,23 @@ export class ClientConnection implements FrameReceiver {
               cause: reason,
             })
           : reason;
+      let unsent: CellError | null = null;
       for (const p of this.pending.list()) {
         this.pending.delete(p);
         if (p.timer !== null) clearTimeout(p.timer);
         if (p.onAbort !== null) p.signal!.removeEventListener('abort', p.onAbort);
-        p.reject(err);
+        if (p.frame === null) {
+          p.reject(err);
+          continue;
+        }
+        p.frame = null;
+        unsent ??= new CellError('E_CONNECTION_LOST', 'the connection closed before this call was sent.', {
+          cell: this.cell,
+          fix: 'the call did not run (it waited for room under the cell’s in-flight limit); it is safe to retry.',
+          details: { sent: false },
+          cause: reason,
+        });
+        p.reject(unsent);
       }
     }
     if (this.onClose !== null) this.onClose(this);

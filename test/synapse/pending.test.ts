@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { PendingCall, PendingTable } from '../../src/synapse/connection.js';
+import { PendingCall, PendingTable } from '../../src/synapse/pending.js';
 
 const noop = () => {};
 

@@ -324,18 +324,43 @@ describe('wire: lifecycle', () => {
     assert.deepEqual(await ex.echo({ id: 4, delay: 0 }), { id: 4 });
   });
 
-  test('load shedding: in-flight and connection limits answer E_OVERLOADED', async () => {
+  test('in-flight limit: a Synapse keeps within it and every call runs; a client past it is shed with E_OVERLOADED', async () => {
     for (const c of cells) await stopCell(c);
     await start({ ECHO_MAX_IN_FLIGHT: '4', ECHO_MAX_CONNECTIONS: '2' });
     const a = await Synapse.grow(EchoService);
     clients.push(a);
-    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => a.slow({ id: 100 + i })));
-    const ok = results.filter((r) => r.status === 'fulfilled').length;
-    const shed = results.filter(
-      (r) => r.status === 'rejected' && isCellError(r.reason) && r.reason.code === 'E_OVERLOADED',
-    ).length;
-    assert.equal(ok, 4);
-    assert.equal(shed, 6);
+    // 40 calls at once where the cell takes 4: the rest wait in the caller, unsent, and go out as answers come.
+    const ids = Array.from({ length: 40 }, (_, i) => 20 + (i % 7));
+    assert.deepEqual(await Promise.all(ids.map((id) => a.slow({ id }))), ids.map((id) => ({ id })));
+    const seen = (await a.$metrics()) as { shed: number; requests: number };
+    assert.equal(seen.shed, 0);
+    // A call that waits past its timeout fails unsent: it never reaches the cell.
+    const full = [0, 1, 2, 3].map(() => a.slow({ id: 300 }));
+    const late = await rejectsWith(a.slow({ id: 5 }, { timeoutMs: 50 }), 'E_TIMEOUT');
+    assert.match(late.message, /was not sent within 50 ms: the cell allows 4 calls in flight/);
+    assert.deepEqual(late.details, { requestId: late.details?.requestId, timeoutMs: 50, sent: false });
+    assert.deepEqual(await Promise.all(full), full.map(() => ({ id: 300 })));
+    // Calls given up on after they were sent hold the cell until it answers them (echo ignores its
+    // signal): the next four wait for those answers instead of being shed.
+    const gone = new AbortController();
+    const abandoned = [0, 1, 2, 3].map(() => a.echo({ id: 1, delay: 300 }, { signal: gone.signal }).catch(String));
+    gone.abort();
+    await Promise.all(abandoned);
+    assert.deepEqual(await Promise.all([1, 2, 3, 4].map((id) => a.slow({ id }))), [1, 2, 3, 4].map((id) => ({ id })));
+    const after = (await a.$metrics()) as { shed: number; requests: number };
+    assert.equal(after.shed, 0);
+    // 4 + 4 abandoned + 4, and the metrics call; not the one that timed out unsent.
+    assert.equal(after.requests - seen.requests, 13);
+    // A client that ignores the limit the WELCOME names is shed: the calls past it do not run.
+    const raw = await RawClient.connect(join(dir, 'echo', 'echo.sock'));
+    raw.hello(EchoService.fingerprint);
+    await raw.until(() => raw.frames.some((f) => f.type === FrameType.WELCOME));
+    for (let i = 1; i <= 10; i++) raw.request(EchoService.methods.slow.id, i, Id.encode({ id: 200 }));
+    await raw.until(() => raw.frames.filter((f) => f.type !== FrameType.WELCOME).length === 10);
+    const shed = [...Array(10).keys()].filter((i) => raw.errorOf(i + 1)?.code === 'E_OVERLOADED');
+    assert.equal(shed.length, 6);
+    raw.socket.destroy();
+    // The connection limit (2) is held by the Synapse and, until it closed, the raw client.
     const b = await Synapse.grow(EchoService);
     clients.push(b);
     await rejectsWith(Synapse.grow(EchoService, { waitMs: 100 }), 'E_OVERLOADED');
