@@ -344,7 +344,9 @@ export class ClientConnection implements FrameReceiver {
         if (this.window.full) this.window.hold(p, this.encodeHeld(def, inputs[i], size, id));
         else {
           const o = sink.reserve(HEADER_SIZE + size);
-          sink.commit(enc.encodeInto(inputs[i], sink.buf, writeHeader(sink.buf, o, size, FrameType.REQUEST, def.id, id)));
+          sink.commit(
+            enc.encodeInto(inputs[i], sink.buf, writeHeader(sink.buf, o, size, FrameType.REQUEST, def.id, id)),
+          );
           this.window.sent();
         }
         pending.set(p);

@@ -153,4 +153,3 @@ export class PendingTable {
     for (const p of old) if (p !== undefined) this.slots[p.id & this.mask] = p;
   }
 }
-

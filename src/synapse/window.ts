@@ -52,7 +52,8 @@ export class SendWindow {
 
   /** The caller gave up on written request `id`: it counts until the cell answers it. */
   abandon(id: number): void {
-    (this.abandoned ??= new Set()).add(id);
+    if (this.abandoned === null) this.abandoned = new Set();
+    this.abandoned.add(id);
   }
 
   /** An answer for no pending call: true when it frees the place of an abandoned request. */
@@ -64,7 +65,7 @@ export class SendWindow {
 
   /** Whether `id` still names an abandoned request (a new call must not reuse it yet). */
   inUse(id: number): boolean {
-    return this.abandoned !== null && this.abandoned.has(id);
+    return this.abandoned?.has(id) === true;
   }
 
   /** The next waiting request that may go out now (counted as written), or undefined. */

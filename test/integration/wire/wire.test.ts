@@ -331,7 +331,10 @@ describe('wire: lifecycle', () => {
     clients.push(a);
     // 40 calls at once where the cell takes 4: the rest wait in the caller, unsent, and go out as answers come.
     const ids = Array.from({ length: 40 }, (_, i) => 20 + (i % 7));
-    assert.deepEqual(await Promise.all(ids.map((id) => a.slow({ id }))), ids.map((id) => ({ id })));
+    assert.deepEqual(
+      await Promise.all(ids.map((id) => a.slow({ id }))),
+      ids.map((id) => ({ id })),
+    );
     const seen = (await a.$metrics()) as { shed: number; requests: number };
     assert.equal(seen.shed, 0);
     // A call that waits past its timeout fails unsent: it never reaches the cell.
@@ -339,14 +342,20 @@ describe('wire: lifecycle', () => {
     const late = await rejectsWith(a.slow({ id: 5 }, { timeoutMs: 50 }), 'E_TIMEOUT');
     assert.match(late.message, /was not sent within 50 ms: the cell allows 4 calls in flight/);
     assert.deepEqual(late.details, { requestId: late.details?.requestId, timeoutMs: 50, sent: false });
-    assert.deepEqual(await Promise.all(full), full.map(() => ({ id: 300 })));
+    assert.deepEqual(
+      await Promise.all(full),
+      full.map(() => ({ id: 300 })),
+    );
     // Calls given up on after they were sent hold the cell until it answers them (echo ignores its
     // signal): the next four wait for those answers instead of being shed.
     const gone = new AbortController();
     const abandoned = [0, 1, 2, 3].map(() => a.echo({ id: 1, delay: 300 }, { signal: gone.signal }).catch(String));
     gone.abort();
     await Promise.all(abandoned);
-    assert.deepEqual(await Promise.all([1, 2, 3, 4].map((id) => a.slow({ id }))), [1, 2, 3, 4].map((id) => ({ id })));
+    assert.deepEqual(
+      await Promise.all([1, 2, 3, 4].map((id) => a.slow({ id }))),
+      [1, 2, 3, 4].map((id) => ({ id })),
+    );
     const after = (await a.$metrics()) as { shed: number; requests: number };
     assert.equal(after.shed, 0);
     // 4 + 4 abandoned + 4, and the metrics call; not the one that timed out unsent.
