@@ -52,6 +52,8 @@ export class SendWindow {
 
   /** The caller gave up on written request `id`: it counts until the cell answers it. */
   abandon(id: number): void {
+    // Without a limit nothing waits for the place, and a cell that never answers must not grow the set.
+    if (this.limit === Number.POSITIVE_INFINITY) return;
     if (this.abandoned === null) this.abandoned = new Set();
     this.abandoned.add(id);
   }

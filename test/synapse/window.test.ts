@@ -59,6 +59,9 @@ test('no limit until the WELCOME names one; 0 there means none', () => {
   assert.equal(w.full, false);
   w.setLimit(0);
   assert.equal(w.full, false);
+  // Nothing waits for an abandoned request's place, so none is tracked (a cell that never answers).
+  w.abandon(5);
+  assert.equal(w.inUse(5), false);
   w.setLimit(100_000);
   assert.equal(w.full, true);
 });
